@@ -1,0 +1,320 @@
+//! Key sets: `kid` -> verifying key, each key bound to the one algorithm its set allows.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use x509_cert::der::DecodePem as _;
+
+/// The signature algorithm a key set is bound to. A token's header `alg` must equal it; nothing else is tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyAlgorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256: Google OIDC ID tokens.
+    Rs256,
+    /// ECDSA P-256 with SHA-256, JOSE `r||s` signatures: Identity-Aware Proxy assertions.
+    Es256,
+}
+
+impl KeyAlgorithm {
+    /// The JOSE name (`RS256`, `ES256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rs256 => "RS256",
+            Self::Es256 => "ES256",
+        }
+    }
+
+    fn verification(self) -> &'static dyn signature::VerificationAlgorithm {
+        match self {
+            Self::Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+            Self::Es256 => &signature::ECDSA_P256_SHA256_FIXED,
+        }
+    }
+}
+
+impl fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The four key documents Google publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyFormat {
+    /// `https://www.googleapis.com/oauth2/v3/certs`: a JWKS of RSA keys (`kty: RSA`, `n`, `e`). RS256.
+    OidcJwks,
+    /// `https://www.googleapis.com/oauth2/v1/certs`: `{kid: "-----BEGIN CERTIFICATE-----..."}`, X.509
+    /// certificates whose subject key is RSA. RS256.
+    OidcPemCertificates,
+    /// `https://www.gstatic.com/iap/verify/public_key-jwk`: a JWKS of EC P-256 keys. ES256.
+    IapJwks,
+    /// `https://www.gstatic.com/iap/verify/public_key`: `{kid: "-----BEGIN PUBLIC KEY-----..."}`, SPKI P-256
+    /// keys. ES256.
+    IapPem,
+}
+
+impl KeyFormat {
+    /// The algorithm every key in a document of this format is bound to.
+    pub fn algorithm(self) -> KeyAlgorithm {
+        match self {
+            Self::OidcJwks | Self::OidcPemCertificates => KeyAlgorithm::Rs256,
+            Self::IapJwks | Self::IapPem => KeyAlgorithm::Es256,
+        }
+    }
+}
+
+/// One public key, parsed once, bound to its algorithm.
+pub struct VerifyingKey {
+    kid: Arc<str>,
+    algorithm: KeyAlgorithm,
+    key: ParsedPublicKey,
+}
+
+impl VerifyingKey {
+    /// The key ID.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The algorithm this key verifies.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    /// Checks `signature` over `message` (for a JWT: `header.payload`, and the decoded third segment).
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.key.verify_sig(message, signature).is_ok()
+    }
+
+    fn from_der(kid: &str, algorithm: KeyAlgorithm, der: &[u8]) -> Result<Self, KeySetError> {
+        let key = ParsedPublicKey::new(algorithm.verification(), der)
+            .map_err(|_| KeySetError::InvalidKey { kid: truncate(kid) })?;
+        Ok(Self { kid: Arc::from(kid), algorithm, key })
+    }
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyingKey").field("kid", &self.kid).field("algorithm", &self.algorithm).finish()
+    }
+}
+
+/// A set of verifying keys, all bound to one algorithm, looked up by `kid`.
+///
+/// ```
+/// use idgate_core::keys::{KeyAlgorithm, KeyFormat, KeySet};
+///
+/// // An IAP-style JWKS (EC P-256), as served by https://www.gstatic.com/iap/verify/public_key-jwk.
+/// let jwks = br#"{"keys":[{"alg":"ES256","crv":"P-256","kid":"abc","kty":"EC","use":"sig",
+///   "x":"ZJdO2kSM3zP1tSp1zg-GvcoOl6ZMu4Rlf2jxdFdhlao","y":"J1fVjQ1zq4ODOLFEiwBo5FcFR1ypLl6yDbTGjEIuIDU"}]}"#;
+/// let set = KeySet::parse(KeyFormat::IapJwks, jwks).unwrap();
+/// assert_eq!(set.algorithm(), KeyAlgorithm::Es256);
+/// assert!(set.get("abc").is_some());
+/// assert!(set.get("other").is_none());
+/// ```
+#[derive(Clone)]
+pub struct KeySet {
+    algorithm: KeyAlgorithm,
+    keys: HashMap<Arc<str>, Arc<VerifyingKey>>,
+}
+
+/// Why a key document could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeySetError {
+    /// The document is not JSON of the expected shape.
+    #[error("key document is not valid JSON of the expected shape: {0}")]
+    Json(String),
+    /// The document parsed but held no usable key for the set's algorithm.
+    #[error("key document holds no usable {0} key")]
+    NoUsableKeys(KeyAlgorithm),
+    /// A key's material could not be parsed (named by a possibly truncated `kid`).
+    #[error("key {kid:?} could not be parsed")]
+    InvalidKey {
+        /// The key's ID, truncated to 64 characters.
+        kid: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct Jwks {
+    keys: Vec<serde_json::Value>,
+}
+
+/// The JWK members idgate reads. Anything else in a key is ignored, as JWKS consumers must.
+#[derive(Deserialize)]
+struct Jwk {
+    kid: Option<String>,
+    kty: Option<String>,
+    alg: Option<String>,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    crv: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+}
+
+impl KeySet {
+    /// Parses one of Google's key documents.
+    ///
+    /// Keys that do not fit the format's algorithm (an EC key in the OIDC set, a key with another `alg`, a key
+    /// for encryption) are skipped, not trusted; a document with no usable key at all is an error, so a broken
+    /// response never replaces a good set.
+    ///
+    /// # Errors
+    ///
+    /// [`KeySetError`] when the document is not of the format's shape, a key cannot be parsed, or no key is usable.
+    pub fn parse(format: KeyFormat, document: &[u8]) -> Result<Self, KeySetError> {
+        let algorithm = format.algorithm();
+        let mut keys = HashMap::new();
+        match format {
+            KeyFormat::OidcJwks | KeyFormat::IapJwks => {
+                let jwks: Jwks = serde_json::from_slice(document).map_err(|e| KeySetError::Json(e.to_string()))?;
+                for value in jwks.keys {
+                    // One odd key (an unknown `kty`, a wrong member type) must not poison the others.
+                    let Ok(jwk) = serde_json::from_value::<Jwk>(value) else { continue };
+                    if let Some(key) = jwk_to_key(&jwk, algorithm)? {
+                        keys.insert(key.kid.clone(), Arc::new(key));
+                    }
+                }
+            }
+            KeyFormat::OidcPemCertificates | KeyFormat::IapPem => {
+                let map: HashMap<String, String> =
+                    serde_json::from_slice(document).map_err(|e| KeySetError::Json(e.to_string()))?;
+                for (kid, pem) in map {
+                    let der = match format {
+                        KeyFormat::OidcPemCertificates => certificate_rsa_spki(&kid, &pem)?,
+                        _ => ec_spki_point(&kid, &pem)?,
+                    };
+                    let key = VerifyingKey::from_der(&kid, algorithm, &der)?;
+                    keys.insert(key.kid.clone(), Arc::new(key));
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Err(KeySetError::NoUsableKeys(algorithm));
+        }
+        Ok(Self { algorithm, keys })
+    }
+
+    /// The algorithm every key in this set is bound to.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    /// The key with this `kid`, if the set has one.
+    pub fn get(&self, kid: &str) -> Option<&Arc<VerifyingKey>> {
+        self.keys.get(kid)
+    }
+
+    /// The key IDs in this set, in no particular order.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(|k| &**k)
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when the set holds no key (never the case for a set returned by [`KeySet::parse`]).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut kids: Vec<&str> = self.kids().collect();
+        kids.sort_unstable();
+        f.debug_struct("KeySet").field("algorithm", &self.algorithm).field("kids", &kids).finish()
+    }
+}
+
+fn jwk_to_key(jwk: &Jwk, algorithm: KeyAlgorithm) -> Result<Option<VerifyingKey>, KeySetError> {
+    let Some(kid) = jwk.kid.as_deref() else { return Ok(None) };
+    if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+        return Ok(None);
+    }
+    if jwk.alg.as_deref().is_some_and(|a| a != algorithm.name()) {
+        return Ok(None);
+    }
+    let invalid = || KeySetError::InvalidKey { kid: truncate(kid) };
+    let der = match (algorithm, jwk.kty.as_deref()) {
+        (KeyAlgorithm::Rs256, Some("RSA")) => {
+            let (Some(n), Some(e)) = (&jwk.n, &jwk.e) else { return Err(invalid()) };
+            let n = URL_SAFE_NO_PAD.decode(n).map_err(|_| invalid())?;
+            let e = URL_SAFE_NO_PAD.decode(e).map_err(|_| invalid())?;
+            let components = RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() };
+            components.as_der().map_err(|_| invalid())?.as_ref().to_vec()
+        }
+        (KeyAlgorithm::Es256, Some("EC")) => {
+            if jwk.crv.as_deref() != Some("P-256") {
+                return Ok(None);
+            }
+            let (Some(x), Some(y)) = (&jwk.x, &jwk.y) else { return Err(invalid()) };
+            let x = URL_SAFE_NO_PAD.decode(x).map_err(|_| invalid())?;
+            let y = URL_SAFE_NO_PAD.decode(y).map_err(|_| invalid())?;
+            if x.len() != 32 || y.len() != 32 {
+                return Err(invalid());
+            }
+            // An uncompressed SEC1 point: 0x04 || x || y.
+            let mut point = Vec::with_capacity(65);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            point
+        }
+        _ => return Ok(None),
+    };
+    VerifyingKey::from_der(kid, algorithm, &der).map(Some)
+}
+
+/// The RSA SubjectPublicKeyInfo (DER) of a PEM X.509 certificate, as in Google's `oauth2/v1/certs`.
+fn certificate_rsa_spki(kid: &str, pem: &str) -> Result<Vec<u8>, KeySetError> {
+    use x509_cert::der::Encode as _;
+    const RSA_ENCRYPTION: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    let invalid = || KeySetError::InvalidKey { kid: truncate(kid) };
+    let cert = x509_cert::Certificate::from_pem(pem.as_bytes()).map_err(|_| invalid())?;
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    if spki.algorithm.oid != RSA_ENCRYPTION {
+        return Err(invalid());
+    }
+    spki.to_der().map_err(|_| invalid())
+}
+
+/// The P-256 public point of a PEM SubjectPublicKeyInfo, as in IAP's `iap/verify/public_key`.
+fn ec_spki_point(kid: &str, pem: &str) -> Result<Vec<u8>, KeySetError> {
+    const EC_PUBLIC_KEY: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+    const P256: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+    let invalid = || KeySetError::InvalidKey { kid: truncate(kid) };
+    let info = spki::SubjectPublicKeyInfoOwned::from_pem(pem.as_bytes()).map_err(|_| invalid())?;
+    let curve: spki::ObjectIdentifier = info
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as().ok())
+        .ok_or_else(invalid)?;
+    if info.algorithm.oid != EC_PUBLIC_KEY || curve != P256 {
+        return Err(invalid());
+    }
+    info.subject_public_key.as_bytes().map(<[u8]>::to_vec).ok_or_else(invalid)
+}
+
+/// At most 64 characters of an untrusted identifier, for error messages.
+pub(crate) fn truncate(s: &str) -> String {
+    let mut out: String = s.chars().take(64).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}

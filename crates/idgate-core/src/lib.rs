@@ -1,0 +1,27 @@
+//! The verification core of idgate: everything that decides whether a Google token is genuine and whether its
+//! bearer may call you. No web framework here; `idgate-server` puts this behind tower layers.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`token`] | raw tokens (redacted `Debug`), credential extraction from header values, size limits, Cloud Run's signature-removed marker |
+//! | [`keys`] | Google's four key formats, key sources, and the [`keys::KeyCache`] (max-age, single-flight, rate-limited unknown-kid refetch, stale-while-error) |
+//! | [`verify`] | [`verify::OidcVerifier`] (RS256, Google issuers) and [`verify::IapVerifier`] (ES256, IAP issuer), with a memo of verified tokens |
+//! | [`identity`] | [`identity::Caller`]: who is calling, derived from a verified token or a trusted legacy header |
+//! | [`policy`] | the allowlist and the TOML configuration |
+//! | [`google`] | Google's endpoint URLs, each overridable |
+//! | [`clock`] | the injectable [`clock::Clock`] every expiry decision goes through |
+//!
+//! # Security properties
+//!
+//! - The algorithm comes from the key set, never from the token; `none`, `HS*` and header-supplied keys are refused.
+//! - `aud` is always checked: a verifier cannot be built without an audience.
+//! - Tokens never appear in `Debug` output, errors or logs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod clock;
+pub mod google;
+pub mod identity;
+pub mod keys;
+pub mod policy;
+pub mod token;
+pub mod verify;

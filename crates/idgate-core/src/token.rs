@@ -1,0 +1,323 @@
+//! Raw tokens and the credentials that carry them.
+//!
+//! This module never decides whether a token is genuine (that is [`crate::verify`]); it only answers "is there a
+//! credential here, and is it shaped like a JWT at all", cheaply and before any cryptography:
+//!
+//! - [`IdToken`]: an owned raw token whose `Debug` prints `IdToken(<redacted>)` and which has no `Display`, so it
+//!   cannot end up in a log line by accident;
+//! - [`parse_authorization`]: the token from an `Authorization` / `X-Serverless-Authorization` header value
+//!   (`Bearer <jwt>`, scheme case-insensitive, or the `ID <jwt>` form printed by Google's migration guide);
+//! - [`is_signature_removed`]: recognises a token whose signature Cloud Run replaced with
+//!   `SIGNATURE_REMOVED_BY_GOOGLE` after its own invoker check;
+//! - [`decode_unverified`]: header and claims for display, explicitly *not* verified.
+
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+/// The largest token idgate looks at: 16 KiB. Google's ID tokens are about 1 KiB; anything this large is hostile.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// What Cloud Run puts in place of a JWT's signature after its invoker IAM check has consumed the token.
+pub const SIGNATURE_REMOVED_BY_GOOGLE: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
+
+/// An owned, raw ID token (a compact JWT). The value is a bearer secret.
+///
+/// `Debug` prints `IdToken(<redacted>)`; there is deliberately no `Display`. Use [`IdToken::as_str`] at the single
+/// place the token must be written (a header), and nowhere else.
+///
+/// ```
+/// use idgate_core::token::IdToken;
+///
+/// let token = IdToken::new("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln").unwrap();
+/// assert_eq!(format!("{token:?}"), "IdToken(<redacted>)");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct IdToken(Arc<str>);
+
+impl IdToken {
+    /// Wraps a raw token after checking that it has the shape of a compact JWT
+    /// (three non-empty base64url segments, at most [`MAX_TOKEN_BYTES`]). Nothing is verified.
+    ///
+    /// # Errors
+    ///
+    /// [`Malformed`] naming what is wrong with the shape (never echoing the token).
+    pub fn new(raw: impl Into<String>) -> Result<Self, Malformed> {
+        let raw: String = raw.into();
+        let raw = raw.trim();
+        JwtParts::split(raw)?;
+        Ok(Self(Arc::from(raw)))
+    }
+
+    /// The raw token, for writing into a request header.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The token's `exp` claim, read **without verifying the signature**.
+    ///
+    /// Meant for a token source that just minted this token from a trusted endpoint and needs to know when to
+    /// refresh it; never use it to decide whether to trust a token someone sent you.
+    ///
+    /// # Errors
+    ///
+    /// [`Malformed`] when the payload is not JSON or has no integer `exp`.
+    pub fn unverified_expiry(&self) -> Result<std::time::SystemTime, Malformed> {
+        #[derive(serde::Deserialize)]
+        struct Exp {
+            exp: i64,
+        }
+        let parts = JwtParts::split(&self.0)?;
+        let exp: Exp = parts.decode_payload()?;
+        let secs = u64::try_from(exp.exp).map_err(|_| Malformed::BadClaims)?;
+        Ok(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    }
+}
+
+impl fmt::Debug for IdToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IdToken(<redacted>)")
+    }
+}
+
+/// Why a string is not shaped like a compact JWT. Never contains any part of the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Malformed {
+    /// Longer than [`MAX_TOKEN_BYTES`].
+    #[error("token is larger than {MAX_TOKEN_BYTES} bytes")]
+    TooLarge,
+    /// Not exactly three dot-separated segments.
+    #[error("token does not have exactly three segments")]
+    SegmentCount,
+    /// A segment is empty.
+    #[error("token has an empty segment")]
+    EmptySegment,
+    /// A segment contains a character outside the unpadded base64url alphabet.
+    #[error("token segment is not unpadded base64url")]
+    NotBase64Url,
+    /// The header is not a JSON object of the expected shape.
+    #[error("token header is not valid JSON of the expected shape")]
+    BadHeader,
+    /// The payload is not a JSON object of the expected shape (a wrong type, a duplicate key, ...).
+    #[error("token claims are not valid JSON of the expected shape")]
+    BadClaims,
+}
+
+/// The three segments of a compact JWT, borrowed from the token.
+#[derive(Clone, Copy)]
+pub(crate) struct JwtParts<'a> {
+    pub(crate) header: &'a str,
+    pub(crate) payload: &'a str,
+    pub(crate) signature: &'a str,
+    /// `header.payload`: the bytes the signature covers.
+    pub(crate) signing_input: &'a str,
+}
+
+impl<'a> JwtParts<'a> {
+    /// Splits a token after the cheap structural checks: size, segment count, alphabet.
+    pub(crate) fn split(token: &'a str) -> Result<Self, Malformed> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(Malformed::TooLarge);
+        }
+        let mut it = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) = (it.next(), it.next(), it.next(), it.next())
+        else {
+            return Err(Malformed::SegmentCount);
+        };
+        for segment in [header, payload, signature] {
+            if segment.is_empty() {
+                return Err(Malformed::EmptySegment);
+            }
+            if !segment.bytes().all(is_base64url) {
+                return Err(Malformed::NotBase64Url);
+            }
+        }
+        let signing_input = &token[..header.len() + 1 + payload.len()];
+        Ok(Self { header, payload, signature, signing_input })
+    }
+
+    pub(crate) fn decode_header<T: serde::de::DeserializeOwned>(&self) -> Result<T, Malformed> {
+        let bytes = URL_SAFE_NO_PAD.decode(self.header).map_err(|_| Malformed::NotBase64Url)?;
+        serde_json::from_slice(&bytes).map_err(|_| Malformed::BadHeader)
+    }
+
+    pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, Malformed> {
+        let bytes = URL_SAFE_NO_PAD.decode(self.payload).map_err(|_| Malformed::NotBase64Url)?;
+        serde_json::from_slice(&bytes).map_err(|_| Malformed::BadClaims)
+    }
+
+    pub(crate) fn decode_signature(&self) -> Result<Vec<u8>, Malformed> {
+        URL_SAFE_NO_PAD.decode(self.signature).map_err(|_| Malformed::NotBase64Url)
+    }
+}
+
+fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// True when the token's signature segment is Cloud Run's `SIGNATURE_REMOVED_BY_GOOGLE` marker.
+///
+/// Cloud Run's invoker IAM check validates the caller's token and forwards it with the signature replaced, so the
+/// service can no longer verify it. Such a token must be rejected with advice (send the token in
+/// `X-Serverless-Authorization` instead, or opt in to trusting Cloud Run's check), never accepted.
+///
+/// ```
+/// use idgate_core::token::is_signature_removed;
+/// assert!(is_signature_removed("eyJh.eyJz.SIGNATURE_REMOVED_BY_GOOGLE"));
+/// assert!(!is_signature_removed("eyJh.eyJz.c2ln"));
+/// ```
+pub fn is_signature_removed(token: &str) -> bool {
+    token.rsplit_once('.').is_some_and(|(_, sig)| sig == SIGNATURE_REMOVED_BY_GOOGLE)
+}
+
+/// The authorization scheme a credential was presented with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Scheme {
+    /// `Bearer <token>` (RFC 6750), matched case-insensitively.
+    Bearer,
+    /// `ID <token>`, the form printed in Google's App Identity migration guide. Verified exactly like `Bearer`.
+    Id,
+}
+
+/// Why a header value does not carry a usable credential. Never contains the header value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialError {
+    /// The value is not visible ASCII (RFC 9110 field values that are not ASCII are never tokens).
+    #[error("authorization header is not visible ASCII")]
+    NotAscii,
+    /// The value is longer than [`MAX_TOKEN_BYTES`] plus room for the scheme.
+    #[error("authorization header is too large")]
+    TooLarge,
+    /// The scheme is neither `Bearer` nor `ID`.
+    #[error("authorization scheme is not Bearer")]
+    UnsupportedScheme,
+    /// The scheme is present but the token after it is empty.
+    #[error("authorization header has an empty token")]
+    EmptyToken,
+    /// More than one token, or stray whitespace inside the token.
+    #[error("authorization header has more than one token")]
+    ExtraContent,
+}
+
+/// Extracts the token from an `Authorization` (or `X-Serverless-Authorization`) header value.
+///
+/// Accepts `Bearer <token>` and `ID <token>`, schemes case-insensitive, separated by one or more spaces. The token
+/// itself is returned untouched; whether it is a JWT at all is the verifier's business.
+///
+/// ```
+/// use idgate_core::token::{CredentialError, Scheme, parse_authorization};
+///
+/// assert_eq!(parse_authorization(b"Bearer abc.def.ghi"), Ok((Scheme::Bearer, "abc.def.ghi")));
+/// assert_eq!(parse_authorization(b"bearer abc.def.ghi"), Ok((Scheme::Bearer, "abc.def.ghi")));
+/// assert_eq!(parse_authorization(b"ID abc.def.ghi"), Ok((Scheme::Id, "abc.def.ghi")));
+/// assert_eq!(parse_authorization(b"Basic dXNlcjpwdw=="), Err(CredentialError::UnsupportedScheme));
+/// assert_eq!(parse_authorization(b"Bearer "), Err(CredentialError::EmptyToken));
+/// ```
+///
+/// # Errors
+///
+/// A [`CredentialError`] saying what is wrong, without echoing the value.
+pub fn parse_authorization(value: &[u8]) -> Result<(Scheme, &str), CredentialError> {
+    // Scheme, a space, and the largest token we accept.
+    if value.len() > MAX_TOKEN_BYTES + 16 {
+        return Err(CredentialError::TooLarge);
+    }
+    if !value.iter().all(|b| (0x20..0x7f).contains(b) || *b == b'\t') {
+        return Err(CredentialError::NotAscii);
+    }
+    // All bytes are ASCII, so this cannot fail; keep the error path anyway rather than unwrap.
+    let value = std::str::from_utf8(value).map_err(|_| CredentialError::NotAscii)?.trim();
+    let (scheme, rest) = match value.split_once([' ', '\t']) {
+        Some((scheme, rest)) => (scheme, rest.trim()),
+        None => (value, ""),
+    };
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("id") {
+        Scheme::Id
+    } else {
+        return Err(CredentialError::UnsupportedScheme);
+    };
+    if rest.is_empty() {
+        return Err(CredentialError::EmptyToken);
+    }
+    if rest.contains([' ', '\t']) {
+        return Err(CredentialError::ExtraContent);
+    }
+    Ok((scheme, rest))
+}
+
+/// A token's header and claims as JSON, decoded **without any verification**.
+///
+/// For display and debugging only (`idgate decode`). Nothing in the result may be trusted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnverifiedParts {
+    /// The JOSE header.
+    pub header: serde_json::Value,
+    /// The claims.
+    pub claims: serde_json::Value,
+}
+
+/// Decodes a token's header and claims **without verifying anything**. See [`UnverifiedParts`].
+///
+/// # Errors
+///
+/// [`Malformed`] when the token is not a compact JWT with JSON header and payload.
+pub fn decode_unverified(token: &str) -> Result<UnverifiedParts, Malformed> {
+    let parts = JwtParts::split(token.trim())?;
+    Ok(UnverifiedParts { header: parts.decode_header()?, claims: parts.decode_payload()? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_rejects_bad_shapes() {
+        assert_eq!(JwtParts::split("a.b").err(), Some(Malformed::SegmentCount));
+        assert_eq!(JwtParts::split("a.b.c.d").err(), Some(Malformed::SegmentCount));
+        assert_eq!(JwtParts::split("a..c").err(), Some(Malformed::EmptySegment));
+        assert_eq!(JwtParts::split("a.b=.c").err(), Some(Malformed::NotBase64Url));
+        assert_eq!(JwtParts::split("a.b+.c").err(), Some(Malformed::NotBase64Url));
+        assert_eq!(JwtParts::split("a.b/.c").err(), Some(Malformed::NotBase64Url));
+        assert_eq!(JwtParts::split("a.b c.c").err(), Some(Malformed::NotBase64Url));
+        let huge = format!("a.{}.c", "b".repeat(MAX_TOKEN_BYTES));
+        assert_eq!(JwtParts::split(&huge).err(), Some(Malformed::TooLarge));
+        let ok = JwtParts::split("aa.bb.cc").unwrap();
+        assert_eq!(ok.signing_input, "aa.bb");
+        assert_eq!(ok.signature, "cc");
+    }
+
+    #[test]
+    fn authorization_parsing() {
+        assert_eq!(parse_authorization(b"BEARER  x.y.z "), Ok((Scheme::Bearer, "x.y.z")));
+        assert_eq!(parse_authorization(b"Bearer"), Err(CredentialError::EmptyToken));
+        assert_eq!(parse_authorization(b""), Err(CredentialError::UnsupportedScheme));
+        assert_eq!(parse_authorization(b"Bearer a b"), Err(CredentialError::ExtraContent));
+        assert_eq!(parse_authorization(b"Bearer \xff\xfe"), Err(CredentialError::NotAscii));
+        assert_eq!(parse_authorization(b"Bearer a\x00b"), Err(CredentialError::NotAscii));
+        let big = [b'a'; MAX_TOKEN_BYTES + 100];
+        assert_eq!(parse_authorization(&big), Err(CredentialError::TooLarge));
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let t = IdToken::new("aaa.bbb.ccc").unwrap();
+        assert!(!format!("{t:?}").contains("aaa"));
+    }
+
+    #[test]
+    fn unverified_expiry_reads_exp() {
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"exp":1700000000}"#);
+        let t = IdToken::new(format!("eyJ9.{payload}.c2ln")).unwrap();
+        assert_eq!(
+            t.unverified_expiry().unwrap(),
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000)
+        );
+    }
+}

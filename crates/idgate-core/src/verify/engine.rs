@@ -1,0 +1,191 @@
+//! The part of verification shared by OIDC tokens and IAP assertions: structure, header rules, key lookup,
+//! signature, the memo of verified tokens, and the time checks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
+
+use super::error::VerifyError;
+use crate::clock::Clock;
+use crate::keys::{KeyAlgorithm, KeyCache, KeyLookupError, truncate};
+use crate::token::{JwtParts, Malformed, SIGNATURE_REMOVED_BY_GOOGLE};
+
+/// A header member whose mere presence (even as `null`) rejects the token.
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d).map(|_| Self(true))
+    }
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+    #[serde(default)]
+    jwk: Present,
+    #[serde(default)]
+    jku: Present,
+    #[serde(default)]
+    x5u: Present,
+    #[serde(default)]
+    x5c: Present,
+    #[serde(default)]
+    crit: Present,
+}
+
+/// The claims every Google token has; implemented by the OIDC and IAP claim types.
+pub(crate) trait TimedClaims: DeserializeOwned + Send + Sync + 'static {
+    fn exp(&self) -> i64;
+    fn iat(&self) -> i64;
+    fn nbf(&self) -> Option<i64>;
+}
+
+/// Time rules: `exp` and `iat` required, `nbf` honoured, a leeway either way, and a maximum lifetime.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimeRules {
+    pub(crate) leeway: i64,
+    /// `exp - iat` may not exceed this (leeway already included).
+    pub(crate) max_lifetime: i64,
+}
+
+impl TimeRules {
+    pub(crate) fn check(&self, claims: &impl TimedClaims, now: i64) -> Result<(), VerifyError> {
+        let (exp, iat) = (claims.exp(), claims.iat());
+        // RFC 7519: the token must not be accepted on or after `exp`.
+        if now >= exp.saturating_add(self.leeway) {
+            return Err(VerifyError::Expired { expired_at: exp, now });
+        }
+        if iat > now.saturating_add(self.leeway) {
+            return Err(VerifyError::IssuedInFuture);
+        }
+        if claims.nbf().is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+            return Err(VerifyError::NotYetValid);
+        }
+        if exp.saturating_sub(iat) > self.max_lifetime {
+            return Err(VerifyError::LifetimeTooLong { max_secs: self.max_lifetime });
+        }
+        Ok(())
+    }
+}
+
+/// Verified claims as the memo holds them.
+pub(crate) type Memo<C> = moka::sync::Cache<[u8; 32], Arc<C>>;
+
+pub(crate) struct Engine<C> {
+    pub(crate) keys: KeyCache,
+    pub(crate) algorithm: KeyAlgorithm,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) times: TimeRules,
+    pub(crate) memo: Option<Memo<C>>,
+}
+
+impl<C: TimedClaims> Engine<C> {
+    pub(crate) fn new(
+        keys: KeyCache,
+        algorithm: KeyAlgorithm,
+        clock: Arc<dyn Clock>,
+        times: TimeRules,
+        memo_capacity: u64,
+    ) -> Self {
+        let memo = (memo_capacity > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(memo_capacity)
+                // Reclaim memory no later than the longest a valid token can live; every hit is re-checked against
+                // the injectable clock anyway, so this bound is only about memory.
+                .time_to_live(Duration::from_secs(u64::try_from(times.max_lifetime + times.leeway).unwrap_or(3600)))
+                .build()
+        });
+        Self { keys, algorithm, clock, times, memo }
+    }
+
+    /// Verifies structure, header, key, signature and times, then `check` for the token kind's own claims.
+    /// A token that passes is remembered, so the next presentation costs a hash and a lookup.
+    pub(crate) async fn verify(
+        &self,
+        token: &str,
+        check: impl Fn(&C) -> Result<(), VerifyError>,
+    ) -> Result<Arc<C>, VerifyError> {
+        let token = token.trim();
+        if token.len() > crate::token::MAX_TOKEN_BYTES {
+            return Err(Malformed::TooLarge.into());
+        }
+        let digest = self.memo.as_ref().map(|_| digest(token));
+        if let (Some(memo), Some(digest)) = (&self.memo, &digest) {
+            if let Some(claims) = memo.get(digest) {
+                // Everything but time was settled when the token was first verified, by this same verifier.
+                let now = self.clock.unix_seconds();
+                if now < claims.exp().saturating_add(self.times.leeway) {
+                    return Ok(claims);
+                }
+                memo.invalidate(digest);
+                return Err(VerifyError::Expired { expired_at: claims.exp(), now });
+            }
+        }
+
+        let parts = JwtParts::split(token)?;
+        let header: Header = parts.decode_header()?;
+        for (present, name) in [
+            (header.jwk.0, "jwk"),
+            (header.jku.0, "jku"),
+            (header.x5u.0, "x5u"),
+            (header.x5c.0, "x5c"),
+            (header.crit.0, "crit"),
+        ] {
+            if present {
+                return Err(VerifyError::ForbiddenHeader(name));
+            }
+        }
+        if header.alg != self.algorithm.name() {
+            return Err(VerifyError::UnsupportedAlgorithm { expected: self.algorithm });
+        }
+        if parts.signature == SIGNATURE_REMOVED_BY_GOOGLE {
+            return Err(VerifyError::SignatureRemoved);
+        }
+        let kid = header.kid.ok_or(VerifyError::MissingKeyId)?;
+        if kid.is_empty() || kid.len() > 256 {
+            return Err(VerifyError::UnknownKeyId);
+        }
+        let key = self.keys.key(&kid).await.map_err(|e| match e {
+            KeyLookupError::UnknownKeyId => VerifyError::UnknownKeyId,
+            KeyLookupError::Unavailable(u) => VerifyError::KeysUnavailable(u),
+        })?;
+        if key.algorithm() != self.algorithm {
+            return Err(VerifyError::UnsupportedAlgorithm { expected: self.algorithm });
+        }
+        let signature = parts.decode_signature()?;
+        if !key.verify(parts.signing_input.as_bytes(), &signature) {
+            return Err(VerifyError::InvalidSignature);
+        }
+
+        let claims: C = parts.decode_payload()?;
+        check(&claims)?;
+        self.times.check(&claims, self.clock.unix_seconds())?;
+        let claims = Arc::new(claims);
+        if let (Some(memo), Some(digest)) = (&self.memo, digest) {
+            memo.insert(digest, claims.clone());
+        }
+        Ok(claims)
+    }
+}
+
+/// SHA-256 of the whole token: the memo key. A collision-resistant digest, so no token can stand in for another.
+fn digest(token: &str) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Checks `got` against an exact set; the error carries a truncated copy of what the token said.
+pub(crate) fn wrong_issuer(got: &str) -> VerifyError {
+    VerifyError::WrongIssuer { got: truncate(got) }
+}
+
+pub(crate) fn wrong_audience(got: &str) -> VerifyError {
+    VerifyError::WrongAudience { got: truncate(got) }
+}

@@ -1,0 +1,311 @@
+//! Identity-Aware Proxy assertions (`x-goog-iap-jwt-assertion`).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use super::engine::{Engine, TimeRules, TimedClaims, wrong_audience, wrong_issuer};
+use super::error::{BuildError, VerifyError};
+use super::oidc::{DEFAULT_MEMO_CAPACITY, KeysChoice, checked_leeway, to_time};
+use crate::clock::{self, Clock};
+use crate::google;
+use crate::keys::{KeyAlgorithm, KeyCache, KeyFormat};
+
+/// The only issuer of IAP assertions.
+pub const IAP_ISSUER: &str = "https://cloud.google.com/iap";
+
+/// IAP assertions live at most 10 minutes (plus twice the leeway, as Google's documentation says).
+const MAX_LIFETIME_SECS: i64 = 600;
+
+#[derive(Deserialize)]
+struct IapGoogleClaim {
+    #[serde(default)]
+    access_levels: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct IapClaims {
+    iss: String,
+    aud: String,
+    sub: String,
+    email: String,
+    exp: i64,
+    iat: i64,
+    nbf: Option<i64>,
+    hd: Option<String>,
+    google: Option<IapGoogleClaim>,
+}
+
+impl TimedClaims for IapClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+    fn iat(&self) -> i64 {
+        self.iat
+    }
+    fn nbf(&self) -> Option<i64> {
+        self.nbf
+    }
+}
+
+/// An IAP assertion whose signature, issuer, audience and times have been verified.
+///
+/// Only [`IapVerifier::verify`] makes one. Cheap to clone.
+#[derive(Clone)]
+pub struct VerifiedIapAssertion {
+    claims: Arc<IapClaims>,
+}
+
+impl VerifiedIapAssertion {
+    /// The signed-in user's email (plain, without the `accounts.google.com:` prefix of the unsigned headers).
+    pub fn email(&self) -> &str {
+        &self.claims.email
+    }
+
+    /// `sub`: the user's stable ID, namespaced like `accounts.google.com:1234567890`.
+    pub fn subject(&self) -> &str {
+        &self.claims.sub
+    }
+
+    /// `hd`: the Google Workspace domain, for Workspace accounts.
+    pub fn hosted_domain(&self) -> Option<&str> {
+        self.claims.hd.as_deref()
+    }
+
+    /// `google.access_levels`: the access levels that applied to the request (empty when none).
+    pub fn access_levels(&self) -> &[String] {
+        self.claims.google.as_ref().map_or(&[], |g| g.access_levels.as_slice())
+    }
+
+    /// `aud`: `/projects/NUMBER/apps/ID`, `/projects/NUMBER/global/backendServices/ID`, ...
+    pub fn audience(&self) -> &str {
+        &self.claims.aud
+    }
+
+    /// `exp` as a time.
+    pub fn expires_at(&self) -> SystemTime {
+        to_time(self.claims.exp)
+    }
+
+    /// `iat` as a time.
+    pub fn issued_at(&self) -> SystemTime {
+        to_time(self.claims.iat)
+    }
+}
+
+impl fmt::Debug for VerifiedIapAssertion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedIapAssertion")
+            .field("email", &self.claims.email)
+            .field("sub", &self.claims.sub)
+            .field("hd", &self.claims.hd)
+            .field("aud", &self.claims.aud)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shapes of IAP audience Google documents. Anything else is refused when the verifier is built, so a typo
+/// cannot silently reject (or, worse, accept) everyone.
+fn check_iap_audience(aud: &str) -> Result<(), &'static str> {
+    let parts: Vec<&str> = aud.split('/').collect();
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:~".contains(&b));
+    let ok = match parts.as_slice() {
+        // App Engine
+        ["", "projects", n, "apps", id] => number(n) && name(id),
+        // Global external load balancer backend service (GCE, GKE)
+        ["", "projects", n, "global", "backendServices", id] => number(n) && name(id),
+        // Regional / internal load balancer backend service
+        ["", "projects", n, "regions", region, "backendServices", id] => number(n) && name(region) && name(id),
+        // IAP directly on a Cloud Run service
+        ["", "projects", n, "locations", region, "services", service] => {
+            number(n) && name(region) && name(service)
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("expected /projects/NUMBER/apps/PROJECT_ID, /projects/NUMBER/global/backendServices/ID, \
+             /projects/NUMBER/regions/REGION/backendServices/ID or /projects/NUMBER/locations/REGION/services/NAME")
+    }
+}
+
+/// Verifies Identity-Aware Proxy assertions: ES256 only, issuer `https://cloud.google.com/iap` only, your audience
+/// only, lifetime at most 10 minutes plus twice the leeway.
+///
+/// ```no_run
+/// use idgate_core::verify::IapVerifier;
+///
+/// # async fn run(assertion: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// let verifier = IapVerifier::builder().audience("/projects/123456789/apps/my-project").build()?;
+/// let user = verifier.verify(assertion).await?;
+/// println!("hello {}", user.email());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct IapVerifier {
+    inner: Arc<IapInner>,
+}
+
+struct IapInner {
+    engine: Engine<IapClaims>,
+    audiences: Vec<String>,
+}
+
+impl fmt::Debug for IapVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IapVerifier")
+            .field("audiences", &self.inner.audiences)
+            .field("leeway_secs", &self.inner.engine.times.leeway)
+            .field("keys", &self.inner.engine.keys)
+            .finish()
+    }
+}
+
+impl IapVerifier {
+    /// Starts configuring a verifier. An audience is required.
+    pub fn builder() -> IapVerifierBuilder {
+        IapVerifierBuilder::default()
+    }
+
+    /// Verifies the value of an `x-goog-iap-jwt-assertion` header.
+    ///
+    /// # Errors
+    ///
+    /// A [`VerifyError`] naming the first rule the assertion broke.
+    pub async fn verify(&self, assertion: &str) -> Result<VerifiedIapAssertion, VerifyError> {
+        let inner = &*self.inner;
+        let claims = inner
+            .engine
+            .verify(assertion, |c: &IapClaims| {
+                if c.iss != IAP_ISSUER {
+                    return Err(wrong_issuer(&c.iss));
+                }
+                if !inner.audiences.iter().any(|a| *a == c.aud) {
+                    return Err(wrong_audience(&c.aud));
+                }
+                if c.email.is_empty() {
+                    return Err(VerifyError::MissingEmail);
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(VerifiedIapAssertion { claims })
+    }
+
+    /// The key cache this verifier reads.
+    pub fn keys(&self) -> &KeyCache {
+        &self.inner.engine.keys
+    }
+}
+
+/// Configures an [`IapVerifier`]. Building does no I/O.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct IapVerifierBuilder {
+    audiences: Vec<String>,
+    leeway: Option<Duration>,
+    keys: Option<KeysChoice>,
+    clock: Option<Arc<dyn Clock>>,
+    memo_capacity: Option<u64>,
+}
+
+impl IapVerifierBuilder {
+    /// Accepts assertions for `audience` (e.g. `/projects/123456789/apps/my-project`). Compared exactly.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Clock skew tolerated on `exp`, `iat` and `nbf`. Default 30 s (Google's IAP documentation); at most 300 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = Some(leeway);
+        self
+    }
+
+    /// Reads keys through `keys`. Default: `https://www.gstatic.com/iap/verify/public_key-jwk`.
+    pub fn keys(mut self, keys: KeyCache) -> Self {
+        self.keys = Some(KeysChoice::Cache(keys));
+        self
+    }
+
+    /// Reads keys from `url` in `format` ([`KeyFormat::IapJwks`] or [`KeyFormat::IapPem`]).
+    pub fn keys_url(mut self, url: url::Url, format: KeyFormat) -> Self {
+        self.keys = Some(KeysChoice::Url(url, format));
+        self
+    }
+
+    /// Uses `clock` for every time decision (tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// How many verified assertions to remember; `0` turns the memo off. Default 10,000.
+    pub fn memo_capacity(mut self, capacity: u64) -> Self {
+        self.memo_capacity = Some(capacity);
+        self
+    }
+
+    /// Builds the verifier.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] for no audience, an audience not of a documented IAP shape, a leeway over 300 s, or a key
+    /// cache for another algorithm.
+    pub fn build(self) -> Result<IapVerifier, BuildError> {
+        if self.audiences.is_empty() {
+            return Err(BuildError::NoAudience);
+        }
+        for aud in &self.audiences {
+            check_iap_audience(aud).map_err(|why| BuildError::InvalidAudience(aud.clone(), why))?;
+        }
+        let leeway = checked_leeway(self.leeway)?;
+        let clock = self.clock.unwrap_or_else(clock::system);
+        let keys = KeysChoice::resolve(self.keys, (google::Endpoints::default().iap_jwks, KeyFormat::IapJwks), &clock);
+        if keys.algorithm() != KeyAlgorithm::Es256 {
+            return Err(BuildError::WrongKeyAlgorithm { expected: KeyAlgorithm::Es256, got: keys.algorithm() });
+        }
+        let times = TimeRules { leeway, max_lifetime: MAX_LIFETIME_SECS + 2 * leeway };
+        let engine = Engine::new(
+            keys,
+            KeyAlgorithm::Es256,
+            clock,
+            times,
+            self.memo_capacity.unwrap_or(DEFAULT_MEMO_CAPACITY),
+        );
+        Ok(IapVerifier { inner: Arc::new(IapInner { engine, audiences: self.audiences }) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_iap_audience;
+
+    #[test]
+    fn iap_audience_shapes() {
+        for ok in [
+            "/projects/123/apps/my-project",
+            "/projects/123/apps/example.com:my-project",
+            "/projects/123/global/backendServices/4567",
+            "/projects/123/regions/us-central1/backendServices/4567",
+            "/projects/123/locations/europe-west1/services/hello",
+        ] {
+            assert!(check_iap_audience(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "my-project",
+            "/projects/abc/apps/x",
+            "/projects/123/apps/",
+            "/projects/123/apps/x/extra",
+            "projects/123/apps/x",
+            "/projects/123/global/backendServices/a b",
+        ] {
+            assert!(check_iap_audience(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Token verification: Google OIDC ID tokens ([`OidcVerifier`]) and IAP assertions ([`IapVerifier`]).
+//!
+//! Both verifiers bind the algorithm to the key set (RS256 + Google's OIDC keys + Google's issuers; ES256 + IAP's
+//! keys + `https://cloud.google.com/iap`), reject hostile shapes before any cryptography, always check `aud`, apply a
+//! leeway (30 s by default) and a maximum lifetime, and remember verified tokens in a bounded memo keyed by the
+//! token's SHA-256, so a caller that reuses its token for an hour pays for one signature check.
+//!
+//! The results, [`VerifiedIdToken`] and [`VerifiedIapAssertion`], have no public constructor: code that holds one
+//! knows the checks ran.
+
+mod engine;
+mod error;
+mod iap;
+mod oidc;
+
+pub use error::{BuildError, VerifyError};
+pub use iap::{IAP_ISSUER, IapVerifier, IapVerifierBuilder, VerifiedIapAssertion};
+pub use oidc::{
+    AudienceMatch, DEFAULT_LEEWAY, DEFAULT_MEMO_CAPACITY, GOOGLE_ISSUERS, OidcVerifier, OidcVerifierBuilder,
+    VerifiedIdToken,
+};

@@ -1,0 +1,407 @@
+//! Google-signed OIDC ID tokens (service accounts, the metadata server, IAM `generateIdToken`).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use super::engine::{Engine, TimeRules, TimedClaims, wrong_audience, wrong_issuer};
+use super::error::{BuildError, VerifyError};
+use crate::clock::{self, Clock};
+use crate::google;
+use crate::keys::{HttpKeySource, KeyAlgorithm, KeyCache, KeyCacheConfig, KeyFormat};
+
+/// The issuers Google's OIDC ID tokens carry: the modern and the legacy form, and nothing else.
+pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
+
+/// Google ID tokens live one hour.
+const MAX_LIFETIME_SECS: i64 = 3600;
+
+/// How a token's `aud` is compared with the configured audiences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum AudienceMatch {
+    /// `aud` must equal a configured audience, byte for byte. The default.
+    #[default]
+    Exact,
+    /// `aud` may also be any URL whose origin (`scheme://host[:port]`) equals a configured audience. Google's own
+    /// sample caller mints tokens for the full target URL, path included; this accepts those without accepting
+    /// tokens for any other host.
+    Origin,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct OidcClaims {
+    iss: String,
+    aud: String,
+    sub: String,
+    azp: Option<String>,
+    exp: i64,
+    iat: i64,
+    nbf: Option<i64>,
+    email: Option<String>,
+    email_verified: Option<bool>,
+    hd: Option<String>,
+    google: Option<serde_json::Value>,
+}
+
+impl TimedClaims for OidcClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+    fn iat(&self) -> i64 {
+        self.iat
+    }
+    fn nbf(&self) -> Option<i64> {
+        self.nbf
+    }
+}
+
+/// A Google ID token whose signature, issuer, audience and times have been verified.
+///
+/// Only [`OidcVerifier::verify`] makes one: there is no public constructor, so holding a `VerifiedIdToken` proves
+/// the checks ran. Cheap to clone.
+#[derive(Clone)]
+pub struct VerifiedIdToken {
+    claims: Arc<OidcClaims>,
+}
+
+impl VerifiedIdToken {
+    /// `sub`: the principal's stable unique ID (for a service account, its numeric unique ID).
+    pub fn subject(&self) -> &str {
+        &self.claims.sub
+    }
+
+    /// `email`, only when `email_verified` is JSON `true`.
+    pub fn email(&self) -> Option<&str> {
+        match self.claims.email_verified {
+            Some(true) => self.claims.email.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether `email_verified` is JSON `true`.
+    pub fn email_verified(&self) -> bool {
+        self.claims.email_verified == Some(true)
+    }
+
+    /// `aud`: the audience the token was minted for.
+    pub fn audience(&self) -> &str {
+        &self.claims.aud
+    }
+
+    /// `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.claims.iss
+    }
+
+    /// `azp`, the authorized party. Informational: never authorize on it.
+    pub fn authorized_party(&self) -> Option<&str> {
+        self.claims.azp.as_deref()
+    }
+
+    /// `hd`, the Google Workspace hosted domain (user tokens only).
+    pub fn hosted_domain(&self) -> Option<&str> {
+        self.claims.hd.as_deref()
+    }
+
+    /// The `google` claim (`compute_engine` details from a metadata-server `format=full` token), if present.
+    pub fn google_claim(&self) -> Option<&serde_json::Value> {
+        self.claims.google.as_ref()
+    }
+
+    /// `exp` as a time.
+    pub fn expires_at(&self) -> SystemTime {
+        to_time(self.claims.exp)
+    }
+
+    /// `iat` as a time.
+    pub fn issued_at(&self) -> SystemTime {
+        to_time(self.claims.iat)
+    }
+}
+
+impl fmt::Debug for VerifiedIdToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifiedIdToken")
+            .field("sub", &self.claims.sub)
+            .field("email", &self.email())
+            .field("aud", &self.claims.aud)
+            .field("exp", &self.claims.exp)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn to_time(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+/// The configured audiences, and how to compare.
+#[derive(Debug, Clone)]
+pub(crate) struct Audiences {
+    exact: HashSet<String>,
+    /// Configured audiences as origins; `Some` in [`AudienceMatch::Origin`] mode.
+    origins: Option<HashSet<String>>,
+}
+
+impl Audiences {
+    fn new(list: Vec<String>, mode: AudienceMatch) -> Result<Self, BuildError> {
+        if list.is_empty() {
+            return Err(BuildError::NoAudience);
+        }
+        let mut exact = HashSet::new();
+        let mut origins = HashSet::new();
+        for aud in list {
+            if aud.trim().is_empty() {
+                return Err(BuildError::InvalidAudience(aud, "an audience may not be empty"));
+            }
+            if mode == AudienceMatch::Origin {
+                let origin = origin_of(&aud).ok_or_else(|| {
+                    BuildError::InvalidAudience(aud.clone(), "origin matching needs an absolute http(s) URL")
+                })?;
+                origins.insert(origin);
+            }
+            exact.insert(aud);
+        }
+        Ok(Self { exact, origins: (mode == AudienceMatch::Origin).then_some(origins) })
+    }
+
+    pub(crate) fn accepts(&self, aud: &str) -> bool {
+        if self.exact.contains(aud) {
+            return true;
+        }
+        match &self.origins {
+            Some(origins) => origin_of(aud).is_some_and(|o| origins.contains(&o)),
+            None => false,
+        }
+    }
+}
+
+/// `scheme://host[:port]` of an absolute http(s) URL without credentials.
+fn origin_of(s: &str) -> Option<String> {
+    let url = url::Url::parse(s).ok()?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !url.username().is_empty() {
+        return None;
+    }
+    Some(url.origin().ascii_serialization())
+}
+
+/// Verifies Google-signed OIDC ID tokens: RS256 only, Google's issuers only, your audiences only.
+///
+/// Cheap to clone (an `Arc` inside); build one at startup and share it.
+///
+/// ```no_run
+/// use idgate_core::verify::OidcVerifier;
+///
+/// # async fn run(token: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// let verifier = OidcVerifier::builder().audience("https://my-service-abc123-uc.a.run.app").build()?;
+/// let verified = verifier.verify(token).await?;
+/// println!("called by {:?}", verified.email());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct OidcVerifier {
+    inner: Arc<OidcInner>,
+}
+
+struct OidcInner {
+    engine: Engine<OidcClaims>,
+    audiences: Audiences,
+    require_email: bool,
+}
+
+impl fmt::Debug for OidcVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcVerifier")
+            .field("audiences", &self.inner.audiences)
+            .field("leeway_secs", &self.inner.engine.times.leeway)
+            .field("require_email", &self.inner.require_email)
+            .field("keys", &self.inner.engine.keys)
+            .finish()
+    }
+}
+
+impl OidcVerifier {
+    /// Starts configuring a verifier. At least one audience is required.
+    pub fn builder() -> OidcVerifierBuilder {
+        OidcVerifierBuilder::default()
+    }
+
+    /// Verifies a raw token (the part after `Bearer `).
+    ///
+    /// In order, before any cryptography: size (16 KiB), three base64url segments, JSON header without
+    /// `jwk`/`jku`/`x5u`/`x5c`/`crit`, `alg` exactly `RS256`, a `kid`. Then the key (through the cache) and the
+    /// signature; then `iss`, `aud`, `exp`/`iat`/`nbf` with leeway, lifetime at most 1 h + leeway, and (by default) a
+    /// verified `email`. A token verified before is answered from the memo after re-checking its `exp`.
+    ///
+    /// # Errors
+    ///
+    /// A [`VerifyError`] naming the first rule the token broke.
+    pub async fn verify(&self, token: &str) -> Result<VerifiedIdToken, VerifyError> {
+        let inner = &*self.inner;
+        let claims = inner
+            .engine
+            .verify(token, |c: &OidcClaims| {
+                if !GOOGLE_ISSUERS.contains(&c.iss.as_str()) {
+                    return Err(wrong_issuer(&c.iss));
+                }
+                if !inner.audiences.accepts(&c.aud) {
+                    return Err(wrong_audience(&c.aud));
+                }
+                if inner.require_email {
+                    if c.email.as_deref().is_none_or(str::is_empty) {
+                        return Err(VerifyError::MissingEmail);
+                    }
+                    if c.email_verified != Some(true) {
+                        return Err(VerifyError::EmailNotVerified);
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(VerifiedIdToken { claims })
+    }
+
+    /// The key cache this verifier reads (for `warm()` at startup and readiness checks).
+    pub fn keys(&self) -> &KeyCache {
+        &self.inner.engine.keys
+    }
+}
+
+/// Configures an [`OidcVerifier`]. Building does no I/O.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct OidcVerifierBuilder {
+    audiences: Vec<String>,
+    audience_match: AudienceMatch,
+    leeway: Option<Duration>,
+    keys: Option<KeysChoice>,
+    clock: Option<Arc<dyn Clock>>,
+    memo_capacity: Option<u64>,
+    require_email: Option<bool>,
+}
+
+/// Where a verifier's keys come from, resolved at `build()` so the clock set on the builder applies.
+#[derive(Debug)]
+pub(crate) enum KeysChoice {
+    Cache(KeyCache),
+    Url(url::Url, KeyFormat),
+}
+
+impl KeysChoice {
+    pub(crate) fn resolve(choice: Option<Self>, default: (url::Url, KeyFormat), clock: &Arc<dyn Clock>) -> KeyCache {
+        let (url, format) = match choice {
+            Some(Self::Cache(cache)) => return cache,
+            Some(Self::Url(url, format)) => (url, format),
+            None => default,
+        };
+        KeyCache::with_config(HttpKeySource::new(url, format), KeyCacheConfig::default(), clock.clone())
+    }
+}
+
+/// The default leeway for `exp`, `iat` and `nbf`: 30 seconds, as Google's IAP documentation specifies.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// The default number of verified tokens remembered per verifier.
+pub const DEFAULT_MEMO_CAPACITY: u64 = 10_000;
+
+impl OidcVerifierBuilder {
+    /// Accepts tokens minted for `audience` (the service URL, or a Cloud Run custom audience).
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Accepts tokens minted for any of `audiences`.
+    pub fn audiences<I, A>(mut self, audiences: I) -> Self
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<String>,
+    {
+        self.audiences.extend(audiences.into_iter().map(Into::into));
+        self
+    }
+
+    /// How `aud` is compared. Default [`AudienceMatch::Exact`].
+    pub fn audience_match(mut self, mode: AudienceMatch) -> Self {
+        self.audience_match = mode;
+        self
+    }
+
+    /// Clock skew tolerated on `exp`, `iat` and `nbf`. Default 30 s; at most 300 s.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = Some(leeway);
+        self
+    }
+
+    /// Reads keys through `keys` (share one cache between verifiers, or point it at the emulator).
+    /// Default: Google's `oauth2/v3/certs` JWKS.
+    pub fn keys(mut self, keys: KeyCache) -> Self {
+        self.keys = Some(KeysChoice::Cache(keys));
+        self
+    }
+
+    /// Reads keys from `url` in `format` (e.g. the emulator's JWKS, or Google's `oauth2/v1/certs` with
+    /// [`KeyFormat::OidcPemCertificates`]) through a default [`KeyCache`].
+    pub fn keys_url(mut self, url: url::Url, format: KeyFormat) -> Self {
+        self.keys = Some(KeysChoice::Url(url, format));
+        self
+    }
+
+    /// Uses `clock` for every time decision (tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// How many verified tokens to remember; `0` turns the memo off. Default 10,000.
+    pub fn memo_capacity(mut self, capacity: u64) -> Self {
+        self.memo_capacity = Some(capacity);
+        self
+    }
+
+    /// Whether a token must carry `email` with `email_verified: true`. Default `true`: every caller identity idgate
+    /// derives from an ID token is an email. Turn it off only to authorize on `sub` yourself.
+    pub fn require_verified_email(mut self, require: bool) -> Self {
+        self.require_email = Some(require);
+        self
+    }
+
+    /// Builds the verifier.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] for no audience, an empty or (in origin mode) non-URL audience, a leeway over 300 s, or a key
+    /// cache for another algorithm.
+    pub fn build(self) -> Result<OidcVerifier, BuildError> {
+        let audiences = Audiences::new(self.audiences, self.audience_match)?;
+        let leeway = checked_leeway(self.leeway)?;
+        let clock = self.clock.unwrap_or_else(clock::system);
+        let keys =
+            KeysChoice::resolve(self.keys, (google::Endpoints::default().oidc_jwks, KeyFormat::OidcJwks), &clock);
+        if keys.algorithm() != KeyAlgorithm::Rs256 {
+            return Err(BuildError::WrongKeyAlgorithm { expected: KeyAlgorithm::Rs256, got: keys.algorithm() });
+        }
+        let times = TimeRules { leeway, max_lifetime: MAX_LIFETIME_SECS + leeway };
+        let engine = Engine::new(
+            keys,
+            KeyAlgorithm::Rs256,
+            clock,
+            times,
+            self.memo_capacity.unwrap_or(DEFAULT_MEMO_CAPACITY),
+        );
+        Ok(OidcVerifier {
+            inner: Arc::new(OidcInner { engine, audiences, require_email: self.require_email.unwrap_or(true) }),
+        })
+    }
+}
+
+pub(crate) fn checked_leeway(leeway: Option<Duration>) -> Result<i64, BuildError> {
+    let leeway = leeway.unwrap_or(DEFAULT_LEEWAY).as_secs();
+    if leeway > 300 {
+        return Err(BuildError::LeewayTooLarge(leeway));
+    }
+    Ok(i64::try_from(leeway).unwrap_or(300))
+}
