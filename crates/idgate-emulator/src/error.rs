@@ -1,0 +1,54 @@
+//! The emulator's error type.
+
+use std::io;
+use std::net::SocketAddr;
+
+/// Why the emulator (or its IAP proxy) could not start or do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmulatorError {
+    /// The listening socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
+    /// A non-loopback address was asked for without [`crate::EmulatorBuilder::allow_non_loopback`].
+    #[error(
+        "refusing to bind non-loopback address {0}; call allow_non_loopback() if you really mean it"
+    )]
+    NonLoopback(SocketAddr),
+    /// Key generation, encoding or signing failed in the crypto backend.
+    #[error("crypto backend failure: {0}")]
+    Crypto(&'static str),
+    /// Building an X.509 certificate or PEM encoding failed.
+    #[error("certificate generation failed: {0}")]
+    Certificate(#[from] rcgen::Error),
+    /// A URL could not be built.
+    #[error("invalid URL: {0}")]
+    Url(#[from] url::ParseError),
+    /// Writing a service-account key file failed.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: io::Error,
+    },
+    /// JSON encoding failed.
+    #[error("JSON encoding failed: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The named key is not published, or the last key cannot be retired.
+    #[error("no such key: {0}")]
+    UnknownKey(String),
+    /// There is no published key to sign with (every key was retired).
+    #[error("no published {0} key to sign with")]
+    NoSigningKey(&'static str),
+    /// The upstream URL of an IAP proxy is not an `http` URL with a host.
+    #[error("unsupported upstream URL {0}: only http://host[:port][/path] is supported")]
+    Upstream(String),
+}

@@ -1,0 +1,60 @@
+//! A faithful, loopback-only local twin of Google's identity endpoints, for tests and local development.
+//!
+//! One [`Emulator`] serves, on `127.0.0.1:PORT`:
+//!
+//! | path | Google's original |
+//! |---|---|
+//! | `/oauth2/v3/certs` | OIDC JWKS (`www.googleapis.com/oauth2/v3/certs`) |
+//! | `/oauth2/v1/certs` | OIDC X.509 certificates (`www.googleapis.com/oauth2/v1/certs`) |
+//! | `/.well-known/openid-configuration` | discovery (`accounts.google.com`) |
+//! | `/iap/verify/public_key-jwk`, `/iap/verify/public_key` | IAP keys (`www.gstatic.com`) |
+//! | `/computeMetadata/v1/...` | the metadata server (identity, email, token, project) |
+//! | `POST /token` | the OAuth 2.0 token endpoint, jwt-bearer grant (`oauth2.googleapis.com/token`) |
+//! | `POST /v1/projects/-/serviceAccounts/{email}:generateIdToken` | IAM Credentials |
+//! | `/robot/v1/metadata/x509/{email}` | a service account's public certificates |
+//!
+//! Every answer has Google's wire format. [`TokenSpec`] + [`Emulator::mint`] mint any token, good or
+//! deliberately broken; [`Emulator::hits`] counts requests per [`Endpoint`]; [`Emulator::inject`] plays
+//! a [`Fault`]; keys rotate; [`IapProxy`] puts the emulator's IAP in front of any upstream. The emulator
+//! never calls the real Google.
+//!
+//! # Example
+//!
+//! ```
+//! use idgate_emulator::{Emulator, Endpoint, TokenSpec};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let emulator = Emulator::builder().project_id("my-project").start().await?;
+//! let token = emulator.mint(
+//!     &TokenSpec::service_account("caller@my-project.iam.gserviceaccount.com")
+//!         .audience("https://api.example.com"),
+//! );
+//! assert_eq!(token.split('.').count(), 3);
+//!
+//! let jwks: serde_json::Value = reqwest::get(emulator.oidc_jwks_url()).await?.json().await?;
+//! assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
+//! assert_eq!(emulator.hits(Endpoint::OidcJwks), 1);
+//! emulator.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod emulator;
+mod error;
+mod keys;
+mod routes;
+mod state;
+mod token;
+
+pub use emulator::{
+    DEFAULT_IAP_MAX_AGE, DEFAULT_OIDC_MAX_AGE, DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NUMBER,
+    Emulator, EmulatorBuilder,
+};
+pub use error::EmulatorError;
+pub use state::{Endpoint, Fault};
+pub use token::{
+    DEFAULT_AUDIENCE, GOOGLE_ISSUER, HmacKeyMaterial, IAP_ISSUER, IAP_LIFETIME_SECS,
+    OIDC_LIFETIME_SECS, SIGNATURE_REMOVED, TokenSpec, numeric_id,
+};

@@ -1,0 +1,234 @@
+//! The GCE metadata server under `/computeMetadata/v1/`.
+//!
+//! Rules, as on a VM: a request without `Metadata-Flavor: Google` (or with `X-Forwarded-For`) gets 403;
+//! every answer carries `Metadata-Flavor: Google`; `identity` without an audience gets 400.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::state::{Endpoint, Shared, with_flavor};
+use crate::token::{OIDC_LIFETIME_SECS, TokenSpec};
+
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn text(endpoint: Endpoint, status: StatusCode, body: String) -> Response {
+    with_flavor(
+        endpoint,
+        (status, [(header::CONTENT_TYPE, TEXT)], body).into_response(),
+    )
+}
+
+/// Counts the hit, plays faults, and enforces the `Metadata-Flavor` rules.
+async fn gate(shared: &Shared, endpoint: Endpoint, headers: &HeaderMap) -> Option<Response> {
+    if let Some(r) = shared.enter(endpoint).await {
+        return Some(r);
+    }
+    if headers.contains_key("x-forwarded-for") {
+        return Some(forbidden(
+            endpoint,
+            "Request contains X-Forwarded-For header.",
+        ));
+    }
+    let flavor_ok = headers
+        .get_all("metadata-flavor")
+        .iter()
+        .any(|v| v.as_bytes() == b"Google");
+    if !flavor_ok {
+        return Some(forbidden(
+            endpoint,
+            "Missing required header \"Metadata-Flavor\": \"Google\"",
+        ));
+    }
+    None
+}
+
+fn forbidden(endpoint: Endpoint, why: &str) -> Response {
+    with_flavor(
+        endpoint,
+        (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "text/html; charset=UTF-8")],
+            format!(
+                "<!DOCTYPE html>\n<html lang=en>\n<title>Error 403 (Forbidden)!!1</title>\n\
+                 <p><b>403.</b> <ins>That\u{2019}s an error.</ins>\n<p>Your client does not have \
+                 permission to get URL. {why} <ins>That\u{2019}s all we know.</ins>\n"
+            ),
+        )
+            .into_response(),
+    )
+}
+
+/// `{account}` may be `default` or the account's email.
+fn resolve_account(shared: &Shared, endpoint: Endpoint, account: &str) -> Result<String, Response> {
+    let email = &shared.config.metadata_service_account;
+    if account == "default" || account == email {
+        Ok(email.clone())
+    } else {
+        Err(text(
+            endpoint,
+            StatusCode::NOT_FOUND,
+            format!("Service account {account} not found on this instance.\n"),
+        ))
+    }
+}
+
+/// Google's metadata server treats these case-insensitively.
+fn bool_param(value: Option<&String>) -> Option<bool> {
+    match value.map(|v| v.to_ascii_lowercase()) {
+        None => Some(false),
+        Some(v) if v == "true" => Some(true),
+        Some(v) if v == "false" => Some(false),
+        Some(_) => None,
+    }
+}
+
+pub(crate) async fn identity(
+    State(shared): State<Arc<Shared>>,
+    Path(account): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let ep = Endpoint::MetadataIdentity;
+    if let Some(r) = gate(&shared, ep, &headers).await {
+        return r;
+    }
+    let email = match resolve_account(&shared, ep, &account) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let Some(audience) = query.get("audience").filter(|a| !a.is_empty()) else {
+        return text(
+            ep,
+            StatusCode::BAD_REQUEST,
+            "non-empty audience parameter required\n".to_owned(),
+        );
+    };
+    let full = match query.get("format").map(String::as_str) {
+        None | Some("standard") => false,
+        Some("full") => true,
+        Some(other) => {
+            return text(
+                ep,
+                StatusCode::BAD_REQUEST,
+                format!("invalid format parameter: {other:?}; expected \"standard\" or \"full\"\n"),
+            );
+        }
+    };
+    let Some(licenses) = bool_param(query.get("licenses")) else {
+        return text(
+            ep,
+            StatusCode::BAD_REQUEST,
+            "invalid licenses parameter; expected TRUE or FALSE\n".to_owned(),
+        );
+    };
+    let mut spec = TokenSpec::service_account(&email).audience(audience.as_str());
+    if full {
+        let c = &shared.config;
+        let mut compute = json!({
+            "instance_creation_timestamp": c.instance_creation_timestamp,
+            "instance_id": c.instance_id,
+            "instance_name": c.instance_name,
+            "project_id": c.project_id,
+            "project_number": c.project_number,
+            "zone": c.zone,
+        });
+        if licenses {
+            compute["license_id"] = json!(c.license_ids);
+        }
+        spec = spec.claim("google", json!({ "compute_engine": compute }));
+    }
+    match shared.mint(&spec) {
+        Ok(token) => text(ep, StatusCode::OK, token),
+        Err(error) => text(ep, StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
+    }
+}
+
+pub(crate) async fn email(
+    State(shared): State<Arc<Shared>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let ep = Endpoint::MetadataEmail;
+    if let Some(r) = gate(&shared, ep, &headers).await {
+        return r;
+    }
+    match resolve_account(&shared, ep, &account) {
+        Ok(email) => text(ep, StatusCode::OK, email),
+        Err(r) => r,
+    }
+}
+
+pub(crate) async fn access_token(
+    State(shared): State<Arc<Shared>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let ep = Endpoint::MetadataAccessToken;
+    if let Some(r) = gate(&shared, ep, &headers).await {
+        return r;
+    }
+    let email = match resolve_account(&shared, ep, &account) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    match shared.issue_access_token(&email) {
+        Ok((token, expires_in)) => with_flavor(
+            ep,
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                json!({"access_token": token, "expires_in": expires_in, "token_type": "Bearer"})
+                    .to_string(),
+            )
+                .into_response(),
+        ),
+        Err(error) => text(ep, StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
+    }
+}
+
+pub(crate) async fn project_id(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let ep = Endpoint::MetadataProjectId;
+    if let Some(r) = gate(&shared, ep, &headers).await {
+        return r;
+    }
+    text(ep, StatusCode::OK, shared.config.project_id.clone())
+}
+
+pub(crate) async fn numeric_project_id(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Response {
+    let ep = Endpoint::MetadataNumericProjectId;
+    if let Some(r) = gate(&shared, ep, &headers).await {
+        return r;
+    }
+    text(ep, StatusCode::OK, shared.config.project_number.to_string())
+}
+
+impl Shared {
+    /// Issues a `ya29.`-style access token for `email`, valid for just under an hour.
+    pub(crate) fn issue_access_token(
+        &self,
+        email: &str,
+    ) -> Result<(String, i64), crate::EmulatorError> {
+        use base64::Engine as _;
+        let token = format!(
+            "ya29.c.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(crate::keys::random_bytes::<48>()?)
+        );
+        let expires_in = OIDC_LIFETIME_SECS - 1;
+        crate::state::lock(&self.access_tokens).insert(
+            token.clone(),
+            crate::state::AccessTokenRecord {
+                email: email.to_owned(),
+                expires_at: crate::token::unix_now() + expires_in,
+            },
+        );
+        Ok((token, expires_in))
+    }
+}

@@ -1,0 +1,56 @@
+//! The emulator's HTTP surface.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::state::Shared;
+
+mod certs;
+mod metadata;
+
+/// Every route the emulator serves.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/oauth2/v3/certs", get(certs::oidc_jwks))
+        .route("/oauth2/v1/certs", get(certs::oidc_pem))
+        .route(
+            "/.well-known/openid-configuration",
+            get(certs::openid_configuration),
+        )
+        .route("/iap/verify/public_key-jwk", get(certs::iap_jwks))
+        .route("/iap/verify/public_key", get(certs::iap_pem))
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/{account}/identity",
+            get(metadata::identity),
+        )
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/{account}/email",
+            get(metadata::email),
+        )
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/{account}/token",
+            get(metadata::access_token),
+        )
+        .route(
+            "/computeMetadata/v1/project/project-id",
+            get(metadata::project_id),
+        )
+        .route(
+            "/computeMetadata/v1/project/numeric-project-id",
+            get(metadata::numeric_project_id),
+        )
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/html; charset=UTF-8")],
+        "<!DOCTYPE html>\n<html lang=en>\n<title>Error 404 (Not Found)!!1</title>\n<p><b>404.</b> <ins>That\u{2019}s an error.</ins>\n",
+    )
+}

@@ -1,0 +1,365 @@
+//! State shared by the running server, the [`crate::Emulator`] handle and the IAP proxy: keys, service
+//! accounts, issued access tokens, hit counters and queued faults.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
+use url::Url;
+
+use crate::keys::{EcKey, KeyRing, RsaKey};
+
+/// Every endpoint the emulator serves, for [`crate::Emulator::hits`] and [`crate::Emulator::inject`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// `GET /oauth2/v3/certs`: the OIDC JWKS.
+    OidcJwks,
+    /// `GET /oauth2/v1/certs`: the OIDC X.509 certificates.
+    OidcPemCerts,
+    /// `GET /.well-known/openid-configuration`.
+    OpenIdConfiguration,
+    /// `GET /iap/verify/public_key-jwk`: the IAP JWKS.
+    IapJwks,
+    /// `GET /iap/verify/public_key`: the IAP SPKI PEM keys.
+    IapPem,
+    /// `GET /computeMetadata/v1/instance/service-accounts/{account}/identity`.
+    MetadataIdentity,
+    /// `GET /computeMetadata/v1/instance/service-accounts/{account}/email`.
+    MetadataEmail,
+    /// `GET /computeMetadata/v1/instance/service-accounts/{account}/token`.
+    MetadataAccessToken,
+    /// `GET /computeMetadata/v1/project/project-id`.
+    MetadataProjectId,
+    /// `GET /computeMetadata/v1/project/numeric-project-id`.
+    MetadataNumericProjectId,
+    /// `POST /token`: the OAuth 2.0 token endpoint (jwt-bearer grant).
+    Token,
+    /// `POST /v1/projects/-/serviceAccounts/{email}:generateIdToken`: IAM Credentials.
+    GenerateIdToken,
+    /// `GET /robot/v1/metadata/x509/{email}`: a service account's public certificates.
+    ServiceAccountCerts,
+}
+
+impl Endpoint {
+    /// Every endpoint, in declaration order.
+    pub const ALL: [Self; 13] = [
+        Self::OidcJwks,
+        Self::OidcPemCerts,
+        Self::OpenIdConfiguration,
+        Self::IapJwks,
+        Self::IapPem,
+        Self::MetadataIdentity,
+        Self::MetadataEmail,
+        Self::MetadataAccessToken,
+        Self::MetadataProjectId,
+        Self::MetadataNumericProjectId,
+        Self::Token,
+        Self::GenerateIdToken,
+        Self::ServiceAccountCerts,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether this endpoint belongs to the metadata server (whose every answer carries
+    /// `Metadata-Flavor: Google`).
+    #[must_use]
+    pub fn is_metadata(self) -> bool {
+        matches!(
+            self,
+            Self::MetadataIdentity
+                | Self::MetadataEmail
+                | Self::MetadataAccessToken
+                | Self::MetadataProjectId
+                | Self::MetadataNumericProjectId
+        )
+    }
+
+    /// The content type of this endpoint's successful answers.
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::MetadataIdentity
+            | Self::MetadataEmail
+            | Self::MetadataProjectId
+            | Self::MetadataNumericProjectId => "text/plain; charset=utf-8",
+            _ => "application/json; charset=UTF-8",
+        }
+    }
+}
+
+/// A fault the emulator plays instead of (or before) a normal answer. See [`crate::Emulator::inject`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Answer with this HTTP status (an invalid code becomes 500) and a Google-style error body.
+    Status(u16),
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+    /// Never answer (until the emulator shuts down, when the request gets a 503).
+    Hang,
+    /// Answer 200 with the endpoint's content type and a body that is not what the endpoint serves.
+    Garbage,
+}
+
+/// The body a [`Fault::Garbage`] answer carries: truncated, invalid UTF-8, invalid JSON, not a JWT.
+pub(crate) const GARBAGE: &[u8] = b"<html>\xff\xfe{\"keys\": [{\"kid\": \"garbage";
+
+/// Static configuration fixed at start.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) project_id: String,
+    pub(crate) project_number: u64,
+    pub(crate) oidc_max_age: u64,
+    pub(crate) iap_max_age: u64,
+    pub(crate) age: u64,
+    pub(crate) metadata_service_account: String,
+    pub(crate) zone: String,
+    pub(crate) instance_name: String,
+    pub(crate) instance_id: String,
+    pub(crate) instance_creation_timestamp: i64,
+    pub(crate) license_ids: Vec<String>,
+}
+
+/// A registered service account.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceAccountRecord {
+    pub(crate) unique_id: String,
+    /// private_key_id -> key.
+    pub(crate) keys: HashMap<String, Arc<RsaKey>>,
+}
+
+/// An access token the emulator issued.
+#[derive(Debug, Clone)]
+pub(crate) struct AccessTokenRecord {
+    pub(crate) email: String,
+    pub(crate) expires_at: i64,
+}
+
+/// Everything shared.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) base_url: Url,
+    pub(crate) oidc: RwLock<KeyRing<RsaKey>>,
+    pub(crate) iap: RwLock<KeyRing<EcKey>>,
+    pub(crate) unknown_rsa: RsaKey,
+    pub(crate) unknown_ec: EcKey,
+    pub(crate) service_accounts: RwLock<HashMap<String, ServiceAccountRecord>>,
+    pub(crate) access_tokens: Mutex<HashMap<String, AccessTokenRecord>>,
+    hits: [AtomicU64; Endpoint::ALL.len()],
+    faults: Mutex<HashMap<Endpoint, VecDeque<(Fault, u32)>>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn lock<T>(lock: &Mutex<T>) -> MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: Config,
+        base_url: Url,
+        oidc: KeyRing<RsaKey>,
+        iap: KeyRing<EcKey>,
+        unknown_rsa: RsaKey,
+        unknown_ec: EcKey,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            config,
+            base_url,
+            oidc: RwLock::new(oidc),
+            iap: RwLock::new(iap),
+            unknown_rsa,
+            unknown_ec,
+            service_accounts: RwLock::new(HashMap::new()),
+            access_tokens: Mutex::new(HashMap::new()),
+            hits: std::array::from_fn(|_| AtomicU64::new(0)),
+            faults: Mutex::new(HashMap::new()),
+            shutdown,
+        }
+    }
+
+    /// Registers the metadata server's service account (no keys: the metadata server signs for it).
+    pub(crate) fn register_metadata_account(&self) {
+        let email = self.config.metadata_service_account.clone();
+        write(&self.service_accounts)
+            .entry(email.clone())
+            .or_insert_with(|| ServiceAccountRecord {
+                unique_id: crate::token::numeric_id(&email),
+                keys: HashMap::new(),
+            });
+    }
+
+    /// An absolute URL on the emulator.
+    pub(crate) fn url(&self, path: &str) -> Url {
+        let mut url = self.base_url.clone();
+        url.set_path(path);
+        url
+    }
+
+    pub(crate) fn hits(&self, endpoint: Endpoint) -> u64 {
+        self.hits[endpoint.index()].load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn reset_hits(&self) {
+        for h in &self.hits {
+            h.store(0, Ordering::SeqCst);
+        }
+    }
+
+    pub(crate) fn inject(&self, endpoint: Endpoint, fault: Fault, times: u32) {
+        if times == 0 {
+            return;
+        }
+        lock(&self.faults)
+            .entry(endpoint)
+            .or_default()
+            .push_back((fault, times));
+    }
+
+    pub(crate) fn clear_faults(&self) {
+        lock(&self.faults).clear();
+    }
+
+    fn take_fault(&self, endpoint: Endpoint) -> Option<Fault> {
+        let mut faults = lock(&self.faults);
+        let queue = faults.get_mut(&endpoint)?;
+        let (fault, remaining) = queue.front_mut()?;
+        let fault = *fault;
+        *remaining -= 1;
+        if *remaining == 0 {
+            queue.pop_front();
+        }
+        Some(fault)
+    }
+
+    /// Resolves when the emulator shuts down (or its handle is gone).
+    pub(crate) async fn shut_down(&self) {
+        let mut rx = self.shutdown.clone();
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    }
+
+    /// Every handler starts here: count the hit, then play a queued fault if there is one.
+    /// `Some(response)` means: answer this instead.
+    pub(crate) async fn enter(&self, endpoint: Endpoint) -> Option<Response> {
+        self.hits[endpoint.index()].fetch_add(1, Ordering::SeqCst);
+        let fault = self.take_fault(endpoint)?;
+        let response = match fault {
+            Fault::Delay(d) => {
+                tokio::select! {
+                    () = tokio::time::sleep(d) => return None,
+                    () = self.shut_down() => fault_status(endpoint, StatusCode::SERVICE_UNAVAILABLE),
+                }
+            }
+            Fault::Hang => {
+                self.shut_down().await;
+                fault_status(endpoint, StatusCode::SERVICE_UNAVAILABLE)
+            }
+            Fault::Status(code) => fault_status(
+                endpoint,
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            ),
+            Fault::Garbage => {
+                let mut r = Response::new(Body::from(GARBAGE));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(endpoint.content_type()),
+                );
+                r
+            }
+        };
+        Some(with_flavor(endpoint, response))
+    }
+}
+
+/// Adds `Metadata-Flavor: Google` to metadata-server answers.
+pub(crate) fn with_flavor(endpoint: Endpoint, mut response: Response) -> Response {
+    if endpoint.is_metadata() {
+        response
+            .headers_mut()
+            .insert("metadata-flavor", HeaderValue::from_static("Google"));
+    }
+    response
+}
+
+/// A Google-shaped error answer for an injected status.
+fn fault_status(endpoint: Endpoint, status: StatusCode) -> Response {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    match endpoint {
+        Endpoint::Token => (
+            status,
+            axum::Json(serde_json::json!({
+                "error": "internal_failure",
+                "error_description": reason,
+            })),
+        )
+            .into_response(),
+        Endpoint::GenerateIdToken => (
+            status,
+            axum::Json(serde_json::json!({
+                "error": {"code": status.as_u16(), "message": reason, "status": grpc_status(status)}
+            })),
+        )
+            .into_response(),
+        _ => {
+            let code = status.as_u16();
+            let body = format!(
+                "<!DOCTYPE html>\n<html lang=en>\n<title>Error {code} ({reason})!!1</title>\n\
+                 <p><b>{code}.</b> <ins>That\u{2019}s an error.</ins>\n"
+            );
+            (
+                status,
+                [(header::CONTENT_TYPE, "text/html; charset=UTF-8")],
+                body,
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The `google.rpc.Code` name Google's JSON errors carry for an HTTP status.
+pub(crate) fn grpc_status(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        499 => "CANCELLED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ if status.is_client_error() => "FAILED_PRECONDITION",
+        _ => "INTERNAL",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_all_matches_indices() {
+        for (i, e) in Endpoint::ALL.iter().enumerate() {
+            assert_eq!(e.index(), i);
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests for the emulator: one binary, one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod helpers;
+mod keys;
+mod tokens;
