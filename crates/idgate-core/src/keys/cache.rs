@@ -116,6 +116,9 @@ type FlightResult = Result<Arc<Loaded>, FetchError>;
 struct Flight {
     in_flight: Option<Shared<BoxFuture<'static, FlightResult>>>,
     last_started: Option<SystemTime>,
+    /// The last fetch caused by an unknown kid: the rate limit counts only these, so a kid rotated in just after a
+    /// regular fetch is still picked up on first sight.
+    last_unknown_kid_fetch: Option<SystemTime>,
     last_failure: Option<(SystemTime, FetchError)>,
     fetches: u64,
 }
@@ -320,10 +323,11 @@ impl KeyCache {
                 return None;
             }
         }
-        if matches!(reason, Reason::UnknownKid)
-            && since(flight.last_started).is_some_and(|d| d < self.inner.config.unknown_kid_interval)
-        {
-            return None;
+        if matches!(reason, Reason::UnknownKid) {
+            if since(flight.last_unknown_kid_fetch).is_some_and(|d| d < self.inner.config.unknown_kid_interval) {
+                return None;
+            }
+            flight.last_unknown_kid_fetch = Some(now);
         }
         flight.last_started = Some(now);
         flight.fetches += 1;

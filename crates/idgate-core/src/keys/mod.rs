@@ -13,6 +13,8 @@
 mod cache;
 mod set;
 mod source;
+#[cfg(test)]
+mod tests;
 
 pub use cache::{KeyCache, KeyCacheConfig, KeyCacheStatus, KeyLookupError, KeysUnavailable};
 pub(crate) use set::truncate;

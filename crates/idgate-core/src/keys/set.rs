@@ -111,13 +111,15 @@ impl fmt::Debug for VerifyingKey {
 /// ```
 /// use idgate_core::keys::{KeyAlgorithm, KeyFormat, KeySet};
 ///
-/// // An IAP-style JWKS (EC P-256), as served by https://www.gstatic.com/iap/verify/public_key-jwk.
-/// let jwks = br#"{"keys":[{"alg":"ES256","crv":"P-256","kid":"abc","kty":"EC","use":"sig",
-///   "x":"ZJdO2kSM3zP1tSp1zg-GvcoOl6ZMu4Rlf2jxdFdhlao","y":"J1fVjQ1zq4ODOLFEiwBo5FcFR1ypLl6yDbTGjEIuIDU"}]}"#;
+/// // An IAP JWKS, in the shape https://www.gstatic.com/iap/verify/public_key-jwk serves.
+/// let jwks = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys/iap_public_key-jwk.json"));
 /// let set = KeySet::parse(KeyFormat::IapJwks, jwks).unwrap();
 /// assert_eq!(set.algorithm(), KeyAlgorithm::Es256);
-/// assert!(set.get("abc").is_some());
-/// assert!(set.get("other").is_none());
+/// assert!(set.get("f9R3yg").is_some());
+/// assert!(set.get("unknown").is_none());
+///
+/// // The same document is not an OIDC key set: its keys are EC, and OIDC keys are RSA.
+/// assert!(KeySet::parse(KeyFormat::OidcJwks, jwks).is_err());
 /// ```
 #[derive(Clone)]
 pub struct KeySet {
@@ -317,4 +319,107 @@ pub(crate) fn truncate(s: &str) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OIDC_JWKS: &[u8] = include_bytes!("../../tests/fixtures/keys/oidc_v3_certs.json");
+    const OIDC_CERTS: &[u8] = include_bytes!("../../tests/fixtures/keys/oidc_v1_certs.json");
+    const IAP_JWKS: &[u8] = include_bytes!("../../tests/fixtures/keys/iap_public_key-jwk.json");
+    const IAP_PEM: &[u8] = include_bytes!("../../tests/fixtures/keys/iap_public_key.json");
+
+    fn kids(set: &KeySet) -> Vec<&str> {
+        let mut k: Vec<&str> = set.kids().collect();
+        k.sort_unstable();
+        k
+    }
+
+    #[test]
+    fn all_four_google_formats_parse_and_bind_their_algorithm() {
+        let v3 = KeySet::parse(KeyFormat::OidcJwks, OIDC_JWKS).unwrap();
+        let v1 = KeySet::parse(KeyFormat::OidcPemCertificates, OIDC_CERTS).unwrap();
+        assert_eq!(v3.algorithm(), KeyAlgorithm::Rs256);
+        assert_eq!(v1.algorithm(), KeyAlgorithm::Rs256);
+        // The v1 certificates wrap the same keys as the v3 JWKS.
+        assert_eq!(kids(&v3), kids(&v1));
+        assert_eq!(v3.len(), 2);
+
+        let jwk = KeySet::parse(KeyFormat::IapJwks, IAP_JWKS).unwrap();
+        let pem = KeySet::parse(KeyFormat::IapPem, IAP_PEM).unwrap();
+        assert_eq!(jwk.algorithm(), KeyAlgorithm::Es256);
+        assert_eq!(kids(&jwk), vec!["4BCyVw", "f9R3yg", "mpf0DA"]);
+        assert_eq!(kids(&jwk), kids(&pem));
+        for set in [&v3, &v1, &jwk, &pem] {
+            for kid in set.kids() {
+                assert_eq!(set.get(kid).unwrap().algorithm(), set.algorithm());
+            }
+        }
+    }
+
+    #[test]
+    fn a_document_of_the_other_family_yields_no_usable_keys() {
+        assert_eq!(
+            KeySet::parse(KeyFormat::OidcJwks, IAP_JWKS).unwrap_err(),
+            KeySetError::NoUsableKeys(KeyAlgorithm::Rs256)
+        );
+        assert_eq!(
+            KeySet::parse(KeyFormat::IapJwks, OIDC_JWKS).unwrap_err(),
+            KeySetError::NoUsableKeys(KeyAlgorithm::Es256)
+        );
+        // An RSA certificate is not an IAP SPKI key, and an EC SPKI key is not a certificate.
+        assert!(matches!(
+            KeySet::parse(KeyFormat::IapPem, OIDC_CERTS),
+            Err(KeySetError::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            KeySet::parse(KeyFormat::OidcPemCertificates, IAP_PEM),
+            Err(KeySetError::InvalidKey { .. })
+        ));
+    }
+
+    #[test]
+    fn foreign_keys_in_a_jwks_are_skipped_not_trusted() {
+        let mut doc: serde_json::Value = serde_json::from_slice(OIDC_JWKS).unwrap();
+        let keys = doc["keys"].as_array_mut().unwrap();
+        let mut hs = keys[0].clone();
+        hs["kid"] = "hmac".into();
+        hs["alg"] = "HS256".into();
+        let mut enc = keys[0].clone();
+        enc["kid"] = "enc".into();
+        enc["use"] = "enc".into();
+        keys.push(hs);
+        keys.push(enc);
+        keys.push(serde_json::json!({"kid": "weird", "kty": 7}));
+        keys.push(serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}));
+        let set = KeySet::parse(KeyFormat::OidcJwks, doc.to_string().as_bytes()).unwrap();
+        assert_eq!(set.len(), 2);
+        assert!(set.get("hmac").is_none() && set.get("enc").is_none() && set.get("weird").is_none());
+    }
+
+    #[test]
+    fn broken_documents_are_typed_errors() {
+        for doc in [&b""[..], b"null", b"[]", b"{\"keys\": 5}", b"<html>", b"{\"keys\": []}"] {
+            assert!(KeySet::parse(KeyFormat::OidcJwks, doc).is_err(), "{doc:?}");
+        }
+        let bad_n = br#"{"keys":[{"kid":"k","kty":"RSA","alg":"RS256","n":"!!","e":"AQAB"}]}"#;
+        assert_eq!(
+            KeySet::parse(KeyFormat::OidcJwks, bad_n).unwrap_err(),
+            KeySetError::InvalidKey { kid: "k".into() }
+        );
+        let short_point = br#"{"keys":[{"kid":"k","kty":"EC","crv":"P-256","x":"AQAB","y":"AQAB"}]}"#;
+        assert!(matches!(KeySet::parse(KeyFormat::IapJwks, short_point), Err(KeySetError::InvalidKey { .. })));
+        let not_pem = br#"{"k":"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n"}"#;
+        assert!(matches!(
+            KeySet::parse(KeyFormat::OidcPemCertificates, not_pem),
+            Err(KeySetError::InvalidKey { .. })
+        ));
+        let long_kid = "x".repeat(500);
+        let doc = format!(r#"{{"{long_kid}":"nope"}}"#);
+        match KeySet::parse(KeyFormat::IapPem, doc.as_bytes()) {
+            Err(KeySetError::InvalidKey { kid }) => assert!(kid.chars().count() <= 65),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
