@@ -1,0 +1,190 @@
+//! Finding the one credential a request presents, by the precedence rules of
+//! [`RequireIdentityLayer`](crate::RequireIdentityLayer). Pure functions over a `HeaderMap`; no I/O, no panics.
+
+use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+use idgate_core::token::{CredentialError, parse_authorization};
+
+use crate::rejection::IdentityRejection;
+
+/// `X-Serverless-Authorization`: where Cloud Run looks first, and forwards intact.
+pub(crate) static X_SERVERLESS_AUTHORIZATION: HeaderName =
+    HeaderName::from_static("x-serverless-authorization");
+/// `X-Appengine-Inbound-Appid`: the legacy App Identity header, set by App Engine's URLFetch.
+pub(crate) static X_APPENGINE_INBOUND_APPID: HeaderName =
+    HeaderName::from_static("x-appengine-inbound-appid");
+/// `x-goog-iap-jwt-assertion`: the IAP-signed assertion.
+pub(crate) static X_GOOG_IAP_JWT_ASSERTION: HeaderName =
+    HeaderName::from_static("x-goog-iap-jwt-assertion");
+/// `X-Goog-Authenticated-User-Email`: IAP's unsigned convenience header. Never identity on its own.
+pub(crate) static X_GOOG_AUTHENTICATED_USER_EMAIL: HeaderName =
+    HeaderName::from_static("x-goog-authenticated-user-email");
+
+/// What a request presents, before anything is verified.
+#[derive(Debug)]
+pub(crate) enum Presented {
+    /// The legacy header (only returned when the layer trusts it).
+    Legacy(HeaderValue),
+    /// A bearer token, still inside its header value (cheap to clone: `Bytes` inside).
+    Token {
+        /// The whole header value, `Bearer <token>`.
+        value: HeaderValue,
+        /// Which header it came from, for logs.
+        header: &'static str,
+    },
+}
+
+impl Presented {
+    /// The token inside a [`Presented::Token`] value. The value was parsed once already, so this cannot fail in
+    /// practice; it still returns an error rather than panicking.
+    pub(crate) fn token_of(value: &HeaderValue) -> Result<&str, IdentityRejection> {
+        parse_authorization(value.as_bytes())
+            .map(|(_, token)| token)
+            .map_err(credential_rejection)
+    }
+}
+
+/// The single value of `name`, `None` when absent. Two or more values are ambiguous: a 401, never a guess.
+pub(crate) fn single<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a HeaderValue>, IdentityRejection> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(IdentityRejection::MalformedCredential {
+            reason: "duplicate_header",
+        });
+    }
+    Ok(first)
+}
+
+/// Applies the precedence rules: the legacy header only when `trust_legacy`; then `X-Serverless-Authorization`
+/// (Cloud Run checks it and forwards it intact); then `Authorization`.
+pub(crate) fn presented(
+    headers: &HeaderMap,
+    trust_legacy: bool,
+) -> Result<Presented, IdentityRejection> {
+    if trust_legacy && let Some(value) = single(headers, &X_APPENGINE_INBOUND_APPID)? {
+        return Ok(Presented::Legacy(value.clone()));
+    }
+    let (value, header) = match single(headers, &X_SERVERLESS_AUTHORIZATION)? {
+        Some(value) => (value, "x-serverless-authorization"),
+        None => match single(headers, &AUTHORIZATION)? {
+            Some(value) => (value, "authorization"),
+            None => return Err(IdentityRejection::MissingCredential),
+        },
+    };
+    // Validate the shape now, so the common mistakes are answered without any further work.
+    parse_authorization(value.as_bytes()).map_err(credential_rejection)?;
+    Ok(Presented::Token {
+        value: value.clone(),
+        header,
+    })
+}
+
+pub(crate) fn credential_rejection(error: CredentialError) -> IdentityRejection {
+    let reason = match error {
+        CredentialError::NotAscii => "not_ascii",
+        CredentialError::TooLarge => "too_large",
+        CredentialError::UnsupportedScheme => "unsupported_scheme",
+        CredentialError::EmptyToken => "empty_token",
+        CredentialError::ExtraContent => "extra_content",
+        _ => "malformed_credential",
+    };
+    IdentityRejection::MalformedCredential { reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&HeaderName, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append((*k).clone(), HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
+    fn token(p: Presented) -> (String, &'static str) {
+        match p {
+            Presented::Token { value, header } => {
+                (Presented::token_of(&value).unwrap().to_owned(), header)
+            }
+            Presented::Legacy(_) => panic!("legacy"),
+        }
+    }
+
+    #[test]
+    fn serverless_header_wins_over_authorization() {
+        let h = headers(&[
+            (&AUTHORIZATION, b"Bearer a.b.SIGNATURE_REMOVED_BY_GOOGLE"),
+            (&X_SERVERLESS_AUTHORIZATION, b"Bearer x.y.z"),
+        ]);
+        assert_eq!(
+            token(presented(&h, false).unwrap()),
+            ("x.y.z".to_owned(), "x-serverless-authorization")
+        );
+    }
+
+    #[test]
+    fn authorization_bearer_and_id_schemes() {
+        let h = headers(&[(&AUTHORIZATION, b"bEaReR x.y.z")]);
+        assert_eq!(token(presented(&h, false).unwrap()).0, "x.y.z");
+        let h = headers(&[(&AUTHORIZATION, b"ID x.y.z")]);
+        assert_eq!(token(presented(&h, false).unwrap()).0, "x.y.z");
+    }
+
+    #[test]
+    fn missing_and_malformed() {
+        assert!(matches!(
+            presented(&HeaderMap::new(), false),
+            Err(IdentityRejection::MissingCredential)
+        ));
+        let h = headers(&[(&AUTHORIZATION, b"Basic dXNlcjpwdw==")]);
+        assert_eq!(
+            presented(&h, false).unwrap_err().reason(),
+            "unsupported_scheme"
+        );
+        let h = headers(&[(&AUTHORIZATION, b"Bearer \xff\xfe")]);
+        assert_eq!(presented(&h, false).unwrap_err().reason(), "not_ascii");
+        let big = [b"Bearer ".as_slice(), &[b'a'; 20_000]].concat();
+        let h = headers(&[(&AUTHORIZATION, &big)]);
+        assert_eq!(presented(&h, false).unwrap_err().reason(), "too_large");
+    }
+
+    #[test]
+    fn duplicates_are_ambiguous() {
+        let h = headers(&[
+            (&AUTHORIZATION, b"Bearer a.b.c"),
+            (&AUTHORIZATION, b"Bearer d.e.f"),
+        ]);
+        assert_eq!(
+            presented(&h, false).unwrap_err().reason(),
+            "duplicate_header"
+        );
+        let h = headers(&[
+            (&X_SERVERLESS_AUTHORIZATION, b"Bearer a.b.c"),
+            (&X_SERVERLESS_AUTHORIZATION, b"Bearer d.e.f"),
+        ]);
+        assert_eq!(
+            presented(&h, false).unwrap_err().reason(),
+            "duplicate_header"
+        );
+    }
+
+    #[test]
+    fn legacy_header_only_when_trusted() {
+        let h = headers(&[
+            (&X_APPENGINE_INBOUND_APPID, b"caller-app"),
+            (&AUTHORIZATION, b"Bearer a.b.c"),
+        ]);
+        assert!(matches!(presented(&h, true).unwrap(), Presented::Legacy(v) if v == "caller-app"));
+        assert_eq!(token(presented(&h, false).unwrap()).0, "a.b.c");
+        let h = headers(&[(&X_APPENGINE_INBOUND_APPID, b"caller-app")]);
+        assert!(matches!(
+            presented(&h, false),
+            Err(IdentityRejection::MissingCredential)
+        ));
+    }
+}

@@ -1,0 +1,41 @@
+//! [`ServerError`]: why idgate-server could not start.
+
+use idgate_core::keys::KeysUnavailable;
+use idgate_core::verify::BuildError;
+
+/// Why the layers (or the proxy) could not be set up. These are startup errors: fail the deployment, not the
+/// first request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A verifier could not be built from the configuration (no audience, bad leeway, ...).
+    #[error("invalid verifier configuration: {0}")]
+    Verifier(#[from] BuildError),
+    /// The signing keys could not be fetched at startup.
+    #[error("could not prefetch the {which} signing keys: {source}")]
+    Keys {
+        /// `"OIDC"` or `"IAP"`.
+        which: &'static str,
+        /// Why.
+        #[source]
+        source: KeysUnavailable,
+    },
+    /// The IAP audience is neither configured nor discoverable from the metadata server.
+    #[error(
+        "IAP audience: not configured, and discovery from the metadata server failed ({0}); set `audience` in \
+         the [iap] section, e.g. \"/projects/PROJECT_NUMBER/apps/PROJECT_ID\""
+    )]
+    IapAudienceDiscovery(String),
+    /// The per-process key for trusting Cloud Run's invoker check could not be generated.
+    #[error("could not generate the key for trusting Cloud Run's invoker check")]
+    CloudRunKey,
+    /// The configuration enables neither service-to-service verification nor IAP.
+    #[error("the configuration has neither an [inbound] nor an [iap] section: nothing to enforce")]
+    NothingConfigured,
+    /// The proxy's upstream URL is unusable.
+    #[error("invalid upstream URL: {0}")]
+    Upstream(String),
+    /// An I/O error while serving.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,48 @@
+//! tower layers and axum extractors that answer, for a service on Google Cloud, **who is calling, and may they?**
+//!
+//! | item | what |
+//! |---|---|
+//! | [`RequireIdentityLayer`] | service to service: verifies Google ID tokens (`X-Serverless-Authorization`, `Authorization`) and, when trusted, the legacy `X-Appengine-Inbound-Appid`; applies the allowlist |
+//! | [`RequireIapLayer`] | users behind Identity-Aware Proxy: verifies `x-goog-iap-jwt-assertion`; optional allowlist |
+//! | [`extract`] | [`VerifiedCaller`](extract::VerifiedCaller), [`IapUser`](extract::IapUser), [`UserEmail`](extract::UserEmail) (and `Option<_>` of each) |
+//! | [`IdentityRejection`] | every refusal, typed: 401 / 403 / 503 / 500, logged once on target `idgate::decision` |
+//!
+//! The verification itself (keys, signatures, claims, identity, allowlist) is `idgate-core`'s; this crate only
+//! finds the credential in the request, asks the core, and answers. The inner service is never called for a
+//! request that was not admitted.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use idgate_core::{keys::KeyFormat, policy::Allowlist, verify::OidcVerifier};
+//! use idgate_server::{RequireIdentityLayer, extract::VerifiedCaller};
+//!
+//! async fn whoami(VerifiedCaller(caller): VerifiedCaller) -> String {
+//!     caller.to_string()
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = OidcVerifier::builder().audience("https://jobs.example.com").build()?;
+//! let allowlist = Allowlist::builder().project_id("billing-prod").build()?;
+//! let app: Router = Router::new()
+//!     .route("/whoami", get(whoami))
+//!     .route("/healthz", get(|| async { "ok" }))
+//!     .layer(RequireIdentityLayer::new(verifier).allowlist(allowlist).exempt_path("/healthz"));
+//! # let _ = app; Ok(()) }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cloud_run;
+mod credential;
+mod error;
+pub mod extract;
+mod gate;
+pub mod rejection;
+pub mod require_iap;
+pub mod require_identity;
+
+pub use error::ServerError;
+pub use rejection::IdentityRejection;
+pub use require_iap::{RequireIap, RequireIapLayer};
+pub use require_identity::{RequireIdentity, RequireIdentityLayer};

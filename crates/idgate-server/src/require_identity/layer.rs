@@ -1,0 +1,136 @@
+//! [`RequireIdentityLayer`]: the configuration.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use idgate_core::identity::TrustedAppEngineFrontEnd;
+use idgate_core::policy::Allowlist;
+use idgate_core::verify::OidcVerifier;
+use tower_layer::Layer;
+
+use super::RequireIdentity;
+use crate::ServerError;
+use crate::cloud_run::CloudRunTrust;
+
+/// Requires a verified Google identity (service to service) on every request, and an allowlist decision.
+///
+/// Holds only configuration (an `Arc` inside, so `Clone` is cheap). See the [module docs](super) for the precedence
+/// of credentials, the responses, and an example.
+#[derive(Clone)]
+pub struct RequireIdentityLayer {
+    pub(crate) config: Arc<IdentityConfig>,
+}
+
+#[derive(Clone)]
+pub(crate) struct IdentityConfig {
+    pub(crate) verifier: OidcVerifier,
+    pub(crate) allowlist: Option<Allowlist>,
+    pub(crate) legacy: Option<TrustedAppEngineFrontEnd>,
+    pub(crate) cloud_run: Option<CloudRunTrust>,
+    pub(crate) exempt: HashSet<String>,
+}
+
+impl fmt::Debug for RequireIdentityLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        f.debug_struct("RequireIdentityLayer")
+            .field("verifier", &c.verifier)
+            .field("allowlist", &c.allowlist)
+            .field("trust_legacy_header", &c.legacy.is_some())
+            .field("trust_cloud_run_invoker_check", &c.cloud_run.is_some())
+            .field("exempt_paths", &c.exempt)
+            .finish()
+    }
+}
+
+impl RequireIdentityLayer {
+    /// Verifies ID tokens with `verifier`. Until [`allowlist`](Self::allowlist) is set, every caller is denied
+    /// (403): an absent allowlist, like an empty one, admits nobody.
+    pub fn new(verifier: OidcVerifier) -> Self {
+        Self {
+            config: Arc::new(IdentityConfig {
+                verifier,
+                allowlist: None,
+                legacy: None,
+                cloud_run: None,
+                exempt: HashSet::new(),
+            }),
+        }
+    }
+
+    /// Admits the verified callers `allowlist` allows; denies (403) the others.
+    #[must_use]
+    pub fn allowlist(mut self, allowlist: Allowlist) -> Self {
+        Arc::make_mut(&mut self.config).allowlist = Some(allowlist);
+        self
+    }
+
+    /// Honours the legacy `X-Appengine-Inbound-Appid` header, ahead of any token, as the identity of the calling
+    /// App Engine app.
+    ///
+    /// **Only** correct when this service is served by App Engine's front end on its `appspot.com` route, which
+    /// strips the header from client requests; anywhere else anyone can send it. Hence the
+    /// [`TrustedAppEngineFrontEnd`] marker. Without this call the header is ignored.
+    #[must_use]
+    pub fn trust_legacy_header(mut self, trust: TrustedAppEngineFrontEnd) -> Self {
+        Arc::make_mut(&mut self.config).legacy = Some(trust);
+        self
+    }
+
+    /// **Opt-in, read the risk.** Accepts tokens whose signature Cloud Run removed (`SIGNATURE_REMOVED_BY_GOOGLE`)
+    /// on the strength of Cloud Run's own invoker IAM check, after checking their claims exactly like a verified
+    /// token's: Google issuer, `aud` one of `audiences`, `exp`/`iat` with leeway and at most 1 h apart, and a
+    /// verified `email`. The allowlist still applies.
+    ///
+    /// # The risk
+    ///
+    /// Such a token's signature cannot be checked here, so **anyone who can reach this service without passing
+    /// through Cloud Run's invoker check can forge any caller** by sending `header.claims.SIGNATURE_REMOVED_BY_GOOGLE`.
+    /// Turn this on only when the service is reachable **only** through Cloud Run with the invoker check on
+    /// (`--no-allow-unauthenticated`, no `allUsers` invoker binding, ingress not bypassing it). The safe
+    /// alternative is for callers to send the token in `X-Serverless-Authorization`, which Cloud Run checks and
+    /// forwards intact, and which this layer verifies itself.
+    ///
+    /// How: idgate's identity types can only be made from verified tokens, so the checked claims are re-signed
+    /// with a per-process RSA key that never leaves memory and verified by an [`OidcVerifier`] bound to that key
+    /// and to `audiences`. The verifier's memo makes repeats cheap.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Verifier`] when `audiences` is empty or invalid; [`ServerError::CloudRunKey`] when the
+    /// per-process key cannot be generated.
+    pub fn trust_cloud_run_invoker_check<I, A>(mut self, audiences: I) -> Result<Self, ServerError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<String>,
+    {
+        let trust = CloudRunTrust::new(audiences.into_iter().map(Into::into).collect())?;
+        Arc::make_mut(&mut self.config).cloud_run = Some(trust);
+        Ok(self)
+    }
+
+    /// Lets requests for exactly `path` (e.g. `/healthz`) through without any credential; the handler then sees no
+    /// caller (`Option<VerifiedCaller>` is `None`). Matched against the request path exactly, without the query.
+    #[must_use]
+    pub fn exempt_path(mut self, path: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.config).exempt.insert(path.into());
+        self
+    }
+
+    /// The verifier, e.g. for its key cache's readiness.
+    pub fn verifier(&self) -> &OidcVerifier {
+        &self.config.verifier
+    }
+}
+
+impl<S> Layer<S> for RequireIdentityLayer {
+    type Service = RequireIdentity<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireIdentity {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
