@@ -11,6 +11,7 @@ use url::Url;
 use crate::error::EmulatorError;
 use crate::keys::{EcKey, KeyRing, RsaKey, iap_kid, oidc_kid};
 use crate::routes;
+use crate::service_account::ServiceAccountKey;
 use crate::state::{Config, Endpoint, Fault, Shared, read, write};
 use crate::token::{MintKeys, TokenSpec, mint, numeric_id, unix_now};
 
@@ -524,6 +525,33 @@ impl Emulator {
         } else {
             Err(EmulatorError::UnknownKey(kid.to_owned()))
         }
+    }
+
+    /// Registers the service account `email` (if new), gives it a fresh RSA key, and returns the key in
+    /// Google's JSON key-file format with `token_uri` pointing at the emulator's `/token`.
+    ///
+    /// # Panics
+    ///
+    /// If the crypto backend fails to generate a key; [`Emulator::try_create_service_account`] returns
+    /// that as an error instead.
+    #[must_use]
+    pub fn create_service_account(&self, email: &str) -> ServiceAccountKey {
+        match self.try_create_service_account(email) {
+            Ok(key) => key,
+            Err(error) => panic!("idgate emulator could not create a service account: {error}"),
+        }
+    }
+
+    /// Like [`Emulator::create_service_account`], returning failures.
+    ///
+    /// # Errors
+    ///
+    /// A crypto or certificate error from key generation.
+    pub fn try_create_service_account(
+        &self,
+        email: &str,
+    ) -> Result<ServiceAccountKey, EmulatorError> {
+        self.shared.create_service_account(email)
     }
 
     /// Stops serving and waits for in-flight requests to finish (hanging faults are released).

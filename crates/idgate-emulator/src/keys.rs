@@ -271,11 +271,6 @@ impl<K: HasKid> KeyRing<K> {
         self.keys.get(self.signing).cloned()
     }
 
-    /// The key with this id.
-    pub(crate) fn get(&self, kid: &str) -> Option<std::sync::Arc<K>> {
-        self.keys.iter().find(|k| k.kid() == kid).cloned()
-    }
-
     /// Publishes `key` and makes it the signing key.
     pub(crate) fn rotate_in(&mut self, key: K) {
         self.keys.push(std::sync::Arc::new(key));

@@ -45,6 +45,7 @@ mod emulator;
 mod error;
 mod keys;
 mod routes;
+mod service_account;
 mod state;
 mod token;
 
@@ -53,6 +54,7 @@ pub use emulator::{
     Emulator, EmulatorBuilder,
 };
 pub use error::EmulatorError;
+pub use service_account::ServiceAccountKey;
 pub use state::{Endpoint, Fault};
 pub use token::{
     DEFAULT_AUDIENCE, GOOGLE_ISSUER, HmacKeyMaterial, IAP_ISSUER, IAP_LIFETIME_SECS,

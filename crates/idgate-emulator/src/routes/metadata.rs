@@ -63,17 +63,21 @@ fn forbidden(endpoint: Endpoint, why: &str) -> Response {
     )
 }
 
-/// `{account}` may be `default` or the account's email.
-fn resolve_account(shared: &Shared, endpoint: Endpoint, account: &str) -> Result<String, Response> {
+/// `{account}` may be `default` or the account's email; anything else is not on this instance (404).
+fn resolve_account(
+    shared: &Shared,
+    endpoint: Endpoint,
+    account: &str,
+) -> Result<String, Box<Response>> {
     let email = &shared.config.metadata_service_account;
     if account == "default" || account == email {
         Ok(email.clone())
     } else {
-        Err(text(
+        Err(Box::new(text(
             endpoint,
             StatusCode::NOT_FOUND,
             format!("Service account {account} not found on this instance.\n"),
-        ))
+        )))
     }
 }
 
@@ -99,7 +103,7 @@ pub(crate) async fn identity(
     }
     let email = match resolve_account(&shared, ep, &account) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(audience) = query.get("audience").filter(|a| !a.is_empty()) else {
         return text(
@@ -159,7 +163,7 @@ pub(crate) async fn email(
     }
     match resolve_account(&shared, ep, &account) {
         Ok(email) => text(ep, StatusCode::OK, email),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -174,7 +178,7 @@ pub(crate) async fn access_token(
     }
     let email = match resolve_account(&shared, ep, &account) {
         Ok(e) => e,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match shared.issue_access_token(&email) {
         Ok((token, expires_in)) => with_flavor(

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::state::Shared;
 
 mod certs;
 mod metadata;
+mod oauth;
 
 /// Every route the emulator serves.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -42,6 +43,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/computeMetadata/v1/project/numeric-project-id",
             get(metadata::numeric_project_id),
+        )
+        .route("/token", post(oauth::token))
+        .route(
+            "/v1/projects/{project}/serviceAccounts/{target}",
+            post(oauth::generate_id_token),
+        )
+        .route(
+            "/robot/v1/metadata/x509/{email}",
+            get(oauth::service_account_certs),
         )
         .fallback(not_found)
         .with_state(shared)

@@ -46,14 +46,14 @@ pub(crate) async fn verify(
 ) -> Result<Value, jsonwebtoken::errors::Error> {
     let jwks: Value = get_json(jwks_url).await;
     let header = jsonwebtoken::decode_header(token)?;
-    let kid = header.kid.clone().unwrap_or_default();
+    let kid = header.kid.unwrap_or_default();
     let jwk = jwks["keys"]
         .as_array()
         .expect("keys")
         .iter()
         .find(|k| k["kid"] == kid.as_str())
         .cloned()
-        .ok_or_else(|| jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
+        .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
     let (key, alg) = if jwk["kty"] == "RSA" {
         (
             DecodingKey::from_rsa_components(

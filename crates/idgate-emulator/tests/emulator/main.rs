@@ -3,4 +3,6 @@
 
 mod helpers;
 mod keys;
+mod metadata;
+mod oauth;
 mod tokens;

@@ -1,0 +1,191 @@
+//! Service accounts and their JSON key files, in Google's exact format.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::EmulatorError;
+use crate::keys::{RsaKey, hex, random_bytes};
+use crate::state::{ServiceAccountRecord, Shared, write};
+use crate::token::numeric_id;
+
+/// A service-account JSON key, as the Cloud console downloads it, pointing at the emulator's `/token`.
+///
+/// `Debug` redacts the private key; [`ServiceAccountKey::to_json`] and
+/// [`ServiceAccountKey::write_key_file`] carry it, as a real key file does.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let emulator = idgate_emulator::Emulator::start().await?;
+/// let key = emulator.create_service_account("deployer@my-proj.iam.gserviceaccount.com");
+/// let json: serde_json::Value = serde_json::from_str(&key.to_json())?;
+/// assert_eq!(json["type"], "service_account");
+/// assert_eq!(json["token_uri"], emulator.token_url().as_str());
+/// assert!(!format!("{key:?}").contains("PRIVATE KEY"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Serialize)]
+pub struct ServiceAccountKey {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    project_id: String,
+    private_key_id: String,
+    private_key: String,
+    client_email: String,
+    client_id: String,
+    auth_uri: String,
+    token_uri: String,
+    auth_provider_x509_cert_url: String,
+    client_x509_cert_url: String,
+    universe_domain: String,
+}
+
+impl fmt::Debug for ServiceAccountKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceAccountKey")
+            .field("client_email", &self.client_email)
+            .field("private_key_id", &self.private_key_id)
+            .field("private_key", &"<redacted>")
+            .field("token_uri", &self.token_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceAccountKey {
+    /// `client_email`.
+    #[must_use]
+    pub fn client_email(&self) -> &str {
+        &self.client_email
+    }
+
+    /// `client_id`: the account's numeric unique id (the `sub` of its ID tokens).
+    #[must_use]
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// `private_key_id`: the `kid` its assertions carry.
+    #[must_use]
+    pub fn private_key_id(&self) -> &str {
+        &self.private_key_id
+    }
+
+    /// `private_key`: PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
+    #[must_use]
+    pub fn private_key_pem(&self) -> &str {
+        &self.private_key
+    }
+
+    /// `token_uri`: the emulator's `/token`.
+    #[must_use]
+    pub fn token_uri(&self) -> &str {
+        &self.token_uri
+    }
+
+    /// `project_id`.
+    #[must_use]
+    pub fn project_id(&self) -> &str {
+        &self.project_id
+    }
+
+    /// The key file's JSON text.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        // Serializing a struct of strings into a String cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Writes the key file into `dir` (named after the email and key id) and returns its path.
+    ///
+    /// # Errors
+    ///
+    /// [`EmulatorError::Io`] if the file cannot be written.
+    pub fn write_key_file(&self, dir: impl AsRef<Path>) -> Result<PathBuf, EmulatorError> {
+        let name: String = self
+            .client_email
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let short_id = self
+            .private_key_id
+            .get(..12)
+            .unwrap_or(&self.private_key_id);
+        let path = dir.as_ref().join(format!("{name}-{short_id}.json"));
+        std::fs::write(&path, self.to_json()).map_err(|source| EmulatorError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(path)
+    }
+}
+
+impl Shared {
+    /// Registers `email` (if new) and gives it a fresh key.
+    pub(crate) fn create_service_account(
+        &self,
+        email: &str,
+    ) -> Result<ServiceAccountKey, EmulatorError> {
+        let private_key_id = hex(&random_bytes::<20>()?);
+        let key = RsaKey::generate(private_key_id.clone())?;
+        let private_key = key.private_key_pem()?;
+        let unique_id = numeric_id(email);
+        write(&self.service_accounts)
+            .entry(email.to_owned())
+            .or_insert_with(|| ServiceAccountRecord {
+                unique_id: unique_id.clone(),
+                keys: HashMap::new(),
+            })
+            .keys
+            .insert(private_key_id.clone(), Arc::new(key));
+        let encoded: String = url::form_urlencoded::byte_serialize(email.as_bytes()).collect();
+        Ok(ServiceAccountKey {
+            kind: "service_account",
+            project_id: project_of(email)
+                .unwrap_or(&self.config.project_id)
+                .to_owned(),
+            private_key_id,
+            private_key,
+            client_email: email.to_owned(),
+            client_id: unique_id,
+            auth_uri: "https://accounts.google.com/o/oauth2/auth".to_owned(),
+            token_uri: self.url("/token").to_string(),
+            auth_provider_x509_cert_url: self.url("/oauth2/v1/certs").to_string(),
+            client_x509_cert_url: self
+                .url(&format!("/robot/v1/metadata/x509/{encoded}"))
+                .to_string(),
+            universe_domain: "googleapis.com".to_owned(),
+        })
+    }
+}
+
+/// `NAME@PROJECT.iam.gserviceaccount.com` -> `PROJECT`.
+fn project_of(email: &str) -> Option<&str> {
+    email
+        .rsplit_once('@')
+        .and_then(|(_, domain)| domain.strip_suffix(".iam.gserviceaccount.com"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::project_of;
+
+    #[test]
+    fn project_from_user_managed_email() {
+        assert_eq!(
+            project_of("a@proj-1.iam.gserviceaccount.com"),
+            Some("proj-1")
+        );
+        assert_eq!(project_of("1-compute@developer.gserviceaccount.com"), None);
+    }
+}

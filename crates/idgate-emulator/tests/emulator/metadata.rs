@@ -1,0 +1,200 @@
+//! The metadata server: Metadata-Flavor rules, identity formats, email, token, project.
+
+use idgate_emulator::{Emulator, Endpoint, GOOGLE_ISSUER};
+use reqwest::StatusCode;
+
+use crate::helpers::{emulator, parts, verify};
+
+async fn md(emu: &Emulator, path_and_query: &str) -> reqwest::Response {
+    let url = emu.metadata_base_url().join(path_and_query).unwrap();
+    reqwest::Client::new()
+        .get(url)
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn requires_metadata_flavor_and_always_answers_with_it() {
+    let emu = emulator().await;
+    let url = emu.metadata_base_url().join("project/project-id").unwrap();
+    let resp = reqwest::get(url.clone()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert_eq!(resp.headers()["metadata-flavor"], "Google");
+    let resp = reqwest::Client::new()
+        .get(url.clone())
+        .header("Metadata-Flavor", "google-ish")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = reqwest::Client::new()
+        .get(url)
+        .header("Metadata-Flavor", "Google")
+        .header("X-Forwarded-For", "10.0.0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = md(&emu, "project/project-id").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["metadata-flavor"], "Google");
+    assert_eq!(resp.text().await.unwrap(), emu.project_id());
+    assert_eq!(emu.hits(Endpoint::MetadataProjectId), 4);
+}
+
+#[tokio::test]
+async fn project_and_email() {
+    let emu = Emulator::builder()
+        .project_id("p-1")
+        .project_number(42)
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        md(&emu, "project/numeric-project-id")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "42"
+    );
+    assert_eq!(
+        md(&emu, "instance/service-accounts/default/email")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "42-compute@developer.gserviceaccount.com"
+    );
+    let emu = Emulator::builder()
+        .metadata_service_account("run@p.iam.gserviceaccount.com")
+        .start()
+        .await
+        .unwrap();
+    let resp = md(&emu, "instance/service-accounts/default/email").await;
+    assert_eq!(resp.headers()["metadata-flavor"], "Google");
+    assert_eq!(resp.text().await.unwrap(), "run@p.iam.gserviceaccount.com");
+    // The account can also be named by its email; another account is not on this instance.
+    let resp = md(
+        &emu,
+        "instance/service-accounts/run@p.iam.gserviceaccount.com/email",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = md(
+        &emu,
+        "instance/service-accounts/other@p.iam.gserviceaccount.com/email",
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn identity_standard_and_full() {
+    let emu = emulator().await;
+    let sa = emu.metadata_service_account().to_owned();
+    let resp = md(&emu, "instance/service-accounts/default/identity?audience=https%3A%2F%2Fa.test%2Fx&format=standard").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    assert_eq!(resp.headers()["metadata-flavor"], "Google");
+    let token = resp.text().await.unwrap();
+    let claims = verify(
+        emu.oidc_jwks_url(),
+        &token,
+        "https://a.test/x",
+        GOOGLE_ISSUER,
+    )
+    .await
+    .unwrap();
+    assert_eq!(claims["email"], sa.as_str());
+    assert_eq!(claims["email_verified"], true);
+    assert_eq!(claims["azp"], claims["sub"]);
+    assert!(claims.get("google").is_none());
+
+    let token = md(
+        &emu,
+        "instance/service-accounts/default/identity?audience=aud&format=full",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let ce = &parts(&token).1["google"]["compute_engine"];
+    let mut fields: Vec<_> = ce.as_object().unwrap().keys().cloned().collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "instance_creation_timestamp",
+            "instance_id",
+            "instance_name",
+            "project_id",
+            "project_number",
+            "zone"
+        ]
+    );
+    assert_eq!(ce["project_id"], emu.project_id());
+    assert_eq!(ce["project_number"], emu.project_number());
+    assert!(ce["instance_id"].is_string());
+    assert!(ce["instance_creation_timestamp"].is_i64());
+
+    let token = md(
+        &emu,
+        "instance/service-accounts/default/identity?audience=aud&format=full&licenses=TRUE",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(parts(&token).1["google"]["compute_engine"]["license_id"].is_array());
+    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 3);
+}
+
+#[tokio::test]
+async fn identity_bad_parameters_are_400() {
+    let emu = emulator().await;
+    for q in [
+        "",
+        "?audience=",
+        "?format=full",
+        "?audience=a&format=weird",
+        "?audience=a&format=full&licenses=maybe",
+    ] {
+        let resp = md(
+            &emu,
+            &format!("instance/service-accounts/default/identity{q}"),
+        )
+        .await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{q}");
+        assert_eq!(resp.headers()["metadata-flavor"], "Google");
+    }
+}
+
+#[tokio::test]
+async fn access_token_can_call_generate_id_token() {
+    let emu = emulator().await;
+    let resp = md(&emu, "instance/service-accounts/default/token").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["metadata-flavor"], "Google");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(body["expires_in"].as_i64().unwrap() > 3000);
+    let access = body["access_token"].as_str().unwrap();
+    assert!(access.starts_with("ya29."));
+    let target = emu.create_service_account("target@p.iam.gserviceaccount.com");
+    let resp = reqwest::Client::new()
+        .post(emu.generate_id_token_url(target.client_email()))
+        .bearer_auth(access)
+        .json(&serde_json::json!({"audience": "https://x.test", "includeEmail": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
