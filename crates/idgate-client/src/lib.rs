@@ -1,0 +1,132 @@
+//! Outbound Google identity: mint Google-signed ID tokens and attach them to the requests your service makes.
+//!
+//! ```text
+//! request -> IdTokenMiddleware (reqwest-middleware) / AddIdTokenLayer (tower)
+//!              audience: per-request Audience extension > per-host override > fixed > the URL's origin
+//!         -> CachedSource: fresh token for that audience? attach it. Due? one caller refreshes.
+//!         -> a source mints: MetadataServer | ServiceAccountKey | Impersonated | Adc
+//!         -> Authorization: Bearer <token> (or X-Serverless-Authorization), marked sensitive
+//! ```
+//!
+//! | item | what it is |
+//! |---|---|
+//! | [`IdTokenSource`] | the trait every source implements (object safe) |
+//! | [`MetadataServer`], [`ServiceAccountKey`], [`Impersonated`], [`Adc`], [`StaticToken`] | the sources |
+//! | [`AuthorizedUser`], [`AccessTokenSource`] | access tokens: the source credential of an impersonation |
+//! | [`CachedSource`] | per-audience cache with refresh-ahead, single flight, no background task |
+//! | [`IdTokenMiddleware`] | reqwest-middleware 0.5 adapter (feature `reqwest-middleware`) |
+//! | [`AddIdTokenLayer`] | tower adapter for hyper-util clients, tonic channels, ... (feature `tower`) |
+//! | [`SourceError`], [`AttachError`], [`KeyFileError`] | typed errors; none ever contains a token or a key |
+//!
+//! # Example: reqwest
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use idgate_client::{Adc, IdTokenMiddleware, IdTokenSourceExt};
+//!
+//! let source = Adc::new()?.cached(); // GOOGLE_APPLICATION_CREDENTIALS, else the metadata server
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(IdTokenMiddleware::new(source)) // audience = each request's origin
+//!     .build();
+//! let answer = client.get("https://my-service-abc123-uc.a.run.app/jobs").send().await?;
+//! # let _ = answer;
+//! # Ok(()) }
+//! ```
+//!
+//! # Example: tower
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use idgate_client::{AddIdTokenLayer, IdTokenSourceExt, StaticToken};
+//! use idgate_core::token::IdToken;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! let token = IdToken::new("eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjQxMDI0NDQ4MDB9.c2ln").unwrap();
+//! let source = StaticToken::new(token).cached();
+//!
+//! // Any `Service<http::Request<B>>`: a hyper-util client, a tonic channel. Here, an echo of the header.
+//! let client = ServiceBuilder::new()
+//!     .layer(AddIdTokenLayer::new(source).audience("https://api.example.com"))
+//!     .service_fn(|req: http::Request<()>| async move {
+//!         Ok::<_, std::convert::Infallible>(req.headers()["authorization"].clone())
+//!     });
+//!
+//! let header = client.oneshot(http::Request::new(())).await.unwrap();
+//! assert!(header.is_sensitive());
+//! assert!(header.to_str().unwrap().starts_with("Bearer eyJ"));
+//! # }
+//! ```
+//!
+//! # Security
+//!
+//! - Tokens, assertions, private keys, refresh tokens and access tokens never appear in `Debug` output, errors or
+//!   logs; header values are marked sensitive.
+//! - The derived audience is the request URL's origin only (`scheme://host[:port]`), so a token minted for one
+//!   host is never sent to another. A *fixed* audience is attached to every request of the client: use per-host
+//!   overrides when one client talks to several services.
+//! - reqwest drops `Authorization` on cross-host redirects but not `X-Serverless-Authorization`: disable redirects
+//!   (or keep them same-host) when using the latter.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod audience;
+pub mod cache;
+mod error;
+#[cfg(feature = "reqwest-middleware")]
+mod middleware;
+pub mod source;
+#[cfg(feature = "tower")]
+pub mod tower;
+mod transport;
+
+pub use audience::Audience;
+pub use cache::{CachedSource, CachedSourceBuilder};
+pub use error::{AttachError, Endpoint, KeyFileError, KeyOrigin, ResponseProblem, SourceError};
+#[cfg(feature = "reqwest-middleware")]
+pub use middleware::IdTokenMiddleware;
+pub use source::{
+    AccessToken, AccessTokenSource, Adc, AdcBuilder, AdcKind, AuthorizedUser, BoxFuture, Format,
+    IdTokenSource, IdTokenSourceExt, Impersonated, MetadataServer, ServiceAccountKey, StaticToken,
+};
+#[cfg(feature = "tower")]
+pub use tower::{AddIdToken, AddIdTokenError, AddIdTokenLayer};
+pub use transport::{DEFAULT_TIMEOUT, RetryPolicy};
+
+/// Which header carries the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum TokenHeader {
+    /// `Authorization: Bearer <token>` (the default).
+    #[default]
+    Authorization,
+    /// `X-Serverless-Authorization: Bearer <token>`: Cloud Run checks it instead of `Authorization` and forwards
+    /// `Authorization` untouched, so the application can use it for its own credentials.
+    XServerlessAuthorization,
+}
+
+impl TokenHeader {
+    /// The header's name.
+    pub fn name(self) -> ::http::HeaderName {
+        match self {
+            Self::Authorization => ::http::header::AUTHORIZATION,
+            Self::XServerlessAuthorization => {
+                ::http::HeaderName::from_static("x-serverless-authorization")
+            }
+        }
+    }
+}
+
+/// `Bearer <token>`, marked sensitive.
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
+pub(crate) fn bearer_value(
+    token: &idgate_core::token::IdToken,
+) -> Result<::http::HeaderValue, AttachError> {
+    let mut value = String::with_capacity(7 + token.as_str().len());
+    value.push_str("Bearer ");
+    value.push_str(token.as_str());
+    let mut value =
+        ::http::HeaderValue::try_from(value).map_err(|_| AttachError::InvalidHeaderValue)?;
+    value.set_sensitive(true);
+    Ok(value)
+}

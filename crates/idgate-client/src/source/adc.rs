@@ -1,0 +1,265 @@
+//! Application Default Credentials, for ID tokens.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use idgate_core::google::Endpoints;
+use idgate_core::token::IdToken;
+
+use super::key_file::Credentials;
+use super::{BoxFuture, IdTokenSource, Impersonated, MetadataServer, ServiceAccountKey};
+use crate::error::{KeyOrigin, SourceError};
+use crate::transport::RetryPolicy;
+
+/// The environment variable naming a credentials file.
+pub(crate) const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+
+/// Which credentials [`Adc`] settled on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AdcKind {
+    /// A `service_account` key file from `GOOGLE_APPLICATION_CREDENTIALS`.
+    ServiceAccountKey,
+    /// An `impersonated_service_account` file from `GOOGLE_APPLICATION_CREDENTIALS`.
+    Impersonated,
+    /// The metadata server.
+    MetadataServer,
+}
+
+#[derive(Debug, Clone)]
+enum Resolved {
+    ServiceAccountKey(ServiceAccountKey),
+    Impersonated(Impersonated),
+    MetadataServer(MetadataServer),
+}
+
+/// Application Default Credentials for ID tokens (AIP-4110 as Google's libraries implement it for ID tokens):
+///
+/// 1. the file named by `GOOGLE_APPLICATION_CREDENTIALS`, which must be a `service_account` key or an
+///    `impersonated_service_account` file; any other type (`authorized_user`, `external_account`, ...) is
+///    [`SourceError::UnsupportedCredentials`], with advice, because Google cannot mint an ID token for a custom
+///    audience from it;
+/// 2. otherwise the metadata server (at `GCE_METADATA_HOST` when set).
+///
+/// The gcloud well-known file (`~/.config/gcloud/application_default_credentials.json`) is skipped, as Python's
+/// and Go's ID-token ADC do: it normally holds user credentials. When the metadata server turns out to be
+/// unreachable, the error is [`SourceError::NoCredentials`].
+///
+/// ```
+/// use idgate_client::{Adc, AdcKind};
+///
+/// // The environment is passed explicitly here; `Adc::new()` reads the process's.
+/// let adc = Adc::builder().env(|_| None).build().unwrap();
+/// assert_eq!(adc.kind(), AdcKind::MetadataServer);
+///
+/// let err = Adc::builder()
+///     .env(|name| (name == "GOOGLE_APPLICATION_CREDENTIALS").then(|| "/nonexistent.json".into()))
+///     .build()
+///     .unwrap_err();
+/// assert!(err.is_key_file());
+/// ```
+#[derive(Debug, Clone)]
+pub struct Adc {
+    resolved: Resolved,
+}
+
+impl Adc {
+    /// Resolves ADC from the process environment and Google's real endpoints.
+    ///
+    /// # Errors
+    ///
+    /// See [`AdcBuilder::build`].
+    pub fn new() -> Result<Self, SourceError> {
+        Self::builder().build()
+    }
+
+    /// A builder, to pass the environment explicitly, point at other endpoints, or tune the HTTP behaviour.
+    pub fn builder() -> AdcBuilder {
+        AdcBuilder::default()
+    }
+
+    /// Which credentials were found.
+    pub fn kind(&self) -> AdcKind {
+        match self.resolved {
+            Resolved::ServiceAccountKey(_) => AdcKind::ServiceAccountKey,
+            Resolved::Impersonated(_) => AdcKind::Impersonated,
+            Resolved::MetadataServer(_) => AdcKind::MetadataServer,
+        }
+    }
+
+    async fn mint(&self, audience: &str) -> Result<IdToken, SourceError> {
+        match &self.resolved {
+            Resolved::ServiceAccountKey(s) => s.id_token(audience).await,
+            Resolved::Impersonated(s) => s.id_token(audience).await,
+            Resolved::MetadataServer(s) => s.id_token(audience).await.map_err(|e| {
+                // Nothing answers at the metadata address (or something that is not one): not on Google Cloud.
+                if e.is_transport() || e.is_not_metadata_server() {
+                    SourceError::NoCredentials {
+                        metadata: Box::new(e),
+                    }
+                } else {
+                    e
+                }
+            }),
+        }
+    }
+}
+
+impl IdTokenSource for Adc {
+    fn id_token<'a>(&'a self, audience: &'a str) -> BoxFuture<'a, Result<IdToken, SourceError>> {
+        Box::pin(self.mint(audience))
+    }
+}
+
+type EnvLookup = Arc<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
+
+/// Configures [`Adc`]. See [`Adc`] for an example.
+#[derive(Default)]
+pub struct AdcBuilder {
+    env: Option<EnvLookup>,
+    endpoints: Option<Endpoints>,
+    client: Option<reqwest::Client>,
+    timeout: Option<Duration>,
+    retry: Option<RetryPolicy>,
+}
+
+impl fmt::Debug for AdcBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdcBuilder")
+            .field("env", &self.env.as_ref().map(|_| "<custom>"))
+            .field("endpoints", &self.endpoints)
+            .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdcBuilder {
+    /// Looks environment variables up with `lookup` instead of the process environment (tests, and programs that
+    /// hold their configuration elsewhere). Only `GOOGLE_APPLICATION_CREDENTIALS` and `GCE_METADATA_HOST` are read.
+    #[must_use]
+    pub fn env(
+        mut self,
+        lookup: impl Fn(&str) -> Option<OsString> + Send + Sync + 'static,
+    ) -> Self {
+        self.env = Some(Arc::new(lookup));
+        self
+    }
+
+    /// Sends metadata-server requests to `endpoints.metadata` (over `GCE_METADATA_HOST`) and impersonation requests
+    /// to `endpoints.iam_credentials`. Key files keep their own `token_uri`.
+    #[must_use]
+    pub fn endpoints(mut self, endpoints: Endpoints) -> Self {
+        self.endpoints = Some(endpoints);
+        self
+    }
+
+    /// Uses this HTTP client for every request.
+    #[must_use]
+    pub fn client(mut self, client: reqwest::Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// The per-request timeout (default 10 s).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// How transient failures are retried (default: 3 attempts with exponential backoff).
+    #[must_use]
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
+    /// Resolves the credentials. Reads the credentials file, if any; makes no request.
+    ///
+    /// # Errors
+    ///
+    /// - [`SourceError::KeyFile`]: `GOOGLE_APPLICATION_CREDENTIALS` names a file that cannot be read or parsed;
+    /// - [`SourceError::UnsupportedCredentials`]: the file is of a type Google cannot mint custom-audience ID tokens
+    ///   from (`authorized_user`, `external_account`, ...);
+    /// - [`SourceError::Config`]: `GCE_METADATA_HOST` is unusable.
+    pub fn build(self) -> Result<Adc, SourceError> {
+        let env: EnvLookup = self
+            .env
+            .clone()
+            .unwrap_or_else(|| Arc::new(|name| std::env::var_os(name)));
+        let path = env(GOOGLE_APPLICATION_CREDENTIALS)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        let resolved = match path {
+            Some(path) => {
+                let creds = Credentials::from_file(&path)?;
+                match creds.kind().as_deref() {
+                    Some("service_account") => Resolved::ServiceAccountKey(
+                        self.tune_key(ServiceAccountKey::from_credentials(&creds)?),
+                    ),
+                    Some("impersonated_service_account") => Resolved::Impersonated(
+                        self.tune_impersonated(Impersonated::from_credentials(&creds)?),
+                    ),
+                    other => {
+                        return Err(SourceError::UnsupportedCredentials {
+                            credential_type: other.unwrap_or("<missing>").to_owned(),
+                            origin: Some(KeyOrigin::File(path)),
+                        });
+                    }
+                }
+            }
+            None => {
+                let metadata = MetadataServer::from_env(&*env, self.endpoints.as_ref());
+                metadata.root()?;
+                Resolved::MetadataServer(self.tune_metadata(metadata))
+            }
+        };
+        Ok(Adc { resolved })
+    }
+
+    fn tune_key(&self, mut s: ServiceAccountKey) -> ServiceAccountKey {
+        if let Some(c) = &self.client {
+            s = s.with_client(c.clone());
+        }
+        if let Some(t) = self.timeout {
+            s = s.with_timeout(t);
+        }
+        if let Some(r) = self.retry {
+            s = s.with_retry(r);
+        }
+        s
+    }
+
+    fn tune_impersonated(&self, mut s: Impersonated) -> Impersonated {
+        if let Some(e) = &self.endpoints {
+            s = s.with_endpoints(e);
+        }
+        if let Some(c) = &self.client {
+            s = s.with_client(c.clone());
+        }
+        if let Some(t) = self.timeout {
+            s = s.with_timeout(t);
+        }
+        if let Some(r) = self.retry {
+            s = s.with_retry(r);
+        }
+        s
+    }
+
+    fn tune_metadata(&self, mut s: MetadataServer) -> MetadataServer {
+        if let Some(c) = &self.client {
+            s = s.with_client(c.clone());
+        }
+        if let Some(t) = self.timeout {
+            s = s.with_timeout(t);
+        }
+        if let Some(r) = self.retry {
+            s = s.with_retry(r);
+        }
+        s
+    }
+}

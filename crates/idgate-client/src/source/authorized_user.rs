@@ -1,0 +1,137 @@
+//! `authorized_user` credentials (gcloud user ADC): access tokens only.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use url::Url;
+
+use super::key_file::Credentials;
+use super::service_account::GOOGLE_TOKEN_URI;
+use super::{AccessToken, AccessTokenSource, BoxFuture};
+use crate::error::{Endpoint, KeyFileError, KeyOrigin, SourceError};
+use crate::transport::{Http, RetryPolicy};
+
+/// A user's refresh token (`"type": "authorized_user"`, what `gcloud auth application-default login` writes).
+///
+/// This is deliberately **not** an [`IdTokenSource`](super::IdTokenSource): Google pins the `aud` of an ID token
+/// minted from user credentials to the OAuth client ID, so Cloud Run custom audiences and IAP reject it. It is an
+/// [`AccessTokenSource`] (the `refresh_token` grant), which is what an
+/// [`Impersonated`](super::Impersonated) service account needs: the file
+/// `gcloud auth application-default login --impersonate-service-account=SA` writes has exactly this as its
+/// `source_credentials`.
+///
+/// `Debug` never shows the client secret or the refresh token.
+#[derive(Clone)]
+pub struct AuthorizedUser {
+    client_id: String,
+    client_secret: String,
+    refresh_token: String,
+    token_uri: Url,
+    http: Http,
+}
+
+impl fmt::Debug for AuthorizedUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizedUser")
+            .field("client_id", &self.client_id)
+            .field("token_uri", &self.token_uri.as_str())
+            .field("client_secret", &"<redacted>")
+            .field("refresh_token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl AuthorizedUser {
+    /// Reads an `authorized_user` file.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyFileError`]: unreadable, not JSON, wrong `type`, or missing `client_id` / `client_secret` /
+    /// `refresh_token`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, KeyFileError> {
+        Self::from_credentials(&Credentials::from_file(path.as_ref())?)
+    }
+
+    /// Parses an `authorized_user` JSON object.
+    ///
+    /// # Errors
+    ///
+    /// As [`AuthorizedUser::from_file`], without the I/O.
+    pub fn from_json(json: &[u8]) -> Result<Self, KeyFileError> {
+        Self::from_credentials(&Credentials::parse(json, KeyOrigin::Json)?)
+    }
+
+    pub(crate) fn from_credentials(c: &Credentials) -> Result<Self, KeyFileError> {
+        c.expect_kind("authorized_user")?;
+        let token_uri = match c.optional_url("token_uri")? {
+            Some(url) => url,
+            None => {
+                Url::parse(GOOGLE_TOKEN_URI).map_err(|_| c.invalid("token_uri", "not a URL"))?
+            }
+        };
+        Ok(Self {
+            client_id: c.string("client_id")?.to_owned(),
+            client_secret: c.string("client_secret")?.to_owned(),
+            refresh_token: c.string("refresh_token")?.to_owned(),
+            token_uri,
+            http: Http::public(),
+        })
+    }
+
+    /// Sends the grant to `token_uri` instead of the file's (default `https://oauth2.googleapis.com/token`).
+    #[must_use]
+    pub fn with_token_uri(mut self, token_uri: Url) -> Self {
+        self.token_uri = token_uri;
+        self
+    }
+
+    /// Uses this HTTP client instead of the shared default.
+    #[must_use]
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.http.set_client(client);
+        self
+    }
+
+    /// The per-request timeout (default 10 s).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.http.timeout = timeout;
+        self
+    }
+
+    /// How transient failures are retried (default: 3 attempts with exponential backoff).
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.http.retry = retry;
+        self
+    }
+
+    /// An access token through the `refresh_token` grant.
+    ///
+    /// # Errors
+    ///
+    /// Any [`SourceError`]; a revoked refresh token is [`SourceError::Status`] 400 `invalid_grant`.
+    pub async fn access_token(&self) -> Result<AccessToken, SourceError> {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.as_str()),
+            ("refresh_token", self.refresh_token.as_str()),
+        ];
+        let body = self
+            .http
+            .send(Endpoint::OAuthToken, false, |client| {
+                client.post(self.token_uri.clone()).form(&form)
+            })
+            .await?;
+        let token = crate::transport::json_field(Endpoint::OAuthToken, &body, "access_token")?;
+        Ok(AccessToken::new(token, crate::transport::expires_in(&body)))
+    }
+}
+
+impl AccessTokenSource for AuthorizedUser {
+    fn access_token(&self) -> BoxFuture<'_, Result<AccessToken, SourceError>> {
+        Box::pin(Self::access_token(self))
+    }
+}

@@ -1,0 +1,388 @@
+//! Service-account impersonation through IAM Credentials `generateIdToken`.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use idgate_core::clock::{Clock, SystemClock};
+use idgate_core::google::Endpoints;
+use idgate_core::token::IdToken;
+use url::Url;
+
+use super::key_file::Credentials;
+use super::{
+    AccessToken, AccessTokenSource, AuthorizedUser, BoxFuture, IdTokenSource, ServiceAccountKey,
+};
+use crate::audience::check_audience;
+use crate::error::{Endpoint, KeyFileError, KeyOrigin, SourceError};
+use crate::transport::{Http, RetryPolicy};
+
+/// A source access token is reused until this long before it expires.
+const ACCESS_TOKEN_MARGIN: Duration = Duration::from_secs(60);
+
+/// Impersonates a service account: `POST {iam}/v1/projects/-/serviceAccounts/{TARGET}:generateIdToken` with
+/// `Authorization: Bearer <access token of the source credential>` and
+/// `{"audience": AUD, "delegates": [...], "includeEmail": true}`; the answer is `{"token": JWT}`.
+///
+/// The caller (the source credential) needs `roles/iam.serviceAccountTokenCreator` on the target (on each
+/// delegate in a chain). The source's access token is reused until a minute before it expires, and dropped when
+/// IAM answers 401.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), idgate_client::SourceError> {
+/// use idgate_client::{IdTokenSource, Impersonated, MetadataServer};
+///
+/// // The attached service account mints tokens as deployer@.
+/// let source = Impersonated::new(MetadataServer::new(), "deployer@my-project.iam.gserviceaccount.com");
+/// let token = source.id_token("https://my-service-abc123-uc.a.run.app").await?;
+///
+/// // Or from `gcloud auth application-default login --impersonate-service-account=...`:
+/// let source = Impersonated::from_file("/home/me/.config/gcloud/application_default_credentials.json")?;
+/// # let _ = (token, source);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Impersonated {
+    source: Arc<dyn AccessTokenSource>,
+    target: String,
+    delegates: Vec<String>,
+    include_email: bool,
+    iam: Url,
+    http: Http,
+    clock: Arc<dyn Clock>,
+    access: Arc<tokio::sync::Mutex<Option<(AccessToken, SystemTime)>>>,
+}
+
+impl fmt::Debug for Impersonated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Impersonated")
+            .field("target", &self.target)
+            .field("delegates", &self.delegates)
+            .field("include_email", &self.include_email)
+            .field("iam_credentials", &self.iam.as_str())
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Impersonated {
+    /// Impersonates `target` (a service-account email or unique ID), authorised by `source`'s access tokens.
+    /// `includeEmail` is true (the token carries `email` and `email_verified`); no delegates.
+    pub fn new(source: impl AccessTokenSource + 'static, target: impl Into<String>) -> Self {
+        Self::with_source(Arc::new(source), &target.into())
+    }
+
+    fn with_source(source: Arc<dyn AccessTokenSource>, target: &str) -> Self {
+        Self {
+            source,
+            target: target.trim().to_owned(),
+            delegates: Vec::new(),
+            include_email: true,
+            iam: Endpoints::default().iam_credentials,
+            http: Http::public(),
+            clock: Arc::new(SystemClock),
+            access: Arc::new(tokio::sync::Mutex::new(None)),
+        }
+    }
+
+    /// Reads an `impersonated_service_account` file (what
+    /// `gcloud auth application-default login --impersonate-service-account=SA` writes). The target is the last
+    /// path segment of `service_account_impersonation_url` before `:`; `source_credentials` must be of type
+    /// `service_account` or `authorized_user`.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::KeyFile`] for an unreadable or malformed file, [`SourceError::UnsupportedCredentials`] for
+    /// other source credential types (e.g. `external_account`).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, SourceError> {
+        Self::from_credentials(&Credentials::from_file(path.as_ref())?)
+    }
+
+    /// Parses an `impersonated_service_account` JSON object.
+    ///
+    /// # Errors
+    ///
+    /// As [`Impersonated::from_file`], without the I/O.
+    pub fn from_json(json: &[u8]) -> Result<Self, SourceError> {
+        Self::from_credentials(&Credentials::parse(json, KeyOrigin::Json)?)
+    }
+
+    pub(crate) fn from_credentials(c: &Credentials) -> Result<Self, SourceError> {
+        c.expect_kind("impersonated_service_account")?;
+        let url = c.string("service_account_impersonation_url")?;
+        let target = target_from_url(url).ok_or_else(|| {
+            c.invalid(
+                "service_account_impersonation_url",
+                "it does not end in serviceAccounts/EMAIL:method",
+            )
+        })?;
+        let delegates = c.string_array("delegates")?;
+        let inner_origin = KeyOrigin::SourceCredentials(Box::new(c.origin.clone()));
+        let inner = c
+            .get("source_credentials")
+            .ok_or_else(|| KeyFileError::MissingField {
+                origin: c.origin.clone(),
+                field: "source_credentials",
+            })?;
+        let inner = Credentials::from_value(inner, inner_origin.clone())?;
+        let source: Arc<dyn AccessTokenSource> = match inner.kind().as_deref() {
+            Some("service_account") => Arc::new(ServiceAccountKey::from_credentials(&inner)?),
+            Some("authorized_user") => Arc::new(AuthorizedUser::from_credentials(&inner)?),
+            Some(other) => {
+                return Err(SourceError::UnsupportedCredentials {
+                    credential_type: other.to_owned(),
+                    origin: Some(inner_origin),
+                });
+            }
+            None => {
+                return Err(KeyFileError::WrongType {
+                    origin: inner_origin,
+                    found: None,
+                    expected: "service_account or authorized_user",
+                }
+                .into());
+            }
+        };
+        Ok(Self::with_source(source, &target).delegates(delegates))
+    }
+
+    /// The service accounts in the delegation chain, in order (emails, unique IDs, or
+    /// `projects/-/serviceAccounts/...` names).
+    #[must_use]
+    pub fn delegates<I, D>(mut self, delegates: I) -> Self
+    where
+        I: IntoIterator<Item = D>,
+        D: AsRef<str>,
+    {
+        self.delegates = delegates
+            .into_iter()
+            .map(|d| {
+                let d = d.as_ref().trim();
+                if d.starts_with("projects/") {
+                    d.to_owned()
+                } else {
+                    format!("projects/-/serviceAccounts/{d}")
+                }
+            })
+            .collect();
+        self
+    }
+
+    /// Whether the token carries `email` and `email_verified` (default true, as Go and Node; most receivers
+    /// authorise on the email).
+    #[must_use]
+    pub fn include_email(mut self, include: bool) -> Self {
+        self.include_email = include;
+        self
+    }
+
+    /// The IAM Credentials API root from `endpoints` (the emulator: `Endpoints::under(&emulator.base_url())`).
+    #[must_use]
+    pub fn with_endpoints(mut self, endpoints: &Endpoints) -> Self {
+        self.iam = endpoints.iam_credentials.clone();
+        self
+    }
+
+    /// Uses this HTTP client instead of the shared default.
+    #[must_use]
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.http.set_client(client);
+        self
+    }
+
+    /// The per-request timeout (default 10 s).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.http.timeout = timeout;
+        self
+    }
+
+    /// How transient failures are retried (default: 3 attempts with exponential backoff).
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.http.retry = retry;
+        self
+    }
+
+    /// The clock deciding when the source's access token must be renewed (default: the system clock).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The impersonated service account.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn generate_url(&self) -> Result<Url, SourceError> {
+        if self.target.is_empty() || self.target.contains(['/', '?', '#', ' ']) {
+            return Err(SourceError::Config {
+                reason: "the impersonation target is not a service-account email".into(),
+            });
+        }
+        let mut url = self.iam.clone();
+        url.path_segments_mut()
+            .map_err(|()| SourceError::Config {
+                reason: "the IAM Credentials URL cannot have a path".into(),
+            })?
+            .pop_if_empty()
+            .extend([
+                "v1",
+                "projects",
+                "-",
+                "serviceAccounts",
+                &format!("{}:generateIdToken", self.target),
+            ]);
+        Ok(url)
+    }
+
+    /// The source's access token, reused while it has more than [`ACCESS_TOKEN_MARGIN`] left. The flag says whether
+    /// it was just minted.
+    async fn bearer(&self) -> Result<(AccessToken, bool), SourceError> {
+        let mut cached = self.access.lock().await;
+        let now = self.clock.now();
+        if let Some((token, expires_at)) = &*cached
+            && now + ACCESS_TOKEN_MARGIN < *expires_at
+        {
+            return Ok((token.clone(), false));
+        }
+        let token = self.source.access_token().await?;
+        // Without `expires_in`, the token is used once and not kept.
+        *cached = token
+            .lifetime()
+            .map(|lifetime| (token.clone(), now + lifetime));
+        Ok((token, true))
+    }
+
+    async fn generate(
+        &self,
+        url: &Url,
+        bearer: &AccessToken,
+        audience: &str,
+    ) -> Result<IdToken, SourceError> {
+        let body = serde_json::json!({
+            "audience": audience,
+            "delegates": self.delegates,
+            "includeEmail": self.include_email,
+        });
+        let body = self
+            .http
+            .send(Endpoint::IamCredentials, false, |client| {
+                client
+                    .post(url.clone())
+                    .bearer_auth(bearer.as_str())
+                    .json(&body)
+            })
+            .await?;
+        let raw = crate::transport::json_field(Endpoint::IamCredentials, &body, "token")?;
+        crate::transport::id_token(Endpoint::IamCredentials, raw)
+    }
+
+    async fn mint(&self, audience: &str) -> Result<IdToken, SourceError> {
+        check_audience(audience)?;
+        let url = self.generate_url()?;
+        let (bearer, fresh) = self.bearer().await?;
+        match self.generate(&url, &bearer, audience).await {
+            Err(e) if e.status() == Some(http::StatusCode::UNAUTHORIZED) && !fresh => {
+                // The cached access token was revoked or expired early: forget it and try once more.
+                *self.access.lock().await = None;
+                let (bearer, _) = self.bearer().await?;
+                self.generate(&url, &bearer, audience).await
+            }
+            other => other,
+        }
+    }
+}
+
+/// `.../serviceAccounts/EMAIL:generateAccessToken` → `EMAIL` (Go: `filepath.Base`, then split on `:`).
+fn target_from_url(url: &str) -> Option<String> {
+    let last = url.trim().trim_end_matches('/').rsplit('/').next()?;
+    let (target, _method) = last.split_once(':')?;
+    let target = target.trim();
+    (!target.is_empty()).then(|| target.to_owned())
+}
+
+impl IdTokenSource for Impersonated {
+    fn id_token<'a>(&'a self, audience: &'a str) -> BoxFuture<'a, Result<IdToken, SourceError>> {
+        Box::pin(self.mint(audience))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_extraction() {
+        assert_eq!(
+            target_from_url(
+                "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p.iam.gserviceaccount.com:generateAccessToken"
+            )
+            .as_deref(),
+            Some("sa@p.iam.gserviceaccount.com")
+        );
+        assert_eq!(
+            target_from_url("https://x/v1/projects/-/serviceAccounts/"),
+            None
+        );
+        assert_eq!(
+            target_from_url("https://x/v1/projects/-/serviceAccounts/sa"),
+            None
+        );
+    }
+
+    #[test]
+    fn generate_url_and_delegates() {
+        let source = AuthorizedUser::from_json(
+            br#"{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"r"}"#,
+        )
+        .unwrap();
+        let imp = Impersonated::new(source, "t@p.iam.gserviceaccount.com")
+            .with_endpoints(&Endpoints::under(
+                &"http://127.0.0.1:9/base".parse().unwrap(),
+            ))
+            .delegates([
+                "a@p.iam.gserviceaccount.com",
+                "projects/-/serviceAccounts/b@p.iam.gserviceaccount.com",
+            ]);
+        assert_eq!(
+            imp.generate_url().unwrap().as_str(),
+            "http://127.0.0.1:9/base/v1/projects/-/serviceAccounts/t@p.iam.gserviceaccount.com:generateIdToken"
+        );
+        assert_eq!(
+            imp.delegates,
+            vec![
+                "projects/-/serviceAccounts/a@p.iam.gserviceaccount.com".to_owned(),
+                "projects/-/serviceAccounts/b@p.iam.gserviceaccount.com".to_owned()
+            ]
+        );
+        let debug = format!("{imp:?}");
+        assert!(
+            !debug.contains("\"s\"") && !debug.contains("\"r\""),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn file_with_unsupported_source() {
+        let json = br#"{"type":"impersonated_service_account",
+            "service_account_impersonation_url":"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/t@p.iam.gserviceaccount.com:generateAccessToken",
+            "source_credentials":{"type":"external_account"}}"#;
+        let err = Impersonated::from_json(json).unwrap_err();
+        assert!(err.is_unsupported_credentials(), "{err}");
+        let json = br#"{"type":"impersonated_service_account",
+            "service_account_impersonation_url":"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/t@p.iam.gserviceaccount.com:generateAccessToken",
+            "delegates":["d@p.iam.gserviceaccount.com"],
+            "source_credentials":{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"r"}}"#;
+        let imp = Impersonated::from_json(json).unwrap();
+        assert_eq!(imp.target(), "t@p.iam.gserviceaccount.com");
+        assert_eq!(
+            imp.delegates,
+            vec!["projects/-/serviceAccounts/d@p.iam.gserviceaccount.com".to_owned()]
+        );
+    }
+}

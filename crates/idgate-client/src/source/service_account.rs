@@ -1,0 +1,255 @@
+//! Service-account key files: the JWT-bearer grant with `target_audience`.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use idgate_core::clock::{Clock, SystemClock};
+use idgate_core::token::IdToken;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use url::Url;
+
+use super::key_file::Credentials;
+use super::{AccessToken, AccessTokenSource, BoxFuture, CLOUD_PLATFORM_SCOPE, IdTokenSource};
+use crate::audience::check_audience;
+use crate::error::{Endpoint, KeyFileError, KeyOrigin, SourceError};
+use crate::transport::{Http, RetryPolicy};
+
+/// Google's token endpoint, used when a key file has no `token_uri`.
+pub(crate) const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// How far the assertion's `iat` is backdated, as Go does, to absorb a local clock slightly ahead of Google's.
+const BACKDATE: Duration = Duration::from_secs(10);
+/// The assertion's lifetime (`exp - iat`), as every Google library uses.
+const ASSERTION_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// A service-account key file (`"type": "service_account"`).
+///
+/// Mints ID tokens with the JWT-bearer grant: an RS256 assertion (`kid` = `private_key_id`; `iss` = `client_email`,
+/// `aud` = `token_uri`, `iat` backdated 10 s, `exp` = `iat` + 1 h, `target_audience` = the audience) POSTed to the
+/// file's `token_uri`, whose answer carries `id_token`. The same grant with `scope` = `cloud-platform` instead of
+/// `target_audience` gives an [`AccessToken`], the source credential for [`Impersonated`](super::Impersonated).
+///
+/// `Debug` shows the email and key ID, never the key.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use idgate_client::{IdTokenSource, ServiceAccountKey};
+///
+/// let key = ServiceAccountKey::from_file("/secrets/caller-key.json")?;
+/// let token = key.id_token("https://my-service-abc123-uc.a.run.app").await?;
+/// # let _ = token;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ServiceAccountKey {
+    email: String,
+    key_id: String,
+    project_id: Option<String>,
+    token_uri: Url,
+    key: Arc<EncodingKey>,
+    http: Http,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for ServiceAccountKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceAccountKey")
+            .field("client_email", &self.email)
+            .field("private_key_id", &self.key_id)
+            .field("token_uri", &self.token_uri.as_str())
+            .field("private_key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl ServiceAccountKey {
+    /// Reads a key file.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyFileError`]: unreadable file, not JSON, wrong `type`, a missing field, or a private key that is not an
+    /// RSA key in PEM form.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, KeyFileError> {
+        Self::from_credentials(&Credentials::from_file(path.as_ref())?)
+    }
+
+    /// Parses a key file's content.
+    ///
+    /// # Errors
+    ///
+    /// As [`ServiceAccountKey::from_file`], without the I/O.
+    pub fn from_json(json: &[u8]) -> Result<Self, KeyFileError> {
+        Self::from_credentials(&Credentials::parse(json, KeyOrigin::Json)?)
+    }
+
+    pub(crate) fn from_credentials(c: &Credentials) -> Result<Self, KeyFileError> {
+        c.expect_kind("service_account")?;
+        let email = c.string("client_email")?.trim().to_owned();
+        let key_id = c.string("private_key_id")?.trim().to_owned();
+        let pem = c.string("private_key")?;
+        let token_uri = match c.optional_url("token_uri")? {
+            Some(url) => url,
+            None => {
+                Url::parse(GOOGLE_TOKEN_URI).map_err(|_| c.invalid("token_uri", "not a URL"))?
+            }
+        };
+        let key =
+            EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| KeyFileError::BadPrivateKey {
+                origin: c.origin.clone(),
+            })?;
+        // jsonwebtoken parses the key only when signing: sign once now so a bad key fails at load, not at the
+        // first request.
+        let probe =
+            jsonwebtoken::encode(&Header::new(Algorithm::RS256), &serde_json::json!({}), &key);
+        if probe.is_err() {
+            return Err(KeyFileError::BadPrivateKey {
+                origin: c.origin.clone(),
+            });
+        }
+        Ok(Self {
+            email,
+            key_id,
+            project_id: c.optional_string("project_id").map(str::to_owned),
+            token_uri,
+            key: Arc::new(key),
+            http: Http::public(),
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// The service account's email (`client_email`).
+    pub fn client_email(&self) -> &str {
+        &self.email
+    }
+
+    /// The key's ID (`private_key_id`), sent as the assertion's `kid`.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The `project_id` of the key file, if any.
+    pub fn project_id(&self) -> Option<&str> {
+        self.project_id.as_deref()
+    }
+
+    /// Where assertions are sent (the file's `token_uri`, else Google's).
+    pub fn token_uri(&self) -> &Url {
+        &self.token_uri
+    }
+
+    /// Sends assertions to `token_uri` instead of the file's (and uses it as the assertion's `aud`).
+    #[must_use]
+    pub fn with_token_uri(mut self, token_uri: Url) -> Self {
+        self.token_uri = token_uri;
+        self
+    }
+
+    /// Uses this HTTP client instead of the shared default.
+    #[must_use]
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.http.set_client(client);
+        self
+    }
+
+    /// The per-request timeout (default 10 s).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.http.timeout = timeout;
+        self
+    }
+
+    /// How transient failures are retried (default: 3 attempts with exponential backoff).
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.http.retry = retry;
+        self
+    }
+
+    /// The clock the assertion's `iat` and `exp` come from (default: the system clock).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn assertion(
+        &self,
+        target_audience: Option<&str>,
+        scope: Option<&str>,
+    ) -> Result<String, SourceError> {
+        #[derive(serde::Serialize)]
+        struct Claims<'a> {
+            iss: &'a str,
+            aud: &'a str,
+            iat: u64,
+            exp: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            target_audience: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            scope: Option<&'a str>,
+        }
+        let now = u64::try_from(self.clock.unix_seconds()).unwrap_or(0);
+        let iat = now.saturating_sub(BACKDATE.as_secs());
+        let claims = Claims {
+            iss: &self.email,
+            aud: self.token_uri.as_str(),
+            iat,
+            exp: iat + ASSERTION_LIFETIME.as_secs(),
+            target_audience,
+            scope,
+        };
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.key_id.clone());
+        jsonwebtoken::encode(&header, &claims, &self.key).map_err(|e| SourceError::Assertion {
+            reason: format!("{:?}", e.kind()).chars().take(120).collect(),
+        })
+    }
+
+    async fn grant(&self, assertion: String) -> Result<Vec<u8>, SourceError> {
+        let form = [
+            ("grant_type", JWT_BEARER),
+            ("assertion", assertion.as_str()),
+        ];
+        self.http
+            .send(Endpoint::OAuthToken, false, |client| {
+                client.post(self.token_uri.clone()).form(&form)
+            })
+            .await
+    }
+
+    async fn mint(&self, audience: &str) -> Result<IdToken, SourceError> {
+        check_audience(audience)?;
+        let assertion = self.assertion(Some(audience), None)?;
+        let body = self.grant(assertion).await?;
+        let raw = crate::transport::json_field(Endpoint::OAuthToken, &body, "id_token")?;
+        crate::transport::id_token(Endpoint::OAuthToken, raw)
+    }
+
+    /// An access token for scope `https://www.googleapis.com/auth/cloud-platform`, through the same grant: the
+    /// source credential for [`Impersonated`](super::Impersonated).
+    ///
+    /// # Errors
+    ///
+    /// Any [`SourceError`]; an answer without `access_token` is [`SourceError::InvalidResponse`].
+    pub async fn access_token(&self) -> Result<AccessToken, SourceError> {
+        let assertion = self.assertion(None, Some(CLOUD_PLATFORM_SCOPE))?;
+        let body = self.grant(assertion).await?;
+        let token = crate::transport::json_field(Endpoint::OAuthToken, &body, "access_token")?;
+        Ok(AccessToken::new(token, crate::transport::expires_in(&body)))
+    }
+}
+
+impl IdTokenSource for ServiceAccountKey {
+    fn id_token<'a>(&'a self, audience: &'a str) -> BoxFuture<'a, Result<IdToken, SourceError>> {
+        Box::pin(self.mint(audience))
+    }
+}
+
+impl AccessTokenSource for ServiceAccountKey {
+    fn access_token(&self) -> BoxFuture<'_, Result<AccessToken, SourceError>> {
+        Box::pin(Self::access_token(self))
+    }
+}

@@ -1,0 +1,822 @@
+use super::*;
+use crate::identity::test_support::{app, iap_caller, id_token_caller};
+use crate::policy::{AllowReason, Decision, DenyReason};
+
+/// A minimal valid `[inbound]`, for tests that add one mistake elsewhere.
+const INBOUND: &str = "[inbound]\naudiences = [\"https://svc.example\"]\n[inbound.allow]\nproject_ids = [\"other-app-id\"]\n";
+
+fn err(src: &str) -> ConfigError {
+    match Config::from_toml_str(src) {
+        Ok(config) => panic!("accepted:\n{src}\n---\n{config}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts the kind and the 1-based line and column of the error `src` produces, and returns it.
+#[track_caller]
+fn assert_err(src: &str, kind: ConfigErrorKind, line: usize, column: usize) -> ConfigError {
+    let e = err(src);
+    assert_eq!(
+        (e.kind(), e.line(), e.column()),
+        (kind, Some(line), Some(column)),
+        "{e}"
+    );
+    e
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/config")
+        .join(name)
+}
+
+#[test]
+fn location_counts_lines_and_characters() {
+    let src = "ab\ncdé\r\nfgh";
+    assert_eq!(Location::of(src, 0), Location { line: 1, column: 1 });
+    assert_eq!(Location::of(src, 3), Location { line: 2, column: 1 });
+    // `é` is two bytes but one column.
+    assert_eq!(Location::of(src, 7), Location { line: 2, column: 4 });
+    assert_eq!(Location::of(src, 9), Location { line: 3, column: 1 });
+    // Offsets inside a character or past the end do not panic.
+    assert_eq!(Location::of(src, 6), Location { line: 2, column: 3 });
+    assert_eq!(Location::of(src, 1000), Location { line: 3, column: 4 });
+}
+
+#[test]
+fn minimal_inbound() {
+    let config = Config::from_toml_str(INBOUND).unwrap();
+    let inbound = config.inbound().unwrap();
+    assert_eq!(inbound.audiences(), ["https://svc.example"]);
+    assert_eq!(inbound.audience_match(), AudienceMatch::Exact);
+    assert_eq!(inbound.leeway(), Duration::from_secs(30));
+    assert!(!inbound.trusts_legacy_appengine_header());
+    assert!(inbound.legacy_header_trust().is_none());
+    assert!(!inbound.trust_cloud_run_invoker_check());
+    assert!(inbound.exempt_paths().is_empty());
+    assert!(!inbound.is_exempt("/healthz"));
+    assert!(config.iap().is_none());
+    assert_eq!(config.endpoints(), Endpoints::default());
+    assert_eq!(config.google(), &GoogleConfig::default());
+    let allowlist = inbound.allowlist();
+    assert_eq!(
+        allowlist.decide(&id_token_caller("other-app-id@appspot.gserviceaccount.com")),
+        Decision::Allow {
+            reason: AllowReason::ProjectDefaultServiceAccount
+        }
+    );
+    assert_eq!(
+        allowlist.decide(&id_token_caller(
+            "runner@other-app-id.iam.gserviceaccount.com"
+        )),
+        Decision::Deny {
+            reason: DenyReason::NotListed
+        }
+    );
+    let verifier = inbound.oidc_verifier(config.google()).unwrap();
+    assert!(format!("{verifier:?}").contains("https://svc.example"));
+}
+
+#[test]
+fn full_example_fixture() {
+    let config = Config::from_path(fixture("example.toml")).unwrap();
+    let inbound = config.inbound().unwrap();
+    assert_eq!(inbound.audience_match(), AudienceMatch::Origin);
+    assert_eq!(inbound.leeway(), Duration::from_secs(60));
+    assert!(inbound.legacy_header_trust().is_some());
+    assert!(inbound.is_exempt("/readyz"));
+    assert!(!inbound.is_exempt("/readyz/"));
+    let allowlist = inbound.allowlist();
+    assert!(allowlist.admits_all_service_accounts_of_listed_projects());
+    assert_eq!(
+        allowlist.service_accounts().collect::<Vec<_>>(),
+        [
+            "123456789012-compute@developer.gserviceaccount.com",
+            "runner@other-proj.iam.gserviceaccount.com"
+        ]
+    );
+    assert_eq!(
+        allowlist.decide(&id_token_caller(
+            "any-name@other-app-id.iam.gserviceaccount.com"
+        )),
+        Decision::Allow {
+            reason: AllowReason::ProjectServiceAccount
+        }
+    );
+    assert_eq!(
+        allowlist.decide(&app("example.com:scoped-app")),
+        Decision::Allow {
+            reason: AllowReason::LegacyAppIdListed
+        }
+    );
+
+    let iap = config.iap().unwrap();
+    assert_eq!(iap.audience(), &IapAudience::Discover);
+    assert_eq!(iap.audience().configured(), None);
+    assert!(iap.compare_plain_user_headers());
+    let iap_allow = iap.allowlist().unwrap();
+    assert_eq!(
+        iap_allow.decide(&iap_caller(
+            "deployer@ci-proj.iam.gserviceaccount.com",
+            None
+        )),
+        Decision::Allow {
+            reason: AllowReason::UserEmailListed
+        }
+    );
+    assert_eq!(
+        iap_allow.decide(&iap_caller("x@partner.example", None)),
+        Decision::Allow {
+            reason: AllowReason::UserDomainListed
+        }
+    );
+
+    // base_url puts everything on the emulator; per-endpoint keys override it; formats are honoured.
+    let google = config.google();
+    assert_eq!(
+        google.oidc_keys(),
+        (
+            Url::parse("http://127.0.0.1:8085/oauth2/v1/certs").unwrap(),
+            KeyFormat::OidcPemCertificates
+        )
+    );
+    assert_eq!(
+        google.iap_keys(),
+        (
+            Url::parse("http://localhost:8085/iap/verify/public_key").unwrap(),
+            KeyFormat::IapPem
+        )
+    );
+    assert_eq!(
+        config.endpoints().metadata.as_str(),
+        "http://127.0.0.1:8085/computeMetadata/v1/"
+    );
+
+    // The verifiers build from the configuration.
+    inbound.oidc_verifier(google).unwrap();
+    iap.iap_verifier(google, "/projects/123456789/apps/my-project")
+        .unwrap();
+    assert!(iap.iap_verifier(google, "my-project").is_err());
+
+    let policy = config.effective_policy();
+    for expected in [
+        "audiences (exact, or any URL on the same origin): https://my-service-abc123-uc.a.run.app, https://api.example.com",
+        "leeway: 60 s",
+        "legacy X-Appengine-Inbound-Appid: TRUSTED",
+        "tokens whose signature Cloud Run removed: rejected",
+        "exempt paths (no identity required): /healthz, /readyz",
+        "project other-app-id: its App Engine default service account other-app-id@appspot.gserviceaccount.com, \
+         every NAME@PROJECT.iam.gserviceaccount.com it owns",
+        "scoped-app.example.com@appspot.gserviceaccount.com",
+        "service account runner@other-proj.iam.gserviceaccount.com",
+        "audience: discovered from the metadata server at startup",
+        "plain X-Goog-Authenticated-User-* headers: compared with the verified assertion",
+        "every user whose email ends in @partner.example",
+        "every user of the Google Workspace domain example.com (hd claim)",
+        "OIDC keys: http://127.0.0.1:8085/oauth2/v1/certs (PEM)",
+        "IAP keys: http://localhost:8085/iap/verify/public_key (PEM)",
+    ] {
+        assert!(
+            policy.contains(expected),
+            "missing {expected:?} in:\n{policy}"
+        );
+    }
+    assert_eq!(config.to_string(), policy);
+}
+
+#[test]
+fn iap_only_without_allowlist_admits_everyone_iap_admits() {
+    let config =
+        Config::from_toml_str("[iap]\naudience = \"/projects/123/global/backendServices/456\"\n")
+            .unwrap();
+    assert!(config.inbound().is_none());
+    let iap = config.iap().unwrap();
+    assert_eq!(
+        iap.audience().configured(),
+        Some("/projects/123/global/backendServices/456")
+    );
+    assert!(iap.allowlist().is_none());
+    assert!(
+        config
+            .effective_policy()
+            .contains("every user IAP admits (IAP's IAM policy is the only gate)")
+    );
+}
+
+#[test]
+fn file_errors() {
+    let missing = Config::from_path(fixture("does-not-exist.toml")).unwrap_err();
+    assert_eq!(missing.kind(), ConfigErrorKind::Io);
+    assert!(std::error::Error::source(&missing).is_some());
+    assert!(missing.to_string().contains("does-not-exist.toml"));
+
+    let e = Config::from_path(fixture("wildcard.toml")).unwrap_err();
+    assert_eq!(
+        (e.kind(), e.line(), e.column()),
+        (ConfigErrorKind::Wildcard, Some(5), Some(21))
+    );
+    assert!(e.file().is_some_and(|f| f.ends_with("wildcard.toml")));
+    let shown = e.to_string();
+    assert!(shown.contains("wildcard.toml:5:21: "), "{shown}");
+    assert!(shown.contains("\n  help: "), "{shown}");
+}
+
+#[test]
+fn nothing_configured() {
+    let e = assert_err("", ConfigErrorKind::NothingConfigured, 1, 1);
+    assert!(e.help_text().unwrap().contains("[inbound]"));
+    assert_err(
+        "# comment\n[google]\nbase_url = \"http://127.0.0.1:1\"\n",
+        ConfigErrorKind::NothingConfigured,
+        1,
+        1,
+    );
+}
+
+#[test]
+fn toml_syntax_and_types() {
+    assert_err("[inbound\n", ConfigErrorKind::Syntax, 1, 9);
+    assert_err(
+        &format!("{INBOUND}leeway = \n"),
+        ConfigErrorKind::Syntax,
+        5,
+        10,
+    );
+    // A string where a number belongs.
+    assert_err(
+        "[inbound]\nleeway_secs = \"30\"\n",
+        ConfigErrorKind::Syntax,
+        2,
+        15,
+    );
+    assert_err(
+        "[inbound]\nleeway_secs = -1\n",
+        ConfigErrorKind::Syntax,
+        2,
+        15,
+    );
+    assert_err(
+        "[inbound]\naudiences = \"https://svc.example\"\n",
+        ConfigErrorKind::Syntax,
+        2,
+        13,
+    );
+    assert_err("[inbound]\n[inbound]\n", ConfigErrorKind::Syntax, 2, 2);
+    let e = assert_err(
+        "[inbound]\naudience_match = \"prefix\"\n",
+        ConfigErrorKind::Syntax,
+        2,
+        18,
+    );
+    assert!(e.message().contains("origin"), "{e}");
+    assert_err(
+        &format!("{INBOUND}[google]\noidc_keys_format = \"xml\"\n"),
+        ConfigErrorKind::Syntax,
+        6,
+        20,
+    );
+}
+
+#[test]
+fn unknown_keys() {
+    let e = assert_err("[inbund]\n", ConfigErrorKind::UnknownKey, 1, 2);
+    assert!(
+        e.message().contains("inbound"),
+        "the message lists the valid keys: {e}"
+    );
+    // `audience` (singular) is an [iap] key, not an [inbound] one.
+    assert_err(
+        "[inbound]\naudience = \"https://svc.example\"\n",
+        ConfigErrorKind::UnknownKey,
+        2,
+        1,
+    );
+    assert_err(
+        &format!("{INBOUND}emails = [\"a@example.com\"]\n"),
+        ConfigErrorKind::UnknownKey,
+        5,
+        1,
+    );
+    assert_err(
+        "[iap]\naudience = \"/projects/1/apps/my-app\"\n[iap.allow]\nusers = []\n",
+        ConfigErrorKind::UnknownKey,
+        4,
+        1,
+    );
+    assert_err(
+        &format!("{INBOUND}[google]\njwks_url = \"https://x.example\"\n"),
+        ConfigErrorKind::UnknownKey,
+        6,
+        1,
+    );
+    assert_err(
+        "[inbound]\nallow = { projects = [\"my-app\"] }\n",
+        ConfigErrorKind::UnknownKey,
+        2,
+        11,
+    );
+}
+
+#[test]
+fn inbound_audiences() {
+    let e = assert_err(
+        "# first\n[inbound]\n[inbound.allow]\nproject_ids = [\"my-app\"]\n",
+        ConfigErrorKind::MissingAudience,
+        2,
+        1,
+    );
+    assert!(e.help_text().unwrap().contains("audiences = ["), "{e}");
+    assert_err(
+        "[inbound]\naudiences = []\n",
+        ConfigErrorKind::MissingAudience,
+        2,
+        13,
+    );
+    assert_err(
+        "[inbound]\naudiences = [\"https://a.example\", \"\"]\n",
+        ConfigErrorKind::EmptyEntry,
+        2,
+        35,
+    );
+    assert_err(
+        "[inbound]\naudiences = [\"*\"]\n",
+        ConfigErrorKind::Wildcard,
+        2,
+        14,
+    );
+    assert_err(
+        "[inbound]\naudiences = [\"https://*.run.app\"]\n",
+        ConfigErrorKind::Wildcard,
+        2,
+        14,
+    );
+    let e = assert_err(
+        "[inbound]\naudiences = [\" https://a.example\"]\n",
+        ConfigErrorKind::Whitespace,
+        2,
+        14,
+    );
+    assert!(
+        e.help_text().unwrap().contains("\"https://a.example\""),
+        "{e}"
+    );
+    let e = assert_err(
+        "[inbound]\naudience_match = \"origin\"\naudiences = [\"https://a.example\", \"my-custom-audience\"]\n",
+        ConfigErrorKind::InvalidAudience,
+        3,
+        35,
+    );
+    assert!(e.help_text().unwrap().contains("exact"), "{e}");
+    // The same audience is fine in exact mode.
+    Config::from_toml_str(
+        "[inbound]\naudiences = [\"my-custom-audience\"]\n[inbound.allow]\nproject_ids = [\"my-app\"]\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn leeway() {
+    let e = assert_err(
+        "[inbound]\naudiences = [\"https://a.example\"]\nleeway_secs = 301\n",
+        ConfigErrorKind::LeewayTooLarge,
+        3,
+        15,
+    );
+    assert!(e.message().contains("301"));
+    assert_err(
+        "[iap]\ndiscover_audience = true\nleeway_secs = 3600\n",
+        ConfigErrorKind::LeewayTooLarge,
+        3,
+        15,
+    );
+    let config = Config::from_toml_str(
+        &INBOUND.replace("[inbound.allow]", "leeway_secs = 300\n[inbound.allow]"),
+    )
+    .unwrap();
+    assert_eq!(config.inbound().unwrap().leeway(), Duration::from_secs(300));
+}
+
+#[test]
+fn exempt_paths() {
+    let src = |paths: &str| format!("[iap]\ndiscover_audience = true\nexempt_paths = {paths}\n");
+    let e = assert_err(
+        &src("[\"healthz\"]"),
+        ConfigErrorKind::InvalidExemptPath,
+        3,
+        17,
+    );
+    assert!(e.help_text().unwrap().contains("\"/healthz\""), "{e}");
+    assert_err(
+        &src("[\"/healthz\", \"/status?full=1\"]"),
+        ConfigErrorKind::InvalidExemptPath,
+        3,
+        29,
+    );
+    assert_err(
+        &src("[\"/health z\"]"),
+        ConfigErrorKind::InvalidExemptPath,
+        3,
+        17,
+    );
+    assert_err(&src("[\"\"]"), ConfigErrorKind::EmptyEntry, 3, 17);
+    assert_err(&src("[\"/health/*\"]"), ConfigErrorKind::Wildcard, 3, 17);
+    assert_err(
+        "[inbound]\naudiences = [\"https://a.example\"]\nexempt_paths = [\"healthz\"]\n",
+        ConfigErrorKind::InvalidExemptPath,
+        3,
+        17,
+    );
+}
+
+#[test]
+fn inbound_allowlist_entries() {
+    let src = |allow: &str| {
+        format!("[inbound]\naudiences = [\"https://a.example\"]\n[inbound.allow]\n{allow}\n")
+    };
+    assert_err(
+        &src("project_ids = [\"*\"]"),
+        ConfigErrorKind::Wildcard,
+        4,
+        16,
+    );
+    assert_err(
+        &src("project_ids = [\"my-app\", \"\"]"),
+        ConfigErrorKind::EmptyEntry,
+        4,
+        26,
+    );
+    let e = assert_err(
+        &src("project_ids = [\"My-App\"]"),
+        ConfigErrorKind::InvalidProjectId,
+        4,
+        16,
+    );
+    assert!(e.help_text().unwrap().contains("\"my-app\""), "{e}");
+    let e = assert_err(
+        &src("project_ids = [\"e~my-app\"]"),
+        ConfigErrorKind::InvalidProjectId,
+        4,
+        16,
+    );
+    assert!(e.help_text().unwrap().contains("region prefix"), "{e}");
+    assert_err(
+        &src("project_ids = [\"123456789012\"]"),
+        ConfigErrorKind::InvalidProjectId,
+        4,
+        16,
+    );
+    let e = assert_err(
+        &src("project_ids = [\"runner@my-app.iam.gserviceaccount.com\"]"),
+        ConfigErrorKind::InvalidProjectId,
+        4,
+        16,
+    );
+    assert!(e.help_text().unwrap().contains("service_accounts"), "{e}");
+    assert_err(
+        &src("service_accounts = [\"*\"]"),
+        ConfigErrorKind::Wildcard,
+        4,
+        21,
+    );
+    assert_err(
+        &src("service_accounts = [\"*@my-app.iam.gserviceaccount.com\"]"),
+        ConfigErrorKind::Wildcard,
+        4,
+        21,
+    );
+    assert_err(
+        &src("service_accounts = [\"alice@example.com\"]"),
+        ConfigErrorKind::InvalidServiceAccount,
+        4,
+        21,
+    );
+    assert_err(
+        &src("service_accounts = [\"my-app@appspot.gserviceaccount.com.evil.com\"]"),
+        ConfigErrorKind::InvalidServiceAccount,
+        4,
+        21,
+    );
+    assert_err(
+        &src("service_accounts = [\"my-app\"]"),
+        ConfigErrorKind::InvalidServiceAccount,
+        4,
+        21,
+    );
+    assert_err(
+        &src("service_accounts = [\"a@b@appspot.gserviceaccount.com\"]"),
+        ConfigErrorKind::InvalidServiceAccount,
+        4,
+        21,
+    );
+}
+
+#[test]
+fn inbound_allowlist_must_admit_someone() {
+    let e = assert_err(
+        "[inbound]\naudiences = [\"https://a.example\"]\n",
+        ConfigErrorKind::EmptyAllowlist,
+        1,
+        1,
+    );
+    assert!(e.message().contains("every request would be denied"), "{e}");
+    assert!(e.help_text().unwrap().contains("project_ids"), "{e}");
+    assert_err(
+        "[inbound]\naudiences = [\"https://a.example\"]\n\n[inbound.allow]\nproject_ids = []\nservice_accounts = []\n",
+        ConfigErrorKind::EmptyAllowlist,
+        4,
+        1,
+    );
+}
+
+#[test]
+fn ineffective_settings() {
+    let e = assert_err(
+        "[inbound]\naudiences = [\"https://a.example\"]\n[inbound.allow]\nservice_accounts = [\"a-runner@p-proj.iam.gserviceaccount.com\"]\nall_service_accounts_of_listed_projects = true\n",
+        ConfigErrorKind::IneffectiveSetting,
+        5,
+        43,
+    );
+    assert!(e.help_text().unwrap().contains("project_ids"), "{e}");
+    assert_err(
+        "[inbound]\naudiences = [\"https://a.example\"]\ntrust_legacy_appengine_header = true\n[inbound.allow]\nservice_accounts = [\"a-runner@p-proj.iam.gserviceaccount.com\"]\n",
+        ConfigErrorKind::IneffectiveSetting,
+        3,
+        33,
+    );
+}
+
+#[test]
+fn iap_audience() {
+    let e = assert_err(
+        "[iap]\naudience = \"/projects/1/apps/my-app\"\ndiscover_audience = true\n",
+        ConfigErrorKind::IapAudienceChoice,
+        3,
+        21,
+    );
+    assert!(e.help_text().unwrap().contains("exactly one"), "{e}");
+    assert_err(
+        "\n[iap]\nleeway_secs = 30\n",
+        ConfigErrorKind::IapAudienceChoice,
+        2,
+        1,
+    );
+    assert_err(
+        "[iap]\ndiscover_audience = false\n",
+        ConfigErrorKind::IapAudienceChoice,
+        1,
+        1,
+    );
+    let e = assert_err(
+        "[iap]\naudience = \"/projects/my-proj/apps/my-proj\"\n",
+        ConfigErrorKind::InvalidIapAudience,
+        2,
+        12,
+    );
+    assert!(e.help_text().unwrap().contains("project NUMBER"), "{e}");
+    let e = assert_err(
+        "[iap]\naudience = \"my-proj\"\n",
+        ConfigErrorKind::InvalidIapAudience,
+        2,
+        12,
+    );
+    assert!(
+        e.help_text()
+            .unwrap()
+            .contains("/projects/PROJECT_NUMBER/apps/PROJECT_ID"),
+        "{e}"
+    );
+    assert_err(
+        "[iap]\naudience = \"\"\n",
+        ConfigErrorKind::InvalidIapAudience,
+        2,
+        12,
+    );
+    assert_err(
+        "[iap]\naudience = \"/projects/1/apps/*\"\n",
+        ConfigErrorKind::Wildcard,
+        2,
+        12,
+    );
+    // Still refused when the rest of the file is fine.
+    assert_err(
+        &format!("{INBOUND}[iap]\naudience = \"/projects/1/apps\"\n"),
+        ConfigErrorKind::InvalidIapAudience,
+        6,
+        12,
+    );
+}
+
+#[test]
+fn iap_audience_rules_agree_with_the_verifier() {
+    for aud in [
+        "/projects/123/apps/my-project",
+        "/projects/123/apps/example.com:my-project",
+        "/projects/123/global/backendServices/4567",
+        "/projects/123/regions/us-central1/backendServices/4567",
+        "/projects/123/locations/europe-west1/services/hello",
+        "",
+        "my-project",
+        "/projects/abc/apps/x",
+        "/projects/123/apps/",
+        "/projects/123/apps/x/extra",
+        "projects/123/apps/x",
+        "/projects/123/global/backendServices/a b",
+        "/projects/123/locations/eu/services/",
+    ] {
+        let ours = check_iap_audience(aud).is_ok();
+        let verifier = IapVerifier::builder().audience(aud).build();
+        assert_eq!(ours, verifier.is_ok(), "{aud:?}: {verifier:?}");
+    }
+}
+
+#[test]
+fn iap_allowlist() {
+    let src = |allow: &str| format!("[iap]\ndiscover_audience = true\n\n[iap.allow]\n{allow}\n");
+    let e = assert_err(&src(""), ConfigErrorKind::EmptyAllowlist, 4, 1);
+    assert!(e.help_text().unwrap().contains("remove [iap.allow]"), "{e}");
+    assert_err(
+        &src("emails = []\ndomains = []"),
+        ConfigErrorKind::EmptyAllowlist,
+        4,
+        1,
+    );
+    assert_err(&src("emails = [\"*\"]"), ConfigErrorKind::Wildcard, 5, 11);
+    assert_err(&src("emails = [\"\"]"), ConfigErrorKind::EmptyEntry, 5, 11);
+    assert_err(
+        &src("emails = [\"alice\"]"),
+        ConfigErrorKind::InvalidEmail,
+        5,
+        11,
+    );
+    assert_err(
+        &src("emails = [\"al ice@example.com\"]"),
+        ConfigErrorKind::InvalidEmail,
+        5,
+        11,
+    );
+    assert_err(
+        &src("domains = [\"*.example.com\"]"),
+        ConfigErrorKind::Wildcard,
+        5,
+        12,
+    );
+    for sa_domain in [
+        "gserviceaccount.com",
+        "appspot.gserviceaccount.com",
+        "my-proj.iam.gserviceaccount.com",
+    ] {
+        let e = assert_err(
+            &src(&format!("domains = [\"{sa_domain}\"]")),
+            ConfigErrorKind::ServiceAccountDomain,
+            5,
+            12,
+        );
+        assert!(
+            e.message()
+                .contains("would admit service accounts as users"),
+            "{e}"
+        );
+        assert_err(
+            &src(&format!("hosted_domains = [\"{sa_domain}\"]")),
+            ConfigErrorKind::ServiceAccountDomain,
+            5,
+            19,
+        );
+    }
+    let e = assert_err(
+        &src("domains = [\"@example.com\"]"),
+        ConfigErrorKind::InvalidDomain,
+        5,
+        12,
+    );
+    assert!(e.help_text().unwrap().contains("\"example.com\""), "{e}");
+    assert_err(
+        &src("domains = [\"example\"]"),
+        ConfigErrorKind::InvalidDomain,
+        5,
+        12,
+    );
+    assert_err(
+        &src("hosted_domains = [\"gmail.com\"]"),
+        ConfigErrorKind::ConsumerHostedDomain,
+        5,
+        19,
+    );
+    // Columns count characters: the `é` below is one column.
+    assert_err(
+        &src("# é\ndomains = [\"ex ample.com\"]"),
+        ConfigErrorKind::InvalidDomain,
+        6,
+        12,
+    );
+    assert_err(
+        &src("domains = [\"é.example\", \"ok.example\"]"),
+        ConfigErrorKind::InvalidDomain,
+        5,
+        12,
+    );
+    assert_err(
+        &src("domains = [\"ok.example\", \"é.example\"]"),
+        ConfigErrorKind::InvalidDomain,
+        5,
+        26,
+    );
+}
+
+#[test]
+fn google_endpoints() {
+    let src = |google: &str| format!("{INBOUND}[google]\n{google}\n");
+    let e = assert_err(
+        &src("oidc_keys_url = \"not a url\""),
+        ConfigErrorKind::InvalidUrl,
+        6,
+        17,
+    );
+    assert!(e.help_text().is_some());
+    assert_err(
+        &src("token_url = \"ftp://127.0.0.1/token\""),
+        ConfigErrorKind::InvalidUrl,
+        6,
+        13,
+    );
+    assert_err(
+        &src("token_url = \"https://user:pw@oauth2.example/token\""),
+        ConfigErrorKind::InvalidUrl,
+        6,
+        13,
+    );
+    let e = assert_err(
+        &src("oidc_keys_url = \"http://keys.example/certs\""),
+        ConfigErrorKind::InsecureUrl,
+        6,
+        17,
+    );
+    assert!(e.help_text().unwrap().contains("https"), "{e}");
+    assert_err(
+        &src("base_url = \"http://emulator.internal:8085\""),
+        ConfigErrorKind::InsecureUrl,
+        6,
+        12,
+    );
+    assert_err(
+        &src("iam_credentials_url = \"http://10.0.0.1/\""),
+        ConfigErrorKind::InsecureUrl,
+        6,
+        23,
+    );
+
+    // Plain http is fine on loopback, and for the metadata server anywhere.
+    let config = Config::from_toml_str(&src(
+        "oidc_keys_url = \"http://[::1]:9000/certs\"\nmetadata_url = \"http://169.254.169.254/computeMetadata/v1\"\n\
+         iam_credentials_url = \"https://iam.example/base\"\ntoken_url = \"https://oauth2.example/token\"",
+    ))
+    .unwrap();
+    let endpoints = config.endpoints();
+    assert_eq!(endpoints.oidc_jwks.as_str(), "http://[::1]:9000/certs");
+    assert_eq!(
+        endpoints.metadata.as_str(),
+        "http://169.254.169.254/computeMetadata/v1/"
+    );
+    assert_eq!(
+        endpoints.iam_credentials.as_str(),
+        "https://iam.example/base/"
+    );
+    assert_eq!(endpoints.token.as_str(), "https://oauth2.example/token");
+    assert_eq!(endpoints.iap_jwks, Endpoints::default().iap_jwks);
+    assert_eq!(config.google().oidc_keys().1, KeyFormat::OidcJwks);
+
+    // A format without a URL selects Google's document in that format.
+    let pem = Config::from_toml_str(&src("oidc_keys_format = \"pem\"")).unwrap();
+    assert_eq!(
+        pem.google().oidc_keys(),
+        (
+            Url::parse("https://www.googleapis.com/oauth2/v1/certs").unwrap(),
+            KeyFormat::OidcPemCertificates
+        )
+    );
+}
+
+#[test]
+fn error_display() {
+    let e = err(
+        "[inbound]\naudiences = [\"https://a.example\"]\n[inbound.allow]\nproject_ids = [\"*\"]\n",
+    );
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with("line 4, column 16: \"*\" in project_ids is a wildcard"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("\n  help: list every allowed entry of project_ids explicitly"),
+        "{shown}"
+    );
+    assert_eq!(
+        e.location(),
+        Some(Location {
+            line: 4,
+            column: 16
+        })
+    );
+    assert_eq!(e.location().unwrap().to_string(), "4:16");
+    assert!(e.file().is_none());
+}
