@@ -1,1 +1,3 @@
+//! Attach-path benchmarks (written in the next commit).
+
 fn main() {}
