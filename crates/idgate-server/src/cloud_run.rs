@@ -12,7 +12,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use idgate_core::clock::{Clock, SystemClock};
 use idgate_core::keys::{KeyCache, KeyFormat, KeySet, StaticKeySource};
 use idgate_core::token::{decode_unverified, is_signature_removed};
-use idgate_core::verify::{GOOGLE_ISSUERS, OidcVerifier, VerifiedIdToken, VerifyError};
+use idgate_core::verify::{
+    AudienceMatch, GOOGLE_ISSUERS, OidcVerifier, VerifiedIdToken, VerifyError,
+};
 
 use crate::ServerError;
 use crate::rejection::IdentityRejection;
@@ -33,7 +35,9 @@ pub(crate) struct CloudRunTrust {
 }
 
 struct Inner {
+    /// The audiences the cheap pre-check compares exactly; empty in origin mode, where only the verifier judges.
     audiences: Vec<String>,
+    audience_match: AudienceMatch,
     key: KeyPair,
     rng: SystemRandom,
     verifier: OidcVerifier,
@@ -49,7 +53,10 @@ impl fmt::Debug for CloudRunTrust {
 }
 
 impl CloudRunTrust {
-    pub(crate) fn new(audiences: Vec<String>) -> Result<Self, ServerError> {
+    pub(crate) fn new(
+        audiences: Vec<String>,
+        audience_match: AudienceMatch,
+    ) -> Result<Self, ServerError> {
         let key = KeyPair::generate(KeySize::Rsa2048).map_err(|_| ServerError::CloudRunKey)?;
         let public = key.public_key();
         let jwks = serde_json::json!({"keys": [{
@@ -61,12 +68,14 @@ impl CloudRunTrust {
             .map_err(|_| ServerError::CloudRunKey)?;
         let verifier = OidcVerifier::builder()
             .audiences(audiences.iter().cloned())
+            .audience_match(audience_match)
             .keys(KeyCache::new(StaticKeySource::new(keys)))
             .build()
             .map_err(ServerError::Verifier)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 audiences,
+                audience_match,
                 key,
                 rng: SystemRandom::new(),
                 verifier,
@@ -78,7 +87,9 @@ impl CloudRunTrust {
     /// Checks a signature-removed token's claims and returns them as a verified token.
     pub(crate) async fn verify(&self, token: &str) -> Result<VerifiedIdToken, IdentityRejection> {
         let inner = &*self.inner;
-        check(token, &inner.audiences, inner.clock.unix_seconds())?;
+        let exact =
+            (inner.audience_match == AudienceMatch::Exact).then_some(inner.audiences.as_slice());
+        check(token, exact, inner.clock.unix_seconds())?;
         let payload = token.split('.').nth(1).unwrap_or_default();
         let header = URL_SAFE_NO_PAD.encode(format!(
             r#"{{"alg":"RS256","kid":"{VOUCHED_KID}","typ":"JWT"}}"#
@@ -109,8 +120,12 @@ const LEEWAY_SECS: i64 = 30;
 const MAX_LIFETIME_SECS: i64 = 3600;
 
 /// Checks the claims of a signature-removed token: `iss` one of Google's, `aud` one of `audiences` (exactly),
-/// `exp`/`iat` with 30 s leeway and at most 1 h apart, `email` present with `email_verified: true`.
-pub(crate) fn check(token: &str, audiences: &[String], now: i64) -> Result<(), IdentityRejection> {
+/// (`audiences: None` leaves `aud` to the verifier, for origin matching), `exp`/`iat` with 30 s leeway and at most 1 h apart, `email` present with `email_verified: true`.
+pub(crate) fn check(
+    token: &str,
+    audiences: Option<&[String]>,
+    now: i64,
+) -> Result<(), IdentityRejection> {
     let invalid = |e: VerifyError| IdentityRejection::InvalidToken(e);
     if !is_signature_removed(token) {
         // Only tokens Cloud Run vouched for take this path; anything else must be verified.
@@ -129,7 +144,7 @@ pub(crate) fn check(token: &str, audiences: &[String], now: i64) -> Result<(), I
         return Err(invalid(VerifyError::WrongIssuer { got: truncate(iss) }));
     }
     let aud = str_claim("aud").unwrap_or_default();
-    if aud.is_empty() || !audiences.iter().any(|a| a == aud) {
+    if aud.is_empty() || audiences.is_some_and(|list| !list.iter().any(|a| a == aud)) {
         return Err(invalid(VerifyError::WrongAudience { got: truncate(aud) }));
     }
     let int_claim = |name: &str| claims.get(name).and_then(serde_json::Value::as_i64);
@@ -195,7 +210,7 @@ mod tests {
 
     #[test]
     fn accepts_good_claims() {
-        check(&token(&good()), &auds(), NOW).unwrap();
+        check(&token(&good()), Some(&auds()), NOW).unwrap();
     }
 
     #[test]
@@ -223,20 +238,20 @@ mod tests {
             let mut c = good();
             c[claim] = value;
             assert_eq!(
-                check(&token(&c), &auds(), NOW).unwrap_err().reason(),
+                check(&token(&c), Some(&auds()), NOW).unwrap_err().reason(),
                 reason,
                 "{claim}"
             );
         }
         // No audiences configured: fail closed.
         assert_eq!(
-            check(&token(&good()), &[], NOW).unwrap_err().reason(),
+            check(&token(&good()), Some(&[]), NOW).unwrap_err().reason(),
             "wrong_audience"
         );
         // A token with a real-looking signature never takes this path.
         let signed = token(&good()).replace("SIGNATURE_REMOVED_BY_GOOGLE", "c2ln");
         assert_eq!(
-            check(&signed, &auds(), NOW).unwrap_err().reason(),
+            check(&signed, Some(&auds()), NOW).unwrap_err().reason(),
             "invalid_signature"
         );
     }

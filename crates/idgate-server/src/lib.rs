@@ -6,6 +6,8 @@
 //! | [`RequireIapLayer`] | users behind Identity-Aware Proxy: verifies `x-goog-iap-jwt-assertion`; optional allowlist |
 //! | [`extract`] | [`VerifiedCaller`](extract::VerifiedCaller), [`IapUser`](extract::IapUser), [`UserEmail`](extract::UserEmail) (and `Option<_>` of each) |
 //! | [`IdentityRejection`] | every refusal, typed: 401 / 403 / 503 / 500, logged once on target `idgate::decision` |
+//! | [`from_config`] → [`Layers`] | both layers from the TOML `Config`, keys prefetched, IAP audience discovered; readiness |
+//! | [`proxy::serve`] | the authenticating sidecar: the layers in front of any HTTP upstream |
 //!
 //! The verification itself (keys, signatures, claims, identity, allowlist) is `idgate-core`'s; this crate only
 //! finds the credential in the request, asks the core, and answers. The inner service is never called for a
@@ -34,14 +36,17 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cloud_run;
+mod config;
 mod credential;
 mod error;
 pub mod extract;
 mod gate;
+pub mod proxy;
 pub mod rejection;
 pub mod require_iap;
 pub mod require_identity;
 
+pub use config::{Layers, discover_iap_audience, from_config};
 pub use error::ServerError;
 pub use rejection::IdentityRejection;
 pub use require_iap::{RequireIap, RequireIapLayer};

@@ -299,7 +299,7 @@ pub(crate) fn log_rejection(
             tracing::debug!(
                 target: DECISION_TARGET, layer, outcome = "reject", reason, status, caller_kind = kind,
                 caller_email = email, caller_project = project, detail = %e, "request rejected"
-            )
+            );
         }
         _ => tracing::debug!(
             target: DECISION_TARGET, layer, outcome = "reject", reason, status, caller_kind = kind,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use idgate_core::identity::TrustedAppEngineFrontEnd;
 use idgate_core::policy::Allowlist;
-use idgate_core::verify::OidcVerifier;
+use idgate_core::verify::{AudienceMatch, OidcVerifier};
 use tower_layer::Layer;
 
 use super::RequireIdentity;
@@ -105,7 +105,10 @@ impl RequireIdentityLayer {
         I: IntoIterator<Item = A>,
         A: Into<String>,
     {
-        let trust = CloudRunTrust::new(audiences.into_iter().map(Into::into).collect())?;
+        let trust = CloudRunTrust::new(
+            audiences.into_iter().map(Into::into).collect(),
+            AudienceMatch::Exact,
+        )?;
         Arc::make_mut(&mut self.config).cloud_run = Some(trust);
         Ok(self)
     }
@@ -121,6 +124,15 @@ impl RequireIdentityLayer {
     /// The verifier, e.g. for its key cache's readiness.
     pub fn verifier(&self) -> &OidcVerifier {
         &self.config.verifier
+    }
+}
+
+impl RequireIdentityLayer {
+    /// [`trust_cloud_run_invoker_check`](Self::trust_cloud_run_invoker_check) with the configuration's audience
+    /// matching.
+    pub(crate) fn with_cloud_run_trust(mut self, trust: CloudRunTrust) -> Self {
+        Arc::make_mut(&mut self.config).cloud_run = Some(trust);
+        self
     }
 }
 

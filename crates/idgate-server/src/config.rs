@@ -1,0 +1,274 @@
+//! Both layers from one TOML [`Config`], key prefetch at startup, IAP audience discovery, and readiness.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use idgate_core::policy::Config;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = Config::from_path("idgate.toml")?;
+//! let layers = idgate_server::from_config(&config).await?; // prefetches keys; fails fast
+//! let app: Router = layers
+//!     .apply(Router::new().route("/", get(|| async { "hello" })))
+//!     // Outside the layers: readiness needs no identity.
+//!     .route("/readyz", get(layers.readiness_handler()));
+//! # let _ = app; Ok(()) }
+//! ```
+
+use std::future::Ready;
+use std::time::Duration;
+
+use axum::Router;
+use http::StatusCode;
+use http::header::HeaderValue;
+use idgate_core::policy::{Config, IapAudience};
+use idgate_core::verify::{IapVerifier, OidcVerifier};
+use url::Url;
+
+use crate::cloud_run::CloudRunTrust;
+use crate::{RequireIapLayer, RequireIdentityLayer, ServerError};
+
+/// How long each metadata-server request of [`discover_iap_audience`] may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The layers a [`Config`] asks for, ready to apply. Cheap to clone.
+///
+/// Made by [`from_config`]. When both `[inbound]` and `[iap]` are configured, [`apply`](Self::apply) stacks both:
+/// a request must then pass both.
+#[derive(Debug, Clone)]
+pub struct Layers {
+    identity: Option<RequireIdentityLayer>,
+    iap: Option<RequireIapLayer>,
+}
+
+impl Layers {
+    /// Layers from explicitly built parts (at least one should be `Some`, or [`apply`](Self::apply) admits all).
+    pub fn new(identity: Option<RequireIdentityLayer>, iap: Option<RequireIapLayer>) -> Self {
+        Self { identity, iap }
+    }
+
+    /// The service-to-service layer, when `[inbound]` is configured.
+    pub fn identity(&self) -> Option<&RequireIdentityLayer> {
+        self.identity.as_ref()
+    }
+
+    /// The IAP layer, when `[iap]` is configured.
+    pub fn iap(&self) -> Option<&RequireIapLayer> {
+        self.iap.as_ref()
+    }
+
+    /// Wraps every route of `router` in the configured layers (IAP outermost).
+    pub fn apply<S>(&self, router: Router<S>) -> Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let mut router = router;
+        if let Some(identity) = &self.identity {
+            router = router.layer(identity.clone());
+        }
+        if let Some(iap) = &self.iap {
+            router = router.layer(iap.clone());
+        }
+        router
+    }
+
+    /// Whether every configured verifier holds a usable key set (fresh, or stale within the bound): what a
+    /// readiness probe should report.
+    pub fn ready(&self) -> bool {
+        let oidc = self
+            .identity
+            .as_ref()
+            .is_none_or(|l| l.verifier().keys().status().ready);
+        let iap = self
+            .iap
+            .as_ref()
+            .is_none_or(|l| l.verifier().keys().status().ready);
+        oidc && iap
+    }
+
+    /// An axum handler answering `200 ready` or `503 keys unavailable` from [`ready`](Self::ready). Mount it
+    /// outside the layers (or on an exempt path).
+    pub fn readiness_handler(
+        &self,
+    ) -> impl Fn() -> Ready<(
+        StatusCode,
+        [(http::HeaderName, HeaderValue); 1],
+        &'static str,
+    )> + Clone
+    + Send
+    + Sync
+    + 'static {
+        let layers = self.clone();
+        move || {
+            let no_store = [(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            )];
+            std::future::ready(if layers.ready() {
+                (StatusCode::OK, no_store, "ready")
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    no_store,
+                    "keys unavailable",
+                )
+            })
+        }
+    }
+}
+
+/// Builds the layers `config` asks for, and prepares them to serve:
+///
+/// - `[inbound]`: an [`OidcVerifier`] on the configured audiences, the allowlist, the legacy-header trust, the
+///   Cloud Run opt-in and the exempt paths;
+/// - `[iap]`: an [`IapVerifier`] on the configured audience or, with `discover_audience = true`, the one
+///   [`discover_iap_audience`] finds; the optional allowlist, the plain-header switch and the exempt paths;
+/// - then prefetches every key set (`warm()`), so the first request does not wait and a wrong key URL fails the
+///   deployment instead of the first caller.
+///
+/// Endpoints (keys, metadata server) come from `config.google()`.
+///
+/// # Errors
+///
+/// [`ServerError::Keys`] when a key set cannot be fetched, [`ServerError::IapAudienceDiscovery`] when the IAP
+/// audience is neither configured nor discoverable, [`ServerError::Verifier`] for an unusable verifier
+/// configuration, [`ServerError::NothingConfigured`] for a config without either table.
+pub async fn from_config(config: &Config) -> Result<Layers, ServerError> {
+    let google = config.google();
+    let identity = match config.inbound() {
+        None => None,
+        Some(inbound) => {
+            let verifier: OidcVerifier = inbound.oidc_verifier(google)?;
+            verifier
+                .keys()
+                .warm()
+                .await
+                .map_err(|source| ServerError::Keys {
+                    which: "OIDC",
+                    source,
+                })?;
+            let mut layer =
+                RequireIdentityLayer::new(verifier).allowlist(inbound.allowlist().clone());
+            if let Some(trust) = inbound.legacy_header_trust() {
+                tracing::warn!(
+                    target: "idgate::config",
+                    "trusting X-Appengine-Inbound-Appid: correct only behind App Engine's front end"
+                );
+                layer = layer.trust_legacy_header(trust);
+            }
+            if inbound.trust_cloud_run_invoker_check() {
+                tracing::warn!(
+                    target: "idgate::config",
+                    "trusting Cloud Run's invoker check for signature-removed tokens: safe only if this service \
+                     is reachable exclusively through Cloud Run with the invoker check on"
+                );
+                let trust =
+                    CloudRunTrust::new(inbound.audiences().to_vec(), inbound.audience_match())?;
+                layer = layer.with_cloud_run_trust(trust);
+            }
+            for path in inbound.exempt_paths() {
+                layer = layer.exempt_path(path.clone());
+            }
+            Some(layer)
+        }
+    };
+    let iap = match config.iap() {
+        None => None,
+        Some(iap_config) => {
+            let audience = match iap_config.audience() {
+                IapAudience::Configured(audience) => audience.clone(),
+                IapAudience::Discover => {
+                    discover_iap_audience(&google.endpoints().metadata).await?
+                }
+                other => {
+                    return Err(ServerError::IapAudienceDiscovery(format!(
+                        "unsupported audience source {other:?}"
+                    )));
+                }
+            };
+            let verifier: IapVerifier = iap_config.iap_verifier(google, &audience)?;
+            verifier
+                .keys()
+                .warm()
+                .await
+                .map_err(|source| ServerError::Keys {
+                    which: "IAP",
+                    source,
+                })?;
+            let mut layer = RequireIapLayer::new(verifier)
+                .compare_plain_user_headers(iap_config.compare_plain_user_headers());
+            if let Some(allowlist) = iap_config.allowlist() {
+                layer = layer.allowlist(allowlist.clone());
+            }
+            for path in iap_config.exempt_paths() {
+                layer = layer.exempt_path(path.clone());
+            }
+            Some(layer)
+        }
+    };
+    if identity.is_none() && iap.is_none() {
+        return Err(ServerError::NothingConfigured);
+    }
+    Ok(Layers { identity, iap })
+}
+
+/// The App Engine IAP audience, `/projects/NUMBER/apps/PROJECT_ID`, from the metadata server at `metadata` (its
+/// `computeMetadata/v1/` root): `project/numeric-project-id` and `project/project-id`, each requested with
+/// `Metadata-Flavor: Google` and accepted only from a response carrying the same header. Call it once, at startup.
+///
+/// Other IAP deployments (load-balancer backend services, Cloud Run) have audiences the metadata server cannot
+/// tell; configure those.
+///
+/// # Errors
+///
+/// [`ServerError::IapAudienceDiscovery`] saying which request failed and how.
+pub async fn discover_iap_audience(metadata: &Url) -> Result<String, ServerError> {
+    let client = reqwest::Client::builder()
+        .timeout(METADATA_TIMEOUT)
+        .build()
+        .map_err(|e| ServerError::IapAudienceDiscovery(format!("HTTP client: {e}")))?;
+    let get = |path: &'static str| {
+        let client = client.clone();
+        async move {
+            let url = metadata
+                .join(path)
+                .map_err(|e| ServerError::IapAudienceDiscovery(format!("{path}: {e}")))?;
+            let fail = |what: String| ServerError::IapAudienceDiscovery(format!("{url}: {what}"));
+            let response = client
+                .get(url.clone())
+                .header("Metadata-Flavor", "Google")
+                .send()
+                .await
+                .map_err(|e| fail(e.without_url().to_string()))?;
+            if !response.status().is_success() {
+                return Err(fail(format!("HTTP {}", response.status().as_u16())));
+            }
+            if response
+                .headers()
+                .get("metadata-flavor")
+                .is_none_or(|v| v != "Google")
+            {
+                return Err(fail(
+                    "response lacks `Metadata-Flavor: Google`; not a metadata server".to_owned(),
+                ));
+            }
+            let body = response
+                .text()
+                .await
+                .map_err(|e| fail(e.without_url().to_string()))?;
+            Ok::<_, ServerError>(body.trim().to_owned())
+        }
+    };
+    let number = get("project/numeric-project-id").await?;
+    if number.is_empty() || number.len() > 20 || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ServerError::IapAudienceDiscovery(
+            "project/numeric-project-id is not a number".to_owned(),
+        ));
+    }
+    let project_id = get("project/project-id").await?;
+    if !idgate_core::identity::is_valid_project_id(&project_id) {
+        return Err(ServerError::IapAudienceDiscovery(
+            "project/project-id is not a project ID".to_owned(),
+        ));
+    }
+    Ok(format!("/projects/{number}/apps/{project_id}"))
+}
