@@ -182,9 +182,14 @@ pub(crate) fn split_email(email: &str) -> Option<(&str, &str)> {
     (!local.is_empty() && !domain.is_empty()).then_some((local, domain))
 }
 
-/// The domain of an email: everything after its last `@`.
+/// The domain of an email: everything after its last `@`; `None` unless the email is a plain ASCII address with
+/// exactly one `@` (so an odd address can never be judged by a suffix of it).
 pub(crate) fn email_domain(email: &str) -> Option<&str> {
-    split_email(email).map(|(_, domain)| domain)
+    if !email.bytes().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
+    let (local, domain) = split_email(email)?;
+    (!local.contains('@')).then_some(domain)
 }
 
 /// Whether a (lowercase) domain is a Google service-account domain: `gserviceaccount.com` or a subdomain of it.

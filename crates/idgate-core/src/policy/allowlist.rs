@@ -879,6 +879,15 @@ mod tests {
         ] {
             assert_eq!(list.decide(&iap_caller(email, None)), NOT_LISTED, "{email}");
         }
+        // An address with two `@`s or non-ASCII characters is never judged by its domain.
+        assert_eq!(
+            list.decide(&iap_caller("bob@x@partner.example", None)),
+            NOT_LISTED
+        );
+        assert_eq!(
+            list.decide(&iap_caller("b\u{f6}b@partner.example", None)),
+            NOT_LISTED
+        );
         // hd compares exactly too.
         assert_eq!(
             list.decide(&iap_caller("x@y.example", Some("sub.corp.example"))),

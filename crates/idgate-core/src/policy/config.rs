@@ -138,7 +138,7 @@ impl ConfigError {
         self
     }
 
-    fn help(mut self, help: impl Into<String>) -> Self {
+    fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
     }
@@ -169,7 +169,7 @@ impl ConfigError {
     }
 
     /// What to write instead, when there is advice.
-    pub fn help_text(&self) -> Option<&str> {
+    pub fn help(&self) -> Option<&str> {
         self.help.as_deref()
     }
 
@@ -228,7 +228,7 @@ fn from_toml_error(src: &str, error: &toml::de::Error) -> ConfigError {
         err = err.at(src, &span);
     }
     if let Some(help) = help {
-        err = err.help(help);
+        err = err.with_help(help);
     }
     err
 }
@@ -247,7 +247,7 @@ fn from_allowlist_error(src: &str, span: &Range<usize>, error: &AllowlistError) 
     };
     ConfigError::new(kind, error.to_string())
         .at(src, span)
-        .help(error.help())
+        .with_help(error.help())
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -855,7 +855,7 @@ impl Validator<'_> {
                     &(0..0),
                     "the configuration has neither an [inbound] nor an [iap] table, so it configures nothing",
                 )
-                .help(
+                .with_help(
                     "add [inbound] with `audiences = [...]` and an [inbound.allow] list to verify service-to-service \
                      ID tokens, and/or [iap] with `audience = \"/projects/NUMBER/...\"` to verify IAP assertions",
                 ));
@@ -904,7 +904,7 @@ impl Validator<'_> {
                             &flag.span(),
                             "`all_service_accounts_of_listed_projects = true` has no effect without `project_ids`",
                         )
-                        .help("list the projects whose service accounts may call in `project_ids`, or remove the flag"));
+                        .with_help("list the projects whose service accounts may call in `project_ids`, or remove the flag"));
                 }
                 allowlist.set_all_service_accounts_of_listed_projects(*flag.get_ref());
             }
@@ -916,7 +916,7 @@ impl Validator<'_> {
                     &allow_span,
                     "the [inbound] allowlist is empty, so every request would be denied",
                 )
-                .help(
+                .with_help(
                     "add an [inbound.allow] table with `project_ids = [\"calling-project-id\"]` (admits that \
                      project's App Engine default service account) and/or `service_accounts = \
                      [\"name@project-id.iam.gserviceaccount.com\"]`",
@@ -936,7 +936,7 @@ impl Validator<'_> {
                     "`trust_legacy_appengine_header = true` has no effect: the header names an app ID, and \
                      [inbound.allow] lists no `project_ids`",
                 )
-                .help("list the calling apps' IDs in `project_ids`, or remove the flag"));
+                .with_help("list the calling apps' IDs in `project_ids`, or remove the flag"));
         }
         Ok(InboundConfig {
             audiences,
@@ -965,7 +965,7 @@ impl Validator<'_> {
                     header,
                     "[inbound] has no `audiences`: idgate always checks a token's `aud`, so it must know yours",
                 )
-                .help(HELP));
+                .with_help(HELP));
         };
         if list.get_ref().is_empty() {
             return Err(self
@@ -974,7 +974,7 @@ impl Validator<'_> {
                     &list.span(),
                     "`audiences` is empty: idgate always checks a token's `aud`, so it must know yours",
                 )
-                .help(HELP));
+                .with_help(HELP));
         }
         let mut audiences = Vec::new();
         for aud in list.get_ref() {
@@ -987,7 +987,7 @@ impl Validator<'_> {
                         &span,
                         "an audience may not be empty",
                     )
-                    .help("remove the empty string"));
+                    .with_help("remove the empty string"));
             }
             if value.contains('*') {
                 return Err(self
@@ -997,7 +997,7 @@ impl Validator<'_> {
                         format!("{value:?} is a wildcard; audiences are compared exactly and a wildcard would accept \
                                  tokens minted for any service"),
                     )
-                    .help("list every audience explicitly"));
+                    .with_help("list every audience explicitly"));
             }
             if value.trim() != value {
                 return Err(self
@@ -1006,7 +1006,7 @@ impl Validator<'_> {
                         &span,
                         format!("{value:?} has leading or trailing whitespace"),
                     )
-                    .help(format!("write {:?}", value.trim())));
+                    .with_help(format!("write {:?}", value.trim())));
             }
             if mode == AudienceMatch::Origin && !is_origin_url(value) {
                 return Err(self
@@ -1015,7 +1015,7 @@ impl Validator<'_> {
                         &span,
                         format!("{value:?} is not an absolute http(s) URL, which `audience_match = \"origin\"` needs"),
                     )
-                    .help("write the service URL, e.g. \"https://my-service-abc123-uc.a.run.app\", or use \
+                    .with_help("write the service URL, e.g. \"https://my-service-abc123-uc.a.run.app\", or use \
                            `audience_match = \"exact\"` for custom audiences"));
             }
             audiences.push(value.clone());
@@ -1037,7 +1037,7 @@ impl Validator<'_> {
                         "a leeway of {secs} s is larger than the maximum of {MAX_LEEWAY_SECS} s"
                     ),
                 )
-                .help(
+                .with_help(
                     "use the default 30 (Google's IAP documentation) or fix the server's clock",
                 ));
         }
@@ -1056,7 +1056,7 @@ impl Validator<'_> {
                         &span,
                         "an exempt path may not be empty",
                     )
-                    .help("remove the empty string"));
+                    .with_help("remove the empty string"));
             }
             if value.contains('*') {
                 return Err(self
@@ -1066,7 +1066,7 @@ impl Validator<'_> {
                         format!("{value:?} is a wildcard; exempt paths are exact, and a pattern could exempt more than \
                                  you meant"),
                     )
-                    .help("list every exempt path exactly, e.g. \"/healthz\""));
+                    .with_help("list every exempt path exactly, e.g. \"/healthz\""));
             }
             let bad_char = value
                 .chars()
@@ -1085,7 +1085,7 @@ impl Validator<'_> {
                         format!("{value:?} is not an exact path: it must start with `/` and contain no query, \
                                  fragment or whitespace"),
                     )
-                    .help(help));
+                    .with_help(help));
             }
             paths.push(value.clone());
         }
@@ -1118,7 +1118,7 @@ impl Validator<'_> {
                         &discover.span(),
                         "[iap] has both `audience` and `discover_audience = true`",
                     )
-                    .help("keep exactly one: the audience written out, or discovery from the metadata server"));
+                    .with_help("keep exactly one: the audience written out, or discovery from the metadata server"));
             }
             (None, None) => {
                 return Err(self
@@ -1127,7 +1127,7 @@ impl Validator<'_> {
                         &header,
                         "[iap] has neither `audience` nor `discover_audience = true`: idgate always checks `aud`",
                     )
-                    .help("add `audience = \"/projects/PROJECT_NUMBER/apps/PROJECT_ID\"` (App Engine), \
+                    .with_help("add `audience = \"/projects/PROJECT_NUMBER/apps/PROJECT_ID\"` (App Engine), \
                            `\"/projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID\"` (load balancer), ... or \
                            `discover_audience = true` on App Engine"));
             }
@@ -1156,7 +1156,7 @@ impl Validator<'_> {
                             &span,
                             "[iap.allow] lists nobody, so every IAP user would be denied",
                         )
-                        .help("list `emails`, `domains` or `hosted_domains`, or remove [iap.allow] to admit every \
+                        .with_help("list `emails`, `domains` or `hosted_domains`, or remove [iap.allow] to admit every \
                                user IAP lets through (IAP's IAM policy is then the only gate)"));
                 }
                 Some(allowlist)
@@ -1177,7 +1177,7 @@ impl Validator<'_> {
         if value.contains('*') {
             return Err(self
                 .error(ConfigErrorKind::Wildcard, &span, format!("{value:?} is a wildcard; the IAP audience is exact"))
-                .help("write the audience from the IAP console, e.g. \"/projects/123456789/apps/my-project\""));
+                .with_help("write the audience from the IAP console, e.g. \"/projects/123456789/apps/my-project\""));
         }
         check_iap_audience(value).map_err(|help| {
             self.error(
@@ -1185,7 +1185,7 @@ impl Validator<'_> {
                 &span,
                 format!("{value:?} is not an IAP audience of a shape Google documents"),
             )
-            .help(help)
+            .with_help(help)
         })?;
         Ok(value.clone())
     }
@@ -1247,7 +1247,7 @@ impl Validator<'_> {
                 &span,
                 format!("{value:?} is not an absolute http(s) URL"),
             )
-            .help(
+            .with_help(
                 "write a full URL such as \"https://www.googleapis.com/oauth2/v3/certs\" or \
                        \"http://127.0.0.1:8085\" for the emulator",
             )
@@ -1263,7 +1263,7 @@ impl Validator<'_> {
                     &span,
                     "endpoint URLs may not carry credentials",
                 )
-                .help("remove the `user:password@` part"));
+                .with_help("remove the `user:password@` part"));
         }
         if url.scheme() == "http" && plain == Plain::LoopbackOnly && !is_loopback(&url) {
             return Err(self
@@ -1273,7 +1273,7 @@ impl Validator<'_> {
                     format!("{value:?} uses plain http on a non-loopback host: anyone on the path could substitute \
                              signing keys or read credentials"),
                 )
-                .help("use https, or a loopback address (127.0.0.1, [::1], localhost) for the emulator"));
+                .with_help("use https, or a loopback address (127.0.0.1, [::1], localhost) for the emulator"));
         }
         Ok(url)
     }
