@@ -44,6 +44,7 @@
 mod emulator;
 mod error;
 mod keys;
+pub mod proxy;
 mod routes;
 mod service_account;
 mod state;
@@ -54,6 +55,7 @@ pub use emulator::{
     Emulator, EmulatorBuilder,
 };
 pub use error::EmulatorError;
+pub use proxy::{IapProxy, IapUserSpec};
 pub use service_account::ServiceAccountKey;
 pub use state::{Endpoint, Fault};
 pub use token::{

@@ -106,7 +106,18 @@ enum SignatureMode {
     Hs256(HmacKeyMaterial),
 }
 
-/// A description of a token to mint. See the [module docs](self).
+/// A description of a token to mint, good or deliberately bad; [`crate::Emulator::mint`] turns it into a
+/// compact JWS.
+///
+/// A spec starts from one of Google's two shapes and every modifier bends one thing:
+///
+/// - [`TokenSpec::service_account`]: an OIDC ID token exactly as Google mints one for a service account
+///   (RS256; `iss` `https://accounts.google.com`; `aud`; `azp` = `sub` = the account's numeric unique id;
+///   `email`; `email_verified: true`; `iat` = now; `exp` = `iat` + 3600).
+/// - [`TokenSpec::iap_user`]: an IAP assertion (ES256; `iss` `https://cloud.google.com/iap`; `aud`
+///   `/projects/N/apps/ID` by default; `sub` `accounts.google.com:<digits>`; `email`; `exp` = `iat` + 600).
+///
+/// Claims are computed when the token is minted, so one spec minted twice gives two tokens with fresh times.
 ///
 /// ```
 /// use idgate_emulator::TokenSpec;

@@ -1,8 +1,11 @@
 //! Integration tests for the emulator: one binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod faults;
 mod helpers;
 mod keys;
 mod metadata;
 mod oauth;
+mod proxy;
+mod rotation;
 mod tokens;
