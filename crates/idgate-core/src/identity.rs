@@ -1125,6 +1125,111 @@ mod tests {
         assert_eq!(iap.to_string(), "iap_user bob@example.com");
     }
 
+    /// `from_id_token` and `from_iap` on tokens that really went through the verifiers (minted by the emulator).
+    #[tokio::test]
+    async fn callers_from_verified_tokens() {
+        use std::sync::Arc;
+
+        use crate::clock::{Clock as _, ManualClock};
+        use crate::keys::KeyFormat;
+        use crate::verify::{IapVerifier, OidcVerifier};
+        use idgate_emulator::{Emulator, TokenSpec};
+
+        const AUDIENCE: &str = "https://my-service-abc123-uc.a.run.app";
+        let emulator = Emulator::builder()
+            .project_id("my-project")
+            .project_number(123_456_789)
+            .start()
+            .await
+            .unwrap();
+        let clock = ManualClock::starting_now();
+        let now = clock.unix_seconds();
+        // Email is not required by this verifier, so tokens without a verified email reach `from_id_token`.
+        let oidc = OidcVerifier::builder()
+            .audience(AUDIENCE)
+            .clock(Arc::new(clock.clone()))
+            .keys_url(emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+            .require_verified_email(false)
+            .build()
+            .unwrap();
+        let verify = |spec: TokenSpec| {
+            let token = emulator.mint(&spec.audience(AUDIENCE).issued_at(now));
+            let oidc = oidc.clone();
+            async move { oidc.verify(&token).await.unwrap() }
+        };
+
+        let sa = verify(TokenSpec::service_account(
+            "Runner@Other-Proj.iam.gserviceaccount.com",
+        ))
+        .await;
+        let caller = Caller::from_id_token(&sa).unwrap();
+        assert_eq!(caller.kind(), "service_account");
+        assert_eq!(
+            caller.email(),
+            Some("runner@other-proj.iam.gserviceaccount.com")
+        );
+        assert_eq!(caller.project(), Some(&Project::Id("other-proj".into())));
+        assert_eq!(caller.subject(), Some(sa.subject()));
+
+        let app_sa = verify(TokenSpec::service_account(
+            "my-project@appspot.gserviceaccount.com",
+        ))
+        .await;
+        let Caller::ServiceAccount(app_sa) = Caller::from_id_token(&app_sa).unwrap() else {
+            panic!("not an SA")
+        };
+        assert!(app_sa.is_app_engine_default());
+
+        let user =
+            verify(TokenSpec::service_account("Alice@Example.com").hosted_domain("example.com"))
+                .await;
+        let Caller::User(user) = Caller::from_id_token(&user).unwrap() else {
+            panic!("not a user")
+        };
+        assert_eq!(
+            (user.email(), user.hosted_domain()),
+            ("alice@example.com", Some("example.com"))
+        );
+
+        for spec in [
+            TokenSpec::service_account("runner@other-proj.iam.gserviceaccount.com")
+                .email_verified(false),
+            TokenSpec::service_account("runner@other-proj.iam.gserviceaccount.com")
+                .without_claim("email_verified"),
+            TokenSpec::service_account("runner@other-proj.iam.gserviceaccount.com")
+                .without_claim("email"),
+        ] {
+            let verified = verify(spec).await;
+            assert_eq!(
+                Caller::from_id_token(&verified).unwrap_err(),
+                IdentityError::NoVerifiedEmail
+            );
+        }
+
+        let iap = IapVerifier::builder()
+            .audience(emulator.iap_audience_app_engine())
+            .clock(Arc::new(clock.clone()))
+            .keys_url(emulator.iap_jwks_url(), KeyFormat::IapJwks)
+            .build()
+            .unwrap();
+        let assertion = emulator.mint(
+            &TokenSpec::iap_user("Bob@Example.com")
+                .hosted_domain("example.com")
+                .access_levels(["accessPolicies/1/accessLevels/corp"])
+                .issued_at(now),
+        );
+        let verified = iap.verify(&assertion).await.unwrap();
+        let caller = Caller::from_iap(&verified);
+        assert_eq!(caller.to_string(), "iap_user bob@example.com");
+        let Caller::IapUser(user) = caller else {
+            panic!("not an IAP user")
+        };
+        assert_eq!(user.subject(), verified.subject());
+        assert_eq!(user.hosted_domain(), Some("example.com"));
+        assert_eq!(user.access_levels(), ["accessPolicies/1/accessLevels/corp"]);
+        emulator.shutdown().await;
+    }
+
     #[test]
     fn bad_emails_are_refused() {
         for bad in [
