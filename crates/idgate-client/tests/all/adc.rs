@@ -1,0 +1,227 @@
+//! Application Default Credentials with an explicit environment (tests never touch the process environment).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::Path;
+
+use idgate_client::{Adc, AdcKind, IdTokenSource};
+use idgate_core::google::Endpoints;
+use idgate_emulator::Endpoint;
+use serde_json::json;
+
+use crate::helpers::{METADATA_SA, claims, closed_port, emulator, quick_retry};
+
+const AUD: &str = "https://receiver.example.com";
+
+fn env(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<OsString> + Send + Sync + 'static {
+    let map: HashMap<String, OsString> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+fn write(dir: &Path, name: &str, value: &serde_json::Value) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, value.to_string()).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[tokio::test]
+async fn without_a_file_adc_uses_the_metadata_server() {
+    let emu = emulator().await;
+    // GCE_METADATA_HOST, as Google's libraries read it.
+    let adc = Adc::builder()
+        .env(env(&[("GCE_METADATA_HOST", emu.metadata_host())]))
+        .build()
+        .unwrap();
+    assert_eq!(adc.kind(), AdcKind::MetadataServer);
+    assert_eq!(
+        claims(&adc.id_token(AUD).await.unwrap())["email"],
+        METADATA_SA
+    );
+
+    // Explicit endpoints.
+    let adc = Adc::builder()
+        .env(env(&[]))
+        .endpoints(Endpoints::under(&emu.base_url()))
+        .build()
+        .unwrap();
+    assert_eq!(claims(&adc.id_token(AUD).await.unwrap())["aud"], AUD);
+    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 2);
+}
+
+#[tokio::test]
+async fn an_empty_variable_counts_as_unset() {
+    let emu = emulator().await;
+    let adc = Adc::builder()
+        .env(env(&[
+            ("GOOGLE_APPLICATION_CREDENTIALS", String::new()),
+            ("GCE_METADATA_HOST", emu.metadata_host()),
+        ]))
+        .build()
+        .unwrap();
+    assert_eq!(adc.kind(), AdcKind::MetadataServer);
+}
+
+#[tokio::test]
+async fn a_service_account_key_file_wins_over_the_metadata_server() {
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let email = "caller@emu-project.iam.gserviceaccount.com";
+    let path = emu
+        .create_service_account(email)
+        .write_key_file(dir.path())
+        .unwrap();
+    let adc = Adc::builder()
+        .env(env(&[
+            (
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                path.to_string_lossy().into_owned(),
+            ),
+            ("GCE_METADATA_HOST", emu.metadata_host()),
+        ]))
+        .build()
+        .unwrap();
+    assert_eq!(adc.kind(), AdcKind::ServiceAccountKey);
+    assert_eq!(claims(&adc.id_token(AUD).await.unwrap())["email"], email);
+    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 0);
+    assert_eq!(emu.hits(Endpoint::Token), 1);
+}
+
+#[tokio::test]
+async fn an_impersonated_service_account_file() {
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let caller: serde_json::Value = serde_json::from_str(
+        &emu.create_service_account("caller@emu-project.iam.gserviceaccount.com")
+            .to_json(),
+    )
+    .unwrap();
+    let target = "deployer@emu-project.iam.gserviceaccount.com";
+    let _ = emu.create_service_account(target);
+    let path = write(
+        dir.path(),
+        "imp.json",
+        &json!({
+            "type": "impersonated_service_account",
+            "service_account_impersonation_url":
+                format!("https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{target}:generateAccessToken"),
+            "source_credentials": caller,
+        }),
+    );
+    let adc = Adc::builder()
+        .env(env(&[("GOOGLE_APPLICATION_CREDENTIALS", path)]))
+        .endpoints(Endpoints::under(&emu.base_url()))
+        .build()
+        .unwrap();
+    assert_eq!(adc.kind(), AdcKind::Impersonated);
+    assert_eq!(claims(&adc.id_token(AUD).await.unwrap())["email"], target);
+    assert_eq!(emu.hits(Endpoint::GenerateIdToken), 1);
+}
+
+#[tokio::test]
+async fn user_and_federated_credentials_are_refused_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    for (kind, extra) in [
+        (
+            "authorized_user",
+            json!({"client_id": "c", "client_secret": "s", "refresh_token": "r"}),
+        ),
+        (
+            "external_account",
+            json!({"audience": "//iam.googleapis.com/x", "subject_token_type": "t"}),
+        ),
+        ("gdch_service_account", json!({})),
+    ] {
+        let mut file = extra;
+        file["type"] = json!(kind);
+        let path = write(dir.path(), &format!("{kind}.json"), &file);
+        let err = Adc::builder()
+            .env(env(&[("GOOGLE_APPLICATION_CREDENTIALS", path)]))
+            .build()
+            .unwrap_err();
+        assert!(err.is_unsupported_credentials(), "{kind}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains(kind), "{msg}");
+        assert!(msg.contains("--impersonate-service-account"), "{msg}");
+        assert!(msg.contains("idgate token --impersonate"), "{msg}");
+        assert!(
+            !msg.contains("\"s\"") && !msg.contains("refresh_token\":"),
+            "{msg}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unreadable_or_malformed_files_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir
+        .path()
+        .join("missing.json")
+        .to_string_lossy()
+        .into_owned();
+    let err = Adc::builder()
+        .env(env(&[("GOOGLE_APPLICATION_CREDENTIALS", missing)]))
+        .build()
+        .unwrap_err();
+    assert!(
+        err.key_file_error()
+            .is_some_and(idgate_client::KeyFileError::is_read),
+        "{err}"
+    );
+
+    let path = dir.path().join("bad.json");
+    std::fs::write(
+        &path,
+        "{\"private_key\": \"-----BEGIN PRIVATE KEY-----\nsecret",
+    )
+    .unwrap();
+    let err = Adc::builder()
+        .env(env(&[(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            path.to_string_lossy().into_owned(),
+        )]))
+        .build()
+        .unwrap_err();
+    assert!(
+        err.key_file_error()
+            .is_some_and(idgate_client::KeyFileError::is_not_json),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("secret"));
+}
+
+#[tokio::test]
+async fn nothing_works_gives_no_credentials() {
+    let port = closed_port().await;
+    let adc = Adc::builder()
+        .env(env(&[("GCE_METADATA_HOST", format!("127.0.0.1:{port}"))]))
+        .retry(quick_retry())
+        .build()
+        .unwrap();
+    let err = adc.id_token(AUD).await.unwrap_err();
+    assert!(err.is_no_credentials(), "{err}");
+    assert!(
+        err.to_string().contains("GOOGLE_APPLICATION_CREDENTIALS"),
+        "{err}"
+    );
+
+    // Something that is not a metadata server at the metadata address.
+    let echo = crate::helpers::Echo::start().await;
+    let adc = Adc::builder()
+        .env(env(&[("GCE_METADATA_HOST", echo.addr.to_string())]))
+        .build()
+        .unwrap();
+    let err = adc.id_token(AUD).await.unwrap_err();
+    assert!(
+        err.is_no_credentials() && err.is_not_metadata_server(),
+        "{err}"
+    );
+
+    let err = Adc::builder()
+        .env(env(&[("GCE_METADATA_HOST", "bad host/x".to_owned())]))
+        .build()
+        .unwrap_err();
+    assert!(err.is_config(), "{err}");
+}

@@ -1,0 +1,8 @@
+//! idgate-client against the emulator and small loopback servers: every source, ADC, the cache, both adapters.
+//! One binary (as reqwest-retry does), one module per area.
+
+mod adapters;
+mod adc;
+mod cache;
+mod helpers;
+mod sources;
