@@ -277,6 +277,10 @@ impl Emulator {
             Endpoint::MetadataAccessToken => {
                 "/computeMetadata/v1/instance/service-accounts/default/token".to_owned()
             }
+            Endpoint::MetadataServiceAccountInfo => {
+                "/computeMetadata/v1/instance/service-accounts/default/".to_owned()
+            }
+            Endpoint::MetadataRoot => "/".to_owned(),
             Endpoint::MetadataProjectId => "/computeMetadata/v1/project/project-id".to_owned(),
             Endpoint::MetadataNumericProjectId => {
                 "/computeMetadata/v1/project/numeric-project-id".to_owned()

@@ -34,6 +34,11 @@ pub enum Endpoint {
     MetadataEmail,
     /// `GET /computeMetadata/v1/instance/service-accounts/{account}/token`.
     MetadataAccessToken,
+    /// `GET /computeMetadata/v1/instance/service-accounts/{account}/` (with `?recursive=true`: the JSON
+    /// `{aliases, email, scopes}` google-auth reads) and `.../{account}/scopes`.
+    MetadataServiceAccountInfo,
+    /// `GET /` on the metadata host: the liveness probe google-auth sends to `GCE_METADATA_IP`.
+    MetadataRoot,
     /// `GET /computeMetadata/v1/project/project-id`.
     MetadataProjectId,
     /// `GET /computeMetadata/v1/project/numeric-project-id`.
@@ -48,7 +53,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::OidcJwks,
         Self::OidcPemCerts,
         Self::OpenIdConfiguration,
@@ -57,6 +62,8 @@ impl Endpoint {
         Self::MetadataIdentity,
         Self::MetadataEmail,
         Self::MetadataAccessToken,
+        Self::MetadataServiceAccountInfo,
+        Self::MetadataRoot,
         Self::MetadataProjectId,
         Self::MetadataNumericProjectId,
         Self::Token,
@@ -77,6 +84,8 @@ impl Endpoint {
             Self::MetadataIdentity
                 | Self::MetadataEmail
                 | Self::MetadataAccessToken
+                | Self::MetadataServiceAccountInfo
+                | Self::MetadataRoot
                 | Self::MetadataProjectId
                 | Self::MetadataNumericProjectId
         )
@@ -87,6 +96,7 @@ impl Endpoint {
         match self {
             Self::MetadataIdentity
             | Self::MetadataEmail
+            | Self::MetadataRoot
             | Self::MetadataProjectId
             | Self::MetadataNumericProjectId => "text/plain; charset=utf-8",
             _ => "application/json; charset=UTF-8",

@@ -15,6 +15,7 @@ use crate::state::{Endpoint, Shared, with_flavor};
 use crate::token::{OIDC_LIFETIME_SECS, TokenSpec};
 
 const TEXT: &str = "text/plain; charset=utf-8";
+const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 fn text(endpoint: Endpoint, status: StatusCode, body: String) -> Response {
     with_flavor(
@@ -192,6 +193,68 @@ pub(crate) async fn access_token(
         ),
         Err(error) => text(ep, StatusCode::INTERNAL_SERVER_ERROR, format!("{error}\n")),
     }
+}
+
+/// The account directory: a listing, or with `?recursive=true` the JSON google-auth reads.
+pub(crate) async fn account_info(
+    State(shared): State<Arc<Shared>>,
+    Path(account): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let ep = Endpoint::MetadataServiceAccountInfo;
+    if let Some(r) = gate(&shared, ep, &headers).await {
+        return r;
+    }
+    let email = match resolve_account(&shared, ep, &account) {
+        Ok(e) => e,
+        Err(r) => return *r,
+    };
+    let recursive = query
+        .get("recursive")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if recursive {
+        with_flavor(
+            ep,
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                json!({"aliases": ["default"], "email": email, "scopes": [CLOUD_PLATFORM_SCOPE]})
+                    .to_string(),
+            )
+                .into_response(),
+        )
+    } else {
+        text(
+            ep,
+            StatusCode::OK,
+            "aliases\nemail\nidentity\nscopes\ntoken\n".to_owned(),
+        )
+    }
+}
+
+/// The account's scopes, one per line.
+pub(crate) async fn scopes(
+    State(shared): State<Arc<Shared>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let ep = Endpoint::MetadataServiceAccountInfo;
+    if let Some(r) = gate(&shared, ep, &headers).await {
+        return r;
+    }
+    match resolve_account(&shared, ep, &account) {
+        Ok(_) => text(ep, StatusCode::OK, format!("{CLOUD_PLATFORM_SCOPE}\n")),
+        Err(r) => *r,
+    }
+}
+
+/// `GET /`: what a VM's metadata server answers to the liveness probe.
+pub(crate) async fn root(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let ep = Endpoint::MetadataRoot;
+    if let Some(r) = gate(&shared, ep, &headers).await {
+        return r;
+    }
+    text(ep, StatusCode::OK, "computeMetadata/\n".to_owned())
 }
 
 pub(crate) async fn project_id(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {

@@ -37,6 +37,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(metadata::access_token),
         )
         .route(
+            "/computeMetadata/v1/instance/service-accounts/{account}/",
+            get(metadata::account_info),
+        )
+        .route(
+            "/computeMetadata/v1/instance/service-accounts/{account}/scopes",
+            get(metadata::scopes),
+        )
+        .route("/", get(metadata::root))
+        .route(
             "/computeMetadata/v1/project/project-id",
             get(metadata::project_id),
         )

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod faults;
+mod fidelity;
 mod helpers;
 mod keys;
 mod metadata;

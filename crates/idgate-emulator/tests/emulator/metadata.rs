@@ -198,3 +198,42 @@ async fn access_token_can_call_generate_id_token() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn account_directory_scopes_and_root_probe() {
+    let emu = emulator().await;
+    let resp = md(&emu, "instance/service-accounts/default/?recursive=true").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["metadata-flavor"], "Google");
+    let info: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(info["email"], emu.metadata_service_account());
+    assert_eq!(info["aliases"], serde_json::json!(["default"]));
+    assert!(info["scopes"].is_array());
+    let listing = md(&emu, "instance/service-accounts/default/")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(listing.lines().any(|l| l == "identity"));
+    let scopes = md(&emu, "instance/service-accounts/default/scopes")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        scopes.trim(),
+        "https://www.googleapis.com/auth/cloud-platform"
+    );
+    assert_eq!(emu.hits(Endpoint::MetadataServiceAccountInfo), 3);
+
+    // The liveness probe google-auth sends to GCE_METADATA_IP.
+    let root = reqwest::Client::new()
+        .get(emu.base_url())
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(root.status(), StatusCode::OK);
+    assert_eq!(root.headers()["metadata-flavor"], "Google");
+    assert_eq!(emu.hits(Endpoint::MetadataRoot), 1);
+}

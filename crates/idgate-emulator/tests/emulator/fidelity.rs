@@ -1,0 +1,201 @@
+//! Fidelity: Google's own Python library, google-auth, against the emulator (issue #3).
+//!
+//! The test creates (once, cached under the cargo target dir) a virtualenv with google-auth from PyPI,
+//! then runs `tests/fidelity/check.py`, which verifies emulator-minted OIDC tokens and IAP assertions
+//! with google-auth's verifiers, and obtains ID tokens through the emulator's `/token` (service-account
+//! key file) and metadata server (Compute Engine credentials). The tokens it obtained are verified here
+//! again. If the virtualenv cannot be built the test FAILS, unless `IDGATE_SKIP_PYTHON_FIDELITY=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use idgate_emulator::{Emulator, Endpoint, GOOGLE_ISSUER, TokenSpec};
+use serde_json::{Value, json};
+
+use crate::helpers::verify;
+
+/// What goes into the virtualenv; changing this rebuilds it.
+const REQUIREMENTS: [&str; 4] = [
+    "google-auth>=2.40,<3",
+    "requests>=2.31,<3",
+    "pyjwt>=2.8,<3",
+    "cryptography>=42",
+];
+
+const SKIP_ENV: &str = "IDGATE_SKIP_PYTHON_FIDELITY";
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The virtualenv's python, creating the virtualenv if needed.
+fn venv_python() -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = root.join("idgate-fidelity-venv");
+    let python = dir.join("bin").join("python");
+    let marker = dir.join(".idgate-requirements");
+    let wanted = REQUIREMENTS.join("\n");
+    if python.exists() && std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted) {
+        return Ok(python);
+    }
+    // Build in a private directory, then move into place, so concurrent runs never see half a venv.
+    let tmp = root.join(format!("idgate-fidelity-venv.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let base = std::env::var("IDGATE_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    run(Command::new(&base).args(["-m", "venv"]).arg(&tmp))?;
+    run(Command::new(tmp.join("bin").join("python"))
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(REQUIREMENTS))?;
+    std::fs::write(tmp.join(".idgate-requirements"), &wanted)
+        .map_err(|e| format!("cannot write the venv marker: {e}"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = std::fs::rename(&tmp, &dir) {
+        // Another run may have won the race; use theirs if it is complete.
+        let _ = std::fs::remove_dir_all(&tmp);
+        if !(python.exists() && std::fs::read_to_string(&marker).is_ok_and(|m| m == wanted)) {
+            return Err(format!("cannot move the venv into place: {e}"));
+        }
+    }
+    Ok(python)
+}
+
+#[test]
+fn google_auth_python_accepts_the_emulator() {
+    let python = match venv_python() {
+        Ok(p) => p,
+        Err(why) if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") => {
+            eprintln!(
+                "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+                 !! SKIPPED: the google-auth fidelity test ({SKIP_ENV}=1).\n\
+                 !! The Python virtualenv could not be built:\n{why}\n\
+                 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+            );
+            return;
+        }
+        Err(why) => panic!(
+            "the google-auth fidelity test needs a Python virtualenv with google-auth from PyPI \
+             (python3 -m venv + pip), and building it failed. Fix Python/PyPI access, or set \
+             {SKIP_ENV}=1 to skip this test explicitly.\n{why}"
+        ),
+    };
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let emu: Emulator = rt.block_on(async { Emulator::start().await.unwrap() });
+    let _guard = rt.enter();
+
+    let sa = emu.create_service_account("fidelity@idgate-emulated.iam.gserviceaccount.com");
+    let key_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("fidelity-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&key_dir).unwrap();
+    let key_file = sa.write_key_file(&key_dir).unwrap();
+
+    let oidc_audience = "https://fidelity.idgate.test";
+    let spec = TokenSpec::service_account("caller@idgate-emulated.iam.gserviceaccount.com")
+        .audience(oidc_audience);
+    let iap_audience = emu.iap_audience_app_engine();
+    let config = json!({
+        "oidc_token": emu.mint(&spec),
+        "bad_oidc_token": emu.mint(&spec.tampered_signature()),
+        "oidc_audience": oidc_audience,
+        "iap_token": emu.mint(&TokenSpec::iap_user("user@example.com").hosted_domain("example.com")),
+        "iap_audience": iap_audience,
+        "v1_certs_url": emu.oidc_pem_certs_url().as_str(),
+        "v3_jwks_url": emu.oidc_jwks_url().as_str(),
+        "iap_pem_url": emu.iap_pem_url().as_str(),
+        "key_file": key_file.to_str().unwrap(),
+        "sa_target_audience": "https://sa-key.idgate.test",
+        "gce_target_audience": "https://gce.idgate.test",
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/check.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg(config.to_string())
+        .env("GCE_METADATA_HOST", emu.metadata_host())
+        .env("GCE_METADATA_IP", emu.metadata_host())
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&key_dir);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!("check.py printed no report.\nstdout:\n{stdout}\nstderr:\n{stderr}")
+        });
+    let checks = report["checks"].as_object().unwrap();
+    for name in [
+        "oidc_verify_token_v1_certs",
+        "oidc_verify_oauth2_token",
+        "oidc_verify_token_v3_jwks",
+        "oidc_rejects_tampered_token",
+        "iap_verify_token_pem",
+        "service_account_id_token_credentials",
+        "compute_engine_id_token_credentials",
+    ] {
+        assert_eq!(
+            checks.get(name).and_then(Value::as_str),
+            Some("ok"),
+            "{name}: {report}\nstderr:\n{stderr}"
+        );
+    }
+    assert!(output.status.success(), "{report}\nstderr:\n{stderr}");
+
+    // The ID tokens google-auth obtained through the emulator verify here too, with the right identity.
+    rt.block_on(async {
+        let token = report["sa_id_token"].as_str().unwrap();
+        let claims = verify(
+            emu.oidc_jwks_url(),
+            token,
+            "https://sa-key.idgate.test",
+            GOOGLE_ISSUER,
+        )
+        .await
+        .unwrap();
+        assert_eq!(claims["email"], sa.client_email());
+        assert_eq!(claims["sub"], sa.client_id());
+
+        let token = report["gce_id_token"].as_str().unwrap();
+        let claims = verify(
+            emu.oidc_jwks_url(),
+            token,
+            "https://gce.idgate.test",
+            GOOGLE_ISSUER,
+        )
+        .await
+        .unwrap();
+        assert_eq!(claims["email"], emu.metadata_service_account());
+        // google-auth asks for format=full.
+        assert_eq!(
+            claims["google"]["compute_engine"]["project_id"],
+            emu.project_id()
+        );
+    });
+    assert!(emu.hits(Endpoint::Token) >= 1);
+    assert!(emu.hits(Endpoint::MetadataIdentity) >= 1);
+    assert!(emu.hits(Endpoint::OidcPemCerts) >= 3);
+    assert!(emu.hits(Endpoint::IapPem) >= 1);
+}
