@@ -25,3 +25,8 @@ pub mod keys;
 pub mod policy;
 pub mod token;
 pub mod verify;
+
+pub use identity::Caller;
+pub use policy::{Allowlist, Config, Decision};
+pub use token::IdToken;
+pub use verify::{IapVerifier, OidcVerifier, VerifyError};

@@ -123,7 +123,8 @@ impl<'a> JwtParts<'a> {
             return Err(Malformed::TooLarge);
         }
         let mut it = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) = (it.next(), it.next(), it.next(), it.next())
+        let (Some(header), Some(payload), Some(signature), None) =
+            (it.next(), it.next(), it.next(), it.next())
         else {
             return Err(Malformed::SegmentCount);
         };
@@ -136,21 +137,32 @@ impl<'a> JwtParts<'a> {
             }
         }
         let signing_input = &token[..header.len() + 1 + payload.len()];
-        Ok(Self { header, payload, signature, signing_input })
+        Ok(Self {
+            header,
+            payload,
+            signature,
+            signing_input,
+        })
     }
 
     pub(crate) fn decode_header<T: serde::de::DeserializeOwned>(&self) -> Result<T, Malformed> {
-        let bytes = URL_SAFE_NO_PAD.decode(self.header).map_err(|_| Malformed::NotBase64Url)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(self.header)
+            .map_err(|_| Malformed::NotBase64Url)?;
         serde_json::from_slice(&bytes).map_err(|_| Malformed::BadHeader)
     }
 
     pub(crate) fn decode_payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, Malformed> {
-        let bytes = URL_SAFE_NO_PAD.decode(self.payload).map_err(|_| Malformed::NotBase64Url)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(self.payload)
+            .map_err(|_| Malformed::NotBase64Url)?;
         serde_json::from_slice(&bytes).map_err(|_| Malformed::BadClaims)
     }
 
     pub(crate) fn decode_signature(&self) -> Result<Vec<u8>, Malformed> {
-        URL_SAFE_NO_PAD.decode(self.signature).map_err(|_| Malformed::NotBase64Url)
+        URL_SAFE_NO_PAD
+            .decode(self.signature)
+            .map_err(|_| Malformed::NotBase64Url)
     }
 }
 
@@ -170,7 +182,9 @@ fn is_base64url(b: u8) -> bool {
 /// assert!(!is_signature_removed("eyJh.eyJz.c2ln"));
 /// ```
 pub fn is_signature_removed(token: &str) -> bool {
-    token.rsplit_once('.').is_some_and(|(_, sig)| sig == SIGNATURE_REMOVED_BY_GOOGLE)
+    token
+        .rsplit_once('.')
+        .is_some_and(|(_, sig)| sig == SIGNATURE_REMOVED_BY_GOOGLE)
 }
 
 /// The authorization scheme a credential was presented with.
@@ -227,11 +241,16 @@ pub fn parse_authorization(value: &[u8]) -> Result<(Scheme, &str), CredentialErr
     if value.len() > MAX_TOKEN_BYTES + 16 {
         return Err(CredentialError::TooLarge);
     }
-    if !value.iter().all(|b| (0x20..0x7f).contains(b) || *b == b'\t') {
+    if !value
+        .iter()
+        .all(|b| (0x20..0x7f).contains(b) || *b == b'\t')
+    {
         return Err(CredentialError::NotAscii);
     }
     // All bytes are ASCII, so this cannot fail; keep the error path anyway rather than unwrap.
-    let value = std::str::from_utf8(value).map_err(|_| CredentialError::NotAscii)?.trim();
+    let value = std::str::from_utf8(value)
+        .map_err(|_| CredentialError::NotAscii)?
+        .trim();
     let (scheme, rest) = match value.split_once([' ', '\t']) {
         Some((scheme, rest)) => (scheme, rest.trim()),
         None => (value, ""),
@@ -270,7 +289,10 @@ pub struct UnverifiedParts {
 /// [`Malformed`] when the token is not a compact JWT with JSON header and payload.
 pub fn decode_unverified(token: &str) -> Result<UnverifiedParts, Malformed> {
     let parts = JwtParts::split(token.trim())?;
-    Ok(UnverifiedParts { header: parts.decode_header()?, claims: parts.decode_payload()? })
+    Ok(UnverifiedParts {
+        header: parts.decode_header()?,
+        claims: parts.decode_payload()?,
+    })
 }
 
 #[cfg(test)]
@@ -280,12 +302,27 @@ mod tests {
     #[test]
     fn split_rejects_bad_shapes() {
         assert_eq!(JwtParts::split("a.b").err(), Some(Malformed::SegmentCount));
-        assert_eq!(JwtParts::split("a.b.c.d").err(), Some(Malformed::SegmentCount));
+        assert_eq!(
+            JwtParts::split("a.b.c.d").err(),
+            Some(Malformed::SegmentCount)
+        );
         assert_eq!(JwtParts::split("a..c").err(), Some(Malformed::EmptySegment));
-        assert_eq!(JwtParts::split("a.b=.c").err(), Some(Malformed::NotBase64Url));
-        assert_eq!(JwtParts::split("a.b+.c").err(), Some(Malformed::NotBase64Url));
-        assert_eq!(JwtParts::split("a.b/.c").err(), Some(Malformed::NotBase64Url));
-        assert_eq!(JwtParts::split("a.b c.c").err(), Some(Malformed::NotBase64Url));
+        assert_eq!(
+            JwtParts::split("a.b=.c").err(),
+            Some(Malformed::NotBase64Url)
+        );
+        assert_eq!(
+            JwtParts::split("a.b+.c").err(),
+            Some(Malformed::NotBase64Url)
+        );
+        assert_eq!(
+            JwtParts::split("a.b/.c").err(),
+            Some(Malformed::NotBase64Url)
+        );
+        assert_eq!(
+            JwtParts::split("a.b c.c").err(),
+            Some(Malformed::NotBase64Url)
+        );
         let huge = format!("a.{}.c", "b".repeat(MAX_TOKEN_BYTES));
         assert_eq!(JwtParts::split(&huge).err(), Some(Malformed::TooLarge));
         let ok = JwtParts::split("aa.bb.cc").unwrap();
@@ -295,12 +332,30 @@ mod tests {
 
     #[test]
     fn authorization_parsing() {
-        assert_eq!(parse_authorization(b"BEARER  x.y.z "), Ok((Scheme::Bearer, "x.y.z")));
-        assert_eq!(parse_authorization(b"Bearer"), Err(CredentialError::EmptyToken));
-        assert_eq!(parse_authorization(b""), Err(CredentialError::UnsupportedScheme));
-        assert_eq!(parse_authorization(b"Bearer a b"), Err(CredentialError::ExtraContent));
-        assert_eq!(parse_authorization(b"Bearer \xff\xfe"), Err(CredentialError::NotAscii));
-        assert_eq!(parse_authorization(b"Bearer a\x00b"), Err(CredentialError::NotAscii));
+        assert_eq!(
+            parse_authorization(b"BEARER  x.y.z "),
+            Ok((Scheme::Bearer, "x.y.z"))
+        );
+        assert_eq!(
+            parse_authorization(b"Bearer"),
+            Err(CredentialError::EmptyToken)
+        );
+        assert_eq!(
+            parse_authorization(b""),
+            Err(CredentialError::UnsupportedScheme)
+        );
+        assert_eq!(
+            parse_authorization(b"Bearer a b"),
+            Err(CredentialError::ExtraContent)
+        );
+        assert_eq!(
+            parse_authorization(b"Bearer \xff\xfe"),
+            Err(CredentialError::NotAscii)
+        );
+        assert_eq!(
+            parse_authorization(b"Bearer a\x00b"),
+            Err(CredentialError::NotAscii)
+        );
         let big = [b'a'; MAX_TOKEN_BYTES + 100];
         assert_eq!(parse_authorization(&big), Err(CredentialError::TooLarge));
     }

@@ -98,6 +98,8 @@ pub struct KeyCacheStatus {
     pub keys: usize,
     /// When the held set was fetched.
     pub fetched_at: Option<SystemTime>,
+    /// Until when the held set is fresh (its fetch time plus its clamped `max-age - Age`).
+    pub fresh_until: Option<SystemTime>,
     /// The number of fetches started since the cache was built.
     pub fetches: u64,
     /// The last fetch failure, if the last fetch failed.
@@ -167,6 +169,7 @@ impl fmt::Debug for KeyCache {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Reason {
     /// No set, or the set is past its freshness.
     Refresh,
@@ -181,12 +184,20 @@ impl KeyCache {
     }
 
     /// A cache over `source` with an explicit configuration and clock.
-    pub fn with_config(source: impl KeySource, config: KeyCacheConfig, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_config(
+        source: impl KeySource,
+        config: KeyCacheConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self::from_arc(Arc::new(source), config, clock)
     }
 
     /// Like [`KeyCache::with_config`], for a source that is already shared.
-    pub fn from_arc(source: Arc<dyn KeySource>, config: KeyCacheConfig, clock: Arc<dyn Clock>) -> Self {
+    pub fn from_arc(
+        source: Arc<dyn KeySource>,
+        config: KeyCacheConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 source,
@@ -244,7 +255,13 @@ impl KeyCache {
     /// [`KeysUnavailable`] when the source cannot be read.
     pub async fn warm(&self) -> Result<(), KeysUnavailable> {
         let now = self.inner.clock.now();
-        if self.inner.current.load().as_ref().is_some_and(|l| now < l.fresh_until) {
+        if self
+            .inner
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|l| now < l.fresh_until)
+        {
             return Ok(());
         }
         self.refresh(Reason::Refresh, now).await.map(|_| ())
@@ -256,10 +273,13 @@ impl KeyCache {
         let current = self.inner.current.load_full();
         let flight = self.inner.flight.lock().unwrap_or_else(|p| p.into_inner());
         KeyCacheStatus {
-            ready: current.as_ref().is_some_and(|l| now < l.fresh_until + self.inner.config.stale_bound),
+            ready: current
+                .as_ref()
+                .is_some_and(|l| now < l.fresh_until + self.inner.config.stale_bound),
             stale: current.as_ref().is_some_and(|l| now >= l.fresh_until),
             keys: current.as_ref().map_or(0, |l| l.keys.len()),
             fetched_at: current.as_ref().map(|l| l.fetched_at),
+            fresh_until: current.as_ref().map(|l| l.fresh_until),
             fetches: flight.fetches,
             last_error: flight.last_failure.as_ref().map(|(_, e)| e.clone()),
         }
@@ -287,16 +307,20 @@ impl KeyCache {
         }
     }
 
-    async fn refresh(&self, reason: Reason, now: SystemTime) -> Result<Arc<Loaded>, KeysUnavailable> {
+    async fn refresh(
+        &self,
+        reason: Reason,
+        now: SystemTime,
+    ) -> Result<Arc<Loaded>, KeysUnavailable> {
         match self.start_or_join(reason, now) {
             Some(flight) => flight.await.map_err(|reason| self.unavailable(reason)),
             None => {
                 // Rate-limited or backing off: report the last failure if there was one.
                 let flight = self.inner.flight.lock().unwrap_or_else(|p| p.into_inner());
-                let reason = flight
-                    .last_failure
-                    .as_ref()
-                    .map_or(FetchError::Transport("refetch rate-limited".to_owned()), |(_, e)| e.clone());
+                let reason = flight.last_failure.as_ref().map_or(
+                    FetchError::Transport("refetch rate-limited".to_owned()),
+                    |(_, e)| e.clone(),
+                );
                 drop(flight);
                 Err(self.unavailable(reason))
             }
@@ -306,25 +330,40 @@ impl KeyCache {
     fn unavailable(&self, reason: FetchError) -> KeysUnavailable {
         let flight = self.inner.flight.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.inner.clock.now();
-        let next = flight.last_started.map_or(now, |t| t + self.inner.config.failure_backoff);
-        let retry_after = next.duration_since(now).unwrap_or_default().max(Duration::from_secs(1));
-        KeysUnavailable { source_name: self.inner.source.describe(), reason, retry_after }
+        let next = flight
+            .last_started
+            .map_or(now, |t| t + self.inner.config.failure_backoff);
+        let retry_after = next
+            .duration_since(now)
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
+        KeysUnavailable {
+            source_name: self.inner.source.describe(),
+            reason,
+            retry_after,
+        }
     }
 
     /// Joins the fetch in flight, or starts one if the rules allow; `None` when they do not.
-    fn start_or_join(&self, reason: Reason, now: SystemTime) -> Option<Shared<BoxFuture<'static, FlightResult>>> {
+    fn start_or_join(
+        &self,
+        reason: Reason,
+        now: SystemTime,
+    ) -> Option<Shared<BoxFuture<'static, FlightResult>>> {
         let mut flight = self.inner.flight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(in_flight) = &flight.in_flight {
             return Some(in_flight.clone());
         }
         let since = |t: Option<SystemTime>| t.map(|t| now.duration_since(t).unwrap_or_default());
-        if let Some((failed_at, _)) = &flight.last_failure {
-            if since(Some(*failed_at)).is_some_and(|d| d < self.inner.config.failure_backoff) {
-                return None;
-            }
+        if let Some((failed_at, _)) = &flight.last_failure
+            && since(Some(*failed_at)).is_some_and(|d| d < self.inner.config.failure_backoff)
+        {
+            return None;
         }
         if matches!(reason, Reason::UnknownKid) {
-            if since(flight.last_unknown_kid_fetch).is_some_and(|d| d < self.inner.config.unknown_kid_interval) {
+            if since(flight.last_unknown_kid_fetch)
+                .is_some_and(|d| d < self.inner.config.unknown_kid_interval)
+            {
                 return None;
             }
             flight.last_unknown_kid_fetch = Some(now);
@@ -336,7 +375,9 @@ impl KeyCache {
         let shared = async move {
             match task.await {
                 Ok(result) => result,
-                Err(join) => Err(FetchError::Transport(format!("key fetch task failed: {join}"))),
+                Err(join) => Err(FetchError::Transport(format!(
+                    "key fetch task failed: {join}"
+                ))),
             }
         }
         .boxed()
@@ -347,7 +388,11 @@ impl KeyCache {
 }
 
 fn lookup(loaded: &Loaded, kid: &str) -> Result<Arc<VerifyingKey>, KeyLookupError> {
-    loaded.keys.get(kid).cloned().ok_or(KeyLookupError::UnknownKeyId)
+    loaded
+        .keys
+        .get(kid)
+        .cloned()
+        .ok_or(KeyLookupError::UnknownKeyId)
 }
 
 async fn fetch_and_store(inner: Arc<Inner>) -> FlightResult {
@@ -365,7 +410,11 @@ async fn fetch_and_store(inner: Arc<Inner>) -> FlightResult {
                 .max_age
                 .unwrap_or(inner.config.default_lifetime)
                 .clamp(inner.config.min_lifetime, inner.config.max_lifetime);
-            let loaded = Arc::new(Loaded { keys: fetched.keys, fetched_at: now, fresh_until: now + lifetime });
+            let loaded = Arc::new(Loaded {
+                keys: fetched.keys,
+                fetched_at: now,
+                fresh_until: now + lifetime,
+            });
             tracing::debug!(
                 target: "idgate::keys",
                 source = %inner.source.describe(),
@@ -378,7 +427,11 @@ async fn fetch_and_store(inner: Arc<Inner>) -> FlightResult {
             Ok(loaded)
         }
         Err(error) => {
-            let stale = inner.current.load().as_ref().is_some_and(|l| now < l.fresh_until + inner.config.stale_bound);
+            let stale = inner
+                .current
+                .load()
+                .as_ref()
+                .is_some_and(|l| now < l.fresh_until + inner.config.stale_bound);
             if stale {
                 tracing::warn!(
                     target: "idgate::keys",

@@ -96,13 +96,20 @@ impl VerifyingKey {
     fn from_der(kid: &str, algorithm: KeyAlgorithm, der: &[u8]) -> Result<Self, KeySetError> {
         let key = ParsedPublicKey::new(algorithm.verification(), der)
             .map_err(|_| KeySetError::InvalidKey { kid: truncate(kid) })?;
-        Ok(Self { kid: Arc::from(kid), algorithm, key })
+        Ok(Self {
+            kid: Arc::from(kid),
+            algorithm,
+            key,
+        })
     }
 }
 
 impl fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifyingKey").field("kid", &self.kid).field("algorithm", &self.algorithm).finish()
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish()
     }
 }
 
@@ -180,18 +187,21 @@ impl KeySet {
         let mut keys = HashMap::new();
         match format {
             KeyFormat::OidcJwks | KeyFormat::IapJwks => {
-                let jwks: Jwks = serde_json::from_slice(document).map_err(|e| KeySetError::Json(e.to_string()))?;
+                let jwks: Jwks = serde_json::from_slice(document)
+                    .map_err(|e| KeySetError::Json(e.to_string()))?;
                 for value in jwks.keys {
                     // One odd key (an unknown `kty`, a wrong member type) must not poison the others.
-                    let Ok(jwk) = serde_json::from_value::<Jwk>(value) else { continue };
+                    let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
+                        continue;
+                    };
                     if let Some(key) = jwk_to_key(&jwk, algorithm)? {
                         keys.insert(key.kid.clone(), Arc::new(key));
                     }
                 }
             }
             KeyFormat::OidcPemCertificates | KeyFormat::IapPem => {
-                let map: HashMap<String, String> =
-                    serde_json::from_slice(document).map_err(|e| KeySetError::Json(e.to_string()))?;
+                let map: HashMap<String, String> = serde_json::from_slice(document)
+                    .map_err(|e| KeySetError::Json(e.to_string()))?;
                 for (kid, pem) in map {
                     let der = match format {
                         KeyFormat::OidcPemCertificates => certificate_rsa_spki(&kid, &pem)?,
@@ -238,12 +248,17 @@ impl fmt::Debug for KeySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut kids: Vec<&str> = self.kids().collect();
         kids.sort_unstable();
-        f.debug_struct("KeySet").field("algorithm", &self.algorithm).field("kids", &kids).finish()
+        f.debug_struct("KeySet")
+            .field("algorithm", &self.algorithm)
+            .field("kids", &kids)
+            .finish()
     }
 }
 
 fn jwk_to_key(jwk: &Jwk, algorithm: KeyAlgorithm) -> Result<Option<VerifyingKey>, KeySetError> {
-    let Some(kid) = jwk.kid.as_deref() else { return Ok(None) };
+    let Some(kid) = jwk.kid.as_deref() else {
+        return Ok(None);
+    };
     if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
         return Ok(None);
     }
@@ -253,17 +268,28 @@ fn jwk_to_key(jwk: &Jwk, algorithm: KeyAlgorithm) -> Result<Option<VerifyingKey>
     let invalid = || KeySetError::InvalidKey { kid: truncate(kid) };
     let der = match (algorithm, jwk.kty.as_deref()) {
         (KeyAlgorithm::Rs256, Some("RSA")) => {
-            let (Some(n), Some(e)) = (&jwk.n, &jwk.e) else { return Err(invalid()) };
+            let (Some(n), Some(e)) = (&jwk.n, &jwk.e) else {
+                return Err(invalid());
+            };
             let n = URL_SAFE_NO_PAD.decode(n).map_err(|_| invalid())?;
             let e = URL_SAFE_NO_PAD.decode(e).map_err(|_| invalid())?;
-            let components = RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() };
-            components.as_der().map_err(|_| invalid())?.as_ref().to_vec()
+            let components = RsaPublicKeyComponents {
+                n: n.as_slice(),
+                e: e.as_slice(),
+            };
+            components
+                .as_der()
+                .map_err(|_| invalid())?
+                .as_ref()
+                .to_vec()
         }
         (KeyAlgorithm::Es256, Some("EC")) => {
             if jwk.crv.as_deref() != Some("P-256") {
                 return Ok(None);
             }
-            let (Some(x), Some(y)) = (&jwk.x, &jwk.y) else { return Err(invalid()) };
+            let (Some(x), Some(y)) = (&jwk.x, &jwk.y) else {
+                return Err(invalid());
+            };
             let x = URL_SAFE_NO_PAD.decode(x).map_err(|_| invalid())?;
             let y = URL_SAFE_NO_PAD.decode(y).map_err(|_| invalid())?;
             if x.len() != 32 || y.len() != 32 {
@@ -284,7 +310,8 @@ fn jwk_to_key(jwk: &Jwk, algorithm: KeyAlgorithm) -> Result<Option<VerifyingKey>
 /// The RSA SubjectPublicKeyInfo (DER) of a PEM X.509 certificate, as in Google's `oauth2/v1/certs`.
 fn certificate_rsa_spki(kid: &str, pem: &str) -> Result<Vec<u8>, KeySetError> {
     use x509_cert::der::Encode as _;
-    const RSA_ENCRYPTION: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    const RSA_ENCRYPTION: spki::ObjectIdentifier =
+        spki::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
     let invalid = || KeySetError::InvalidKey { kid: truncate(kid) };
     let cert = x509_cert::Certificate::from_pem(pem.as_bytes()).map_err(|_| invalid())?;
     let spki = &cert.tbs_certificate.subject_public_key_info;
@@ -296,7 +323,8 @@ fn certificate_rsa_spki(kid: &str, pem: &str) -> Result<Vec<u8>, KeySetError> {
 
 /// The P-256 public point of a PEM SubjectPublicKeyInfo, as in IAP's `iap/verify/public_key`.
 fn ec_spki_point(kid: &str, pem: &str) -> Result<Vec<u8>, KeySetError> {
-    const EC_PUBLIC_KEY: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+    const EC_PUBLIC_KEY: spki::ObjectIdentifier =
+        spki::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
     const P256: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
     let invalid = || KeySetError::InvalidKey { kid: truncate(kid) };
     let info = spki::SubjectPublicKeyInfoOwned::from_pem(pem.as_bytes()).map_err(|_| invalid())?;
@@ -309,7 +337,10 @@ fn ec_spki_point(kid: &str, pem: &str) -> Result<Vec<u8>, KeySetError> {
     if info.algorithm.oid != EC_PUBLIC_KEY || curve != P256 {
         return Err(invalid());
     }
-    info.subject_public_key.as_bytes().map(<[u8]>::to_vec).ok_or_else(invalid)
+    info.subject_public_key
+        .as_bytes()
+        .map(<[u8]>::to_vec)
+        .ok_or_else(invalid)
 }
 
 /// At most 64 characters of an untrusted identifier, for error messages.
@@ -395,12 +426,21 @@ mod tests {
         keys.push(serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}));
         let set = KeySet::parse(KeyFormat::OidcJwks, doc.to_string().as_bytes()).unwrap();
         assert_eq!(set.len(), 2);
-        assert!(set.get("hmac").is_none() && set.get("enc").is_none() && set.get("weird").is_none());
+        assert!(
+            set.get("hmac").is_none() && set.get("enc").is_none() && set.get("weird").is_none()
+        );
     }
 
     #[test]
     fn broken_documents_are_typed_errors() {
-        for doc in [&b""[..], b"null", b"[]", b"{\"keys\": 5}", b"<html>", b"{\"keys\": []}"] {
+        for doc in [
+            &b""[..],
+            b"null",
+            b"[]",
+            b"{\"keys\": 5}",
+            b"<html>",
+            b"{\"keys\": []}",
+        ] {
             assert!(KeySet::parse(KeyFormat::OidcJwks, doc).is_err(), "{doc:?}");
         }
         let bad_n = br#"{"keys":[{"kid":"k","kty":"RSA","alg":"RS256","n":"!!","e":"AQAB"}]}"#;
@@ -408,9 +448,14 @@ mod tests {
             KeySet::parse(KeyFormat::OidcJwks, bad_n).unwrap_err(),
             KeySetError::InvalidKey { kid: "k".into() }
         );
-        let short_point = br#"{"keys":[{"kid":"k","kty":"EC","crv":"P-256","x":"AQAB","y":"AQAB"}]}"#;
-        assert!(matches!(KeySet::parse(KeyFormat::IapJwks, short_point), Err(KeySetError::InvalidKey { .. })));
-        let not_pem = br#"{"k":"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n"}"#;
+        let short_point =
+            br#"{"keys":[{"kid":"k","kty":"EC","crv":"P-256","x":"AQAB","y":"AQAB"}]}"#;
+        assert!(matches!(
+            KeySet::parse(KeyFormat::IapJwks, short_point),
+            Err(KeySetError::InvalidKey { .. })
+        ));
+        let not_pem =
+            br#"{"k":"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n"}"#;
         assert!(matches!(
             KeySet::parse(KeyFormat::OidcPemCertificates, not_pem),
             Err(KeySetError::InvalidKey { .. })

@@ -70,7 +70,11 @@ impl HttpKeySource {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Self { url, format, client }
+        Self {
+            url,
+            format,
+            client,
+        }
     }
 
     /// Uses `client` (to share a connection pool or set a proxy).
@@ -98,12 +102,19 @@ impl HttpKeySource {
             return Err(FetchError::Status(status.as_u16()));
         }
         let max_age = cache_lifetime(response.headers());
-        if response.content_length().is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64) {
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
+        {
             return Err(FetchError::TooLarge);
         }
         let mut body = Vec::new();
         let mut response = response;
-        while let Some(chunk) = response.chunk().await.map_err(|e| FetchError::Transport(e.without_url().to_string()))? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| FetchError::Transport(e.without_url().to_string()))?
+        {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_DOCUMENT_BYTES {
                 return Err(FetchError::TooLarge);
@@ -144,7 +155,12 @@ impl StaticKeySource {
 impl KeySource for StaticKeySource {
     fn fetch(&self) -> BoxFuture<'_, Result<FetchedKeys, FetchError>> {
         let keys = self.keys.clone();
-        Box::pin(async move { Ok(FetchedKeys { keys, max_age: None }) })
+        Box::pin(async move {
+            Ok(FetchedKeys {
+                keys,
+                max_age: None,
+            })
+        })
     }
 
     fn describe(&self) -> String {
@@ -168,7 +184,8 @@ pub(crate) fn cache_lifetime(headers: &http::HeaderMap) -> Option<Duration> {
             let name = name.trim();
             if name.eq_ignore_ascii_case("max-age") {
                 max_age = arg.trim().trim_matches('"').parse().ok().or(max_age);
-            } else if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
+            } else if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache")
+            {
                 return Some(Duration::ZERO);
             }
         }
@@ -197,7 +214,13 @@ mod tests {
 
     #[test]
     fn max_age_minus_age() {
-        let h = headers(&[(CACHE_CONTROL, "public, max-age=19204, must-revalidate, no-transform"), (AGE, "204")]);
+        let h = headers(&[
+            (
+                CACHE_CONTROL,
+                "public, max-age=19204, must-revalidate, no-transform",
+            ),
+            (AGE, "204"),
+        ]);
         assert_eq!(cache_lifetime(&h), Some(Duration::from_secs(19000)));
     }
 

@@ -17,7 +17,10 @@ const KID_B: &str = "7c9e2f41b8d3a6e05f4c1b9d8e7a2c3f6b0d5e4a";
 /// The fixture JWKS restricted to the given kids.
 fn set_with(kids: &[&str]) -> KeySet {
     let mut doc: serde_json::Value = serde_json::from_slice(OIDC_JWKS).unwrap();
-    doc["keys"].as_array_mut().unwrap().retain(|k| kids.contains(&k["kid"].as_str().unwrap()));
+    doc["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|k| kids.contains(&k["kid"].as_str().unwrap()));
     KeySet::parse(KeyFormat::OidcJwks, doc.to_string().as_bytes()).unwrap()
 }
 
@@ -44,7 +47,10 @@ impl std::fmt::Debug for Step {
 
 impl Scripted {
     fn new(steps: impl IntoIterator<Item = Step>) -> Self {
-        Self { steps: Arc::new(Mutex::new(steps.into_iter().collect())), ..Self::default() }
+        Self {
+            steps: Arc::new(Mutex::new(steps.into_iter().collect())),
+            ..Self::default()
+        }
     }
     fn then(&self, step: Step) {
         let mut steps = self.steps.lock().unwrap();
@@ -61,7 +67,11 @@ impl KeySource for Scripted {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         let step = {
             let mut steps = self.steps.lock().unwrap();
-            if steps.len() > 1 { steps.pop_front() } else { steps.front().cloned() }
+            if steps.len() > 1 {
+                steps.pop_front()
+            } else {
+                steps.front().cloned()
+            }
         };
         let delay = self.delay;
         Box::pin(async move {
@@ -82,7 +92,11 @@ impl KeySource for Scripted {
 }
 
 fn cache(source: &Scripted, clock: &ManualClock) -> KeyCache {
-    KeyCache::with_config(source.clone(), KeyCacheConfig::default(), Arc::new(clock.clone()))
+    KeyCache::with_config(
+        source.clone(),
+        KeyCacheConfig::default(),
+        Arc::new(clock.clone()),
+    )
 }
 
 /// Lets spawned fetch tasks run to completion.
@@ -94,7 +108,10 @@ async fn settle() {
 
 #[tokio::test(start_paused = true)]
 async fn a_burst_of_500_cold_lookups_causes_exactly_one_fetch() {
-    let mut source = Scripted::new([Step::Keys(set_with(&[KID_A, KID_B]), Some(Duration::from_secs(3600)))]);
+    let mut source = Scripted::new([Step::Keys(
+        set_with(&[KID_A, KID_B]),
+        Some(Duration::from_secs(3600)),
+    )]);
     source.delay = Duration::from_millis(50);
     let cache = cache(&source, &ManualClock::starting_now());
     let lookups: Vec<_> = (0..500)
@@ -112,7 +129,10 @@ async fn a_burst_of_500_cold_lookups_causes_exactly_one_fetch() {
 
 #[tokio::test(start_paused = true)]
 async fn random_unknown_kids_cause_at_most_one_refetch_per_interval() {
-    let source = Scripted::new([Step::Keys(set_with(&[KID_A]), Some(Duration::from_secs(3600)))]);
+    let source = Scripted::new([Step::Keys(
+        set_with(&[KID_A]),
+        Some(Duration::from_secs(3600)),
+    )]);
     let clock = ManualClock::starting_now();
     let cache = cache(&source, &clock);
     cache.warm().await.unwrap();
@@ -125,7 +145,10 @@ async fn random_unknown_kids_cause_at_most_one_refetch_per_interval() {
         })
         .collect();
     for lookup in lookups {
-        assert_eq!(lookup.await.unwrap().unwrap_err(), KeyLookupError::UnknownKeyId);
+        assert_eq!(
+            lookup.await.unwrap().unwrap_err(),
+            KeyLookupError::UnknownKeyId
+        );
     }
     assert_eq!(source.fetches(), 2, "1,000 unknown kids: one refetch");
 
@@ -157,7 +180,10 @@ async fn a_rotated_in_kid_is_accepted_after_one_refetch() {
 
 #[tokio::test(start_paused = true)]
 async fn stale_keys_are_served_through_an_outage_up_to_the_bound() {
-    let source = Scripted::new([Step::Keys(set_with(&[KID_A]), Some(Duration::from_secs(300)))]);
+    let source = Scripted::new([Step::Keys(
+        set_with(&[KID_A]),
+        Some(Duration::from_secs(300)),
+    )]);
     let clock = ManualClock::starting_now();
     let cache = cache(&source, &clock);
     cache.warm().await.unwrap();
@@ -183,12 +209,17 @@ async fn stale_keys_are_served_through_an_outage_up_to_the_bound() {
     // Past the stale bound (6 h after freshness ended), the keys are unavailable.
     clock.advance(Duration::from_secs(3 * 3600));
     let err = cache.key(KID_A).await.unwrap_err();
-    let KeyLookupError::Unavailable(unavailable) = err else { panic!("expected unavailable, got {err:?}") };
+    let KeyLookupError::Unavailable(unavailable) = err else {
+        panic!("expected unavailable, got {err:?}")
+    };
     assert_eq!(unavailable.reason(), &FetchError::Status(503));
     assert!(!cache.status().ready);
 
     // Google comes back: the next attempt after the backoff recovers.
-    source.then(Step::Keys(set_with(&[KID_A]), Some(Duration::from_secs(300))));
+    source.then(Step::Keys(
+        set_with(&[KID_A]),
+        Some(Duration::from_secs(300)),
+    ));
     clock.advance(Duration::from_secs(6));
     assert!(cache.key(KID_A).await.is_ok());
     assert!(!cache.status().stale);
@@ -196,7 +227,9 @@ async fn stale_keys_are_served_through_an_outage_up_to_the_bound() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cold_failure_is_unavailable_at_once_and_backs_off() {
-    let source = Scripted::new([Step::Fail(FetchError::Transport("connection refused".into()))]);
+    let source = Scripted::new([Step::Fail(FetchError::Transport(
+        "connection refused".into(),
+    ))]);
     let clock = ManualClock::starting_now();
     let cache = cache(&source, &clock);
     let err = cache.warm().await.unwrap_err();
@@ -205,7 +238,10 @@ async fn a_cold_failure_is_unavailable_at_once_and_backs_off() {
     assert!(err.to_string().contains("scripted"));
     // Within the backoff nobody waits on the dead source again.
     for _ in 0..100 {
-        assert!(matches!(cache.key(KID_A).await, Err(KeyLookupError::Unavailable(_))));
+        assert!(matches!(
+            cache.key(KID_A).await,
+            Err(KeyLookupError::Unavailable(_))
+        ));
     }
     assert_eq!(source.fetches(), 1);
     clock.advance(Duration::from_secs(5));
@@ -220,8 +256,13 @@ async fn a_hanging_source_times_out_instead_of_waiting_forever() {
     let cache = cache(&source, &ManualClock::starting_now());
     let started = tokio::time::Instant::now();
     let err = cache.key(KID_A).await.unwrap_err();
-    let KeyLookupError::Unavailable(unavailable) = err else { panic!("expected unavailable") };
-    assert_eq!(unavailable.reason(), &FetchError::Timeout(Duration::from_secs(5)));
+    let KeyLookupError::Unavailable(unavailable) = err else {
+        panic!("expected unavailable")
+    };
+    assert_eq!(
+        unavailable.reason(),
+        &FetchError::Timeout(Duration::from_secs(5))
+    );
     // Paused time: this measures the cache's own timeout, not the machine.
     assert_eq!(started.elapsed(), Duration::from_secs(5));
 }
@@ -255,14 +296,22 @@ async fn lifetimes_are_clamped_and_defaulted() {
 
 #[tokio::test(start_paused = true)]
 async fn a_garbage_document_never_replaces_a_good_set() {
-    let source = Scripted::new([Step::Keys(set_with(&[KID_A]), Some(Duration::from_secs(60)))]);
+    let source = Scripted::new([Step::Keys(
+        set_with(&[KID_A]),
+        Some(Duration::from_secs(60)),
+    )]);
     let clock = ManualClock::starting_now();
     let cache = cache(&source, &clock);
     cache.warm().await.unwrap();
-    source.then(Step::Fail(FetchError::Parse(KeySetError::Json("expected value".into()))));
+    source.then(Step::Fail(FetchError::Parse(KeySetError::Json(
+        "expected value".into(),
+    ))));
     clock.advance(Duration::from_secs(61));
     assert!(cache.key(KID_A).await.is_ok());
     settle().await;
     assert_eq!(cache.current().unwrap().len(), 1);
-    assert!(matches!(cache.status().last_error, Some(FetchError::Parse(_))));
+    assert!(matches!(
+        cache.status().last_error,
+        Some(FetchError::Parse(_))
+    ));
 }

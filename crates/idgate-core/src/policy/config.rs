@@ -1179,7 +1179,7 @@ impl Validator<'_> {
                 .error(ConfigErrorKind::Wildcard, &span, format!("{value:?} is a wildcard; the IAP audience is exact"))
                 .with_help("write the audience from the IAP console, e.g. \"/projects/123456789/apps/my-project\""));
         }
-        check_iap_audience(value).map_err(|help| {
+        crate::verify::check_iap_audience(value).map_err(|help| {
             self.error(
                 ConfigErrorKind::InvalidIapAudience,
                 &span,
@@ -1310,48 +1310,6 @@ fn is_origin_url(s: &str) -> bool {
             && u.username().is_empty()
             && u.password().is_none()
     })
-}
-
-/// The IAP audience shapes Google documents (the same rules `IapVerifierBuilder::build` applies; a unit test keeps
-/// the two in agreement). On mismatch, says what to write.
-fn check_iap_audience(aud: &str) -> Result<(), &'static str> {
-    let parts: Vec<&str> = aud.split('/').collect();
-    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let name = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:~".contains(&b))
-    };
-    let ok = match parts.as_slice() {
-        ["", "projects", n, "apps", id] => number(n) && name(id),
-        ["", "projects", n, "global", "backendServices", id] => number(n) && name(id),
-        ["", "projects", n, "regions", region, "backendServices", id] => {
-            number(n) && name(region) && name(id)
-        }
-        ["", "projects", n, "locations", region, "services", service] => {
-            number(n) && name(region) && name(service)
-        }
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else if parts.get(2).is_some_and(|n| !n.is_empty() && !number(n)) {
-        Err(
-            "IAP audiences use the project NUMBER, not the project ID: write \
-             \"/projects/PROJECT_NUMBER/apps/PROJECT_ID\" (App Engine), \
-             \"/projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID\" (global load balancer), \
-             \"/projects/PROJECT_NUMBER/regions/REGION/backendServices/SERVICE_ID\" (regional load balancer) or \
-             \"/projects/PROJECT_NUMBER/locations/REGION/services/SERVICE_NAME\" (Cloud Run)",
-        )
-    } else {
-        Err(
-            "write \"/projects/PROJECT_NUMBER/apps/PROJECT_ID\" (App Engine), \
-             \"/projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID\" (global load balancer), \
-             \"/projects/PROJECT_NUMBER/regions/REGION/backendServices/SERVICE_ID\" (regional load balancer) or \
-             \"/projects/PROJECT_NUMBER/locations/REGION/services/SERVICE_NAME\" (Cloud Run), or \
-             `discover_audience = true`",
-        )
-    }
 }
 
 #[cfg(test)]

@@ -58,16 +58,24 @@ impl TimeRules {
         let (exp, iat) = (claims.exp(), claims.iat());
         // RFC 7519: the token must not be accepted on or after `exp`.
         if now >= exp.saturating_add(self.leeway) {
-            return Err(VerifyError::Expired { expired_at: exp, now });
+            return Err(VerifyError::Expired {
+                expired_at: exp,
+                now,
+            });
         }
         if iat > now.saturating_add(self.leeway) {
             return Err(VerifyError::IssuedInFuture);
         }
-        if claims.nbf().is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+        if claims
+            .nbf()
+            .is_some_and(|nbf| nbf > now.saturating_add(self.leeway))
+        {
             return Err(VerifyError::NotYetValid);
         }
         if exp.saturating_sub(iat) > self.max_lifetime {
-            return Err(VerifyError::LifetimeTooLong { max_secs: self.max_lifetime });
+            return Err(VerifyError::LifetimeTooLong {
+                max_secs: self.max_lifetime,
+            });
         }
         Ok(())
     }
@@ -97,10 +105,18 @@ impl<C: TimedClaims> Engine<C> {
                 .max_capacity(memo_capacity)
                 // Reclaim memory no later than the longest a valid token can live; every hit is re-checked against
                 // the injectable clock anyway, so this bound is only about memory.
-                .time_to_live(Duration::from_secs(u64::try_from(times.max_lifetime + times.leeway).unwrap_or(3600)))
+                .time_to_live(Duration::from_secs(
+                    u64::try_from(times.max_lifetime + times.leeway).unwrap_or(3600),
+                ))
                 .build()
         });
-        Self { keys, algorithm, clock, times, memo }
+        Self {
+            keys,
+            algorithm,
+            clock,
+            times,
+            memo,
+        }
     }
 
     /// Verifies structure, header, key, signature and times, then `check` for the token kind's own claims.
@@ -115,16 +131,19 @@ impl<C: TimedClaims> Engine<C> {
             return Err(Malformed::TooLarge.into());
         }
         let digest = self.memo.as_ref().map(|_| digest(token));
-        if let (Some(memo), Some(digest)) = (&self.memo, &digest) {
-            if let Some(claims) = memo.get(digest) {
-                // Everything but time was settled when the token was first verified, by this same verifier.
-                let now = self.clock.unix_seconds();
-                if now < claims.exp().saturating_add(self.times.leeway) {
-                    return Ok(claims);
-                }
-                memo.invalidate(digest);
-                return Err(VerifyError::Expired { expired_at: claims.exp(), now });
+        if let (Some(memo), Some(digest)) = (&self.memo, &digest)
+            && let Some(claims) = memo.get(digest)
+        {
+            // Everything but time was settled when the token was first verified, by this same verifier.
+            let now = self.clock.unix_seconds();
+            if now < claims.exp().saturating_add(self.times.leeway) {
+                return Ok(claims);
             }
+            memo.invalidate(digest);
+            return Err(VerifyError::Expired {
+                expired_at: claims.exp(),
+                now,
+            });
         }
 
         let parts = JwtParts::split(token)?;
@@ -141,7 +160,9 @@ impl<C: TimedClaims> Engine<C> {
             }
         }
         if header.alg != self.algorithm.name() {
-            return Err(VerifyError::UnsupportedAlgorithm { expected: self.algorithm });
+            return Err(VerifyError::UnsupportedAlgorithm {
+                expected: self.algorithm,
+            });
         }
         if parts.signature == SIGNATURE_REMOVED_BY_GOOGLE {
             return Err(VerifyError::SignatureRemoved);
@@ -155,7 +176,9 @@ impl<C: TimedClaims> Engine<C> {
             KeyLookupError::Unavailable(u) => VerifyError::KeysUnavailable(u),
         })?;
         if key.algorithm() != self.algorithm {
-            return Err(VerifyError::UnsupportedAlgorithm { expected: self.algorithm });
+            return Err(VerifyError::UnsupportedAlgorithm {
+                expected: self.algorithm,
+            });
         }
         let signature = parts.decode_signature()?;
         if !key.verify(parts.signing_input.as_bytes(), &signature) {

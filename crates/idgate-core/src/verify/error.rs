@@ -126,7 +126,10 @@ impl VerifyError {
     pub fn is_malformed(&self) -> bool {
         matches!(
             self,
-            Self::Malformed(_) | Self::ForbiddenHeader(_) | Self::UnsupportedAlgorithm { .. } | Self::MissingKeyId
+            Self::Malformed(_)
+                | Self::ForbiddenHeader(_)
+                | Self::UnsupportedAlgorithm { .. }
+                | Self::MissingKeyId
         )
     }
 
@@ -159,7 +162,9 @@ impl VerifyError {
 pub enum BuildError {
     /// No audience was configured. idgate always checks `aud`; an empty list would accept tokens minted for any
     /// service, which is the replay hole in Google's own migration sample.
-    #[error("no audience configured: idgate always checks `aud`; configure the URL or custom audience callers mint tokens for")]
+    #[error(
+        "no audience configured: idgate always checks `aud`; configure the URL or custom audience callers mint tokens for"
+    )]
     NoAudience,
     /// An audience is empty or, in origin mode, not an absolute http(s) URL.
     #[error("invalid audience {0:?}: {1}")]

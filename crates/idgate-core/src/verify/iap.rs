@@ -76,7 +76,10 @@ impl VerifiedIapAssertion {
 
     /// `google.access_levels`: the access levels that applied to the request (empty when none).
     pub fn access_levels(&self) -> &[String] {
-        self.claims.google.as_ref().map_or(&[], |g| g.access_levels.as_slice())
+        self.claims
+            .google
+            .as_ref()
+            .map_or(&[], |g| g.access_levels.as_slice())
     }
 
     /// `aud`: `/projects/NUMBER/apps/ID`, `/projects/NUMBER/global/backendServices/ID`, ...
@@ -106,20 +109,22 @@ impl fmt::Debug for VerifiedIapAssertion {
     }
 }
 
-/// The shapes of IAP audience Google documents. Anything else is refused when the verifier is built, so a typo
-/// cannot silently reject (or, worse, accept) everyone.
-fn check_iap_audience(aud: &str) -> Result<(), &'static str> {
+/// The shapes of IAP audience Google documents. Anything else is refused when a verifier is built or a config is
+/// loaded, so a typo cannot silently reject (or, worse, accept) everyone. On mismatch, says what to write.
+pub(crate) fn check_iap_audience(aud: &str) -> Result<(), &'static str> {
     let parts: Vec<&str> = aud.split('/').collect();
     let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let name = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:~".contains(&b));
+    let name = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:~".contains(&b))
+    };
     let ok = match parts.as_slice() {
-        // App Engine
         ["", "projects", n, "apps", id] => number(n) && name(id),
-        // Global external load balancer backend service (GCE, GKE)
         ["", "projects", n, "global", "backendServices", id] => number(n) && name(id),
-        // Regional / internal load balancer backend service
-        ["", "projects", n, "regions", region, "backendServices", id] => number(n) && name(region) && name(id),
-        // IAP directly on a Cloud Run service
+        ["", "projects", n, "regions", region, "backendServices", id] => {
+            number(n) && name(region) && name(id)
+        }
         ["", "projects", n, "locations", region, "services", service] => {
             number(n) && name(region) && name(service)
         }
@@ -127,9 +132,22 @@ fn check_iap_audience(aud: &str) -> Result<(), &'static str> {
     };
     if ok {
         Ok(())
+    } else if parts.get(2).is_some_and(|n| !n.is_empty() && !number(n)) {
+        Err(
+            "IAP audiences use the project NUMBER, not the project ID: write \
+             \"/projects/PROJECT_NUMBER/apps/PROJECT_ID\" (App Engine), \
+             \"/projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID\" (global load balancer), \
+             \"/projects/PROJECT_NUMBER/regions/REGION/backendServices/SERVICE_ID\" (regional load balancer) or \
+             \"/projects/PROJECT_NUMBER/locations/REGION/services/SERVICE_NAME\" (Cloud Run)",
+        )
     } else {
-        Err("expected /projects/NUMBER/apps/PROJECT_ID, /projects/NUMBER/global/backendServices/ID, \
-             /projects/NUMBER/regions/REGION/backendServices/ID or /projects/NUMBER/locations/REGION/services/NAME")
+        Err(
+            "write \"/projects/PROJECT_NUMBER/apps/PROJECT_ID\" (App Engine), \
+             \"/projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID\" (global load balancer), \
+             \"/projects/PROJECT_NUMBER/regions/REGION/backendServices/SERVICE_ID\" (regional load balancer) or \
+             \"/projects/PROJECT_NUMBER/locations/REGION/services/SERVICE_NAME\" (Cloud Run), or \
+             `discover_audience = true`",
+        )
     }
 }
 
@@ -184,7 +202,7 @@ impl IapVerifier {
                 if c.iss != IAP_ISSUER {
                     return Err(wrong_issuer(&c.iss));
                 }
-                if !inner.audiences.iter().any(|a| *a == c.aud) {
+                if !inner.audiences.contains(&c.aud) {
                     return Err(wrong_audience(&c.aud));
                 }
                 if c.email.is_empty() {
@@ -265,11 +283,21 @@ impl IapVerifierBuilder {
         }
         let leeway = checked_leeway(self.leeway)?;
         let clock = self.clock.unwrap_or_else(clock::system);
-        let keys = KeysChoice::resolve(self.keys, (google::Endpoints::default().iap_jwks, KeyFormat::IapJwks), &clock);
+        let keys = KeysChoice::resolve(
+            self.keys,
+            (google::Endpoints::default().iap_jwks, KeyFormat::IapJwks),
+            &clock,
+        );
         if keys.algorithm() != KeyAlgorithm::Es256 {
-            return Err(BuildError::WrongKeyAlgorithm { expected: KeyAlgorithm::Es256, got: keys.algorithm() });
+            return Err(BuildError::WrongKeyAlgorithm {
+                expected: KeyAlgorithm::Es256,
+                got: keys.algorithm(),
+            });
         }
-        let times = TimeRules { leeway, max_lifetime: MAX_LIFETIME_SECS + 2 * leeway };
+        let times = TimeRules {
+            leeway,
+            max_lifetime: MAX_LIFETIME_SECS + 2 * leeway,
+        };
         let engine = Engine::new(
             keys,
             KeyAlgorithm::Es256,
@@ -277,7 +305,12 @@ impl IapVerifierBuilder {
             times,
             self.memo_capacity.unwrap_or(DEFAULT_MEMO_CAPACITY),
         );
-        Ok(IapVerifier { inner: Arc::new(IapInner { engine, audiences: self.audiences }) })
+        Ok(IapVerifier {
+            inner: Arc::new(IapInner {
+                engine,
+                audiences: self.audiences,
+            }),
+        })
     }
 }
 

@@ -14,8 +14,9 @@ mod iap;
 mod oidc;
 
 pub use error::{BuildError, VerifyError};
+pub(crate) use iap::check_iap_audience;
 pub use iap::{IAP_ISSUER, IapVerifier, IapVerifierBuilder, VerifiedIapAssertion};
 pub use oidc::{
-    AudienceMatch, DEFAULT_LEEWAY, DEFAULT_MEMO_CAPACITY, GOOGLE_ISSUERS, OidcVerifier, OidcVerifierBuilder,
-    VerifiedIdToken,
+    AudienceMatch, DEFAULT_LEEWAY, DEFAULT_MEMO_CAPACITY, GOOGLE_ISSUERS, OidcVerifier,
+    OidcVerifierBuilder, VerifiedIdToken,
 };

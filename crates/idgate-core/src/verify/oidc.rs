@@ -155,17 +155,26 @@ impl Audiences {
         let mut origins = HashSet::new();
         for aud in list {
             if aud.trim().is_empty() {
-                return Err(BuildError::InvalidAudience(aud, "an audience may not be empty"));
+                return Err(BuildError::InvalidAudience(
+                    aud,
+                    "an audience may not be empty",
+                ));
             }
             if mode == AudienceMatch::Origin {
                 let origin = origin_of(&aud).ok_or_else(|| {
-                    BuildError::InvalidAudience(aud.clone(), "origin matching needs an absolute http(s) URL")
+                    BuildError::InvalidAudience(
+                        aud.clone(),
+                        "origin matching needs an absolute http(s) URL",
+                    )
                 })?;
                 origins.insert(origin);
             }
             exact.insert(aud);
         }
-        Ok(Self { exact, origins: (mode == AudienceMatch::Origin).then_some(origins) })
+        Ok(Self {
+            exact,
+            origins: (mode == AudienceMatch::Origin).then_some(origins),
+        })
     }
 
     pub(crate) fn accepts(&self, aud: &str) -> bool {
@@ -182,7 +191,10 @@ impl Audiences {
 /// `scheme://host[:port]` of an absolute http(s) URL without credentials.
 fn origin_of(s: &str) -> Option<String> {
     let url = url::Url::parse(s).ok()?;
-    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !url.username().is_empty() {
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host().is_none()
+        || !url.username().is_empty()
+    {
         return None;
     }
     Some(url.origin().ascii_serialization())
@@ -291,13 +303,21 @@ pub(crate) enum KeysChoice {
 }
 
 impl KeysChoice {
-    pub(crate) fn resolve(choice: Option<Self>, default: (url::Url, KeyFormat), clock: &Arc<dyn Clock>) -> KeyCache {
+    pub(crate) fn resolve(
+        choice: Option<Self>,
+        default: (url::Url, KeyFormat),
+        clock: &Arc<dyn Clock>,
+    ) -> KeyCache {
         let (url, format) = match choice {
             Some(Self::Cache(cache)) => return cache,
             Some(Self::Url(url, format)) => (url, format),
             None => default,
         };
-        KeyCache::with_config(HttpKeySource::new(url, format), KeyCacheConfig::default(), clock.clone())
+        KeyCache::with_config(
+            HttpKeySource::new(url, format),
+            KeyCacheConfig::default(),
+            clock.clone(),
+        )
     }
 }
 
@@ -379,12 +399,21 @@ impl OidcVerifierBuilder {
         let audiences = Audiences::new(self.audiences, self.audience_match)?;
         let leeway = checked_leeway(self.leeway)?;
         let clock = self.clock.unwrap_or_else(clock::system);
-        let keys =
-            KeysChoice::resolve(self.keys, (google::Endpoints::default().oidc_jwks, KeyFormat::OidcJwks), &clock);
+        let keys = KeysChoice::resolve(
+            self.keys,
+            (google::Endpoints::default().oidc_jwks, KeyFormat::OidcJwks),
+            &clock,
+        );
         if keys.algorithm() != KeyAlgorithm::Rs256 {
-            return Err(BuildError::WrongKeyAlgorithm { expected: KeyAlgorithm::Rs256, got: keys.algorithm() });
+            return Err(BuildError::WrongKeyAlgorithm {
+                expected: KeyAlgorithm::Rs256,
+                got: keys.algorithm(),
+            });
         }
-        let times = TimeRules { leeway, max_lifetime: MAX_LIFETIME_SECS + leeway };
+        let times = TimeRules {
+            leeway,
+            max_lifetime: MAX_LIFETIME_SECS + leeway,
+        };
         let engine = Engine::new(
             keys,
             KeyAlgorithm::Rs256,
@@ -393,7 +422,11 @@ impl OidcVerifierBuilder {
             self.memo_capacity.unwrap_or(DEFAULT_MEMO_CAPACITY),
         );
         Ok(OidcVerifier {
-            inner: Arc::new(OidcInner { engine, audiences, require_email: self.require_email.unwrap_or(true) }),
+            inner: Arc::new(OidcInner {
+                engine,
+                audiences,
+                require_email: self.require_email.unwrap_or(true),
+            }),
         })
     }
 }

@@ -620,7 +620,7 @@ fn iap_audience_rules_agree_with_the_verifier() {
         "/projects/123/global/backendServices/a b",
         "/projects/123/locations/eu/services/",
     ] {
-        let ours = check_iap_audience(aud).is_ok();
+        let ours = crate::verify::check_iap_audience(aud).is_ok();
         let verifier = IapVerifier::builder().audience(aud).build();
         assert_eq!(ours, verifier.is_ok(), "{aud:?}: {verifier:?}");
     }

@@ -1,0 +1,405 @@
+//! Google OIDC ID tokens: what is accepted, and every way a token is refused.
+
+use std::time::Duration;
+
+use idgate_core::keys::KeyFormat;
+use idgate_core::token::Malformed;
+use idgate_core::verify::{AudienceMatch, BuildError, OidcVerifier, VerifyError};
+use idgate_emulator::TokenSpec;
+use serde_json::json;
+
+use crate::support::{AUDIENCE, CALLER, World};
+
+fn sa() -> TokenSpec {
+    TokenSpec::service_account(CALLER).audience(AUDIENCE)
+}
+
+#[tokio::test]
+async fn a_service_account_token_is_verified_with_both_google_key_formats() {
+    let w = World::new().await;
+    let token = w.emulator.mint(&sa().issued_at(w.now()));
+    for verifier in [
+        w.oidc(),
+        w.oidc_builder()
+            .keys_url(
+                w.emulator.oidc_pem_certs_url(),
+                KeyFormat::OidcPemCertificates,
+            )
+            .build()
+            .unwrap(),
+    ] {
+        let verified = verifier.verify(&token).await.unwrap();
+        assert_eq!(verified.email(), Some(CALLER));
+        assert!(verified.email_verified());
+        assert_eq!(verified.audience(), AUDIENCE);
+        assert_eq!(verified.issuer(), "https://accounts.google.com");
+        assert!(verified.subject().bytes().all(|b| b.is_ascii_digit()));
+        assert!(!format!("{verified:?}").contains(&token));
+    }
+}
+
+async fn rejects(w: &World, spec: TokenSpec) -> VerifyError {
+    let token = w.emulator.mint(&spec);
+    let err = w.oidc().verify(&token).await.unwrap_err();
+    assert!(
+        !err.to_string().contains(&token),
+        "the error must not echo the token"
+    );
+    err
+}
+
+#[tokio::test]
+async fn hostile_headers_are_refused_before_any_key_is_used() {
+    let w = World::new().await;
+    let now = w.now();
+    // `alg: none` with an empty signature is refused on shape, with a signature on its algorithm: both before any key.
+    assert!(
+        rejects(&w, sa().issued_at(now).alg_none())
+            .await
+            .is_malformed()
+    );
+    assert!(matches!(
+        rejects(&w, sa().issued_at(now).hs256_with_public_key()).await,
+        VerifyError::UnsupportedAlgorithm { .. }
+    ));
+    assert!(matches!(
+        rejects(&w, sa().issued_at(now).sign_with_iap_key()).await,
+        VerifyError::UnsupportedAlgorithm { .. }
+    ));
+    assert_eq!(
+        rejects(&w, sa().issued_at(now).without_kid()).await,
+        VerifyError::MissingKeyId
+    );
+    for (name, value) in [
+        ("jku", json!("https://evil.example/keys")),
+        ("jwk", json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"})),
+        ("x5u", json!("https://evil.example/cert")),
+        ("x5c", json!(["MIIB"])),
+        ("crit", json!(["exp"])),
+        ("jku", serde_json::Value::Null),
+    ] {
+        assert!(
+            matches!(
+                rejects(&w, sa().issued_at(now).header(name, value)).await,
+                VerifyError::ForbiddenHeader(_)
+            ),
+            "{name}"
+        );
+    }
+    // A kid that is not a string is a malformed header, not a lookup.
+    assert!(matches!(
+        rejects(&w, sa().issued_at(now).header("kid", json!(42))).await,
+        VerifyError::Malformed(Malformed::BadHeader)
+    ));
+}
+
+#[tokio::test]
+async fn keys_and_signatures() {
+    let w = World::new().await;
+    let now = w.now();
+    assert_eq!(
+        rejects(&w, sa().issued_at(now).unknown_key()).await,
+        VerifyError::UnknownKeyId
+    );
+    assert_eq!(
+        rejects(&w, sa().issued_at(now).kid("../../etc/passwd")).await,
+        VerifyError::UnknownKeyId
+    );
+    assert_eq!(
+        rejects(&w, sa().issued_at(now).kid("k".repeat(5000))).await,
+        VerifyError::UnknownKeyId
+    );
+    assert_eq!(
+        rejects(&w, sa().issued_at(now).tampered_signature()).await,
+        VerifyError::InvalidSignature
+    );
+    assert_eq!(
+        rejects(&w, sa().issued_at(now).signature_removed()).await,
+        VerifyError::SignatureRemoved
+    );
+    assert!(
+        rejects(&w, sa().issued_at(now).signature_removed())
+            .await
+            .is_signature_removed()
+    );
+}
+
+#[tokio::test]
+async fn issuer_and_audience_are_exact() {
+    let w = World::new().await;
+    let now = w.now();
+    let legacy = w
+        .emulator
+        .mint(&sa().issued_at(now).issuer("accounts.google.com"));
+    assert!(
+        w.oidc().verify(&legacy).await.is_ok(),
+        "the legacy issuer form is Google's too"
+    );
+    for iss in [
+        "https://accounts.google.com/",
+        "http://accounts.google.com",
+        "https://cloud.google.com/iap",
+        "",
+    ] {
+        assert!(
+            rejects(&w, sa().issued_at(now).issuer(iss))
+                .await
+                .is_wrong_issuer(),
+            "{iss:?}"
+        );
+    }
+    for aud in [
+        "https://my-service-abc123-uc.a.run.app/",
+        "https://my-service-abc123-uc.a.run.app/path",
+        "https://other.a.run.app",
+        "my-service-abc123-uc.a.run.app",
+    ] {
+        assert!(
+            rejects(&w, sa().issued_at(now).audience(aud))
+                .await
+                .is_wrong_audience(),
+            "{aud:?}"
+        );
+    }
+    // Audience arrays are never issued by Google; one that smuggles ours in is malformed.
+    assert!(matches!(
+        rejects(
+            &w,
+            sa().issued_at(now)
+                .claim("aud", json!([AUDIENCE, "https://other"]))
+        )
+        .await,
+        VerifyError::Malformed(Malformed::BadClaims)
+    ));
+}
+
+#[tokio::test]
+async fn origin_matching_accepts_paths_on_the_configured_origin_only() {
+    let w = World::new().await;
+    let now = w.now();
+    let verifier = w
+        .oidc_builder()
+        .audience_match(AudienceMatch::Origin)
+        .build()
+        .unwrap();
+    for ok in [
+        AUDIENCE,
+        "https://my-service-abc123-uc.a.run.app/jobs?x=1",
+        "https://my-service-abc123-uc.a.run.app:443/",
+    ] {
+        let token = w.emulator.mint(&sa().issued_at(now).audience(ok));
+        assert!(verifier.verify(&token).await.is_ok(), "{ok}");
+    }
+    for bad in [
+        "https://my-service-abc123-uc.a.run.app.evil.com/",
+        "https://my-service-abc123-uc.a.run.app:8443/",
+        "http://my-service-abc123-uc.a.run.app/",
+        "https://user@my-service-abc123-uc.a.run.app/",
+    ] {
+        let token = w.emulator.mint(&sa().issued_at(now).audience(bad));
+        assert!(
+            verifier
+                .verify(&token)
+                .await
+                .unwrap_err()
+                .is_wrong_audience(),
+            "{bad}"
+        );
+    }
+    assert!(matches!(
+        OidcVerifier::builder()
+            .audience("not a url")
+            .audience_match(AudienceMatch::Origin)
+            .build(),
+        Err(BuildError::InvalidAudience(..))
+    ));
+}
+
+#[tokio::test]
+async fn times_are_checked_at_the_leeway_boundary() {
+    let w = World::new().await;
+    let now = w.now();
+    let leeway = 30;
+    let ok = |spec: TokenSpec| {
+        let token = w.emulator.mint(&spec);
+        let verifier = w.oidc();
+        async move { verifier.verify(&token).await }
+    };
+    // exp: accepted until exp + leeway.
+    assert!(
+        ok(sa().issued_at(now - 3600).expires_at(now - leeway + 1))
+            .await
+            .is_ok()
+    );
+    assert!(
+        ok(sa().issued_at(now - 3600).expires_at(now - leeway))
+            .await
+            .unwrap_err()
+            .is_expired()
+    );
+    assert!(
+        ok(sa().issued_at(now - 3600).expires_at(now - leeway - 1))
+            .await
+            .unwrap_err()
+            .is_expired()
+    );
+    // iat: up to leeway in the future.
+    assert!(ok(sa().issued_at(now + leeway)).await.is_ok());
+    assert_eq!(
+        ok(sa().issued_at(now + leeway + 1)).await.unwrap_err(),
+        VerifyError::IssuedInFuture
+    );
+    // nbf: honoured with the same leeway.
+    assert!(
+        ok(sa().issued_at(now).not_before(now + leeway))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        ok(sa().issued_at(now).not_before(now + leeway + 1))
+            .await
+            .unwrap_err(),
+        VerifyError::NotYetValid
+    );
+    // Lifetime: at most one hour plus the leeway.
+    assert!(
+        ok(sa().issued_at(now).lifetime(3600 + leeway))
+            .await
+            .is_ok()
+    );
+    assert!(matches!(
+        ok(sa().issued_at(now).lifetime(3600 + leeway + 1))
+            .await
+            .unwrap_err(),
+        VerifyError::LifetimeTooLong { .. }
+    ));
+    assert!(ok(sa().expired()).await.unwrap_err().is_expired());
+}
+
+#[tokio::test]
+async fn claims_of_the_wrong_type_are_malformed() {
+    let w = World::new().await;
+    let now = w.now();
+    for (name, value) in [
+        ("exp", json!((now + 600).to_string())),
+        ("exp", json!(1.5)),
+        ("iat", json!(null)),
+        ("aud", json!(12345)),
+        ("email_verified", json!("true")),
+        ("email", json!(["a@b.c"])),
+        ("iss", json!({"x": 1})),
+    ] {
+        assert_eq!(
+            rejects(&w, sa().issued_at(now).claim(name, value.clone())).await,
+            VerifyError::Malformed(Malformed::BadClaims),
+            "{name}={value}"
+        );
+    }
+    for missing in ["exp", "iat", "sub", "aud", "iss"] {
+        assert_eq!(
+            rejects(&w, sa().issued_at(now).without_claim(missing)).await,
+            VerifyError::Malformed(Malformed::BadClaims),
+            "{missing}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_email_is_trusted_only_when_verified() {
+    let w = World::new().await;
+    let now = w.now();
+    assert_eq!(
+        rejects(&w, sa().issued_at(now).email_verified(false)).await,
+        VerifyError::EmailNotVerified
+    );
+    assert_eq!(
+        rejects(&w, sa().issued_at(now).without_claim("email_verified")).await,
+        VerifyError::EmailNotVerified
+    );
+    assert_eq!(
+        rejects(&w, sa().issued_at(now).without_claim("email")).await,
+        VerifyError::MissingEmail
+    );
+    // Opting out of the requirement still never exposes an unverified email.
+    let verifier = w
+        .oidc_builder()
+        .require_verified_email(false)
+        .build()
+        .unwrap();
+    let token = w.emulator.mint(&sa().issued_at(now).email_verified(false));
+    let verified = verifier.verify(&token).await.unwrap();
+    assert_eq!(verified.email(), None);
+    assert!(!verified.email_verified());
+}
+
+#[tokio::test]
+async fn structurally_broken_tokens() {
+    let w = World::new().await;
+    let verifier = w.oidc();
+    let good = w.emulator.mint(&sa().issued_at(w.now()));
+    let (head, rest) = good.split_once('.').unwrap();
+    let cases = [
+        (String::new(), Malformed::SegmentCount),
+        ("a.b".to_owned(), Malformed::SegmentCount),
+        (format!("{good}.extra"), Malformed::SegmentCount),
+        (format!("{head}==.{rest}"), Malformed::NotBase64Url),
+        (
+            format!("{head}.{}", rest.replacen('.', "+.", 1)),
+            Malformed::NotBase64Url,
+        ),
+        (format!("{}.{rest}", "e30"), Malformed::BadHeader),
+        (format!("bm90IGpzb24.{rest}"), Malformed::BadHeader),
+        (
+            format!("{good}{}", "A".repeat(16 * 1024)),
+            Malformed::TooLarge,
+        ),
+    ];
+    for (token, expected) in cases {
+        assert_eq!(
+            verifier.verify(&token).await.unwrap_err(),
+            VerifyError::Malformed(expected)
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_memo_rechecks_expiry_against_the_clock() {
+    let w = World::new().await;
+    let verifier = w.oidc();
+    let token = w.emulator.mint(&sa().issued_at(w.now()).lifetime(600));
+    assert!(verifier.verify(&token).await.is_ok());
+    assert!(verifier.verify(&token).await.is_ok(), "memo hit");
+    w.clock.advance(Duration::from_secs(600 + 30));
+    assert!(
+        verifier.verify(&token).await.unwrap_err().is_expired(),
+        "a memoized token still expires"
+    );
+    // A token that differs by one byte is never answered from the memo.
+    let tampered = w
+        .emulator
+        .mint(&sa().issued_at(w.now()).tampered_signature());
+    assert_eq!(
+        verifier.verify(&tampered).await.unwrap_err(),
+        VerifyError::InvalidSignature
+    );
+}
+
+#[test]
+fn a_verifier_always_has_an_audience() {
+    assert_eq!(
+        OidcVerifier::builder().build().unwrap_err(),
+        BuildError::NoAudience
+    );
+    assert!(matches!(
+        OidcVerifier::builder().audience("").build(),
+        Err(BuildError::InvalidAudience(..))
+    ));
+    assert_eq!(
+        OidcVerifier::builder()
+            .audience(AUDIENCE)
+            .leeway(Duration::from_secs(301))
+            .build()
+            .unwrap_err(),
+        BuildError::LeewayTooLarge(301)
+    );
+}
