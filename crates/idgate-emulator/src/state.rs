@@ -152,8 +152,7 @@ pub(crate) struct AccessTokenRecord {
     pub(crate) expires_at: i64,
 }
 
-/// Everything shared.
-#[derive(Debug)]
+/// Everything shared. `Debug` shows configuration only: no keys, no issued access tokens.
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) base_url: Url,
@@ -166,6 +165,15 @@ pub(crate) struct Shared {
     hits: [AtomicU64; Endpoint::ALL.len()],
     faults: Mutex<HashMap<Endpoint, VecDeque<(Fault, u32)>>>,
     shutdown: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("base_url", &self.base_url.as_str())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {

@@ -423,3 +423,37 @@ async fn generate_id_token_errors_are_googles() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn generate_id_token_accepts_a_self_signed_service_account_jwt() {
+    // google-auth outside the default universe sends a self-signed JWT (scope iam) as the bearer.
+    let emu = emulator().await;
+    let source = emu.create_service_account("source@p.iam.gserviceaccount.com");
+    let mut claims = standard_claims(&source, "https://iamcredentials.googleapis.com/", None);
+    claims["scope"] = json!("https://www.googleapis.com/auth/iam");
+    claims["sub"] = json!(source.client_email());
+    let bearer = assertion(&source, &claims);
+    let body = r#"{"audience":"https://a.test","includeEmail":"true","useEmailAzp":"true"}"#;
+    let (status, json) = generate(&emu, source.client_email(), Some(&bearer), body).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    // A JWT signed by a key the emulator never issued is refused.
+    let stranger = Emulator::builder()
+        .oidc_key_count(1)
+        .start()
+        .await
+        .unwrap()
+        .create_service_account("source@p.iam.gserviceaccount.com");
+    let forged = assertion(&stranger, &claims);
+    let (status, _) = generate(&emu, source.client_email(), Some(&forged), body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn debug_output_carries_no_secrets() {
+    let emu = emulator().await;
+    let key = emu.create_service_account("svc@p.iam.gserviceaccount.com");
+    let _ = access_token(&emu).await;
+    let debug = format!("{emu:?} {key:?}");
+    assert!(!debug.contains("PRIVATE KEY"));
+    assert!(!debug.contains("ya29."));
+}
