@@ -1,0 +1,23 @@
+//! `idgate check-config FILE`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use idgate_core::policy::Config;
+
+use super::Error;
+
+pub(crate) fn run(file: &Path) -> Result<ExitCode, Error> {
+    match Config::from_path(file) {
+        Ok(config) => {
+            println!("{} is valid.\n", file.display());
+            println!("{}", config.effective_policy());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            // The error names the file, line and column, and says what to write instead.
+            eprintln!("{error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! `idgate emulator`: Google's identity endpoints on loopback, until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use idgate_emulator::Emulator;
+
+use super::Error;
+
+pub(crate) struct Options {
+    pub(crate) addr: SocketAddr,
+    pub(crate) project_id: String,
+    pub(crate) project_number: u64,
+    pub(crate) metadata_service_account: Option<String>,
+    pub(crate) service_accounts: Vec<String>,
+    pub(crate) key_dir: PathBuf,
+}
+
+pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
+    let mut builder = Emulator::builder()
+        .bind(options.addr)
+        .project_id(&options.project_id)
+        .project_number(options.project_number);
+    if !options.addr.ip().is_loopback() {
+        eprintln!(
+            "warning: serving the emulator on {} (not loopback): anyone who can reach it can mint tokens",
+            options.addr
+        );
+        builder = builder.allow_non_loopback();
+    }
+    if let Some(email) = &options.metadata_service_account {
+        builder = builder.metadata_service_account(email);
+    }
+    let emulator = builder.start().await?;
+    let base = emulator.base_url();
+    println!("idgate emulator: Google's identity endpoints at {base}");
+    println!();
+    println!(
+        "  OIDC keys     {}  (and {})",
+        emulator.oidc_jwks_url(),
+        emulator.oidc_pem_certs_url()
+    );
+    println!(
+        "  IAP keys      {}  (and {})",
+        emulator.iap_jwks_url(),
+        emulator.iap_pem_url()
+    );
+    println!("  metadata      {}", emulator.metadata_base_url());
+    println!("  token         {}", emulator.token_url());
+    println!("  IAM           {}", emulator.iam_credentials_url());
+    println!(
+        "  project       {} (number {})",
+        emulator.project_id(),
+        emulator.project_number()
+    );
+    println!("  IAP audience  {}", emulator.iap_audience_app_engine());
+    println!("  metadata SA   {}", emulator.metadata_service_account());
+    println!();
+    println!("Point your code at it:");
+    println!("  export GCE_METADATA_HOST={}", emulator.metadata_host());
+    println!("  export IDGATE_GOOGLE_BASE_URL={base}");
+    for email in &options.service_accounts {
+        let key = emulator.try_create_service_account(email)?;
+        let path = key.write_key_file(&options.key_dir)?;
+        println!(
+            "  export GOOGLE_APPLICATION_CREDENTIALS={}   # {email}",
+            path.display()
+        );
+    }
+    println!();
+    println!("and in idgate.toml:");
+    println!("  [google]");
+    println!("  base_url = \"{base}\"");
+    println!();
+    println!("Mint a token as the metadata service account:");
+    println!(
+        "  curl -H 'Metadata-Flavor: Google' '{}?audience=http://127.0.0.1:8080'",
+        emulator.metadata_identity_url()
+    );
+    println!();
+    println!("Ctrl-C to stop.");
+    shutdown_signal().await;
+    emulator.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

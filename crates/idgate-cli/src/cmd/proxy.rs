@@ -1,0 +1,35 @@
+//! `idgate proxy`: the authenticating sidecar.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+use idgate_core::policy::Config;
+use url::Url;
+
+use super::Error;
+use super::emulator::shutdown_signal;
+
+pub(crate) async fn run(
+    config: &Path,
+    listen: SocketAddr,
+    upstream: Url,
+) -> Result<ExitCode, Error> {
+    let config = match Config::from_path(config) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    // Builds both layers, prefetches the keys and discovers the IAP audience: a broken setup fails here, not on
+    // the first request.
+    let layers = idgate_server::from_config(&config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("binding {listen}: {e}"))?;
+    tracing::info!(listen = %listener.local_addr()?, %upstream, "idgate proxy ready");
+    idgate_server::proxy::serve(listener, upstream, layers, shutdown_signal()).await?;
+    tracing::info!("idgate proxy stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,215 @@
+//! `idgate`: Google Cloud identity for any service, from the command line.
+//!
+//! ```text
+//! idgate demo                                  the whole story on loopback: who gets in, and why
+//! idgate emulator [--port 8085]                Google's identity endpoints, locally, until Ctrl-C
+//! idgate proxy --config idgate.toml --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000
+//! idgate verify --audience AUD [TOKEN | -]     verify a token exactly as the layers do
+//! idgate decode [TOKEN | -]                    show a token's header and claims (NOT verified)
+//! idgate token --audience AUD [--impersonate EMAIL]   print an ID token from Application Default Credentials
+//! idgate check-config idgate.toml              validate a config file, print the effective policy
+//! ```
+
+// A command-line program's job is to print.
+#![allow(clippy::print_stdout)]
+
+mod cmd;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use url::Url;
+
+/// Google Cloud identity for any service: verify who is calling, prove who you are, and develop offline.
+#[derive(Debug, Parser)]
+#[command(name = "idgate", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole story on loopback: the emulator plays Google, two protected services, a dozen callers,
+    /// and a table of who got in and why. Exits 0 when every outcome is the expected one.
+    Demo {
+        /// Also print every decision the layers logged.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Serve Google's identity endpoints locally (keys, metadata server, token endpoint, IAM) until Ctrl-C.
+    Emulator {
+        /// Port to listen on (0 picks a free one).
+        #[arg(long, default_value_t = 8085)]
+        port: u16,
+        /// Address to bind; loopback unless you say otherwise.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: std::net::IpAddr,
+        /// Project ID the metadata server reports.
+        #[arg(long, default_value = "my-project")]
+        project_id: String,
+        /// Project number the metadata server reports.
+        #[arg(long, default_value_t = 123_456_789)]
+        project_number: u64,
+        /// Service account the metadata server mints ID tokens for.
+        #[arg(long)]
+        metadata_service_account: Option<String>,
+        /// Create this service account and write its key file (repeatable).
+        #[arg(long = "service-account", value_name = "EMAIL")]
+        service_accounts: Vec<String>,
+        /// Where to write key files.
+        #[arg(long, default_value = ".")]
+        key_dir: PathBuf,
+    },
+    /// The authenticating sidecar: verify every request with the config's layers, forward the admitted ones to the
+    /// upstream with the caller in X-Idgate-Caller-* headers.
+    Proxy {
+        /// The idgate TOML config.
+        #[arg(long)]
+        config: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// The service to protect, e.g. http://127.0.0.1:9000.
+        #[arg(long)]
+        upstream: Url,
+    },
+    /// Verify a token exactly as the layers do; print the caller and claims as JSON (exit 0) or the reason (exit 1).
+    Verify {
+        /// Verify an IAP assertion (ES256, IAP keys) instead of a Google ID token.
+        #[arg(long)]
+        iap: bool,
+        /// Audience(s) to accept (repeatable).
+        #[arg(long = "audience", required = true)]
+        audiences: Vec<String>,
+        /// Accept an `aud` whose origin equals an audience (Google's sample callers put the full URL in `aud`).
+        #[arg(long)]
+        origin_match: bool,
+        /// Key set URL (default: Google's JWKS for the token kind).
+        #[arg(long)]
+        keys_url: Option<Url>,
+        /// Key set format at --keys-url.
+        #[arg(long, value_enum, default_value_t = KeysFormat::Jwks)]
+        keys_format: KeysFormat,
+        /// Put every Google endpoint under this base URL (e.g. the emulator's).
+        #[arg(long, env = "IDGATE_GOOGLE_BASE_URL")]
+        google_base_url: Option<Url>,
+        /// Clock skew tolerated, in seconds (max 300).
+        #[arg(long, default_value_t = 30)]
+        leeway: u64,
+        /// The token, or `-` (the default) to read it from standard input.
+        #[arg(default_value = "-")]
+        token: String,
+    },
+    /// Show a token's header and claims WITHOUT verifying anything.
+    Decode {
+        /// The token, or `-` (the default) to read it from standard input.
+        #[arg(default_value = "-")]
+        token: String,
+    },
+    /// Print a Google ID token for an audience from Application Default Credentials, like
+    /// `gcloud auth print-identity-token`.
+    Token {
+        /// The audience the token is for (the receiving service's URL or custom audience).
+        #[arg(long)]
+        audience: String,
+        /// Mint the token as this service account through IAM `generateIdToken`, authenticated as you.
+        #[arg(long, value_name = "EMAIL")]
+        impersonate: Option<String>,
+        /// Delegation chain for --impersonate (repeatable).
+        #[arg(long = "delegate", value_name = "EMAIL", requires = "impersonate")]
+        delegates: Vec<String>,
+        /// Put every Google endpoint under this base URL (e.g. the emulator's).
+        #[arg(long, env = "IDGATE_GOOGLE_BASE_URL")]
+        google_base_url: Option<Url>,
+    },
+    /// Validate an idgate TOML config; print the effective policy, or the error with line:column.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+/// The key document formats Google publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum KeysFormat {
+    /// A JWKS (`oauth2/v3/certs`, `iap/verify/public_key-jwk`).
+    Jwks,
+    /// PEM (`oauth2/v1/certs` certificates, `iap/verify/public_key` SPKI keys).
+    Pem,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo { verbose } => cmd::demo::run(verbose).await,
+        Command::Emulator {
+            port,
+            bind,
+            project_id,
+            project_number,
+            metadata_service_account,
+            service_accounts,
+            key_dir,
+        } => {
+            cmd::init_logging("info");
+            cmd::emulator::run(cmd::emulator::Options {
+                addr: SocketAddr::new(bind, port),
+                project_id,
+                project_number,
+                metadata_service_account,
+                service_accounts,
+                key_dir,
+            })
+            .await
+        }
+        Command::Proxy {
+            config,
+            listen,
+            upstream,
+        } => {
+            cmd::init_logging("info,idgate::decision=debug");
+            cmd::proxy::run(&config, listen, upstream).await
+        }
+        Command::Verify {
+            iap,
+            audiences,
+            origin_match,
+            keys_url,
+            keys_format,
+            google_base_url,
+            leeway,
+            token,
+        } => {
+            cmd::verify::run(cmd::verify::Options {
+                iap,
+                audiences,
+                origin_match,
+                keys_url,
+                pem: keys_format == KeysFormat::Pem,
+                google_base_url,
+                leeway,
+                token,
+            })
+            .await
+        }
+        Command::Decode { token } => cmd::decode::run(&token),
+        Command::Token {
+            audience,
+            impersonate,
+            delegates,
+            google_base_url,
+        } => cmd::token::run(&audience, impersonate, delegates, google_base_url).await,
+        Command::CheckConfig { file } => cmd::check_config::run(&file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("idgate: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
