@@ -24,22 +24,33 @@ pub(crate) static X_GOOG_AUTHENTICATED_USER_EMAIL: HeaderName =
 pub(crate) enum Presented {
     /// The legacy header (only returned when the layer trusts it).
     Legacy(HeaderValue),
-    /// A bearer token, still inside its header value (cheap to clone: `Bytes` inside).
-    Token {
-        /// The whole header value, `Bearer <token>`.
-        value: HeaderValue,
-        /// Which header it came from, for logs.
-        header: &'static str,
-    },
+    /// A bearer token, parsed.
+    Token(TokenAt),
 }
 
-impl Presented {
-    /// The token inside a [`Presented::Token`] value. The value was parsed once already, so this cannot fail in
-    /// practice; it still returns an error rather than panicking.
-    pub(crate) fn token_of(value: &HeaderValue) -> Result<&str, IdentityRejection> {
-        parse_authorization(value.as_bytes())
-            .map(|(_, token)| token)
-            .map_err(credential_rejection)
+/// A bearer token inside its header value (cheap to clone: `Bytes` inside), parsed once on the request path and
+/// then read by position.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenAt {
+    /// The whole header value, `Bearer <token>`.
+    value: HeaderValue,
+    /// Where the token sits in `value`.
+    range: std::ops::Range<usize>,
+    /// Which header it came from, for logs.
+    pub(crate) header: &'static str,
+}
+
+impl TokenAt {
+    /// The token. The value was checked to be visible ASCII when parsed, so this cannot fail in practice; it
+    /// still answers with a rejection rather than panicking.
+    pub(crate) fn token(&self) -> Result<&str, IdentityRejection> {
+        self.value
+            .as_bytes()
+            .get(self.range.clone())
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .ok_or(IdentityRejection::MalformedCredential {
+                reason: "not_ascii",
+            })
     }
 }
 
@@ -74,12 +85,16 @@ pub(crate) fn presented(
             None => return Err(IdentityRejection::MissingCredential),
         },
     };
-    // Validate the shape now, so the common mistakes are answered without any further work.
-    parse_authorization(value.as_bytes()).map_err(credential_rejection)?;
-    Ok(Presented::Token {
+    // Parse once, now, so the common mistakes are answered without any further work.
+    let (_, token) = parse_authorization(value.as_bytes()).map_err(credential_rejection)?;
+    // `token` borrows from `value`: its offset is the distance between the two starts.
+    let start = (token.as_ptr() as usize).saturating_sub(value.as_bytes().as_ptr() as usize);
+    let range = start..start + token.len();
+    Ok(Presented::Token(TokenAt {
         value: value.clone(),
+        range,
         header,
-    })
+    }))
 }
 
 pub(crate) fn credential_rejection(error: CredentialError) -> IdentityRejection {
@@ -108,9 +123,7 @@ mod tests {
 
     fn token(p: Presented) -> (String, &'static str) {
         match p {
-            Presented::Token { value, header } => {
-                (Presented::token_of(&value).unwrap().to_owned(), header)
-            }
+            Presented::Token(at) => (at.token().unwrap().to_owned(), at.header),
             Presented::Legacy(_) => panic!("legacy"),
         }
     }

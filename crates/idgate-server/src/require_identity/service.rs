@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::ResponseFuture;
 use super::layer::{IdentityConfig, RequireIdentityLayer};
-use crate::credential::{self, Presented};
+use crate::credential::{self, Presented, TokenAt};
 use crate::gate::{Admitted, Gate};
 use crate::rejection::{IdentityRejection, log_allow, log_rejection};
 
@@ -99,10 +99,10 @@ where
                 }
                 Err(rejection) => Gate::rejected(rejection),
             },
-            Ok(Presented::Token { value, header }) => {
+            Ok(Presented::Token(at)) => {
                 let config = self.config.clone();
                 Gate::checking(
-                    Box::pin(async move { admit_token(&config, &value, header).await }),
+                    Box::pin(async move { admit_token(&config, &at).await }),
                     inner,
                     request,
                 )
@@ -135,16 +135,12 @@ fn admit_legacy(
 }
 
 /// A bearer token: verify (or, when opted in, accept Cloud Run's check), identify, authorize.
-async fn admit_token(
-    config: &IdentityConfig,
-    value: &HeaderValue,
-    header: &'static str,
-) -> Result<Admitted, IdentityRejection> {
+async fn admit_token(config: &IdentityConfig, at: &TokenAt) -> Result<Admitted, IdentityRejection> {
     let reject = |rejection: IdentityRejection| {
         log_rejection(LAYER, &rejection, None);
         rejection
     };
-    let token = Presented::token_of(value).map_err(reject)?;
+    let token = at.token().map_err(reject)?;
     let (verified, via) = if is_signature_removed(token) {
         let Some(cloud_run) = &config.cloud_run else {
             return Err(reject(IdentityRejection::SignatureRemoved));
@@ -159,7 +155,7 @@ async fn admit_token(
             .verify(token)
             .await
             .map_err(|e| reject(IdentityRejection::from_token_error(e)))?;
-        (verified, header)
+        (verified, at.header)
     };
     let caller = Caller::from_id_token(&verified)
         .map_err(|e| reject(IdentityRejection::UnknownIdentity(e)))?;
