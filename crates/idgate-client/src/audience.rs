@@ -1,5 +1,6 @@
 //! Audiences, and how the adapters choose one for a request.
 
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -164,12 +165,14 @@ pub(crate) fn check_audience(audience: &str) -> Result<(), SourceError> {
 ///
 /// Precedence: an [`Audience`] in the request's extensions, then a per-host override, then the fixed audience, then
 /// the request URL's origin.
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AudiencePolicy {
     fixed: Option<Audience>,
     hosts: Arc<HashMap<String, Audience>>,
 }
 
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 impl AudiencePolicy {
     pub(crate) fn set_fixed(&mut self, audience: Audience) {
         self.fixed = Some(audience);
@@ -229,6 +232,7 @@ impl AudiencePolicy {
     }
 }
 
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 fn normalize_host(host: &str) -> String {
     host.trim().trim_end_matches('.').to_ascii_lowercase()
 }
@@ -253,6 +257,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(feature = "reqwest-middleware", feature = "tower"))]
     fn precedence() {
         let mut p = AudiencePolicy::default();
         let uri: http::Uri = "https://api.example.com/x".parse().unwrap();

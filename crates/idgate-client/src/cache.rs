@@ -409,7 +409,7 @@ impl<S: IdTokenSource> CachedSource<S> {
         let expires_at = token
             .unverified_expiry()
             .map_err(|_| SourceError::InvalidResponse {
-                endpoint: crate::error::Endpoint::OAuthToken,
+                endpoint: crate::error::Endpoint::CustomSource,
                 problem: ResponseProblem::NoExpiry,
             })?;
         let now = self.inner.clock.now();

@@ -23,6 +23,8 @@ pub enum Endpoint {
     OAuthToken,
     /// The IAM Credentials API (`generateIdToken`).
     IamCredentials,
+    /// A token source outside idgate (a custom [`IdTokenSource`](crate::IdTokenSource)).
+    CustomSource,
 }
 
 impl fmt::Display for Endpoint {
@@ -31,6 +33,7 @@ impl fmt::Display for Endpoint {
             Self::MetadataServer => "metadata server",
             Self::OAuthToken => "OAuth token endpoint",
             Self::IamCredentials => "IAM Credentials API",
+            Self::CustomSource => "token source",
         })
     }
 }

@@ -86,6 +86,13 @@ impl AuthorizedUser {
         self
     }
 
+    /// Sends to `endpoints.token` instead of the file's `token_uri` (a private deployment; the emulator's key files
+    /// already point at it).
+    #[must_use]
+    pub fn with_endpoints(self, endpoints: &idgate_core::google::Endpoints) -> Self {
+        self.with_token_uri(endpoints.token.clone())
+    }
+
     /// Uses this HTTP client instead of the shared default.
     #[must_use]
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
