@@ -21,10 +21,9 @@ use axum::Router;
 use http::StatusCode;
 use http::header::HeaderValue;
 use idgate_core::policy::{Config, IapAudience};
-use idgate_core::verify::{IapVerifier, OidcVerifier};
+use idgate_core::verify::{IapVerifier, OidcVerifier, TrustedCloudRunInvokerCheck};
 use url::Url;
 
-use crate::cloud_run::CloudRunTrust;
 use crate::{RequireIapLayer, RequireIdentityLayer, ServerError};
 
 /// How long each metadata-server request of [`discover_iap_audience`] may take.
@@ -161,9 +160,9 @@ pub async fn from_config(config: &Config) -> Result<Layers, ServerError> {
                     "trusting Cloud Run's invoker check for signature-removed tokens: safe only if this service \
                      is reachable exclusively through Cloud Run with the invoker check on"
                 );
-                let trust =
-                    CloudRunTrust::new(inbound.audiences().to_vec(), inbound.audience_match())?;
-                layer = layer.with_cloud_run_trust(trust);
+                layer = layer.trust_cloud_run_invoker_check(
+                    TrustedCloudRunInvokerCheck::assume_only_reachable_through_cloud_run(),
+                );
             }
             for path in inbound.exempt_paths() {
                 layer = layer.exempt_path(path.clone());

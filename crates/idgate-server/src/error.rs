@@ -26,9 +26,6 @@ pub enum ServerError {
          the [iap] section, e.g. \"/projects/PROJECT_NUMBER/apps/PROJECT_ID\""
     )]
     IapAudienceDiscovery(String),
-    /// The per-process key for trusting Cloud Run's invoker check could not be generated.
-    #[error("could not generate the key for trusting Cloud Run's invoker check")]
-    CloudRunKey,
     /// The configuration enables neither service-to-service verification nor IAP.
     #[error("the configuration has neither an [inbound] nor an [iap] section: nothing to enforce")]
     NothingConfigured,

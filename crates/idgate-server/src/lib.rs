@@ -35,7 +35,6 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod cloud_run;
 mod config;
 mod credential;
 mod error;

@@ -147,23 +147,7 @@ impl<C: TimedClaims> Engine<C> {
         }
 
         let parts = JwtParts::split(token)?;
-        let header: Header = parts.decode_header()?;
-        for (present, name) in [
-            (header.jwk.0, "jwk"),
-            (header.jku.0, "jku"),
-            (header.x5u.0, "x5u"),
-            (header.x5c.0, "x5c"),
-            (header.crit.0, "crit"),
-        ] {
-            if present {
-                return Err(VerifyError::ForbiddenHeader(name));
-            }
-        }
-        if header.alg != self.algorithm.name() {
-            return Err(VerifyError::UnsupportedAlgorithm {
-                expected: self.algorithm,
-            });
-        }
+        let header = self.checked_header(&parts)?;
         if parts.signature == SIGNATURE_REMOVED_BY_GOOGLE {
             return Err(VerifyError::SignatureRemoved);
         }
@@ -193,6 +177,55 @@ impl<C: TimedClaims> Engine<C> {
             memo.insert(digest, claims.clone());
         }
         Ok(claims)
+    }
+}
+
+impl<C: TimedClaims> Engine<C> {
+    /// The header rules every path applies: no member that lets the token pick its key, and exactly our algorithm.
+    fn checked_header(&self, parts: &JwtParts<'_>) -> Result<Header, VerifyError> {
+        let header: Header = parts.decode_header()?;
+        for (present, name) in [
+            (header.jwk.0, "jwk"),
+            (header.jku.0, "jku"),
+            (header.x5u.0, "x5u"),
+            (header.x5c.0, "x5c"),
+            (header.crit.0, "crit"),
+        ] {
+            if present {
+                return Err(VerifyError::ForbiddenHeader(name));
+            }
+        }
+        if header.alg != self.algorithm.name() {
+            return Err(VerifyError::UnsupportedAlgorithm {
+                expected: self.algorithm,
+            });
+        }
+        Ok(header)
+    }
+
+    /// Every rule but the signature, for a token whose signature segment is Cloud Run's
+    /// `SIGNATURE_REMOVED_BY_GOOGLE` (the caller has decided to trust Cloud Run's invoker check). Never memoized:
+    /// a memo entry would let the same token through [`Engine::verify`] on a verifier shared with a layer that does
+    /// not trust Cloud Run.
+    pub(crate) fn verify_signature_removed(
+        &self,
+        token: &str,
+        check: impl Fn(&C) -> Result<(), VerifyError>,
+    ) -> Result<Arc<C>, VerifyError> {
+        let token = token.trim();
+        if token.len() > crate::token::MAX_TOKEN_BYTES {
+            return Err(Malformed::TooLarge.into());
+        }
+        let parts = JwtParts::split(token)?;
+        self.checked_header(&parts)?;
+        if parts.signature != SIGNATURE_REMOVED_BY_GOOGLE {
+            // A token that still has its signature must be verified, not trusted.
+            return Err(VerifyError::InvalidSignature);
+        }
+        let claims: C = parts.decode_payload()?;
+        check(&claims)?;
+        self.times.check(&claims, self.clock.unix_seconds())?;
+        Ok(Arc::new(claims))
     }
 }
 

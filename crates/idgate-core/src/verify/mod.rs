@@ -18,5 +18,5 @@ pub(crate) use iap::check_iap_audience;
 pub use iap::{IAP_ISSUER, IapVerifier, IapVerifierBuilder, VerifiedIapAssertion};
 pub use oidc::{
     AudienceMatch, DEFAULT_LEEWAY, DEFAULT_MEMO_CAPACITY, GOOGLE_ISSUERS, OidcVerifier,
-    OidcVerifierBuilder, VerifiedIdToken,
+    OidcVerifierBuilder, TrustedCloudRunInvokerCheck, VerifiedIdToken,
 };

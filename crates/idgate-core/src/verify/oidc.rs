@@ -252,33 +252,79 @@ impl OidcVerifier {
     ///
     /// A [`VerifyError`] naming the first rule the token broke.
     pub async fn verify(&self, token: &str) -> Result<VerifiedIdToken, VerifyError> {
-        let inner = &*self.inner;
-        let claims = inner
+        let claims = self
+            .inner
             .engine
-            .verify(token, |c: &OidcClaims| {
-                if !GOOGLE_ISSUERS.contains(&c.iss.as_str()) {
-                    return Err(wrong_issuer(&c.iss));
-                }
-                if !inner.audiences.accepts(&c.aud) {
-                    return Err(wrong_audience(&c.aud));
-                }
-                if inner.require_email {
-                    if c.email.as_deref().is_none_or(str::is_empty) {
-                        return Err(VerifyError::MissingEmail);
-                    }
-                    if c.email_verified != Some(true) {
-                        return Err(VerifyError::EmailNotVerified);
-                    }
-                }
-                Ok(())
-            })
+            .verify(token, |c| self.check_claims(c))
             .await?;
         Ok(VerifiedIdToken { claims })
+    }
+
+    /// Accepts a token whose signature Cloud Run's invoker check removed (`SIGNATURE_REMOVED_BY_GOOGLE`), on the
+    /// strength of that check: every rule of [`OidcVerifier::verify`] is applied except the signature, which Cloud
+    /// Run verified and then destroyed. A token that still carries a signature is refused here
+    /// ([`VerifyError::InvalidSignature`]): verify it with [`OidcVerifier::verify`].
+    ///
+    /// Safe only if the service cannot be reached except through Cloud Run with the invoker IAM check on; see
+    /// [`TrustedCloudRunInvokerCheck`].
+    ///
+    /// # Errors
+    ///
+    /// A [`VerifyError`] naming the first rule the token broke.
+    pub fn verify_cloud_run_checked(
+        &self,
+        token: &str,
+        _trust: TrustedCloudRunInvokerCheck,
+    ) -> Result<VerifiedIdToken, VerifyError> {
+        let claims = self
+            .inner
+            .engine
+            .verify_signature_removed(token, |c| self.check_claims(c))?;
+        Ok(VerifiedIdToken { claims })
+    }
+
+    /// The claim rules of a Google ID token for this verifier: issuer, audience, and (by default) a verified email.
+    fn check_claims(&self, c: &OidcClaims) -> Result<(), VerifyError> {
+        let inner = &*self.inner;
+        if !GOOGLE_ISSUERS.contains(&c.iss.as_str()) {
+            return Err(wrong_issuer(&c.iss));
+        }
+        if !inner.audiences.accepts(&c.aud) {
+            return Err(wrong_audience(&c.aud));
+        }
+        if inner.require_email {
+            if c.email.as_deref().is_none_or(str::is_empty) {
+                return Err(VerifyError::MissingEmail);
+            }
+            if c.email_verified != Some(true) {
+                return Err(VerifyError::EmailNotVerified);
+            }
+        }
+        Ok(())
     }
 
     /// The key cache this verifier reads (for `warm()` at startup and readiness checks).
     pub fn keys(&self) -> &KeyCache {
         &self.inner.engine.keys
+    }
+}
+
+/// The decision to trust Cloud Run's invoker IAM check for tokens whose signature it removed.
+///
+/// With the invoker check on, Cloud Run verifies the caller's `Authorization` token and forwards it with the
+/// signature replaced by `SIGNATURE_REMOVED_BY_GOOGLE`, so the service cannot verify it again. Accepting such a token
+/// is sound **only** when every request reaches the service through Cloud Run with the invoker check on: anyone who
+/// can reach the container another way (a VPC path, a sidecar port, a local run) can forge one. Prefer having callers
+/// send their token in `X-Serverless-Authorization`, which Cloud Run checks and leaves intact.
+///
+/// Holding this value is how code states that decision; [`OidcVerifier::verify_cloud_run_checked`] requires it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustedCloudRunInvokerCheck(());
+
+impl TrustedCloudRunInvokerCheck {
+    /// Declares that this service is reachable only through Cloud Run with the invoker IAM check on.
+    pub fn assume_only_reachable_through_cloud_run() -> Self {
+        Self(())
     }
 }
 

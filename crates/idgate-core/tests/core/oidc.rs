@@ -403,3 +403,53 @@ fn a_verifier_always_has_an_audience() {
         BuildError::LeewayTooLarge(301)
     );
 }
+
+#[tokio::test]
+async fn cloud_run_checked_tokens_need_the_marker_and_never_leak_into_the_memo() {
+    use idgate_core::verify::TrustedCloudRunInvokerCheck;
+    let w = World::new().await;
+    let now = w.now();
+    let verifier = w.oidc();
+    let trust = TrustedCloudRunInvokerCheck::assume_only_reachable_through_cloud_run();
+    let stripped = w.emulator.mint(&sa().issued_at(now).signature_removed());
+
+    let verified = verifier.verify_cloud_run_checked(&stripped, trust).unwrap();
+    assert_eq!(verified.email(), Some(CALLER));
+    // Accepting it on Cloud Run's word must not teach the memo to accept it on the normal path.
+    assert_eq!(
+        verifier.verify(&stripped).await.unwrap_err(),
+        VerifyError::SignatureRemoved
+    );
+
+    // Every claim rule still applies.
+    for spec in [
+        sa().issued_at(now)
+            .audience("https://other.a.run.app")
+            .signature_removed(),
+        sa().issued_at(now)
+            .issuer("https://evil.example")
+            .signature_removed(),
+        sa().expired().signature_removed(),
+        sa().issued_at(now)
+            .email_verified(false)
+            .signature_removed(),
+        sa().issued_at(now).alg_none(),
+        sa().issued_at(now)
+            .header("jku", json!("https://evil.example"))
+            .signature_removed(),
+    ] {
+        assert!(
+            verifier
+                .verify_cloud_run_checked(&w.emulator.mint(&spec), trust)
+                .is_err()
+        );
+    }
+    // A token that still has a signature is verified, never trusted.
+    let signed = w.emulator.mint(&sa().issued_at(now).tampered_signature());
+    assert_eq!(
+        verifier
+            .verify_cloud_run_checked(&signed, trust)
+            .unwrap_err(),
+        VerifyError::InvalidSignature
+    );
+}

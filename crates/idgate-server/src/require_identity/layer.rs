@@ -6,12 +6,10 @@ use std::sync::Arc;
 
 use idgate_core::identity::TrustedAppEngineFrontEnd;
 use idgate_core::policy::Allowlist;
-use idgate_core::verify::{AudienceMatch, OidcVerifier};
+use idgate_core::verify::{OidcVerifier, TrustedCloudRunInvokerCheck};
 use tower_layer::Layer;
 
 use super::RequireIdentity;
-use crate::ServerError;
-use crate::cloud_run::CloudRunTrust;
 
 /// Requires a verified Google identity (service to service) on every request, and an allowlist decision.
 ///
@@ -27,7 +25,7 @@ pub(crate) struct IdentityConfig {
     pub(crate) verifier: OidcVerifier,
     pub(crate) allowlist: Option<Allowlist>,
     pub(crate) legacy: Option<TrustedAppEngineFrontEnd>,
-    pub(crate) cloud_run: Option<CloudRunTrust>,
+    pub(crate) cloud_run: Option<TrustedCloudRunInvokerCheck>,
     pub(crate) exempt: HashSet<String>,
 }
 
@@ -80,37 +78,22 @@ impl RequireIdentityLayer {
 
     /// **Opt-in, read the risk.** Accepts tokens whose signature Cloud Run removed (`SIGNATURE_REMOVED_BY_GOOGLE`)
     /// on the strength of Cloud Run's own invoker IAM check, after checking their claims exactly like a verified
-    /// token's: Google issuer, `aud` one of `audiences`, `exp`/`iat` with leeway and at most 1 h apart, and a
-    /// verified `email`. The allowlist still applies.
+    /// token's (issuer, this layer's audiences, times, verified email; see
+    /// [`OidcVerifier::verify_cloud_run_checked`]). The allowlist still applies.
     ///
     /// # The risk
     ///
     /// Such a token's signature cannot be checked here, so **anyone who can reach this service without passing
     /// through Cloud Run's invoker check can forge any caller** by sending `header.claims.SIGNATURE_REMOVED_BY_GOOGLE`.
     /// Turn this on only when the service is reachable **only** through Cloud Run with the invoker check on
-    /// (`--no-allow-unauthenticated`, no `allUsers` invoker binding, ingress not bypassing it). The safe
-    /// alternative is for callers to send the token in `X-Serverless-Authorization`, which Cloud Run checks and
-    /// forwards intact, and which this layer verifies itself.
-    ///
-    /// How: idgate's identity types can only be made from verified tokens, so the checked claims are re-signed
-    /// with a per-process RSA key that never leaves memory and verified by an [`OidcVerifier`] bound to that key
-    /// and to `audiences`. The verifier's memo makes repeats cheap.
-    ///
-    /// # Errors
-    ///
-    /// [`ServerError::Verifier`] when `audiences` is empty or invalid; [`ServerError::CloudRunKey`] when the
-    /// per-process key cannot be generated.
-    pub fn trust_cloud_run_invoker_check<I, A>(mut self, audiences: I) -> Result<Self, ServerError>
-    where
-        I: IntoIterator<Item = A>,
-        A: Into<String>,
-    {
-        let trust = CloudRunTrust::new(
-            audiences.into_iter().map(Into::into).collect(),
-            AudienceMatch::Exact,
-        )?;
+    /// (`--no-allow-unauthenticated`, no `allUsers` invoker binding, ingress not bypassing it): that is the
+    /// statement the [`TrustedCloudRunInvokerCheck`] value makes. The safe alternative is for callers to send the
+    /// token in `X-Serverless-Authorization`, which Cloud Run checks and forwards intact, and which this layer
+    /// verifies itself.
+    #[must_use]
+    pub fn trust_cloud_run_invoker_check(mut self, trust: TrustedCloudRunInvokerCheck) -> Self {
         Arc::make_mut(&mut self.config).cloud_run = Some(trust);
-        Ok(self)
+        self
     }
 
     /// Lets requests for exactly `path` (e.g. `/healthz`) through without any credential; the handler then sees no
@@ -124,15 +107,6 @@ impl RequireIdentityLayer {
     /// The verifier, e.g. for its key cache's readiness.
     pub fn verifier(&self) -> &OidcVerifier {
         &self.config.verifier
-    }
-}
-
-impl RequireIdentityLayer {
-    /// [`trust_cloud_run_invoker_check`](Self::trust_cloud_run_invoker_check) with the configuration's audience
-    /// matching.
-    pub(crate) fn with_cloud_run_trust(mut self, trust: CloudRunTrust) -> Self {
-        Arc::make_mut(&mut self.config).cloud_run = Some(trust);
-        self
     }
 }
 

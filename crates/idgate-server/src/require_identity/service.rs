@@ -142,13 +142,14 @@ async fn admit_token(config: &IdentityConfig, at: &TokenAt) -> Result<Admitted, 
     };
     let token = at.token().map_err(reject)?;
     let (verified, via) = if is_signature_removed(token) {
-        let Some(cloud_run) = &config.cloud_run else {
+        let Some(trust) = config.cloud_run else {
             return Err(reject(IdentityRejection::SignatureRemoved));
         };
-        (
-            cloud_run.verify(token).await.map_err(reject)?,
-            "cloud_run_invoker_check",
-        )
+        let verified = config
+            .verifier
+            .verify_cloud_run_checked(token, trust)
+            .map_err(|e| reject(IdentityRejection::from_token_error(e)))?;
+        (verified, "cloud_run_invoker_check")
     } else {
         let verified = config
             .verifier

@@ -2,6 +2,7 @@
 
 use http::StatusCode;
 use idgate_core::identity::TrustedAppEngineFrontEnd;
+use idgate_core::verify::TrustedCloudRunInvokerCheck;
 use idgate_emulator::{Endpoint, Fault, TokenSpec};
 use idgate_server::RequireIdentityLayer;
 
@@ -279,7 +280,11 @@ async fn signature_removed_is_401_with_advice_unless_opted_in() {
 
     let trusting = Seen::default();
     let (emulator, base) = app(
-        |l| l.trust_cloud_run_invoker_check([AUDIENCE]).unwrap(),
+        |l| {
+            l.trust_cloud_run_invoker_check(
+                TrustedCloudRunInvokerCheck::assume_only_reachable_through_cloud_run(),
+            )
+        },
         &trusting,
     )
     .await;
