@@ -2,4 +2,5 @@
 //! secrets hygiene of every log line and error, and fault handling on both sides. One binary, one module per area.
 
 mod hostile;
+mod proxy;
 mod support;
