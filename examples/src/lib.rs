@@ -1,0 +1,23 @@
+//! The logic of idgate's examples, one module per example, so that each example's `main` and the
+//! `run_examples` integration test call the same code.
+//!
+//! | example | module | shows |
+//! |---|---|---|
+//! | `service_to_service` | [`service_to_service`] | axum + `RequireIdentityLayer` from a TOML allowlist, `VerifiedCaller`, `/healthz`, `/readyz` |
+//! | `appengine_dual_mode` | [`appengine_dual_mode`] | App Engine's App Identity → OIDC migration: legacy header and ID tokens side by side; the caller side |
+//! | `iap_hello_user` | [`iap_hello_user`] | Identity-Aware Proxy's "Hello *user-email*" app with `RequireIapLayer` and `UserEmail` |
+//! | `reqwest_client` | [`reqwest_client`] | `IdTokenMiddleware` over Application Default Credentials, `X-Serverless-Authorization` |
+//! | `tower_client` | [`tower_client`] | a hyper-util client wrapped in `AddIdTokenLayer` |
+//!
+//! Run one with `cargo run -p idgate-examples --example NAME` (its top doc says what else to start), or check it
+//! with `cargo run -p idgate-examples --example NAME -- --self-test`: an in-process `idgate_emulator::Emulator`
+//! plays Google, everything listens on `127.0.0.1`, and the example asserts what must happen.
+
+pub mod appengine_dual_mode;
+pub mod iap_hello_user;
+pub mod reqwest_client;
+pub mod service_to_service;
+pub mod support;
+pub mod tower_client;
+
+pub use support::{Error, Result};
