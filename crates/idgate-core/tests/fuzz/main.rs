@@ -202,7 +202,7 @@ proptest! {
     #[test]
     fn decode_unverified_never_panics(s in prop_oneof![".{0,200}", jwtish()]) {
         let _ = decode_unverified(&s);
-        if let Ok(t) = IdToken::new(s.clone()) {
+        if let Ok(t) = IdToken::new(s) {
             prop_assert_eq!(format!("{t:?}"), "IdToken(<redacted>)");
             let _ = t.unverified_expiry();
         }
