@@ -62,6 +62,18 @@ enum Command {
         /// Where to write key files.
         #[arg(long, default_value = ".")]
         key_dir: PathBuf,
+        /// Also run Identity-Aware Proxy in front of this upstream (e.g. http://127.0.0.1:9000): every request gets a
+        /// freshly signed `x-goog-iap-jwt-assertion` for --iap-user, and client-sent copies are stripped.
+        #[arg(long, value_name = "UPSTREAM")]
+        iap_proxy: Option<Url>,
+        /// The signed-in user the IAP proxy asserts.
+        #[arg(
+            long,
+            value_name = "EMAIL",
+            default_value = "alice@example.com",
+            requires = "iap_proxy"
+        )]
+        iap_user: String,
     },
     /// The authenticating sidecar: verify every request with the config's layers, forward the admitted ones to the
     /// upstream with the caller in X-Idgate-Caller-* headers.
@@ -154,6 +166,8 @@ async fn main() -> ExitCode {
             metadata_service_account,
             service_accounts,
             key_dir,
+            iap_proxy,
+            iap_user,
         } => {
             cmd::init_logging("info");
             cmd::emulator::run(cmd::emulator::Options {
@@ -163,6 +177,8 @@ async fn main() -> ExitCode {
                 metadata_service_account,
                 service_accounts,
                 key_dir,
+                iap_proxy,
+                iap_user,
             })
             .await
         }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use idgate_emulator::Emulator;
+use idgate_emulator::{Emulator, IapProxy, IapUserSpec};
 
 use super::Error;
 
@@ -15,6 +15,8 @@ pub(crate) struct Options {
     pub(crate) metadata_service_account: Option<String>,
     pub(crate) service_accounts: Vec<String>,
     pub(crate) key_dir: PathBuf,
+    pub(crate) iap_proxy: Option<url::Url>,
+    pub(crate) iap_user: String,
 }
 
 pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
@@ -78,9 +80,27 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
         "  curl -H 'Metadata-Flavor: Google' '{}?audience=http://127.0.0.1:8080'",
         emulator.metadata_identity_url()
     );
+    let proxy = match options.iap_proxy {
+        Some(upstream) => {
+            let user =
+                IapUserSpec::new(&options.iap_user).audience(emulator.iap_audience_app_engine());
+            let proxy = IapProxy::start(&emulator, upstream.clone(), user).await?;
+            println!();
+            println!(
+                "IAP proxy: {} -> {upstream}, signed in as {}",
+                proxy.url(),
+                options.iap_user
+            );
+            Some(proxy)
+        }
+        None => None,
+    };
     println!();
     println!("Ctrl-C to stop.");
     shutdown_signal().await;
+    if let Some(proxy) = proxy {
+        proxy.shutdown().await;
+    }
     emulator.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

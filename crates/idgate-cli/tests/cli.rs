@@ -1,0 +1,263 @@
+//! The `idgate` binary as a user runs it: exit codes, what it prints, and the demo's verdict.
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use idgate_emulator::{Emulator, TokenSpec};
+
+const AUDIENCE: &str = "https://my-service-abc123-uc.a.run.app";
+
+fn idgate() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin!("idgate"))
+}
+
+/// Runs `cmd` off the async runtime (the emulator keeps serving on its worker threads meanwhile).
+async fn run(mut cmd: Command, stdin: Option<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("idgate runs");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_shows_every_expected_outcome_and_exits_zero() {
+    let out = run(
+        {
+            let mut c = idgate();
+            c.arg("demo");
+            c
+        },
+        None,
+    )
+    .await;
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("All 14 outcomes are the expected ones"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("!!"), "{stdout}");
+    // It explains itself in the layers' own words.
+    for why in [
+        "not_allowed",
+        "expired",
+        "wrong_audience",
+        "signature_removed",
+        "missing_iap_assertion",
+    ] {
+        assert!(stdout.contains(why), "{why} missing from:\n{stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_accepts_a_genuine_token_and_explains_a_bad_one() {
+    let emulator = Emulator::start().await.unwrap();
+    let base = emulator.base_url().to_string();
+    let good = emulator.mint(
+        &TokenSpec::service_account("runner@other-proj.iam.gserviceaccount.com").audience(AUDIENCE),
+    );
+    let verify = |token: String, extra: &[&str]| {
+        let mut c = idgate();
+        c.args(["verify", "--audience", AUDIENCE, "--google-base-url", &base])
+            .args(extra);
+        run(c, Some(token))
+    };
+
+    let out = verify(good.clone(), &[]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["verified"], true);
+    assert_eq!(json["caller"]["kind"], "service_account");
+    assert_eq!(
+        json["caller"]["email"],
+        "runner@other-proj.iam.gserviceaccount.com"
+    );
+    assert_eq!(json["caller"]["project"], "other-proj");
+
+    // The same token against PEM certificates.
+    let out = verify(
+        good.clone(),
+        &[
+            "--keys-format",
+            "pem",
+            "--keys-url",
+            emulator.oidc_pem_certs_url().as_str(),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let expired = emulator.mint(
+        &TokenSpec::service_account("runner@other-proj.iam.gserviceaccount.com")
+            .audience(AUDIENCE)
+            .expired(),
+    );
+    let out = verify(expired.clone(), &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["verified"], false);
+    assert_eq!(json["reason"], "expired");
+    assert!(
+        !text(&out.stdout).contains(&expired),
+        "the token is never echoed"
+    );
+
+    let out = verify(good, &["--audience", "https://unrelated.example"]).await;
+    assert!(out.status.success(), "any configured audience is accepted");
+
+    let iap = emulator.mint(
+        &TokenSpec::iap_user("alice@example.com").audience(emulator.iap_audience_app_engine()),
+    );
+    let mut c = idgate();
+    c.args([
+        "verify",
+        "--iap",
+        "--audience",
+        &emulator.iap_audience_app_engine(),
+        "--google-base-url",
+        &base,
+        &iap,
+    ]);
+    let out = run(c, None).await;
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["caller"]["kind"], "iap_user");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decode_says_loudly_that_nothing_was_verified() {
+    let emulator = Emulator::start().await.unwrap();
+    let token = emulator.mint(
+        &TokenSpec::service_account("a@b-proj.iam.gserviceaccount.com")
+            .audience(AUDIENCE)
+            .tampered_signature(),
+    );
+    let mut c = idgate();
+    c.arg("decode");
+    let out = run(c, Some(format!("{token}\n"))).await;
+    assert!(out.status.success());
+    assert!(text(&out.stderr).contains("NOTHING was verified"));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["verified"], false);
+    assert_eq!(json["claims"]["aud"], AUDIENCE);
+    assert_eq!(json["header"]["alg"], "RS256");
+
+    let mut c = idgate();
+    c.args(["decode", "not-a-jwt"]);
+    let out = run(c, None).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not a JWT"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_mints_through_a_key_file_and_through_impersonation() {
+    let emulator = Emulator::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = emulator
+        .create_service_account("deployer@ci-proj.iam.gserviceaccount.com")
+        .write_key_file(dir.path())
+        .unwrap();
+    let _runtime = emulator.create_service_account("runtime@app-proj.iam.gserviceaccount.com");
+    let base = emulator.base_url().to_string();
+    let token_for = |extra: &[&str]| {
+        let mut c = idgate();
+        c.args(["token", "--audience", AUDIENCE, "--google-base-url", &base])
+            .args(extra)
+            .env("GOOGLE_APPLICATION_CREDENTIALS", &key)
+            .env_remove("GCE_METADATA_HOST");
+        run(c, None)
+    };
+    let check = |out: Output, email: &str| {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let token = text(&out.stdout).trim().to_owned();
+        let mut c = idgate();
+        c.args([
+            "verify",
+            "--audience",
+            AUDIENCE,
+            "--google-base-url",
+            &base,
+            &token,
+        ]);
+        let email = email.to_owned();
+        async move {
+            let out = run(c, None).await;
+            assert!(out.status.success(), "{}", text(&out.stdout));
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(json["caller"]["email"], email);
+        }
+    };
+    check(
+        token_for(&[]).await,
+        "deployer@ci-proj.iam.gserviceaccount.com",
+    )
+    .await;
+    check(
+        token_for(&["--impersonate", "runtime@app-proj.iam.gserviceaccount.com"]).await,
+        "runtime@app-proj.iam.gserviceaccount.com",
+    )
+    .await;
+}
+
+#[test]
+fn check_config_prints_the_policy_or_the_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[inbound]\naudiences = [\"https://svc.example.com\"]\n[inbound.allow]\nproject_ids = [\"caller-app\"]\n",
+    )
+    .unwrap();
+    let out = idgate().arg("check-config").arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("caller-app"));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[inbound]\naudiences = [\"https://svc.example.com\"]\n[inbound.allow]\nservice_accounts = [\"*\"]\n",
+    )
+    .unwrap();
+    let out = idgate().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("bad.toml:4:"), "{stderr}");
+}
+
+#[test]
+fn help_reads_well() {
+    let out = idgate().arg("--help").output().unwrap();
+    let help = text(&out.stdout);
+    for sub in [
+        "demo",
+        "emulator",
+        "proxy",
+        "verify",
+        "decode",
+        "token",
+        "check-config",
+    ] {
+        assert!(help.contains(sub), "{sub} missing from --help");
+    }
+}
