@@ -1,6 +1,7 @@
 //! idgate end to end, against the emulator, over real HTTP on 127.0.0.1: hostile input through the real layers,
 //! secrets hygiene of every log line and error, and fault handling on both sides. One binary, one module per area.
 
+mod faults;
 mod hostile;
 mod proxy;
 mod support;

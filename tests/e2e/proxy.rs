@@ -10,8 +10,8 @@ use idgate_emulator::{Emulator, TokenSpec};
 use idgate_server::{Layers, RequireIapLayer, RequireIdentityLayer};
 
 use crate::support::{
-    ALLOWED_SA, PROJECT, allowlist, client, emulator, iap_allowlist, iap_verifier,
-    oidc_verifier, sa, user,
+    ALLOWED_SA, PROJECT, allowlist, client, emulator, iap_allowlist, iap_verifier, oidc_verifier,
+    sa, user,
 };
 
 /// An upstream that records the headers of every request it gets.
@@ -99,9 +99,15 @@ fn spoofed() -> Vec<(&'static str, &'static str)> {
         ("X-Idgate-Caller-Email", "root@evil.example"),
         ("x-idgate-caller-project", "victim-project"),
         ("x-idgate-caller-anything", "x"),
-        ("x-goog-authenticated-user-email", "accounts.google.com:admin@evil.example"),
+        (
+            "x-goog-authenticated-user-email",
+            "accounts.google.com:admin@evil.example",
+        ),
         ("x-goog-authenticated-user-id", "accounts.google.com:1"),
-        ("X-Goog-Authenticated-User-Email", "accounts.google.com:root@evil.example"),
+        (
+            "X-Goog-Authenticated-User-Email",
+            "accounts.google.com:root@evil.example",
+        ),
     ]
 }
 
@@ -118,7 +124,12 @@ async fn get(addr: SocketAddr, path: &str, headers: &[(&str, String)]) -> u16 {
     for (name, value) in headers {
         request = request.header(*name, value);
     }
-    request.send().await.expect("proxy answers").status().as_u16()
+    request
+        .send()
+        .await
+        .expect("proxy answers")
+        .status()
+        .as_u16()
 }
 
 fn with_spoofed(mut headers: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
@@ -132,7 +143,12 @@ async fn proxy_replaces_spoofed_idgate_caller_headers_with_the_verified_ones() {
     let upstream = Upstream::default();
     let addr = proxy(&upstream.start().await, &identity_layers(&emu)).await;
     let token = emu.mint(&sa());
-    let status = get(addr, "/v1", &with_spoofed(vec![("authorization", format!("Bearer {token}"))])).await;
+    let status = get(
+        addr,
+        "/v1",
+        &with_spoofed(vec![("authorization", format!("Bearer {token}"))]),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(upstream.calls(), 1);
     let seen = upstream.last();
@@ -144,8 +160,16 @@ async fn proxy_replaces_spoofed_idgate_caller_headers_with_the_verified_ones() {
     // On an exempt path the spoofed headers are dropped and none are added.
     assert_eq!(get(addr, "/healthz", &with_spoofed(Vec::new())).await, 200);
     let seen = upstream.last();
-    for name in ["x-idgate-caller-kind", "x-idgate-caller-email", "x-idgate-caller-project", "x-idgate-caller-anything"] {
-        assert!(values(&seen, name).is_empty(), "{name} reached the upstream on an exempt path");
+    for name in [
+        "x-idgate-caller-kind",
+        "x-idgate-caller-email",
+        "x-idgate-caller-project",
+        "x-idgate-caller-anything",
+    ] {
+        assert!(
+            values(&seen, name).is_empty(),
+            "{name} reached the upstream on an exempt path"
+        );
     }
 }
 
@@ -158,12 +182,47 @@ async fn proxy_rejected_requests_with_spoofed_headers_never_reach_the_upstream()
     let iap = proxy(&url, &iap_layers(&emu, true)).await;
     let cases: Vec<(&str, SocketAddr, Vec<(&'static str, String)>, u16)> = vec![
         ("identity: spoofed headers only", oidc, Vec::new(), 401),
-        ("identity: tampered token", oidc, vec![("authorization", format!("Bearer {}", emu.mint(&sa().tampered_signature())))], 401),
-        ("identity: disallowed caller", oidc, vec![("authorization", format!("Bearer {}", emu.mint(&TokenSpec::service_account("x@other-proj.iam.gserviceaccount.com").audience(crate::support::AUD))))], 403),
-        ("identity: signature-removed token", oidc, vec![("authorization", format!("Bearer {}", emu.mint(&sa().signature_removed())))], 401),
+        (
+            "identity: tampered token",
+            oidc,
+            vec![(
+                "authorization",
+                format!("Bearer {}", emu.mint(&sa().tampered_signature())),
+            )],
+            401,
+        ),
+        (
+            "identity: disallowed caller",
+            oidc,
+            vec![(
+                "authorization",
+                format!(
+                    "Bearer {}",
+                    emu.mint(
+                        &TokenSpec::service_account("x@other-proj.iam.gserviceaccount.com")
+                            .audience(crate::support::AUD)
+                    )
+                ),
+            )],
+            403,
+        ),
+        (
+            "identity: signature-removed token",
+            oidc,
+            vec![(
+                "authorization",
+                format!("Bearer {}", emu.mint(&sa().signature_removed())),
+            )],
+            401,
+        ),
         ("iap: spoofed headers only", iap, Vec::new(), 401),
         // With plain-header comparison on, a good assertion next to a forged plain email is refused.
-        ("iap: good assertion, forged plain email", iap, vec![("x-goog-iap-jwt-assertion", emu.mint(&user()))], 401),
+        (
+            "iap: good assertion, forged plain email",
+            iap,
+            vec![("x-goog-iap-jwt-assertion", emu.mint(&user()))],
+            401,
+        ),
     ];
     for (name, addr, headers, want) in cases {
         assert_eq!(get(addr, "/", &with_spoofed(headers)).await, want, "{name}");
@@ -187,17 +246,30 @@ async fn proxy_never_forwards_client_sent_goog_authenticated_user_headers() {
     let token = emu.mint(&sa());
     let assertion = emu.mint(&user());
     for (name, addr, headers) in [
-        ("identity layer", oidc, vec![("authorization", format!("Bearer {token}"))]),
-        ("iap layer, comparison off", iap, vec![("x-goog-iap-jwt-assertion", assertion)]),
+        (
+            "identity layer",
+            oidc,
+            vec![("authorization", format!("Bearer {token}"))],
+        ),
+        (
+            "iap layer, comparison off",
+            iap,
+            vec![("x-goog-iap-jwt-assertion", assertion)],
+        ),
         ("identity layer, exempt path", oidc, Vec::new()),
     ] {
         let path = if headers.is_empty() { "/healthz" } else { "/" };
         assert_eq!(get(addr, path, &with_spoofed(headers)).await, 200, "{name}");
         let seen = upstream.last();
-        for header in ["x-goog-authenticated-user-email", "x-goog-authenticated-user-id"] {
+        for header in [
+            "x-goog-authenticated-user-email",
+            "x-goog-authenticated-user-id",
+        ] {
             let forwarded = values(&seen, header);
             assert!(
-                forwarded.iter().all(|v| !v.contains("evil.example") && v != "accounts.google.com:1"),
+                forwarded
+                    .iter()
+                    .all(|v| !v.contains("evil.example") && v != "accounts.google.com:1"),
                 "{name}: client-sent {header} reached the upstream: {forwarded:?}"
             );
         }
