@@ -21,3 +21,8 @@ pub mod support;
 pub mod tower_client;
 
 pub use support::{Error, Result};
+
+/// The workspace README's Rust snippets, compiled as doctests so they cannot drift from the API.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
