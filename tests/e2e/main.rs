@@ -4,4 +4,5 @@
 mod faults;
 mod hostile;
 mod proxy;
+mod secrets;
 mod support;

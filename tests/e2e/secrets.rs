@@ -1,0 +1,295 @@
+//! Secrets hygiene: a full end-to-end run with ALL tracing output captured at TRACE for every target (a global
+//! subscriber, so spawned tasks and other threads are captured too; `log` records are bridged), plus the
+//! `Display` and `Debug` of every error met on the way. No token, no signature segment, no private-key PEM line and
+//! no access token may appear anywhere in that text.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use idgate_client::{
+    Adc, CachedSource, IdTokenMiddleware, IdTokenSource, Impersonated, MetadataServer, RetryPolicy,
+    ServiceAccountKey,
+};
+use idgate_core::google::Endpoints;
+use idgate_core::keys::{HttpKeySource, KeyCache, KeyCacheConfig, KeyFormat};
+use idgate_emulator::{Endpoint, Fault, TokenSpec};
+use idgate_server::{Layers, RequireIapLayer, RequireIdentityLayer};
+
+use crate::support::{
+    AUD, Site, allowlist, client, emulator, iap_allowlist, iap_verifier, oidc_verifier,
+    oidc_verifier_with, sa, user,
+};
+
+static CAPTURED: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_everything() -> Arc<Mutex<Vec<u8>>> {
+    CAPTURED
+        .get_or_init(|| {
+            let buffer = Arc::new(Mutex::new(Vec::new()));
+            let sink = Sink(Arc::clone(&buffer));
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(move || sink.clone())
+                .try_init()
+                .expect("the only global subscriber in this binary");
+            buffer
+        })
+        .clone()
+}
+
+fn quick() -> RetryPolicy {
+    RetryPolicy::default()
+        .initial_delay(Duration::from_millis(5))
+        .max_delay(Duration::from_millis(20))
+        .max_attempts(2)
+}
+
+/// Everything that must never be printed.
+#[derive(Default)]
+struct Secrets(Vec<(String, &'static str)>);
+
+impl Secrets {
+    fn token(&mut self, token: &str) {
+        self.0.push((token.to_owned(), "token"));
+        if let Some(sig) = token
+            .rsplit('.')
+            .next()
+            .filter(|s| s.len() >= 16 && *s != idgate_core::token::SIGNATURE_REMOVED_BY_GOOGLE)
+        {
+            self.0.push((sig.to_owned(), "signature segment"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_any_log_line_or_error() {
+    let buffer = capture_everything();
+    let mut secrets = Secrets::default();
+    let mut errors: Vec<String> = Vec::new();
+    let mut note = |e: &dyn std::fmt::Debug, d: String| errors.push(format!("{d}\n{e:?}"));
+
+    let emu = emulator().await;
+
+    // Server side: both layers, valid and invalid tokens.
+    let oidc = Site::oidc(oidc_verifier(&emu)).await;
+    let iap = Site::iap(iap_verifier(&emu)).await;
+    let http = client();
+    let specs = [
+        sa(),
+        sa().expired(),
+        sa().tampered_signature(),
+        sa().alg_none(),
+        sa().audience("https://other"),
+        sa().signature_removed(),
+        sa().unknown_key(),
+        TokenSpec::service_account("x@other-proj.iam.gserviceaccount.com").audience(AUD),
+    ];
+    for spec in &specs {
+        let token = emu.mint(spec);
+        secrets.token(&token);
+        let _ = http
+            .get(oidc.url("/"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("answer");
+        let verifier = oidc_verifier(&emu);
+        if let Err(e) = verifier.verify(&token).await {
+            note(&e, e.to_string());
+        }
+    }
+    for spec in [
+        user(),
+        user().expired(),
+        user().tampered_signature(),
+        TokenSpec::iap_user("m@evil.example"),
+    ] {
+        let token = emu.mint(&spec);
+        secrets.token(&token);
+        let _ = http
+            .get(iap.url("/"))
+            .header("x-goog-iap-jwt-assertion", &token)
+            .send()
+            .await
+            .expect("answer");
+        if let Err(e) = iap_verifier(&emu).verify(&token).await {
+            note(&e, e.to_string());
+        }
+    }
+
+    // The proxy.
+    let layers = Layers::new(
+        Some(RequireIdentityLayer::new(oidc_verifier(&emu)).allowlist(allowlist())),
+        Some(RequireIapLayer::new(iap_verifier(&emu)).allowlist(iap_allowlist())),
+    );
+    let router = idgate_server::proxy::router(
+        &format!("http://{}/", oidc.addr).parse().expect("url"),
+        &layers,
+    )
+    .expect("router");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxy_addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+    let (token, assertion) = (emu.mint(&sa()), emu.mint(&user()));
+    secrets.token(&token);
+    secrets.token(&assertion);
+    let _ = http
+        .get(format!("http://{proxy_addr}/p"))
+        .bearer_auth(&token)
+        .header("x-goog-iap-jwt-assertion", &assertion)
+        .send()
+        .await
+        .expect("answer");
+
+    // Key fetch faults: cold caches against a failing and a garbage endpoint.
+    for fault in [
+        Fault::Status(500),
+        Fault::Garbage,
+        Fault::Delay(Duration::from_millis(400)),
+    ] {
+        emu.inject(Endpoint::OidcJwks, fault, 1);
+        let mut config = KeyCacheConfig::default();
+        config.fetch_timeout = Duration::from_millis(200);
+        let keys = KeyCache::with_config(
+            HttpKeySource::new(emu.oidc_jwks_url(), KeyFormat::OidcJwks),
+            config,
+            Arc::new(idgate_core::clock::SystemClock),
+        );
+        if let Err(e) = keys.warm().await {
+            note(&e, e.to_string());
+        }
+        let token = emu.mint(&sa());
+        secrets.token(&token);
+        if let Err(e) = oidc_verifier_with(keys).verify(&token).await {
+            note(&e, e.to_string());
+        }
+    }
+
+    // Client side: every source, through the middleware, plus failures.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let caller = emu.create_service_account("caller@idgate-e2e.iam.gserviceaccount.com");
+    let target = "target@idgate-e2e.iam.gserviceaccount.com";
+    let _ = emu.create_service_account(target);
+    for line in caller
+        .private_key_pem()
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+    {
+        secrets.0.push((line.to_owned(), "private key PEM line"));
+    }
+    let key_path = caller.write_key_file(dir.path()).expect("key file");
+    let metadata = MetadataServer::with_base_url(&emu.base_url()).with_retry(quick());
+    let sa_key = ServiceAccountKey::from_file(&key_path).expect("key file");
+    let access = [
+        metadata
+            .access_token()
+            .await
+            .expect("metadata access token"),
+        sa_key.access_token().await.expect("SA access token"),
+    ];
+    for a in &access {
+        secrets.0.push((a.as_str().to_owned(), "access token"));
+        note(a, String::new());
+    }
+    let endpoints = Endpoints::under(&emu.base_url());
+    let impersonated = Impersonated::new(sa_key.clone(), target).with_endpoints(&endpoints);
+    let path = key_path.to_string_lossy().into_owned();
+    let adc = Adc::builder()
+        .env(move |name| (name == "GOOGLE_APPLICATION_CREDENTIALS").then(|| path.clone().into()))
+        .build()
+        .expect("adc");
+    let sources: Vec<Box<dyn IdTokenSource>> = vec![
+        Box::new(metadata.clone()),
+        Box::new(sa_key.clone()),
+        Box::new(impersonated),
+        Box::new(adc),
+    ];
+    for source in &sources {
+        let token = source.id_token(AUD).await.expect("mint");
+        secrets.token(token.as_str());
+        note(&token, String::new());
+        note(source, String::new());
+    }
+    let middleware = reqwest_middleware::ClientBuilder::new(client())
+        .with(IdTokenMiddleware::new(CachedSource::new(metadata.clone())).audience(AUD))
+        .build();
+    let response = middleware
+        .get(oidc.url("/client"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(
+        response.status(),
+        403,
+        "the metadata SA is not on the allowlist"
+    );
+    // Failing sources: a dead metadata server, a garbage token endpoint, a broken key file.
+    emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 10);
+    let failing =
+        CachedSource::new(MetadataServer::with_base_url(&emu.base_url()).with_retry(quick()));
+    if let Err(e) = failing.id_token("https://fail").await {
+        note(&e, e.to_string());
+    }
+    let failing_client = reqwest_middleware::ClientBuilder::new(client())
+        .with(IdTokenMiddleware::new(failing).audience("https://fail"))
+        .build();
+    if let Err(e) = failing_client.get(oidc.url("/")).send().await {
+        note(&e, e.to_string());
+    }
+    emu.inject(Endpoint::Token, Fault::Garbage, 10);
+    if let Err(e) = sa_key.id_token("https://fail2").await {
+        note(&e, e.to_string());
+    }
+    let broken = caller
+        .to_json()
+        .replace("BEGIN PRIVATE KEY", "BEGIN PRIVATE KEY\nAAAA");
+    if let Err(e) = ServiceAccountKey::from_json(broken.as_bytes()) {
+        note(&e, e.to_string());
+    }
+    // Let spawned tasks finish logging, then check everything.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let logs = String::from_utf8_lossy(&buffer.lock().expect("lock")).into_owned();
+    assert!(logs.contains("idgate::decision"), "the capture works");
+    let errors = errors.join("\n");
+    assert!(errors.lines().count() > 20, "errors were collected");
+    let mut leaks = Vec::new();
+    for (secret, what) in &secrets.0 {
+        for (text, place) in [(&logs, "logs"), (&errors, "errors")] {
+            if text.contains(secret.as_str()) {
+                let at = text.find(secret.as_str()).unwrap_or(0);
+                let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+                // Say where, without printing the secret itself.
+                leaks.push(format!(
+                    "a {what} appears in the {place}, in a line starting {:?}",
+                    &text[line_start..at.min(line_start + 160)]
+                ));
+            }
+        }
+    }
+    assert!(secrets.0.len() > 40, "{}", secrets.0.len());
+    assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+}
