@@ -39,6 +39,7 @@ mod config;
 mod credential;
 mod error;
 pub mod extract;
+mod future;
 mod gate;
 pub mod proxy;
 pub mod rejection;

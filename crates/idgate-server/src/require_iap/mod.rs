@@ -64,10 +64,9 @@
 //! # Ok(()) }
 //! ```
 
-mod future;
 mod layer;
 mod service;
 
-pub use future::ResponseFuture;
+pub use crate::future::ResponseFuture;
 pub use layer::RequireIapLayer;
 pub use service::RequireIap;

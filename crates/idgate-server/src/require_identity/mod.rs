@@ -79,10 +79,9 @@
 //! # Ok(()) }
 //! ```
 
-mod future;
 mod layer;
 mod service;
 
-pub use future::ResponseFuture;
+pub use crate::future::ResponseFuture;
 pub use layer::RequireIdentityLayer;
 pub use service::RequireIdentity;

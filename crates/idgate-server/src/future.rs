@@ -1,4 +1,4 @@
-//! [`ResponseFuture`] of [`RequireIdentity`](super::RequireIdentity).
+//! The [`ResponseFuture`] both layers' services return.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,8 +11,8 @@ use tower_service::Service;
 use crate::gate::Gate;
 
 pin_project! {
-    /// The response future of [`RequireIdentity`](super::RequireIdentity): verifies the credential, then calls the
-    /// inner service or answers with the rejection.
+    /// The response future of [`RequireIdentity`](crate::RequireIdentity) and [`RequireIap`](crate::RequireIap):
+    /// checks the credential, then calls the inner service or answers with the rejection.
     pub struct ResponseFuture<S, ReqBody>
     where
         S: Service<Request<ReqBody>>,
