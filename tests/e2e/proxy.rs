@@ -233,10 +233,6 @@ async fn proxy_rejected_requests_with_spoofed_headers_never_reach_the_upstream()
 /// The plain IAP headers are identity only when IAP itself set them; idgate's proxy cannot tell, so a client-sent
 /// copy must never reach the upstream, where legacy code may read it as identity (GOOGLE-IDENTITY §6.2).
 #[tokio::test]
-#[ignore = "DEFECT: idgate_server::proxy forwards client-sent X-Goog-Authenticated-User-Email/-Id to the upstream unchanged \
-            (identity-only layers, and IAP layers with compare_plain_user_headers off): only X-Idgate-Caller-* are stripped \
-            (proxy.rs strip_caller_headers); a caller with a valid token for itself can make legacy upstream code see \
-            admin@evil.example"]
 async fn proxy_never_forwards_client_sent_goog_authenticated_user_headers() {
     let emu = emulator().await;
     let upstream = Upstream::default();
@@ -272,6 +268,22 @@ async fn proxy_never_forwards_client_sent_goog_authenticated_user_headers() {
                     .all(|v| !v.contains("evil.example") && v != "accounts.google.com:1"),
                 "{name}: client-sent {header} reached the upstream: {forwarded:?}"
             );
+        }
+        // Behind the IAP layer the upstream still gets IAP's plain headers, rebuilt from the verified assertion.
+        let email = values(&seen, "x-goog-authenticated-user-email");
+        if name.starts_with("iap") {
+            assert_eq!(email.len(), 1, "{name}: {email:?}");
+            assert!(
+                email[0].starts_with("accounts.google.com:") && !email[0].contains("evil"),
+                "{name}: {email:?}"
+            );
+            let id = values(&seen, "x-goog-authenticated-user-id");
+            assert!(
+                id.len() == 1 && id[0].starts_with("accounts.google.com:"),
+                "{name}: {id:?}"
+            );
+        } else {
+            assert!(email.is_empty(), "{name}: {email:?}");
         }
     }
 }

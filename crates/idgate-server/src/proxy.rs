@@ -10,7 +10,10 @@
 //! | `X-Idgate-Caller-Project` | the caller's project ID or number, when its identity reveals one |
 //!
 //! Client-sent `X-Idgate-Caller-*` headers are **always** removed, on exempt paths too, so the upstream can trust
-//! these headers exactly as far as it trusts that only the proxy reaches it. Rejected requests never reach the
+//! these headers exactly as far as it trusts that only the proxy reaches it. IAP's unsigned
+//! `X-Goog-Authenticated-User-Email`/`-Id` are always removed too; when the IAP layer admitted the request they are
+//! set again from the verified assertion (`accounts.google.com:EMAIL`, the assertion's `sub`), for upstreams written
+//! against them. Rejected requests never reach the
 //! upstream. Hop-by-hop headers (`Connection` and the headers it names, `Keep-Alive`, `TE`, `Trailer`,
 //! `Transfer-Encoding`, `Upgrade`, `Proxy-*`) are dropped in both directions, so protocol upgrades (WebSocket) are
 //! not proxied. `Host` is set to the upstream's; the original goes in `X-Forwarded-Host`, and the peer address is
@@ -236,10 +239,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// IAP's unsigned identity headers (`X-Goog-Authenticated-User-Email` / `-Id`): forgeable by anyone who reaches the
+/// service without passing through IAP, so a client's copies never reach the upstream.
+const IAP_PLAIN_HEADER_PREFIX: &str = "x-goog-authenticated-user-";
+
+/// Removes every identity header a client could have forged: ours (`X-Idgate-Caller-*`) and IAP's unsigned ones.
 fn strip_caller_headers(headers: &mut HeaderMap) {
     let spoofed: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with(CALLER_HEADER_PREFIX))
+        .filter(|name| {
+            name.as_str().starts_with(CALLER_HEADER_PREFIX)
+                || name.as_str().starts_with(IAP_PLAIN_HEADER_PREFIX)
+        })
         .cloned()
         .collect();
     for name in spoofed {
@@ -260,6 +271,19 @@ fn insert_caller_headers(headers: &mut HeaderMap, caller: &Caller) {
         .and_then(|p| HeaderValue::from_str(&p.to_string()).ok())
     {
         headers.insert(X_IDGATE_CALLER_PROJECT.clone(), project);
+    }
+    // For an upstream written against IAP's plain headers: the same values IAP sends, taken from the verified
+    // assertion (never from the client).
+    if let Caller::IapUser(user) = caller {
+        let email = HeaderValue::from_str(&format!("accounts.google.com:{}", user.email()));
+        let id = HeaderValue::from_str(user.subject());
+        if let (Ok(email), Ok(id)) = (email, id) {
+            headers.insert(
+                HeaderName::from_static("x-goog-authenticated-user-email"),
+                email,
+            );
+            headers.insert(HeaderName::from_static("x-goog-authenticated-user-id"), id);
+        }
     }
 }
 
