@@ -106,7 +106,7 @@ pub struct KeyCacheStatus {
     pub last_error: Option<FetchError>,
 }
 
-struct Loaded {
+pub(super) struct Loaded {
     keys: KeySet,
     fetched_at: SystemTime,
     fresh_until: SystemTime,
@@ -170,7 +170,7 @@ impl fmt::Debug for KeyCache {
 }
 
 #[derive(Clone, Copy)]
-enum Reason {
+pub(super) enum Reason {
     /// No set, or the set is past its freshness.
     Refresh,
     /// The set is fresh but lacks a requested kid.
@@ -307,7 +307,7 @@ impl KeyCache {
         }
     }
 
-    async fn refresh(
+    pub(super) async fn refresh(
         &self,
         reason: Reason,
         now: SystemTime,
@@ -353,6 +353,14 @@ impl KeyCache {
         let mut flight = self.inner.flight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(in_flight) = &flight.in_flight {
             return Some(in_flight.clone());
+        }
+        // The caller judged the set missing or expired before taking the lock; a fetch may have landed since. Without
+        // this check, a caller that lost that race would start a second fetch for a burst that needs one.
+        if matches!(reason, Reason::Refresh)
+            && let Some(loaded) = self.inner.current.load_full()
+            && now < loaded.fresh_until
+        {
+            return Some(futures_util::future::ready(Ok(loaded)).boxed().shared());
         }
         let since = |t: Option<SystemTime>| t.map(|t| now.duration_since(t).unwrap_or_default());
         if let Some((failed_at, _)) = &flight.last_failure

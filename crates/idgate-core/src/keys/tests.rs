@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use super::*;
-use crate::clock::ManualClock;
+use crate::clock::{Clock as _, ManualClock};
 
 const OIDC_JWKS: &[u8] = include_bytes!("../../tests/fixtures/keys/oidc_v3_certs.json");
 const KID_A: &str = "a3b1e9c4f7d2086b5e1c9a7f3d4b2e6c8a0f1d3e";
@@ -314,4 +314,22 @@ async fn a_garbage_document_never_replaces_a_good_set() {
         cache.status().last_error,
         Some(FetchError::Parse(_))
     ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_saw_no_keys_before_a_fetch_landed_does_not_fetch_again() {
+    use super::cache::Reason;
+    let source = Scripted::new([Step::Keys(
+        set_with(&[KID_A]),
+        Some(Duration::from_secs(3600)),
+    )]);
+    let clock = ManualClock::starting_now();
+    let cache = cache(&source, &clock);
+    // The caller looks at the cache (empty) at `seen`...
+    let seen = clock.now();
+    // ...meanwhile another caller's fetch completes...
+    cache.warm().await.unwrap();
+    // ...and only then does the first caller ask for a refresh: it must get the landed set, not a second fetch.
+    assert!(cache.refresh(Reason::Refresh, seen).await.is_ok());
+    assert_eq!(source.fetches(), 1);
 }
