@@ -1,0 +1,361 @@
+//! HTTP: an axum hello-world bare, behind `RequireIdentityLayer`, behind `RequireIapLayer`, and behind the
+//! `idgate proxy` library (`idgate_server::proxy::serve`) in front of the bare one, driven by `wrk` on loopback.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use idgate_core::keys::KeyFormat;
+use idgate_core::policy::Allowlist;
+use idgate_core::verify::{IapVerifier, OidcVerifier};
+use idgate_server::{Layers, RequireIapLayer, RequireIdentityLayer};
+
+use crate::env::{Env, OIDC_AUDIENCE, PROJECT};
+use crate::report::Report;
+use crate::verify::fmt_us;
+
+const SECTION: &str = "HTTP (wrk on loopback, axum hello-world)";
+
+fn hello() -> Router {
+    Router::new().route("/", get(|| async { "hello" }))
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Wrk {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    errors: u64,
+}
+
+/// The layers' own cost, without sockets: the routers called in process (polled once: everything is ready at
+/// once with a memoized token), and the bearer-header parse alone. Explains the loopback share.
+fn in_process(
+    rt: &tokio::runtime::Runtime,
+    token: &str,
+    assertion: &str,
+    identity: &RequireIdentityLayer,
+    iap: &RequireIapLayer,
+    report: &mut Report,
+) {
+    use tower::ServiceExt as _;
+
+    let _guard = rt.enter();
+    let bearer = format!("Bearer {token}");
+    let request = || {
+        http::Request::get("/")
+            .header(http::header::AUTHORIZATION, &bearer)
+            .header("x-goog-iap-jwt-assertion", assertion)
+            .body(axum::body::Body::empty())
+            .expect("request")
+    };
+    let routers = [
+        hello(),
+        hello().layer(identity.clone()),
+        hello().layer(iap.clone()),
+    ];
+    for r in &routers {
+        let response = crate::timing::run(rt, r.clone().oneshot(request())).expect("response");
+        assert_eq!(response.status(), 200);
+    }
+    let call = |r: &Router| {
+        let response = crate::timing::now(r.clone().oneshot(request())).expect("response");
+        assert_eq!(response.status(), 200);
+        std::hint::black_box(response);
+    };
+    let mut ops: Vec<crate::timing::Op<'_>> = vec![
+        ("bare", Box::new(|_| call(&routers[0]))),
+        ("identity", Box::new(|_| call(&routers[1]))),
+        ("iap", Box::new(|_| call(&routers[2]))),
+        (
+            "parse",
+            Box::new(|_| {
+                let parsed = idgate_core::token::parse_authorization(std::hint::black_box(
+                    bearer.as_bytes(),
+                ));
+                assert!(std::hint::black_box(parsed).is_ok());
+            }),
+        ),
+    ];
+    let samples = crate::timing::interleaved(&mut ops, 4, Duration::from_millis(250), 64);
+    let bare = samples[0].median_us();
+    report.info(
+        SECTION,
+        "in process, no sockets: bare router, one request",
+        fmt_us(bare),
+    );
+    for (k, name) in [(1, "`RequireIdentityLayer`"), (2, "`RequireIapLayer`")] {
+        let l = samples[k].median_us();
+        report.info(
+            SECTION,
+            format!("in process, no sockets: router behind {name}, one request"),
+            format!("{} = bare + {}", fmt_us(l), fmt_us(l - bare)),
+        );
+    }
+    report.info(
+        SECTION,
+        format!(
+            "in process: `idgate_core::token::parse_authorization` of the {}-byte `Authorization` value alone",
+            bearer.len()
+        ),
+        fmt_us(samples[3].median_us()),
+    );
+}
+
+fn parse_latency(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, factor) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e6)
+    } else {
+        (s, 1.0)
+    };
+    num.trim().parse::<f64>().ok().map(|v| v * factor)
+}
+
+fn wrk(url: &str, headers: &[String], connections: u32, seconds: u32) -> Result<Wrk, String> {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", "--latency", "--timeout", "5s"])
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{seconds}s"));
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    cmd.arg(url);
+    let out = cmd
+        .output()
+        .map_err(|e| format!("wrk: {e} (install it: apt-get install wrk)"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "wrk failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let mut result = Wrk::default();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            result.rps = v.trim().parse().unwrap_or(f64::NAN);
+        } else if let Some(v) = line.strip_prefix("50%") {
+            result.p50_us = parse_latency(v).unwrap_or(f64::NAN);
+        } else if let Some(v) = line.strip_prefix("99%") {
+            result.p99_us = parse_latency(v).unwrap_or(f64::NAN);
+        } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            result.errors += v.trim().parse::<u64>().unwrap_or(1);
+        } else if line.starts_with("Socket errors:") {
+            result.errors += line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    Ok(result)
+}
+
+fn mean(runs: &[Wrk]) -> Wrk {
+    let n = runs.len() as f64;
+    Wrk {
+        rps: runs.iter().map(|r| r.rps).sum::<f64>() / n,
+        p50_us: runs.iter().map(|r| r.p50_us).sum::<f64>() / n,
+        p99_us: runs.iter().map(|r| r.p99_us).sum::<f64>() / n,
+        errors: runs.iter().map(|r| r.errors).sum(),
+    }
+}
+
+pub(crate) fn run(env: &Env, report: &mut Report) {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        report.info(SECTION, "all", "not measured: `wrk` not found");
+        report.note(
+            SECTION,
+            "Install the load generator first: `apt-get install wrk`.",
+        );
+        return;
+    }
+    // The servers get one worker thread; wrk gets one thread: one core each.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("server")
+        .enable_all()
+        .build()
+        .expect("server runtime");
+    let token = env.oidc_tokens(2, 200_000).remove(0);
+    let assertion = env.iap_tokens(2, 200_000).remove(0);
+    let oidc = OidcVerifier::builder()
+        .audience(OIDC_AUDIENCE)
+        .keys_url(env.emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+        .build()
+        .expect("verifier");
+    let iap = IapVerifier::builder()
+        .audience(&env.iap_audience)
+        .keys_url(env.emulator.iap_jwks_url(), KeyFormat::IapJwks)
+        .build()
+        .expect("verifier");
+    let allowlist = Allowlist::builder()
+        .project_id(PROJECT)
+        .all_service_accounts_of_listed_projects(true)
+        .build()
+        .expect("allowlist");
+    let identity = RequireIdentityLayer::new(oidc).allowlist(allowlist);
+    let iap_layer = RequireIapLayer::new(iap);
+
+    let addrs: Vec<SocketAddr> = rt.block_on(async {
+        let mut addrs = Vec::new();
+        for router in [
+            hello(),
+            hello().layer(identity.clone()),
+            hello().layer(iap_layer.clone()),
+        ] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            addrs.push(listener.local_addr().expect("addr"));
+            tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        addrs.push(listener.local_addr().expect("addr"));
+        let upstream: url::Url = format!("http://{}/", addrs[0]).parse().expect("url");
+        let layers = Layers::new(Some(identity.clone()), None);
+        tokio::spawn(async move {
+            idgate_server::proxy::serve(listener, upstream, layers, std::future::pending())
+                .await
+                .expect("proxy");
+        });
+        addrs
+    });
+    let names = [
+        "bare hello-world",
+        "behind `RequireIdentityLayer` (memoized token)",
+        "behind `RequireIapLayer` (memoized assertion)",
+        "behind `idgate_server::proxy::serve` (identity layer) → bare",
+    ];
+    // Every target gets the same two headers, so the request bytes are identical.
+    let headers = [
+        format!("Authorization: Bearer {token}"),
+        format!("x-goog-iap-jwt-assertion: {assertion}"),
+    ];
+    // Sanity (and warm key caches and memos): every target answers 200 to this request.
+    env.runtime.block_on(async {
+        let client = reqwest::Client::new();
+        for addr in &addrs {
+            let response = client
+                .get(format!("http://{addr}/"))
+                .bearer_auth(&token)
+                .header("x-goog-iap-jwt-assertion", &assertion)
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(response.status(), 200, "{addr}");
+        }
+    });
+
+    in_process(&rt, &token, &assertion, &identity, &iap_layer, report);
+
+    let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}/")).collect();
+    let (rounds, loaded_secs, single_secs, connections) = (2, 5, 3, 32);
+    let mut loaded = vec![Vec::new(); urls.len()];
+    let mut single = vec![Vec::new(); urls.len()];
+    let mut failure = None;
+    'outer: for _ in 0..rounds {
+        for (k, url) in urls.iter().enumerate() {
+            match wrk(url, &headers, connections, loaded_secs) {
+                Ok(r) => loaded[k].push(r),
+                Err(e) => {
+                    failure = Some(e);
+                    break 'outer;
+                }
+            }
+        }
+        for (k, url) in urls.iter().enumerate() {
+            match wrk(url, &headers, 1, single_secs) {
+                Ok(r) => single[k].push(r),
+                Err(e) => {
+                    failure = Some(e);
+                    break 'outer;
+                }
+            }
+        }
+    }
+    if let Some(e) = failure {
+        report.info(SECTION, "all", "not measured (see notes)");
+        report.note(SECTION, e);
+        return;
+    }
+    let loaded: Vec<Wrk> = loaded.iter().map(|r| mean(r)).collect();
+    let single: Vec<Wrk> = single.iter().map(|r| mean(r)).collect();
+    for (k, name) in names.iter().enumerate() {
+        let (l, s) = (loaded[k], single[k]);
+        let errors = if l.errors + s.errors > 0 {
+            format!(" (**{} non-2xx/socket errors**)", l.errors + s.errors)
+        } else {
+            String::new()
+        };
+        report.info(
+            SECTION,
+            format!("{name}: {connections} connections"),
+            format!(
+                "{:.0} req/s, p50 {}, p99 {}{errors}",
+                l.rps,
+                fmt_us(l.p50_us),
+                fmt_us(l.p99_us)
+            ),
+        );
+        report.info(
+            SECTION,
+            format!("{name}: 1 connection"),
+            format!(
+                "{:.0} req/s, p50 {}, p99 {}",
+                s.rps,
+                fmt_us(s.p50_us),
+                fmt_us(s.p99_us)
+            ),
+        );
+    }
+    for (k, name) in [(1, "`RequireIdentityLayer`"), (2, "`RequireIapLayer`")] {
+        let share = loaded[k].rps / loaded[0].rps;
+        report.goal(
+            SECTION,
+            format!("{name}: share of bare throughput ({connections} connections)"),
+            format!("{:.1} %", share * 100.0),
+            "≥ 90 %",
+            share >= 0.9,
+        );
+    }
+    let added = single[3].p50_us - single[0].p50_us;
+    report.goal(
+        SECTION,
+        "proxy: added p50 over a direct call (1 connection)",
+        fmt_us(added),
+        "≤ 150 µs",
+        added <= 150.0,
+    );
+    let added_loaded = loaded[3].p50_us - loaded[0].p50_us;
+    report.info(
+        SECTION,
+        format!(
+            "proxy: added p50 over a direct call ({connections} connections, queueing included)"
+        ),
+        fmt_us(added_loaded),
+    );
+    report.note(
+        SECTION,
+        format!(
+            "`wrk -t1 -c{connections} -d{loaded_secs}s --latency` (throughput) and `wrk -t1 -c1 -d{single_secs}s \
+             --latency` (unloaded latency) against each target, {rounds} rounds in turn, figures averaged over the \
+             rounds. The servers run on one tokio worker thread, wrk on one thread: one core each. Every request \
+             carries the same `Authorization: Bearer` ID token and `x-goog-iap-jwt-assertion`, valid and admitted \
+             (the identity layer's allowlist admits every service account of the caller's project; answered from the verifier's memo after \
+             the first request). The proxy runs the identity layer and forwards to the bare server over a pooled \
+             HTTP/1 connection, so its added latency is a layer check plus one loopback hop."
+        ),
+    );
+    drop(rt);
+    std::thread::sleep(Duration::from_millis(50));
+}

@@ -1,0 +1,515 @@
+//! Verification, same tokens and keys for everyone: the jsonwebtoken floor, idgate cold / memo hit, Rust peers,
+//! single-threaded; then 2 threads of concurrent load over many distinct tokens.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use gcloud_sdk::id_token_verify::{IdTokenKeys, IdTokenKeysSource, IdTokenVerifier};
+use idgate_core::keys::KeyFormat;
+use idgate_core::verify::{IapVerifier, OidcVerifier};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use crate::env::{Env, GOOGLE_ISSUERS, IAP_ISSUER, OIDC_AUDIENCE, kid_of};
+use crate::report::Report;
+use crate::timing::{Op, Sample, interleaved, run};
+
+const SECTION: &str = "Verification, single thread (same tokens, same keys)";
+const LOAD: &str = "Verification, 2 threads of concurrent load";
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // the fields are what decoding costs; nothing reads them
+struct OidcClaims {
+    iss: String,
+    aud: String,
+    sub: String,
+    email: Option<String>,
+    email_verified: Option<bool>,
+    exp: i64,
+    iat: i64,
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct IapClaims {
+    iss: String,
+    aud: String,
+    sub: String,
+    email: String,
+    exp: i64,
+    iat: i64,
+}
+
+/// The floor: jsonwebtoken with a pre-built key and the same alg/aud/iss checks.
+struct Floor {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Floor {
+    fn new(env: &Env, url: url::Url, kid: &str, alg: Algorithm, aud: &str, iss: &[&str]) -> Self {
+        let set = env.jwks(url);
+        let key =
+            DecodingKey::from_jwk(set.find(kid).expect("signing kid published")).expect("key");
+        let mut validation = Validation::new(alg);
+        validation.set_audience(&[aud]);
+        validation.set_issuer(iss);
+        Self { key, validation }
+    }
+}
+
+/// gcloud-sdk's verifier takes a key source; this one hands it the emulator's JWKS (fetched once, as its
+/// built-in Google source would, cached for an hour).
+struct EmulatorKeys(gcloud_sdk::id_token_verify::JwkSet);
+
+#[async_trait::async_trait]
+impl IdTokenKeysSource for EmulatorKeys {
+    async fn fetch_keys(&self) -> gcloud_sdk::error::Result<IdTokenKeys> {
+        Ok(IdTokenKeys::new(self.0.clone(), Duration::from_secs(3600)))
+    }
+}
+
+pub(crate) struct Contenders {
+    rs_floor: Floor,
+    es_floor: Floor,
+    oidc_cold: OidcVerifier,
+    oidc_memo: OidcVerifier,
+    iap_cold: IapVerifier,
+    iap_memo: IapVerifier,
+    gca: google_cloud_auth::credentials::idtoken::verifier::Verifier,
+    gcloud: IdTokenVerifier,
+    jwta_rs: jwt_authorizer::Authorizer<serde_json::Value>,
+    jwta_es: jwt_authorizer::Authorizer<serde_json::Value>,
+}
+
+fn oidc_verifier(env: &Env, memo: u64) -> OidcVerifier {
+    let v = OidcVerifier::builder()
+        .audience(OIDC_AUDIENCE)
+        .keys_url(env.emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+        .memo_capacity(memo)
+        .build()
+        .expect("verifier");
+    env.runtime.block_on(v.keys().warm()).expect("warm");
+    v
+}
+
+fn iap_verifier(env: &Env, memo: u64) -> IapVerifier {
+    let v = IapVerifier::builder()
+        .audience(&env.iap_audience)
+        .keys_url(env.emulator.iap_jwks_url(), KeyFormat::IapJwks)
+        .memo_capacity(memo)
+        .build()
+        .expect("verifier");
+    env.runtime.block_on(v.keys().warm()).expect("warm");
+    v
+}
+
+impl Contenders {
+    pub(crate) fn new(env: &Env, oidc: &[String], iap: &[String]) -> Self {
+        let rs_kid = kid_of(&oidc[0]);
+        let es_kid = kid_of(&iap[0]);
+        let gcloud_keys: gcloud_sdk::id_token_verify::JwkSet =
+            serde_json::from_value(env.get_json(env.emulator.oidc_jwks_url())).expect("JWKS");
+        let jwta = |url: url::Url, iss: &[&str], aud: &str| {
+            env.runtime
+                .block_on(
+                    jwt_authorizer::JwtAuthorizer::<serde_json::Value>::from_jwks_url(url.as_str())
+                        .validation(jwt_authorizer::Validation::new().iss(iss).aud(&[aud]))
+                        .build(),
+                )
+                .expect("jwt-authorizer")
+        };
+        Self {
+            rs_floor: Floor::new(
+                env,
+                env.emulator.oidc_jwks_url(),
+                &rs_kid,
+                Algorithm::RS256,
+                OIDC_AUDIENCE,
+                &GOOGLE_ISSUERS,
+            ),
+            es_floor: Floor::new(
+                env,
+                env.emulator.iap_jwks_url(),
+                &es_kid,
+                Algorithm::ES256,
+                &env.iap_audience,
+                &[IAP_ISSUER],
+            ),
+            oidc_cold: oidc_verifier(env, 0),
+            oidc_memo: oidc_verifier(env, 100_000),
+            iap_cold: iap_verifier(env, 0),
+            iap_memo: iap_verifier(env, 100_000),
+            gca: google_cloud_auth::credentials::idtoken::verifier::Builder::new([OIDC_AUDIENCE])
+                .with_jwks_url(env.emulator.oidc_jwks_url().to_string())
+                .build(),
+            gcloud: IdTokenVerifier::with_keys_source(
+                gcloud_sdk::IdTokenAudience::new(OIDC_AUDIENCE),
+                EmulatorKeys(gcloud_keys),
+            ),
+            jwta_rs: jwta(env.emulator.oidc_jwks_url(), &GOOGLE_ISSUERS, OIDC_AUDIENCE),
+            jwta_es: jwta(
+                env.emulator.iap_jwks_url(),
+                &[IAP_ISSUER],
+                &env.iap_audience,
+            ),
+        }
+    }
+
+    /// One RS256 verification by contender `name`; `true` when the token was accepted.
+    fn rs256(&self, rt: &tokio::runtime::Runtime, name: &str, token: &str) -> bool {
+        match name {
+            "floor" => jsonwebtoken::decode::<OidcClaims>(
+                token,
+                &self.rs_floor.key,
+                &self.rs_floor.validation,
+            )
+            .is_ok(),
+            "idgate_cold" => run(rt, self.oidc_cold.verify(token)).is_ok(),
+            "idgate_memo" => run(rt, self.oidc_memo.verify(token)).is_ok(),
+            "google-cloud-auth" => run(rt, self.gca.verify(token)).is_ok(),
+            "gcloud-sdk" => run(rt, self.gcloud.verify(token)).is_ok(),
+            "jwt-authorizer" => run(rt, self.jwta_rs.check_auth(token)).is_ok(),
+            other => unreachable!("{other}"),
+        }
+    }
+
+    fn es256(&self, rt: &tokio::runtime::Runtime, name: &str, token: &str) -> bool {
+        match name {
+            "floor" => jsonwebtoken::decode::<IapClaims>(
+                token,
+                &self.es_floor.key,
+                &self.es_floor.validation,
+            )
+            .is_ok(),
+            "idgate_cold" => run(rt, self.iap_cold.verify(token)).is_ok(),
+            "idgate_memo" => run(rt, self.iap_memo.verify(token)).is_ok(),
+            "jwt-authorizer" => run(rt, self.jwta_es.check_auth(token)).is_ok(),
+            other => unreachable!("{other}"),
+        }
+    }
+}
+
+const RS_NAMES: [&str; 6] = [
+    "floor",
+    "idgate_cold",
+    "idgate_memo",
+    "google-cloud-auth",
+    "gcloud-sdk",
+    "jwt-authorizer",
+];
+const ES_NAMES: [&str; 4] = ["floor", "idgate_cold", "idgate_memo", "jwt-authorizer"];
+
+fn label(name: &str) -> &str {
+    match name {
+        "floor" => "floor: `jsonwebtoken::decode`, pre-built key",
+        "idgate_cold" => "idgate, memo off (cold)",
+        "idgate_memo" => "idgate, memo hit",
+        "google-cloud-auth" => "google-cloud-auth 1.x `idtoken::verifier` (warm JWKS)",
+        "gcloud-sdk" => "gcloud-sdk 0.33 `IdTokenVerifier` (warm keys)",
+        "jwt-authorizer" => "jwt-authorizer 0.15 `check_auth` (warm JWKS)",
+        other => other,
+    }
+}
+
+/// Single-threaded results the cross-language comparison needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ColdRates {
+    pub(crate) rs256_ops: f64,
+    pub(crate) es256_ops: f64,
+    pub(crate) rs256_us: f64,
+    pub(crate) es256_us: f64,
+}
+
+fn fmt_rate(s: &Sample) -> String {
+    format!(
+        "{:.0} ops/s, median {}",
+        s.ops_per_sec(),
+        fmt_us(s.median_us())
+    )
+}
+
+pub(crate) fn fmt_us(us: f64) -> String {
+    if us < 1.0 {
+        format!("{:.0} ns", us * 1000.0)
+    } else if us < 100.0 {
+        format!("{us:.2} µs")
+    } else if us < 10_000.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{:.1} ms", us / 1000.0)
+    }
+}
+
+pub(crate) fn single_thread(
+    c: &Contenders,
+    oidc: &[String],
+    iap: &[String],
+    report: &mut Report,
+) -> ColdRates {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+    // Sanity, and warm every key cache and memo.
+    for t in oidc {
+        for name in RS_NAMES {
+            assert!(c.rs256(&rt, name, t), "{name} rejected a valid RS256 token");
+        }
+    }
+    for t in iap {
+        for name in ES_NAMES {
+            assert!(
+                c.es256(&rt, name, t),
+                "{name} rejected a valid ES256 assertion"
+            );
+        }
+    }
+    let rounds = 4;
+    let slice = Duration::from_millis(400);
+
+    let mut ops: Vec<Op<'_>> = RS_NAMES
+        .iter()
+        .map(|&name| -> Op<'_> {
+            let rt = &rt;
+            (
+                name,
+                Box::new(move |i| assert!(black_box(c.rs256(rt, name, &oidc[i % oidc.len()])))),
+            )
+        })
+        .collect();
+    // The memo hit costs ~100 ns: bigger chunks so the clock's own cost does not count.
+    let rs = interleaved(&mut ops, rounds, slice, 32);
+    drop(ops);
+    let mut ops: Vec<Op<'_>> = ES_NAMES
+        .iter()
+        .map(|&name| -> Op<'_> {
+            let rt = &rt;
+            (
+                name,
+                Box::new(move |i| assert!(black_box(c.es256(rt, name, &iap[i % iap.len()])))),
+            )
+        })
+        .collect();
+    let es = interleaved(&mut ops, rounds, slice, 32);
+    drop(ops);
+
+    for (alg, names, samples) in [("RS256", &RS_NAMES[..], &rs), ("ES256", &ES_NAMES[..], &es)] {
+        let floor = &samples[0];
+        for (name, s) in names.iter().zip(samples.iter()) {
+            let item = format!("{alg}: {}", label(name));
+            match *name {
+                "idgate_cold" => {
+                    let ratio = s.median_us() / floor.median_us();
+                    report.goal(
+                        SECTION,
+                        item,
+                        format!("{} = {ratio:.2} × floor", fmt_rate(s)),
+                        "≤ 1.1 × floor",
+                        ratio <= 1.1,
+                    );
+                }
+                "idgate_memo" => {
+                    report.goal(SECTION, item, fmt_rate(s), "≤ 1 µs", s.median_us() <= 1.0)
+                }
+                "floor" => report.info(SECTION, item, fmt_rate(s)),
+                _ => {
+                    let ratio = s.median_us() / floor.median_us();
+                    report.info(
+                        SECTION,
+                        item,
+                        format!("{} = {ratio:.2} × floor", fmt_rate(s)),
+                    );
+                }
+            }
+        }
+    }
+    report.note(
+        SECTION,
+        format!(
+            "{} distinct RS256 tokens (one per service account) and {} distinct ES256 IAP assertions, all signed by \
+             the emulator and verified against keys it serves. Each contender ran {rounds} × {} ms, interleaved with \
+             the others, in chunks of 32 verifications; the median is over chunks. Async verifiers are polled once \
+             with a no-op waker (a warm verification completes on its first poll) and only driven by a runtime if \
+             they are not ready, for idgate and peers alike.",
+            oidc.len(),
+            iap.len(),
+            slice.as_millis()
+        ),
+    );
+    report.note(
+        SECTION,
+        "google-cloud-auth and gcloud-sdk verify Google OIDC ID tokens only (RS256, issuer accounts.google.com): \
+         they have no IAP (ES256) counterpart, so they appear in the RS256 rows only.",
+    );
+    ColdRates {
+        rs256_ops: rs[1].ops_per_sec(),
+        es256_ops: es[1].ops_per_sec(),
+        rs256_us: rs[1].median_us(),
+        es256_us: es[1].median_us(),
+    }
+}
+
+/// One verification on the calling thread's runtime; `true` when the token was accepted.
+type Verify<'a> = &'a (dyn Fn(&tokio::runtime::Runtime, &str) -> bool + Sync);
+
+/// Two threads, each with its own current-thread runtime, verifying round-robin over the pool (thread 1 starts
+/// half-way) for `duration`; returns (accepted per second, accepted, rejected).
+fn load(
+    verify: Verify<'_>,
+    tokens: &[String],
+    duration: Duration,
+    threads: usize,
+) -> (f64, u64, u64) {
+    let ok = AtomicU64::new(0);
+    let err = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (ok, err) = (&ok, &err);
+            s.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let _guard = rt.enter();
+                let mut i = t * tokens.len() / threads;
+                let (mut good, mut bad) = (0u64, 0u64);
+                while start.elapsed() < duration {
+                    for _ in 0..16 {
+                        if verify(&rt, &tokens[i % tokens.len()]) {
+                            good += 1;
+                        } else {
+                            bad += 1;
+                        }
+                        i += 1;
+                    }
+                }
+                ok.fetch_add(good, Ordering::Relaxed);
+                err.fetch_add(bad, Ordering::Relaxed);
+            });
+        }
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let (good, bad) = (ok.into_inner(), err.into_inner());
+    (good as f64 / elapsed, good, bad)
+}
+
+pub(crate) fn concurrent(env: &Env, c: &Contenders, report: &mut Report) {
+    let pool = env.oidc_tokens(1024, 100_000);
+    let names = [
+        "floor",
+        "idgate_memo_on",
+        "idgate_memo_off",
+        "google-cloud-auth",
+        "gcloud-sdk",
+        "jwt-authorizer",
+    ];
+    let rounds = 2;
+    let duration = Duration::from_millis(1500);
+    let mut totals = vec![(0.0f64, 0u64, 0u64); names.len()];
+    let mut single = vec![0.0f64; names.len()];
+    for _ in 0..rounds {
+        for (k, name) in names.iter().enumerate() {
+            for threads in [2, 1] {
+                let (rate, good, bad) = if *name == "idgate_memo_on" {
+                    // A fresh memo each run, so every run starts with 1,024 unseen tokens.
+                    let v = oidc_verifier(env, 10_000);
+                    load(
+                        &|rt, t| run(rt, v.verify(t)).is_ok(),
+                        &pool,
+                        duration,
+                        threads,
+                    )
+                } else {
+                    let inner = if *name == "idgate_memo_off" {
+                        "idgate_cold"
+                    } else {
+                        name
+                    };
+                    load(&|rt, t| c.rs256(rt, inner, t), &pool, duration, threads)
+                };
+                if threads == 1 {
+                    single[k] += rate / rounds as f64;
+                } else {
+                    totals[k].0 += rate / rounds as f64;
+                    totals[k].1 += good;
+                    totals[k].2 += bad;
+                }
+            }
+        }
+    }
+    let gca = totals[3].0;
+    for (k, name) in names.iter().enumerate() {
+        let (rate, _good, bad) = totals[k];
+        let rejected = if bad > 0 {
+            format!(" (**{bad} valid tokens rejected**)")
+        } else {
+            String::new()
+        };
+        let item = match *name {
+            "idgate_memo_on" => "idgate, memo on (default 10,000)".to_owned(),
+            "idgate_memo_off" => "idgate, memo off".to_owned(),
+            other => label(other).to_owned(),
+        };
+        let value = format!(
+            "{rate:.0} verifications/s{rejected} ({:.2} × its 1-thread rate)",
+            rate / single[k]
+        );
+        match *name {
+            "idgate_memo_on" | "idgate_memo_off" => {
+                let ratio = rate / gca;
+                report.goal(
+                    LOAD,
+                    item,
+                    format!("{value} = {ratio:.2} × google-cloud-auth"),
+                    "≥ 1.5 × google-cloud-auth",
+                    ratio >= 1.5,
+                );
+            }
+            _ => report.info(LOAD, item, value),
+        }
+    }
+    report.note(
+        LOAD,
+        format!(
+            "A pool of {} distinct valid RS256 tokens; two threads, each with its own current-thread runtime, verify \
+             round-robin through the pool (the second thread starts half-way) for {} ms, {rounds} rounds interleaved \
+             with the other contenders; a fresh memo each round, so memo on pays 1,024 full verifications before \
+             its hits. Throughput counts accepted tokens only; rejections of valid tokens are reported. Each run is \
+             paired with a 1-thread run of the same contender (same schedule): the ratio in brackets is how it \
+             scales to 2 threads (at most 2 on this 2-core machine, less when other processes want the cores).",
+            pool.len(),
+            duration.as_millis()
+        ),
+    );
+    if totals[3].2 > 0 {
+        report.note(
+            LOAD,
+            format!(
+                "google-cloud-auth rejected {} valid tokens under 2-thread load: its `JwkClient::get_or_load_cert` \
+                 takes the certificate cache with `RwLock::try_write()` on every call, even a cache hit, and fails \
+                 the verification (\"failed to obtain lock to read certificate cache\") when another verification \
+                 holds it. Only accepted tokens count towards its throughput.",
+                totals[3].2
+            ),
+        );
+    }
+}
+
+/// `idgate-bench probe <contender> <threads> <seconds>`: one contender alone under load, for `perf record`.
+pub(crate) fn probe(name: &str, threads: usize, seconds: u64) {
+    let env = Env::start();
+    let oidc = env.oidc_tokens(256, 0);
+    let iap = env.iap_tokens(4, 0);
+    let c = Contenders::new(&env, &oidc, &iap);
+    let pool = env.oidc_tokens(1024, 100_000);
+    let (rate, good, bad) = load(
+        &|rt, t| c.rs256(rt, name, t),
+        &pool,
+        Duration::from_secs(seconds),
+        threads,
+    );
+    eprintln!("{name} × {threads} threads: {rate:.0}/s ({good} accepted, {bad} rejected)");
+}
