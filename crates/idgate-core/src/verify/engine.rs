@@ -7,9 +7,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 
-use super::error::VerifyError;
-use crate::clock::Clock;
-use crate::keys::{KeyAlgorithm, KeyCache, KeyLookupError, truncate};
+use super::error::{BuildError, VerifyError};
+use super::oidc::{DEFAULT_LEEWAY, DEFAULT_MEMO_CAPACITY};
+use crate::clock::{self, Clock};
+use crate::keys::{
+    HttpKeySource, KeyAlgorithm, KeyCache, KeyCacheConfig, KeyFormat, KeyLookupError, truncate,
+};
 use crate::token::{JwtParts, Malformed, SIGNATURE_REMOVED_BY_GOOGLE};
 
 /// A header member whose mere presence (even as `null`) rejects the token.
@@ -227,6 +230,81 @@ impl<C: TimedClaims> Engine<C> {
         self.times.check(&claims, self.clock.unix_seconds())?;
         Ok(Arc::new(claims))
     }
+}
+
+/// Where a verifier's keys come from, resolved at `build()` so the clock set on the builder applies.
+#[derive(Debug)]
+pub(crate) enum KeysChoice {
+    Cache(KeyCache),
+    Url(url::Url, KeyFormat),
+}
+
+impl KeysChoice {
+    pub(crate) fn resolve(
+        choice: Option<Self>,
+        default: (url::Url, KeyFormat),
+        clock: &Arc<dyn Clock>,
+    ) -> KeyCache {
+        let (url, format) = match choice {
+            Some(Self::Cache(cache)) => return cache,
+            Some(Self::Url(url, format)) => (url, format),
+            None => default,
+        };
+        KeyCache::with_config(
+            HttpKeySource::new(url, format),
+            KeyCacheConfig::default(),
+            clock.clone(),
+        )
+    }
+}
+
+/// The options both verifier builders share, and how they become an [`Engine`].
+#[derive(Debug, Default)]
+pub(crate) struct EngineOptions {
+    pub(crate) leeway: Option<Duration>,
+    pub(crate) keys: Option<KeysChoice>,
+    pub(crate) clock: Option<Arc<dyn Clock>>,
+    pub(crate) memo_capacity: Option<u64>,
+}
+
+impl EngineOptions {
+    /// An engine bound to `algorithm`, reading `default_keys` unless told otherwise; `max_lifetime` gives the token
+    /// kind's largest `exp - iat` for a leeway.
+    pub(crate) fn build<C: TimedClaims>(
+        self,
+        algorithm: KeyAlgorithm,
+        default_keys: (url::Url, KeyFormat),
+        max_lifetime: impl Fn(i64) -> i64,
+    ) -> Result<Engine<C>, BuildError> {
+        let leeway = checked_leeway(self.leeway)?;
+        let clock = self.clock.unwrap_or_else(clock::system);
+        let keys = KeysChoice::resolve(self.keys, default_keys, &clock);
+        if keys.algorithm() != algorithm {
+            return Err(BuildError::WrongKeyAlgorithm {
+                expected: algorithm,
+                got: keys.algorithm(),
+            });
+        }
+        let times = TimeRules {
+            leeway,
+            max_lifetime: max_lifetime(leeway),
+        };
+        Ok(Engine::new(
+            keys,
+            algorithm,
+            clock,
+            times,
+            self.memo_capacity.unwrap_or(DEFAULT_MEMO_CAPACITY),
+        ))
+    }
+}
+
+pub(crate) fn checked_leeway(leeway: Option<Duration>) -> Result<i64, BuildError> {
+    let leeway = leeway.unwrap_or(DEFAULT_LEEWAY).as_secs();
+    if leeway > 300 {
+        return Err(BuildError::LeewayTooLarge(leeway));
+    }
+    Ok(i64::try_from(leeway).unwrap_or(300))
 }
 
 /// SHA-256 of the whole token: the memo key. A collision-resistant digest, so no token can stand in for another.

@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use super::engine::{Engine, TimeRules, TimedClaims, wrong_audience, wrong_issuer};
+use super::engine::{Engine, EngineOptions, KeysChoice, TimedClaims, wrong_audience, wrong_issuer};
 use super::error::{BuildError, VerifyError};
-use super::oidc::{DEFAULT_MEMO_CAPACITY, KeysChoice, checked_leeway, to_time};
-use crate::clock::{self, Clock};
+use super::oidc::to_time;
+use crate::clock::Clock;
 use crate::google;
 use crate::keys::{KeyAlgorithm, KeyCache, KeyFormat};
 
@@ -225,10 +225,7 @@ impl IapVerifier {
 #[must_use]
 pub struct IapVerifierBuilder {
     audiences: Vec<String>,
-    leeway: Option<Duration>,
-    keys: Option<KeysChoice>,
-    clock: Option<Arc<dyn Clock>>,
-    memo_capacity: Option<u64>,
+    options: EngineOptions,
 }
 
 impl IapVerifierBuilder {
@@ -240,31 +237,31 @@ impl IapVerifierBuilder {
 
     /// Clock skew tolerated on `exp`, `iat` and `nbf`. Default 30 s (Google's IAP documentation); at most 300 s.
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = Some(leeway);
+        self.options.leeway = Some(leeway);
         self
     }
 
     /// Reads keys through `keys`. Default: `https://www.gstatic.com/iap/verify/public_key-jwk`.
     pub fn keys(mut self, keys: KeyCache) -> Self {
-        self.keys = Some(KeysChoice::Cache(keys));
+        self.options.keys = Some(KeysChoice::Cache(keys));
         self
     }
 
     /// Reads keys from `url` in `format` ([`KeyFormat::IapJwks`] or [`KeyFormat::IapPem`]).
     pub fn keys_url(mut self, url: url::Url, format: KeyFormat) -> Self {
-        self.keys = Some(KeysChoice::Url(url, format));
+        self.options.keys = Some(KeysChoice::Url(url, format));
         self
     }
 
     /// Uses `clock` for every time decision (tests).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
+        self.options.clock = Some(clock);
         self
     }
 
     /// How many verified assertions to remember; `0` turns the memo off. Default 10,000.
     pub fn memo_capacity(mut self, capacity: u64) -> Self {
-        self.memo_capacity = Some(capacity);
+        self.options.memo_capacity = Some(capacity);
         self
     }
 
@@ -281,30 +278,12 @@ impl IapVerifierBuilder {
         for aud in &self.audiences {
             check_iap_audience(aud).map_err(|why| BuildError::InvalidAudience(aud.clone(), why))?;
         }
-        let leeway = checked_leeway(self.leeway)?;
-        let clock = self.clock.unwrap_or_else(clock::system);
-        let keys = KeysChoice::resolve(
-            self.keys,
-            (google::Endpoints::default().iap_jwks, KeyFormat::IapJwks),
-            &clock,
-        );
-        if keys.algorithm() != KeyAlgorithm::Es256 {
-            return Err(BuildError::WrongKeyAlgorithm {
-                expected: KeyAlgorithm::Es256,
-                got: keys.algorithm(),
-            });
-        }
-        let times = TimeRules {
-            leeway,
-            max_lifetime: MAX_LIFETIME_SECS + 2 * leeway,
-        };
-        let engine = Engine::new(
-            keys,
+        let engine = self.options.build(
             KeyAlgorithm::Es256,
-            clock,
-            times,
-            self.memo_capacity.unwrap_or(DEFAULT_MEMO_CAPACITY),
-        );
+            (google::Endpoints::default().iap_jwks, KeyFormat::IapJwks),
+            // Google's IAP documentation: "10 minutes + 2 * skew".
+            |leeway| MAX_LIFETIME_SECS + 2 * leeway,
+        )?;
         Ok(IapVerifier {
             inner: Arc::new(IapInner {
                 engine,

@@ -7,11 +7,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::engine::{Engine, TimeRules, TimedClaims, wrong_audience, wrong_issuer};
+use super::engine::{Engine, EngineOptions, KeysChoice, TimedClaims, wrong_audience, wrong_issuer};
 use super::error::{BuildError, VerifyError};
-use crate::clock::{self, Clock};
+use crate::clock::Clock;
 use crate::google;
-use crate::keys::{HttpKeySource, KeyAlgorithm, KeyCache, KeyCacheConfig, KeyFormat};
+use crate::keys::{KeyAlgorithm, KeyCache, KeyFormat};
 
 /// The issuers Google's OIDC ID tokens carry: the modern and the legacy form, and nothing else.
 pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
@@ -334,37 +334,8 @@ impl TrustedCloudRunInvokerCheck {
 pub struct OidcVerifierBuilder {
     audiences: Vec<String>,
     audience_match: AudienceMatch,
-    leeway: Option<Duration>,
-    keys: Option<KeysChoice>,
-    clock: Option<Arc<dyn Clock>>,
-    memo_capacity: Option<u64>,
+    options: EngineOptions,
     require_email: Option<bool>,
-}
-
-/// Where a verifier's keys come from, resolved at `build()` so the clock set on the builder applies.
-#[derive(Debug)]
-pub(crate) enum KeysChoice {
-    Cache(KeyCache),
-    Url(url::Url, KeyFormat),
-}
-
-impl KeysChoice {
-    pub(crate) fn resolve(
-        choice: Option<Self>,
-        default: (url::Url, KeyFormat),
-        clock: &Arc<dyn Clock>,
-    ) -> KeyCache {
-        let (url, format) = match choice {
-            Some(Self::Cache(cache)) => return cache,
-            Some(Self::Url(url, format)) => (url, format),
-            None => default,
-        };
-        KeyCache::with_config(
-            HttpKeySource::new(url, format),
-            KeyCacheConfig::default(),
-            clock.clone(),
-        )
-    }
 }
 
 /// The default leeway for `exp`, `iat` and `nbf`: 30 seconds, as Google's IAP documentation specifies.
@@ -398,33 +369,33 @@ impl OidcVerifierBuilder {
 
     /// Clock skew tolerated on `exp`, `iat` and `nbf`. Default 30 s; at most 300 s.
     pub fn leeway(mut self, leeway: Duration) -> Self {
-        self.leeway = Some(leeway);
+        self.options.leeway = Some(leeway);
         self
     }
 
     /// Reads keys through `keys` (share one cache between verifiers, or point it at the emulator).
     /// Default: Google's `oauth2/v3/certs` JWKS.
     pub fn keys(mut self, keys: KeyCache) -> Self {
-        self.keys = Some(KeysChoice::Cache(keys));
+        self.options.keys = Some(KeysChoice::Cache(keys));
         self
     }
 
     /// Reads keys from `url` in `format` (e.g. the emulator's JWKS, or Google's `oauth2/v1/certs` with
     /// [`KeyFormat::OidcPemCertificates`]) through a default [`KeyCache`].
     pub fn keys_url(mut self, url: url::Url, format: KeyFormat) -> Self {
-        self.keys = Some(KeysChoice::Url(url, format));
+        self.options.keys = Some(KeysChoice::Url(url, format));
         self
     }
 
     /// Uses `clock` for every time decision (tests).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = Some(clock);
+        self.options.clock = Some(clock);
         self
     }
 
     /// How many verified tokens to remember; `0` turns the memo off. Default 10,000.
     pub fn memo_capacity(mut self, capacity: u64) -> Self {
-        self.memo_capacity = Some(capacity);
+        self.options.memo_capacity = Some(capacity);
         self
     }
 
@@ -443,30 +414,11 @@ impl OidcVerifierBuilder {
     /// cache for another algorithm.
     pub fn build(self) -> Result<OidcVerifier, BuildError> {
         let audiences = Audiences::new(self.audiences, self.audience_match)?;
-        let leeway = checked_leeway(self.leeway)?;
-        let clock = self.clock.unwrap_or_else(clock::system);
-        let keys = KeysChoice::resolve(
-            self.keys,
-            (google::Endpoints::default().oidc_jwks, KeyFormat::OidcJwks),
-            &clock,
-        );
-        if keys.algorithm() != KeyAlgorithm::Rs256 {
-            return Err(BuildError::WrongKeyAlgorithm {
-                expected: KeyAlgorithm::Rs256,
-                got: keys.algorithm(),
-            });
-        }
-        let times = TimeRules {
-            leeway,
-            max_lifetime: MAX_LIFETIME_SECS + leeway,
-        };
-        let engine = Engine::new(
-            keys,
+        let engine = self.options.build(
             KeyAlgorithm::Rs256,
-            clock,
-            times,
-            self.memo_capacity.unwrap_or(DEFAULT_MEMO_CAPACITY),
-        );
+            (google::Endpoints::default().oidc_jwks, KeyFormat::OidcJwks),
+            |leeway| MAX_LIFETIME_SECS + leeway,
+        )?;
         Ok(OidcVerifier {
             inner: Arc::new(OidcInner {
                 engine,
@@ -475,12 +427,4 @@ impl OidcVerifierBuilder {
             }),
         })
     }
-}
-
-pub(crate) fn checked_leeway(leeway: Option<Duration>) -> Result<i64, BuildError> {
-    let leeway = leeway.unwrap_or(DEFAULT_LEEWAY).as_secs();
-    if leeway > 300 {
-        return Err(BuildError::LeewayTooLarge(leeway));
-    }
-    Ok(i64::try_from(leeway).unwrap_or(300))
 }
