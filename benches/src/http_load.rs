@@ -39,7 +39,7 @@ fn in_process(
     identity: &RequireIdentityLayer,
     iap: &RequireIapLayer,
     report: &mut Report,
-) {
+) -> [f64; 4] {
     use tower::ServiceExt as _;
 
     let _guard = rt.enter();
@@ -102,6 +102,12 @@ fn in_process(
         ),
         fmt_us(samples[3].median_us()),
     );
+    [
+        bare,
+        samples[1].median_us(),
+        samples[2].median_us(),
+        samples[3].median_us(),
+    ]
 }
 
 fn parse_latency(s: &str) -> Option<f64> {
@@ -256,7 +262,7 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
         }
     });
 
-    in_process(&rt, &token, &assertion, &identity, &iap_layer, report);
+    let in_proc = in_process(&rt, &token, &assertion, &identity, &iap_layer, report);
 
     let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}/")).collect();
     let (rounds, loaded_secs, single_secs, connections) = (2, 5, 3, 32);
@@ -318,14 +324,53 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
             ),
         );
     }
+    let mut shares = Vec::new();
     for (k, name) in [(1, "`RequireIdentityLayer`"), (2, "`RequireIapLayer`")] {
         let share = loaded[k].rps / loaded[0].rps;
+        shares.push((name, share));
         report.goal(
             SECTION,
             format!("{name}: share of bare throughput ({connections} connections)"),
             format!("{:.1} %", share * 100.0),
             "≥ 90 %",
             share >= 0.9,
+        );
+    }
+    if shares.iter().any(|(_, s)| *s < 0.9) {
+        let per_request = 1e6 / loaded[0].rps;
+        let (identity, iap) = (in_proc[1] - in_proc[0], in_proc[2] - in_proc[0]);
+        let cap = |layer: f64| 100.0 * per_request / (per_request + layer);
+        report.note(
+            SECTION,
+            format!(
+                "Share of bare throughput: {}. The bare hello-world costs the server ~{} of CPU per request over \
+                 loopback ({:.0} req/s on one worker), so 90 % leaves a layer ~{} per request. In process the \
+                 identity layer costs {} and the IAP layer {} per request (memoized token, rows above), which caps \
+                 their shares at ~{:.0} % and ~{:.0} % before any noise; on this shared machine the shares also move \
+                 by ±10 % between runs (the IAP layer measured 84-105 % over five development runs). `perf` of the layers in \
+                 process (`cargo run --release -- probe-layer identity|iap`, at commit 6ae5497): the SHA-256 of the \
+                 whole token that keys the memo (`engine::digest`) is the largest single cost, ≈ 22 % of an identity \
+                 request (a ~790-byte RS256 token, ~13 SHA-256 blocks even with SHA-NI, about a third of the layer) \
+                 and ≈ 16 % of an IAP request (a shorter ES256 assertion); then `Caller::from_id_token` ≈ 9 % \
+                 (copies and normalizes the email), the moka lookup ≈ 6-7 %, inserting the caller into the request \
+                 extensions ≈ 6 %. Parsing the `Authorization` value is no longer a factor ({} since d12e860; \
+                 871 ns before). Meeting 90 % on a hello-world needs the memoized path under ~{}: the digest alone \
+                 takes a third of the identity layer's cost.",
+                shares
+                    .iter()
+                    .map(|(n, s)| format!("{n} {:.1} %", s * 100.0))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                fmt_us(per_request),
+                loaded[0].rps,
+                fmt_us(per_request * (1.0 / 0.9 - 1.0)),
+                fmt_us(identity),
+                fmt_us(iap),
+                cap(identity),
+                cap(iap),
+                fmt_us(in_proc[3]),
+                fmt_us(per_request * (1.0 / 0.9 - 1.0)),
+            ),
         );
     }
     let added = single[3].p50_us - single[0].p50_us;
@@ -358,4 +403,66 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
     );
     drop(rt);
     std::thread::sleep(Duration::from_millis(50));
+}
+
+/// `idgate-bench probe-layer <identity|iap|bare> <seconds>`: one router called in process in a loop, for
+/// `perf record`.
+pub(crate) fn probe_layer(which: &str, seconds: u64) {
+    use tower::ServiceExt as _;
+
+    let env = Env::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+    let token = env.oidc_tokens(2, 200_000).remove(0);
+    let assertion = env.iap_tokens(2, 200_000).remove(0);
+    let router = match which {
+        "identity" => {
+            let oidc = OidcVerifier::builder()
+                .audience(OIDC_AUDIENCE)
+                .keys_url(env.emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+                .build()
+                .expect("verifier");
+            let allowlist = Allowlist::builder()
+                .project_id(PROJECT)
+                .all_service_accounts_of_listed_projects(true)
+                .build()
+                .expect("allowlist");
+            hello().layer(RequireIdentityLayer::new(oidc).allowlist(allowlist))
+        }
+        "iap" => {
+            let iap = IapVerifier::builder()
+                .audience(&env.iap_audience)
+                .keys_url(env.emulator.iap_jwks_url(), KeyFormat::IapJwks)
+                .build()
+                .expect("verifier");
+            hello().layer(RequireIapLayer::new(iap))
+        }
+        _ => hello(),
+    };
+    let bearer = format!("Bearer {token}");
+    let request = || {
+        http::Request::get("/")
+            .header(http::header::AUTHORIZATION, &bearer)
+            .header("x-goog-iap-jwt-assertion", &assertion)
+            .body(axum::body::Body::empty())
+            .expect("request")
+    };
+    let first = crate::timing::run(&rt, router.clone().oneshot(request())).expect("response");
+    assert_eq!(first.status(), 200);
+    let start = std::time::Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(seconds) {
+        for _ in 0..256 {
+            let r = crate::timing::now(router.clone().oneshot(request())).expect("response");
+            std::hint::black_box(r);
+        }
+        n += 256;
+    }
+    eprintln!(
+        "{which}: {:.0} ns per request",
+        start.elapsed().as_nanos() as f64 / n as f64
+    );
 }

@@ -53,6 +53,12 @@ fn main() {
         verify::probe(name, threads, seconds);
         return;
     }
+    if args.get(1).map(String::as_str) == Some("probe-layer") {
+        let which = args.get(2).map_or("identity", String::as_str);
+        let seconds = args.get(3).and_then(|c| c.parse().ok()).unwrap_or(5);
+        http_load::probe_layer(which, seconds);
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let only: Option<&str> = args.iter().find_map(|a| a.strip_prefix("--only="));
     let wants = |s: &str| only.is_none_or(|o| o.split(',').any(|x| x == s));

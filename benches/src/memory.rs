@@ -122,6 +122,7 @@ fn delta_mib(v: &serde_json::Value) -> f64 {
 }
 
 pub(crate) fn run(report: &mut Report) {
+    let mut per_entry: Vec<(&str, f64)> = Vec::new();
     match (spawn("iap", TOKENS as u64, TOKENS), spawn("iap", 0, TOKENS)) {
         (Ok(memo), Ok(control)) => {
             let (d, c) = (delta_mib(&memo), delta_mib(&control));
@@ -138,6 +139,7 @@ pub(crate) fn run(report: &mut Report) {
                 "≤ 64 MiB for the memo",
                 d <= 64.0,
             );
+            per_entry.push(("IAP", d * 1024.0 * 1024.0 / TOKENS as f64));
         }
         (a, b) => {
             report.info(SECTION, "RSS growth (IAP)", "not measured (see notes)");
@@ -161,12 +163,42 @@ pub(crate) fn run(report: &mut Report) {
                 "≤ 64 MiB for the memo",
                 d <= 64.0,
             );
+            per_entry.push(("OIDC", d * 1024.0 * 1024.0 / TOKENS as f64));
         }
         Err(e) => report.note(SECTION, format!("memory child (oidc) failed: {e}")),
     }
     match spawn("moka", TOKENS as u64, TOKENS) {
         Ok(m) => {
             let d = delta_mib(&m);
+            let base = d * 1024.0 * 1024.0 / TOKENS as f64;
+            let budget = 64.0 * 1024.0 * 1024.0 / TOKENS as f64;
+            if per_entry.iter().any(|(_, p)| *p > budget) {
+                let split = per_entry
+                    .iter()
+                    .map(|(k, p)| {
+                        format!(
+                            "{k}: {p:.0} B/entry = {base:.0} cache + {:.0} claims",
+                            p - base
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                report.note(
+                    SECTION,
+                    format!(
+                        "The memo misses 64 MiB for 100,000 entries (a budget of {budget:.0} bytes per entry). Split \
+                         by the moka baseline: {split}. The cache's own per-entry cost (moka's entry, its \
+                         access-order and write-order deque nodes (the memo has a time-to-live), the hash table slot \
+                         and the 32-byte SHA-256 key) is over half of the budget before any claim is stored. The \
+                         rest is `Arc<OidcClaims>` / `Arc<IapClaims>`: the deserialized claims with an owned `String` \
+                         per claim (each its own allocation), including `iss` and `aud`, which are the same for \
+                         every entry of a verifier (one of its configured audiences and issuers). Where to cut is the \
+                         lead's call: store only what `VerifiedIdToken`/`VerifiedIapAssertion` expose, share \
+                         `iss`/`aud` (an index into the configured lists), keep strings in one allocation, or a \
+                         lighter cache than moka with a TTL."
+                    ),
+                );
+            }
             report.info(
                 SECTION,
                 format!("baseline: moka 0.12 sync cache alone, {TOKENS} × ([u8; 32] → Arc<u64>), same TTL and capacity"),
