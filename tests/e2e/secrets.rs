@@ -3,9 +3,8 @@
 //! `Display` and `Debug` of every error met on the way. No token, no signature segment, no private-key PEM line and
 //! no access token may appear anywhere in that text.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use idgate_client::{
@@ -18,40 +17,9 @@ use idgate_emulator::{Endpoint, Fault, TokenSpec};
 use idgate_server::{Layers, RequireIapLayer, RequireIdentityLayer};
 
 use crate::support::{
-    AUD, Site, allowlist, client, emulator, iap_allowlist, iap_verifier, oidc_verifier,
+    AUD, Site, allowlist, client, emulator, global_log, iap_allowlist, iap_verifier, oidc_verifier,
     oidc_verifier_with, sa, user,
 };
-
-static CAPTURED: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-
-#[derive(Clone)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_everything() -> Arc<Mutex<Vec<u8>>> {
-    CAPTURED
-        .get_or_init(|| {
-            let buffer = Arc::new(Mutex::new(Vec::new()));
-            let sink = Sink(Arc::clone(&buffer));
-            tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::TRACE)
-                .with_ansi(false)
-                .with_writer(move || sink.clone())
-                .try_init()
-                .expect("the only global subscriber in this binary");
-            buffer
-        })
-        .clone()
-}
 
 fn quick() -> RetryPolicy {
     RetryPolicy::default()
@@ -79,7 +47,7 @@ impl Secrets {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_any_log_line_or_error() {
-    let buffer = capture_everything();
+    let buffer = global_log();
     let mut secrets = Secrets::default();
     let mut errors: Vec<String> = Vec::new();
     let mut note = |e: &dyn std::fmt::Debug, d: String| errors.push(format!("{d}\n{e:?}"));

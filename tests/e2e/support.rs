@@ -2,9 +2,10 @@
 //! TCP client for bytes reqwest would not send, a capture of `idgate::decision` log events, and a signer for
 //! hand-crafted JWTs.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -18,6 +19,7 @@ use idgate_server::{RequireIapLayer, RequireIdentityLayer};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// The audience every OIDC layer here accepts.
 pub(crate) const AUD: &str = "https://api.idgate-e2e.test";
@@ -184,18 +186,71 @@ pub(crate) struct Decision {
     pub(crate) reason: String,
 }
 
+/// The binary's one global subscriber, installed on first use: every event of every target at TRACE goes into the
+/// returned buffer (the secrets test reads it), and every `idgate::decision` event goes to the [`Decisions`] capture
+/// of the thread it happens on.
+///
+/// One global subscriber rather than a scoped one per test: tracing caches each callsite's interest across all live
+/// dispatchers, and scoped dispatchers created and dropped by tests running in parallel could leave an event
+/// unrecorded (seen here: an admitted request whose decision was missing under load).
+pub(crate) fn global_log() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink(Arc::clone(&buffer));
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(move || sink.clone()),
+            )
+            .with(DecisionForwarder)
+            .with(tracing_subscriber::filter::LevelFilter::TRACE)
+            .try_init()
+            .expect("the only global subscriber in this binary");
+        buffer
+    })
+    .clone()
+}
+
+#[derive(Clone)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+thread_local! {
+    static CAPTURE: RefCell<Option<Decisions>> = const { RefCell::new(None) };
+}
+
 /// The decisions logged on this thread while the guard lives (tests run on a current-thread runtime, so the
 /// layers' futures and the servers' tasks log on the test's thread).
 #[derive(Clone, Default)]
 pub(crate) struct Decisions(Arc<Mutex<Vec<Decision>>>);
 
+/// Stops a thread's [`Decisions`] capture when dropped.
+pub(crate) struct CaptureGuard;
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| c.borrow_mut().take());
+    }
+}
+
 impl Decisions {
     /// Starts capturing on this thread.
-    pub(crate) fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+    pub(crate) fn capture() -> (Self, CaptureGuard) {
+        global_log();
         let decisions = Self::default();
-        let subscriber = tracing_subscriber::registry().with(decisions.clone());
-        let guard = tracing::subscriber::set_default(subscriber);
-        (decisions, guard)
+        CAPTURE.with(|c| *c.borrow_mut() = Some(decisions.clone()));
+        (decisions, CaptureGuard)
     }
 
     pub(crate) fn last(&self) -> Option<Decision> {
@@ -224,13 +279,21 @@ impl Visit for DecisionVisitor<'_> {
     }
 }
 
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Decisions {
+/// Sends `idgate::decision` events to the current thread's capture, if it has one.
+struct DecisionForwarder;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DecisionForwarder {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        if event.metadata().target() == idgate_server::rejection::DECISION_TARGET {
-            let mut decision = Decision::default();
-            event.record(&mut DecisionVisitor(&mut decision));
-            self.0.lock().expect("lock").push(decision);
+        if event.metadata().target() != idgate_server::rejection::DECISION_TARGET {
+            return;
         }
+        CAPTURE.with(|c| {
+            if let Some(decisions) = &*c.borrow() {
+                let mut decision = Decision::default();
+                event.record(&mut DecisionVisitor(&mut decision));
+                decisions.0.lock().expect("lock").push(decision);
+            }
+        });
     }
 }
 

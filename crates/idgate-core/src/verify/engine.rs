@@ -122,12 +122,13 @@ impl<C: TimedClaims> Engine<C> {
         }
     }
 
-    /// Verifies structure, header, key, signature and times, then `check` for the token kind's own claims.
+    /// Verifies structure, header, key, signature and times, then `check` for the token kind's own claims (which may
+    /// also compact them for the memo, see [`ClaimStr`](super::claim_str::ClaimStr)).
     /// A token that passes is remembered, so the next presentation costs a hash and a lookup.
     pub(crate) async fn verify(
         &self,
         token: &str,
-        check: impl Fn(&C) -> Result<(), VerifyError>,
+        check: impl Fn(&mut C) -> Result<(), VerifyError>,
     ) -> Result<Arc<C>, VerifyError> {
         let token = token.trim();
         if token.len() > crate::token::MAX_TOKEN_BYTES {
@@ -172,8 +173,8 @@ impl<C: TimedClaims> Engine<C> {
             return Err(VerifyError::InvalidSignature);
         }
 
-        let claims: C = parts.decode_payload()?;
-        check(&claims)?;
+        let mut claims: C = parts.decode_payload()?;
+        check(&mut claims)?;
         self.times.check(&claims, self.clock.unix_seconds())?;
         let claims = Arc::new(claims);
         if let (Some(memo), Some(digest)) = (&self.memo, digest) {
@@ -213,7 +214,7 @@ impl<C: TimedClaims> Engine<C> {
     pub(crate) fn verify_signature_removed(
         &self,
         token: &str,
-        check: impl Fn(&C) -> Result<(), VerifyError>,
+        check: impl Fn(&mut C) -> Result<(), VerifyError>,
     ) -> Result<Arc<C>, VerifyError> {
         let token = token.trim();
         if token.len() > crate::token::MAX_TOKEN_BYTES {
@@ -225,8 +226,8 @@ impl<C: TimedClaims> Engine<C> {
             // A token that still has its signature must be verified, not trusted.
             return Err(VerifyError::InvalidSignature);
         }
-        let claims: C = parts.decode_payload()?;
-        check(&claims)?;
+        let mut claims: C = parts.decode_payload()?;
+        check(&mut claims)?;
         self.times.check(&claims, self.clock.unix_seconds())?;
         Ok(Arc::new(claims))
     }

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
+use super::claim_str::ClaimStr;
 use super::engine::{Engine, EngineOptions, KeysChoice, TimedClaims, wrong_audience, wrong_issuer};
 use super::error::{BuildError, VerifyError};
 use super::oidc::to_time;
@@ -27,14 +28,14 @@ struct IapGoogleClaim {
 
 #[derive(Deserialize)]
 pub(crate) struct IapClaims {
-    iss: String,
-    aud: String,
-    sub: String,
-    email: String,
+    iss: ClaimStr,
+    aud: ClaimStr,
+    sub: Box<str>,
+    email: Box<str>,
     exp: i64,
     iat: i64,
     nbf: Option<i64>,
-    hd: Option<String>,
+    hd: Option<Box<str>>,
     google: Option<IapGoogleClaim>,
 }
 
@@ -170,7 +171,7 @@ pub struct IapVerifier {
 
 struct IapInner {
     engine: Engine<IapClaims>,
-    audiences: Vec<String>,
+    audiences: Vec<Arc<str>>,
 }
 
 impl fmt::Debug for IapVerifier {
@@ -198,12 +199,13 @@ impl IapVerifier {
         let inner = &*self.inner;
         let claims = inner
             .engine
-            .verify(assertion, |c: &IapClaims| {
-                if c.iss != IAP_ISSUER {
+            .verify(assertion, |c: &mut IapClaims| {
+                if !c.iss.share_static(&[IAP_ISSUER]) {
                     return Err(wrong_issuer(&c.iss));
                 }
-                if !inner.audiences.contains(&c.aud) {
-                    return Err(wrong_audience(&c.aud));
+                match inner.audiences.iter().find(|a| ***a == *c.aud) {
+                    Some(configured) => c.aud.share(configured),
+                    None => return Err(wrong_audience(&c.aud)),
                 }
                 if c.email.is_empty() {
                     return Err(VerifyError::MissingEmail);
@@ -287,7 +289,7 @@ impl IapVerifierBuilder {
         Ok(IapVerifier {
             inner: Arc::new(IapInner {
                 engine,
-                audiences: self.audiences,
+                audiences: self.audiences.into_iter().map(Arc::from).collect(),
             }),
         })
     }

@@ -8,6 +8,7 @@
 //! The results, [`VerifiedIdToken`] and [`VerifiedIapAssertion`], have no public constructor: code that holds one
 //! knows the checks ran.
 
+mod claim_str;
 mod engine;
 mod error;
 mod iap;

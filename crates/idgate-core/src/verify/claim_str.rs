@@ -1,0 +1,88 @@
+//! Compact storage for claim strings, because the memo keeps the claims of up to `memo_capacity` tokens.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+/// A claim's string as the memo stores it. Values every token of a verifier shares (its issuer, its configured
+/// audience) point at one copy instead of being allocated again for each of the memo's entries; the rest are
+/// exact-size boxes. Same size as a `String`, and reads as a `&str`.
+#[derive(Clone)]
+pub(crate) enum ClaimStr {
+    /// One of a fixed set of known values (the issuers).
+    Static(&'static str),
+    /// A value the verifier's configuration holds (an audience).
+    Shared(Arc<str>),
+    /// Anything else, as parsed.
+    Owned(Box<str>),
+}
+
+impl ClaimStr {
+    /// Points at the `known` value equal to this one, if any; returns whether it found one.
+    pub(crate) fn share_static(&mut self, known: &[&'static str]) -> bool {
+        match known.iter().find(|k| **k == &**self) {
+            Some(k) => {
+                *self = Self::Static(k);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Points at `shared`, which the caller has found equal to this value.
+    pub(crate) fn share(&mut self, shared: &Arc<str>) {
+        debug_assert_eq!(&**shared, &**self);
+        *self = Self::Shared(shared.clone());
+    }
+}
+
+impl Deref for ClaimStr {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Self::Static(s) => s,
+            Self::Shared(s) => s,
+            Self::Owned(s) => s,
+        }
+    }
+}
+
+impl fmt::Debug for ClaimStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClaimStr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Box::<str>::deserialize(d).map(Self::Owned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sharing_keeps_the_value_and_saves_the_copy() {
+        let mut iss: ClaimStr = serde_json::from_str(r#""https://accounts.google.com""#).unwrap();
+        assert!(iss.share_static(&["accounts.google.com", "https://accounts.google.com"]));
+        assert!(matches!(
+            iss,
+            ClaimStr::Static("https://accounts.google.com")
+        ));
+        let mut other: ClaimStr = serde_json::from_str(r#""https://evil""#).unwrap();
+        assert!(!other.share_static(&["https://accounts.google.com"]));
+        assert_eq!(&*other, "https://evil");
+
+        let configured: Arc<str> = Arc::from("https://svc.example");
+        let mut aud: ClaimStr = serde_json::from_str(r#""https://svc.example""#).unwrap();
+        aud.share(&configured);
+        assert_eq!(&*aud, "https://svc.example");
+        assert_eq!(Arc::strong_count(&configured), 2);
+        assert_eq!(size_of::<ClaimStr>(), size_of::<String>());
+    }
+}
