@@ -9,6 +9,7 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 
 use super::error::{BuildError, VerifyError};
 use super::oidc::{DEFAULT_LEEWAY, DEFAULT_MEMO_CAPACITY};
+use super::recent;
 use crate::clock::{self, Clock};
 use crate::keys::{
     HttpKeySource, KeyAlgorithm, KeyCache, KeyCacheConfig, KeyFormat, KeyLookupError, truncate,
@@ -93,6 +94,8 @@ pub(crate) struct Engine<C> {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) times: TimeRules,
     pub(crate) memo: Option<Memo<C>>,
+    /// This engine's identity in the per-thread [`recent`](super::recent) cache.
+    id: u64,
 }
 
 impl<C: TimedClaims> Engine<C> {
@@ -119,6 +122,7 @@ impl<C: TimedClaims> Engine<C> {
             clock,
             times,
             memo,
+            id: recent::next_verifier_id(),
         }
     }
 
@@ -134,6 +138,13 @@ impl<C: TimedClaims> Engine<C> {
         if token.len() > crate::token::MAX_TOKEN_BYTES {
             return Err(Malformed::TooLarge.into());
         }
+        // With the memo on, first the tokens this thread just verified: an exact byte comparison, no hashing.
+        if self.memo.is_some()
+            && let Some(claims) = recent::get::<C>(self.id, token)
+            && self.clock.unix_seconds() < claims.exp().saturating_add(self.times.leeway)
+        {
+            return Ok(claims);
+        }
         let digest = self.memo.as_ref().map(|_| digest(token));
         if let (Some(memo), Some(digest)) = (&self.memo, &digest)
             && let Some(claims) = memo.get(digest)
@@ -141,6 +152,7 @@ impl<C: TimedClaims> Engine<C> {
             // Everything but time was settled when the token was first verified, by this same verifier.
             let now = self.clock.unix_seconds();
             if now < claims.exp().saturating_add(self.times.leeway) {
+                recent::put(self.id, token, claims.clone());
                 return Ok(claims);
             }
             memo.invalidate(digest);
@@ -179,6 +191,7 @@ impl<C: TimedClaims> Engine<C> {
         let claims = Arc::new(claims);
         if let (Some(memo), Some(digest)) = (&self.memo, digest) {
             memo.insert(digest, claims.clone());
+            recent::put(self.id, token, claims.clone());
         }
         Ok(claims)
     }

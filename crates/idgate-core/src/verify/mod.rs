@@ -13,6 +13,7 @@ mod engine;
 mod error;
 mod iap;
 mod oidc;
+mod recent;
 
 pub use error::{BuildError, VerifyError};
 pub(crate) use iap::check_iap_audience;

@@ -453,3 +453,21 @@ async fn cloud_run_checked_tokens_need_the_marker_and_never_leak_into_the_memo()
         VerifyError::InvalidSignature
     );
 }
+
+#[tokio::test]
+async fn a_token_one_verifier_just_accepted_is_judged_afresh_by_another() {
+    let w = World::new().await;
+    let mine = w.oidc();
+    let theirs = OidcVerifier::builder()
+        .audience("https://another-service.a.run.app")
+        .clock(std::sync::Arc::new(w.clock.clone()))
+        .keys(mine.keys().clone())
+        .build()
+        .unwrap();
+    let token = w.emulator.mint(&sa().issued_at(w.now()));
+    for _ in 0..3 {
+        // Same thread, same token, in and out of the per-thread cache of recent tokens.
+        assert!(mine.verify(&token).await.is_ok());
+        assert!(theirs.verify(&token).await.unwrap_err().is_wrong_audience());
+    }
+}

@@ -1,0 +1,95 @@
+//! A per-thread cache of the last few tokens each thread verified, in front of the shared memo.
+//!
+//! A service sees few callers, and each presents the same token for up to an hour, so most requests on a thread
+//! carry a token that thread has just seen. Comparing the token's bytes with a handful of recent ones costs tens of
+//! nanoseconds; the shared memo costs a SHA-256 of the whole token (about 1 KiB) and a concurrent map lookup, several
+//! times more. Entries are matched on the exact bytes (no digest, so nothing can collide) and on the verifier that
+//! accepted them (so one verifier's tokens never answer for another's), and the caller still re-checks `exp`.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Tokens remembered per thread. Small on purpose: this is a cache of "the token I just saw", not a second memo.
+const SLOTS: usize = 4;
+
+struct Entry {
+    verifier: u64,
+    token: Box<str>,
+    claims: Arc<dyn Any + Send + Sync>,
+}
+
+struct Recent {
+    slots: [Option<Entry>; SLOTS],
+    next: usize,
+}
+
+thread_local! {
+    static RECENT: RefCell<Recent> = const { RefCell::new(Recent { slots: [const { None }; SLOTS], next: 0 }) };
+}
+
+/// A process-unique identity for a verifier's engine.
+pub(crate) fn next_verifier_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The claims `verifier` accepted for exactly `token`, if this thread verified it recently.
+pub(crate) fn get<C: Send + Sync + 'static>(verifier: u64, token: &str) -> Option<Arc<C>> {
+    RECENT.with(|recent| {
+        let recent = recent.borrow();
+        let entry = recent
+            .slots
+            .iter()
+            .flatten()
+            .find(|e| e.verifier == verifier && *e.token == *token)?;
+        entry.claims.clone().downcast::<C>().ok()
+    })
+}
+
+/// Remembers that `verifier` accepted `token`, replacing this thread's oldest entry.
+pub(crate) fn put<C: Send + Sync + 'static>(verifier: u64, token: &str, claims: Arc<C>) {
+    RECENT.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        let slot = recent.next;
+        recent.next = (slot + 1) % SLOTS;
+        recent.slots[slot] = Some(Entry {
+            verifier,
+            token: token.into(),
+            claims,
+        });
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_token_and_verifier_only_and_bounded() {
+        let (a, b) = (next_verifier_id(), next_verifier_id());
+        put(a, "tok.en.1", Arc::new(1u32));
+        assert_eq!(get::<u32>(a, "tok.en.1").as_deref(), Some(&1));
+        assert!(
+            get::<u32>(b, "tok.en.1").is_none(),
+            "another verifier's token"
+        );
+        assert!(get::<u32>(a, "tok.en.2").is_none());
+        assert!(
+            get::<u32>(a, "tok.en.").is_none(),
+            "a prefix is not the token"
+        );
+        assert!(get::<u64>(a, "tok.en.1").is_none(), "another claims type");
+        for i in 0..SLOTS {
+            put(a, &format!("other.{i}.x"), Arc::new(0u32));
+        }
+        assert!(
+            get::<u32>(a, "tok.en.1").is_none(),
+            "the oldest entry was replaced"
+        );
+        std::thread::spawn(move || assert!(get::<u32>(a, "other.0.x").is_none(), "per thread"))
+            .join()
+            .unwrap();
+    }
+}
