@@ -8,7 +8,7 @@
 //! jsonwebtoken floor, Rust peers, Python google-auth and Node google-auth-library; HTTP with wrk; outbound
 //! attachment; key fetches; memory), prints the table and writes `benches/BENCHMARKS.md`.
 //!
-//! Needs `wrk` (`apt-get install wrk`), `python3` with `venv` and `node`/`npm`; the Python and Node libraries are
+//! Needs `wrk` (installed with `apt-get` when missing and running as root), `python3` with `venv` and `node`/`npm`; the Python and Node libraries are
 //! installed on first run into `benches/.venv` and `benches/.tools/node` (both git-ignored).
 
 // A command-line report: printing is its job.
