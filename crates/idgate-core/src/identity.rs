@@ -38,6 +38,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::verify::{VerifiedIapAssertion, VerifiedIdToken};
 
@@ -424,8 +425,13 @@ impl TrustedAppEngineFrontEnd {
 }
 
 /// A service account, identified by a verified Google ID token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceAccount {
+///
+/// Cheap to clone (the fields sit behind an `Arc`): the layers hand one to every request of a caller.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceAccount(Arc<ServiceAccountFields>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct ServiceAccountFields {
     email: String,
     subject: String,
     kind: ServiceAccountKind,
@@ -436,44 +442,60 @@ impl ServiceAccount {
     /// `email` must already be normalized (see [`normalize_email`]).
     pub(crate) fn new(email: String, subject: impl Into<String>) -> Self {
         let (kind, project) = classify_service_account(&email);
-        Self {
+        Self(Arc::new(ServiceAccountFields {
             email,
             subject: subject.into(),
             kind,
             project,
-        }
+        }))
     }
 
     /// The service account's email, lowercased.
     pub fn email(&self) -> &str {
-        &self.email
+        &self.0.email
     }
 
     /// The project the email reveals (see [`project_of_service_account`]); `None` for service agents and forms
     /// that do not name a project.
     pub fn project(&self) -> Option<&Project> {
-        self.project.as_ref()
+        self.0.project.as_ref()
     }
 
     /// `sub`: the service account's numeric unique ID (stable across renames).
     pub fn subject(&self) -> &str {
-        &self.subject
+        &self.0.subject
     }
 
     /// Which of Google's forms the email has.
     pub fn kind(&self) -> ServiceAccountKind {
-        self.kind
+        self.0.kind
     }
 
     /// Whether this is a project's App Engine default service account (`ID@appspot.gserviceaccount.com`).
     pub fn is_app_engine_default(&self) -> bool {
-        self.kind == ServiceAccountKind::AppEngineDefault
+        self.0.kind == ServiceAccountKind::AppEngineDefault
+    }
+}
+
+impl fmt::Debug for ServiceAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceAccount")
+            .field("email", &self.0.email)
+            .field("subject", &self.0.subject)
+            .field("kind", &self.0.kind)
+            .field("project", &self.0.project)
+            .finish()
     }
 }
 
 /// A Google account (not a service account), identified by a verified Google ID token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GoogleUser {
+///
+/// Cheap to clone (the fields sit behind an `Arc`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct GoogleUser(Arc<GoogleUserFields>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct GoogleUserFields {
     email: String,
     subject: String,
     hosted_domain: Option<String>,
@@ -486,26 +508,36 @@ impl GoogleUser {
         subject: impl Into<String>,
         hosted_domain: Option<String>,
     ) -> Self {
-        Self {
+        Self(Arc::new(GoogleUserFields {
             email,
             subject: subject.into(),
             hosted_domain,
-        }
+        }))
     }
 
     /// The verified email, lowercased.
     pub fn email(&self) -> &str {
-        &self.email
+        &self.0.email
     }
 
     /// `sub`: the account's stable unique ID.
     pub fn subject(&self) -> &str {
-        &self.subject
+        &self.0.subject
     }
 
     /// `hd`: the Google Workspace domain, for Workspace accounts.
     pub fn hosted_domain(&self) -> Option<&str> {
-        self.hosted_domain.as_deref()
+        self.0.hosted_domain.as_deref()
+    }
+}
+
+impl fmt::Debug for GoogleUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GoogleUser")
+            .field("email", &self.0.email)
+            .field("subject", &self.0.subject)
+            .field("hosted_domain", &self.0.hosted_domain)
+            .finish()
     }
 }
 
@@ -584,8 +616,13 @@ impl AppEngineApp {
 
 /// A user (or, for programmatic access, a service account) admitted by Identity-Aware Proxy, identified by a
 /// verified IAP assertion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IapUser {
+///
+/// Cheap to clone (the fields sit behind an `Arc`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct IapUser(Arc<IapUserFields>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct IapUserFields {
     email: String,
     subject: String,
     hosted_domain: Option<String>,
@@ -600,32 +637,43 @@ impl IapUser {
         hosted_domain: Option<String>,
         access_levels: Vec<String>,
     ) -> Self {
-        Self {
+        Self(Arc::new(IapUserFields {
             email,
             subject: subject.into(),
             hosted_domain,
             access_levels,
-        }
+        }))
     }
 
     /// The user's email, lowercased.
     pub fn email(&self) -> &str {
-        &self.email
+        &self.0.email
     }
 
     /// `sub`: the user's stable ID, namespaced like `accounts.google.com:1234567890`.
     pub fn subject(&self) -> &str {
-        &self.subject
+        &self.0.subject
     }
 
     /// `hd`: the Google Workspace domain, for Workspace accounts.
     pub fn hosted_domain(&self) -> Option<&str> {
-        self.hosted_domain.as_deref()
+        self.0.hosted_domain.as_deref()
     }
 
     /// The access levels that applied to the request (empty when none).
     pub fn access_levels(&self) -> &[String] {
-        &self.access_levels
+        &self.0.access_levels
+    }
+}
+
+impl fmt::Debug for IapUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IapUser")
+            .field("email", &self.0.email)
+            .field("subject", &self.0.subject)
+            .field("hosted_domain", &self.0.hosted_domain)
+            .field("access_levels", &self.0.access_levels)
+            .finish()
     }
 }
 
@@ -654,12 +702,17 @@ impl Caller {
     ///
     /// [`IdentityError::NoVerifiedEmail`] when the token has no email or `email_verified` is not `true`;
     /// [`IdentityError::InvalidEmail`] when the email is not a plain ASCII address.
+    ///
+    /// Derived once per token per thread and then shared (see `VerifiedIdToken`'s per-thread cache): a caller that
+    /// reuses its token does not pay for parsing its email again.
     pub fn from_id_token(token: &VerifiedIdToken) -> Result<Self, IdentityError> {
-        let email = token
-            .email()
-            .filter(|e| !e.is_empty())
-            .ok_or(IdentityError::NoVerifiedEmail)?;
-        Self::from_verified_email(email, token.subject(), token.hosted_domain())
+        token.caller_with(|| {
+            let email = token
+                .email()
+                .filter(|e| !e.is_empty())
+                .ok_or(IdentityError::NoVerifiedEmail)?;
+            Self::from_verified_email(email, token.subject(), token.hosted_domain())
+        })
     }
 
     /// The shared logic of [`Caller::from_id_token`], on already-verified claims.
@@ -685,13 +738,17 @@ impl Caller {
     ///
     /// The email is lowercased (ASCII only). An email IAP signed that is not a plain ASCII address is kept as-is;
     /// it can then match no allowlist entry, since entries are ASCII.
+    ///
+    /// Derived once per assertion per thread and then shared, like [`Caller::from_id_token`].
     pub fn from_iap(assertion: &VerifiedIapAssertion) -> Self {
-        Self::from_verified_iap(
-            assertion.email(),
-            assertion.subject(),
-            assertion.hosted_domain(),
-            assertion.access_levels(),
-        )
+        assertion.caller_with(|| {
+            Self::from_verified_iap(
+                assertion.email(),
+                assertion.subject(),
+                assertion.hosted_domain(),
+                assertion.access_levels(),
+            )
+        })
     }
 
     /// The shared logic of [`Caller::from_iap`], on already-verified claims.

@@ -10,8 +10,10 @@ use super::claim_str::ClaimStr;
 use super::engine::{Engine, EngineOptions, KeysChoice, TimedClaims, wrong_audience, wrong_issuer};
 use super::error::{BuildError, VerifyError};
 use super::oidc::to_time;
+use super::recent;
 use crate::clock::Clock;
 use crate::google;
+use crate::identity::Caller;
 use crate::keys::{KeyAlgorithm, KeyCache, KeyFormat};
 
 /// The only issuer of IAP assertions.
@@ -96,6 +98,15 @@ impl VerifiedIapAssertion {
     /// `iat` as a time.
     pub fn issued_at(&self) -> SystemTime {
         to_time(self.claims.iat)
+    }
+}
+
+impl VerifiedIapAssertion {
+    /// The caller this assertion names, derived once per assertion per thread (see [`recent::caller`]).
+    pub(crate) fn caller_with(&self, derive: impl Fn() -> Caller) -> Caller {
+        // The cache only hands back what `derive` produced for these claims, which is never an error; deriving
+        // again is the honest answer to the impossible case.
+        recent::caller(&self.claims, || Ok(derive())).unwrap_or_else(|_| derive())
     }
 }
 

@@ -10,8 +10,10 @@ use serde::Deserialize;
 use super::claim_str::ClaimStr;
 use super::engine::{Engine, EngineOptions, KeysChoice, TimedClaims, wrong_audience, wrong_issuer};
 use super::error::{BuildError, VerifyError};
+use super::recent;
 use crate::clock::Clock;
 use crate::google;
+use crate::identity::{Caller, IdentityError};
 use crate::keys::{KeyAlgorithm, KeyCache, KeyFormat};
 
 /// The issuers Google's OIDC ID tokens carry: the modern and the legacy form, and nothing else.
@@ -143,6 +145,16 @@ impl VerifiedIdToken {
     /// `iat` as a time.
     pub fn issued_at(&self) -> SystemTime {
         to_time(self.claims.iat)
+    }
+}
+
+impl VerifiedIdToken {
+    /// The caller this token names, derived once per token per thread (see [`recent::caller`]).
+    pub(crate) fn caller_with(
+        &self,
+        derive: impl FnOnce() -> Result<Caller, IdentityError>,
+    ) -> Result<Caller, IdentityError> {
+        recent::caller(&self.claims, derive)
     }
 }
 

@@ -11,6 +11,8 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::identity::{Caller, IdentityError};
+
 /// Tokens remembered per thread. Small on purpose: this is a cache of "the token I just saw", not a second memo.
 const SLOTS: usize = 4;
 
@@ -60,6 +62,49 @@ pub(crate) fn put<C: Send + Sync + 'static>(verifier: u64, token: &str, claims: 
             claims,
         });
     });
+}
+
+/// The callers derived from the last few verified claims each thread saw, keyed by the claims' identity (a memoized
+/// token comes back as the same `Arc`). Each slot holds a strong reference, so an address cannot be reused by other
+/// claims while it is cached.
+struct RecentCallers {
+    slots: [Option<(Arc<dyn Any + Send + Sync>, Result<Caller, IdentityError>)>; SLOTS],
+    next: usize,
+}
+
+thread_local! {
+    static RECENT_CALLERS: RefCell<RecentCallers> =
+        const { RefCell::new(RecentCallers { slots: [const { None }; SLOTS], next: 0 }) };
+}
+
+/// The caller `claims` name: from this thread's cache when the same claims were seen recently, else `derive()`d
+/// and cached. [`Caller`]s are cheap to clone, so a repeat caller costs a pointer comparison.
+pub(crate) fn caller<C: Send + Sync + 'static>(
+    claims: &Arc<C>,
+    derive: impl FnOnce() -> Result<Caller, IdentityError>,
+) -> Result<Caller, IdentityError> {
+    let key = Arc::as_ptr(claims).cast::<()>();
+    let cached = RECENT_CALLERS.with(|recent| {
+        let recent = recent.borrow();
+        recent
+            .slots
+            .iter()
+            .flatten()
+            .find(|(held, _)| Arc::as_ptr(held).cast::<()>() == key)
+            .map(|(_, caller)| caller.clone())
+    });
+    if let Some(caller) = cached {
+        return caller;
+    }
+    let caller = derive();
+    RECENT_CALLERS.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        let slot = recent.next;
+        recent.next = (slot + 1) % SLOTS;
+        let held: Arc<dyn Any + Send + Sync> = claims.clone();
+        recent.slots[slot] = Some((held, caller.clone()));
+    });
+    caller
 }
 
 #[cfg(test)]

@@ -471,3 +471,30 @@ async fn a_token_one_verifier_just_accepted_is_judged_afresh_by_another() {
         assert!(theirs.verify(&token).await.unwrap_err().is_wrong_audience());
     }
 }
+
+#[tokio::test]
+async fn cached_callers_never_mix_tokens_up() {
+    use idgate_core::identity::Caller;
+    let w = World::new().await;
+    let verifier = w.oidc();
+    let emails = [
+        "a@proj-a.iam.gserviceaccount.com",
+        "b@proj-b.iam.gserviceaccount.com",
+    ];
+    // More tokens than the per-thread caches hold, presented in turn on one thread, each several times.
+    let tokens: Vec<(String, &str)> = (0..6)
+        .map(|i| {
+            let email = emails[i % 2];
+            let token = TokenSpec::service_account(email)
+                .audience(AUDIENCE)
+                .issued_at(w.now() - i64::try_from(i).unwrap());
+            (w.emulator.mint(&token), email)
+        })
+        .collect();
+    for _ in 0..4 {
+        for (token, email) in &tokens {
+            let caller = Caller::from_id_token(&verifier.verify(token).await.unwrap()).unwrap();
+            assert_eq!(caller.email(), Some(*email));
+        }
+    }
+}
