@@ -222,29 +222,24 @@ impl KeyCache {
             let loaded = self.refresh(Reason::Refresh, now).await?;
             return lookup(&loaded, kid);
         };
-        if now < loaded.fresh_until {
-            if let Some(key) = loaded.keys.get(kid) {
-                return Ok(key.clone());
+        let fresh = now < loaded.fresh_until;
+        if !fresh {
+            if now >= loaded.fresh_until + self.inner.config.stale_bound {
+                // Past the stale bound: nothing may be served without a successful fetch.
+                let loaded = self.refresh(Reason::Refresh, now).await?;
+                return lookup(&loaded, kid);
             }
-            // A kid we have not seen: perhaps Google rotated. Refetch, rate-limited.
-            return match self.refresh(Reason::UnknownKid, now).await {
-                Ok(fresh) => lookup(&fresh, kid),
-                Err(_) => Err(KeyLookupError::UnknownKeyId),
-            };
-        }
-        // Expired. Within the stale bound, serve what we have and refresh in the background; past it, wait.
-        if now < loaded.fresh_until + self.inner.config.stale_bound {
+            // Expired but within the bound: serve what we have, refresh in the background.
             self.refresh_in_background(now);
-            if let Some(key) = loaded.keys.get(kid) {
-                return Ok(key.clone());
-            }
-            return match self.refresh(Reason::UnknownKid, now).await {
-                Ok(fresh) => lookup(&fresh, kid),
-                Err(_) => Err(KeyLookupError::UnknownKeyId),
-            };
         }
-        let loaded = self.refresh(Reason::Refresh, now).await?;
-        lookup(&loaded, kid)
+        if let Some(key) = loaded.keys.get(kid) {
+            return Ok(key.clone());
+        }
+        // A kid we have not seen: perhaps Google rotated. Refetch, rate-limited.
+        match self.refresh(Reason::UnknownKid, now).await {
+            Ok(fresh) => lookup(&fresh, kid),
+            Err(_) => Err(KeyLookupError::UnknownKeyId),
+        }
     }
 
     /// Fetches the set now unless a fresh one is held: call it at startup so the first request does not wait, and
@@ -301,10 +296,8 @@ impl KeyCache {
     }
 
     fn refresh_in_background(&self, now: SystemTime) {
-        if let Some(flight) = self.start_or_join(Reason::Refresh, now) {
-            // The flight runs as its own task already; polling it here is not needed.
-            drop(flight);
-        }
+        // The fetch runs as its own task; nobody needs to await it here.
+        let _ = self.start_or_join(Reason::Refresh, now);
     }
 
     pub(super) async fn refresh(
