@@ -9,6 +9,9 @@
 //! a margin a slow run cannot cross. The core's own tests (`crates/idgate-core/tests/core`) cover ± 1 s with a
 //! manual clock. The lifetime rule does not depend on the clock and is tested at ± 1 s here.
 
+use idgate_core::identity::TrustedAppEngineFrontEnd;
+use idgate_core::keys::KeyFormat;
+use idgate_core::verify::{AudienceMatch, OidcVerifier};
 use idgate_emulator::{Emulator, HmacKeyMaterial, TokenSpec};
 use serde_json::json;
 
@@ -1584,6 +1587,228 @@ async fn crafted_tokens_under_valid_signatures() {
         token("email with an escaped NUL", signer.sign(&header, &payload("caller\\u0000@idgate-e2e.iam.gserviceaccount.com", "")), 401, "unknown_identity"),
         token("email with an escaped upper-case allowed SA", signer.sign(&header, &payload("\\u0043aller@idgate-e2e.iam.gserviceaccount.com", "")), 200, "authorization"),
         token("email_verified as the string \"true\"", signer.sign(&header, &format!(r#"{{"aud":"{AUD}","email":"{ALLOWED_SA}","email_verified":"true","exp":{},"iat":{t},"iss":"https://accounts.google.com","sub":"1"}}"#, t + 60)), 401, "malformed"),
+    ];
+    run(&site, Layer::Oidc, &decisions, cases).await;
+}
+
+/// `audience_match = "origin"`: only an `aud` already in canonical form may stand for the configured origin
+/// (issue #10, item 6). Each of these was folded into `AUD`'s origin by a lenient URL parser and admitted.
+#[tokio::test]
+async fn oidc_origin_mode_refuses_non_canonical_audiences() {
+    let (decisions, _guard) = Decisions::capture();
+    let emu = emulator().await;
+    let verifier = OidcVerifier::builder()
+        .audience(AUD)
+        .audience_match(AudienceMatch::Origin)
+        .keys_url(emu.oidc_jwks_url(), KeyFormat::OidcJwks)
+        .build()
+        .expect("verifier");
+    let site = Site::oidc(verifier).await;
+    let aud = |aud: &str| emu.mint(&sa().audience(aud));
+    let host = AUD.trim_start_matches("https://");
+    let cases = vec![
+        token(
+            "control: the configured origin",
+            aud(AUD),
+            200,
+            "authorization",
+        ),
+        token(
+            "control: a canonical URL on the origin",
+            aud(&format!("{AUD}/jobs/run?x=1")),
+            200,
+            "authorization",
+        ),
+        token(
+            "backslash userinfo trick",
+            aud(&format!("{AUD}\\@evil.com/")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "scheme without slashes",
+            aud(&format!("https:{host}/x")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "scheme with one slash",
+            aud(&format!("https:/{host}/x")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "leading space",
+            aud(&format!(" {AUD}/")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "trailing space",
+            aud(&format!("{AUD}/ ")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "embedded tab in the path",
+            aud(&format!("{AUD}/\tx")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "embedded tab in the host",
+            aud(&format!("https://api.idgate-\te2e.test/")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "embedded newline",
+            aud(&format!("{AUD}/\nx")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "default port spelled out",
+            aud(&format!("{AUD}:443/")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "upper-case host",
+            aud(&format!("https://{}/", host.to_uppercase())),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "upper-case scheme",
+            aud(&format!("HTTPS://{host}/")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "empty userinfo",
+            aud(&format!("https://@{host}/")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "dot segments",
+            aud(&format!("{AUD}/a/../b")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "unencoded space in the path",
+            aud(&format!("{AUD}/a b")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "trailing dot host",
+            aud(&format!("{AUD}./")),
+            401,
+            "wrong_audience",
+        ),
+        token(
+            "another host with our host as a prefix",
+            aud(&format!("{AUD}.evil.com/")),
+            401,
+            "wrong_audience",
+        ),
+    ];
+    run(&site, Layer::Oidc, &decisions, cases).await;
+}
+
+/// A trusted legacy header that is present but empty is treated as absent, so a blank header cannot block a valid
+/// bearer token; a non-empty value that is not an app ID stays a 401 (issue #10, item 8).
+#[tokio::test]
+async fn oidc_dual_mode_empty_and_malformed_legacy_headers() {
+    let (decisions, _guard) = Decisions::capture();
+    let emu = emulator().await;
+    let layer = idgate_server::RequireIdentityLayer::new(oidc_verifier(&emu))
+        .allowlist(crate::support::allowlist())
+        .trust_legacy_header(TrustedAppEngineFrontEnd::assume_behind_app_engine());
+    let site = Site::start(|r| r.layer(layer)).await;
+    let good = format!("Bearer {}", emu.mint(&sa()));
+    let h = |headers: Vec<(&'static str, &str)>| {
+        Input::Headers(
+            headers
+                .into_iter()
+                .map(|(name, value)| (name, value.as_bytes().to_vec()))
+                .collect(),
+        )
+    };
+    let cases = vec![
+        case(
+            "control: the listed app by the legacy header",
+            h(vec![("x-appengine-inbound-appid", PROJECT)]),
+            200,
+            "legacy_appengine_header",
+        ),
+        case(
+            "control: a valid token alone",
+            h(vec![("authorization", &good)]),
+            200,
+            "authorization",
+        ),
+        case(
+            "empty legacy header and a valid token",
+            h(vec![
+                ("x-appengine-inbound-appid", ""),
+                ("authorization", &good),
+            ]),
+            200,
+            "authorization",
+        ),
+        case(
+            "empty legacy header and a valid serverless token",
+            h(vec![
+                ("x-appengine-inbound-appid", ""),
+                ("x-serverless-authorization", &good),
+            ]),
+            200,
+            "x-serverless-authorization",
+        ),
+        case(
+            "empty legacy header alone",
+            h(vec![("x-appengine-inbound-appid", "")]),
+            401,
+            "missing_credential",
+        ),
+        case(
+            "two empty legacy headers and a valid token",
+            h(vec![
+                ("x-appengine-inbound-appid", ""),
+                ("x-appengine-inbound-appid", ""),
+                ("authorization", &good),
+            ]),
+            401,
+            "duplicate_header",
+        ),
+        case(
+            "malformed legacy header and a valid token",
+            h(vec![
+                ("x-appengine-inbound-appid", "not an app!"),
+                ("authorization", &good),
+            ]),
+            401,
+            "unknown_identity",
+        ),
+        case(
+            "legacy header with a partition prefix",
+            h(vec![("x-appengine-inbound-appid", "s~idgate-e2e")]),
+            401,
+            "unknown_identity",
+        ),
+        case(
+            "unlisted app by the legacy header, valid token",
+            h(vec![
+                ("x-appengine-inbound-appid", "other-app"),
+                ("authorization", &good),
+            ]),
+            403,
+            "not_allowed",
+        ),
     ];
     run(&site, Layer::Oidc, &decisions, cases).await;
 }

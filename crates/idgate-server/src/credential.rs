@@ -71,11 +71,18 @@ pub(crate) fn single<'a>(
 
 /// Applies the precedence rules: the legacy header only when `trust_legacy`; then `X-Serverless-Authorization`
 /// (Cloud Run checks it and forwards it intact); then `Authorization`.
+///
+/// A trusted legacy header that is present but empty counts as absent: App Engine never sends an empty one, and
+/// letting it stand would make a blank header (which any client can add) block the caller's valid bearer token.
+/// A non-empty value that is not an app ID is still a 401, never skipped. Two copies are ambiguous either way.
 pub(crate) fn presented(
     headers: &HeaderMap,
     trust_legacy: bool,
 ) -> Result<Presented, IdentityRejection> {
-    if trust_legacy && let Some(value) = single(headers, &X_APPENGINE_INBOUND_APPID)? {
+    if trust_legacy
+        && let Some(value) = single(headers, &X_APPENGINE_INBOUND_APPID)?
+        && !value.as_bytes().trim_ascii().is_empty()
+    {
         return Ok(Presented::Legacy(value.clone()));
     }
     let (value, header) = match single(headers, &X_SERVERLESS_AUTHORIZATION)? {
@@ -199,5 +206,30 @@ mod tests {
             presented(&h, false),
             Err(IdentityRejection::MissingCredential)
         ));
+    }
+
+    #[test]
+    fn an_empty_legacy_header_is_absent() {
+        for empty in [b"".as_slice(), b" ", b"\t"] {
+            let h = headers(&[
+                (&X_APPENGINE_INBOUND_APPID, empty),
+                (&AUTHORIZATION, b"Bearer a.b.c"),
+            ]);
+            assert_eq!(token(presented(&h, true).unwrap()).0, "a.b.c");
+            let h = headers(&[(&X_APPENGINE_INBOUND_APPID, empty)]);
+            assert!(matches!(
+                presented(&h, true),
+                Err(IdentityRejection::MissingCredential)
+            ));
+        }
+        let h = headers(&[
+            (&X_APPENGINE_INBOUND_APPID, b""),
+            (&X_APPENGINE_INBOUND_APPID, b""),
+            (&AUTHORIZATION, b"Bearer a.b.c"),
+        ]);
+        assert_eq!(
+            presented(&h, true).unwrap_err().reason(),
+            "duplicate_header"
+        );
     }
 }

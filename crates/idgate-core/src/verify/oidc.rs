@@ -32,6 +32,13 @@ pub enum AudienceMatch {
     /// `aud` may also be any URL whose origin (`scheme://host[:port]`) equals a configured audience. Google's own
     /// sample caller mints tokens for the full target URL, path included; this accepts those without accepting
     /// tokens for any other host.
+    ///
+    /// Only an `aud` already in canonical form is compared: the bare origin (`https://svc.example.com`), or a URL
+    /// that is byte-for-byte its own WHATWG serialization (`https://svc.example.com/jobs?x=1`). A lenient parser
+    /// would turn `https://svc.example.com\@evil.com/`, `https:svc.example.com/x`, a leading space, an embedded tab,
+    /// an upper-case host or a redundant `:443` into the configured origin; each of those is refused instead, since
+    /// no honest minter writes them and a relying party that reads `aud` with another parser may disagree about the
+    /// host.
     Origin,
 }
 
@@ -219,10 +226,31 @@ impl Audiences {
             return true;
         }
         match &self.origins {
-            Some(origins) => origin_of(aud).is_some_and(|o| origins.contains(&o)),
+            Some(origins) => {
+                // The bare origin (no trailing `/`) is canonical too: it is what Cloud Run service URLs look like.
+                origins.contains(&**aud)
+                    || canonical_origin_of(aud).is_some_and(|o| origins.contains(&o))
+            }
             None => false,
         }
     }
+}
+
+/// The origin of `aud` when `aud` is an absolute http(s) URL without credentials that is exactly its own
+/// serialization; `None` for anything a parser had to normalize (see [`AudienceMatch::Origin`]).
+fn canonical_origin_of(aud: &str) -> Option<String> {
+    let url = url::Url::parse(aud).ok()?;
+    if url.as_str() != aud {
+        return None;
+    }
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host().is_none()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return None;
+    }
+    Some(url.origin().ascii_serialization())
 }
 
 /// `scheme://host[:port]` of an absolute http(s) URL without credentials.

@@ -184,8 +184,9 @@ async fn origin_matching_accepts_paths_on_the_configured_origin_only() {
         .unwrap();
     for ok in [
         AUDIENCE,
+        "https://my-service-abc123-uc.a.run.app/",
         "https://my-service-abc123-uc.a.run.app/jobs?x=1",
-        "https://my-service-abc123-uc.a.run.app:443/",
+        "https://my-service-abc123-uc.a.run.app/a/b%20c#frag",
     ] {
         let token = w.emulator.mint(&sa().issued_at(now).audience(ok));
         assert!(verifier.verify(&token).await.is_ok(), "{ok}");
@@ -195,6 +196,20 @@ async fn origin_matching_accepts_paths_on_the_configured_origin_only() {
         "https://my-service-abc123-uc.a.run.app:8443/",
         "http://my-service-abc123-uc.a.run.app/",
         "https://user@my-service-abc123-uc.a.run.app/",
+        // Non-canonical spellings a lenient parser folds into the configured origin (issue #10, item 6).
+        "https://my-service-abc123-uc.a.run.app\\@evil.com/",
+        "https:my-service-abc123-uc.a.run.app/x",
+        "https:/my-service-abc123-uc.a.run.app/x",
+        " https://my-service-abc123-uc.a.run.app/",
+        "https://my-service-abc123-uc.a.run.app/\tx",
+        "https://my-service-\tabc123-uc.a.run.app/",
+        "https://my-service-abc123-uc.a.run.app:443/",
+        "https://MY-SERVICE-abc123-uc.a.run.app/",
+        "HTTPS://my-service-abc123-uc.a.run.app/",
+        "https://my-service-abc123-uc.a.run.app/a b",
+        "https://my-service-abc123-uc.a.run.app./",
+        "https://my-service-abc123-uc.a.run.app/..//x/../",
+        "https://:@my-service-abc123-uc.a.run.app/",
     ] {
         let token = w.emulator.mint(&sa().issued_at(now).audience(bad));
         assert!(

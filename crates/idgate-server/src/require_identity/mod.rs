@@ -4,7 +4,8 @@
 //!
 //! 1. **`X-Appengine-Inbound-Appid`**, the legacy header, *only* when configured as trusted
 //!    ([`RequireIdentityLayer::trust_legacy_header`]); otherwise it is ignored, because outside App Engine's front
-//!    end anyone can send it;
+//!    end anyone can send it. A trusted header that is present but empty counts as absent (App Engine never sends
+//!    an empty one), so a blank copy cannot block a valid token; a non-empty value that is not an app ID is a 401;
 //! 2. **`X-Serverless-Authorization: Bearer <token>`**, which Cloud Run checks and forwards intact; it wins over
 //!    `Authorization` when both are present, as on Cloud Run;
 //! 3. **`Authorization: Bearer <token>`** (scheme case-insensitive), or `ID <token>` as Google's migration guide
