@@ -280,6 +280,27 @@ impl KeyCache {
         }
     }
 
+    /// Whether `key` is still published at `now`: the held set, fresh or stale within the bound, holds it. Never
+    /// waits on a fetch; a set past its freshness is refreshed in the background, so a key Google withdraws is
+    /// noticed within one key-set lifetime even when every request is answered from the verifiers' memo.
+    ///
+    /// `now` comes from the caller (the verifier has just read its clock for `exp`): a second clock read would cost
+    /// as much as the rest of a memo hit on machines whose clock is not read through the vDSO.
+    pub(crate) fn still_publishes(&self, key: &Arc<VerifyingKey>, now: SystemTime) -> bool {
+        // A guard, not `load_full`: no reference-count traffic on the memo's hot path.
+        let guard = self.inner.current.load();
+        let Some(loaded) = guard.as_ref() else {
+            return false;
+        };
+        if now >= loaded.fresh_until {
+            if now >= loaded.fresh_until + self.inner.config.stale_bound {
+                return false;
+            }
+            self.refresh_in_background(now);
+        }
+        loaded.keys.holds(key)
+    }
+
     /// The held key set, if any, whatever its freshness.
     pub fn current(&self) -> Option<KeySet> {
         self.inner.current.load().as_ref().map(|l| l.keys.clone())

@@ -228,6 +228,12 @@ impl KeySet {
         self.keys.get(kid)
     }
 
+    /// Whether this set still publishes `key`: the same key object (the set it came from), or a key with its `kid`
+    /// (a later fetch of the same document). Google never reuses a `kid` for other material.
+    pub(crate) fn holds(&self, key: &Arc<VerifyingKey>) -> bool {
+        self.keys.values().any(|held| Arc::ptr_eq(held, key)) || self.keys.contains_key(key.kid())
+    }
+
     /// The key IDs in this set, in no particular order.
     pub fn kids(&self) -> impl Iterator<Item = &str> {
         self.keys.keys().map(|k| &**k)

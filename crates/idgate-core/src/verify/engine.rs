@@ -12,7 +12,8 @@ use super::oidc::{DEFAULT_LEEWAY, DEFAULT_MEMO_CAPACITY};
 use super::recent;
 use crate::clock::{self, Clock};
 use crate::keys::{
-    HttpKeySource, KeyAlgorithm, KeyCache, KeyCacheConfig, KeyFormat, KeyLookupError, truncate,
+    HttpKeySource, KeyAlgorithm, KeyCache, KeyCacheConfig, KeyFormat, KeyLookupError, VerifyingKey,
+    truncate,
 };
 use crate::token::{JwtParts, Malformed, SIGNATURE_REMOVED_BY_GOOGLE};
 
@@ -47,6 +48,10 @@ pub(crate) trait TimedClaims: DeserializeOwned + Send + Sync + 'static {
     fn exp(&self) -> i64;
     fn iat(&self) -> i64;
     fn nbf(&self) -> Option<i64>;
+    /// The key whose signature check these claims passed; `None` for claims never signature-checked (Cloud Run's
+    /// stripped tokens, which are never memoized).
+    fn signed_by(&self) -> Option<&Arc<VerifyingKey>>;
+    fn set_signed_by(&mut self, key: Arc<VerifyingKey>);
 }
 
 /// Time rules: `exp` and `iat` required, `nbf` honoured, a leeway either way, and a maximum lifetime.
@@ -141,25 +146,36 @@ impl<C: TimedClaims> Engine<C> {
         // With the memo on, first the tokens this thread just verified: an exact byte comparison, no hashing.
         if self.memo.is_some()
             && let Some(claims) = recent::get::<C>(self.id, token)
-            && self.clock.unix_seconds() < claims.exp().saturating_add(self.times.leeway)
         {
-            return Ok(claims);
+            let now = self.clock.now();
+            if clock::unix_seconds(now) < claims.exp().saturating_add(self.times.leeway)
+                && self.still_signed(&claims, now)
+            {
+                return Ok(claims);
+            }
         }
         let digest = self.memo.as_ref().map(|_| digest(token));
         if let (Some(memo), Some(digest)) = (&self.memo, &digest)
             && let Some(claims) = memo.get(digest)
         {
-            // Everything but time was settled when the token was first verified, by this same verifier.
-            let now = self.clock.unix_seconds();
-            if now < claims.exp().saturating_add(self.times.leeway) {
+            // Everything but time and the key's publication was settled when the token was first verified, by this
+            // same verifier.
+            let at = self.clock.now();
+            let now = clock::unix_seconds(at);
+            if now >= claims.exp().saturating_add(self.times.leeway) {
+                memo.invalidate(digest);
+                return Err(VerifyError::Expired {
+                    expired_at: claims.exp(),
+                    now,
+                });
+            }
+            if self.still_signed(&claims, at) {
                 recent::put(self.id, token, claims.clone());
                 return Ok(claims);
             }
+            // The signing key has been withdrawn (or no usable key set is held): forget the token and verify it
+            // afresh, which refetches the keys (rate-limited) and refuses it if its key is gone.
             memo.invalidate(digest);
-            return Err(VerifyError::Expired {
-                expired_at: claims.exp(),
-                now,
-            });
         }
 
         let parts = JwtParts::split(token)?;
@@ -188,6 +204,7 @@ impl<C: TimedClaims> Engine<C> {
         let mut claims: C = parts.decode_payload()?;
         check(&mut claims)?;
         self.times.check(&claims, self.clock.unix_seconds())?;
+        claims.set_signed_by(key);
         let claims = Arc::new(claims);
         if let (Some(memo), Some(digest)) = (&self.memo, digest) {
             memo.insert(digest, claims.clone());
@@ -198,6 +215,14 @@ impl<C: TimedClaims> Engine<C> {
 }
 
 impl<C: TimedClaims> Engine<C> {
+    /// Whether the key that verified `claims` is still published (fresh, or stale within the bound), so that a
+    /// remembered token stops being accepted once Google withdraws its key. A pointer comparison on the hot path.
+    fn still_signed(&self, claims: &C, now: std::time::SystemTime) -> bool {
+        claims
+            .signed_by()
+            .is_some_and(|key| self.keys.still_publishes(key, now))
+    }
+
     /// The header rules every path applies: no member that lets the token pick its key, and exactly our algorithm.
     fn checked_header(&self, parts: &JwtParts<'_>) -> Result<Header, VerifyError> {
         let header: Header = parts.decode_header()?;

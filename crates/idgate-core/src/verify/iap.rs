@@ -14,7 +14,7 @@ use super::recent;
 use crate::clock::Clock;
 use crate::google;
 use crate::identity::Caller;
-use crate::keys::{KeyAlgorithm, KeyCache, KeyFormat};
+use crate::keys::{KeyAlgorithm, KeyCache, KeyFormat, VerifyingKey};
 
 /// The only issuer of IAP assertions.
 pub const IAP_ISSUER: &str = "https://cloud.google.com/iap";
@@ -39,6 +39,10 @@ pub(crate) struct IapClaims {
     nbf: Option<i64>,
     hd: Option<Box<str>>,
     google: Option<IapGoogleClaim>,
+    /// The key that verified the signature, so a memo hit can check it is still published. A thin pointer (8
+    /// bytes) into the key set: no per-entry copy of the `kid`.
+    #[serde(skip)]
+    signed_by: Option<Arc<VerifyingKey>>,
 }
 
 impl TimedClaims for IapClaims {
@@ -50,6 +54,12 @@ impl TimedClaims for IapClaims {
     }
     fn nbf(&self) -> Option<i64> {
         self.nbf
+    }
+    fn signed_by(&self) -> Option<&Arc<VerifyingKey>> {
+        self.signed_by.as_ref()
+    }
+    fn set_signed_by(&mut self, key: Arc<VerifyingKey>) {
+        self.signed_by = Some(key);
     }
 }
 

@@ -14,7 +14,7 @@ use super::recent;
 use crate::clock::Clock;
 use crate::google;
 use crate::identity::{Caller, IdentityError};
-use crate::keys::{KeyAlgorithm, KeyCache, KeyFormat};
+use crate::keys::{KeyAlgorithm, KeyCache, KeyFormat, VerifyingKey};
 
 /// The issuers Google's OIDC ID tokens carry: the modern and the legacy form, and nothing else.
 pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
@@ -61,6 +61,10 @@ pub(crate) struct OidcClaims {
     hd: Option<Box<str>>,
     /// Boxed: only metadata-server `format=full` tokens carry it, and inline it would cost every memo entry 32 bytes.
     google: Option<Box<serde_json::Value>>,
+    /// The key that verified the signature, so a memo hit can check it is still published. A thin pointer (8
+    /// bytes) into the key set: no per-entry copy of the `kid`.
+    #[serde(skip)]
+    signed_by: Option<Arc<VerifyingKey>>,
 }
 
 /// The stored `nbf` of a token that has none.
@@ -84,6 +88,12 @@ impl TimedClaims for OidcClaims {
     }
     fn nbf(&self) -> Option<i64> {
         (self.nbf != NO_NBF).then_some(self.nbf)
+    }
+    fn signed_by(&self) -> Option<&Arc<VerifyingKey>> {
+        self.signed_by.as_ref()
+    }
+    fn set_signed_by(&mut self, key: Arc<VerifyingKey>) {
+        self.signed_by = Some(key);
     }
 }
 

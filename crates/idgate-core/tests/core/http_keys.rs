@@ -92,6 +92,65 @@ async fn a_rotated_key_is_accepted_on_first_sight_and_an_old_one_until_it_leaves
     );
 }
 
+/// Issue #10, item 7: a remembered token was accepted from the memo until it expired, even after Google withdrew
+/// the key that signed it. The memo now records the signing key and refuses the hit once the held key set (fresh,
+/// or stale within the bound) no longer publishes it; a hit on a set past its freshness refreshes it in the
+/// background, so the withdrawal is seen even when every request is a memo hit.
+#[tokio::test]
+async fn a_memo_hit_is_refused_once_its_signing_key_is_withdrawn() {
+    let emulator = Emulator::builder()
+        .oidc_max_age(Duration::from_secs(300))
+        .start()
+        .await
+        .unwrap();
+    let w = World {
+        emulator,
+        clock: idgate_core::clock::ManualClock::starting_now(),
+    };
+    let verifier = w.oidc(); // memo on (the default)
+    let spec = |at: i64| {
+        TokenSpec::service_account(CALLER)
+            .audience(AUDIENCE)
+            .issued_at(at)
+    };
+    let old = w.emulator.mint(&spec(w.now()));
+    assert!(verifier.verify(&old).await.is_ok());
+    let old_kid = w.emulator.signing_oidc_kid().unwrap();
+    // While the key is published, the token is a memo hit: no fetch.
+    assert!(verifier.verify(&old).await.is_ok());
+    assert_eq!(w.emulator.hits(Endpoint::OidcJwks), 1);
+
+    w.emulator.rotate_oidc_key().unwrap();
+    w.emulator.retire_oidc_key(&old_kid).unwrap();
+    // Still fresh: the held set still publishes the old key, so the hit stands (Google's caches are no faster).
+    assert!(verifier.verify(&old).await.is_ok());
+    assert_eq!(w.emulator.hits(Endpoint::OidcJwks), 1);
+
+    // Past freshness: the hit is served from the stale set and starts a background refresh.
+    w.clock.advance(Duration::from_secs(301));
+    assert!(verifier.verify(&old).await.is_ok());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while verifier.keys().status().stale {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a memo hit on a stale set must refresh it in the background"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(w.emulator.hits(Endpoint::OidcJwks), 2);
+    // The refreshed set no longer has the old key: the memo refuses the hit and full verification refuses the token.
+    assert_eq!(
+        verifier.verify(&old).await.unwrap_err(),
+        idgate_core::verify::VerifyError::UnknownKeyId
+    );
+    // A token signed by the current key is unaffected, and is remembered again.
+    let new = w.emulator.mint(&spec(w.now()));
+    assert!(verifier.verify(&new).await.is_ok());
+    let fetches = w.emulator.hits(Endpoint::OidcJwks);
+    assert!(verifier.verify(&new).await.is_ok());
+    assert_eq!(w.emulator.hits(Endpoint::OidcJwks), fetches);
+}
+
 #[tokio::test]
 async fn an_outage_is_survived_with_stale_keys_and_a_cold_outage_is_unavailable() {
     let w = World::new().await;
