@@ -1657,7 +1657,7 @@ async fn oidc_origin_mode_refuses_non_canonical_audiences() {
         ),
         token(
             "embedded tab in the host",
-            aud(&format!("https://api.idgate-\te2e.test/")),
+            aud("https://api.idgate-\te2e.test/"),
             401,
             "wrong_audience",
         ),
