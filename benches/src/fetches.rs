@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use idgate_core::keys::KeyFormat;
 use idgate_core::verify::{OidcVerifier, VerifyError};
 use idgate_emulator::Endpoint;
 
@@ -38,7 +37,7 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
     // A verifier whose key cache has never fetched.
     let verifier = OidcVerifier::builder()
         .audience(OIDC_AUDIENCE)
-        .keys_url(env.emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+        .keys_url(env.emulator.oidc_jwks_url())
         .memo_capacity(0)
         .build()
         .expect("verifier");

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use idgate_core::keys::KeyFormat;
 use idgate_core::policy::Allowlist;
 use idgate_core::verify::{IapVerifier, OidcVerifier};
 use idgate_server::{Layers, RequireIapLayer, RequireIdentityLayer};
@@ -215,12 +214,12 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
     let assertion = env.iap_tokens(2, 200_000).remove(0);
     let oidc = OidcVerifier::builder()
         .audience(OIDC_AUDIENCE)
-        .keys_url(env.emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+        .keys_url(env.emulator.oidc_jwks_url())
         .build()
         .expect("verifier");
     let iap = IapVerifier::builder()
         .audience(&env.iap_audience)
-        .keys_url(env.emulator.iap_jwks_url(), KeyFormat::IapJwks)
+        .keys_url(env.emulator.iap_jwks_url())
         .build()
         .expect("verifier");
     let allowlist = Allowlist::builder()
@@ -464,7 +463,7 @@ pub(crate) fn probe_layer(which: &str, seconds: u64) {
         "identity" => {
             let oidc = OidcVerifier::builder()
                 .audience(OIDC_AUDIENCE)
-                .keys_url(env.emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+                .keys_url(env.emulator.oidc_jwks_url())
                 .build()
                 .expect("verifier");
             let allowlist = Allowlist::builder()
@@ -477,7 +476,7 @@ pub(crate) fn probe_layer(which: &str, seconds: u64) {
         "iap" => {
             let iap = IapVerifier::builder()
                 .audience(&env.iap_audience)
-                .keys_url(env.emulator.iap_jwks_url(), KeyFormat::IapJwks)
+                .keys_url(env.emulator.iap_jwks_url())
                 .build()
                 .expect("verifier");
             hello().layer(RequireIapLayer::new(iap))

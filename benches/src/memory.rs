@@ -5,7 +5,6 @@ use std::process::Command;
 use std::time::Instant;
 
 use futures_util::FutureExt as _;
-use idgate_core::keys::KeyFormat;
 use idgate_core::verify::{IapVerifier, OidcVerifier};
 use serde_json::json;
 
@@ -35,7 +34,7 @@ pub(crate) fn child(kind: &str, capacity: u64, tokens: usize) {
     let verify: Box<dyn Fn(&str) -> bool> = if kind == "oidc" {
         let v = OidcVerifier::builder()
             .audience(OIDC_AUDIENCE)
-            .keys_url(env.emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+            .keys_url(env.emulator.oidc_jwks_url())
             .memo_capacity(capacity)
             .build()
             .expect("verifier");
@@ -44,7 +43,7 @@ pub(crate) fn child(kind: &str, capacity: u64, tokens: usize) {
     } else {
         let v = IapVerifier::builder()
             .audience(&env.iap_audience)
-            .keys_url(env.emulator.iap_jwks_url(), KeyFormat::IapJwks)
+            .keys_url(env.emulator.iap_jwks_url())
             .memo_capacity(capacity)
             .build()
             .expect("verifier");

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gcloud_sdk::id_token_verify::{IdTokenKeys, IdTokenKeysSource, IdTokenVerifier};
-use idgate_core::keys::KeyFormat;
 use idgate_core::verify::{IapVerifier, OidcVerifier};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
@@ -85,7 +84,7 @@ pub(crate) struct Contenders {
 fn oidc_verifier(env: &Env, memo: u64) -> OidcVerifier {
     let v = OidcVerifier::builder()
         .audience(OIDC_AUDIENCE)
-        .keys_url(env.emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+        .keys_url(env.emulator.oidc_jwks_url())
         .memo_capacity(memo)
         .build()
         .expect("verifier");
@@ -96,7 +95,7 @@ fn oidc_verifier(env: &Env, memo: u64) -> OidcVerifier {
 fn iap_verifier(env: &Env, memo: u64) -> IapVerifier {
     let v = IapVerifier::builder()
         .audience(&env.iap_audience)
-        .keys_url(env.emulator.iap_jwks_url(), KeyFormat::IapJwks)
+        .keys_url(env.emulator.iap_jwks_url())
         .memo_capacity(memo)
         .build()
         .expect("verifier");

@@ -33,7 +33,6 @@ use idgate_client::{
 };
 use idgate_core::google::Endpoints;
 use idgate_core::identity::{Caller, TrustedAppEngineFrontEnd};
-use idgate_core::keys::KeyFormat;
 use idgate_core::policy::Allowlist;
 use idgate_core::verify::{AudienceMatch, OidcVerifier};
 use idgate_emulator::{Emulator, TokenSpec};
@@ -65,7 +64,7 @@ pub fn receiver(
         .audience(audience)
         // Also accept `aud = https://this-app.appspot.com/any/path`, what Google's sample caller mints.
         .audience_match(AudienceMatch::Origin)
-        .keys_url(endpoints.oidc_jwks.clone(), KeyFormat::OidcJwks)
+        .keys_url(endpoints.oidc_jwks.clone())
         .build()?;
     let allowlist = ALLOWED_APP_IDS
         .iter()

@@ -10,7 +10,6 @@ use axum::Router;
 use axum::routing::get;
 use http::StatusCode;
 use idgate_core::google::Endpoints;
-use idgate_core::keys::KeyFormat;
 use idgate_core::verify::IapVerifier;
 use idgate_emulator::{Emulator, IapProxy, IapUserSpec};
 use idgate_server::RequireIapLayer;
@@ -33,7 +32,7 @@ pub async fn verifier(endpoints: &Endpoints) -> Result<IapVerifier> {
     let audience = idgate_server::discover_iap_audience(&endpoints.metadata).await?;
     let verifier = IapVerifier::builder()
         .audience(audience)
-        .keys_url(endpoints.iap_jwks.clone(), KeyFormat::IapJwks)
+        .keys_url(endpoints.iap_jwks.clone())
         .build()?;
     verifier.keys().warm().await?;
     Ok(verifier)

@@ -10,7 +10,6 @@
 //! manual clock. The lifetime rule does not depend on the clock and is tested at ± 1 s here.
 
 use idgate_core::identity::TrustedAppEngineFrontEnd;
-use idgate_core::keys::KeyFormat;
 use idgate_core::verify::{AudienceMatch, OidcVerifier};
 use idgate_emulator::{Emulator, HmacKeyMaterial, TokenSpec};
 use serde_json::json;
@@ -1600,7 +1599,7 @@ async fn oidc_origin_mode_refuses_non_canonical_audiences() {
     let verifier = OidcVerifier::builder()
         .audience(AUD)
         .audience_match(AudienceMatch::Origin)
-        .keys_url(emu.oidc_jwks_url(), KeyFormat::OidcJwks)
+        .keys_url(emu.oidc_jwks_url())
         .build()
         .expect("verifier");
     let site = Site::oidc(verifier).await;

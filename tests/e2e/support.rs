@@ -78,7 +78,7 @@ pub(crate) fn iap_allowlist() -> Allowlist {
 pub(crate) fn oidc_verifier(emu: &Emulator) -> OidcVerifier {
     OidcVerifier::builder()
         .audience(AUD)
-        .keys_url(emu.oidc_jwks_url(), KeyFormat::OidcJwks)
+        .keys_url(emu.oidc_jwks_url())
         .build()
         .expect("verifier")
 }
@@ -96,7 +96,7 @@ pub(crate) fn oidc_verifier_with(keys: KeyCache) -> OidcVerifier {
 pub(crate) fn iap_verifier(emu: &Emulator) -> IapVerifier {
     IapVerifier::builder()
         .audience(emu.iap_audience_app_engine())
-        .keys_url(emu.iap_jwks_url(), KeyFormat::IapJwks)
+        .keys_url(emu.iap_jwks_url())
         .build()
         .expect("verifier")
 }

@@ -99,11 +99,13 @@ enum Command {
         /// Accept an `aud` whose origin equals an audience (Google's sample callers put the full URL in `aud`).
         #[arg(long)]
         origin_match: bool,
-        /// Key set URL (default: Google's JWKS for the token kind).
+        /// Key set URL (default: Google's JWKS for the token kind). Any of Google's documents for that kind works:
+        /// the format is read from the document unless --keys-format pins it.
         #[arg(long)]
         keys_url: Option<Url>,
-        /// Key set format at --keys-url.
-        #[arg(long, value_enum, default_value_t = KeysFormat::Jwks)]
+        /// Key set format: read from the document (auto), or pinned. With `pem` and no --keys-url, Google's PEM
+        /// document for the token kind.
+        #[arg(long, value_enum, default_value_t = KeysFormat::Auto)]
         keys_format: KeysFormat,
         /// Put every Google endpoint under this base URL (e.g. the emulator's).
         #[arg(long, env = "IDGATE_GOOGLE_BASE_URL")]
@@ -147,6 +149,8 @@ enum Command {
 /// The key document formats Google publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum KeysFormat {
+    /// Whichever the document is, as Google's libraries decide (the family still comes from the token kind).
+    Auto,
     /// A JWKS (`oauth2/v3/certs`, `iap/verify/public_key-jwk`).
     Jwks,
     /// PEM (`oauth2/v1/certs` certificates, `iap/verify/public_key` SPKI keys).
@@ -205,7 +209,7 @@ async fn main() -> ExitCode {
                 audiences,
                 origin_match,
                 keys_url,
-                pem: keys_format == KeysFormat::Pem,
+                keys_format,
                 google_base_url,
                 leeway,
                 token,

@@ -95,7 +95,7 @@ async fn verify_accepts_a_genuine_token_and_explains_a_bad_one() {
     );
     assert_eq!(json["caller"]["project"], "other-proj");
 
-    // The same token against PEM certificates.
+    // The same token against PEM certificates, pinned.
     let out = verify(
         good.clone(),
         &[
@@ -107,6 +107,43 @@ async fn verify_accepts_a_genuine_token_and_explains_a_bad_one() {
     )
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // ...and with the format read from the document, as google-auth does with its default oauth2/v1/certs URL
+    // (issue #10, item 9: this failed with "missing field `keys`").
+    let out = verify(
+        good.clone(),
+        &["--keys-url", emulator.oidc_pem_certs_url().as_str()],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // A pinned format that does not match the document is an error, not a guess.
+    let out = verify(
+        good.clone(),
+        &[
+            "--keys-format",
+            "jwks",
+            "--keys-url",
+            emulator.oidc_pem_certs_url().as_str(),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    // The family still comes from the token kind: IAP's keys at an OIDC key URL are refused, and the reason says so.
+    for iap_keys in [emulator.iap_jwks_url(), emulator.iap_pem_url()] {
+        let out = verify(good.clone(), &["--keys-url", iap_keys.as_str()]).await;
+        assert_eq!(out.status.code(), Some(1), "{iap_keys}");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["reason"], "keys_unavailable", "{json}");
+        let detail = json["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("ES256 keys, not the RS256 keys") && detail.contains("IAP"),
+            "{detail}"
+        );
+    }
 
     let expired = emulator.mint(
         &TokenSpec::service_account("runner@other-proj.iam.gserviceaccount.com")
@@ -143,6 +180,19 @@ async fn verify_accepts_a_genuine_token_and_explains_a_bad_one() {
     assert!(out.status.success(), "{}", text(&out.stdout));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["caller"]["kind"], "iap_user");
+    // IAP's PEM document (the IAP sample's `iap/verify/public_key`) works as a key URL with no format flag.
+    let mut c = idgate();
+    c.args([
+        "verify",
+        "--iap",
+        "--audience",
+        &emulator.iap_audience_app_engine(),
+        "--keys-url",
+        emulator.iap_pem_url().as_str(),
+        &iap,
+    ]);
+    let out = run(c, None).await;
+    assert!(out.status.success(), "{}", text(&out.stdout));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

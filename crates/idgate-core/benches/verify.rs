@@ -12,7 +12,6 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt as _;
-use idgate_core::keys::KeyFormat;
 use idgate_core::verify::{IapVerifier, OidcVerifier};
 use idgate_emulator::{Emulator, TokenSpec};
 use jsonwebtoken::jwk::JwkSet;
@@ -65,7 +64,7 @@ fn bench(c: &mut Criterion) {
     let oidc = |memo| {
         let v = OidcVerifier::builder()
             .audience(AUDIENCE)
-            .keys_url(emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+            .keys_url(emulator.oidc_jwks_url())
             .memo_capacity(memo)
             .build()
             .unwrap();
@@ -109,7 +108,7 @@ fn bench(c: &mut Criterion) {
     let iap = |memo| {
         let v = IapVerifier::builder()
             .audience(&audience)
-            .keys_url(emulator.iap_jwks_url(), KeyFormat::IapJwks)
+            .keys_url(emulator.iap_jwks_url())
             .memo_capacity(memo)
             .build()
             .unwrap();

@@ -1188,7 +1188,6 @@ mod tests {
         use std::sync::Arc;
 
         use crate::clock::{Clock as _, ManualClock};
-        use crate::keys::KeyFormat;
         use crate::verify::{IapVerifier, OidcVerifier};
         use idgate_emulator::{Emulator, TokenSpec};
 
@@ -1205,7 +1204,7 @@ mod tests {
         let oidc = OidcVerifier::builder()
             .audience(AUDIENCE)
             .clock(Arc::new(clock.clone()))
-            .keys_url(emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+            .keys_url(emulator.oidc_jwks_url())
             .require_verified_email(false)
             .build()
             .unwrap();
@@ -1266,7 +1265,7 @@ mod tests {
         let iap = IapVerifier::builder()
             .audience(emulator.iap_audience_app_engine())
             .clock(Arc::new(clock.clone()))
-            .keys_url(emulator.iap_jwks_url(), KeyFormat::IapJwks)
+            .keys_url(emulator.iap_jwks_url())
             .build()
             .unwrap();
         let assertion = emulator.mint(

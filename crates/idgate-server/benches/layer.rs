@@ -11,7 +11,6 @@ use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::header::AUTHORIZATION;
 use http::{Request, StatusCode};
-use idgate_core::keys::KeyFormat;
 use idgate_core::policy::Allowlist;
 use idgate_core::verify::OidcVerifier;
 use idgate_emulator::{Emulator, TokenSpec};
@@ -40,7 +39,7 @@ fn bench(c: &mut Criterion) {
     });
     let verifier = OidcVerifier::builder()
         .audience(AUDIENCE)
-        .keys_url(emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+        .keys_url(emulator.oidc_jwks_url())
         .build()
         .expect("verifier");
     let allowlist = Allowlist::builder()

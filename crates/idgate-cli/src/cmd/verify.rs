@@ -5,19 +5,20 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use idgate_core::google::Endpoints;
 use idgate_core::identity::Caller;
-use idgate_core::keys::KeyFormat;
+use idgate_core::keys::{KeyAlgorithm, KeyDocumentFormat, KeyFormat};
 use idgate_core::token::decode_unverified;
 use idgate_core::verify::{AudienceMatch, IapVerifier, OidcVerifier, VerifyError};
 use url::Url;
 
 use super::{Error, read_token};
+use crate::KeysFormat;
 
 pub(crate) struct Options {
     pub(crate) iap: bool,
     pub(crate) audiences: Vec<String>,
     pub(crate) origin_match: bool,
     pub(crate) keys_url: Option<Url>,
-    pub(crate) pem: bool,
+    pub(crate) keys_format: KeysFormat,
     pub(crate) google_base_url: Option<Url>,
     pub(crate) leeway: u64,
     pub(crate) token: String,
@@ -30,23 +31,27 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
         .as_ref()
         .map_or_else(Endpoints::default, Endpoints::under);
     let leeway = Duration::from_secs(options.leeway);
+    // The family comes from the token kind; the document's format is read from it unless pinned (issue #10:
+    // `--keys-url https://www.googleapis.com/oauth2/v1/certs` must work as it does for google-auth).
     let outcome = if options.iap {
-        let (default_url, format) = match options.pem {
-            false => (endpoints.iap_jwks, KeyFormat::IapJwks),
-            true => (endpoints.iap_pem, KeyFormat::IapPem),
+        let (default_url, format): (_, KeyDocumentFormat) = match options.keys_format {
+            KeysFormat::Auto => (endpoints.iap_jwks, KeyAlgorithm::Es256.into()),
+            KeysFormat::Jwks => (endpoints.iap_jwks, KeyFormat::IapJwks.into()),
+            KeysFormat::Pem => (endpoints.iap_pem, KeyFormat::IapPem.into()),
         };
         let mut builder = IapVerifier::builder()
             .leeway(leeway)
-            .keys_url(options.keys_url.unwrap_or(default_url), format);
+            .keys_url_as(options.keys_url.unwrap_or(default_url), format);
         for audience in &options.audiences {
             builder = builder.audience(audience);
         }
         let verifier = builder.build()?;
         verifier.verify(&token).await.map(|v| Caller::from_iap(&v))
     } else {
-        let (default_url, format) = match options.pem {
-            false => (endpoints.oidc_jwks, KeyFormat::OidcJwks),
-            true => (endpoints.oidc_pem, KeyFormat::OidcPemCertificates),
+        let (default_url, format): (_, KeyDocumentFormat) = match options.keys_format {
+            KeysFormat::Auto => (endpoints.oidc_jwks, KeyAlgorithm::Rs256.into()),
+            KeysFormat::Jwks => (endpoints.oidc_jwks, KeyFormat::OidcJwks.into()),
+            KeysFormat::Pem => (endpoints.oidc_pem, KeyFormat::OidcPemCertificates.into()),
         };
         let verifier = OidcVerifier::builder()
             .audiences(&options.audiences)
@@ -56,7 +61,7 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
                 AudienceMatch::Exact
             })
             .leeway(leeway)
-            .keys_url(options.keys_url.unwrap_or(default_url), format)
+            .keys_url_as(options.keys_url.unwrap_or(default_url), format)
             .build()?;
         match verifier.verify(&token).await {
             Ok(verified) => Caller::from_id_token(&verified).map_err(|e| {

@@ -9,6 +9,11 @@
 //!
 //! The algorithm comes from the key set, never from the token: a set parsed as [`KeyFormat::OidcJwks`] holds only
 //! RS256 keys, and a token whose header says anything else is rejected before any key is touched.
+//!
+//! Which of a family's two formats a document is gets read from the document itself
+//! ([`KeyDocumentFormat::Detect`], the default everywhere), as Google's own libraries do: any of the four URLs
+//! works as a key URL for its verifier. The family never comes from the document: an IAP document at an OIDC
+//! verifier's key URL is refused ([`KeySetError::WrongFamily`]). [`KeyDocumentFormat::Exactly`] pins one format.
 
 mod cache;
 mod set;
@@ -18,5 +23,5 @@ mod tests;
 
 pub use cache::{KeyCache, KeyCacheConfig, KeyCacheStatus, KeyLookupError, KeysUnavailable};
 pub(crate) use set::truncate;
-pub use set::{KeyAlgorithm, KeyFormat, KeySet, KeySetError, VerifyingKey};
+pub use set::{KeyAlgorithm, KeyDocumentFormat, KeyFormat, KeySet, KeySetError, VerifyingKey};
 pub use source::{FetchError, FetchedKeys, HttpKeySource, KeySource, StaticKeySource};

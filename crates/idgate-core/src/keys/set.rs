@@ -68,6 +68,115 @@ impl KeyFormat {
             Self::IapJwks | Self::IapPem => KeyAlgorithm::Es256,
         }
     }
+
+    /// Whether this is one of the two JWKS formats (else a PEM map).
+    pub fn is_jwks(self) -> bool {
+        matches!(self, Self::OidcJwks | Self::IapJwks)
+    }
+
+    /// The format of `document` within `algorithm`'s family, read from its shape the way Google's own libraries
+    /// do: a JSON object with a `keys` array is a JWKS; any other JSON object (`{kid: "-----BEGIN ..."}`) is a PEM
+    /// map. The family always comes from the caller, never from the document.
+    ///
+    /// ```
+    /// use idgate_core::keys::{KeyAlgorithm, KeyFormat};
+    ///
+    /// let jwks = br#"{"keys": []}"#;
+    /// let pem = br#"{"1a2b": "-----BEGIN CERTIFICATE-----\n..."}"#;
+    /// assert_eq!(KeyFormat::detect(KeyAlgorithm::Rs256, jwks).unwrap(), KeyFormat::OidcJwks);
+    /// assert_eq!(KeyFormat::detect(KeyAlgorithm::Rs256, pem).unwrap(), KeyFormat::OidcPemCertificates);
+    /// assert_eq!(KeyFormat::detect(KeyAlgorithm::Es256, pem).unwrap(), KeyFormat::IapPem);
+    /// assert!(KeyFormat::detect(KeyAlgorithm::Rs256, b"[1, 2]").is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`KeySetError::Json`] when the document is not a JSON object.
+    pub fn detect(algorithm: KeyAlgorithm, document: &[u8]) -> Result<Self, KeySetError> {
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(document)
+            .map_err(|e| {
+            KeySetError::Json(format!(
+                "neither a JWKS nor a PEM map (a JSON object was expected): {e}"
+            ))
+        })?;
+        let jwks = object.get("keys").is_some_and(serde_json::Value::is_array);
+        Ok(match (algorithm, jwks) {
+            (KeyAlgorithm::Rs256, true) => Self::OidcJwks,
+            (KeyAlgorithm::Rs256, false) => Self::OidcPemCertificates,
+            (KeyAlgorithm::Es256, true) => Self::IapJwks,
+            (KeyAlgorithm::Es256, false) => Self::IapPem,
+        })
+    }
+}
+
+/// How a key document is read: its format detected from its content (what Google's libraries do, and the
+/// default everywhere in idgate), or one fixed format as an override.
+///
+/// Either way the family (OIDC RS256 or IAP ES256) is the verifier's, never the document's: a document of the
+/// other family is refused with [`KeySetError::WrongFamily`].
+///
+/// ```
+/// use idgate_core::keys::{KeyAlgorithm, KeyDocumentFormat, KeyFormat};
+///
+/// // Any of Google's OIDC documents: oauth2/v3/certs (JWKS) or oauth2/v1/certs (PEM certificates).
+/// let detect: KeyDocumentFormat = KeyAlgorithm::Rs256.into();
+/// assert_eq!(detect, KeyDocumentFormat::Detect(KeyAlgorithm::Rs256));
+/// // Exactly one format: anything else is an error.
+/// let fixed: KeyDocumentFormat = KeyFormat::IapPem.into();
+/// assert_eq!(fixed.algorithm(), KeyAlgorithm::Es256);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum KeyDocumentFormat {
+    /// A JWKS or a PEM map of this family, whichever the document is (see [`KeyFormat::detect`]).
+    Detect(KeyAlgorithm),
+    /// Exactly this format.
+    Exactly(KeyFormat),
+}
+
+impl KeyDocumentFormat {
+    /// The algorithm every key read this way is bound to.
+    pub fn algorithm(self) -> KeyAlgorithm {
+        match self {
+            Self::Detect(algorithm) => algorithm,
+            Self::Exactly(format) => format.algorithm(),
+        }
+    }
+
+    /// Parses `document` this way.
+    ///
+    /// # Errors
+    ///
+    /// As [`KeyFormat::detect`] and [`KeySet::parse`].
+    pub fn parse(self, document: &[u8]) -> Result<KeySet, KeySetError> {
+        let format = match self {
+            Self::Detect(algorithm) => KeyFormat::detect(algorithm, document)?,
+            Self::Exactly(format) => format,
+        };
+        KeySet::parse(format, document)
+    }
+}
+
+impl From<KeyFormat> for KeyDocumentFormat {
+    fn from(format: KeyFormat) -> Self {
+        Self::Exactly(format)
+    }
+}
+
+impl From<KeyAlgorithm> for KeyDocumentFormat {
+    fn from(algorithm: KeyAlgorithm) -> Self {
+        Self::Detect(algorithm)
+    }
+}
+
+impl fmt::Display for KeyDocumentFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Detect(_) => f.write_str("JWKS or PEM, read from the document"),
+            Self::Exactly(format) if format.is_jwks() => f.write_str("JWKS"),
+            Self::Exactly(_) => f.write_str("PEM"),
+        }
+    }
 }
 
 /// One public key, parsed once, bound to its algorithm.
@@ -144,12 +253,45 @@ pub enum KeySetError {
     /// The document parsed but held no usable key for the set's algorithm.
     #[error("key document holds no usable {0} key")]
     NoUsableKeys(KeyAlgorithm),
+    /// The document holds keys of the other family: IAP's EC keys where Google's OIDC RSA keys were expected, or
+    /// the reverse. Almost always a key URL configured for the wrong verifier.
+    #[error(
+        "key document holds {found} keys, not the {expected} keys this verifier needs: {}",
+        family_advice(*.expected)
+    )]
+    WrongFamily {
+        /// The algorithm the verifier needs.
+        expected: KeyAlgorithm,
+        /// The algorithm of the keys the document holds.
+        found: KeyAlgorithm,
+    },
     /// A key's material could not be parsed (named by a possibly truncated `kid`).
     #[error("key {kid:?} could not be parsed")]
     InvalidKey {
         /// The key's ID, truncated to 64 characters.
         kid: String,
     },
+}
+
+fn family_advice(expected: KeyAlgorithm) -> &'static str {
+    match expected {
+        KeyAlgorithm::Rs256 => {
+            "is this IAP's key URL? ID tokens are verified with https://www.googleapis.com/oauth2/v3/certs \
+             (or oauth2/v1/certs)"
+        }
+        KeyAlgorithm::Es256 => {
+            "is this Google's OIDC key URL? IAP assertions are verified with \
+             https://www.gstatic.com/iap/verify/public_key-jwk (or iap/verify/public_key)"
+        }
+    }
+}
+
+/// The other family's algorithm, which a document for `expected` must not hold.
+fn other_family(expected: KeyAlgorithm) -> KeyAlgorithm {
+    match expected {
+        KeyAlgorithm::Rs256 => KeyAlgorithm::Es256,
+        KeyAlgorithm::Es256 => KeyAlgorithm::Rs256,
+    }
 }
 
 #[derive(Deserialize)]
@@ -184,7 +326,13 @@ impl KeySet {
     /// [`KeySetError`] when the document is not of the format's shape, a key cannot be parsed, or no key is usable.
     pub fn parse(format: KeyFormat, document: &[u8]) -> Result<Self, KeySetError> {
         let algorithm = format.algorithm();
+        let wrong_family = || KeySetError::WrongFamily {
+            expected: algorithm,
+            found: other_family(algorithm),
+        };
         let mut keys = HashMap::new();
+        // Whether a skipped key belonged to the other family: reported as such when nothing usable is left.
+        let mut saw_other_family = false;
         match format {
             KeyFormat::OidcJwks | KeyFormat::IapJwks => {
                 let jwks: Jwks = serde_json::from_slice(document)
@@ -194,8 +342,17 @@ impl KeySet {
                     let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
                         continue;
                     };
-                    if let Some(key) = jwk_to_key(&jwk, algorithm)? {
-                        keys.insert(key.kid.clone(), Arc::new(key));
+                    match jwk_to_key(&jwk, algorithm)? {
+                        Some(key) => {
+                            keys.insert(key.kid.clone(), Arc::new(key));
+                        }
+                        None => {
+                            saw_other_family |= matches!(
+                                (algorithm, jwk.kty.as_deref()),
+                                (KeyAlgorithm::Rs256, Some("EC"))
+                                    | (KeyAlgorithm::Es256, Some("RSA"))
+                            );
+                        }
                     }
                 }
             }
@@ -203,6 +360,15 @@ impl KeySet {
                 let map: HashMap<String, String> = serde_json::from_slice(document)
                     .map_err(|e| KeySetError::Json(e.to_string()))?;
                 for (kid, pem) in map {
+                    // OIDC publishes certificates, IAP bare public keys: the PEM label tells the families apart
+                    // before any parsing, for an error that says what is wrong.
+                    let label_of_other_family = match format {
+                        KeyFormat::OidcPemCertificates => "-----BEGIN PUBLIC KEY-----",
+                        _ => "-----BEGIN CERTIFICATE-----",
+                    };
+                    if pem.trim_start().starts_with(label_of_other_family) {
+                        return Err(wrong_family());
+                    }
                     let der = match format {
                         KeyFormat::OidcPemCertificates => certificate_rsa_spki(&kid, &pem)?,
                         _ => ec_spki_point(&kid, &pem)?,
@@ -213,7 +379,11 @@ impl KeySet {
             }
         }
         if keys.is_empty() {
-            return Err(KeySetError::NoUsableKeys(algorithm));
+            return Err(if saw_other_family {
+                wrong_family()
+            } else {
+                KeySetError::NoUsableKeys(algorithm)
+            });
         }
         Ok(Self { algorithm, keys })
     }
@@ -396,24 +566,90 @@ mod tests {
     }
 
     #[test]
-    fn a_document_of_the_other_family_yields_no_usable_keys() {
+    fn a_document_of_the_other_family_is_refused_as_such() {
+        let oidc_wanted = KeySetError::WrongFamily {
+            expected: KeyAlgorithm::Rs256,
+            found: KeyAlgorithm::Es256,
+        };
+        let iap_wanted = KeySetError::WrongFamily {
+            expected: KeyAlgorithm::Es256,
+            found: KeyAlgorithm::Rs256,
+        };
         assert_eq!(
             KeySet::parse(KeyFormat::OidcJwks, IAP_JWKS).unwrap_err(),
-            KeySetError::NoUsableKeys(KeyAlgorithm::Rs256)
+            oidc_wanted
         );
         assert_eq!(
             KeySet::parse(KeyFormat::IapJwks, OIDC_JWKS).unwrap_err(),
-            KeySetError::NoUsableKeys(KeyAlgorithm::Es256)
+            iap_wanted
         );
         // An RSA certificate is not an IAP SPKI key, and an EC SPKI key is not a certificate.
+        assert_eq!(
+            KeySet::parse(KeyFormat::IapPem, OIDC_CERTS).unwrap_err(),
+            iap_wanted
+        );
+        assert_eq!(
+            KeySet::parse(KeyFormat::OidcPemCertificates, IAP_PEM).unwrap_err(),
+            oidc_wanted
+        );
+        // Detection never changes the family: every IAP document stays wrong for an OIDC verifier.
+        for (document, wanted, algorithm) in [
+            (IAP_JWKS, &oidc_wanted, KeyAlgorithm::Rs256),
+            (IAP_PEM, &oidc_wanted, KeyAlgorithm::Rs256),
+            (OIDC_JWKS, &iap_wanted, KeyAlgorithm::Es256),
+            (OIDC_CERTS, &iap_wanted, KeyAlgorithm::Es256),
+        ] {
+            let err = KeyDocumentFormat::Detect(algorithm)
+                .parse(document)
+                .unwrap_err();
+            assert_eq!(&err, wanted);
+            assert!(err.to_string().contains("not the"), "{err}");
+        }
+        assert!(oidc_wanted.to_string().contains("oauth2/v3/certs"));
+        assert!(iap_wanted.to_string().contains("public_key-jwk"));
+    }
+
+    #[test]
+    fn the_format_is_read_from_the_document() {
+        for (document, algorithm, format) in [
+            (OIDC_JWKS, KeyAlgorithm::Rs256, KeyFormat::OidcJwks),
+            (
+                OIDC_CERTS,
+                KeyAlgorithm::Rs256,
+                KeyFormat::OidcPemCertificates,
+            ),
+            (IAP_JWKS, KeyAlgorithm::Es256, KeyFormat::IapJwks),
+            (IAP_PEM, KeyAlgorithm::Es256, KeyFormat::IapPem),
+        ] {
+            assert_eq!(KeyFormat::detect(algorithm, document).unwrap(), format);
+            let detected = KeyDocumentFormat::Detect(algorithm)
+                .parse(document)
+                .unwrap();
+            let fixed = KeySet::parse(format, document).unwrap();
+            assert_eq!(kids(&detected), kids(&fixed));
+            assert_eq!(detected.algorithm(), algorithm);
+        }
+        // A fixed format stays fixed: the other shape is an error, not a guess.
         assert!(matches!(
-            KeySet::parse(KeyFormat::IapPem, OIDC_CERTS),
-            Err(KeySetError::InvalidKey { .. })
+            KeyDocumentFormat::Exactly(KeyFormat::OidcJwks).parse(OIDC_CERTS),
+            Err(KeySetError::Json(_))
         ));
         assert!(matches!(
-            KeySet::parse(KeyFormat::OidcPemCertificates, IAP_PEM),
-            Err(KeySetError::InvalidKey { .. })
+            KeyDocumentFormat::Exactly(KeyFormat::OidcPemCertificates).parse(OIDC_JWKS),
+            Err(KeySetError::Json(_))
         ));
+        // Not a JSON object at all.
+        for bad in [b"".as_slice(), b"[]", b"\"keys\"", b"null", b"<html>"] {
+            assert!(matches!(
+                KeyFormat::detect(KeyAlgorithm::Rs256, bad),
+                Err(KeySetError::Json(_))
+            ));
+        }
+        // A `keys` member that is not an array makes a PEM map, whose value then fails as a PEM.
+        assert_eq!(
+            KeyFormat::detect(KeyAlgorithm::Rs256, br#"{"keys": "x"}"#).unwrap(),
+            KeyFormat::OidcPemCertificates
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use super::{KeyAlgorithm, KeyFormat, KeySet, KeySetError};
+use super::{KeyAlgorithm, KeyDocumentFormat, KeySet, KeySetError};
 
 /// The largest key document idgate reads (Google's are a few KiB).
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
@@ -56,16 +56,30 @@ pub trait KeySource: fmt::Debug + Send + Sync + 'static {
 }
 
 /// Fetches one of Google's key documents over HTTP(S).
+///
+/// ```
+/// use idgate_core::keys::{HttpKeySource, KeyAlgorithm, KeyFormat, KeySource};
+///
+/// # fn main() -> Result<(), url::ParseError> {
+/// // OIDC keys from whichever document the URL serves (google-auth's default is the v1 certificates).
+/// let detect = HttpKeySource::new("https://www.googleapis.com/oauth2/v1/certs".parse()?, KeyAlgorithm::Rs256);
+/// // Or exactly one format.
+/// let jwks = HttpKeySource::new("https://www.googleapis.com/oauth2/v3/certs".parse()?, KeyFormat::OidcJwks);
+/// assert_eq!(detect.algorithm(), jwks.algorithm());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct HttpKeySource {
     url: url::Url,
-    format: KeyFormat,
+    format: KeyDocumentFormat,
     client: reqwest::Client,
 }
 
 impl HttpKeySource {
-    /// A source for `url`, parsed as `format`, with a default HTTP client (rustls, 5 s connect timeout).
-    pub fn new(url: url::Url, format: KeyFormat) -> Self {
+    /// A source for `url`, read as `format` (a [`KeyAlgorithm`] to detect JWKS vs PEM from each document, or a
+    /// fixed [`KeyFormat`](super::KeyFormat)), with a default HTTP client (rustls, 5 s connect timeout).
+    pub fn new(url: url::Url, format: impl Into<KeyDocumentFormat>) -> Self {
+        let format = format.into();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
@@ -120,7 +134,7 @@ impl HttpKeySource {
                 return Err(FetchError::TooLarge);
             }
         }
-        let keys = KeySet::parse(self.format, &body)?;
+        let keys = self.format.parse(&body)?;
         Ok(FetchedKeys { keys, max_age })
     }
 }

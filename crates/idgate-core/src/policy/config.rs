@@ -12,7 +12,7 @@ use url::Url;
 use super::allowlist::{Allowlist, AllowlistError, ListKind};
 use crate::google::Endpoints;
 use crate::identity::TrustedAppEngineFrontEnd;
-use crate::keys::KeyFormat;
+use crate::keys::{KeyAlgorithm, KeyDocumentFormat, KeyFormat};
 use crate::verify::{
     AudienceMatch, BuildError, DEFAULT_LEEWAY, IapVerifier, IapVerifierBuilder, OidcVerifier,
     OidcVerifierBuilder,
@@ -325,6 +325,8 @@ struct RawGoogle {
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 enum RawKeysFormat {
+    /// Read from each document (the default).
+    Auto,
     Jwks,
     Pem,
 }
@@ -388,9 +390,9 @@ fn entries(list: &List) -> &[Spanned<String>] {
 /// [google]
 /// ## Every endpoint under one URL, on Google's own paths (as idgate-emulator serves them)...
 /// base_url = "http://127.0.0.1:8085"
-/// ## ...and/or one by one. Key formats: "jwks" (default) or "pem".
-/// oidc_keys_url = "http://127.0.0.1:8085/oauth2/v3/certs"
-/// oidc_keys_format = "jwks"
+/// ## ...and/or one by one. A key URL may serve a JWKS or a PEM map: the format is read from the document,
+/// ## unless `*_keys_format` pins it ("jwks" or "pem"; "auto" is the default).
+/// oidc_keys_url = "http://127.0.0.1:8085/oauth2/v1/certs"
 /// iap_keys_url = "http://127.0.0.1:8085/iap/verify/public_key-jwk"
 /// iap_keys_format = "jwks"
 /// metadata_url = "http://127.0.0.1:8085/computeMetadata/v1/"
@@ -427,6 +429,7 @@ fn entries(list: &List) -> &[Spanned<String>] {
 /// | `iap.compare_plain_user_headers` | default `false` |
 /// | `iap.allow.emails`, `.domains`, `.hosted_domains` | users; if `[iap.allow]` is present it must list someone |
 /// | `google.*` | endpoint overrides; plain `http` only on loopback addresses (except `metadata_url`) |
+/// | `google.oidc_keys_format`, `google.iap_keys_format` | `"auto"` (default: JWKS or PEM, read from each document, as Google's libraries do), `"jwks"` or `"pem"` to pin one; the family (OIDC RS256, IAP ES256) is never read from the document |
 ///
 /// The `[inbound]` allowlist must admit someone: an empty one would deny every request.
 #[derive(Debug, Clone)]
@@ -478,22 +481,15 @@ impl IapAudience {
     }
 }
 
-/// The `[google]` table: which endpoints and key formats to use. The default is the real Google, JWKS keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The `[google]` table: which endpoints and key formats to use. The default is the real Google, each key
+/// document's format read from the document.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GoogleConfig {
     endpoints: Endpoints,
-    oidc_keys_format: KeyFormat,
-    iap_keys_format: KeyFormat,
-}
-
-impl Default for GoogleConfig {
-    fn default() -> Self {
-        Self {
-            endpoints: Endpoints::default(),
-            oidc_keys_format: KeyFormat::OidcJwks,
-            iap_keys_format: KeyFormat::IapJwks,
-        }
-    }
+    /// A format pinned by `oidc_keys_format`; `None` reads it from the document.
+    oidc_keys_format: Option<KeyFormat>,
+    /// A format pinned by `iap_keys_format`; `None` reads it from the document.
+    iap_keys_format: Option<KeyFormat>,
 }
 
 impl GoogleConfig {
@@ -502,21 +498,23 @@ impl GoogleConfig {
         &self.endpoints
     }
 
-    /// Where the OIDC signing keys are fetched, and in which format.
-    pub fn oidc_keys(&self) -> (Url, KeyFormat) {
+    /// Where the OIDC signing keys are fetched, and how the document is read (detected unless pinned).
+    pub fn oidc_keys(&self) -> (Url, KeyDocumentFormat) {
         match self.oidc_keys_format {
-            KeyFormat::OidcPemCertificates => {
-                (self.endpoints.oidc_pem.clone(), self.oidc_keys_format)
+            Some(format @ KeyFormat::OidcPemCertificates) => {
+                (self.endpoints.oidc_pem.clone(), format.into())
             }
-            _ => (self.endpoints.oidc_jwks.clone(), KeyFormat::OidcJwks),
+            Some(format) => (self.endpoints.oidc_jwks.clone(), format.into()),
+            None => (self.endpoints.oidc_jwks.clone(), KeyAlgorithm::Rs256.into()),
         }
     }
 
-    /// Where the IAP signing keys are fetched, and in which format.
-    pub fn iap_keys(&self) -> (Url, KeyFormat) {
+    /// Where the IAP signing keys are fetched, and how the document is read (detected unless pinned).
+    pub fn iap_keys(&self) -> (Url, KeyDocumentFormat) {
         match self.iap_keys_format {
-            KeyFormat::IapPem => (self.endpoints.iap_pem.clone(), self.iap_keys_format),
-            _ => (self.endpoints.iap_jwks.clone(), KeyFormat::IapJwks),
+            Some(format @ KeyFormat::IapPem) => (self.endpoints.iap_pem.clone(), format.into()),
+            Some(format) => (self.endpoints.iap_jwks.clone(), format.into()),
+            None => (self.endpoints.iap_jwks.clone(), KeyAlgorithm::Es256.into()),
         }
     }
 }
@@ -649,12 +647,8 @@ impl Config {
         let (oidc_url, oidc_format) = google.oidc_keys();
         let (iap_url, iap_format) = google.iap_keys();
         writeln!(out, "Google endpoints")?;
-        writeln!(
-            out,
-            "  OIDC keys: {oidc_url} ({})",
-            format_name(oidc_format)
-        )?;
-        writeln!(out, "  IAP keys: {iap_url} ({})", format_name(iap_format))?;
+        writeln!(out, "  OIDC keys: {oidc_url} ({oidc_format})")?;
+        writeln!(out, "  IAP keys: {iap_url} ({iap_format})")?;
         writeln!(out, "  metadata server: {}", google.endpoints.metadata)?;
         writeln!(out, "  token endpoint: {}", google.endpoints.token)?;
         writeln!(
@@ -668,13 +662,6 @@ impl Config {
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.effective_policy())
-    }
-}
-
-fn format_name(format: KeyFormat) -> &'static str {
-    match format {
-        KeyFormat::OidcPemCertificates | KeyFormat::IapPem => "PEM",
-        _ => "JWKS",
     }
 }
 
@@ -758,7 +745,7 @@ impl InboundConfig {
             .audiences(self.audiences.iter().cloned())
             .audience_match(self.audience_match)
             .leeway(self.leeway)
-            .keys_url(url, format)
+            .keys_url_as(url, format)
     }
 
     /// The verifier for this table.
@@ -813,7 +800,7 @@ impl IapConfig {
         IapVerifier::builder()
             .audience(audience)
             .leeway(self.leeway)
-            .keys_url(url, format)
+            .keys_url_as(url, format)
     }
 
     /// The verifier for this table and `audience`.
@@ -1225,15 +1212,15 @@ impl Validator<'_> {
         }
         Ok(GoogleConfig {
             endpoints,
-            oidc_keys_format: if oidc_pem {
-                KeyFormat::OidcPemCertificates
-            } else {
-                KeyFormat::OidcJwks
+            oidc_keys_format: match raw.oidc_keys_format {
+                None | Some(RawKeysFormat::Auto) => None,
+                Some(RawKeysFormat::Jwks) => Some(KeyFormat::OidcJwks),
+                Some(RawKeysFormat::Pem) => Some(KeyFormat::OidcPemCertificates),
             },
-            iap_keys_format: if iap_pem {
-                KeyFormat::IapPem
-            } else {
-                KeyFormat::IapJwks
+            iap_keys_format: match raw.iap_keys_format {
+                None | Some(RawKeysFormat::Auto) => None,
+                Some(RawKeysFormat::Jwks) => Some(KeyFormat::IapJwks),
+                Some(RawKeysFormat::Pem) => Some(KeyFormat::IapPem),
             },
         })
     }

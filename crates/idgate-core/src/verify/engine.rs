@@ -12,8 +12,8 @@ use super::oidc::{DEFAULT_LEEWAY, DEFAULT_MEMO_CAPACITY};
 use super::recent;
 use crate::clock::{self, Clock};
 use crate::keys::{
-    HttpKeySource, KeyAlgorithm, KeyCache, KeyCacheConfig, KeyFormat, KeyLookupError, VerifyingKey,
-    truncate,
+    HttpKeySource, KeyAlgorithm, KeyCache, KeyCacheConfig, KeyDocumentFormat, KeyLookupError,
+    VerifyingKey, truncate,
 };
 use crate::token::{JwtParts, Malformed, SIGNATURE_REMOVED_BY_GOOGLE};
 
@@ -272,13 +272,13 @@ impl<C: TimedClaims> Engine<C> {
 #[derive(Debug)]
 pub(crate) enum KeysChoice {
     Cache(KeyCache),
-    Url(url::Url, KeyFormat),
+    Url(url::Url, KeyDocumentFormat),
 }
 
 impl KeysChoice {
     pub(crate) fn resolve(
         choice: Option<Self>,
-        default: (url::Url, KeyFormat),
+        default: (url::Url, KeyDocumentFormat),
         clock: &Arc<dyn Clock>,
     ) -> KeyCache {
         let (url, format) = match choice {
@@ -309,7 +309,7 @@ impl EngineOptions {
     pub(crate) fn build<C: TimedClaims>(
         self,
         algorithm: KeyAlgorithm,
-        default_keys: (url::Url, KeyFormat),
+        default_keys: (url::Url, KeyDocumentFormat),
         max_lifetime: impl Fn(i64) -> i64,
     ) -> Result<Engine<C>, BuildError> {
         let leeway = checked_leeway(self.leeway)?;

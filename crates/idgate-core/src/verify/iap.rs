@@ -14,7 +14,7 @@ use super::recent;
 use crate::clock::Clock;
 use crate::google;
 use crate::identity::Caller;
-use crate::keys::{KeyAlgorithm, KeyCache, KeyFormat, VerifyingKey};
+use crate::keys::{KeyAlgorithm, KeyCache, KeyDocumentFormat, VerifyingKey};
 
 /// The only issuer of IAP assertions.
 pub const IAP_ISSUER: &str = "https://cloud.google.com/iap";
@@ -270,9 +270,18 @@ impl IapVerifierBuilder {
         self
     }
 
-    /// Reads keys from `url` in `format` ([`KeyFormat::IapJwks`] or [`KeyFormat::IapPem`]).
-    pub fn keys_url(mut self, url: url::Url, format: KeyFormat) -> Self {
-        self.options.keys = Some(KeysChoice::Url(url, format));
+    /// Reads keys from `url` through a default [`KeyCache`]: IAP's `iap/verify/public_key-jwk` (JWKS) or
+    /// `iap/verify/public_key` (PEM), the emulator's, or any document of either shape. The format is read from each
+    /// document; use [`keys_url_as`](Self::keys_url_as) to pin one.
+    pub fn keys_url(self, url: url::Url) -> Self {
+        self.keys_url_as(url, KeyAlgorithm::Es256)
+    }
+
+    /// Reads keys from `url` as `format`: a fixed [`KeyFormat`] (`IapJwks`, `IapPem`), or
+    /// [`KeyAlgorithm::Es256`] to detect (what [`keys_url`](Self::keys_url) does). An OIDC format is refused by
+    /// [`build`](Self::build).
+    pub fn keys_url_as(mut self, url: url::Url, format: impl Into<KeyDocumentFormat>) -> Self {
+        self.options.keys = Some(KeysChoice::Url(url, format.into()));
         self
     }
 
@@ -303,7 +312,10 @@ impl IapVerifierBuilder {
         }
         let engine = self.options.build(
             KeyAlgorithm::Es256,
-            (google::Endpoints::default().iap_jwks, KeyFormat::IapJwks),
+            (
+                google::Endpoints::default().iap_jwks,
+                KeyDocumentFormat::Detect(KeyAlgorithm::Es256),
+            ),
             // Google's IAP documentation: "10 minutes + 2 * skew".
             |leeway| MAX_LIFETIME_SECS + 2 * leeway,
         )?;

@@ -14,7 +14,7 @@ use super::recent;
 use crate::clock::Clock;
 use crate::google;
 use crate::identity::{Caller, IdentityError};
-use crate::keys::{KeyAlgorithm, KeyCache, KeyFormat, VerifyingKey};
+use crate::keys::{KeyAlgorithm, KeyCache, KeyDocumentFormat, VerifyingKey};
 
 /// The issuers Google's OIDC ID tokens carry: the modern and the legacy form, and nothing else.
 pub const GOOGLE_ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"];
@@ -453,16 +453,24 @@ impl OidcVerifierBuilder {
     }
 
     /// Reads keys through `keys` (share one cache between verifiers, or point it at the emulator).
-    /// Default: Google's `oauth2/v3/certs` JWKS.
+    /// Default: Google's `oauth2/v3/certs`.
     pub fn keys(mut self, keys: KeyCache) -> Self {
         self.options.keys = Some(KeysChoice::Cache(keys));
         self
     }
 
-    /// Reads keys from `url` in `format` (e.g. the emulator's JWKS, or Google's `oauth2/v1/certs` with
-    /// [`KeyFormat::OidcPemCertificates`]) through a default [`KeyCache`].
-    pub fn keys_url(mut self, url: url::Url, format: KeyFormat) -> Self {
-        self.options.keys = Some(KeysChoice::Url(url, format));
+    /// Reads keys from `url` through a default [`KeyCache`]: Google's `oauth2/v3/certs` (JWKS) or
+    /// `oauth2/v1/certs` (PEM certificates), the emulator's, or any document of either shape. The format is read
+    /// from each document; use [`keys_url_as`](Self::keys_url_as) to pin one.
+    pub fn keys_url(self, url: url::Url) -> Self {
+        self.keys_url_as(url, KeyAlgorithm::Rs256)
+    }
+
+    /// Reads keys from `url` as `format`: a fixed [`KeyFormat`] (`OidcJwks`, `OidcPemCertificates`), or
+    /// [`KeyAlgorithm::Rs256`] to detect (what [`keys_url`](Self::keys_url) does). An IAP format is refused by
+    /// [`build`](Self::build).
+    pub fn keys_url_as(mut self, url: url::Url, format: impl Into<KeyDocumentFormat>) -> Self {
+        self.options.keys = Some(KeysChoice::Url(url, format.into()));
         self
     }
 
@@ -495,7 +503,10 @@ impl OidcVerifierBuilder {
         let audiences = Audiences::new(self.audiences, self.audience_match)?;
         let engine = self.options.build(
             KeyAlgorithm::Rs256,
-            (google::Endpoints::default().oidc_jwks, KeyFormat::OidcJwks),
+            (
+                google::Endpoints::default().oidc_jwks,
+                KeyDocumentFormat::Detect(KeyAlgorithm::Rs256),
+            ),
             |leeway| MAX_LIFETIME_SECS + leeway,
         )?;
         Ok(OidcVerifier {

@@ -25,7 +25,7 @@ async fn an_iap_assertion_is_verified_with_both_iap_key_formats() {
     let pem = IapVerifier::builder()
         .audience(w.emulator.iap_audience_app_engine())
         .clock(Arc::new(w.clock.clone()))
-        .keys_url(w.emulator.iap_pem_url(), KeyFormat::IapPem)
+        .keys_url_as(w.emulator.iap_pem_url(), KeyFormat::IapPem)
         .build()
         .unwrap();
     for verifier in [w.iap(), pem] {

@@ -21,10 +21,15 @@ async fn a_service_account_token_is_verified_with_both_google_key_formats() {
     for verifier in [
         w.oidc(),
         w.oidc_builder()
-            .keys_url(
+            .keys_url_as(
                 w.emulator.oidc_pem_certs_url(),
                 KeyFormat::OidcPemCertificates,
             )
+            .build()
+            .unwrap(),
+        // The format read from the document, as google-auth does with oauth2/v1/certs (issue #10, item 9).
+        w.oidc_builder()
+            .keys_url(w.emulator.oidc_pem_certs_url())
             .build()
             .unwrap(),
     ] {

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use idgate_core::clock::{Clock, ManualClock};
-use idgate_core::keys::KeyFormat;
 use idgate_core::verify::{IapVerifier, OidcVerifier, OidcVerifierBuilder};
 use idgate_emulator::Emulator;
 
@@ -38,7 +37,7 @@ impl World {
         OidcVerifier::builder()
             .audience(AUDIENCE)
             .clock(Arc::new(self.clock.clone()))
-            .keys_url(self.emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+            .keys_url(self.emulator.oidc_jwks_url())
     }
 
     pub(crate) fn oidc(&self) -> OidcVerifier {
@@ -49,7 +48,7 @@ impl World {
         IapVerifier::builder()
             .audience(self.emulator.iap_audience_app_engine())
             .clock(Arc::new(self.clock.clone()))
-            .keys_url(self.emulator.iap_jwks_url(), KeyFormat::IapJwks)
+            .keys_url(self.emulator.iap_jwks_url())
             .build()
             .unwrap()
     }

@@ -38,7 +38,7 @@
 //! let audience = google.iap_audience_app_engine(); // "/projects/NUMBER/apps/PROJECT_ID"
 //! let verifier = IapVerifier::builder()
 //!     .audience(audience.clone())
-//!     .keys_url(google.iap_jwks_url(), KeyFormat::IapJwks)
+//!     .keys_url(google.iap_jwks_url())
 //!     .build()?;
 //!
 //! let service = ServiceBuilder::new()

@@ -52,7 +52,7 @@
 //! let google = Emulator::start().await?; // a local twin of Google's key endpoints
 //! let verifier = OidcVerifier::builder()
 //!     .audience("https://jobs.example.com")
-//!     .keys_url(google.oidc_jwks_url(), KeyFormat::OidcJwks)
+//!     .keys_url(google.oidc_jwks_url())
 //!     .build()?;
 //! let allowlist = Allowlist::builder().project_id("billing-prod").build()?;
 //!

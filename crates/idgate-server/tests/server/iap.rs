@@ -1,7 +1,6 @@
 //! RequireIapLayer end to end: the assertion, the plain header, the allowlist, audience discovery.
 
 use http::StatusCode;
-use idgate_core::keys::KeyFormat;
 use idgate_core::policy::{Allowlist, Config};
 use idgate_core::verify::IapVerifier;
 use idgate_emulator::{Emulator, TokenSpec};
@@ -13,7 +12,7 @@ use crate::{Seen, client, emulator, recording_router, serve};
 fn layer(emulator: &Emulator) -> RequireIapLayer {
     let verifier = IapVerifier::builder()
         .audience(emulator.iap_audience_app_engine())
-        .keys_url(emulator.iap_jwks_url(), KeyFormat::IapJwks)
+        .keys_url(emulator.iap_jwks_url())
         .build()
         .unwrap();
     RequireIapLayer::new(verifier)

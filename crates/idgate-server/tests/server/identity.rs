@@ -384,3 +384,49 @@ async fn keys_unavailable_is_503_with_retry_after() {
     assert_eq!(seen.calls(), 0);
     assert!(emulator.hits(Endpoint::OidcJwks) >= 1);
 }
+
+/// Issue #10, item 9: a key URL in the config is read in whichever format its document is (Google's libraries
+/// default to `oauth2/v1/certs`, the IAP sample to `iap/verify/public_key`); the family never comes from the
+/// document, so IAP's keys at the OIDC key URL fail the startup with a message that says so.
+#[tokio::test]
+async fn config_key_urls_are_read_in_the_format_their_documents_have() {
+    let emulator = emulator().await;
+    let config = |oidc_keys_url: &str| {
+        idgate_core::policy::Config::from_toml_str(&format!(
+            r#"
+            [inbound]
+            audiences = ["{AUDIENCE}"]
+            [inbound.allow]
+            project_ids = ["billing-prod"]
+            [google]
+            oidc_keys_url = "{oidc_keys_url}"
+            "#
+        ))
+        .unwrap()
+    };
+    for url in [emulator.oidc_pem_certs_url(), emulator.oidc_jwks_url()] {
+        let layers = idgate_server::from_config(&config(url.as_str()))
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        let seen = Seen::default();
+        let base = serve(layers.apply(recording_router(&seen))).await;
+        let response = client()
+            .get(format!("{base}/"))
+            .bearer_auth(token(&emulator, ALLOWED_SA))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        assert_eq!(seen.calls(), 1);
+    }
+    for url in [emulator.iap_jwks_url(), emulator.iap_pem_url()] {
+        let error = idgate_server::from_config(&config(url.as_str()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("ES256 keys, not the RS256 keys"),
+            "{url}: {error}"
+        );
+    }
+}

@@ -12,7 +12,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use http::HeaderMap;
-use idgate_core::keys::KeyFormat;
 use idgate_core::policy::Allowlist;
 use idgate_core::verify::OidcVerifier;
 use idgate_emulator::Emulator;
@@ -91,7 +90,7 @@ pub(crate) async fn emulator() -> Emulator {
 pub(crate) fn oidc_verifier(emulator: &Emulator) -> OidcVerifier {
     OidcVerifier::builder()
         .audience(AUDIENCE)
-        .keys_url(emulator.oidc_jwks_url(), KeyFormat::OidcJwks)
+        .keys_url(emulator.oidc_jwks_url())
         .build()
         .unwrap()
 }

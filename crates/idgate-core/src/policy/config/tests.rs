@@ -137,14 +137,14 @@ fn full_example_fixture() {
         google.oidc_keys(),
         (
             Url::parse("http://127.0.0.1:8085/oauth2/v1/certs").unwrap(),
-            KeyFormat::OidcPemCertificates
+            KeyFormat::OidcPemCertificates.into()
         )
     );
     assert_eq!(
         google.iap_keys(),
         (
             Url::parse("http://localhost:8085/iap/verify/public_key").unwrap(),
-            KeyFormat::IapPem
+            KeyFormat::IapPem.into()
         )
     );
     assert_eq!(
@@ -780,17 +780,38 @@ fn google_endpoints() {
     );
     assert_eq!(endpoints.token.as_str(), "https://oauth2.example/token");
     assert_eq!(endpoints.iap_jwks, Endpoints::default().iap_jwks);
-    assert_eq!(config.google().oidc_keys().1, KeyFormat::OidcJwks);
+    // No format: read from the document (issue #10, item 9: `oidc_keys_url` may be Google's oauth2/v1/certs).
+    assert_eq!(
+        config.google().oidc_keys().1,
+        KeyDocumentFormat::Detect(KeyAlgorithm::Rs256)
+    );
+    assert_eq!(
+        Config::from_toml_str(&src("oidc_keys_format = \"auto\""))
+            .unwrap()
+            .google()
+            .oidc_keys()
+            .1,
+        KeyDocumentFormat::Detect(KeyAlgorithm::Rs256)
+    );
+    assert_eq!(
+        GoogleConfig::default().iap_keys(),
+        (
+            Endpoints::default().iap_jwks,
+            KeyDocumentFormat::Detect(KeyAlgorithm::Es256)
+        )
+    );
 
-    // A format without a URL selects Google's document in that format.
+    // A format without a URL selects Google's document in that format, pinned.
     let pem = Config::from_toml_str(&src("oidc_keys_format = \"pem\"")).unwrap();
     assert_eq!(
         pem.google().oidc_keys(),
         (
             Url::parse("https://www.googleapis.com/oauth2/v1/certs").unwrap(),
-            KeyFormat::OidcPemCertificates
+            KeyFormat::OidcPemCertificates.into()
         )
     );
+    let jwks = Config::from_toml_str(&src("oidc_keys_format = \"jwks\"")).unwrap();
+    assert_eq!(jwks.google().oidc_keys().1, KeyFormat::OidcJwks.into());
 }
 
 #[test]
