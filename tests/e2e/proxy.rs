@@ -1,17 +1,20 @@
 //! Spoofed identity headers through `idgate_server::proxy`: the upstream must never see a client-sent copy of
-//! `X-Idgate-Caller-*` or `X-Goog-Authenticated-User-*`, and rejected requests must never reach it.
+//! `X-Idgate-Caller-*` or `X-Goog-Authenticated-User-*` (in any spelling), a legacy app ID idgate did not trust, a
+//! credential idgate did not verify, or forwarding headers the client made up; rejected requests never reach it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use http::HeaderMap;
+use idgate_core::identity::TrustedAppEngineFrontEnd;
 use idgate_emulator::{Emulator, TokenSpec};
+use idgate_server::proxy::ProxyOptions;
 use idgate_server::{Layers, RequireIapLayer, RequireIdentityLayer};
 
 use crate::support::{
     ALLOWED_SA, PROJECT, allowlist, client, emulator, iap_allowlist, iap_verifier, oidc_verifier,
-    sa, user,
+    raw_status, sa, user,
 };
 
 /// An upstream that records the headers of every request it gets.
@@ -285,5 +288,444 @@ async fn proxy_never_forwards_client_sent_goog_authenticated_user_headers() {
         } else {
             assert!(email.is_empty(), "{name}: {email:?}");
         }
+    }
+}
+
+// ---- Issue #10, items 1 to 4: what an upstream could be fooled by. ----
+
+async fn proxy_with(upstream: &url::Url, layers: &Layers, options: ProxyOptions) -> SocketAddr {
+    let router =
+        idgate_server::proxy::router_with_options(upstream, layers, options).expect("router");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
+    });
+    addr
+}
+
+/// The identity layer with the legacy header trusted (the App Engine migration case) and `/healthz` exempt.
+fn legacy_layers(emu: &Emulator) -> Layers {
+    Layers::new(
+        Some(
+            RequireIdentityLayer::new(oidc_verifier(emu))
+                .allowlist(allowlist())
+                .trust_legacy_header(TrustedAppEngineFrontEnd::assume_behind_app_engine())
+                .exempt_path("/healthz"),
+        ),
+        None,
+    )
+}
+
+/// Every header name the upstream got that folds (`_` read as `-`) into an identity, credential or forwarding name.
+fn underscore_twins(seen: &HeaderMap) -> Vec<String> {
+    seen.keys()
+        .map(|n| n.as_str().to_owned())
+        .filter(|n| n.contains('_'))
+        .collect()
+}
+
+/// Item 1: underscore spellings of the identity headers are folded into the real ones by CGI/WSGI stacks, so they
+/// never reach the upstream, on any path. The caller here is a trusted legacy App Engine app, which has no email
+/// of its own: a forged underscore email would be the only one the upstream saw.
+#[tokio::test]
+async fn proxy_strips_underscore_twins_of_identity_headers_on_every_path() {
+    let emu = emulator().await;
+    let upstream = Upstream::default();
+    let url = upstream.start().await;
+    let legacy = proxy(&url, &legacy_layers(&emu)).await;
+    let iap = proxy(&url, &iap_layers(&emu, false)).await;
+    let twins = || {
+        vec![
+            ("X_Idgate_Caller_Email", "admin@corp.com".to_owned()),
+            ("X_Idgate_Caller_Kind", "user".to_owned()),
+            ("x-idgate_caller-project", "victim".to_owned()),
+            (
+                "X_Goog_Authenticated_User_Email",
+                "accounts.google.com:admin@corp.com".to_owned(),
+            ),
+            (
+                "X_Goog_Authenticated_User_Id",
+                "accounts.google.com:1".to_owned(),
+            ),
+            ("X_Appengine_Inbound_Appid", "victim-app".to_owned()),
+            (
+                "X_Serverless_Authorization",
+                "Bearer forged.token.here".to_owned(),
+            ),
+            (
+                "X_Goog_Iap_Jwt_Assertion",
+                "forged.assertion.here".to_owned(),
+            ),
+            ("X_Forwarded_Proto", "https".to_owned()),
+            ("X_Forwarded_Host", "evil.example".to_owned()),
+            ("X_Request_Id", "kept".to_owned()),
+        ]
+    };
+    let with_twins = |mut headers: Vec<(&'static str, String)>| {
+        headers.extend(twins());
+        headers
+    };
+    for (name, addr, path, headers) in [
+        (
+            "legacy app admitted",
+            legacy,
+            "/",
+            with_twins(vec![("x-appengine-inbound-appid", PROJECT.to_owned())]),
+        ),
+        (
+            "token admitted",
+            legacy,
+            "/",
+            with_twins(vec![(
+                "authorization",
+                format!("Bearer {}", emu.mint(&sa())),
+            )]),
+        ),
+        ("exempt path", legacy, "/healthz", with_twins(Vec::new())),
+        (
+            "IAP admitted",
+            iap,
+            "/",
+            with_twins(vec![("x-goog-iap-jwt-assertion", emu.mint(&user()))]),
+        ),
+    ] {
+        let calls = upstream.calls();
+        assert_eq!(get(addr, path, &headers).await, 200, "{name}");
+        assert_eq!(upstream.calls(), calls + 1, "{name}");
+        let seen = upstream.last();
+        assert_eq!(
+            underscore_twins(&seen),
+            ["x_request_id"],
+            "{name}: only the unrelated underscore header may pass"
+        );
+        let email = values(&seen, "x-idgate-caller-email");
+        assert!(
+            email.iter().all(|e| e != "admin@corp.com"),
+            "{name}: {email:?}"
+        );
+    }
+    // The legacy app is identified as itself, with no email at all.
+    assert_eq!(
+        get(
+            legacy,
+            "/",
+            &with_twins(vec![("x-appengine-inbound-appid", PROJECT.to_owned())])
+        )
+        .await,
+        200
+    );
+    let seen = upstream.last();
+    assert_eq!(values(&seen, "x-idgate-caller-kind"), ["app_engine_app"]);
+    assert!(values(&seen, "x-idgate-caller-email").is_empty());
+}
+
+/// Item 1, with the real part users have: Python's `wsgiref` (what the reviewer used), which folds `_` and `-` into
+/// one `HTTP_*` variable. Behind the proxy it must see no forged identity in any spelling.
+#[tokio::test]
+async fn a_wsgi_upstream_sees_no_forged_identity_behind_the_proxy() {
+    // python3 is a documented prerequisite (the google-auth fidelity test needs it too): no silent skip.
+    let wsgi = WsgiUpstream::start().expect("python3 runs Python's wsgiref server");
+    let emu = emulator().await;
+    let legacy = proxy(&wsgi.url(), &legacy_layers(&emu)).await;
+    let response = client()
+        .get(format!("http://{legacy}/"))
+        .header("x-appengine-inbound-appid", PROJECT)
+        .header("X_Idgate_Caller_Email", "admin@corp.com")
+        .header(
+            "X_Goog_Authenticated_User_Email",
+            "accounts.google.com:admin@corp.com",
+        )
+        .header("X_Appengine_Inbound_Appid", "victim-app")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    let environ: serde_json::Value = response
+        .json()
+        .await
+        .expect("the WSGI app's environ as JSON");
+    assert_eq!(
+        environ["HTTP_X_IDGATE_CALLER_KIND"], "app_engine_app",
+        "{environ}"
+    );
+    assert_eq!(
+        environ["HTTP_X_APPENGINE_INBOUND_APPID"], PROJECT,
+        "{environ}"
+    );
+    for forged in [
+        "HTTP_X_IDGATE_CALLER_EMAIL",
+        "HTTP_X_GOOG_AUTHENTICATED_USER_EMAIL",
+    ] {
+        assert!(
+            environ.get(forged).is_none(),
+            "{forged} reached the WSGI app: {environ}"
+        );
+    }
+}
+
+/// Python's reference WSGI server on a loopback port, answering every request with its environ's `HTTP_*`
+/// variables as JSON. Killed on drop.
+struct WsgiUpstream {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl WsgiUpstream {
+    fn start() -> Option<Self> {
+        const APP: &str = r#"
+import json, sys
+from wsgiref.simple_server import make_server, WSGIRequestHandler
+class Quiet(WSGIRequestHandler):
+    def log_message(self, *args): pass
+def app(environ, start_response):
+    body = json.dumps({k: v for k, v in environ.items() if k.startswith("HTTP_")}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
+print(server.server_port, flush=True)
+server.serve_forever()
+"#;
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", APP])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .ok()?;
+        let mut line = String::new();
+        let stdout = child.stdout.take()?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).ok()?;
+        let port = line
+            .trim()
+            .parse()
+            .expect("the WSGI server prints its port");
+        Some(Self { child, port })
+    }
+
+    fn url(&self) -> url::Url {
+        format!("http://127.0.0.1:{}/", self.port)
+            .parse()
+            .expect("url")
+    }
+}
+
+impl Drop for WsgiUpstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Item 2: a client's `X-Appengine-Inbound-Appid` reaches the upstream only when the legacy header is trusted and
+/// was the credential that admitted the request.
+#[tokio::test]
+async fn proxy_forwards_the_legacy_appid_only_when_it_admitted_the_request() {
+    let emu = emulator().await;
+    let upstream = Upstream::default();
+    let url = upstream.start().await;
+    let untrusted = proxy(&url, &identity_layers(&emu)).await;
+    let trusted = proxy(&url, &legacy_layers(&emu)).await;
+    let token = format!("Bearer {}", emu.mint(&sa()));
+    let appid = |v: &str| ("x-appengine-inbound-appid", v.to_owned());
+    for (name, addr, path, headers, forwarded) in [
+        (
+            "untrusted, admitted by token",
+            untrusted,
+            "/",
+            vec![appid("victim-app"), ("authorization", token.clone())],
+            None,
+        ),
+        (
+            "untrusted, exempt path",
+            untrusted,
+            "/healthz",
+            vec![appid("victim-app")],
+            None,
+        ),
+        (
+            "trusted, exempt path",
+            trusted,
+            "/healthz",
+            vec![appid("victim-app")],
+            None,
+        ),
+        (
+            "trusted, admitted by token (empty legacy header)",
+            trusted,
+            "/",
+            vec![appid(""), ("authorization", token.clone())],
+            None,
+        ),
+        (
+            "trusted, admitted by the legacy header",
+            trusted,
+            "/",
+            vec![appid(PROJECT)],
+            Some(PROJECT),
+        ),
+    ] {
+        assert_eq!(get(addr, path, &headers).await, 200, "{name}");
+        let seen = values(&upstream.last(), "x-appengine-inbound-appid");
+        assert_eq!(
+            seen,
+            forwarded.into_iter().map(str::to_owned).collect::<Vec<_>>(),
+            "{name}"
+        );
+    }
+}
+
+/// Item 3: the credential the upstream receives is the one idgate verified. Hop-by-hop headers go before the layer
+/// chooses (so `Connection: X-Serverless-Authorization` cannot swap the credential after the check), and the bearer
+/// header that was not verified is not forwarded.
+#[tokio::test]
+async fn proxy_forwards_only_the_credential_it_verified() {
+    let emu = emulator().await;
+    let upstream = Upstream::default();
+    let url = upstream.start().await;
+    let addr = proxy(&url, &identity_layers(&emu)).await;
+    let valid = emu.mint(&sa());
+    let forged = emu.mint(&sa().tampered_signature());
+
+    // The reviewer's request: valid serverless token, forged Authorization, Connection naming the serverless header.
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Serverless-Authorization: Bearer {valid}\r\n\
+         Authorization: Bearer {forged}\r\nConnection: close, X-Serverless-Authorization\r\n\r\n"
+    );
+    assert_eq!(raw_status(addr, request.as_bytes()).await, 401);
+    assert_eq!(
+        upstream.calls(),
+        0,
+        "the forged Authorization was judged, and refused"
+    );
+    // Connection naming Authorization leaves the serverless token, which is what is verified and forwarded.
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Serverless-Authorization: Bearer {valid}\r\n\
+         Authorization: Bearer {forged}\r\nConnection: close, Authorization\r\n\r\n"
+    );
+    assert_eq!(raw_status(addr, request.as_bytes()).await, 200);
+    let seen = upstream.last();
+    assert_eq!(
+        values(&seen, "x-serverless-authorization"),
+        [format!("Bearer {valid}")]
+    );
+    assert!(values(&seen, "authorization").is_empty());
+
+    // Both present, no tricks: the serverless header wins (as on Cloud Run); the forged Authorization is dropped.
+    let both = vec![
+        ("x-serverless-authorization", format!("Bearer {valid}")),
+        ("authorization", format!("Bearer {forged}")),
+    ];
+    assert_eq!(get(addr, "/", &both).await, 200);
+    let seen = upstream.last();
+    assert_eq!(
+        values(&seen, "x-serverless-authorization"),
+        [format!("Bearer {valid}")]
+    );
+    assert!(
+        values(&seen, "authorization").is_empty(),
+        "an unverified credential reached the upstream"
+    );
+    assert_eq!(values(&seen, "x-idgate-caller-email"), [ALLOWED_SA]);
+
+    // Authorization alone is the verified credential, and is forwarded.
+    assert_eq!(
+        get(addr, "/", &[("authorization", format!("Bearer {valid}"))]).await,
+        200
+    );
+    assert_eq!(
+        values(&upstream.last(), "authorization"),
+        [format!("Bearer {valid}")]
+    );
+
+    // On an exempt path nothing was verified and no caller headers are set: the bearer headers are the upstream's.
+    assert_eq!(get(addr, "/healthz", &both).await, 200);
+    let seen = upstream.last();
+    assert_eq!(values(&seen, "authorization"), [format!("Bearer {forged}")]);
+    assert!(values(&seen, "x-idgate-caller-email").is_empty());
+}
+
+/// Item 4: client-sent forwarding headers are replaced the same way over HTTP/1.1 and HTTP/2 (h2c), where the
+/// authority arrives as `:authority` and there is no `Host` header.
+#[tokio::test]
+async fn proxy_sets_forwarding_headers_the_same_for_http1_and_http2() {
+    let emu = emulator().await;
+    let upstream = Upstream::default();
+    let url = upstream.start().await;
+    let direct = proxy(&url, &identity_layers(&emu)).await;
+    let behind_front_end = proxy_with(
+        &url,
+        &identity_layers(&emu),
+        ProxyOptions::default().trust_forwarded_headers(true),
+    )
+    .await;
+    let token = emu.mint(&sa());
+    let h1 = client();
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2c client");
+    for (version, http) in [("HTTP/1.1", &h1), ("HTTP/2", &h2)] {
+        for (mode, addr) in [
+            ("direct", direct),
+            ("trusting the front end", behind_front_end),
+        ] {
+            let response = http
+                .get(format!("http://{addr}/"))
+                .bearer_auth(&token)
+                .header("x-forwarded-host", "evil.example")
+                .header("x-forwarded-proto", "https")
+                .header("forwarded", "for=192.0.2.1;host=evil.example;proto=https")
+                .header("x-forwarded-for", "192.0.2.1")
+                .send()
+                .await
+                .expect("answer");
+            assert_eq!(response.status(), 200, "{version} {mode}");
+            let seen = upstream.last();
+            let name = format!("{version} {mode}");
+            assert_eq!(
+                values(&seen, "x-forwarded-for"),
+                ["192.0.2.1, 127.0.0.1"],
+                "{name}"
+            );
+            if mode == "direct" {
+                assert_eq!(
+                    values(&seen, "x-forwarded-host"),
+                    [addr.to_string()],
+                    "{name}"
+                );
+                assert_eq!(values(&seen, "x-forwarded-proto"), ["http"], "{name}");
+                assert!(values(&seen, "forwarded").is_empty(), "{name}");
+            } else {
+                assert_eq!(
+                    values(&seen, "x-forwarded-host"),
+                    ["evil.example"],
+                    "{name}"
+                );
+                assert_eq!(values(&seen, "x-forwarded-proto"), ["https"], "{name}");
+                assert_eq!(values(&seen, "forwarded").len(), 1, "{name}");
+            }
+        }
+        // Without any forwarding headers, both modes fill them in from what the proxy saw.
+        let response = http
+            .get(format!("http://{behind_front_end}/"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), 200);
+        let seen = upstream.last();
+        assert_eq!(
+            values(&seen, "x-forwarded-host"),
+            [behind_front_end.to_string()],
+            "{version}"
+        );
+        assert_eq!(values(&seen, "x-forwarded-proto"), ["http"], "{version}");
     }
 }

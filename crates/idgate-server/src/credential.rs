@@ -19,6 +19,43 @@ pub(crate) static X_GOOG_IAP_JWT_ASSERTION: HeaderName =
 pub(crate) static X_GOOG_AUTHENTICATED_USER_EMAIL: HeaderName =
     HeaderName::from_static("x-goog-authenticated-user-email");
 
+/// Which request header carried the credential that admitted a request through
+/// [`RequireIdentityLayer`](crate::RequireIdentityLayer). The layer puts it in the request's extensions next to the
+/// [`Caller`](idgate_core::identity::Caller), so what runs inside can tell the verified header from the others: the
+/// sidecar proxy forwards only the credential idgate verified.
+///
+/// ```
+/// use idgate_server::CredentialHeader;
+///
+/// assert_eq!(CredentialHeader::ServerlessAuthorization.name(), "x-serverless-authorization");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CredentialHeader {
+    /// `X-Appengine-Inbound-Appid`, trusted ([`RequireIdentityLayer::trust_legacy_header`](crate::RequireIdentityLayer::trust_legacy_header)).
+    AppEngineInboundAppid,
+    /// `X-Serverless-Authorization: Bearer <token>`.
+    ServerlessAuthorization,
+    /// `Authorization: Bearer <token>`.
+    Authorization,
+}
+
+impl CredentialHeader {
+    /// The header's name, lower case.
+    pub fn name(self) -> &'static str {
+        self.header_name().as_str()
+    }
+
+    /// The header's name as a [`HeaderName`].
+    pub fn header_name(self) -> &'static HeaderName {
+        match self {
+            Self::AppEngineInboundAppid => &X_APPENGINE_INBOUND_APPID,
+            Self::ServerlessAuthorization => &X_SERVERLESS_AUTHORIZATION,
+            Self::Authorization => &AUTHORIZATION,
+        }
+    }
+}
+
 /// What a request presents, before anything is verified.
 #[derive(Debug)]
 pub(crate) enum Presented {
@@ -36,8 +73,8 @@ pub(crate) struct TokenAt {
     value: HeaderValue,
     /// Where the token sits in `value`.
     range: std::ops::Range<usize>,
-    /// Which header it came from, for logs.
-    pub(crate) header: &'static str,
+    /// Which header it came from.
+    pub(crate) header: CredentialHeader,
 }
 
 impl TokenAt {
@@ -86,9 +123,9 @@ pub(crate) fn presented(
         return Ok(Presented::Legacy(value.clone()));
     }
     let (value, header) = match single(headers, &X_SERVERLESS_AUTHORIZATION)? {
-        Some(value) => (value, "x-serverless-authorization"),
+        Some(value) => (value, CredentialHeader::ServerlessAuthorization),
         None => match single(headers, &AUTHORIZATION)? {
-            Some(value) => (value, "authorization"),
+            Some(value) => (value, CredentialHeader::Authorization),
             None => return Err(IdentityRejection::MissingCredential),
         },
     };
@@ -130,7 +167,7 @@ mod tests {
 
     fn token(p: Presented) -> (String, &'static str) {
         match p {
-            Presented::Token(at) => (at.token().unwrap().to_owned(), at.header),
+            Presented::Token(at) => (at.token().unwrap().to_owned(), at.header.name()),
             Presented::Legacy(_) => panic!("legacy"),
         }
     }

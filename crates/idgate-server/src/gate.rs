@@ -12,6 +12,7 @@ use idgate_core::verify::{VerifiedIapAssertion, VerifiedIdToken};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use crate::credential::CredentialHeader;
 use crate::rejection::IdentityRejection;
 
 /// What an admitted request carries into the inner service's extensions.
@@ -20,6 +21,8 @@ pub(crate) struct Admitted {
     pub(crate) caller: Caller,
     pub(crate) token: Option<VerifiedIdToken>,
     pub(crate) iap: Option<VerifiedIapAssertion>,
+    /// The header whose credential the identity layer verified (`None` for the IAP layer).
+    pub(crate) via: Option<CredentialHeader>,
 }
 
 impl Admitted {
@@ -28,10 +31,14 @@ impl Admitted {
             caller,
             token: None,
             iap: None,
+            via: None,
         }
     }
 
     pub(crate) fn insert_into(self, extensions: &mut Extensions) {
+        if let Some(via) = self.via {
+            extensions.insert(via);
+        }
         if let Caller::IapUser(user) = &self.caller {
             extensions.insert::<IapUser>(user.clone());
         }

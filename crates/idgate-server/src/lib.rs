@@ -47,6 +47,7 @@ pub mod require_iap;
 pub mod require_identity;
 
 pub use config::{Layers, discover_iap_audience, from_config};
+pub use credential::CredentialHeader;
 pub use error::ServerError;
 pub use rejection::IdentityRejection;
 pub use require_iap::{RequireIap, RequireIapLayer};

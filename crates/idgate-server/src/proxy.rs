@@ -9,15 +9,45 @@
 //! | `X-Idgate-Caller-Email` | the verified email (absent for an App Engine app) |
 //! | `X-Idgate-Caller-Project` | the caller's project ID or number, when its identity reveals one |
 //!
-//! Client-sent `X-Idgate-Caller-*` headers are **always** removed, on exempt paths too, so the upstream can trust
-//! these headers exactly as far as it trusts that only the proxy reaches it. IAP's unsigned
-//! `X-Goog-Authenticated-User-Email`/`-Id` are always removed too; when the IAP layer admitted the request they are
-//! set again from the verified assertion (`accounts.google.com:EMAIL`, the assertion's `sub`), for upstreams written
-//! against them. Rejected requests never reach the
-//! upstream. Hop-by-hop headers (`Connection` and the headers it names, `Keep-Alive`, `TE`, `Trailer`,
-//! `Transfer-Encoding`, `Upgrade`, `Proxy-*`) are dropped in both directions, so protocol upgrades (WebSocket) are
-//! not proxied. `Host` is set to the upstream's; the original goes in `X-Forwarded-Host`, and the peer address is
-//! appended to `X-Forwarded-For`. An unreachable upstream is answered with 502.
+//! # What the upstream can trust
+//!
+//! The upstream can trust these headers exactly as far as it trusts that only the proxy reaches it. To make that
+//! hold, every request is cleaned in two steps, on every path (exempt ones included):
+//!
+//! **Before the layers** see it:
+//! - hop-by-hop headers are removed (`Connection` and every header it names, `Keep-Alive`, `TE`, `Trailer`,
+//!   `Transfer-Encoding`, `Upgrade`, `Proxy-*`), so `Connection: X-Serverless-Authorization` cannot remove the
+//!   credential the layer would verify after the layer chose it, leaving the upstream another one;
+//! - every identity or credential header in an **underscore spelling** (`X_Idgate_Caller_Email`,
+//!   `X_Serverless_Authorization`, `X_Appengine_Inbound_Appid`, `X_Goog_Authenticated_User_Email`, ...) is removed:
+//!   CGI, WSGI, PHP and many other stacks fold `_` and `-` into one variable (`HTTP_X_IDGATE_CALLER_EMAIL`), so a
+//!   twin would reach the application as the real header. Names are compared with `_` read as `-`, ignoring case;
+//! - client-sent `X-Idgate-Caller-*` are removed.
+//!
+//! **After the layers** admitted it:
+//! - IAP's unsigned `X-Goog-Authenticated-User-Email`/`-Id` are removed, and set again from the verified assertion
+//!   (`accounts.google.com:EMAIL`, the assertion's `sub`) when the IAP layer admitted the request, for upstreams
+//!   written against them;
+//! - `X-Appengine-Inbound-Appid` is removed unless the legacy header is trusted **and** was the credential that
+//!   admitted this request: a legacy App Engine app behind the sidecar reads it before anything else;
+//! - when `[inbound]` admitted the request, the upstream receives **only the credential header idgate verified**
+//!   ([`CredentialHeader`]): admitted by `X-Serverless-Authorization`, the request's `Authorization` is removed;
+//!   admitted by the legacy header, both bearer headers are removed. On exempt paths, and when only `[iap]` is
+//!   configured, `Authorization` and `X-Serverless-Authorization` are not idgate's and pass untouched (no caller
+//!   headers are set there, so nothing can be confused with a verified identity).
+//!
+//! Rejected requests never reach the upstream. Protocol upgrades (WebSocket) are not proxied.
+//!
+//! # Forwarding headers
+//!
+//! The same for HTTP/1.1 and HTTP/2 (where the authority arrives as `:authority`, not `Host`): `Host` is set to the
+//! upstream's; `X-Forwarded-Host` is set to the authority the client asked for; `X-Forwarded-Proto` to `http` (the
+//! proxy listens on plain TCP); the peer address is appended to `X-Forwarded-For`; a client's `Forwarded` is removed.
+//! Behind a front end that sets these headers itself (Cloud Run, a load balancer terminating TLS), turn on
+//! [`ProxyOptions::trust_forwarded_headers`]: the front end's `X-Forwarded-Host`, `X-Forwarded-Proto` and
+//! `Forwarded` are then kept (and only filled in when absent).
+//!
+//! An unreachable upstream is answered with 502.
 //!
 //! ```no_run
 //! use idgate_core::policy::Config;
@@ -53,6 +83,9 @@ use idgate_core::identity::Caller;
 use tokio::net::TcpListener;
 use url::Url;
 
+use crate::credential::{
+    CredentialHeader, X_APPENGINE_INBOUND_APPID, X_GOOG_AUTHENTICATED_USER_EMAIL,
+};
 use crate::{Layers, ServerError};
 
 /// The caller's kind, for the upstream.
@@ -76,6 +109,26 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-authorization",
 ];
 
+/// How the proxy treats what is not identity. The default suits a proxy that clients reach directly.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ProxyOptions {
+    /// Keep the client's `X-Forwarded-Host`, `X-Forwarded-Proto` and `Forwarded` (filling them in only when absent)
+    /// instead of replacing them with what the proxy saw. Turn it on only when every request comes through a front
+    /// end that sets them (Cloud Run, a TLS-terminating load balancer); a client that reaches the proxy directly
+    /// could otherwise claim any host and scheme. Default `false`.
+    pub trust_forwarded_headers: bool,
+}
+
+impl ProxyOptions {
+    /// See [`ProxyOptions::trust_forwarded_headers`].
+    #[must_use]
+    pub fn trust_forwarded_headers(mut self, trust: bool) -> Self {
+        self.trust_forwarded_headers = trust;
+        self
+    }
+}
+
 #[derive(Debug)]
 struct Upstream {
     client: Client<HttpConnector, Body>,
@@ -83,6 +136,7 @@ struct Upstream {
     authority: http::uri::Authority,
     /// The upstream URL's path without its trailing `/`, prefixed to every request path.
     base_path: String,
+    options: ProxyOptions,
 }
 
 /// Serves the authenticating proxy on `listener` until `shutdown` completes, then finishes the requests in flight.
@@ -119,6 +173,19 @@ where
 ///
 /// [`ServerError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`.
 pub fn router(upstream: &Url, layers: &Layers) -> Result<Router, ServerError> {
+    router_with_options(upstream, layers, ProxyOptions::default())
+}
+
+/// [`router`] with explicit [`ProxyOptions`].
+///
+/// # Errors
+///
+/// [`ServerError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`.
+pub fn router_with_options(
+    upstream: &Url,
+    layers: &Layers,
+    options: ProxyOptions,
+) -> Result<Router, ServerError> {
     if upstream.scheme() != "http" {
         return Err(ServerError::Upstream(format!(
             "scheme {:?} is not supported; the upstream is a local http:// service",
@@ -151,8 +218,20 @@ pub fn router(upstream: &Url, layers: &Layers) -> Result<Router, ServerError> {
         scheme: http::uri::Scheme::HTTP,
         authority,
         base_path: upstream.path().trim_end_matches('/').to_owned(),
+        options,
     });
-    Ok(layers.apply(Router::new().fallback(forward).with_state(state)))
+    // `layer` after `apply`: the clean-up runs before the layers see the request.
+    Ok(layers
+        .apply(Router::new().fallback(forward).with_state(state))
+        .layer(axum::middleware::map_request(clean_before_layers)))
+}
+
+/// The first step of the clean-up (see the [module docs](self)): what no layer may see and no upstream may get.
+async fn clean_before_layers(mut request: Request<Body>) -> Request<Body> {
+    let headers = request.headers_mut();
+    strip_hop_by_hop(headers);
+    strip_spoofable(headers);
+    request
 }
 
 async fn forward(State(upstream): State<Arc<Upstream>>, request: Request<Body>) -> Response<Body> {
@@ -176,15 +255,22 @@ async fn forward(State(upstream): State<Arc<Upstream>>, request: Request<Body>) 
         return plain(StatusCode::BAD_REQUEST, "bad request target");
     };
 
+    let admitted_by = parts.extensions.get::<CredentialHeader>().copied();
+    // For HTTP/2 the authority is the URI's (`:authority`); for HTTP/1.1, the `Host` header.
+    let authority = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     let headers = &mut parts.headers;
-    strip_hop_by_hop(headers);
-    strip_caller_headers(headers);
-    if let Some(host) = headers.remove(header::HOST) {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), host);
-    }
-    if let Some(peer) = peer {
-        append_forwarded_for(headers, peer);
-    }
+    strip_unverified_credentials(headers, admitted_by);
+    set_forwarding_headers(
+        headers,
+        authority,
+        peer,
+        upstream.options.trust_forwarded_headers,
+    );
     if let Some(caller) = &caller {
         insert_caller_headers(headers, caller);
     }
@@ -243,18 +329,103 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// service without passing through IAP, so a client's copies never reach the upstream.
 const IAP_PLAIN_HEADER_PREFIX: &str = "x-goog-authenticated-user-";
 
-/// Removes every identity header a client could have forged: ours (`X-Idgate-Caller-*`) and IAP's unsigned ones.
-fn strip_caller_headers(headers: &mut HeaderMap) {
+/// Names (already lower case, as `http` stores them) whose meaning an upstream could confuse with identity, by prefix.
+const PROTECTED_PREFIXES: [&str; 2] = [CALLER_HEADER_PREFIX, IAP_PLAIN_HEADER_PREFIX];
+
+/// ... and exactly: credentials, the legacy identity header, and the forwarding headers the proxy sets itself.
+const PROTECTED_NAMES: [&str; 7] = [
+    "authorization",
+    "x-serverless-authorization",
+    "x-appengine-inbound-appid",
+    "x-goog-iap-jwt-assertion",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-for",
+];
+
+/// Whether `name` is `protected` once `_` is read as `-` (the folding CGI-style stacks apply). `name` is lower case.
+fn folds_to_protected(name: &str) -> bool {
+    let folds_to = |target: &str, prefix: bool| {
+        let n = name.len();
+        let t = target.len();
+        (if prefix { n >= t } else { n == t })
+            && name
+                .bytes()
+                .zip(target.bytes())
+                .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+    };
+    PROTECTED_PREFIXES.iter().any(|p| folds_to(p, true))
+        || PROTECTED_NAMES.iter().any(|p| folds_to(p, false))
+}
+
+/// Removes what no client may send in any spelling: our caller headers, and the underscore twin of every
+/// identity, credential or forwarding header (see the [module docs](self)).
+fn strip_spoofable(headers: &mut HeaderMap) {
     let spoofed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
-            name.as_str().starts_with(CALLER_HEADER_PREFIX)
-                || name.as_str().starts_with(IAP_PLAIN_HEADER_PREFIX)
+            let name = name.as_str();
+            name.starts_with(CALLER_HEADER_PREFIX)
+                || (name.contains('_') && folds_to_protected(name))
         })
         .cloned()
         .collect();
     for name in spoofed {
         headers.remove(name);
+    }
+}
+
+/// After the layers: IAP's plain headers always go (they are set again from a verified assertion); the legacy
+/// header and the bearer headers stay only when they are the credential idgate verified.
+fn strip_unverified_credentials(headers: &mut HeaderMap, admitted_by: Option<CredentialHeader>) {
+    let plain: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(IAP_PLAIN_HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for name in plain {
+        headers.remove(name);
+    }
+    if admitted_by != Some(CredentialHeader::AppEngineInboundAppid) {
+        headers.remove(&X_APPENGINE_INBOUND_APPID);
+    }
+    if let Some(verified) = admitted_by {
+        for bearer in [
+            CredentialHeader::ServerlessAuthorization,
+            CredentialHeader::Authorization,
+        ] {
+            if bearer != verified {
+                headers.remove(bearer.header_name());
+            }
+        }
+    }
+}
+
+/// `X-Forwarded-Host`, `-Proto`, `-For` and `Forwarded`, the same way for HTTP/1.1 and HTTP/2.
+fn set_forwarding_headers(
+    headers: &mut HeaderMap,
+    authority: Option<HeaderValue>,
+    peer: Option<SocketAddr>,
+    trust_client: bool,
+) {
+    let forwarded_host = HeaderName::from_static("x-forwarded-host");
+    let forwarded_proto = HeaderName::from_static("x-forwarded-proto");
+    headers.remove(header::HOST);
+    if !trust_client {
+        headers.remove(&forwarded_host);
+        headers.remove(&forwarded_proto);
+        headers.remove(header::FORWARDED);
+    }
+    if let Some(authority) = authority
+        && !headers.contains_key(&forwarded_host)
+    {
+        headers.insert(forwarded_host, authority);
+    }
+    if !headers.contains_key(&forwarded_proto) {
+        headers.insert(forwarded_proto, HeaderValue::from_static("http"));
+    }
+    if let Some(peer) = peer {
+        append_forwarded_for(headers, peer);
     }
 }
 
@@ -278,10 +449,7 @@ fn insert_caller_headers(headers: &mut HeaderMap, caller: &Caller) {
         let email = HeaderValue::from_str(&format!("accounts.google.com:{}", user.email()));
         let id = HeaderValue::from_str(user.subject());
         if let (Ok(email), Ok(id)) = (email, id) {
-            headers.insert(
-                HeaderName::from_static("x-goog-authenticated-user-email"),
-                email,
-            );
+            headers.insert(X_GOOG_AUTHENTICATED_USER_EMAIL.clone(), email);
             headers.insert(HeaderName::from_static("x-goog-authenticated-user-id"), id);
         }
     }
@@ -322,6 +490,86 @@ mod tests {
     }
 
     #[test]
+    fn underscore_twins_of_protected_names_fold_and_others_do_not() {
+        for twin in [
+            "x_idgate_caller_email",
+            "x-idgate_caller-kind",
+            "x_goog_authenticated_user_email",
+            "x_goog_authenticated_user_anything",
+            "x_appengine_inbound_appid",
+            "x_serverless_authorization",
+            "x_goog_iap_jwt_assertion",
+            "x_forwarded_host",
+            "x_forwarded_proto",
+            "x_forwarded_for",
+        ] {
+            assert!(folds_to_protected(twin), "{twin}");
+        }
+        for other in [
+            "x_request_id",
+            "x_appengine_inbound_appid_extra",
+            "x_serverless_authorizatio",
+            "authorization_x",
+            "x_goog_authenticated_use",
+        ] {
+            assert!(!folds_to_protected(other), "{other}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("x_idgate_caller_email", HeaderValue::from_static("a@b.c"));
+        h.insert("x_request_id", HeaderValue::from_static("1"));
+        h.insert("x-appengine-inbound-appid", HeaderValue::from_static("app"));
+        strip_spoofable(&mut h);
+        assert_eq!(h.len(), 2);
+        assert!(h.contains_key("x_request_id"));
+        assert!(
+            h.contains_key("x-appengine-inbound-appid"),
+            "the layer decides on the real name"
+        );
+    }
+
+    #[test]
+    fn only_the_verified_credential_stays() {
+        let all = || {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", HeaderValue::from_static("Bearer a"));
+            h.insert(
+                "x-serverless-authorization",
+                HeaderValue::from_static("Bearer s"),
+            );
+            h.insert("x-appengine-inbound-appid", HeaderValue::from_static("app"));
+            h.insert(
+                "x-goog-authenticated-user-email",
+                HeaderValue::from_static("accounts.google.com:x@y.z"),
+            );
+            h
+        };
+        let kept = |admitted_by| {
+            let mut h = all();
+            strip_unverified_credentials(&mut h, admitted_by);
+            let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+            names.sort_unstable();
+            names.into_iter().map(str::to_owned).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            kept(Some(CredentialHeader::ServerlessAuthorization)),
+            ["x-serverless-authorization"]
+        );
+        assert_eq!(
+            kept(Some(CredentialHeader::Authorization)),
+            ["authorization"]
+        );
+        assert_eq!(
+            kept(Some(CredentialHeader::AppEngineInboundAppid)),
+            ["x-appengine-inbound-appid"]
+        );
+        assert_eq!(
+            kept(None),
+            ["authorization", "x-serverless-authorization"],
+            "exempt paths and IAP-only: bearer headers are not idgate's"
+        );
+    }
+
+    #[test]
     fn strips_every_spoofed_caller_header() {
         let mut h = HeaderMap::new();
         h.append(
@@ -335,7 +583,7 @@ mod tests {
         h.insert("X-Idgate-Caller-Kind", HeaderValue::from_static("user"));
         h.insert("x-idgate-caller-anything", HeaderValue::from_static("x"));
         h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_caller_headers(&mut h);
+        strip_spoofable(&mut h);
         assert_eq!(h.len(), 1);
     }
 

@@ -167,6 +167,7 @@ async fn admit(
         caller,
         token: None,
         iap: Some(verified),
+        via: None,
     })
 }
 

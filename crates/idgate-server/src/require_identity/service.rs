@@ -11,7 +11,7 @@ use tower_service::Service;
 
 use super::ResponseFuture;
 use super::layer::{IdentityConfig, RequireIdentityLayer};
-use crate::credential::{self, Presented, TokenAt};
+use crate::credential::{self, CredentialHeader, Presented, TokenAt};
 use crate::gate::{Admitted, Gate};
 use crate::rejection::{IdentityRejection, log_allow, log_rejection};
 
@@ -131,7 +131,9 @@ fn admit_legacy(
             return Err(rejection);
         }
     };
-    authorize(config, caller, "legacy_appengine_header")
+    let mut admitted = authorize(config, caller, "legacy_appengine_header")?;
+    admitted.via = Some(CredentialHeader::AppEngineInboundAppid);
+    Ok(admitted)
 }
 
 /// A bearer token: verify (or, when opted in, accept Cloud Run's check), identify, authorize.
@@ -156,12 +158,13 @@ async fn admit_token(config: &IdentityConfig, at: &TokenAt) -> Result<Admitted, 
             .verify(token)
             .await
             .map_err(|e| reject(IdentityRejection::from_token_error(e)))?;
-        (verified, at.header)
+        (verified, at.header.name())
     };
     let caller = Caller::from_id_token(&verified)
         .map_err(|e| reject(IdentityRejection::UnknownIdentity(e)))?;
     let mut admitted = authorize(config, caller, via)?;
     admitted.token = Some(verified);
+    admitted.via = Some(at.header);
     Ok(admitted)
 }
 
