@@ -48,7 +48,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1")]
         bind: std::net::IpAddr,
         /// Also answer requests whose Host is NAME (a host name or IP address, no port; repeatable). By default
-        /// only localhost, 127.0.0.0/8, [::1] and the --bind address are answered, so that a web page cannot
+        /// only localhost, 127.0.0.0/8, `[::1]` and the --bind address are answered, so that a web page cannot
         /// use DNS rebinding to have your browser mint tokens; other requests get 403.
         #[arg(long = "allow-host", value_name = "NAME")]
         allowed_hosts: Vec<String>,
