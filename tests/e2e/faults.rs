@@ -275,20 +275,42 @@ async fn never_an_expired_token_on_the_wire() {
     let http = middleware_client(CachedSource::new(StaticToken::new(nearly)));
     assert!(http.get(&url).send().await.is_err());
 
-    // A real source under intermittent faults: every request that goes out carries a live token.
-    let source =
-        CachedSource::new(MetadataServer::with_base_url(&emu.base_url()).with_retry(quick_retry()));
+    // A real source under intermittent faults: every request that goes out carries a live token. With three
+    // attempts per token fetch the outcome of each request is known: request 0 meets three of the five 503s
+    // and is not sent; request 1 meets the two left and gets its token on the third attempt; every later
+    // request reuses the cached token, so the faults queued before requests 3, 6 and 9 are never reached.
+    let source = CachedSource::new(
+        MetadataServer::with_base_url(&emu.base_url()).with_retry(quick_retry().max_attempts(3)),
+    );
     let http = middleware_client(source);
-    let mut sent = 0;
+    // `None`: the middleware refused to send the request (no usable token); `Some(status)`: it was answered.
+    let mut outcomes: Vec<Option<u16>> = Vec::new();
     for i in 0..10u32 {
         if i % 3 == 0 {
             emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 5);
         }
-        if let Ok(response) = http.get(format!("{url}/{i}")).send().await {
-            sent += usize::from(response.status() == 200);
-        }
+        let sent = tokio::time::timeout(BOUND, http.get(format!("{url}/{i}")).send())
+            .await
+            .expect("bounded");
+        outcomes.push(match sent {
+            Ok(response) => Some(response.status().as_u16()),
+            Err(reqwest_middleware::Error::Middleware(_)) => None,
+            Err(e) => panic!("request {i} failed in transport, not for want of a token: {e}"),
+        });
     }
-    assert_eq!(upstream.requests.load(Ordering::SeqCst), sent);
+    let mut expected = vec![Some(200); 10];
+    expected[0] = None;
+    assert_eq!(outcomes, expected, "each request's outcome");
+    assert_eq!(
+        upstream.requests.load(Ordering::SeqCst),
+        9,
+        "the upstream saw every request that was sent, and only those"
+    );
+    assert_eq!(
+        emu.hits(Endpoint::MetadataIdentity),
+        6,
+        "3 + 2 faulted attempts, then the one mint every later request reused"
+    );
     assert_eq!(
         upstream.expired.load(Ordering::SeqCst),
         0,

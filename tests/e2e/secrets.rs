@@ -28,6 +28,70 @@ fn quick() -> RetryPolicy {
         .max_attempts(2)
 }
 
+/// A service account and an IAP user no allowlist has, unique to this test, so that their refusals in the shared
+/// log capture are this test's.
+const OUTSIDER_SA: &str = "secrets-outsider@other-proj.iam.gserviceaccount.com";
+const OUTSIDER_USER: &str = "secrets-outsider@evil.example";
+/// The audience of the client sources that fail (also unique to this test).
+const FAILING_AUD: &str = "https://secrets-failing.idgate-e2e.test";
+
+/// An event the capture must hold: some line containing every one of `needles`, `count` times at least.
+struct Expected {
+    what: &'static str,
+    needles: Vec<String>,
+    count: usize,
+}
+
+impl Expected {
+    fn new(what: &'static str, needles: &[&str]) -> Self {
+        Self {
+            what,
+            needles: needles.iter().map(|n| (*n).to_owned()).collect(),
+            count: 1,
+        }
+    }
+
+    fn at_least(mut self, count: usize) -> Self {
+        self.count = count;
+        self
+    }
+
+    fn seen_in(&self, logs: &str) -> bool {
+        let lines = logs
+            .lines()
+            .filter(|line| self.needles.iter().all(|n| line.contains(n.as_str())))
+            .count();
+        lines >= self.count
+    }
+}
+
+/// The captured text once it holds every `expected` event; panics, naming the missing ones, after `bound`.
+async fn wait_for_events(
+    buffer: &std::sync::Mutex<Vec<u8>>,
+    expected: &[Expected],
+    bound: Duration,
+) -> String {
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        let logs = String::from_utf8_lossy(&buffer.lock().expect("lock")).into_owned();
+        let missing: Vec<&str> = expected
+            .iter()
+            .filter(|e| !e.seen_in(&logs))
+            .map(|e| e.what)
+            .collect();
+        if missing.is_empty() {
+            return logs;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after {bound:?} the log capture ({} lines) still lacks: {}",
+            logs.lines().count(),
+            missing.join("; ")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Everything that must never be printed.
 #[derive(Default)]
 struct Secrets(Vec<(String, &'static str)>);
@@ -66,7 +130,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
         sa().audience("https://other"),
         sa().signature_removed(),
         sa().unknown_key(),
-        TokenSpec::service_account("x@other-proj.iam.gserviceaccount.com").audience(AUD),
+        TokenSpec::service_account(OUTSIDER_SA).audience(AUD),
     ];
     for spec in &specs {
         let token = emu.mint(spec);
@@ -86,7 +150,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
         user(),
         user().expired(),
         user().tampered_signature(),
-        TokenSpec::iap_user("m@evil.example"),
+        TokenSpec::iap_user(OUTSIDER_USER),
     ] {
         let token = emu.mint(&spec);
         secrets.token(&token);
@@ -219,11 +283,11 @@ async fn no_secret_reaches_any_log_line_or_error() {
     emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 10);
     let failing =
         CachedSource::new(MetadataServer::with_base_url(&emu.base_url()).with_retry(quick()));
-    if let Err(e) = failing.id_token("https://fail").await {
+    if let Err(e) = failing.id_token(FAILING_AUD).await {
         note(&e, e.to_string());
     }
     let failing_client = reqwest_middleware::ClientBuilder::new(client())
-        .with(IdTokenMiddleware::new(failing).audience("https://fail"))
+        .with(IdTokenMiddleware::new(failing).audience(FAILING_AUD))
         .build();
     if let Err(e) = failing_client.get(oidc.url("/")).send().await {
         note(&e, e.to_string());
@@ -238,10 +302,43 @@ async fn no_secret_reaches_any_log_line_or_error() {
     if let Err(e) = ServiceAccountKey::from_json(broken.as_bytes()) {
         note(&e, e.to_string());
     }
-    // Let spawned tasks finish logging, then check everything.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let logs = String::from_utf8_lossy(&buffer.lock().expect("lock")).into_owned();
-    assert!(logs.contains("idgate::decision"), "the capture works");
+    // Every request and fetch above was awaited; the emulator's shutdown also waits for its handlers still
+    // running (the delayed key fetch outlived the client's timeout). Then wait, bounded, until the capture
+    // holds the events this run must have logged: a capture that misses them (or is empty) fails here, rather
+    // than letting the scan below pass on nothing.
+    let oidc_keys = emu.oidc_jwks_url().to_string();
+    let iap_keys = emu.iap_jwks_url().to_string();
+    tokio::time::timeout(Duration::from_secs(10), emu.shutdown())
+        .await
+        .expect("the emulator shut down within the bound");
+    let expected = [
+        Expected::new(
+            "the OIDC key set fetched",
+            &["fetched signing keys", &oidc_keys],
+        ),
+        Expected::new(
+            "the IAP key set fetched",
+            &["fetched signing keys", &iap_keys],
+        ),
+        Expected::new(
+            "the failed key fetches (500, garbage, timeout)",
+            &["key fetch failed", &oidc_keys],
+        )
+        .at_least(3),
+        Expected::new(
+            "the OIDC layer refusing the outsider",
+            &["idgate::decision", "not_allowed", OUTSIDER_SA],
+        ),
+        Expected::new(
+            "the IAP layer refusing the outsider",
+            &["idgate::decision", "not_allowed", OUTSIDER_USER],
+        ),
+        Expected::new(
+            "the middleware sending no token",
+            &["no ID token attached", FAILING_AUD],
+        ),
+    ];
+    let logs = wait_for_events(&buffer, &expected, Duration::from_secs(10)).await;
     let errors = errors.join("\n");
     assert!(errors.lines().count() > 20, "errors were collected");
     let mut leaks = Vec::new();

@@ -47,6 +47,11 @@ enum Command {
         /// Address to bind; loopback unless you say otherwise.
         #[arg(long, default_value = "127.0.0.1")]
         bind: std::net::IpAddr,
+        /// Also answer requests whose Host is NAME (a host name or IP address, no port; repeatable). By default
+        /// only localhost, 127.0.0.0/8, `[::1]` and the --bind address are answered, so that a web page cannot
+        /// use DNS rebinding to have your browser mint tokens; other requests get 403.
+        #[arg(long = "allow-host", value_name = "NAME")]
+        allowed_hosts: Vec<String>,
         /// Project ID the metadata server reports.
         #[arg(long, default_value = "my-project")]
         project_id: String,
@@ -165,6 +170,7 @@ async fn main() -> ExitCode {
         Command::Emulator {
             port,
             bind,
+            allowed_hosts,
             project_id,
             project_number,
             metadata_service_account,
@@ -176,6 +182,7 @@ async fn main() -> ExitCode {
             cmd::init_logging("info");
             cmd::emulator::run(cmd::emulator::Options {
                 addr: SocketAddr::new(bind, port),
+                allowed_hosts,
                 project_id,
                 project_number,
                 metadata_service_account,

@@ -270,6 +270,112 @@ async fn token_mints_through_a_key_file_and_through_impersonation() {
     .await;
 }
 
+/// A running `idgate emulator`; killed when the test ends, however it ends.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The status line and body of `GET /oauth2/v3/certs` sent to `addr` with `Host: host`.
+fn get_with_host(addr: &str, host: &str) -> (String, String) {
+    use std::io::Read as _;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /oauth2/v3/certs HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
+/// `idgate emulator` as a developer starts it: the Host rule with `--allow-host`, and key files only the owner
+/// can read.
+#[test]
+fn emulator_answers_loopback_and_allowed_hosts_and_writes_owner_only_key_files() {
+    use std::io::BufRead as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = idgate()
+        .args(["emulator", "--port", "0", "--allow-host", "emulator.test"])
+        .args(["--service-account", "svc@cli-proj.iam.gserviceaccount.com"])
+        .arg("--key-dir")
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("idgate runs");
+    let stdout = child.stdout.take().unwrap();
+    let _running = Running(child);
+    // Read the banner on a thread, so that a silent emulator fails the test instead of hanging it.
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if lines_tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    while !banner.iter().any(|l: &String| l.contains("Ctrl-C to stop")) {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("the banner did not finish ({e}):\n{}", banner.join("\n")));
+        banner.push(line);
+    }
+    let banner = banner.join("\n");
+    let addr = banner
+        .split("identity endpoints at http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no base URL in:\n{banner}"))
+        .to_owned();
+    let port = addr.rsplit(':').next().unwrap();
+    assert!(banner.contains("emulator.test"), "{banner}");
+
+    for ok in [
+        addr.clone(),
+        format!("localhost:{port}"),
+        "emulator.test".to_owned(),
+    ] {
+        let (status, body) = get_with_host(&addr, &ok);
+        assert!(status.contains(" 200 "), "{ok}: {status}");
+        assert!(body.contains("\"keys\""), "{ok}: {body}");
+    }
+    for bad in ["evil.example".to_owned(), format!("evil.example:{port}")] {
+        let (status, body) = get_with_host(&addr, &bad);
+        assert!(status.contains(" 403 "), "{bad}: {status}");
+        assert!(body.contains("--allow-host"), "{bad}: {body}");
+    }
+
+    let key_file = banner
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("export GOOGLE_APPLICATION_CREDENTIALS=")
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no key file in:\n{banner}"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(key_file).unwrap()).unwrap();
+    assert_eq!(json["client_email"], "svc@cli-proj.iam.gserviceaccount.com");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(format!("{mode:o}"), "600", "{key_file}");
+    }
+}
+
 #[test]
 fn check_config_prints_the_policy_or_the_line_and_column() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use crate::error::EmulatorError;
+use crate::host::AllowedHosts;
 use crate::keys::{EcKey, KeyRing, RsaKey, iap_kid, oidc_kid};
 use crate::routes;
 use crate::service_account::ServiceAccountKey;
@@ -30,6 +31,8 @@ pub const DEFAULT_PROJECT_NUMBER: u64 = 123_456_789_012;
 pub struct EmulatorBuilder {
     bind: SocketAddr,
     allow_non_loopback: bool,
+    allowed_hosts: Vec<String>,
+    allow_any_host: bool,
     project_id: String,
     project_number: u64,
     oidc_max_age: Duration,
@@ -47,6 +50,8 @@ impl Default for EmulatorBuilder {
         Self {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             allow_non_loopback: false,
+            allowed_hosts: Vec::new(),
+            allow_any_host: false,
             project_id: DEFAULT_PROJECT_ID.to_owned(),
             project_number: DEFAULT_PROJECT_NUMBER,
             oidc_max_age: DEFAULT_OIDC_MAX_AGE,
@@ -70,8 +75,33 @@ impl EmulatorBuilder {
     }
 
     /// Permits binding a non-loopback address. Only for a user who explicitly asked for it.
+    ///
+    /// This does not widen the Host rule (see [`EmulatorBuilder::allow_host`]) beyond the literal of the
+    /// bound address: clients that reach the emulator by another name or address need it allowed.
     pub fn allow_non_loopback(mut self) -> Self {
         self.allow_non_loopback = true;
+        self
+    }
+
+    /// Also answers requests whose `Host` (or HTTP/2 `:authority`) names `host`: a host name (compared
+    /// case-insensitively) or an IP address, without a port (any port is accepted). Repeatable.
+    ///
+    /// By default the emulator and its [`IapProxy`](crate::IapProxy) answer only requests addressed to
+    /// `localhost`, a `127.0.0.0/8` address, `[::1]` or the literal of the address they are bound to; any
+    /// other request gets `403 Forbidden`, mints nothing and is not counted in [`Emulator::hits`]. That stops
+    /// a web page from using DNS rebinding to have the developer's browser mint tokens and read them.
+    /// Allow a name only when clients use it legitimately (a container's name, `host.docker.internal`).
+    /// An entry that is not a host name or an IP address makes [`EmulatorBuilder::start`] fail with
+    /// [`EmulatorError::AllowedHost`].
+    pub fn allow_host(mut self, host: impl Into<String>) -> Self {
+        self.allowed_hosts.push(host.into());
+        self
+    }
+
+    /// Answers requests whatever their `Host`, turning off the protection against DNS rebinding that
+    /// [`EmulatorBuilder::allow_host`] describes. Prefer naming the hosts.
+    pub fn allow_any_host(mut self) -> Self {
+        self.allow_any_host = true;
         self
     }
 
@@ -141,12 +171,16 @@ impl EmulatorBuilder {
     ///
     /// # Errors
     ///
-    /// [`EmulatorError::NonLoopback`] for a non-loopback address without consent, [`EmulatorError::Bind`]
-    /// when the socket cannot be bound, or a crypto/certificate error from key generation.
+    /// [`EmulatorError::NonLoopback`] for a non-loopback address without consent,
+    /// [`EmulatorError::AllowedHost`] for an invalid [`EmulatorBuilder::allow_host`] entry,
+    /// [`EmulatorError::Bind`] when the socket cannot be bound, or a crypto/certificate error from key
+    /// generation.
     pub async fn start(self) -> Result<Emulator, EmulatorError> {
         if !self.bind.ip().is_loopback() && !self.allow_non_loopback {
             return Err(EmulatorError::NonLoopback(self.bind));
         }
+        let allowed_hosts =
+            AllowedHosts::new(self.bind.ip(), &self.allowed_hosts, self.allow_any_host)?;
         let oidc = (0..self.oidc_key_count)
             .map(|_| RsaKey::generate(oidc_kid()?))
             .collect::<Result<Vec<_>, _>>()?;
@@ -196,6 +230,7 @@ impl EmulatorBuilder {
             KeyRing::new(iap),
             unknown_rsa,
             unknown_ec,
+            allowed_hosts,
             shutdown_rx,
         ));
         shared.register_metadata_account();

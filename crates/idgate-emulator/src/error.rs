@@ -21,6 +21,10 @@ pub enum EmulatorError {
         "refusing to bind non-loopback address {0}; call allow_non_loopback() if you really mean it"
     )]
     NonLoopback(SocketAddr),
+    /// An [`crate::EmulatorBuilder::allow_host`] entry is neither a host name nor an IP address (a port,
+    /// userinfo, a scheme or a path do not belong there).
+    #[error("cannot allow host {0:?}: expected a host name or an IP address, without a port")]
+    AllowedHost(String),
     /// Key generation, encoding or signing failed in the crypto backend.
     #[error("crypto backend failure: {0}")]
     Crypto(&'static str),

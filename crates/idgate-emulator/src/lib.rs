@@ -18,6 +18,20 @@
 //! a [`Fault`]; keys rotate; [`IapProxy`] puts the emulator's IAP in front of any upstream. The emulator
 //! never calls the real Google.
 //!
+//! # Loopback only
+//!
+//! Anyone who can send it a request can mint tokens, so the emulator binds `127.0.0.1` unless
+//! [`EmulatorBuilder::allow_non_loopback`] is called. It also answers only requests addressed to it by a
+//! loopback name. That name can be `localhost`, a `127.0.0.0/8` address, `[::1]`, or the literal of the
+//! bound address, with any port, given in `Host` or, in HTTP/2, in `:authority`. Without this rule, a web
+//! page could use DNS rebinding to have the developer's browser mint tokens and read them. Any other request,
+//! including one with a missing, empty, repeated or userinfo-bearing `Host`, gets `403 Forbidden` with a
+//! short plain-text body. It mints nothing and counts in no [`Emulator::hits`]. The [`IapProxy`] applies the
+//! same rule. [`EmulatorBuilder::allow_host`] adds names (e.g. for a container), and
+//! [`EmulatorBuilder::allow_any_host`] turns the check off.
+//!
+//! [`ServiceAccountKey::write_key_file`] creates key files with mode `0600` on Unix.
+//!
 //! # Example
 //!
 //! ```
@@ -43,6 +57,7 @@
 
 mod emulator;
 mod error;
+mod host;
 mod keys;
 pub mod proxy;
 mod routes;

@@ -5,6 +5,9 @@
 //! (as IAP does) and adds its own: a freshly signed assertion for the configured user, and the plain
 //! `x-goog-authenticated-user-email: accounts.google.com:EMAIL` / `-id: accounts.google.com:ID` headers.
 //!
+//! The proxy mints an assertion for every request it forwards, so it keeps the emulator's Host rule (see the
+//! [crate docs](crate#loopback-only)). Requests addressed to any other host get `403` and are not forwarded.
+//!
 //! ```
 //! use idgate_emulator::{Emulator, IapProxy, IapUserSpec};
 //!
@@ -39,11 +42,11 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Router, middleware};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -53,6 +56,7 @@ use url::Url;
 
 use crate::emulator::Emulator;
 use crate::error::EmulatorError;
+use crate::host;
 use crate::state::{Shared, read, write};
 use crate::token::{TokenSpec, numeric_id};
 
@@ -182,9 +186,14 @@ impl IapProxy {
             user: RwLock::new(user),
             client,
         });
+        // The proxy mints an assertion for every request, so it keeps the emulator's Host rule too.
         let app = Router::new()
             .fallback(forward)
-            .with_state(Arc::clone(&state));
+            .with_state(Arc::clone(&state))
+            .layer(middleware::from_fn_with_state(
+                Arc::clone(&emulator.shared.allowed_hosts),
+                host::guard,
+            ));
         let (shutdown_tx, mut stop) = watch::channel(false);
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {

@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::fs::OpenOptions;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -102,6 +104,11 @@ impl ServiceAccountKey {
 
     /// Writes the key file into `dir` (named after the email and key id) and returns its path.
     ///
+    /// The file holds a private key, so on Unix it is readable and writable by its owner only (mode `0600`)
+    /// from the moment it exists: the key is written to a fresh file created `0600` in `dir`, which is then
+    /// renamed over the final name. A file already at that name (whatever its mode) is replaced, never
+    /// written through.
+    ///
     /// # Errors
     ///
     /// [`EmulatorError::Io`] if the file cannot be written.
@@ -122,12 +129,40 @@ impl ServiceAccountKey {
             .get(..12)
             .unwrap_or(&self.private_key_id);
         let path = dir.as_ref().join(format!("{name}-{short_id}.json"));
-        std::fs::write(&path, self.to_json()).map_err(|source| EmulatorError::Io {
-            path: path.clone(),
-            source,
+        let tmp = dir.as_ref().join(format!(
+            ".{name}-{short_id}.json.{}.tmp",
+            hex(&random_bytes::<8>()?)
+        ));
+        write_private(&tmp, &path, self.to_json().as_bytes()).map_err(|source| {
+            // Best effort: the temporary file may not exist, and the error to report is the first one.
+            let _ = std::fs::remove_file(&tmp);
+            EmulatorError::Io {
+                path: path.clone(),
+                source,
+            }
         })?;
         Ok(path)
     }
+}
+
+/// Writes `contents` to `tmp`, a new file only its owner can read (on Unix), then renames it to `path`.
+///
+/// Creating the file with its final mode, instead of narrowing it after the write, leaves no moment in which
+/// another local user could open the private key; `create_new` refuses to follow a link or reuse a file
+/// someone else planted at `tmp`; and the rename replaces any file at `path` with this new one, so a
+/// pre-existing world-readable file (or a descriptor someone holds on it) never sees the key.
+fn write_private(tmp: &Path, path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(tmp)?;
+    file.write_all(contents)?;
+    drop(file);
+    std::fs::rename(tmp, path)
 }
 
 impl Shared {

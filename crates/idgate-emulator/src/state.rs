@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::watch;
 use url::Url;
 
+use crate::host::AllowedHosts;
 use crate::keys::{EcKey, KeyRing, RsaKey};
 
 /// Every endpoint the emulator serves, for [`crate::Emulator::hits`] and [`crate::Emulator::inject`].
@@ -160,6 +161,8 @@ pub(crate) struct Shared {
     pub(crate) iap: RwLock<KeyRing<EcKey>>,
     pub(crate) unknown_rsa: RsaKey,
     pub(crate) unknown_ec: EcKey,
+    /// The Host rule of the emulator and of every IAP proxy in front of it.
+    pub(crate) allowed_hosts: Arc<AllowedHosts>,
     pub(crate) service_accounts: RwLock<HashMap<String, ServiceAccountRecord>>,
     pub(crate) access_tokens: Mutex<HashMap<String, AccessTokenRecord>>,
     hits: [AtomicU64; Endpoint::ALL.len()],
@@ -197,6 +200,7 @@ impl Shared {
         iap: KeyRing<EcKey>,
         unknown_rsa: RsaKey,
         unknown_ec: EcKey,
+        allowed_hosts: AllowedHosts,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         Self {
@@ -206,6 +210,7 @@ impl Shared {
             iap: RwLock::new(iap),
             unknown_rsa,
             unknown_ec,
+            allowed_hosts: Arc::new(allowed_hosts),
             service_accounts: RwLock::new(HashMap::new()),
             access_tokens: Mutex::new(HashMap::new()),
             hits: std::array::from_fn(|_| AtomicU64::new(0)),

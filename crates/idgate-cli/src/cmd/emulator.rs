@@ -10,6 +10,7 @@ use super::Error;
 
 pub(crate) struct Options {
     pub(crate) addr: SocketAddr,
+    pub(crate) allowed_hosts: Vec<String>,
     pub(crate) project_id: String,
     pub(crate) project_number: u64,
     pub(crate) metadata_service_account: Option<String>,
@@ -26,10 +27,15 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
         .project_number(options.project_number);
     if !options.addr.ip().is_loopback() {
         eprintln!(
-            "warning: serving the emulator on {} (not loopback): anyone who can reach it can mint tokens",
-            options.addr
+            "warning: serving the emulator on {} (not loopback): anyone who can reach it can mint tokens. \
+             Requests must still name it by a loopback name, {} or an --allow-host NAME.",
+            options.addr,
+            options.addr.ip()
         );
         builder = builder.allow_non_loopback();
+    }
+    for host in &options.allowed_hosts {
+        builder = builder.allow_host(host);
     }
     if let Some(email) = &options.metadata_service_account {
         builder = builder.metadata_service_account(email);
@@ -58,6 +64,19 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
     );
     println!("  IAP audience  {}", emulator.iap_audience_app_engine());
     println!("  metadata SA   {}", emulator.metadata_service_account());
+    let mut hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.0/8".to_owned(),
+        "[::1]".to_owned(),
+    ];
+    if !options.addr.ip().is_loopback() {
+        hosts.push(options.addr.ip().to_string());
+    }
+    hosts.extend(options.allowed_hosts.iter().cloned());
+    println!(
+        "  Host          {} (others get 403: see --allow-host)",
+        hosts.join(", ")
+    );
     println!();
     println!("Point your code at it:");
     println!("  export GCE_METADATA_HOST={}", emulator.metadata_host());

@@ -2,19 +2,21 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use axum::{Router, middleware};
 
+use crate::host;
 use crate::state::Shared;
 
 mod certs;
 mod metadata;
 mod oauth;
 
-/// Every route the emulator serves.
+/// Every route the emulator serves, behind the Host rule (checked before any handler counts or mints).
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let hosts = Arc::clone(&shared.allowed_hosts);
     Router::new()
         .route("/oauth2/v3/certs", get(certs::oidc_jwks))
         .route("/oauth2/v1/certs", get(certs::oidc_pem))
@@ -64,6 +66,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .fallback(not_found)
         .with_state(shared)
+        .layer(middleware::from_fn_with_state(hosts, host::guard))
 }
 
 async fn not_found() -> impl IntoResponse {

@@ -91,7 +91,14 @@ async fn hang_never_answers_until_shutdown() {
     emu.inject(Endpoint::OidcJwks, Fault::Hang, 1);
     let url = emu.oidc_jwks_url();
     let pending = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    // Bounded: a request that never reaches the endpoint must fail the test, not hang it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while emu.hits(Endpoint::OidcJwks) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the request never reached the OIDC JWKS endpoint within 10 s (pending finished: {})",
+            pending.is_finished()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     // The request reached the endpoint and is held; other requests are served meanwhile.

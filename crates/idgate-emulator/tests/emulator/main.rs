@@ -4,6 +4,7 @@
 mod faults;
 mod fidelity;
 mod helpers;
+mod hosts;
 mod keys;
 mod metadata;
 mod oauth;

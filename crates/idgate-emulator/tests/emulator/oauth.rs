@@ -102,6 +102,48 @@ async fn key_file_has_googles_format() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A key file holds a private key: only its owner may read it, from creation on, even when a file with a
+/// wider mode already sat at its name.
+#[cfg(unix)]
+#[tokio::test]
+async fn key_file_is_created_owner_only_and_replaces_a_wider_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let emu = emulator().await;
+    let key = emu.create_service_account("private@proj-a.iam.gserviceaccount.com");
+    let dir = std::env::temp_dir().join(format!("idgate-emu-key-mode-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Octal text, so that a failure reads `644` rather than `420`.
+    let mode = |path: &std::path::Path| {
+        format!(
+            "{:o}",
+            std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+        )
+    };
+
+    let path = key.write_key_file(&dir).unwrap();
+    assert_eq!(mode(&path), "600", "a new key file is 0600");
+
+    // Someone (or an older idgate) left a world-readable file at the same name.
+    std::fs::write(&path, "stale").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(key.write_key_file(&dir).unwrap(), path);
+    assert_eq!(
+        mode(&path),
+        "600",
+        "an existing wider file is replaced by a 0600 one"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), key.to_json());
+
+    // Nothing else is left behind (no temporary file).
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, [path.file_name().unwrap()]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test]
 async fn jwt_bearer_with_target_audience_returns_an_id_token() {
     let emu = emulator().await;
