@@ -1811,3 +1811,124 @@ async fn oidc_dual_mode_empty_and_malformed_legacy_headers() {
     ];
     run(&site, Layer::Oidc, &decisions, cases).await;
 }
+
+/// IAP with external identities (Identity Platform, a `gcip` claim): with email/password sign-up anyone can
+/// register any address, so an email the identity provider did not verify may match no `emails` or `domains` entry
+/// (issue #10). Google accounts (no `gcip`) are unaffected: IAP admits only addresses Google verified.
+#[tokio::test]
+async fn iap_external_identities_need_a_verified_email_to_be_listed() {
+    let (decisions, _guard) = Decisions::capture();
+    let emu = emulator().await;
+    let allowlist = idgate_core::policy::Allowlist::builder()
+        .user_email(ALLOWED_USER)
+        .user_domain("corp.example")
+        .hosted_domain("workspace.example")
+        .build()
+        .expect("allowlist");
+    let layer = idgate_server::RequireIapLayer::new(iap_verifier(&emu)).allowlist(allowlist);
+    let site = Site::start(|r| r.layer(layer)).await;
+    let gcip = |email: &str, verified: Option<bool>| {
+        let mut claim = json!({
+            "auth_time": now(),
+            "email": email,
+            "firebase": {"sign_in_provider": "password", "tenant": "tenant-1"},
+            "sub": "gcip-user-1",
+        });
+        if let Some(v) = verified {
+            claim["email_verified"] = json!(v);
+        }
+        emu.mint(&TokenSpec::iap_user(email).claim("gcip", claim))
+    };
+    let cases = vec![
+        token(
+            "control: Google account, listed email",
+            emu.mint(&user()),
+            200,
+            "iap_assertion",
+        ),
+        token(
+            "external, listed email, verified",
+            gcip(ALLOWED_USER, Some(true)),
+            200,
+            "iap_assertion",
+        ),
+        token(
+            "external, listed email, not verified",
+            gcip(ALLOWED_USER, Some(false)),
+            403,
+            "not_allowed",
+        ),
+        token(
+            "external, listed email, no email_verified",
+            gcip(ALLOWED_USER, None),
+            403,
+            "not_allowed",
+        ),
+        token(
+            "external, listed domain, not verified",
+            gcip("ceo@corp.example", Some(false)),
+            403,
+            "not_allowed",
+        ),
+        token(
+            "external, listed domain, verified",
+            gcip("ceo@corp.example", Some(true)),
+            200,
+            "iap_assertion",
+        ),
+        token(
+            "external, unlisted, verified",
+            gcip("x@other.example", Some(true)),
+            403,
+            "not_allowed",
+        ),
+        token(
+            "external, email_verified as a string",
+            emu.mint(
+                &TokenSpec::iap_user(ALLOWED_USER).claim("gcip", json!({"email_verified": "true"})),
+            ),
+            401,
+            "malformed",
+        ),
+        token(
+            "external, not verified, but a listed signed hd",
+            emu.mint(
+                &TokenSpec::iap_user("bob@workspace.example")
+                    .claim("hd", "workspace.example")
+                    .claim("gcip", json!({"email_verified": false})),
+            ),
+            200,
+            "iap_assertion",
+        ),
+    ];
+    run(&site, Layer::Iap, &decisions, cases).await;
+    // The denial says why, for operators: the email would have been listed, had it been verified.
+    let http = client();
+    let response = http
+        .get(site.url("/"))
+        .header("x-goog-iap-jwt-assertion", gcip(ALLOWED_USER, Some(false)))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 403);
+    let denied = decisions.last().expect("decision");
+    assert_eq!(denied.reason, "not_allowed");
+    assert!(denied.detail.ends_with("email_not_verified"), "{denied:?}");
+    let response = http
+        .get(site.url("/"))
+        .header(
+            "x-goog-iap-jwt-assertion",
+            gcip("x@other.example", Some(false)),
+        )
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 403);
+    assert!(
+        decisions
+            .last()
+            .expect("decision")
+            .detail
+            .ends_with("not_listed")
+    );
+}

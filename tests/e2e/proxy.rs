@@ -729,3 +729,43 @@ async fn proxy_sets_forwarding_headers_the_same_for_http1_and_http2() {
         assert_eq!(values(&seen, "x-forwarded-proto"), ["http"], "{version}");
     }
 }
+
+/// An IAP external identity whose email its identity provider did not verify is admitted when IAP's policy is the
+/// only gate (no allowlist), but the upstream is never told that unverified email as the caller's.
+#[tokio::test]
+async fn proxy_never_passes_an_unverified_external_email_as_the_callers() {
+    let emu = emulator().await;
+    let upstream = Upstream::default();
+    let url = upstream.start().await;
+    let layers = Layers::new(None, Some(RequireIapLayer::new(iap_verifier(&emu))));
+    let addr = proxy(&url, &layers).await;
+    let external = |verified: bool| {
+        emu.mint(&TokenSpec::iap_user("ceo@corp.example").claim(
+            "gcip",
+            serde_json::json!({"email_verified": verified, "firebase": {"tenant": "t-1"}}),
+        ))
+    };
+    assert_eq!(
+        get(addr, "/", &[("x-goog-iap-jwt-assertion", external(false))]).await,
+        200
+    );
+    let seen = upstream.last();
+    assert_eq!(values(&seen, "x-idgate-caller-kind"), ["iap_user"]);
+    assert!(
+        values(&seen, "x-idgate-caller-email").is_empty(),
+        "{seen:?}"
+    );
+    assert!(
+        values(&seen, "x-goog-authenticated-user-email").is_empty(),
+        "{seen:?}"
+    );
+
+    assert_eq!(
+        get(addr, "/", &[("x-goog-iap-jwt-assertion", external(true))]).await,
+        200
+    );
+    assert_eq!(
+        values(&upstream.last(), "x-idgate-caller-email"),
+        ["ceo@corp.example"]
+    );
+}

@@ -184,6 +184,8 @@ pub(crate) async fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
 pub(crate) struct Decision {
     pub(crate) outcome: String,
     pub(crate) reason: String,
+    /// The `detail` field: for a 403, the allowlist's own reason (`caller not allowed: not_listed`).
+    pub(crate) detail: String,
 }
 
 /// The binary's one global subscriber, installed on first use: every event of every target at TRACE goes into the
@@ -269,6 +271,7 @@ impl Visit for DecisionVisitor<'_> {
         match field.name() {
             "outcome" => value.clone_into(&mut self.0.outcome),
             "reason" => value.clone_into(&mut self.0.reason),
+            "detail" => value.clone_into(&mut self.0.detail),
             _ => {}
         }
     }

@@ -621,12 +621,14 @@ impl AppEngineApp {
 #[derive(Clone, PartialEq, Eq)]
 pub struct IapUser(Arc<IapUserFields>);
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct IapUserFields {
     email: String,
     subject: String,
     hosted_domain: Option<String>,
     access_levels: Vec<String>,
+    external: bool,
+    email_verified: bool,
 }
 
 impl IapUser {
@@ -642,12 +644,28 @@ impl IapUser {
             subject: subject.into(),
             hosted_domain,
             access_levels,
+            external: false,
+            email_verified: true,
         }))
     }
 
-    /// The user's email, lowercased.
+    /// The email the assertion names, lowercased. For an external identity whose email is not verified
+    /// ([`email_verified`](Self::email_verified) is `false`) this is whatever the user typed at sign-up: identify
+    /// by [`subject`](Self::subject) instead. [`Caller::email`] returns `None` for such a user.
     pub fn email(&self) -> &str {
         &self.0.email
+    }
+
+    /// Whether [`email`](Self::email) is verified: always for Google accounts; for an external identity (Identity
+    /// Platform), only when its identity provider said so. An unverified email matches no allowlist `emails` or
+    /// `domains` entry.
+    pub fn email_verified(&self) -> bool {
+        self.0.email_verified
+    }
+
+    /// Whether IAP admitted an external identity (Identity Platform) rather than a Google account.
+    pub fn is_external_identity(&self) -> bool {
+        self.0.external
     }
 
     /// `sub`: the user's stable ID, namespaced like `accounts.google.com:1234567890`.
@@ -664,6 +682,16 @@ impl IapUser {
     pub fn access_levels(&self) -> &[String] {
         &self.0.access_levels
     }
+
+    /// This user, marked as an external identity whose email is or is not verified.
+    pub(crate) fn external(self, email_verified: bool) -> Self {
+        let fields = Arc::unwrap_or_clone(self.0);
+        Self(Arc::new(IapUserFields {
+            external: true,
+            email_verified,
+            ..fields
+        }))
+    }
 }
 
 impl fmt::Debug for IapUser {
@@ -673,6 +701,8 @@ impl fmt::Debug for IapUser {
             .field("subject", &self.0.subject)
             .field("hosted_domain", &self.0.hosted_domain)
             .field("access_levels", &self.0.access_levels)
+            .field("external", &self.0.external)
+            .field("email_verified", &self.0.email_verified)
             .finish()
     }
 }
@@ -742,12 +772,18 @@ impl Caller {
     /// Derived once per assertion per thread and then shared, like [`Caller::from_id_token`].
     pub fn from_iap(assertion: &VerifiedIapAssertion) -> Self {
         assertion.caller_with(|| {
-            Self::from_verified_iap(
+            let caller = Self::from_verified_iap(
                 assertion.email(),
                 assertion.subject(),
                 assertion.hosted_domain(),
                 assertion.access_levels(),
-            )
+            );
+            match caller {
+                Self::IapUser(user) if assertion.is_external_identity() => {
+                    Self::IapUser(user.external(assertion.email_verified()))
+                }
+                caller => caller,
+            }
         })
     }
 
@@ -778,13 +814,14 @@ impl Caller {
         }
     }
 
-    /// The caller's email (lowercased); `None` for an [`AppEngineApp`].
+    /// The caller's verified email (lowercased); `None` for an [`AppEngineApp`], and for an IAP external
+    /// identity whose email its identity provider did not verify (see [`IapUser::email_verified`]).
     pub fn email(&self) -> Option<&str> {
         match self {
             Self::ServiceAccount(sa) => Some(sa.email()),
             Self::User(user) => Some(user.email()),
             Self::AppEngineApp(_) => None,
-            Self::IapUser(user) => Some(user.email()),
+            Self::IapUser(user) => user.email_verified().then(|| user.email()),
         }
     }
 
@@ -813,6 +850,9 @@ impl fmt::Display for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::AppEngineApp(app) => write!(f, "{} {}", self.kind(), app.app_id()),
+            Self::IapUser(user) if !user.email_verified() => {
+                write!(f, "{} {} (email not verified)", self.kind(), user.subject())
+            }
             _ => write!(f, "{} {}", self.kind(), self.email().unwrap_or_default()),
         }
     }
@@ -860,6 +900,14 @@ pub(crate) mod test_support {
     /// An IAP caller.
     pub(crate) fn iap_caller(email: &str, hd: Option<&str>) -> Caller {
         Caller::from_verified_iap(email, "accounts.google.com:1234567890", hd, &[])
+    }
+
+    /// An IAP external identity (Identity Platform) whose email is or is not verified.
+    pub(crate) fn iap_external(email: &str, hd: Option<&str>, email_verified: bool) -> Caller {
+        match iap_caller(email, hd) {
+            Caller::IapUser(user) => Caller::IapUser(user.external(email_verified)),
+            other => other,
+        }
     }
 
     /// A legacy-header caller.

@@ -157,8 +157,9 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for IapUser {
 /// The verified email of the signed-in user: the IAP user's, or that of a Google account whose ID token
 /// [`RequireIdentityLayer`](crate::RequireIdentityLayer) verified. See the [module docs](self).
 ///
-/// A caller that is not a user (a service account, an App Engine app) gets **403**
-/// ([`IdentityRejection::NotAUser`]); `Option<UserEmail>` is `None` for it.
+/// A caller that is not a user (a service account, an App Engine app), or an IAP external identity whose email its
+/// identity provider did not verify, gets **403** ([`IdentityRejection::NotAUser`]); `Option<UserEmail>` is `None`
+/// for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct UserEmail(pub String);
@@ -174,12 +175,14 @@ impl Deref for UserEmail {
 impl UserEmail {
     /// `Some(email)` of the signed-in user, `None` when the caller is not a user, `Err` when no layer ran.
     fn from_parts(parts: &Parts) -> Result<Option<Self>, ()> {
+        // Only a verified email: an IAP external identity's unverified one is not the user's to claim.
         if let Some(user) = parts.extensions.get::<identity::IapUser>() {
-            return Ok(Some(Self(user.email().to_owned())));
+            return Ok(user.email_verified().then(|| Self(user.email().to_owned())));
         }
         match parts.extensions.get::<Caller>() {
-            Some(Caller::User(user)) => Ok(Some(Self(user.email().to_owned()))),
-            Some(Caller::IapUser(user)) => Ok(Some(Self(user.email().to_owned()))),
+            Some(caller @ (Caller::User(_) | Caller::IapUser(_))) => {
+                Ok(caller.email().map(|email| Self(email.to_owned())))
+            }
             Some(_) => Ok(None),
             None => Err(()),
         }

@@ -445,7 +445,10 @@ fn insert_caller_headers(headers: &mut HeaderMap, caller: &Caller) {
     }
     // For an upstream written against IAP's plain headers: the same values IAP sends, taken from the verified
     // assertion (never from the client).
-    if let Caller::IapUser(user) = caller {
+    // Google accounts only: IAP names external identities in another namespace, and their email may be unverified.
+    if let Caller::IapUser(user) = caller
+        && !user.is_external_identity()
+    {
         let email = HeaderValue::from_str(&format!("accounts.google.com:{}", user.email()));
         let id = HeaderValue::from_str(user.subject());
         if let (Ok(email), Ok(id)) = (email, id) {

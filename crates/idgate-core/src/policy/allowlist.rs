@@ -300,14 +300,18 @@ pub enum DenyReason {
     NotListed,
     /// The allowlist is empty: it denies everyone.
     EmptyAllowlist,
+    /// An IAP external identity whose email would be listed (by `emails` or `domains`), but whose identity
+    /// provider did not verify it: anyone can sign up with any address.
+    EmailNotVerified,
 }
 
 impl DenyReason {
-    /// A stable, machine-readable reason (`"not_listed"`, `"empty_allowlist"`).
+    /// A stable, machine-readable reason (`"not_listed"`, `"empty_allowlist"`, `"email_not_verified"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NotListed => "not_listed",
             Self::EmptyAllowlist => "empty_allowlist",
+            Self::EmailNotVerified => "email_not_verified",
         }
     }
 }
@@ -491,6 +495,20 @@ impl Allowlist {
                 .contains(app.app_id())
                 .then_some(AllowReason::LegacyAppIdListed),
             Caller::User(user) => self.decide_user(user.email(), user.hosted_domain()),
+            Caller::IapUser(user) if !user.email_verified() => {
+                // An unverified email is only what the user typed: it may match no `emails`/`domains` entry. The
+                // signed `hd` claim still counts.
+                let by_hd = user
+                    .hosted_domain()
+                    .is_some_and(|hd| self.hosted_domains.contains(hd))
+                    .then_some(AllowReason::HostedDomainListed);
+                if by_hd.is_none() && self.decide_user(user.email(), None).is_some() {
+                    return Decision::Deny {
+                        reason: DenyReason::EmailNotVerified,
+                    };
+                }
+                by_hd
+            }
             Caller::IapUser(user) => self.decide_user(user.email(), user.hosted_domain()),
         };
         match reason {
@@ -646,7 +664,9 @@ impl Allowlist {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::test_support::{app, iap_caller, id_token_caller, user_with_hd};
+    use crate::identity::test_support::{
+        app, iap_caller, iap_external, id_token_caller, user_with_hd,
+    };
 
     fn allow(reason: AllowReason) -> Decision {
         Decision::Allow { reason }
@@ -655,6 +675,58 @@ mod tests {
     const NOT_LISTED: Decision = Decision::Deny {
         reason: DenyReason::NotListed,
     };
+
+    #[test]
+    fn an_unverified_external_email_matches_no_email_or_domain_entry() {
+        let list = Allowlist::builder()
+            .user_email("alice@example.com")
+            .user_domain("corp.example")
+            .hosted_domain("workspace.example")
+            .build()
+            .unwrap();
+        let deny = |reason| Decision::Deny { reason };
+        for (caller, want) in [
+            (
+                iap_external("alice@example.com", None, true),
+                allow(AllowReason::UserEmailListed),
+            ),
+            (
+                iap_external("ceo@corp.example", None, true),
+                allow(AllowReason::UserDomainListed),
+            ),
+            (
+                iap_external("alice@example.com", None, false),
+                deny(DenyReason::EmailNotVerified),
+            ),
+            (
+                iap_external("ceo@corp.example", None, false),
+                deny(DenyReason::EmailNotVerified),
+            ),
+            (
+                iap_external("x@other.example", None, false),
+                deny(DenyReason::NotListed),
+            ),
+            // The signed `hd` claim is not the user's to type: it still counts.
+            (
+                iap_external("bob@workspace.example", Some("workspace.example"), false),
+                allow(AllowReason::HostedDomainListed),
+            ),
+            // Google accounts are verified.
+            (
+                iap_caller("alice@example.com", None),
+                allow(AllowReason::UserEmailListed),
+            ),
+        ] {
+            assert_eq!(list.decide(&caller), want, "{caller:?}");
+        }
+        let unverified = iap_external("alice@example.com", None, false);
+        assert_eq!(unverified.email(), None);
+        assert_eq!(
+            unverified.to_string(),
+            "iap_user accounts.google.com:1234567890 (email not verified)"
+        );
+        assert_eq!(DenyReason::EmailNotVerified.as_str(), "email_not_verified");
+    }
 
     #[test]
     fn empty_allowlist_denies_everyone() {

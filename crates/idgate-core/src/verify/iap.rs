@@ -28,6 +28,20 @@ struct IapGoogleClaim {
     access_levels: Vec<String>,
 }
 
+/// `gcip`: present when IAP admitted an external identity through Identity Platform. It carries the Identity
+/// Platform ID token's claims; idgate reads whether the identity provider verified the email, and the tenant.
+#[derive(Deserialize)]
+struct GcipClaim {
+    /// Only JSON `true` counts; absent or `false` means the email is whatever the user typed at sign-up.
+    email_verified: Option<bool>,
+    firebase: Option<GcipFirebase>,
+}
+
+#[derive(Deserialize)]
+struct GcipFirebase {
+    tenant: Option<Box<str>>,
+}
+
 #[derive(Deserialize)]
 pub(crate) struct IapClaims {
     iss: ClaimStr,
@@ -39,6 +53,8 @@ pub(crate) struct IapClaims {
     nbf: Option<i64>,
     hd: Option<Box<str>>,
     google: Option<IapGoogleClaim>,
+    /// Boxed: most assertions are for Google identities and have none; inline it would cost every memo entry.
+    gcip: Option<Box<GcipClaim>>,
     /// The key that verified the signature, so a memo hit can check it is still published. A thin pointer (8
     /// bytes) into the key set: no per-entry copy of the `kid`.
     #[serde(skip)]
@@ -93,6 +109,31 @@ impl VerifiedIapAssertion {
             .google
             .as_ref()
             .map_or(&[], |g| g.access_levels.as_slice())
+    }
+
+    /// Whether IAP admitted an external identity (Identity Platform; the assertion has a `gcip` claim) rather than
+    /// a Google account.
+    pub fn is_external_identity(&self) -> bool {
+        self.claims.gcip.is_some()
+    }
+
+    /// Whether the email is verified. A Google account's always is (IAP admits only Google accounts, whose
+    /// addresses Google verified, and says nothing more). An external identity's is only when its Identity Platform
+    /// token says `email_verified: true`: with email/password sign-up, anyone can register any address.
+    pub fn email_verified(&self) -> bool {
+        self.claims
+            .gcip
+            .as_ref()
+            .is_none_or(|gcip| gcip.email_verified == Some(true))
+    }
+
+    /// The Identity Platform tenant of an external identity (`gcip.firebase.tenant`), when there is one.
+    pub fn tenant(&self) -> Option<&str> {
+        self.claims
+            .gcip
+            .as_ref()
+            .and_then(|gcip| gcip.firebase.as_ref())
+            .and_then(|firebase| firebase.tenant.as_deref())
     }
 
     /// `aud`: `/projects/NUMBER/apps/ID`, `/projects/NUMBER/global/backendServices/ID`, ...

@@ -7,6 +7,13 @@
 //! [`IapUser`](crate::extract::IapUser), [`UserEmail`](crate::extract::UserEmail) and
 //! [`VerifiedCaller`](crate::extract::VerifiedCaller) extractors.
 //!
+//! **External identities** (IAP with Identity Platform; the assertion carries a `gcip` claim): with email/password
+//! sign-up anyone can register any address, so the email counts only when the identity provider verified it
+//! (`gcip.email_verified: true`). An unverified one matches no `emails` or `domains` entry (403, logged as
+//! `email_not_verified`; the signed `hd` claim still counts), is not what [`UserEmail`](crate::extract::UserEmail)
+//! or [`Caller::email`](idgate_core::identity::Caller::email) return, and never reaches a proxied upstream as
+//! `X-Idgate-Caller-Email`. Google accounts (no `gcip`) are always verified: IAP admits no other.
+//!
 //! IAP's unsigned `X-Goog-Authenticated-User-Email` header is **never** identity: it is ignored, or, behind
 //! [`RequireIapLayer::compare_plain_user_headers`], compared with the verified assertion (a mismatch is a 401).
 //!
