@@ -404,7 +404,10 @@ fn entries(list: &List) -> &[Spanned<String>] {
 /// assert_eq!(inbound.audiences(), ["https://my-service-abc123-uc.a.run.app"]);
 /// assert!(inbound.legacy_header_trust().is_none());
 /// assert!(inbound.is_exempt("/healthz"));
-/// assert_eq!(config.endpoints().oidc_jwks.as_str(), "http://127.0.0.1:8085/oauth2/v3/certs");
+/// // The OIDC key URL serves PEM certificates; with no `oidc_keys_format` the format is read from the document.
+/// let (url, format) = config.google().oidc_keys();
+/// assert_eq!(url.as_str(), "http://127.0.0.1:8085/oauth2/v1/certs");
+/// assert_eq!(format, idgate_core::keys::KeyDocumentFormat::Detect(idgate_core::keys::KeyAlgorithm::Rs256));
 /// assert!(config.iap().unwrap().allowlist().is_some());
 ///
 /// // Mistakes are reported with their position and a fix.
