@@ -74,6 +74,8 @@ enum Command {
             requires = "iap_proxy"
         )]
         iap_user: String,
+        #[command(flatten)]
+        limits: cmd::limits::LimitFlags,
     },
     /// The authenticating sidecar: verify every request with the config's layers, forward the admitted ones to the
     /// upstream with the caller in X-Idgate-Caller-* headers.
@@ -87,6 +89,9 @@ enum Command {
         /// The service to protect, e.g. http://127.0.0.1:9000.
         #[arg(long)]
         upstream: Url,
+        /// Each of these overrides its key in the config's [proxy] table.
+        #[command(flatten)]
+        limits: cmd::limits::LimitFlags,
     },
     /// Verify a token exactly as the layers do; print the caller and claims as JSON (exit 0) or the reason (exit 1).
     Verify {
@@ -168,6 +173,7 @@ async fn main() -> ExitCode {
             key_dir,
             iap_proxy,
             iap_user,
+            limits,
         } => {
             cmd::init_logging("info");
             cmd::emulator::run(cmd::emulator::Options {
@@ -179,6 +185,7 @@ async fn main() -> ExitCode {
                 key_dir,
                 iap_proxy,
                 iap_user,
+                limits,
             })
             .await
         }
@@ -186,9 +193,10 @@ async fn main() -> ExitCode {
             config,
             listen,
             upstream,
+            limits,
         } => {
             cmd::init_logging("info,idgate::decision=debug");
-            cmd::proxy::run(&config, listen, upstream).await
+            cmd::proxy::run(&config, listen, upstream, &limits).await
         }
         Command::Verify {
             iap,
