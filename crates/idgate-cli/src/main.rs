@@ -4,6 +4,7 @@
 //! idgate demo                                  the whole story on loopback: who gets in, and why
 //! idgate emulator [--port 8085]                Google's identity endpoints, locally, until Ctrl-C
 //! idgate proxy --config idgate.toml --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000
+//!              [--header-read-timeout SECS] [--idle-timeout SECS] [--max-connections N] [--max-request-body-bytes N]
 //! idgate verify --audience AUD [TOKEN | -]     verify a token exactly as the layers do
 //! idgate decode [TOKEN | -]                    show a token's header and claims (NOT verified)
 //! idgate token --audience AUD [--impersonate EMAIL]   print an ID token from Application Default Credentials
@@ -89,7 +90,7 @@ enum Command {
         /// The service to protect, e.g. http://127.0.0.1:9000.
         #[arg(long)]
         upstream: Url,
-        /// Each of these overrides its key in the config's [proxy] table.
+        // Each of these overrides its key in the config's `[proxy]` table.
         #[command(flatten)]
         limits: cmd::limits::LimitFlags,
     },

@@ -10,7 +10,7 @@ use idgate_serve::{LimitError, ServerLimits};
 pub(crate) struct LimitFlags {
     /// Close a connection whose request head is not complete within SECS of the accept (a connection that sends
     /// nothing too), or of the first byte of its next request [default: 10; for `proxy`, the config's
-    /// [proxy] header_read_timeout_secs when set]
+    /// `[proxy]` header_read_timeout_secs when set]
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub(crate) header_read_timeout: Option<u64>,
     /// Close a connection with no request in flight after SECS [default: 60; for `proxy`, the config's
