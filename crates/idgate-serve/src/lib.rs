@@ -17,7 +17,7 @@
 //! A request in flight is never cut by the timeouts: a slow handler or upstream takes as long as it takes (it
 //! holds a connection slot meanwhile). Connections over a limit are closed without a response, as hyper's own
 //! header timeout does. `accept` errors (out of descriptors, `EMFILE`) are logged and retried after a short,
-//! growing pause; they never stop the server.
+//! growing pause; they never stop the server. Protocol upgrades (WebSocket, `CONNECT`) are not served.
 //!
 //! ```no_run
 //! use std::time::Duration;
