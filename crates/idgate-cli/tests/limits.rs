@@ -374,7 +374,7 @@ async fn silent_and_slowloris_connections_are_closed_while_callers_are_served() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let setup = Setup::start(
-        &["--header-read-timeout", "1", "--idle-timeout", "2"],
+        &["--header-read-timeout", "1", "--idle-timeout", "3"],
         "",
         None,
     )
@@ -395,9 +395,9 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let closed = closed_within(&mut stream, secs(8))
         .await
         .expect("an idle keep-alive connection stayed open");
-    // The idle timeout (2 s) closed it, not the 1 s header timeout.
+    // The idle timeout (3 s) closed it, not the 1 s header timeout (the margin absorbs a late read here).
     assert!(
-        closed - answered >= Duration::from_millis(1500),
+        closed - answered >= secs(2),
         "closed {:?} after the response",
         closed - answered
     );

@@ -232,7 +232,7 @@ async fn a_request_head_dribbled_a_byte_at_a_time_is_closed() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_by_the_idle_timeout_not_the_header_timeout() {
-    let server = start(limits(200, 800)).await;
+    let server = start(limits(200, 1000)).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -245,8 +245,9 @@ async fn an_idle_keep_alive_connection_is_closed_by_the_idle_timeout_not_the_hea
     let (_, at) = closed_within(&mut stream, Duration::from_secs(5))
         .await
         .expect("an idle keep-alive connection stayed open");
+    // Not the 200 ms header timeout (the margin absorbs a late read of the response here).
     assert!(
-        at - answered >= ms(700),
+        at - answered >= ms(600),
         "closed after {:?}: the header timeout cut an idle connection",
         at - answered
     );
@@ -346,7 +347,7 @@ async fn an_oversized_body_is_refused_by_length_and_cut_when_streamed() {
 
 #[tokio::test]
 async fn http2_prior_knowledge_gets_connect_info_and_an_idle_goaway() {
-    let server = start(limits(300, 800)).await;
+    let server = start(limits(300, 1000)).await;
     let stream = TcpStream::connect(server.addr).await.unwrap();
     let local = stream.local_addr().unwrap();
     let (mut sender, conn) =
@@ -370,7 +371,7 @@ async fn http2_prior_knowledge_gets_connect_info_and_an_idle_goaway() {
         .expect("an idle HTTP/2 connection stayed open")
         .unwrap()
         .unwrap();
-    assert!(answered.elapsed() >= ms(700), "{:?}", answered.elapsed());
+    assert!(answered.elapsed() >= ms(600), "{:?}", answered.elapsed());
 }
 
 #[tokio::test]
