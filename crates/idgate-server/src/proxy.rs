@@ -26,7 +26,6 @@
 //!
 //! ```no_run
 //! use idgate_core::policy::Config;
-//!
 //! use idgate_server::proxy::ServerLimits;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
