@@ -250,9 +250,15 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
         let upstream: url::Url = format!("http://{}/", addrs[0]).parse().expect("url");
         let layers = Layers::new(Some(identity.clone()), None);
         tokio::spawn(async move {
-            idgate_server::proxy::serve(listener, upstream, layers, std::future::pending())
-                .await
-                .expect("proxy");
+            idgate_server::proxy::serve(
+                listener,
+                upstream,
+                layers,
+                idgate_server::proxy::ServerLimits::default(),
+                std::future::pending(),
+            )
+            .await
+            .expect("proxy");
         });
         addrs
     });

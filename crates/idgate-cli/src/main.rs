@@ -4,6 +4,7 @@
 //! idgate demo                                  the whole story on loopback: who gets in, and why
 //! idgate emulator [--port 8085]                Google's identity endpoints, locally, until Ctrl-C
 //! idgate proxy --config idgate.toml --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000
+//!              [--header-read-timeout SECS] [--idle-timeout SECS] [--max-connections N] [--max-request-body-bytes N]
 //! idgate verify --audience AUD [TOKEN | -]     verify a token exactly as the layers do
 //! idgate decode [TOKEN | -]                    show a token's header and claims (NOT verified)
 //! idgate token --audience AUD [--impersonate EMAIL]   print an ID token from Application Default Credentials
@@ -79,6 +80,8 @@ enum Command {
             requires = "iap_proxy"
         )]
         iap_user: String,
+        #[command(flatten)]
+        limits: cmd::limits::LimitFlags,
     },
     /// The authenticating sidecar: verify every request with the config's layers, forward the admitted ones to the
     /// upstream with the caller in X-Idgate-Caller-* headers.
@@ -92,6 +95,9 @@ enum Command {
         /// The service to protect, e.g. http://127.0.0.1:9000.
         #[arg(long)]
         upstream: Url,
+        // Each of these overrides its key in the config's `[proxy]` table.
+        #[command(flatten)]
+        limits: cmd::limits::LimitFlags,
     },
     /// Verify a token exactly as the layers do; print the caller and claims as JSON (exit 0) or the reason (exit 1).
     Verify {
@@ -178,6 +184,7 @@ async fn main() -> ExitCode {
             key_dir,
             iap_proxy,
             iap_user,
+            limits,
         } => {
             cmd::init_logging("info");
             cmd::emulator::run(cmd::emulator::Options {
@@ -190,6 +197,7 @@ async fn main() -> ExitCode {
                 key_dir,
                 iap_proxy,
                 iap_user,
+                limits,
             })
             .await
         }
@@ -197,9 +205,10 @@ async fn main() -> ExitCode {
             config,
             listen,
             upstream,
+            limits,
         } => {
             cmd::init_logging("info,idgate::decision=debug");
-            cmd::proxy::run(&config, listen, upstream).await
+            cmd::proxy::run(&config, listen, upstream, &limits).await
         }
         Command::Verify {
             iap,

@@ -382,12 +382,17 @@ fn check_config_prints_the_policy_or_the_line_and_column() {
     let good = dir.path().join("good.toml");
     std::fs::write(
         &good,
-        "[inbound]\naudiences = [\"https://svc.example.com\"]\n[inbound.allow]\nproject_ids = [\"caller-app\"]\n",
+        "[inbound]\naudiences = [\"https://svc.example.com\"]\n[inbound.allow]\nproject_ids = [\"caller-app\"]\n\
+         [proxy]\nmax_connections = 100\n",
     )
     .unwrap();
     let out = idgate().arg("check-config").arg(&good).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("caller-app"));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("caller-app"), "{stdout}");
+    // The proxy's listener limits, the defaults filled in.
+    assert!(stdout.contains("connections at once: 100"), "{stdout}");
+    assert!(stdout.contains("request head within: 10 s"), "{stdout}");
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(

@@ -1,8 +1,12 @@
 //! [`Emulator`] and its [`EmulatorBuilder`].
 
+use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::net::TcpListener;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -24,6 +28,10 @@ pub const DEFAULT_IAP_MAX_AGE: Duration = Duration::from_secs(3_600);
 pub const DEFAULT_PROJECT_ID: &str = "idgate-emulated";
 /// The default project number.
 pub const DEFAULT_PROJECT_NUMBER: u64 = 123_456_789_012;
+
+/// Resolves when the emulator is asked to stop ([`Emulator::shutdown`] or drop): the graceful-shutdown signal
+/// [`EmulatorBuilder::start_with`] hands its serve loop.
+pub type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Configures and starts an [`Emulator`]. Get one with [`Emulator::builder`].
 #[derive(Debug, Clone)]
@@ -167,7 +175,7 @@ impl EmulatorBuilder {
         self
     }
 
-    /// Generates the keys, binds the socket and starts serving on the current tokio runtime.
+    /// Generates the keys, binds the socket and starts serving (with `axum::serve`) on the current tokio runtime.
     ///
     /// # Errors
     ///
@@ -176,6 +184,27 @@ impl EmulatorBuilder {
     /// [`EmulatorError::Bind`] when the socket cannot be bound, or a crypto/certificate error from key
     /// generation.
     pub async fn start(self) -> Result<Emulator, EmulatorError> {
+        self.start_with(|listener, app, shutdown| async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        })
+        .await
+    }
+
+    /// Like [`EmulatorBuilder::start`], but the emulator's routes are served by `serve`: it gets the bound
+    /// listener, the routes and a [`ShutdownSignal`], and its future is spawned on the current tokio runtime.
+    /// For a serve loop with limits (the `idgate emulator` command uses `idgate-serve`'s); it should stop
+    /// accepting when the signal resolves and let the requests in flight finish.
+    ///
+    /// # Errors
+    ///
+    /// As [`EmulatorBuilder::start`]; an error `serve`'s future returns later is logged.
+    pub async fn start_with<S, F>(self, serve: S) -> Result<Emulator, EmulatorError>
+    where
+        S: FnOnce(TcpListener, axum::Router, ShutdownSignal) -> F,
+        F: Future<Output = std::io::Result<()>> + Send + 'static,
+    {
         if !self.bind.ip().is_loopback() && !self.allow_non_loopback {
             return Err(EmulatorError::NonLoopback(self.bind));
         }
@@ -190,12 +219,13 @@ impl EmulatorBuilder {
         let unknown_rsa = RsaKey::generate(oidc_kid()?)?;
         let unknown_ec = EcKey::generate(iap_kid()?)?;
 
-        let listener = tokio::net::TcpListener::bind(self.bind)
-            .await
-            .map_err(|source| EmulatorError::Bind {
-                addr: self.bind,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(self.bind)
+                .await
+                .map_err(|source| EmulatorError::Bind {
+                    addr: self.bind,
+                    source,
+                })?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| EmulatorError::Bind {
@@ -236,11 +266,15 @@ impl EmulatorBuilder {
         shared.register_metadata_account();
         let app = routes::router(Arc::clone(&shared));
         let mut stop = shutdown_tx.subscribe();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let serving = serve(
+            listener,
+            app,
+            Box::pin(async move {
                 let _ = stop.wait_for(|stopping| *stopping).await;
-            });
-            if let Err(error) = serve.await {
+            }),
+        );
+        let task = tokio::spawn(async move {
+            if let Err(error) = serving.await {
                 tracing::warn!(%error, "idgate emulator server stopped with an error");
             }
         });

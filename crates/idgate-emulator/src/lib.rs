@@ -67,7 +67,7 @@ mod token;
 
 pub use emulator::{
     DEFAULT_IAP_MAX_AGE, DEFAULT_OIDC_MAX_AGE, DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NUMBER,
-    Emulator, EmulatorBuilder,
+    Emulator, EmulatorBuilder, ShutdownSignal,
 };
 pub use error::EmulatorError;
 pub use proxy::{IapProxy, IapUserSpec};

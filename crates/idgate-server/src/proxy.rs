@@ -49,8 +49,14 @@
 //!
 //! An unreachable upstream is answered with 502.
 //!
+//! The listener is served by [`idgate_serve::serve`] under [`ServerLimits`]: a header-read timeout (a silent or
+//! slow client is closed), an idle timeout, a connection cap (further clients wait in the kernel's backlog) and a
+//! request-body limit (`413` for a larger `Content-Length`; a larger streamed body never reaches the upstream
+//! whole). A request waiting on a slow upstream is never cut.
+//!
 //! ```no_run
 //! use idgate_core::policy::Config;
+//! use idgate_server::proxy::ServerLimits;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::from_path("idgate.toml")?;
@@ -60,7 +66,7 @@
 //! // Send on `stop` (e.g. on SIGTERM) to stop accepting and drain the requests in flight.
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! # drop(stop);
-//! idgate_server::proxy::serve(listener, upstream, layers, async {
+//! idgate_server::proxy::serve(listener, upstream, layers, ServerLimits::default(), async {
 //!     let _ = stopped.await;
 //! })
 //! .await?;
@@ -87,6 +93,8 @@ use crate::credential::{
     CredentialHeader, X_APPENGINE_INBOUND_APPID, X_GOOG_AUTHENTICATED_USER_EMAIL,
 };
 use crate::{Layers, ServerError};
+
+pub use idgate_serve::ServerLimits;
 
 /// The caller's kind, for the upstream.
 pub static X_IDGATE_CALLER_KIND: HeaderName = HeaderName::from_static("x-idgate-caller-kind");
@@ -139,7 +147,8 @@ struct Upstream {
     options: ProxyOptions,
 }
 
-/// Serves the authenticating proxy on `listener` until `shutdown` completes, then finishes the requests in flight.
+/// Serves the authenticating proxy on `listener` under `limits` until `shutdown` completes, then finishes the
+/// requests in flight (at most [`ServerLimits::drain_timeout`]).
 ///
 /// `upstream` is an `http://` URL; its path, if any, prefixes every forwarded path. See the [module docs](self).
 ///
@@ -151,18 +160,14 @@ pub async fn serve<F>(
     listener: TcpListener,
     upstream: Url,
     layers: Layers,
+    limits: ServerLimits,
     shutdown: F,
 ) -> Result<(), ServerError>
 where
     F: Future<Output = ()> + Send + 'static,
 {
     let router = router(&upstream, &layers)?;
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    idgate_serve::serve(listener, router, limits, shutdown).await?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use idgate_emulator::{Emulator, IapProxy, IapUserSpec};
 
 use super::Error;
+use super::limits::{LimitFlags, server_limits};
 
 pub(crate) struct Options {
     pub(crate) addr: SocketAddr,
@@ -18,9 +19,11 @@ pub(crate) struct Options {
     pub(crate) key_dir: PathBuf,
     pub(crate) iap_proxy: Option<url::Url>,
     pub(crate) iap_user: String,
+    pub(crate) limits: LimitFlags,
 }
 
 pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
+    let limits = server_limits(&Default::default(), &options.limits)?;
     let mut builder = Emulator::builder()
         .bind(options.addr)
         .project_id(&options.project_id)
@@ -40,7 +43,12 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
     if let Some(email) = &options.metadata_service_account {
         builder = builder.metadata_service_account(email);
     }
-    let emulator = builder.start().await?;
+    // Served like `idgate proxy`: a silent or slow client cannot hold the emulator's connections.
+    let emulator = builder
+        .start_with(move |listener, routes, shutdown| {
+            idgate_serve::serve(listener, routes, limits, shutdown)
+        })
+        .await?;
     let base = emulator.base_url();
     println!("idgate emulator: Google's identity endpoints at {base}");
     println!();

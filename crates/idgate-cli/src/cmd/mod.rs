@@ -4,6 +4,7 @@ pub(crate) mod check_config;
 pub(crate) mod decode;
 pub(crate) mod demo;
 pub(crate) mod emulator;
+pub(crate) mod limits;
 pub(crate) mod proxy;
 pub(crate) mod token;
 pub(crate) mod verify;

@@ -9,11 +9,13 @@ use url::Url;
 
 use super::Error;
 use super::emulator::shutdown_signal;
+use super::limits::{LimitFlags, server_limits};
 
 pub(crate) async fn run(
     config: &Path,
     listen: SocketAddr,
     upstream: Url,
+    flags: &LimitFlags,
 ) -> Result<ExitCode, Error> {
     let config = match Config::from_path(config) {
         Ok(config) => config,
@@ -22,14 +24,23 @@ pub(crate) async fn run(
             return Ok(ExitCode::FAILURE);
         }
     };
+    let limits = server_limits(config.proxy(), flags)?;
     // Builds both layers, prefetches the keys and discovers the IAP audience: a broken setup fails here, not on
     // the first request.
     let layers = idgate_server::from_config(&config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("binding {listen}: {e}"))?;
-    tracing::info!(listen = %listener.local_addr()?, %upstream, "idgate proxy ready");
-    idgate_server::proxy::serve(listener, upstream, layers, shutdown_signal()).await?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        %upstream,
+        header_read_timeout_secs = limits.header_read_timeout().as_secs(),
+        idle_timeout_secs = limits.idle_timeout().as_secs(),
+        max_connections = limits.max_connections(),
+        max_request_body_bytes = limits.max_request_body_bytes(),
+        "idgate proxy ready"
+    );
+    idgate_server::proxy::serve(listener, upstream, layers, limits, shutdown_signal()).await?;
     tracing::info!("idgate proxy stopped");
     Ok(ExitCode::SUCCESS)
 }

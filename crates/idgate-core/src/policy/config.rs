@@ -20,6 +20,10 @@ use crate::verify::{
 
 /// The largest leeway accepted, in seconds (the verifiers refuse more).
 const MAX_LEEWAY_SECS: u64 = 300;
+/// The longest `[proxy]` timeout accepted, in seconds: one day (longer only keeps a silent client's descriptor).
+const MAX_PROXY_TIMEOUT_SECS: u64 = 86_400;
+/// The most `[proxy]` connections accepted: Linux's default ceiling on a process's open files (`fs.nr_open`).
+const MAX_PROXY_CONNECTIONS: u64 = 1_048_576;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Errors
@@ -106,6 +110,8 @@ pub enum ConfigErrorKind {
     InsecureUrl,
     /// A setting that would have no effect as written.
     IneffectiveSetting,
+    /// A `[proxy]` limit of zero (which would switch it off), or over its maximum.
+    LimitOutOfRange,
 }
 
 /// Why a configuration was refused: what, where (line and column), and what to write instead.
@@ -261,6 +267,7 @@ struct RawConfig {
     inbound: Option<Spanned<RawInbound>>,
     iap: Option<Spanned<RawIap>>,
     google: Option<Spanned<RawGoogle>>,
+    proxy: Option<Spanned<RawProxy>>,
 }
 
 #[derive(Deserialize)]
@@ -320,6 +327,15 @@ struct RawGoogle {
     metadata_url: Option<Spanned<String>>,
     token_url: Option<Spanned<String>>,
     iam_credentials_url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    header_read_timeout_secs: Option<Spanned<u64>>,
+    idle_timeout_secs: Option<Spanned<u64>>,
+    max_connections: Option<Spanned<u64>>,
+    max_request_body_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -398,6 +414,18 @@ fn entries(list: &List) -> &[Spanned<String>] {
 /// metadata_url = "http://127.0.0.1:8085/computeMetadata/v1/"
 /// token_url = "http://127.0.0.1:8085/token"
 /// iam_credentials_url = "http://127.0.0.1:8085/"
+///
+/// ## Optional: the limits `idgate proxy` puts on its listener (the defaults are shown). `idgate proxy` flags
+/// ## override them.
+/// [proxy]
+/// ## A connection's request head (or, from a silent client, anything at all) must be complete within this.
+/// header_read_timeout_secs = 10
+/// ## A connection with no request in flight is closed after this.
+/// idle_timeout_secs = 60
+/// ## Connections served at once; more wait in the kernel's backlog.
+/// max_connections = 1024
+/// ## A larger Content-Length is answered 413; a larger streamed body is cut.
+/// max_request_body_bytes = 33554432
 /// "#).unwrap();
 ///
 /// let inbound = config.inbound().unwrap();
@@ -409,6 +437,7 @@ fn entries(list: &List) -> &[Spanned<String>] {
 /// assert_eq!(url.as_str(), "http://127.0.0.1:8085/oauth2/v1/certs");
 /// assert_eq!(format, idgate_core::keys::KeyDocumentFormat::Detect(idgate_core::keys::KeyAlgorithm::Rs256));
 /// assert!(config.iap().unwrap().allowlist().is_some());
+/// assert_eq!(config.proxy().max_connections(), 1024);
 ///
 /// // Mistakes are reported with their position and a fix.
 /// let err = Config::from_toml_str("[inbound]\naudiences = [\"https://a.example\"]\n[inbound.allow]\nproject_ids = [\"*\"]\n")
@@ -433,6 +462,10 @@ fn entries(list: &List) -> &[Spanned<String>] {
 /// | `iap.allow.emails`, `.domains`, `.hosted_domains` | users; if `[iap.allow]` is present it must list someone |
 /// | `google.*` | endpoint overrides; plain `http` only on loopback addresses (except `metadata_url`) |
 /// | `google.oidc_keys_format`, `google.iap_keys_format` | `"auto"` (default: JWKS or PEM, read from each document, as Google's libraries do), `"jwks"` or `"pem"` to pin one; the family (OIDC RS256, IAP ES256) is never read from the document |
+/// | `proxy.header_read_timeout_secs` | default 10, 1 to 86400; see [`ProxySettings`] |
+/// | `proxy.idle_timeout_secs` | default 60, 1 to 86400 |
+/// | `proxy.max_connections` | default 1024, 1 to 1048576 |
+/// | `proxy.max_request_body_bytes` | default 33554432 (32 MiB), at least 1 |
 ///
 /// The `[inbound]` allowlist must admit someone: an empty one would deny every request.
 #[derive(Debug, Clone)]
@@ -440,6 +473,8 @@ pub struct Config {
     inbound: Option<InboundConfig>,
     iap: Option<IapConfig>,
     google: GoogleConfig,
+    /// `None` when the file has no `[proxy]` table.
+    proxy: Option<ProxySettings>,
 }
 
 /// The `[inbound]` table: service-to-service verification of Google ID tokens.
@@ -493,6 +528,55 @@ pub struct GoogleConfig {
     oidc_keys_format: Option<KeyFormat>,
     /// A format pinned by `iap_keys_format`; `None` reads it from the document.
     iap_keys_format: Option<KeyFormat>,
+}
+
+/// The `[proxy]` table: the limits `idgate proxy` puts on its listener, so that slow, silent or numerous clients
+/// cannot hold its connections and file descriptors. The defaults apply when the table (or a key) is absent;
+/// `idgate proxy`'s flags override them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySettings {
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    max_connections: usize,
+    max_request_body_bytes: u64,
+}
+
+impl ProxySettings {
+    const DEFAULT: Self = Self {
+        header_read_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        max_connections: 1024,
+        max_request_body_bytes: 32 * 1024 * 1024,
+    };
+
+    /// `header_read_timeout_secs` (default 10 s): how long a client may take to send a complete request head,
+    /// counted from the accept (so a connection that sends nothing is closed then) or, on a keep-alive connection,
+    /// from the first byte of its next request.
+    pub fn header_read_timeout(&self) -> Duration {
+        self.header_read_timeout
+    }
+
+    /// `idle_timeout_secs` (default 60 s): how long a connection with no request in flight stays open.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// `max_connections` (default 1024): connections served at once; more clients wait in the kernel's backlog.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+    }
+
+    /// `max_request_body_bytes` (default 32 MiB): a larger `Content-Length` is answered `413`, a larger streamed
+    /// body is cut before it reaches the upstream whole.
+    pub fn max_request_body_bytes(&self) -> u64 {
+        self.max_request_body_bytes
+    }
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 impl GoogleConfig {
@@ -574,6 +658,11 @@ impl Config {
     /// Every endpoint, defaults overridden by the `[google]` table.
     pub fn endpoints(&self) -> Endpoints {
         self.google.endpoints.clone()
+    }
+
+    /// The `[proxy]` table's limits (the defaults when it is absent).
+    pub fn proxy(&self) -> &ProxySettings {
+        self.proxy.as_ref().unwrap_or(&ProxySettings::DEFAULT)
     }
 
     /// A readable summary of what this configuration lets in, for `idgate check-config` and startup logs.
@@ -658,7 +747,31 @@ impl Config {
             out,
             "  IAM credentials: {}",
             google.endpoints.iam_credentials
-        )
+        )?;
+        if let Some(proxy) = &self.proxy {
+            writeln!(out, "[proxy] limits on idgate proxy's listener")?;
+            writeln!(
+                out,
+                "  request head within: {} s (a connection that sends nothing is closed then)",
+                proxy.header_read_timeout.as_secs()
+            )?;
+            writeln!(
+                out,
+                "  idle connections closed after: {} s",
+                proxy.idle_timeout.as_secs()
+            )?;
+            writeln!(
+                out,
+                "  connections at once: {} (more wait in the kernel's backlog)",
+                proxy.max_connections
+            )?;
+            writeln!(
+                out,
+                "  request body at most: {} bytes",
+                proxy.max_request_body_bytes
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -857,11 +970,93 @@ impl Validator<'_> {
             .map(|t| self.google(t.get_ref()))
             .transpose()?
             .unwrap_or_default();
+        let proxy = raw.proxy.map(|t| self.proxy(t.get_ref())).transpose()?;
         Ok(Config {
             inbound,
             iap,
             google,
+            proxy,
         })
+    }
+
+    fn proxy(&self, raw: &RawProxy) -> Result<ProxySettings, ConfigError> {
+        let defaults = ProxySettings::DEFAULT;
+        let timeout = |value: Option<&Spanned<u64>>, default: Duration, what: &str| {
+            self.limit(
+                value,
+                default.as_secs(),
+                MAX_PROXY_TIMEOUT_SECS,
+                what,
+                "seconds",
+            )
+            .map(Duration::from_secs)
+        };
+        let header_read_timeout = timeout(
+            raw.header_read_timeout_secs.as_ref(),
+            defaults.header_read_timeout,
+            "header_read_timeout_secs",
+        )?;
+        let idle_timeout = timeout(
+            raw.idle_timeout_secs.as_ref(),
+            defaults.idle_timeout,
+            "idle_timeout_secs",
+        )?;
+        let max_connections = self.limit(
+            raw.max_connections.as_ref(),
+            defaults.max_connections as u64,
+            MAX_PROXY_CONNECTIONS,
+            "max_connections",
+            "connections",
+        )?;
+        let max_request_body_bytes = self.limit(
+            raw.max_request_body_bytes.as_ref(),
+            defaults.max_request_body_bytes,
+            u64::MAX,
+            "max_request_body_bytes",
+            "bytes",
+        )?;
+        Ok(ProxySettings {
+            header_read_timeout,
+            idle_timeout,
+            max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+            max_request_body_bytes,
+        })
+    }
+
+    /// A `[proxy]` limit: `default` when absent, else 1 to `max`.
+    fn limit(
+        &self,
+        value: Option<&Spanned<u64>>,
+        default: u64,
+        max: u64,
+        key: &str,
+        unit: &str,
+    ) -> Result<u64, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let n = *value.get_ref();
+        if n == 0 {
+            return Err(self
+                .error(
+                    ConfigErrorKind::LimitOutOfRange,
+                    &value.span(),
+                    format!("`{key} = 0` would switch the limit off"),
+                )
+                .with_help(format!(
+                    "write a positive number of {unit}, e.g. the default `{key} = {default}`, or remove the key"
+                )));
+        }
+        if n > max {
+            return Err(self
+                .error(
+                    ConfigErrorKind::LimitOutOfRange,
+                    &value.span(),
+                    format!("`{key} = {n}` is over the maximum of {max} {unit}"),
+                )
+                .with_help(format!("write at most {max}; the default is {default}")));
+        }
+        Ok(n)
     }
 
     fn inbound(&self, table: Spanned<RawInbound>) -> Result<InboundConfig, ConfigError> {

@@ -10,4 +10,5 @@ mod metadata;
 mod oauth;
 mod proxy;
 mod rotation;
+mod serving;
 mod tokens;

@@ -152,6 +152,12 @@ fn full_example_fixture() {
         "http://127.0.0.1:8085/computeMetadata/v1/"
     );
 
+    let proxy = config.proxy();
+    assert_eq!(proxy.header_read_timeout(), Duration::from_secs(5));
+    assert_eq!(proxy.idle_timeout(), Duration::from_secs(120));
+    assert_eq!(proxy.max_connections(), 256);
+    assert_eq!(proxy.max_request_body_bytes(), 1_048_576);
+
     // The verifiers build from the configuration.
     inbound.oidc_verifier(google).unwrap();
     iap.iap_verifier(google, "/projects/123456789/apps/my-project")
@@ -175,6 +181,11 @@ fn full_example_fixture() {
         "every user of the Google Workspace domain example.com (hd claim)",
         "OIDC keys: http://127.0.0.1:8085/oauth2/v1/certs (PEM)",
         "IAP keys: http://localhost:8085/iap/verify/public_key (PEM)",
+        "[proxy] limits on idgate proxy's listener",
+        "request head within: 5 s",
+        "idle connections closed after: 120 s",
+        "connections at once: 256",
+        "request body at most: 1048576 bytes",
     ] {
         assert!(
             policy.contains(expected),
@@ -812,6 +823,101 @@ fn google_endpoints() {
     );
     let jwks = Config::from_toml_str(&src("oidc_keys_format = \"jwks\"")).unwrap();
     assert_eq!(jwks.google().oidc_keys().1, KeyFormat::OidcJwks.into());
+}
+
+#[test]
+fn proxy_limits() {
+    // Absent: the defaults, and nothing about them in the policy.
+    let config = Config::from_toml_str(INBOUND).unwrap();
+    assert_eq!(config.proxy(), &ProxySettings::default());
+    let proxy = config.proxy();
+    assert_eq!(proxy.header_read_timeout(), Duration::from_secs(10));
+    assert_eq!(proxy.idle_timeout(), Duration::from_secs(60));
+    assert_eq!(proxy.max_connections(), 1024);
+    assert_eq!(proxy.max_request_body_bytes(), 32 * 1024 * 1024);
+    assert!(!config.effective_policy().contains("[proxy]"));
+
+    // A table with some keys: those set, the others defaulted, and all of them shown.
+    let src = |proxy: &str| format!("{INBOUND}[proxy]\n{proxy}\n");
+    let config =
+        Config::from_toml_str(&src("idle_timeout_secs = 5\nmax_connections = 100")).unwrap();
+    let proxy = config.proxy();
+    assert_eq!(proxy.idle_timeout(), Duration::from_secs(5));
+    assert_eq!(proxy.max_connections(), 100);
+    assert_eq!(proxy.header_read_timeout(), Duration::from_secs(10));
+    let policy = config.effective_policy();
+    for expected in [
+        "request head within: 10 s",
+        "idle connections closed after: 5 s",
+        "connections at once: 100",
+        "request body at most: 33554432 bytes",
+    ] {
+        assert!(
+            policy.contains(expected),
+            "missing {expected:?} in:\n{policy}"
+        );
+    }
+    // An empty table is the defaults, shown.
+    assert!(
+        Config::from_toml_str(&src(""))
+            .unwrap()
+            .effective_policy()
+            .contains("connections at once: 1024")
+    );
+
+    // Zero would switch a limit off: refused where it is written, with the default as advice.
+    for (key, column) in [
+        ("header_read_timeout_secs", 28),
+        ("idle_timeout_secs", 21),
+        ("max_connections", 19),
+        ("max_request_body_bytes", 26),
+    ] {
+        let e = assert_err(
+            &src(&format!("{key} = 0")),
+            ConfigErrorKind::LimitOutOfRange,
+            6,
+            column,
+        );
+        assert!(e.message().contains("switch the limit off"), "{e}");
+        assert!(e.help().unwrap().contains(&format!("`{key} = ")), "{e}");
+    }
+    let e = assert_err(
+        &src("header_read_timeout_secs = 86401"),
+        ConfigErrorKind::LimitOutOfRange,
+        6,
+        28,
+    );
+    assert!(e.message().contains("86400"), "{e}");
+    assert_err(
+        &src("max_connections = 1048577"),
+        ConfigErrorKind::LimitOutOfRange,
+        6,
+        19,
+    );
+    Config::from_toml_str(&src("idle_timeout_secs = 86400\nmax_connections = 1048576")).unwrap();
+
+    // Typos and types, as everywhere else.
+    assert_err(
+        &src("max_conections = 10"),
+        ConfigErrorKind::UnknownKey,
+        6,
+        1,
+    );
+    assert_err(&src("idle_timeout = 10"), ConfigErrorKind::UnknownKey, 6, 1);
+    assert_err(
+        &src("idle_timeout_secs = \"10\""),
+        ConfigErrorKind::Syntax,
+        6,
+        21,
+    );
+    assert_err(&src("max_connections = -1"), ConfigErrorKind::Syntax, 6, 19);
+    // The table alone configures nothing.
+    assert_err(
+        "[proxy]\nmax_connections = 10\n",
+        ConfigErrorKind::NothingConfigured,
+        1,
+        1,
+    );
 }
 
 #[test]

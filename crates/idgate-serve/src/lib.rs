@@ -1,0 +1,337 @@
+//! Serve an axum [`Router`] on a [`TcpListener`] with the limits a listener facing untrusted clients needs.
+//!
+//! `axum::serve` bounds nothing a client can hold: a connection that sends nothing, or a request head one byte at
+//! a time, or an idle keep-alive connection stays open for as long as the client likes, and accepting goes on until
+//! the process runs out of file descriptors (and then its legitimate clients, and its own outbound calls, fail).
+//! [`serve`] is the same loop (HTTP/1.1 and cleartext HTTP/2, [`ConnectInfo`](axum::extract::ConnectInfo) in
+//! every request) with these limits, set with [`ServerLimits`]:
+//!
+//! | limit | default | what it bounds |
+//! |---|---|---|
+//! | [header read timeout](ServerLimits::header_read_timeout) | 10 s | accept → first complete request head (a silent connection too); on an idle HTTP/1 connection, first byte → complete head of the next request |
+//! | [idle timeout](ServerLimits::idle_timeout) | 60 s | a connection with no request in flight: HTTP/1 keep-alive between requests, HTTP/2 with no open stream |
+//! | [max connections](ServerLimits::max_connections) | 1024 | connections served at once; the next client waits in the kernel's accept backlog, holding none of this process's descriptors. Lowered, with a warning, to leave 64 descriptors under the open-file limit (`ulimit -n`) on Linux |
+//! | [max request body](ServerLimits::max_request_body_bytes) | 32 MiB | a `Content-Length` over it is answered `413` before the router runs; a body of unknown length is cut where it passes it |
+//! | [drain timeout](ServerLimits::drain_timeout) | 30 s | after the shutdown signal: how long requests in flight may take to finish |
+//!
+//! A request in flight is never cut by the timeouts: a slow handler or upstream takes as long as it takes (it
+//! holds a connection slot meanwhile). Connections over a limit are closed without a response, as hyper's own
+//! header timeout does. `accept` errors (out of descriptors, `EMFILE`) are logged and retried after a short,
+//! growing pause; they never stop the server. Protocol upgrades (WebSocket, `CONNECT`) are not served.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use axum::{Router, routing::get};
+//! use idgate_serve::ServerLimits;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = Router::new().route("/", get(|| async { "hello" }));
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//! let limits = ServerLimits::default()
+//!     .with_header_read_timeout(Duration::from_secs(5))?
+//!     .with_max_connections(512)?;
+//! // Send on `stop` (e.g. on SIGTERM) to stop accepting and let the requests in flight finish (at most
+//! // `drain_timeout`); then `serve` returns.
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! # drop(stop);
+//! idgate_serve::serve(listener, app, limits, async {
+//!     let _ = stopped.await;
+//! })
+//! .await?;
+//! # Ok(()) }
+//! ```
+
+mod io;
+mod limits;
+mod service;
+mod watchdog;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+pub use limits::{LimitError, MAX_TIMEOUT, ServerLimits};
+
+use crate::io::TrackedStream;
+use crate::service::ConnectionService;
+use crate::watchdog::{Action, Tracker, next_deadline};
+
+/// The first pause after an `accept` error that is not about one connection (e.g. out of descriptors).
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// The longest pause between retries of a failing `accept`.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Descriptors the process needs besides its clients' (listener, runtime, outbound connections, files).
+const DESCRIPTOR_RESERVE: u64 = 64;
+
+/// Serves `router` on `listener` under `limits` until `shutdown` completes; then stops accepting, lets the
+/// requests in flight finish (at most [`ServerLimits::drain_timeout`]), and returns.
+///
+/// Every request carries [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo) in its extensions. See the
+/// [crate docs](crate) for what each limit bounds.
+///
+/// # Errors
+///
+/// Only when the listener's local address cannot be read at startup: `accept` errors are logged and retried,
+/// connection errors are the client's.
+pub async fn serve<F>(
+    listener: TcpListener,
+    router: Router,
+    limits: ServerLimits,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()>,
+{
+    let local_addr = listener.local_addr()?;
+    let slots = Arc::new(Semaphore::new(connection_cap(
+        local_addr,
+        limits.max_connections(),
+    )));
+    let limits = Arc::new(limits);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The watchdog times request heads: hyper 1.12's own timer would also close idle keep-alive connections after
+    // the header timeout, overriding a longer idle timeout.
+    builder.http1().header_read_timeout(None);
+    let builder = Arc::new(builder);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    tokio::pin!(shutdown);
+
+    loop {
+        reap(&mut connections);
+        // A slot first, then the accept: a client over the cap waits in the kernel's backlog.
+        let slot = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_closed) => break, // never closed; no slot can be had either way
+            },
+        };
+        let accepted = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                accepted
+            }
+            // One client's connection failed before it was accepted; nothing is wrong with the listener.
+            Err(error) if is_connection_error(&error) => continue,
+            Err(error) => {
+                tracing::warn!(
+                    %local_addr,
+                    %error,
+                    retry_in_ms = backoff.as_millis(),
+                    "accept failed; retrying (out of file descriptors? lower max_connections or raise `ulimit -n`)"
+                );
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        connections.spawn(connection(
+            stream,
+            peer,
+            router.clone(),
+            Arc::clone(&limits),
+            Arc::clone(&builder),
+            stop_rx.clone(),
+            slot,
+        ));
+    }
+
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(limits.drain_timeout(), async {
+        while let Some(result) = connections.join_next().await {
+            log_join(result);
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            %local_addr,
+            remaining = connections.len(),
+            "requests still in flight after the drain timeout; closing their connections"
+        );
+        connections.shutdown().await;
+    }
+    Ok(())
+}
+
+/// Serves one connection until it closes, closing it when the watchdog's deadline passes.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    limits: Arc<ServerLimits>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut stop: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let tracker = Arc::new(Tracker::new(Instant::now()));
+    let service = ConnectionService {
+        router,
+        peer,
+        max_body: limits.max_request_body_bytes(),
+        tracker: Arc::clone(&tracker),
+    };
+    let io = TokioIo::new(TrackedStream::new(stream, Arc::clone(&tracker)));
+    let conn = builder.serve_connection(io, service);
+    tokio::pin!(conn);
+    let mut shutdown_at: Option<Instant> = None;
+    loop {
+        let deadline = next_deadline(&tracker.state(), &limits, shutdown_at);
+        let expired = async {
+            match deadline {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                return;
+            }
+            () = tracker.changed() => {}
+            () = expired => {
+                // Re-read: a request may have started since the deadline was computed.
+                let Some((at, action)) = next_deadline(&tracker.state(), &limits, shutdown_at) else {
+                    continue;
+                };
+                if at > Instant::now() {
+                    continue;
+                }
+                match action {
+                    Action::Close => {
+                        tracing::debug!(%peer, "closing a connection that did not finish a request head in time");
+                        return;
+                    }
+                    Action::Shutdown => {
+                        tracing::debug!(%peer, "closing an idle connection");
+                        conn.as_mut().graceful_shutdown();
+                        shutdown_at = Some(Instant::now());
+                    }
+                }
+            }
+            _ = stop.changed(), if shutdown_at.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                shutdown_at = Some(Instant::now());
+            }
+        }
+    }
+}
+
+fn reap(connections: &mut JoinSet<()>) {
+    while let Some(result) = connections.try_join_next() {
+        log_join(result);
+    }
+}
+
+fn log_join(result: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = result
+        && error.is_panic()
+    {
+        tracing::error!(%error, "a connection task panicked");
+    }
+}
+
+/// Errors of one incoming connection (reset or aborted before `accept` returned it), not of the listener.
+fn is_connection_error(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// `max_connections`, lowered to leave [`DESCRIPTOR_RESERVE`] descriptors under the open-file limit when it is
+/// known (Linux): a cap the process cannot reach would not stop clients from exhausting its descriptors.
+fn connection_cap(local_addr: SocketAddr, max_connections: usize) -> usize {
+    let cap = fit_under_descriptor_limit(max_connections, open_file_limit());
+    if cap < max_connections {
+        tracing::warn!(
+            %local_addr,
+            max_connections,
+            lowered_to = cap,
+            "max_connections does not fit under the open-file limit (`ulimit -n`) with {DESCRIPTOR_RESERVE} \
+             descriptors to spare; serving at most {cap} connections at once. Raise `ulimit -n` to serve more"
+        );
+    }
+    cap
+}
+
+fn fit_under_descriptor_limit(max_connections: usize, soft_limit: Option<u64>) -> usize {
+    let Some(soft_limit) = soft_limit else {
+        return max_connections;
+    };
+    let room = if soft_limit > 2 * DESCRIPTOR_RESERVE {
+        soft_limit - DESCRIPTOR_RESERVE
+    } else {
+        (soft_limit / 2).max(1)
+    };
+    max_connections.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
+
+/// The soft `RLIMIT_NOFILE`, from `/proc/self/limits`.
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_file_limit(&limits)
+}
+
+fn parse_open_file_limit(limits: &str) -> Option<u64> {
+    limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|soft| soft.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_soft_open_file_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             127431               127431               processes \n\
+                      Max open files            256                  524288               files     \n";
+        assert_eq!(parse_open_file_limit(limits), Some(256));
+        assert_eq!(
+            parse_open_file_limit("Max open files  unlimited  unlimited  files\n"),
+            None
+        );
+        assert_eq!(parse_open_file_limit(""), None);
+    }
+
+    #[test]
+    fn the_cap_leaves_descriptors_to_spare() {
+        assert_eq!(fit_under_descriptor_limit(1024, None), 1024);
+        assert_eq!(fit_under_descriptor_limit(1024, Some(1_048_576)), 1024);
+        assert_eq!(fit_under_descriptor_limit(1024, Some(1024)), 960);
+        assert_eq!(fit_under_descriptor_limit(100, Some(256)), 100);
+        assert_eq!(fit_under_descriptor_limit(1024, Some(256)), 192);
+        assert_eq!(fit_under_descriptor_limit(1024, Some(64)), 32);
+        assert_eq!(fit_under_descriptor_limit(1024, Some(1)), 1);
+    }
+}

@@ -1,0 +1,159 @@
+//! The per-connection hyper service: the peer address, the body limit and request tracking around the router.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::Limited;
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use tower::ServiceExt as _;
+use tower::util::Oneshot;
+
+use crate::watchdog::{InFlight, Tracker};
+
+/// Serves one connection's requests with the router.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionService {
+    pub(crate) router: Router,
+    pub(crate) peer: SocketAddr,
+    pub(crate) max_body: Option<u64>,
+    pub(crate) tracker: Arc<Tracker>,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
+    type Response = Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        let in_flight = self
+            .tracker
+            .request_started(request.version() == http::Version::HTTP_2);
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        let request = match self.max_body {
+            // A declared length over the limit is refused before anything reads the request.
+            Some(limit) if request.body().size_hint().lower() > limit => {
+                tracing::debug!(peer = %self.peer, limit, "request body over the limit: 413");
+                return ResponseFuture::ready(too_large(limit), in_flight);
+            }
+            Some(limit) => request.map(|body| {
+                Body::new(Limited::new(
+                    body,
+                    usize::try_from(limit).unwrap_or(usize::MAX),
+                ))
+            }),
+            None => request.map(Body::new),
+        };
+        ResponseFuture {
+            state: State::Routing {
+                future: self.router.clone().oneshot(request),
+            },
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+fn too_large(limit: u64) -> Response<Body> {
+    let mut response = Response::new(Body::from(format!(
+        "payload too large: the request body may be at most {limit} bytes"
+    )));
+    *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        Ready { response: Option<Response<Body>> },
+        Routing { #[pin] future: Oneshot<Router, Request<Body>> },
+    }
+}
+
+pin_project! {
+    /// The router's response, its body still counted as in flight until sent.
+    pub(crate) struct ResponseFuture {
+        #[pin]
+        state: State,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl ResponseFuture {
+    fn ready(response: Response<Body>, in_flight: InFlight) -> Self {
+        Self {
+            state: State::Ready {
+                response: Some(response),
+            },
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<TrackedBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = match this.state.project() {
+            StateProj::Ready { response } => match response.take() {
+                Some(response) => response,
+                None => Response::new(Body::empty()),
+            },
+            StateProj::Routing { future } => match future.poll(cx) {
+                Poll::Ready(Ok(response)) => response,
+                Poll::Ready(Err(never)) => match never {},
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        let in_flight = this.in_flight.take();
+        Poll::Ready(Ok(response.map(|body| TrackedBody { body, in_flight })))
+    }
+}
+
+pin_project! {
+    /// A response body that keeps its request counted as in flight until its last frame is sent.
+    pub(crate) struct TrackedBody {
+        #[pin]
+        body: Body,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl http_body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = this.body.poll_frame(cx);
+        if let Poll::Ready(None | Some(Err(_))) = frame {
+            this.in_flight.take();
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -1,0 +1,319 @@
+//! The per-connection watchdog: what a connection is doing, and when it must be closed.
+//!
+//! hyper alone cannot bound all three ways a client holds a connection without using it: hyper-util's protocol
+//! sniffing has no timeout (a connection that sends nothing waits forever), and hyper 1.12's HTTP/1
+//! `header_read_timeout` also runs while a keep-alive connection waits for its next request, so it cannot coexist
+//! with a longer idle timeout. The connection's reads and its requests report here instead, and
+//! [`next_deadline`] turns that into the one deadline that applies.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::ServerLimits;
+
+/// What to do when a deadline passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Close the connection now: nothing is in flight and the client is not finishing a request head.
+    Close,
+    /// Ask the protocol to close politely (HTTP/1 closes an idle connection at once; HTTP/2 sends GOAWAY).
+    Shutdown,
+}
+
+/// A connection's state, as the watchdog sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct State {
+    /// Requests whose response has not been sent completely yet.
+    pub(crate) in_flight: usize,
+    /// Whether any request has started on this connection.
+    pub(crate) served: bool,
+    /// The accept, or the moment `in_flight` last fell to zero.
+    pub(crate) since: Instant,
+    /// On an idle HTTP/1 connection, when the first byte of the next request arrived.
+    pub(crate) head_started: Option<Instant>,
+    /// Whether the connection speaks HTTP/2 (known from its first request).
+    pub(crate) http2: bool,
+}
+
+impl State {
+    pub(crate) fn accepted(at: Instant) -> Self {
+        Self {
+            in_flight: 0,
+            served: false,
+            since: at,
+            head_started: None,
+            http2: false,
+        }
+    }
+}
+
+/// The deadline that applies to a connection in `state`, and what to do then; `None` while a request is in flight
+/// (a slow handler or upstream is never cut here). `shutdown_at` is when a graceful shutdown was asked for: from
+/// then on, a connection with nothing in flight gets one more `header_read_timeout` to close by itself.
+pub(crate) fn next_deadline(
+    state: &State,
+    limits: &ServerLimits,
+    shutdown_at: Option<Instant>,
+) -> Option<(Instant, Action)> {
+    if state.in_flight > 0 {
+        return None;
+    }
+    let header = limits.header_read_timeout();
+    let (at, action) = if !state.served {
+        // The first request head (or, for a silent client, anything at all) is due within the header timeout.
+        (state.since + header, Action::Close)
+    } else if let Some(started) = state.head_started {
+        (started + header, Action::Close)
+    } else {
+        (state.since + limits.idle_timeout(), Action::Shutdown)
+    };
+    let Some(asked) = shutdown_at else {
+        return Some((at, action));
+    };
+    // The protocol is closing the connection; give it one header timeout to finish, but keep an earlier deadline
+    // for a request head (the idle deadline is what asked for the shutdown, so it no longer counts).
+    let grace = asked.max(state.since) + header;
+    match action {
+        Action::Close => Some((at.min(grace), Action::Close)),
+        Action::Shutdown => Some((grace, Action::Close)),
+    }
+}
+
+/// Shared between a connection's IO, its requests and its watchdog.
+#[derive(Debug)]
+pub(crate) struct Tracker {
+    state: Mutex<State>,
+    changed: Notify,
+    /// Set while an HTTP/1 connection is idle and no byte of a next request has arrived: the next read marks the
+    /// start of a request head. A plain load on every other read keeps the IO path cheap.
+    watch_reads: AtomicBool,
+}
+
+impl Tracker {
+    pub(crate) fn new(accepted: Instant) -> Self {
+        Self {
+            state: Mutex::new(State::accepted(accepted)),
+            changed: Notify::new(),
+            watch_reads: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn state(&self) -> State {
+        *self.lock()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Resolves after a change that can bring a deadline forward.
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// The connection read some bytes.
+    pub(crate) fn bytes_read(&self) {
+        if !self.watch_reads.load(Ordering::Relaxed)
+            || !self.watch_reads.swap(false, Ordering::Relaxed)
+        {
+            return;
+        }
+        {
+            let mut state = self.lock();
+            if state.in_flight == 0 && state.head_started.is_none() {
+                state.head_started = Some(Instant::now());
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    /// A request head was parsed; the returned guard marks the request finished when dropped.
+    pub(crate) fn request_started(self: &std::sync::Arc<Self>, http2: bool) -> InFlight {
+        {
+            let mut state = self.lock();
+            state.in_flight += 1;
+            state.served = true;
+            state.http2 = http2;
+            state.head_started = None;
+        }
+        self.watch_reads.store(false, Ordering::Relaxed);
+        InFlight(std::sync::Arc::clone(self))
+    }
+
+    fn request_finished(&self) {
+        let idle_http1 = {
+            let mut state = self.lock();
+            state.in_flight = state.in_flight.saturating_sub(1);
+            if state.in_flight > 0 {
+                return;
+            }
+            state.since = Instant::now();
+            state.head_started = None;
+            !state.http2
+        };
+        if idle_http1 {
+            self.watch_reads.store(true, Ordering::Relaxed);
+        }
+        self.changed.notify_one();
+    }
+}
+
+/// One request in flight on a connection: from its parsed head until its response body is sent (or dropped).
+#[derive(Debug)]
+pub(crate) struct InFlight(std::sync::Arc<Tracker>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_finished();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn limits() -> ServerLimits {
+        ServerLimits::default()
+            .with_header_read_timeout(Duration::from_secs(10))
+            .and_then(|l| l.with_idle_timeout(Duration::from_secs(60)))
+            .unwrap()
+    }
+
+    fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn a_new_connection_must_deliver_its_first_head_within_the_header_timeout() {
+        let t0 = Instant::now();
+        let state = State::accepted(t0);
+        assert_eq!(
+            next_deadline(&state, &limits(), None),
+            Some((t0 + s(10), Action::Close))
+        );
+    }
+
+    #[test]
+    fn nothing_is_due_while_a_request_is_in_flight() {
+        let t0 = Instant::now();
+        let state = State {
+            in_flight: 1,
+            served: true,
+            ..State::accepted(t0)
+        };
+        assert_eq!(next_deadline(&state, &limits(), None), None);
+        // Not even after a graceful shutdown was asked for: the request finishes first.
+        assert_eq!(next_deadline(&state, &limits(), Some(t0)), None);
+    }
+
+    #[test]
+    fn an_idle_connection_gets_the_idle_timeout_and_a_started_head_the_header_timeout() {
+        let t0 = Instant::now();
+        let idle = State {
+            served: true,
+            since: t0 + s(5),
+            ..State::accepted(t0)
+        };
+        assert_eq!(
+            next_deadline(&idle, &limits(), None),
+            Some((t0 + s(65), Action::Shutdown))
+        );
+        // The next request's first byte 50 s into the idle period: its head is due 10 s later.
+        let reading = State {
+            head_started: Some(t0 + s(55)),
+            ..idle
+        };
+        assert_eq!(
+            next_deadline(&reading, &limits(), None),
+            Some((t0 + s(65), Action::Close))
+        );
+        let late = State {
+            head_started: Some(t0 + s(64)),
+            ..idle
+        };
+        assert_eq!(
+            next_deadline(&late, &limits(), None),
+            Some((t0 + s(74), Action::Close))
+        );
+    }
+
+    #[test]
+    fn after_a_graceful_shutdown_an_unfinished_connection_is_closed_within_the_header_timeout() {
+        let t0 = Instant::now();
+        let idle = State {
+            served: true,
+            since: t0,
+            ..State::accepted(t0)
+        };
+        // Shut down 30 s into an idle period: closed 10 s later at the latest.
+        assert_eq!(
+            next_deadline(&idle, &limits(), Some(t0 + s(30))),
+            Some((t0 + s(40), Action::Close))
+        );
+        // The idle timeout asked for the shutdown: the protocol gets its grace after it, not an immediate close.
+        assert_eq!(
+            next_deadline(&idle, &limits(), Some(t0 + s(60))),
+            Some((t0 + s(70), Action::Close))
+        );
+        // A request that finished after the shutdown was asked for gets its own grace.
+        let finished_later = State {
+            since: t0 + s(35),
+            ..idle
+        };
+        assert_eq!(
+            next_deadline(&finished_later, &limits(), Some(t0 + s(30))),
+            Some((t0 + s(45), Action::Close))
+        );
+        // An earlier header deadline still applies.
+        let fresh = State::accepted(t0);
+        assert_eq!(
+            next_deadline(&fresh, &limits(), Some(t0 + s(5))),
+            Some((t0 + s(10), Action::Close))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_tracker_follows_requests_and_reads() {
+        let t0 = Instant::now();
+        let tracker = Arc::new(Tracker::new(t0));
+        // Reads before the first request do not move anything: the first head is due from the accept.
+        tracker.bytes_read();
+        assert!(tracker.state().head_started.is_none());
+
+        let first = tracker.request_started(false);
+        let second = tracker.request_started(false);
+        assert_eq!(tracker.state().in_flight, 2);
+        drop(first);
+        assert_eq!(tracker.state().in_flight, 1);
+        drop(second);
+        let state = tracker.state();
+        assert_eq!((state.in_flight, state.served), (0, true));
+        assert!(state.since >= t0);
+        // The watchdog is told the connection went idle.
+        tokio::time::timeout(Duration::from_secs(5), tracker.changed())
+            .await
+            .unwrap();
+
+        // The first read after that starts the next head's clock; later reads do not move it.
+        tracker.bytes_read();
+        let started = tracker.state().head_started.unwrap();
+        tracker.bytes_read();
+        assert_eq!(tracker.state().head_started, Some(started));
+        tokio::time::timeout(Duration::from_secs(5), tracker.changed())
+            .await
+            .unwrap();
+
+        // HTTP/2 reads (pings, window updates) are not request heads.
+        let h2 = Arc::new(Tracker::new(t0));
+        drop(h2.request_started(true));
+        h2.bytes_read();
+        assert!(h2.state().head_started.is_none());
+        assert!(h2.state().http2);
+    }
+}

@@ -1,0 +1,414 @@
+//! `idgate_serve::serve` on loopback, with sub-second limits: every limit closes what it bounds, and nothing else.
+//!
+//! Bounds on "closed within" are generous (the machine may be loaded); bounds on "not closed before" are the
+//! robust kind of timing assertion (being slow can only make them pass more easily, never fail).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use idgate_serve::ServerLimits;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// What the test server saw.
+#[derive(Default)]
+struct Seen {
+    /// Requests whose handler ran.
+    handled: AtomicUsize,
+    /// Handlers running now, and the most at once.
+    running: AtomicUsize,
+    most_running: AtomicUsize,
+    /// Bodies read completely by `/upload`.
+    uploads: AtomicUsize,
+}
+
+fn app(seen: &Arc<Seen>, hold: &Arc<Semaphore>) -> Router {
+    let count = {
+        let seen = Arc::clone(seen);
+        move || {
+            seen.handled.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    let hello = {
+        let count = count.clone();
+        move || async move {
+            count();
+            "hello"
+        }
+    };
+    let peer = {
+        let count = count.clone();
+        move |ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+            count();
+            peer.to_string()
+        }
+    };
+    let slow = {
+        move || async move {
+            count();
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            "slow"
+        }
+    };
+    let held = {
+        let (seen, hold) = (Arc::clone(seen), Arc::clone(hold));
+        move || async move {
+            seen.handled.fetch_add(1, Ordering::SeqCst);
+            let now = seen.running.fetch_add(1, Ordering::SeqCst) + 1;
+            seen.most_running.fetch_max(now, Ordering::SeqCst);
+            let _released = hold.acquire().await;
+            seen.running.fetch_sub(1, Ordering::SeqCst);
+            "released"
+        }
+    };
+    let upload = {
+        let seen = Arc::clone(seen);
+        move |body: Body| async move {
+            seen.handled.fetch_add(1, Ordering::SeqCst);
+            match body.collect().await {
+                Ok(bytes) => {
+                    seen.uploads.fetch_add(1, Ordering::SeqCst);
+                    format!("got {} bytes", bytes.to_bytes().len())
+                }
+                Err(error) => format!("body error: {error}"),
+            }
+        }
+    };
+    Router::new()
+        .route("/", get(hello))
+        .route("/peer", get(peer))
+        .route("/slow", get(slow))
+        .route("/hold", get(held))
+        .route("/upload", post(upload))
+}
+
+struct Server {
+    addr: SocketAddr,
+    seen: Arc<Seen>,
+    hold: Arc<Semaphore>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+fn limits(header_ms: u64, idle_ms: u64) -> ServerLimits {
+    ServerLimits::default()
+        .with_header_read_timeout(ms(header_ms))
+        .and_then(|l| l.with_idle_timeout(ms(idle_ms)))
+        .unwrap()
+}
+
+async fn start(limits: ServerLimits) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let hold = Arc::new(Semaphore::new(0));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(idgate_serve::serve(
+        listener,
+        app(&seen, &hold),
+        limits,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Server {
+        addr,
+        seen,
+        hold,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// Reads until the peer closes (EOF or reset); returns what was read and when the close came, or `None` if it
+/// did not come within `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<(Vec<u8>, Instant)> {
+    let mut seen = Vec::new();
+    let read = async {
+        let mut buf = [0_u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return Instant::now(),
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let at = tokio::time::timeout(within, read).await.ok()?;
+    Some((seen, at))
+}
+
+/// One HTTP/1.1 request on its own connection; the status and body.
+async fn request(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("{head}Host: test\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    parse(&response)
+}
+
+fn parse(response: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    (status, body)
+}
+
+async fn fetch(addr: SocketAddr, path: &str) -> (u16, String) {
+    request(addr, &format!("GET {path} HTTP/1.1\r\n"), b"").await
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_after_the_header_read_timeout_while_others_are_served() {
+    let server = start(limits(300, 10_000)).await;
+    let opened = Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..10 {
+        silent.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    assert_eq!(fetch(server.addr, "/").await, (200, "hello".to_owned()));
+    for stream in &mut silent {
+        let (bytes, at) = closed_within(stream, Duration::from_secs(5))
+            .await
+            .expect("a silent connection stayed open");
+        assert!(bytes.is_empty(), "closed without a response");
+        assert!(at - opened >= ms(250), "closed before the header timeout");
+    }
+    assert_eq!(fetch(server.addr, "/").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_request_head_dribbled_a_byte_at_a_time_is_closed() {
+    let server = start(limits(400, 10_000)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let opened = Instant::now();
+    let head = b"GET / HTTP/1.1\r\nHost: test\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed = false;
+    for byte in head {
+        if stream.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        // A close shows up as EOF on the read side.
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(ms(50), stream.read(&mut [0_u8; 64])).await
+        {
+            closed = true;
+            break;
+        }
+        assert!(
+            opened.elapsed() < Duration::from_secs(5),
+            "the slow head was not cut"
+        );
+    }
+    assert!(closed, "the whole head went through without a close");
+    assert!(opened.elapsed() >= ms(350));
+    assert_eq!(server.seen.handled.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_by_the_idle_timeout_not_the_header_timeout() {
+    let server = start(limits(200, 1000)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0_u8; 1024];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert_eq!(parse(&buf[..n]), (200, "hello".to_owned()));
+    let answered = Instant::now();
+    let (_, at) = closed_within(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("an idle keep-alive connection stayed open");
+    // Not the 200 ms header timeout (the margin absorbs a late read of the response here).
+    assert!(
+        at - answered >= ms(600),
+        "closed after {:?}: the header timeout cut an idle connection",
+        at - answered
+    );
+}
+
+#[tokio::test]
+async fn the_next_request_head_on_a_keep_alive_connection_gets_the_header_timeout() {
+    let server = start(limits(300, 30_000)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0_u8; 1024];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert_eq!(parse(&buf[..n]).0, 200);
+    // Half a head, then nothing: the idle timeout (30 s) no longer applies.
+    stream.write_all(b"GET / HT").await.unwrap();
+    closed_within(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("an unfinished second head was not cut");
+}
+
+#[tokio::test]
+async fn a_request_in_flight_outlives_both_timeouts() {
+    let server = start(limits(200, 300)).await;
+    let started = Instant::now();
+    assert_eq!(fetch(server.addr, "/slow").await, (200, "slow".to_owned()));
+    assert!(started.elapsed() >= ms(1200));
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_until_a_slot_frees() {
+    let server = start(limits(5_000, 5_000).with_max_connections(2).unwrap()).await;
+    let requests: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(fetch(server.addr, "/hold")))
+        .collect();
+    // Two handlers start; the other three clients wait in the backlog, not in a handler.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.seen.running.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "the first two were not served");
+        tokio::time::sleep(ms(10)).await;
+    }
+    tokio::time::sleep(ms(300)).await;
+    assert_eq!(server.seen.handled.load(Ordering::SeqCst), 2);
+    server.hold.add_permits(5);
+    for request in requests {
+        assert_eq!(request.await.unwrap(), (200, "released".to_owned()));
+    }
+    assert_eq!(server.seen.most_running.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_by_length_and_cut_when_streamed() {
+    let server = start(
+        limits(5_000, 5_000)
+            .with_max_request_body_bytes(16)
+            .unwrap(),
+    )
+    .await;
+    let at_limit = [b'a'; 16];
+    assert_eq!(
+        request(
+            server.addr,
+            "POST /upload HTTP/1.1\r\nContent-Length: 16\r\n",
+            &at_limit
+        )
+        .await,
+        (200, "got 16 bytes".to_owned())
+    );
+    let (status, body) = request(
+        server.addr,
+        "POST /upload HTTP/1.1\r\nContent-Length: 17\r\n",
+        &[b'a'; 17],
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("at most 16 bytes"), "{body}");
+    assert_eq!(
+        server.seen.handled.load(Ordering::SeqCst),
+        1,
+        "the handler never saw the refused request"
+    );
+
+    // Chunked: no length to refuse up front, so the handler reads an error where the body passes the limit.
+    let chunked = b"a\r\naaaaaaaaaa\r\na\r\naaaaaaaaaa\r\n0\r\n\r\n";
+    let (status, body) = request(
+        server.addr,
+        "POST /upload HTTP/1.1\r\nTransfer-Encoding: chunked\r\n",
+        chunked,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("body error"), "{body}");
+    assert_eq!(server.seen.uploads.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_gets_connect_info_and_an_idle_goaway() {
+    let server = start(limits(300, 1000)).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let request = http::Request::builder()
+        .uri(format!("http://{}/peer", server.addr))
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, local.to_string().as_bytes());
+    let answered = Instant::now();
+    // No stream open: after the idle timeout the server sends GOAWAY and the connection ends.
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("an idle HTTP/2 connection stayed open")
+        .unwrap()
+        .unwrap();
+    assert!(answered.elapsed() >= ms(600), "{:?}", answered.elapsed());
+}
+
+#[tokio::test]
+async fn shutdown_lets_requests_in_flight_finish_and_stops_accepting() {
+    let mut server = start(limits(5_000, 5_000)).await;
+    let slow = tokio::spawn(fetch(server.addr, "/slow"));
+    while server.seen.handled.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(ms(10)).await;
+    }
+    server.stop.take().unwrap().send(()).unwrap();
+    assert_eq!(slow.await.unwrap(), (200, "slow".to_owned()));
+    tokio::time::timeout(Duration::from_secs(5), server.task)
+        .await
+        .expect("serve did not return")
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(server.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_by_the_drain_timeout() {
+    let mut server = start(limits(5_000, 5_000).with_drain_timeout(ms(200)).unwrap()).await;
+    let mut held = TcpStream::connect(server.addr).await.unwrap();
+    held.write_all(b"GET /hold HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    while server.seen.running.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(ms(10)).await;
+    }
+    server.stop.take().unwrap().send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server.task)
+        .await
+        .expect("serve waited past the drain timeout")
+        .unwrap()
+        .unwrap();
+    let (response, _) = closed_within(&mut held, Duration::from_secs(5))
+        .await
+        .expect("the held request's connection stayed open");
+    assert!(response.is_empty(), "closed under the request, unanswered");
+}
