@@ -254,7 +254,7 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
                 listener,
                 upstream,
                 layers,
-                idgate_server::proxy::ServerLimits::default(),
+                idgate_server::proxy::ProxyOptions::default(),
                 std::future::pending(),
             )
             .await

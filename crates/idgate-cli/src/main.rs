@@ -98,6 +98,11 @@ enum Command {
         // Each of these overrides its key in the config's `[proxy]` table.
         #[command(flatten)]
         limits: cmd::limits::LimitFlags,
+        /// Keep a front end's X-Forwarded-Host, X-Forwarded-Proto and Forwarded (Cloud Run, a TLS load balancer)
+        /// instead of replacing them; only when no client can reach the proxy directly [default: the config's
+        /// `[proxy]` trust_forwarded_headers, else off]
+        #[arg(long)]
+        trust_forwarded_headers: bool,
     },
     /// Verify a token exactly as the layers do; print the caller and claims as JSON (exit 0) or the reason (exit 1).
     Verify {
@@ -206,9 +211,10 @@ async fn main() -> ExitCode {
             listen,
             upstream,
             limits,
+            trust_forwarded_headers,
         } => {
             cmd::init_logging("info,idgate::decision=debug");
-            cmd::proxy::run(&config, listen, upstream, &limits).await
+            cmd::proxy::run(&config, listen, upstream, &limits, trust_forwarded_headers).await
         }
         Command::Verify {
             iap,

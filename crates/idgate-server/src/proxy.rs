@@ -56,7 +56,7 @@
 //!
 //! ```no_run
 //! use idgate_core::policy::Config;
-//! use idgate_server::proxy::ServerLimits;
+//! use idgate_server::proxy::ProxyOptions;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::from_path("idgate.toml")?;
@@ -66,7 +66,7 @@
 //! // Send on `stop` (e.g. on SIGTERM) to stop accepting and drain the requests in flight.
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! # drop(stop);
-//! idgate_server::proxy::serve(listener, upstream, layers, ServerLimits::default(), async {
+//! idgate_server::proxy::serve(listener, upstream, layers, ProxyOptions::default(), async {
 //!     let _ = stopped.await;
 //! })
 //! .await?;
@@ -94,7 +94,7 @@ use crate::credential::{
 };
 use crate::{Layers, ServerError};
 
-pub use idgate_serve::ServerLimits;
+pub use idgate_serve::{LimitError, ServerLimits};
 
 /// The caller's kind, for the upstream.
 pub static X_IDGATE_CALLER_KIND: HeaderName = HeaderName::from_static("x-idgate-caller-kind");
@@ -117,23 +117,52 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-authorization",
 ];
 
-/// How the proxy treats what is not identity. The default suits a proxy that clients reach directly.
+/// How the proxy serves: its listener's [`ServerLimits`], and whether it trusts a front end's forwarding headers.
+/// The default suits a proxy that clients reach directly.
+///
+/// ```
+/// use std::time::Duration;
+/// use idgate_server::proxy::{ProxyOptions, ServerLimits};
+///
+/// let options = ProxyOptions::default()
+///     .limits(ServerLimits::default().with_idle_timeout(Duration::from_secs(30))?)
+///     .trust_forwarded_headers(true); // only behind Cloud Run or a TLS-terminating load balancer
+/// assert!(options.trusts_forwarded_headers());
+/// # Ok::<(), idgate_server::proxy::LimitError>(())
+/// ```
 #[derive(Debug, Clone, Default)]
-#[non_exhaustive]
 pub struct ProxyOptions {
+    trust_forwarded_headers: bool,
+    limits: ServerLimits,
+}
+
+impl ProxyOptions {
     /// Keep the client's `X-Forwarded-Host`, `X-Forwarded-Proto` and `Forwarded` (filling them in only when absent)
     /// instead of replacing them with what the proxy saw. Turn it on only when every request comes through a front
     /// end that sets them (Cloud Run, a TLS-terminating load balancer); a client that reaches the proxy directly
     /// could otherwise claim any host and scheme. Default `false`.
-    pub trust_forwarded_headers: bool,
-}
-
-impl ProxyOptions {
-    /// See [`ProxyOptions::trust_forwarded_headers`].
     #[must_use]
     pub fn trust_forwarded_headers(mut self, trust: bool) -> Self {
         self.trust_forwarded_headers = trust;
         self
+    }
+
+    /// The listener's limits (header-read and idle timeouts, connection cap, body limit). Default
+    /// [`ServerLimits::default`].
+    #[must_use]
+    pub fn limits(mut self, limits: ServerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Whether a front end's forwarding headers are kept; see [`trust_forwarded_headers`](Self::trust_forwarded_headers).
+    pub fn trusts_forwarded_headers(&self) -> bool {
+        self.trust_forwarded_headers
+    }
+
+    /// The listener's limits.
+    pub fn server_limits(&self) -> &ServerLimits {
+        &self.limits
     }
 }
 
@@ -147,8 +176,8 @@ struct Upstream {
     options: ProxyOptions,
 }
 
-/// Serves the authenticating proxy on `listener` under `limits` until `shutdown` completes, then finishes the
-/// requests in flight (at most [`ServerLimits::drain_timeout`]).
+/// Serves the authenticating proxy on `listener` with `options` (its limits among them) until `shutdown` completes,
+/// then finishes the requests in flight (at most [`ServerLimits::drain_timeout`]).
 ///
 /// `upstream` is an `http://` URL; its path, if any, prefixes every forwarded path. See the [module docs](self).
 ///
@@ -160,13 +189,14 @@ pub async fn serve<F>(
     listener: TcpListener,
     upstream: Url,
     layers: Layers,
-    limits: ServerLimits,
+    options: ProxyOptions,
     shutdown: F,
 ) -> Result<(), ServerError>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let router = router(&upstream, &layers)?;
+    let limits = options.limits.clone();
+    let router = router_with_options(&upstream, &layers, options)?;
     idgate_serve::serve(listener, router, limits, shutdown).await?;
     Ok(())
 }

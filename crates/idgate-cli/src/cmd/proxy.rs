@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use idgate_core::policy::Config;
+use idgate_server::proxy::ProxyOptions;
 use url::Url;
 
 use super::Error;
@@ -16,6 +17,7 @@ pub(crate) async fn run(
     listen: SocketAddr,
     upstream: Url,
     flags: &LimitFlags,
+    trust_forwarded_headers: bool,
 ) -> Result<ExitCode, Error> {
     let config = match Config::from_path(config) {
         Ok(config) => config,
@@ -25,6 +27,8 @@ pub(crate) async fn run(
         }
     };
     let limits = server_limits(config.proxy(), flags)?;
+    let trust_forwarded_headers =
+        trust_forwarded_headers || config.proxy().trust_forwarded_headers();
     // Builds both layers, prefetches the keys and discovers the IAP audience: a broken setup fails here, not on
     // the first request.
     let layers = idgate_server::from_config(&config).await?;
@@ -38,9 +42,13 @@ pub(crate) async fn run(
         idle_timeout_secs = limits.idle_timeout().as_secs(),
         max_connections = limits.max_connections(),
         max_request_body_bytes = limits.max_request_body_bytes(),
+        trust_forwarded_headers,
         "idgate proxy ready"
     );
-    idgate_server::proxy::serve(listener, upstream, layers, limits, shutdown_signal()).await?;
+    let options = ProxyOptions::default()
+        .limits(limits)
+        .trust_forwarded_headers(trust_forwarded_headers);
+    idgate_server::proxy::serve(listener, upstream, layers, options, shutdown_signal()).await?;
     tracing::info!("idgate proxy stopped");
     Ok(ExitCode::SUCCESS)
 }

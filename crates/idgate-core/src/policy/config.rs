@@ -336,6 +336,7 @@ struct RawProxy {
     idle_timeout_secs: Option<Spanned<u64>>,
     max_connections: Option<Spanned<u64>>,
     max_request_body_bytes: Option<Spanned<u64>>,
+    trust_forwarded_headers: Option<bool>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -426,6 +427,9 @@ fn entries(list: &List) -> &[Spanned<String>] {
 /// max_connections = 1024
 /// ## A larger Content-Length is answered 413; a larger streamed body is cut.
 /// max_request_body_bytes = 33554432
+/// ## Keep a front end's X-Forwarded-Host/-Proto and Forwarded (Cloud Run, a TLS load balancer) instead of
+/// ## replacing them with what the proxy saw. Only when no client can reach the proxy directly.
+/// trust_forwarded_headers = false
 /// "#).unwrap();
 ///
 /// let inbound = config.inbound().unwrap();
@@ -438,6 +442,7 @@ fn entries(list: &List) -> &[Spanned<String>] {
 /// assert_eq!(format, idgate_core::keys::KeyDocumentFormat::Detect(idgate_core::keys::KeyAlgorithm::Rs256));
 /// assert!(config.iap().unwrap().allowlist().is_some());
 /// assert_eq!(config.proxy().max_connections(), 1024);
+/// assert!(!config.proxy().trust_forwarded_headers());
 ///
 /// // Mistakes are reported with their position and a fix.
 /// let err = Config::from_toml_str("[inbound]\naudiences = [\"https://a.example\"]\n[inbound.allow]\nproject_ids = [\"*\"]\n")
@@ -466,6 +471,7 @@ fn entries(list: &List) -> &[Spanned<String>] {
 /// | `proxy.idle_timeout_secs` | default 60, 1 to 86400 |
 /// | `proxy.max_connections` | default 1024, 1 to 1048576 |
 /// | `proxy.max_request_body_bytes` | default 33554432 (32 MiB), at least 1 |
+/// | `proxy.trust_forwarded_headers` | default `false`; `true` keeps a front end's `X-Forwarded-Host`, `X-Forwarded-Proto` and `Forwarded` |
 ///
 /// The `[inbound]` allowlist must admit someone: an empty one would deny every request.
 #[derive(Debug, Clone)]
@@ -539,6 +545,7 @@ pub struct ProxySettings {
     idle_timeout: Duration,
     max_connections: usize,
     max_request_body_bytes: u64,
+    trust_forwarded_headers: bool,
 }
 
 impl ProxySettings {
@@ -547,6 +554,7 @@ impl ProxySettings {
         idle_timeout: Duration::from_secs(60),
         max_connections: 1024,
         max_request_body_bytes: 32 * 1024 * 1024,
+        trust_forwarded_headers: false,
     };
 
     /// `header_read_timeout_secs` (default 10 s): how long a client may take to send a complete request head,
@@ -570,6 +578,13 @@ impl ProxySettings {
     /// body is cut before it reaches the upstream whole.
     pub fn max_request_body_bytes(&self) -> u64 {
         self.max_request_body_bytes
+    }
+
+    /// `trust_forwarded_headers` (default `false`): keep the `X-Forwarded-Host`, `X-Forwarded-Proto` and
+    /// `Forwarded` a front end (Cloud Run, a TLS-terminating load balancer) set, instead of replacing them with
+    /// what the proxy saw. Only safe when no client can reach the proxy except through that front end.
+    pub fn trust_forwarded_headers(&self) -> bool {
+        self.trust_forwarded_headers
     }
 }
 
@@ -770,6 +785,17 @@ impl Config {
                 "  request body at most: {} bytes",
                 proxy.max_request_body_bytes
             )?;
+            if proxy.trust_forwarded_headers {
+                writeln!(
+                    out,
+                    "  X-Forwarded-Host/-Proto, Forwarded: KEPT from the front end (only safe if clients cannot reach the proxy directly)"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "  X-Forwarded-Host/-Proto, Forwarded: set from what the proxy saw"
+                )?;
+            }
         }
         Ok(())
     }
@@ -1020,6 +1046,7 @@ impl Validator<'_> {
             idle_timeout,
             max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
             max_request_body_bytes,
+            trust_forwarded_headers: raw.trust_forwarded_headers.unwrap_or(false),
         })
     }
 

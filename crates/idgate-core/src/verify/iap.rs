@@ -318,7 +318,7 @@ impl IapVerifierBuilder {
         self.keys_url_as(url, KeyAlgorithm::Es256)
     }
 
-    /// Reads keys from `url` as `format`: a fixed [`KeyFormat`] (`IapJwks`, `IapPem`), or
+    /// Reads keys from `url` as `format`: a fixed [`KeyFormat`](crate::keys::KeyFormat) (`IapJwks`, `IapPem`), or
     /// [`KeyAlgorithm::Es256`] to detect (what [`keys_url`](Self::keys_url) does). An OIDC format is refused by
     /// [`build`](Self::build).
     pub fn keys_url_as(mut self, url: url::Url, format: impl Into<KeyDocumentFormat>) -> Self {

@@ -466,7 +466,7 @@ impl OidcVerifierBuilder {
         self.keys_url_as(url, KeyAlgorithm::Rs256)
     }
 
-    /// Reads keys from `url` as `format`: a fixed [`KeyFormat`] (`OidcJwks`, `OidcPemCertificates`), or
+    /// Reads keys from `url` as `format`: a fixed [`KeyFormat`](crate::keys::KeyFormat) (`OidcJwks`, `OidcPemCertificates`), or
     /// [`KeyAlgorithm::Rs256`] to detect (what [`keys_url`](Self::keys_url) does). An IAP format is refused by
     /// [`build`](Self::build).
     pub fn keys_url_as(mut self, url: url::Url, format: impl Into<KeyDocumentFormat>) -> Self {

@@ -25,7 +25,7 @@ async fn forwards_identity_and_strips_spoofed_headers() {
         listener,
         upstream.parse().unwrap(),
         Layers::new(Some(layer), None),
-        idgate_server::proxy::ServerLimits::default(),
+        idgate_server::proxy::ProxyOptions::default(),
         async {
             let _ = stopped.await;
         },

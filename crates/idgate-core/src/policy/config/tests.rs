@@ -857,6 +857,18 @@ fn proxy_limits() {
             "missing {expected:?} in:\n{policy}"
         );
     }
+    assert!(!proxy.trust_forwarded_headers());
+    assert!(
+        policy.contains("Forwarded: set from what the proxy saw"),
+        "{policy}"
+    );
+    let trusting = Config::from_toml_str(&src("trust_forwarded_headers = true")).unwrap();
+    assert!(trusting.proxy().trust_forwarded_headers());
+    assert!(
+        trusting
+            .effective_policy()
+            .contains("KEPT from the front end")
+    );
     // An empty table is the defaults, shown.
     assert!(
         Config::from_toml_str(&src(""))
