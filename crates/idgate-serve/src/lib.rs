@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | [header read timeout](ServerLimits::header_read_timeout) | 10 s | accept → first complete request head (a silent connection too); on an idle HTTP/1 connection, first byte → complete head of the next request |
 //! | [idle timeout](ServerLimits::idle_timeout) | 60 s | a connection with no request in flight: HTTP/1 keep-alive between requests, HTTP/2 with no open stream |
-//! | [max connections](ServerLimits::max_connections) | 1024 | connections served at once; the next client waits in the kernel's accept backlog, holding none of this process's descriptors. Lowered, with a warning, to leave 64 descriptors under the open-file limit (`ulimit -n`) on Linux |
+//! | [max connections](ServerLimits::max_connections) | 1024 | connections served at once; the next client waits in the kernel's accept backlog, holding none of this process's descriptors. Lowered, with a warning, to fit under the open-file limit (`ulimit -n`) on Linux with 64 descriptors to spare, counting [descriptors per connection](ServerLimits::descriptors_per_connection) |
 //! | [max request body](ServerLimits::max_request_body_bytes) | 32 MiB | a `Content-Length` over it is answered `413` before the router runs; a body of unknown length is cut where it passes it |
 //! | [drain timeout](ServerLimits::drain_timeout) | 30 s | after the shutdown signal: how long requests in flight may take to finish |
 //!
@@ -95,6 +95,7 @@ where
     let slots = Arc::new(Semaphore::new(connection_cap(
         local_addr,
         limits.max_connections(),
+        limits.descriptors_per_connection(),
     )));
     let limits = Arc::new(limits);
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -267,8 +268,8 @@ fn is_connection_error(error: &std::io::Error) -> bool {
 
 /// `max_connections`, lowered to leave [`DESCRIPTOR_RESERVE`] descriptors under the open-file limit when it is
 /// known (Linux): a cap the process cannot reach would not stop clients from exhausting its descriptors.
-fn connection_cap(local_addr: SocketAddr, max_connections: usize) -> usize {
-    let cap = fit_under_descriptor_limit(max_connections, open_file_limit());
+fn connection_cap(local_addr: SocketAddr, max_connections: usize, per_connection: usize) -> usize {
+    let cap = fit_under_descriptor_limit(max_connections, open_file_limit(), per_connection);
     if cap < max_connections {
         tracing::warn!(
             %local_addr,
@@ -281,7 +282,11 @@ fn connection_cap(local_addr: SocketAddr, max_connections: usize) -> usize {
     cap
 }
 
-fn fit_under_descriptor_limit(max_connections: usize, soft_limit: Option<u64>) -> usize {
+fn fit_under_descriptor_limit(
+    max_connections: usize,
+    soft_limit: Option<u64>,
+    per_connection: usize,
+) -> usize {
     let Some(soft_limit) = soft_limit else {
         return max_connections;
     };
@@ -290,6 +295,8 @@ fn fit_under_descriptor_limit(max_connections: usize, soft_limit: Option<u64>) -
     } else {
         (soft_limit / 2).max(1)
     };
+    let per_connection = u64::try_from(per_connection.max(1)).unwrap_or(u64::MAX);
+    let room = (room / per_connection).max(1);
     max_connections.min(usize::try_from(room).unwrap_or(usize::MAX))
 }
 
@@ -326,12 +333,17 @@ mod tests {
 
     #[test]
     fn the_cap_leaves_descriptors_to_spare() {
-        assert_eq!(fit_under_descriptor_limit(1024, None), 1024);
-        assert_eq!(fit_under_descriptor_limit(1024, Some(1_048_576)), 1024);
-        assert_eq!(fit_under_descriptor_limit(1024, Some(1024)), 960);
-        assert_eq!(fit_under_descriptor_limit(100, Some(256)), 100);
-        assert_eq!(fit_under_descriptor_limit(1024, Some(256)), 192);
-        assert_eq!(fit_under_descriptor_limit(1024, Some(64)), 32);
-        assert_eq!(fit_under_descriptor_limit(1024, Some(1)), 1);
+        assert_eq!(fit_under_descriptor_limit(1024, None, 1), 1024);
+        assert_eq!(fit_under_descriptor_limit(1024, Some(1_048_576), 1), 1024);
+        assert_eq!(fit_under_descriptor_limit(1024, Some(1024), 1), 960);
+        assert_eq!(fit_under_descriptor_limit(100, Some(256), 1), 100);
+        assert_eq!(fit_under_descriptor_limit(1024, Some(256), 1), 192);
+        assert_eq!(fit_under_descriptor_limit(1024, Some(64), 1), 32);
+        assert_eq!(fit_under_descriptor_limit(1024, Some(1), 1), 1);
+        // A reverse proxy: a client's descriptor and an upstream one per connection.
+        assert_eq!(fit_under_descriptor_limit(1024, Some(1024), 2), 480);
+        assert_eq!(fit_under_descriptor_limit(100, Some(256), 2), 96);
+        assert_eq!(fit_under_descriptor_limit(1024, Some(1_048_576), 2), 1024);
+        assert_eq!(fit_under_descriptor_limit(1024, Some(1), 2), 1);
     }
 }

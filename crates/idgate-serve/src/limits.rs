@@ -27,6 +27,7 @@ pub struct ServerLimits {
     max_connections: usize,
     max_request_body_bytes: Option<u64>,
     drain_timeout: Duration,
+    descriptors_per_connection: usize,
 }
 
 impl ServerLimits {
@@ -70,6 +71,19 @@ impl ServerLimits {
     /// closed anyway.
     pub fn drain_timeout(&self) -> Duration {
         self.drain_timeout
+    }
+
+    /// How many file descriptors one served connection may hold (default 1): a reverse proxy holds its client's
+    /// and an upstream connection's. The cap fitted under the open-file limit is divided by it.
+    pub fn descriptors_per_connection(&self) -> usize {
+        self.descriptors_per_connection
+    }
+
+    /// Sets [`ServerLimits::descriptors_per_connection`].
+    #[must_use]
+    pub fn with_descriptors_per_connection(mut self, descriptors: std::num::NonZeroUsize) -> Self {
+        self.descriptors_per_connection = descriptors.get();
+        self
     }
 
     /// Sets [`ServerLimits::header_read_timeout`].
@@ -150,6 +164,7 @@ impl Default for ServerLimits {
             max_connections: Self::DEFAULT_MAX_CONNECTIONS,
             max_request_body_bytes: Some(Self::DEFAULT_MAX_REQUEST_BODY_BYTES),
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
+            descriptors_per_connection: 1,
         }
     }
 }

@@ -195,7 +195,11 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let limits = options.limits.clone();
+    // Each proxied connection may hold two descriptors: the client's and a pooled upstream connection's.
+    let limits = options
+        .limits
+        .clone()
+        .with_descriptors_per_connection(std::num::NonZeroUsize::MIN.saturating_add(1));
     let router = router_with_options(&upstream, &layers, options)?;
     idgate_serve::serve(listener, router, limits, shutdown).await?;
     Ok(())
