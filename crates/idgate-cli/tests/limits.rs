@@ -564,17 +564,37 @@ async fn an_http2_prior_knowledge_caller_is_served() {
 async fn the_emulator_closes_silent_connections_and_keeps_serving_keys() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let _emulator = Running(
-        Command::new(assert_cmd::cargo::cargo_bin!("idgate"))
-            .args(["emulator", "--port", &port.to_string(), "--key-dir"])
-            .arg(dir.path())
-            .args(["--header-read-timeout", "1"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("idgate"))
+        .args(["emulator", "--port", &port.to_string(), "--key-dir"])
+        .arg(dir.path())
+        .args(["--header-read-timeout", "1"])
+        // Its IAP proxy is an emulator listener too (never forwarding here: nothing is sent through it).
+        .args(["--iap-proxy", "http://127.0.0.1:9/"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _emulator = Running(child);
+    // The banner names the IAP proxy's address: `IAP proxy: http://127.0.0.1:PORT/ -> ...`.
+    // Read on a thread that keeps draining: a closed pipe would fail the emulator's next print.
+    let (found, address) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.strip_prefix("IAP proxy: http://") {
+                let _ = found.send(rest.split('/').next().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    let iap_proxy = tokio::task::spawn_blocking(move || address.recv_timeout(secs(20)))
+        .await
+        .unwrap()
+        .expect("the banner names the IAP proxy in time");
     let certs = format!("http://127.0.0.1:{port}/oauth2/v3/certs");
     let deadline = Instant::now() + secs(20);
     while client().get(&certs).send().await.is_err() {
@@ -589,4 +609,8 @@ async fn the_emulator_closes_silent_connections_and_keeps_serving_keys() {
     closed_within(&mut silent, secs(6))
         .await
         .expect("the emulator kept a silent connection open");
+    let mut silent = TcpStream::connect(iap_proxy.as_str()).await.unwrap();
+    closed_within(&mut silent, secs(6))
+        .await
+        .expect("the emulator's IAP proxy kept a silent connection open");
 }

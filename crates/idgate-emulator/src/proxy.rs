@@ -39,6 +39,7 @@
 //! # }
 //! ```
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
@@ -54,7 +55,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use crate::emulator::Emulator;
+use crate::emulator::{Emulator, ShutdownSignal};
 use crate::error::EmulatorError;
 use crate::host;
 use crate::state::{Shared, read, write};
@@ -165,6 +166,36 @@ impl IapProxy {
         upstream: Url,
         user: IapUserSpec,
     ) -> Result<Self, EmulatorError> {
+        Self::start_with(
+            emulator,
+            upstream,
+            user,
+            |listener, app, shutdown| async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            },
+        )
+        .await
+    }
+
+    /// Like [`IapProxy::start`], but served by `serve` (see [`EmulatorBuilder::start_with`]
+    /// (crate::EmulatorBuilder::start_with)): `idgate emulator --iap-proxy` serves it with the same listener limits
+    /// as the emulator.
+    ///
+    /// # Errors
+    ///
+    /// As [`IapProxy::start`].
+    pub async fn start_with<S, F>(
+        emulator: &Emulator,
+        upstream: Url,
+        user: IapUserSpec,
+        serve: S,
+    ) -> Result<Self, EmulatorError>
+    where
+        S: FnOnce(tokio::net::TcpListener, Router, ShutdownSignal) -> F,
+        F: Future<Output = std::io::Result<()>> + Send + 'static,
+    {
         if upstream.scheme() != "http"
             || upstream.host_str().is_none()
             || upstream.query().is_some()
@@ -195,11 +226,12 @@ impl IapProxy {
                 host::guard,
             ));
         let (shutdown_tx, mut stop) = watch::channel(false);
+        let signal: ShutdownSignal = Box::pin(async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        });
+        let serving = serve(listener, app, signal);
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|stopping| *stopping).await;
-            });
-            if let Err(error) = serve.await {
+            if let Err(error) = serving.await {
                 tracing::warn!(%error, "idgate IAP proxy stopped with an error");
             }
         });

@@ -44,6 +44,7 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
         builder = builder.metadata_service_account(email);
     }
     // Served like `idgate proxy`: a silent or slow client cannot hold the emulator's connections.
+    let proxy_limits = limits.clone();
     let emulator = builder
         .start_with(move |listener, routes, shutdown| {
             idgate_serve::serve(listener, routes, limits, shutdown)
@@ -111,7 +112,16 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
         Some(upstream) => {
             let user =
                 IapUserSpec::new(&options.iap_user).audience(emulator.iap_audience_app_engine());
-            let proxy = IapProxy::start(&emulator, upstream.clone(), user).await?;
+            // The IAP proxy mints an assertion for every request: the same listener limits as the emulator's.
+            let proxy = IapProxy::start_with(
+                &emulator,
+                upstream.clone(),
+                user,
+                move |listener, routes, shutdown| {
+                    idgate_serve::serve(listener, routes, proxy_limits, shutdown)
+                },
+            )
+            .await?;
             println!();
             println!(
                 "IAP proxy: {} -> {upstream}, signed in as {}",
