@@ -56,19 +56,7 @@ impl Upstream {
 }
 
 async fn proxy(upstream: &url::Url, layers: &Layers) -> SocketAddr {
-    let router = idgate_server::proxy::router(upstream, layers).expect("router");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    });
-    addr
+    proxy_with(upstream, layers, ProxyOptions::default()).await
 }
 
 fn identity_layers(emu: &Emulator) -> Layers {

@@ -6,6 +6,10 @@
 //! "Closed within" bounds are generous (a loaded 2-core CI machine); "not closed before" bounds can only pass more
 //! easily on a slow machine.
 
+mod common;
+
+use common::{ALLOWED, free_port};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -25,8 +29,6 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-const ALLOWED: &str = "caller@allowed-proj.iam.gserviceaccount.com";
-
 /// A child process, killed if the test ends before it does.
 struct Running(Child);
 
@@ -35,14 +37,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn secs(n: u64) -> Duration {
@@ -155,16 +149,12 @@ impl Setup {
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let audience = format!("http://{listen}");
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("idgate.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[inbound]\naudiences = [\"{audience}\"]\nexempt_paths = [\"/healthz\"]\n[inbound.allow]\n\
-                 service_accounts = [\"{ALLOWED}\"]\n[google]\nbase_url = \"{}\"\n{proxy_table}\n",
-                emulator.base_url()
-            ),
-        )
-        .unwrap();
+        let config = common::write_proxy_config(
+            dir.path(),
+            &audience,
+            emulator.base_url().as_str(),
+            proxy_table,
+        );
         let stderr = dir.path().join("stderr.log");
         let binary = assert_cmd::cargo::cargo_bin!("idgate");
         let mut command = match open_files {

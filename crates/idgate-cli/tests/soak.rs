@@ -4,6 +4,10 @@
 //! `cargo test -p idgate-cli --test soak` runs it for 30 s (what `.ci/run` runs). For the long run:
 //! `IDGATE_SOAK_SECS=600 cargo test -p idgate-cli --release --test soak -- --nocapture`.
 
+mod common;
+
+use common::{ALLOWED, free_port};
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -14,7 +18,6 @@ use axum::Router;
 use axum::routing::any;
 use idgate_emulator::{Emulator, TokenSpec};
 
-const ALLOWED: &str = "caller@allowed-proj.iam.gserviceaccount.com";
 const DENIED: &str = "intruder@other-proj.iam.gserviceaccount.com";
 
 /// The proxy process; killed if the test fails before it exits by itself.
@@ -36,14 +39,6 @@ fn rss_kib(pid: u32) -> u64 {
         })
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[derive(Default)]
@@ -92,16 +87,8 @@ async fn soak_through_idgate_proxy() {
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let audience = format!("http://{listen}");
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("idgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[inbound]\naudiences = [\"{audience}\"]\nexempt_paths = [\"/healthz\"]\n[inbound.allow]\n\
-             service_accounts = [\"{ALLOWED}\"]\n[google]\nbase_url = \"{}\"\n",
-            emulator.base_url()
-        ),
-    )
-    .unwrap();
+    let config =
+        common::write_proxy_config(dir.path(), &audience, emulator.base_url().as_str(), "");
     let child = Command::new(assert_cmd::cargo::cargo_bin!("idgate"))
         .args(["proxy", "--config"])
         .arg(&config)
