@@ -707,6 +707,46 @@ impl fmt::Debug for IapUser {
     }
 }
 
+/// The kind of a [`Caller`], without its identity: for logs, metrics labels and the proxy's
+/// `X-Idgate-Caller-Kind` header.
+///
+/// ```
+/// use idgate_core::identity::CallerKind;
+///
+/// assert_eq!(CallerKind::ServiceAccount.as_str(), "service_account");
+/// assert_eq!(CallerKind::IapUser.to_string(), "iap_user");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CallerKind {
+    /// [`Caller::ServiceAccount`].
+    ServiceAccount,
+    /// [`Caller::User`].
+    User,
+    /// [`Caller::AppEngineApp`].
+    AppEngineApp,
+    /// [`Caller::IapUser`].
+    IapUser,
+}
+
+impl CallerKind {
+    /// A short, stable name: `"service_account"`, `"user"`, `"app_engine_app"` or `"iap_user"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ServiceAccount => "service_account",
+            Self::User => "user",
+            Self::AppEngineApp => "app_engine_app",
+            Self::IapUser => "iap_user",
+        }
+    }
+}
+
+impl fmt::Display for CallerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Who is calling, as established by a verified token or a trusted legacy header.
 ///
 /// `Display` prints the kind and the email (or app ID), never token material:
@@ -803,14 +843,13 @@ impl Caller {
         ))
     }
 
-    /// A short, stable name for the kind of caller: `"service_account"`, `"user"`, `"app_engine_app"` or
-    /// `"iap_user"`.
-    pub fn kind(&self) -> &'static str {
+    /// The kind of caller; [`CallerKind::as_str`] gives its stable name for logs and headers.
+    pub fn kind(&self) -> CallerKind {
         match self {
-            Self::ServiceAccount(_) => "service_account",
-            Self::User(_) => "user",
-            Self::AppEngineApp(_) => "app_engine_app",
-            Self::IapUser(_) => "iap_user",
+            Self::ServiceAccount(_) => CallerKind::ServiceAccount,
+            Self::User(_) => CallerKind::User,
+            Self::AppEngineApp(_) => CallerKind::AppEngineApp,
+            Self::IapUser(_) => CallerKind::IapUser,
         }
     }
 
@@ -1181,7 +1220,7 @@ mod tests {
     #[test]
     fn callers_from_verified_claims() {
         let sa = id_token_caller("Runner@Other-Proj.iam.gserviceaccount.com");
-        assert_eq!(sa.kind(), "service_account");
+        assert_eq!(sa.kind(), CallerKind::ServiceAccount);
         assert_eq!(
             sa.email(),
             Some("runner@other-proj.iam.gserviceaccount.com")
@@ -1199,11 +1238,11 @@ mod tests {
         assert!(!inner.is_app_engine_default());
 
         let agent = id_token_caller("service-42@gcp-sa-iap.iam.gserviceaccount.com");
-        assert_eq!(agent.kind(), "service_account");
+        assert_eq!(agent.kind(), CallerKind::ServiceAccount);
         assert_eq!(agent.project(), None);
 
         let user = user_with_hd("Alice@Example.com", "Example.com");
-        assert_eq!(user.kind(), "user");
+        assert_eq!(user.kind(), CallerKind::User);
         assert_eq!(user.email(), Some("alice@example.com"));
         assert_eq!(user.project(), None);
         let Caller::User(inner) = &user else {
@@ -1214,18 +1253,18 @@ mod tests {
 
         // A look-alike of a service-account domain is a user, and maps to no project.
         let fake = id_token_caller("my-app@appspot.gserviceaccount.com.evil.com");
-        assert_eq!(fake.kind(), "user");
+        assert_eq!(fake.kind(), CallerKind::User);
         assert_eq!(fake.project(), None);
 
         let app = app("my-app-id");
-        assert_eq!(app.kind(), "app_engine_app");
+        assert_eq!(app.kind(), CallerKind::AppEngineApp);
         assert_eq!(app.email(), None);
         assert_eq!(app.subject(), None);
         assert_eq!(app.project(), Some(&Project::Id("my-app-id".into())));
         assert_eq!(app.to_string(), "app_engine_app my-app-id");
 
         let iap = iap_caller("Bob@Example.com", Some("example.com"));
-        assert_eq!(iap.kind(), "iap_user");
+        assert_eq!(iap.kind(), CallerKind::IapUser);
         assert_eq!(iap.email(), Some("bob@example.com"));
         assert_eq!(iap.to_string(), "iap_user bob@example.com");
     }
@@ -1267,7 +1306,7 @@ mod tests {
         ))
         .await;
         let caller = Caller::from_id_token(&sa).unwrap();
-        assert_eq!(caller.kind(), "service_account");
+        assert_eq!(caller.kind().as_str(), "service_account");
         assert_eq!(
             caller.email(),
             Some("runner@other-proj.iam.gserviceaccount.com")

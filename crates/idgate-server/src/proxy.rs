@@ -471,7 +471,7 @@ fn set_forwarding_headers(
 fn insert_caller_headers(headers: &mut HeaderMap, caller: &Caller) {
     headers.insert(
         X_IDGATE_CALLER_KIND.clone(),
-        HeaderValue::from_static(caller.kind()),
+        HeaderValue::from_static(caller.kind().as_str()),
     );
     if let Some(email) = caller.email().and_then(|e| HeaderValue::from_str(e).ok()) {
         headers.insert(X_IDGATE_CALLER_EMAIL.clone(), email);

@@ -319,7 +319,11 @@ pub(crate) fn log_allow(layer: &'static str, via: &'static str, caller: &Caller)
 
 fn caller_fields(caller: Option<&Caller>) -> (&'static str, Option<&str>, Option<String>) {
     match caller {
-        Some(c) => (c.kind(), c.email(), c.project().map(ToString::to_string)),
+        Some(c) => (
+            c.kind().as_str(),
+            c.email(),
+            c.project().map(ToString::to_string),
+        ),
         None => ("none", None, None),
     }
 }

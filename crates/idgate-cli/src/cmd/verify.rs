@@ -79,7 +79,7 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
             let out = serde_json::json!({
                 "verified": true,
                 "caller": {
-                    "kind": caller.kind(),
+                    "kind": caller.kind().as_str(),
                     "email": caller.email(),
                     "project": caller.project().map(ToString::to_string),
                     "display": caller.to_string(),
