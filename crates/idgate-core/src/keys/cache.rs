@@ -331,10 +331,10 @@ impl KeyCache {
             None => {
                 // Rate-limited or backing off: report the last failure if there was one.
                 let flight = self.inner.flight.lock().unwrap_or_else(|p| p.into_inner());
-                let reason = flight.last_failure.as_ref().map_or(
-                    FetchError::Transport("refetch rate-limited".to_owned()),
-                    |(_, e)| e.clone(),
-                );
+                let reason = flight
+                    .last_failure
+                    .as_ref()
+                    .map_or(FetchError::RateLimited, |(_, e)| e.clone());
                 drop(flight);
                 Err(self.unavailable(reason))
             }

@@ -38,6 +38,10 @@ pub enum FetchError {
     /// The document could not be parsed.
     #[error(transparent)]
     Parse(#[from] KeySetError),
+    /// No fetch was made: the unknown-`kid` refetch interval has not passed since the last one, and no earlier
+    /// fetch failed (so there is no other failure to report).
+    #[error("key refetch rate-limited (at most one per unknown-kid interval)")]
+    RateLimited,
 }
 
 /// A source of key sets: Google's endpoints over HTTP, or a fixed set.
