@@ -179,9 +179,9 @@ impl IapProxy {
         .await
     }
 
-    /// Like [`IapProxy::start`], but served by `serve` (see [`EmulatorBuilder::start_with`]
-    /// (crate::EmulatorBuilder::start_with)): `idgate emulator --iap-proxy` serves it with the same listener limits
-    /// as the emulator.
+    /// Like [`IapProxy::start`], but served by `serve` (see
+    /// [`EmulatorBuilder::start_with`](crate::EmulatorBuilder::start_with)): `idgate emulator --iap-proxy` serves
+    /// it with the same listener limits as the emulator.
     ///
     /// # Errors
     ///
