@@ -165,7 +165,7 @@ impl Caller {
         }
     }
 
-    /// The caller's project: the service account's (see [`project_of_service_account`]) or the app's.
+    /// The caller's project: the service account's (see [`project_of_service_account`](super::project_of_service_account)) or the app's.
     /// `None` for users.
     pub fn project(&self) -> Option<&Project> {
         match self {

@@ -93,7 +93,7 @@ impl IapUser {
 
     /// The email the assertion names, lowercased. For an external identity whose email is not verified
     /// ([`email_verified`](Self::email_verified) is `false`) this is whatever the user typed at sign-up: identify
-    /// by [`subject`](Self::subject) instead. [`Caller::email`] returns `None` for such a user.
+    /// by [`subject`](Self::subject) instead. [`Caller::email`](super::Caller::email) returns `None` for such a user.
     pub fn email(&self) -> &str {
         &self.0.email
     }
