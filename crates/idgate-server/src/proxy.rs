@@ -16,36 +16,45 @@
 //!
 //! **Before the layers** see it:
 //! - hop-by-hop headers are removed (`Connection` and every header it names, `Keep-Alive`, `TE`, `Trailer`,
-//!   `Transfer-Encoding`, `Upgrade`, `Proxy-*`), so `Connection: X-Serverless-Authorization` cannot remove the
-//!   credential the layer would verify after the layer chose it, leaving the upstream another one;
-//! - every identity or credential header in an **underscore spelling** (`X_Idgate_Caller_Email`,
-//!   `X_Serverless_Authorization`, `X_Appengine_Inbound_Appid`, `X_Goog_Authenticated_User_Email`, ...) is removed:
-//!   CGI, WSGI, PHP and many other stacks fold `_` and `-` into one variable (`HTTP_X_IDGATE_CALLER_EMAIL`), so a
-//!   twin would reach the application as the real header. Names are compared with `_` read as `-`, ignoring case;
+//!   `Transfer-Encoding`, `Upgrade`, every `Proxy-*`, and `Proxy`, which CGI turns into the `HTTP_PROXY` setting),
+//!   so `Connection: X-Serverless-Authorization` cannot remove the credential the layer would verify after the
+//!   layer chose it, leaving the upstream another one;
+//! - every identity, credential or forwarding header in **another spelling** (`X_Idgate_Caller_Email`,
+//!   `X.Serverless.Authorization`, `X+Appengine+Inbound+Appid`, `X_Goog_Authenticated_User_Email`,
+//!   `X_Forwarded_Proto`, ...) is removed: CGI, WSGI and PHP fold `_` into `-`, and lighttpd's CGI/FastCGI/SCGI
+//!   mapping folds every byte that is not a letter or digit, into one variable (`HTTP_X_IDGATE_CALLER_EMAIL`), so a
+//!   twin would reach the application as the real header. Names are compared ignoring case, with any byte other
+//!   than a letter or digit read as `-`;
 //! - client-sent `X-Idgate-Caller-*` are removed.
 //!
 //! **After the layers** admitted it:
 //! - IAP's unsigned `X-Goog-Authenticated-User-Email`/`-Id` are removed, and set again from the verified assertion
-//!   (`accounts.google.com:EMAIL`, the assertion's `sub`) when the IAP layer admitted the request, for upstreams
-//!   written against them;
+//!   (`accounts.google.com:EMAIL`, the assertion's `sub`) when the IAP layer admitted a Google account, for
+//!   upstreams written against them;
 //! - `X-Appengine-Inbound-Appid` is removed unless the legacy header is trusted **and** was the credential that
 //!   admitted this request: a legacy App Engine app behind the sidecar reads it before anything else;
+//! - App Engine's other platform headers (`X-Appengine-Cron`, `-QueueName`, `-User-Email`, `-User-Is-Admin`, ...),
+//!   by which legacy apps admit cron jobs, tasks and administrators, are removed unless the legacy header is
+//!   trusted (the service then sits behind App Engine's front end, which strips client copies);
 //! - when `[inbound]` admitted the request, the upstream receives **only the credential header idgate verified**
 //!   ([`CredentialHeader`]): admitted by `X-Serverless-Authorization`, the request's `Authorization` is removed;
 //!   admitted by the legacy header, both bearer headers are removed. On exempt paths, and when only `[iap]` is
 //!   configured, `Authorization` and `X-Serverless-Authorization` are not idgate's and pass untouched (no caller
 //!   headers are set there, so nothing can be confused with a verified identity).
 //!
-//! Rejected requests never reach the upstream. Protocol upgrades (WebSocket) are not proxied.
+//! Rejected requests never reach the upstream. Protocol upgrades (WebSocket) are not proxied. `X-CloudTasks-*` and
+//! `X-CloudScheduler` are not identity anywhere but on App Engine: authenticate Cloud Tasks and Cloud Scheduler by
+//! the OIDC token they can send, which `[inbound]` verifies.
 //!
 //! # Forwarding headers
 //!
-//! The same for HTTP/1.1 and HTTP/2 (where the authority arrives as `:authority`, not `Host`): `Host` is set to the
-//! upstream's; `X-Forwarded-Host` is set to the authority the client asked for; `X-Forwarded-Proto` to `http` (the
-//! proxy listens on plain TCP); the peer address is appended to `X-Forwarded-For`; a client's `Forwarded` is removed.
-//! Behind a front end that sets these headers itself (Cloud Run, a load balancer terminating TLS), turn on
-//! [`ProxyOptions::trust_forwarded_headers`]: the front end's `X-Forwarded-Host`, `X-Forwarded-Proto` and
-//! `Forwarded` are then kept (and only filled in when absent).
+//! The same for HTTP/1.1 and HTTP/2: `Host` is set to the upstream's; `X-Forwarded-Host` to the authority the client
+//! asked for (the request target's when it names one: HTTP/2's `:authority`, an absolute-form HTTP/1.1 target;
+//! else `Host`); `X-Forwarded-Proto` to `http` (the proxy listens on plain TCP); the peer address is appended to
+//! `X-Forwarded-For`; a client's `Forwarded`, `X-Real-IP` and other `X-Forwarded-*` (`-Port`, `-Prefix`, ...) are
+//! removed. Behind a front end that sets these headers itself (Cloud Run, a load balancer terminating TLS), turn on
+//! [`ProxyOptions::trust_forwarded_headers`]: the front end's headers are then kept, and `X-Forwarded-Host` and
+//! `X-Forwarded-Proto` only filled in when absent.
 //!
 //! An unreachable upstream is answered with 502.
 //!
@@ -92,7 +101,7 @@ use url::Url;
 use crate::credential::{
     CredentialHeader, X_APPENGINE_INBOUND_APPID, X_GOOG_AUTHENTICATED_USER_EMAIL,
 };
-use crate::{Layers, ServerError};
+use crate::{Layers, RequireIdentityLayer, ServerError};
 
 pub use idgate_serve::{LimitError, ServerLimits};
 
@@ -105,17 +114,20 @@ pub static X_IDGATE_CALLER_PROJECT: HeaderName = HeaderName::from_static("x-idga
 
 const CALLER_HEADER_PREFIX: &str = "x-idgate-caller-";
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), plus `Proxy-*` credentials meant for this hop.
-const HOP_BY_HOP: [&str; 8] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1). Every `Proxy-*` header (credentials and settings meant for this hop) and
+/// `Proxy` itself (which CGI turns into `HTTP_PROXY`, an outbound proxy setting: "httpoxy") go too.
+const HOP_BY_HOP: [&str; 7] = [
     "connection",
     "keep-alive",
-    "proxy-connection",
     "te",
     "trailer",
     "transfer-encoding",
     "upgrade",
-    "proxy-authorization",
+    "proxy",
 ];
+
+/// The prefix of every `Proxy-*` header.
+const PROXY_HEADER_PREFIX: &str = "proxy-";
 
 /// How the proxy serves: its listener's [`ServerLimits`], and whether it trusts a front end's forwarding headers.
 /// The default suits a proxy that clients reach directly.
@@ -174,6 +186,8 @@ struct Upstream {
     /// The upstream URL's path without its trailing `/`, prefixed to every request path.
     base_path: String,
     options: ProxyOptions,
+    /// The legacy header is trusted: the service says it sits behind App Engine's front end.
+    behind_app_engine: bool,
 }
 
 /// Serves the authenticating proxy on `listener` with `options` (its limits among them) until `shutdown` completes,
@@ -258,6 +272,9 @@ pub fn router_with_options(
         authority,
         base_path: upstream.path().trim_end_matches('/').to_owned(),
         options,
+        behind_app_engine: layers
+            .identity()
+            .is_some_and(RequireIdentityLayer::trusts_legacy_header),
     });
     // `layer` after `apply`: the clean-up runs before the layers see the request.
     Ok(layers
@@ -295,15 +312,15 @@ async fn forward(State(upstream): State<Arc<Upstream>>, request: Request<Body>) 
     };
 
     let admitted_by = parts.extensions.get::<CredentialHeader>().copied();
-    // For HTTP/2 the authority is the URI's (`:authority`); for HTTP/1.1, the `Host` header.
-    let authority = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // The request target's authority when it has one (HTTP/2's `:authority`, an HTTP/1.1 absolute-form target:
+    // RFC 9112 §3.2.2 says it wins over `Host`), else the `Host` header.
+    let authority = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| parts.headers.get(header::HOST).cloned());
     let headers = &mut parts.headers;
-    strip_unverified_credentials(headers, admitted_by);
+    strip_unverified_credentials(headers, admitted_by, upstream.behind_app_engine);
     set_forwarding_headers(
         headers,
         authority,
@@ -362,27 +379,54 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
+    remove_where(headers, |name| name.starts_with(PROXY_HEADER_PREFIX));
+}
+
+/// Removes every header whose (lower-case) name satisfies `doomed`.
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| doomed(name.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
 }
 
 /// IAP's unsigned identity headers (`X-Goog-Authenticated-User-Email` / `-Id`): forgeable by anyone who reaches the
 /// service without passing through IAP, so a client's copies never reach the upstream.
 const IAP_PLAIN_HEADER_PREFIX: &str = "x-goog-authenticated-user-";
 
-/// Names (already lower case, as `http` stores them) whose meaning an upstream could confuse with identity, by prefix.
-const PROTECTED_PREFIXES: [&str; 2] = [CALLER_HEADER_PREFIX, IAP_PLAIN_HEADER_PREFIX];
+/// App Engine's platform headers (`X-Appengine-Cron`, `-QueueName`, `-User-Email`, `-User-Is-Admin`,
+/// `-Inbound-Appid`, ...): legacy apps admit cron and task handlers and administrators by them, and only App
+/// Engine's front end (which strips client copies) makes them true.
+const APP_ENGINE_HEADER_PREFIX: &str = "x-appengine-";
 
-/// ... and exactly: credentials, the legacy identity header, and the forwarding headers the proxy sets itself.
-const PROTECTED_NAMES: [&str; 7] = [
-    "authorization",
-    "x-serverless-authorization",
-    "x-appengine-inbound-appid",
-    "x-goog-iap-jwt-assertion",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-for",
+/// The prefix of `X-Forwarded-Host`, `-Proto`, `-For`, `-Port`, `-Prefix`, ...
+const FORWARDED_HEADER_PREFIX: &str = "x-forwarded-";
+
+/// Names (already lower case, as `http` stores them) whose meaning an upstream could confuse with identity, by prefix.
+const PROTECTED_PREFIXES: [&str; 4] = [
+    CALLER_HEADER_PREFIX,
+    IAP_PLAIN_HEADER_PREFIX,
+    APP_ENGINE_HEADER_PREFIX,
+    FORWARDED_HEADER_PREFIX,
 ];
 
-/// Whether `name` is `protected` once `_` is read as `-` (the folding CGI-style stacks apply). `name` is lower case.
+/// ... and exactly: credentials, and the forwarding headers the proxy sets itself.
+const PROTECTED_NAMES: [&str; 5] = [
+    "authorization",
+    "x-serverless-authorization",
+    "x-goog-iap-jwt-assertion",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// Whether `name` (lower case) is another spelling of a protected name: the same letters and digits, with any other
+/// byte standing where the protected name has `-`. CGI, WSGI and PHP read `_` as `-`; lighttpd's CGI/FastCGI/SCGI
+/// mapping reads every byte that is not a letter or digit as `_`, so `X.Idgate.Caller.Email` and
+/// `X+Idgate+Caller+Email` reach the application as `HTTP_X_IDGATE_CALLER_EMAIL` too.
 fn folds_to_protected(name: &str) -> bool {
     let folds_to = |target: &str, prefix: bool| {
         let n = name.len();
@@ -391,39 +435,41 @@ fn folds_to_protected(name: &str) -> bool {
             && name
                 .bytes()
                 .zip(target.bytes())
-                .all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+                .all(|(a, b)| a == b || (b == b'-' && !a.is_ascii_alphanumeric()))
     };
     PROTECTED_PREFIXES.iter().any(|p| folds_to(p, true))
         || PROTECTED_NAMES.iter().any(|p| folds_to(p, false))
 }
 
-/// Removes what no client may send in any spelling: our caller headers, and the underscore twin of every
-/// identity, credential or forwarding header (see the [module docs](self)).
+/// Whether `name` (lower case) is spelt with a byte other than a letter, a digit or `-`.
+fn is_respelled(name: &str) -> bool {
+    name.bytes()
+        .any(|b| !b.is_ascii_alphanumeric() && b != b'-')
+}
+
+/// Removes what no client may send in any spelling: our caller headers, and every other spelling of an identity,
+/// credential or forwarding header (see the [module docs](self)). The canonical spellings are for the layers to
+/// read and for the second step of the clean-up to judge.
 fn strip_spoofable(headers: &mut HeaderMap) {
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| {
-            let name = name.as_str();
-            name.starts_with(CALLER_HEADER_PREFIX)
-                || (name.contains('_') && folds_to_protected(name))
-        })
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
+    remove_where(headers, |name| {
+        name.starts_with(CALLER_HEADER_PREFIX) || (is_respelled(name) && folds_to_protected(name))
+    });
 }
 
 /// After the layers: IAP's plain headers always go (they are set again from a verified assertion); the legacy
-/// header and the bearer headers stay only when they are the credential idgate verified.
-fn strip_unverified_credentials(headers: &mut HeaderMap, admitted_by: Option<CredentialHeader>) {
-    let plain: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with(IAP_PLAIN_HEADER_PREFIX))
-        .cloned()
-        .collect();
-    for name in plain {
-        headers.remove(name);
+/// header and the bearer headers stay only when they are the credential idgate verified. App Engine's other
+/// platform headers stay only behind App Engine's front end (`behind_app_engine`: the legacy header is trusted),
+/// which strips client copies.
+fn strip_unverified_credentials(
+    headers: &mut HeaderMap,
+    admitted_by: Option<CredentialHeader>,
+    behind_app_engine: bool,
+) {
+    remove_where(headers, |name| name.starts_with(IAP_PLAIN_HEADER_PREFIX));
+    if !behind_app_engine {
+        remove_where(headers, |name| {
+            name.starts_with(APP_ENGINE_HEADER_PREFIX) && name != X_APPENGINE_INBOUND_APPID.as_str()
+        });
     }
     if admitted_by != Some(CredentialHeader::AppEngineInboundAppid) {
         headers.remove(&X_APPENGINE_INBOUND_APPID);
@@ -451,9 +497,13 @@ fn set_forwarding_headers(
     let forwarded_proto = HeaderName::from_static("x-forwarded-proto");
     headers.remove(header::HOST);
     if !trust_client {
-        headers.remove(&forwarded_host);
-        headers.remove(&forwarded_proto);
-        headers.remove(header::FORWARDED);
+        // Proxy-fix middleware builds URLs from any of these (`-Port`, `-Prefix`, `X-Real-IP`): none is the client's
+        // to set. `X-Forwarded-For` is a chain the peer is appended to.
+        remove_where(headers, |name| {
+            (name.starts_with(FORWARDED_HEADER_PREFIX) && name != "x-forwarded-for")
+                || name == "x-real-ip"
+                || name == "forwarded"
+        });
     }
     if let Some(authority) = authority
         && !headers.contains_key(&forwarded_host)
@@ -534,6 +584,14 @@ mod tests {
     #[test]
     fn underscore_twins_of_protected_names_fold_and_others_do_not() {
         for twin in [
+            "x.idgate.caller.email",
+            "x+goog+authenticated+user+email",
+            "x~appengine~inbound~appid",
+            "x.serverless.authorization",
+            "x_appengine_cron",
+            "x.appengine.user.is.admin",
+            "x_forwarded_port",
+            "x_real_ip",
             "x_idgate_caller_email",
             "x-idgate_caller-kind",
             "x_goog_authenticated_user_email",
@@ -549,7 +607,9 @@ mod tests {
         }
         for other in [
             "x_request_id",
-            "x_appengine_inbound_appid_extra",
+            "x.request.id",
+            "xappengine-cron",
+            "x-idgatecaller-email",
             "x_serverless_authorizatio",
             "authorization_x",
             "x_goog_authenticated_use",
@@ -587,7 +647,8 @@ mod tests {
         };
         let kept = |admitted_by| {
             let mut h = all();
-            strip_unverified_credentials(&mut h, admitted_by);
+            let behind_app_engine = admitted_by == Some(CredentialHeader::AppEngineInboundAppid);
+            strip_unverified_credentials(&mut h, admitted_by, behind_app_engine);
             let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
             names.sort_unstable();
             names.into_iter().map(str::to_owned).collect::<Vec<_>>()
@@ -609,6 +670,14 @@ mod tests {
             ["authorization", "x-serverless-authorization"],
             "exempt paths and IAP-only: bearer headers are not idgate's"
         );
+        // App Engine's platform headers: only behind its front end, which strips client copies.
+        for (behind_app_engine, kept) in [(false, 0), (true, 2)] {
+            let mut h = HeaderMap::new();
+            h.insert("x-appengine-cron", HeaderValue::from_static("true"));
+            h.insert("x-appengine-user-is-admin", HeaderValue::from_static("1"));
+            strip_unverified_credentials(&mut h, None, behind_app_engine);
+            assert_eq!(h.len(), kept, "behind App Engine: {behind_app_engine}");
+        }
     }
 
     #[test]

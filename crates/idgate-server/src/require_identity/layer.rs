@@ -104,6 +104,12 @@ impl RequireIdentityLayer {
         self
     }
 
+    /// Whether the legacy `X-Appengine-Inbound-Appid` header is trusted
+    /// ([`trust_legacy_header`](Self::trust_legacy_header)): the service says it sits behind App Engine's front end.
+    pub fn trusts_legacy_header(&self) -> bool {
+        self.config.legacy.is_some()
+    }
+
     /// The verifier, e.g. for its key cache's readiness.
     pub fn verifier(&self) -> &OidcVerifier {
         &self.config.verifier
