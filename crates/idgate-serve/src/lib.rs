@@ -9,13 +9,14 @@
 //! | limit | default | what it bounds |
 //! |---|---|---|
 //! | [header read timeout](ServerLimits::header_read_timeout) | 10 s | accept → first complete request head (a silent connection too); on an idle HTTP/1 connection, first byte → complete head of the next request |
-//! | [idle timeout](ServerLimits::idle_timeout) | 60 s | a connection with no request in flight: HTTP/1 keep-alive between requests, HTTP/2 with no open stream |
+//! | [idle timeout](ServerLimits::idle_timeout) | 60 s | a connection with no request in flight: HTTP/1 keep-alive between requests, HTTP/2 with no open stream; and a response that has data to send but makes no progress (the client stopped reading, or keeps its HTTP/2 window shut) |
 //! | [max connections](ServerLimits::max_connections) | 1024 | connections served at once; the next client waits in the kernel's accept backlog, holding none of this process's descriptors. Lowered, with a warning, to fit under the open-file limit (`ulimit -n`) on Linux with 64 descriptors to spare, counting [descriptors per connection](ServerLimits::descriptors_per_connection) |
 //! | [max request body](ServerLimits::max_request_body_bytes) | 32 MiB | a `Content-Length` over it is answered `413` before the router runs; a body of unknown length is cut where it passes it |
 //! | [drain timeout](ServerLimits::drain_timeout) | 30 s | after the shutdown signal: how long requests in flight may take to finish |
 //!
-//! A request in flight is never cut by the timeouts: a slow handler or upstream takes as long as it takes (it
-//! holds a connection slot meanwhile). Connections over a limit are closed without a response, as hyper's own
+//! A request waiting on its handler or upstream is never cut by the timeouts: a slow handler or upstream takes as long
+//! as it takes, and a response body waiting for data may pause for as long as it likes (it holds a connection slot
+//! meanwhile). Only a response the client will not take is cut. Connections over a limit are closed without a response, as hyper's own
 //! header timeout does. `accept` errors (out of descriptors, `EMFILE`) are logged and retried after a short,
 //! growing pause; they never stop the server. Protocol upgrades (WebSocket, `CONNECT`) are not served.
 //!

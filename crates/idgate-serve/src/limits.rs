@@ -50,7 +50,9 @@ impl ServerLimits {
     }
 
     /// How long a connection with no request in flight (HTTP/1 keep-alive between requests, HTTP/2 with no open
-    /// stream) is kept open.
+    /// stream) is kept open; and how long a response with data to send may make no progress before its connection
+    /// is closed (a client that stops reading, or keeps its HTTP/2 flow-control window shut, would otherwise hold
+    /// its slot forever). A response body waiting for data is not cut.
     pub fn idle_timeout(&self) -> Duration {
         self.idle_timeout
     }

@@ -119,7 +119,11 @@ impl Future for ResponseFuture {
                 Poll::Pending => return Poll::Pending,
             },
         };
-        let in_flight = this.in_flight.take();
+        let mut in_flight = this.in_flight.take();
+        if let Some(in_flight) = &mut in_flight {
+            // From here on hyper should be sending: a client that takes nothing is stalling it.
+            in_flight.has_data();
+        }
         Poll::Ready(Ok(response.map(|body| TrackedBody { body, in_flight })))
     }
 }
@@ -143,8 +147,13 @@ impl http_body::Body for TrackedBody {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let frame = this.body.poll_frame(cx);
-        if let Poll::Ready(None | Some(Err(_))) = frame {
-            this.in_flight.take();
+        match (&frame, this.in_flight.as_mut()) {
+            (Poll::Ready(None | Some(Err(_))), _) => {
+                this.in_flight.take();
+            }
+            (Poll::Ready(Some(Ok(_))), Some(in_flight)) => in_flight.has_data(),
+            (Poll::Pending, Some(in_flight)) => in_flight.awaits_data(),
+            (_, None) => {}
         }
         frame
     }

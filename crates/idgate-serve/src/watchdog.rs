@@ -36,6 +36,11 @@ pub(crate) struct State {
     pub(crate) head_started: Option<Instant>,
     /// Whether the connection speaks HTTP/2 (known from its first request).
     pub(crate) http2: bool,
+    /// Responses whose body has data for hyper to send (a frame produced, or not polled yet): hyper should be
+    /// taking frames from them. A body waiting for data (a slow upstream) is not counted.
+    pub(crate) sending: usize,
+    /// When hyper last took a frame from a sending response, or one started sending.
+    pub(crate) send_progress: Instant,
 }
 
 impl State {
@@ -46,6 +51,8 @@ impl State {
             since: at,
             head_started: None,
             http2: false,
+            sending: 0,
+            send_progress: at,
         }
     }
 }
@@ -59,7 +66,11 @@ pub(crate) fn next_deadline(
     shutdown_at: Option<Instant>,
 ) -> Option<(Instant, Action)> {
     if state.in_flight > 0 {
-        return None;
+        // A response that has data to send but makes no progress for the idle timeout is stalled by the client:
+        // it stopped reading, or (HTTP/2) keeps its flow-control window shut. Without this, a client that never
+        // reads would hold its connection slot forever. A response waiting for data is never cut.
+        return (state.sending > 0)
+            .then(|| (state.send_progress + limits.idle_timeout(), Action::Close));
     }
     let header = limits.header_read_timeout();
     let (at, action) = if !state.served {
@@ -140,7 +151,27 @@ impl Tracker {
             state.head_started = None;
         }
         self.watch_reads.store(false, Ordering::Relaxed);
-        InFlight(std::sync::Arc::clone(self))
+        InFlight {
+            tracker: std::sync::Arc::clone(self),
+            sending: false,
+        }
+    }
+
+    fn sending_changed(&self, sending: bool) {
+        {
+            let mut state = self.lock();
+            if sending {
+                state.sending += 1;
+                state.send_progress = Instant::now();
+            } else {
+                state.sending = state.sending.saturating_sub(1);
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    fn send_progressed(&self) {
+        self.lock().send_progress = Instant::now();
     }
 
     fn request_finished(&self) {
@@ -163,11 +194,37 @@ impl Tracker {
 
 /// One request in flight on a connection: from its parsed head until its response body is sent (or dropped).
 #[derive(Debug)]
-pub(crate) struct InFlight(std::sync::Arc<Tracker>);
+pub(crate) struct InFlight {
+    tracker: std::sync::Arc<Tracker>,
+    /// Whether its response counts as [`State::sending`].
+    sending: bool,
+}
+
+impl InFlight {
+    /// Its response has data for hyper to send: a head just produced, or a frame its body yielded. The first call
+    /// after a wait starts the stall clock; later ones record progress (hyper took a frame).
+    pub(crate) fn has_data(&mut self) {
+        if self.sending {
+            self.tracker.send_progressed();
+        } else {
+            self.sending = true;
+            self.tracker.sending_changed(true);
+        }
+    }
+
+    /// Its response body is waiting for data (a slow handler or upstream): not the client's to be cut for.
+    pub(crate) fn awaits_data(&mut self) {
+        if self.sending {
+            self.sending = false;
+            self.tracker.sending_changed(false);
+        }
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.request_finished();
+        self.awaits_data();
+        self.tracker.request_finished();
     }
 }
 

@@ -86,7 +86,27 @@ fn app(seen: &Arc<Seen>, hold: &Arc<Semaphore>) -> Router {
             }
         }
     };
+    // 64 MiB, streamed: more than the socket buffers and hyper's write buffer can hold for a client that reads
+    // nothing.
+    let big = || async {
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        Body::from_stream(futures_util::stream::iter(
+            (0..1024).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+        ))
+    };
+    // Three chunks with pauses longer than the tests' idle timeout: a body waiting for data.
+    let drip = || async {
+        Body::from_stream(futures_util::stream::unfold(0_u8, |i| async move {
+            if i == 3 {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            Some((Ok::<_, std::io::Error>(Bytes::from(vec![b'a' + i])), i + 1))
+        }))
+    };
     Router::new()
+        .route("/big", get(big))
+        .route("/drip", get(drip))
         .route("/", get(hello))
         .route("/peer", get(peer))
         .route("/slow", get(slow))
@@ -411,4 +431,68 @@ async fn shutdown_is_bounded_by_the_drain_timeout() {
         .await
         .expect("the held request's connection stayed open");
     assert!(response.is_empty(), "closed under the request, unanswered");
+}
+
+/// Outside review: a client that never reads its response held its connection slot forever (a request in flight was
+/// never cut). A response with data to send that makes no progress for the idle timeout is now closed.
+#[tokio::test]
+async fn a_client_that_never_reads_its_response_is_cut_after_the_idle_timeout() {
+    let server = start(limits(500, 1000)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    // Read nothing for longer than the idle timeout (plus a generous margin for a loaded machine).
+    tokio::time::sleep(ms(4000)).await;
+    let (seen, _) = closed_within(&mut stream, ms(10_000))
+        .await
+        .expect("the connection closes");
+    assert!(
+        seen.len() < 64 * 1024 * 1024,
+        "the whole response was sent: the stalled connection was never cut"
+    );
+    assert!(fetch(server.addr, "/").await.0 == 200, "others are served");
+}
+
+/// The HTTP/2 form of the same hold: a client whose flow-control window stays shut (SETTINGS_INITIAL_WINDOW_SIZE
+/// 0, no WINDOW_UPDATE) can never be sent the body.
+#[tokio::test]
+async fn an_http2_client_that_keeps_its_window_shut_is_cut_after_the_idle_timeout() {
+    let server = start(limits(500, 1000)).await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/", server.addr))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the head is sent; the body cannot be"
+    );
+    // The response body is never read, so no WINDOW_UPDATE is ever sent.
+    let ended = tokio::time::timeout(ms(10_000), connection).await;
+    assert!(
+        ended.is_ok(),
+        "the stalled HTTP/2 connection was never closed"
+    );
+}
+
+/// A response body that waits for data (a slow upstream) is the server's, not the client's: never cut.
+#[tokio::test]
+async fn a_response_waiting_for_data_is_never_cut() {
+    let server = start(limits(500, 1000)).await;
+    let (status, body) = fetch(server.addr, "/drip").await;
+    // Chunked, complete: every chunk and the terminating one.
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "1\r\na\r\n1\r\nb\r\n1\r\nc\r\n0\r\n\r\n")
+    );
 }
