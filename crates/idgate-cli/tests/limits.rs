@@ -116,8 +116,17 @@ fn upstream_router(seen: &Arc<Upstream>) -> Router {
             Ok::<_, (http::StatusCode, &str)>(format!("got {} bytes", bytes.len()))
         }
     };
+    let pause = {
+        let seen = Arc::clone(seen);
+        move || async move {
+            seen.hits.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(secs(1)).await;
+            "paused"
+        }
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/pause", get(pause))
         .route("/hello", any(hello))
         .route("/slow", get(slow))
         .route("/hold", get(hold))
@@ -603,4 +612,64 @@ async fn the_emulator_closes_silent_connections_and_keeps_serving_keys() {
     closed_within(&mut silent, secs(6))
         .await
         .expect("the emulator's IAP proxy kept a silent connection open");
+}
+
+/// Outside review (high): one HTTP/2 connection could open an upstream connection per stream (200 by default), so
+/// a few connections ran a proxy under `ulimit -n 256` out of descriptors (accept failures, 502s, callers locked out).
+/// Streams per connection are capped, and requests in flight to the upstream never outnumber the connection cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_cannot_open_more_upstream_connections_than_the_budget() {
+    let mut setup = Setup::start(&[], "", Some(256)).await;
+    let token = setup.token.clone();
+    let mut flood = Vec::new();
+    // Three connections of 100 streams (the per-connection cap): 300 requests at once, more than 256 descriptors.
+    for _ in 0..3 {
+        let stream = TcpStream::connect(setup.listen).await.unwrap();
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        for _ in 0..100 {
+            let mut sender = sender.clone();
+            let request = http::Request::builder()
+                .uri(setup.url("/pause"))
+                .header("authorization", format!("Bearer {token}"))
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            flood.push(tokio::spawn(async move {
+                let response = sender.send_request(request).await?;
+                let status = response.status().as_u16();
+                response.into_body().collect().await?;
+                Ok::<_, hyper::Error>(status)
+            }));
+        }
+    }
+    // While the flood waits for its turn, another caller is still served.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let served = tokio::time::timeout(secs(20), setup.legit())
+        .await
+        .unwrap_or_else(|_| panic!("a valid caller was locked out:\n{}", setup.log()));
+    assert_eq!(served, hello_ok());
+    let mut statuses = std::collections::BTreeMap::new();
+    for request in flood {
+        let status = tokio::time::timeout(secs(60), request)
+            .await
+            .expect("every flood request is answered")
+            .unwrap()
+            .map_or(0, |status| status);
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses,
+        std::collections::BTreeMap::from([(200, 300)]),
+        "{}",
+        setup.log()
+    );
+    setup.assert_alive();
+    let log = setup.log();
+    assert!(
+        !log.contains("accept failed") && !log.contains("upstream request failed"),
+        "ran out of descriptors:\n{log}"
+    );
 }

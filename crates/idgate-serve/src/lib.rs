@@ -93,16 +93,15 @@ where
     F: Future<Output = ()>,
 {
     let local_addr = listener.local_addr()?;
-    let slots = Arc::new(Semaphore::new(connection_cap(
-        local_addr,
-        limits.max_connections(),
-        limits.descriptors_per_connection(),
-    )));
+    let slots = Arc::new(Semaphore::new(connection_cap(local_addr, &limits)));
     let limits = Arc::new(limits);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // The watchdog times request heads: hyper 1.12's own timer would also close idle keep-alive connections after
     // the header timeout, overriding a longer idle timeout.
     builder.http1().header_read_timeout(None);
+    builder
+        .http2()
+        .max_concurrent_streams(limits.max_concurrent_streams());
     let builder = Arc::new(builder);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -269,8 +268,9 @@ fn is_connection_error(error: &std::io::Error) -> bool {
 
 /// `max_connections`, lowered to leave [`DESCRIPTOR_RESERVE`] descriptors under the open-file limit when it is
 /// known (Linux): a cap the process cannot reach would not stop clients from exhausting its descriptors.
-fn connection_cap(local_addr: SocketAddr, max_connections: usize, per_connection: usize) -> usize {
-    let cap = fit_under_descriptor_limit(max_connections, open_file_limit(), per_connection);
+fn connection_cap(local_addr: SocketAddr, limits: &ServerLimits) -> usize {
+    let max_connections = limits.max_connections();
+    let cap = limits.fitted_max_connections();
     if cap < max_connections {
         tracing::warn!(
             %local_addr,
@@ -283,7 +283,7 @@ fn connection_cap(local_addr: SocketAddr, max_connections: usize, per_connection
     cap
 }
 
-fn fit_under_descriptor_limit(
+pub(crate) fn fit_under_descriptor_limit(
     max_connections: usize,
     soft_limit: Option<u64>,
     per_connection: usize,
@@ -302,7 +302,7 @@ fn fit_under_descriptor_limit(
 }
 
 /// The soft `RLIMIT_NOFILE`, from `/proc/self/limits`.
-fn open_file_limit() -> Option<u64> {
+pub(crate) fn open_file_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     parse_open_file_limit(&limits)
 }

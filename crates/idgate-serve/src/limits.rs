@@ -28,6 +28,7 @@ pub struct ServerLimits {
     max_request_body_bytes: Option<u64>,
     drain_timeout: Duration,
     descriptors_per_connection: usize,
+    max_concurrent_streams: u32,
 }
 
 impl ServerLimits {
@@ -41,6 +42,8 @@ impl ServerLimits {
     pub const DEFAULT_MAX_REQUEST_BODY_BYTES: u64 = 32 * 1024 * 1024;
     /// [`ServerLimits::drain_timeout`]'s default: 30 s.
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+    /// [`ServerLimits::max_concurrent_streams`]'s default: 100 (hyper's own is 200).
+    pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 100;
 
     /// How long a client may take to send a complete request head: from the accept for a connection's first request
     /// (so a connection that sends nothing at all is closed after it too), from the first byte of the next request
@@ -79,6 +82,36 @@ impl ServerLimits {
     /// and an upstream connection's. The cap fitted under the open-file limit is divided by it.
     pub fn descriptors_per_connection(&self) -> usize {
         self.descriptors_per_connection
+    }
+
+    /// How many requests one HTTP/2 connection may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`): what one
+    /// connection can ask of the handler (and, behind a proxy, of the upstream) at a time.
+    pub fn max_concurrent_streams(&self) -> u32 {
+        self.max_concurrent_streams
+    }
+
+    /// Sets [`ServerLimits::max_concurrent_streams`].
+    ///
+    /// # Errors
+    ///
+    /// [`LimitError::Zero`] for zero.
+    pub fn with_max_concurrent_streams(mut self, streams: u32) -> Result<Self, LimitError> {
+        if streams == 0 {
+            return Err(LimitError::Zero("max_concurrent_streams"));
+        }
+        self.max_concurrent_streams = streams;
+        Ok(self)
+    }
+
+    /// [`max_connections`](Self::max_connections) as [`serve`](crate::serve) applies it: lowered, on Linux, to fit
+    /// [`descriptors_per_connection`](Self::descriptors_per_connection) descriptors per connection under the
+    /// process's open-file limit with 64 to spare. A proxy sizes its upstream connection pool by it.
+    pub fn fitted_max_connections(&self) -> usize {
+        crate::fit_under_descriptor_limit(
+            self.max_connections,
+            crate::open_file_limit(),
+            self.descriptors_per_connection,
+        )
     }
 
     /// Sets [`ServerLimits::descriptors_per_connection`].
@@ -167,6 +200,7 @@ impl Default for ServerLimits {
             max_request_body_bytes: Some(Self::DEFAULT_MAX_REQUEST_BODY_BYTES),
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             descriptors_per_connection: 1,
+            max_concurrent_streams: Self::DEFAULT_MAX_CONCURRENT_STREAMS,
         }
     }
 }

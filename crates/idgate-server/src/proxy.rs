@@ -84,7 +84,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -93,9 +96,11 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use idgate_core::identity::Caller;
+use pin_project_lite::pin_project;
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
 use crate::credential::{
@@ -142,10 +147,24 @@ const PROXY_HEADER_PREFIX: &str = "proxy-";
 /// assert!(options.trusts_forwarded_headers());
 /// # Ok::<(), idgate_server::proxy::LimitError>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ProxyOptions {
     trust_forwarded_headers: bool,
     limits: ServerLimits,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        Self {
+            trust_forwarded_headers: false,
+            limits: proxied(ServerLimits::default()),
+        }
+    }
+}
+
+/// `limits` for a proxy: each connection may hold two descriptors, the client's and an upstream one.
+fn proxied(limits: ServerLimits) -> ServerLimits {
+    limits.with_descriptors_per_connection(std::num::NonZeroUsize::MIN.saturating_add(1))
 }
 
 impl ProxyOptions {
@@ -163,7 +182,7 @@ impl ProxyOptions {
     /// [`ServerLimits::default`].
     #[must_use]
     pub fn limits(mut self, limits: ServerLimits) -> Self {
-        self.limits = limits;
+        self.limits = proxied(limits);
         self
     }
 
@@ -185,6 +204,8 @@ struct Upstream {
     authority: http::uri::Authority,
     /// The upstream URL's path without its trailing `/`, prefixed to every request path.
     base_path: String,
+    /// Requests in flight to the upstream; see [`router_with_options`].
+    budget: Arc<Semaphore>,
     options: ProxyOptions,
     /// The legacy header is trusted: the service says it sits behind App Engine's front end.
     behind_app_engine: bool,
@@ -209,11 +230,7 @@ pub async fn serve<F>(
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    // Each proxied connection may hold two descriptors: the client's and a pooled upstream connection's.
-    let limits = options
-        .limits
-        .clone()
-        .with_descriptors_per_connection(std::num::NonZeroUsize::MIN.saturating_add(1));
+    let limits = options.limits.clone();
     let router = router_with_options(&upstream, &layers, options)?;
     idgate_serve::serve(listener, router, limits, shutdown).await?;
     Ok(())
@@ -265,9 +282,19 @@ pub fn router_with_options(
     let authority = authority
         .parse()
         .map_err(|e| ServerError::Upstream(format!("authority: {e}")))?;
-    let client = Client::builder(TokioExecutor::new()).build_http();
+    // Upstream connections are budgeted like client ones: no more requests in flight to the upstream (and so no
+    // more upstream connections, in use or idle) than the connection cap, however many HTTP/2 streams the clients
+    // open. Without it one client could open an upstream connection per stream and run the process out of
+    // descriptors.
+    let budget = options.limits.fitted_max_connections();
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(budget)
+        .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
+        .pool_timer(TokioTimer::new())
+        .build_http();
     let state = Arc::new(Upstream {
         client,
+        budget: Arc::new(Semaphore::new(budget)),
         scheme: http::uri::Scheme::HTTP,
         authority,
         base_path: upstream.path().trim_end_matches('/').to_owned(),
@@ -334,6 +361,17 @@ async fn forward(State(upstream): State<Arc<Upstream>>, request: Request<Body>) 
     parts.version = http::Version::HTTP_11;
     parts.extensions = http::Extensions::new();
 
+    // Wait for a share of the upstream budget (a request waiting holds no descriptor), at most the idle timeout.
+    let wait = upstream.options.limits.idle_timeout();
+    let Ok(Ok(share)) =
+        tokio::time::timeout(wait, Arc::clone(&upstream.budget).acquire_owned()).await
+    else {
+        tracing::warn!(target: "idgate::proxy", "every upstream connection is busy; answering 503");
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service unavailable: the upstream is busy; retry later",
+        );
+    };
     match upstream
         .client
         .request(Request::from_parts(parts, body))
@@ -342,7 +380,14 @@ async fn forward(State(upstream): State<Arc<Upstream>>, request: Request<Body>) 
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            Response::from_parts(parts, Body::new(body))
+            // The upstream connection is busy until its response body is read or dropped: so is the share.
+            Response::from_parts(
+                parts,
+                Body::new(Budgeted {
+                    body,
+                    _share: share,
+                }),
+            )
         }
         Err(error) => {
             tracing::warn!(target: "idgate::proxy", %error, "upstream request failed");
@@ -351,6 +396,39 @@ async fn forward(State(upstream): State<Arc<Upstream>>, request: Request<Body>) 
                 "bad gateway: the upstream did not answer",
             )
         }
+    }
+}
+
+/// How long an idle upstream connection is kept for reuse.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pin_project! {
+    /// An upstream response body with the share of the upstream budget its connection holds, given back when the
+    /// body is read to the end or dropped.
+    struct Budgeted<B> {
+        #[pin]
+        body: B,
+        _share: OwnedSemaphorePermit,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Budgeted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
