@@ -8,7 +8,7 @@
 //!
 //! | limit | default | what it bounds |
 //! |---|---|---|
-//! | [header read timeout](ServerLimits::header_read_timeout) | 10 s | accept → first complete request head (a silent connection too); on an idle HTTP/1 connection, first byte → complete head of the next request |
+//! | [header read timeout](ServerLimits::header_read_timeout) | 10 s | accept → first complete request head (a silent connection too); on an idle HTTP/1 connection, first byte → complete head of the next request; and a request body's wait on the client, which gets this plus one second per 500 bytes received (Apache `mod_reqtimeout`'s `MinRate=500`): a stalled or trickled body is cut, a slow but steady one is not |
 //! | [idle timeout](ServerLimits::idle_timeout) | 60 s | a connection with no request in flight: HTTP/1 keep-alive between requests, HTTP/2 with no open stream; and a response that has data to send but makes no progress (the client stopped reading, or keeps its HTTP/2 window shut) |
 //! | [max connections](ServerLimits::max_connections) | 1024 | connections served at once; the next client waits in the kernel's accept backlog, holding none of this process's descriptors. Lowered, with a warning, to fit under the open-file limit (`ulimit -n`) on Linux with 64 descriptors to spare, counting [descriptors per connection](ServerLimits::descriptors_per_connection) |
 //! | [max request body](ServerLimits::max_request_body_bytes) | 32 MiB | a `Content-Length` over it is answered `413` before the router runs; a body of unknown length is cut where it passes it |
@@ -192,6 +192,7 @@ async fn connection(
         router,
         peer,
         max_body: limits.max_request_body_bytes(),
+        body_grace: limits.header_read_timeout(),
         tracker: Arc::clone(&tracker),
     };
     let io = TokioIo::new(TrackedStream::new(stream, Arc::clone(&tracker)));
@@ -199,7 +200,10 @@ async fn connection(
     tokio::pin!(conn);
     let mut shutdown_at: Option<Instant> = None;
     loop {
-        let deadline = next_deadline(&tracker.state(), &limits, shutdown_at);
+        let deadline = earliest(
+            next_deadline(&tracker.state(), &limits, shutdown_at),
+            tracker.receive_deadline(),
+        );
         let expired = async {
             match deadline {
                 Some((at, _)) => tokio::time::sleep_until(at).await,
@@ -216,7 +220,10 @@ async fn connection(
             () = tracker.changed() => {}
             () = expired => {
                 // Re-read: a request may have started since the deadline was computed.
-                let Some((at, action)) = next_deadline(&tracker.state(), &limits, shutdown_at) else {
+                let Some((at, action)) = earliest(
+                    next_deadline(&tracker.state(), &limits, shutdown_at),
+                    tracker.receive_deadline(),
+                ) else {
                     continue;
                 };
                 if at > Instant::now() {
@@ -239,6 +246,18 @@ async fn connection(
                 shutdown_at = Some(Instant::now());
             }
         }
+    }
+}
+
+/// The earlier of the connection's deadline and a request body's (which closes: the client stopped sending).
+fn earliest(
+    connection: Option<(Instant, Action)>,
+    body: Option<Instant>,
+) -> Option<(Instant, Action)> {
+    match (connection, body) {
+        (Some((at, action)), Some(body)) if at <= body => Some((at, action)),
+        (_, Some(body)) => Some((body, Action::Close)),
+        (connection, None) => connection,
     }
 }
 

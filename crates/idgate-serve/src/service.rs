@@ -27,7 +27,108 @@ pub(crate) struct ConnectionService {
     pub(crate) router: Router,
     pub(crate) peer: SocketAddr,
     pub(crate) max_body: Option<u64>,
+    /// A request body's time allowance before its first byte (see [`ReceivingBody`]).
+    pub(crate) body_grace: std::time::Duration,
     pub(crate) tracker: Arc<Tracker>,
+}
+
+/// The slowest a client may send a request body, on average: like Apache's `mod_reqtimeout` (`MinRate=500`), a body
+/// gets the header-read timeout, plus one second for every this many bytes received.
+const MIN_BODY_BYTES_PER_SECOND: u64 = 500;
+
+pin_project! {
+    /// A request body that reports how long the handler has been waiting on the client for it. Only time spent
+    /// waiting on the client counts (not a slow handler or upstream that does not read), against an allowance of
+    /// the header-read timeout plus one second per [`MIN_BODY_BYTES_PER_SECOND`] received: a body that stalls, or
+    /// trickles in a byte at a time, is cut; a slow but steady upload is not.
+    pub(crate) struct ReceivingBody<B> {
+        #[pin]
+        body: B,
+        watch: BodyWatch,
+    }
+}
+
+/// What [`ReceivingBody`] knows of its client; clears the body's deadline when dropped.
+#[derive(Debug)]
+struct BodyWatch {
+    tracker: Arc<Tracker>,
+    id: u64,
+    grace: std::time::Duration,
+    received: u64,
+    waited: std::time::Duration,
+    waiting_since: Option<tokio::time::Instant>,
+}
+
+impl Drop for BodyWatch {
+    fn drop(&mut self) {
+        if self.waiting_since.is_some() {
+            self.tracker.body_waits(self.id, None);
+        }
+    }
+}
+
+impl<B> ReceivingBody<B> {
+    fn new(body: B, tracker: &Arc<Tracker>, grace: std::time::Duration) -> Self {
+        Self {
+            body,
+            watch: BodyWatch {
+                tracker: Arc::clone(tracker),
+                id: tracker.body_id(),
+                grace,
+                received: 0,
+                waited: std::time::Duration::ZERO,
+                waiting_since: None,
+            },
+        }
+    }
+}
+
+impl<B: http_body::Body<Data = Bytes>> http_body::Body for ReceivingBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = this.body.poll_frame(cx);
+        let watch = this.watch;
+        match &frame {
+            Poll::Pending => {
+                if watch.waiting_since.is_none() {
+                    let now = tokio::time::Instant::now();
+                    watch.waiting_since = Some(now);
+                    let allowance = watch.grace
+                        + std::time::Duration::from_secs(
+                            watch.received / MIN_BODY_BYTES_PER_SECOND,
+                        );
+                    let left = allowance.saturating_sub(watch.waited);
+                    watch.tracker.body_waits(watch.id, Some(now + left));
+                }
+            }
+            Poll::Ready(ready) => {
+                if let Some(since) = watch.waiting_since.take() {
+                    watch.waited += since.elapsed();
+                    watch.tracker.body_waits(watch.id, None);
+                }
+                if let Some(Ok(frame)) = ready
+                    && let Some(data) = frame.data_ref()
+                {
+                    watch.received += data.len() as u64;
+                }
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
@@ -48,11 +149,12 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             }
             Some(limit) => request.map(|body| {
                 Body::new(Limited::new(
-                    body,
+                    ReceivingBody::new(body, &self.tracker, self.body_grace),
                     usize::try_from(limit).unwrap_or(usize::MAX),
                 ))
             }),
-            None => request.map(Body::new),
+            None => request
+                .map(|body| Body::new(ReceivingBody::new(body, &self.tracker, self.body_grace))),
         };
         ResponseFuture {
             state: State::Routing {

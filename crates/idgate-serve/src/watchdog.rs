@@ -97,6 +97,10 @@ pub(crate) fn next_deadline(
 #[derive(Debug)]
 pub(crate) struct Tracker {
     state: Mutex<State>,
+    /// Request bodies waiting on the client now, each with the moment it runs out of time (see
+    /// [`ReceivingBody`](crate::service)); keyed by a per-connection number.
+    receiving: Mutex<Vec<(u64, Instant)>>,
+    next_body: std::sync::atomic::AtomicU64,
     changed: Notify,
     /// Set while an HTTP/1 connection is idle and no byte of a next request has arrived: the next read marks the
     /// start of a request head. A plain load on every other read keeps the IO path cheap.
@@ -107,6 +111,8 @@ impl Tracker {
     pub(crate) fn new(accepted: Instant) -> Self {
         Self {
             state: Mutex::new(State::accepted(accepted)),
+            receiving: Mutex::new(Vec::new()),
+            next_body: std::sync::atomic::AtomicU64::new(0),
             changed: Notify::new(),
             watch_reads: AtomicBool::new(false),
         }
@@ -114,6 +120,38 @@ impl Tracker {
 
     pub(crate) fn state(&self) -> State {
         *self.lock()
+    }
+
+    /// The earliest moment a request body waiting on the client runs out of time.
+    pub(crate) fn receive_deadline(&self) -> Option<Instant> {
+        self.receiving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(_, at)| *at)
+            .min()
+    }
+
+    /// A number for a request body, to report its waits by.
+    pub(crate) fn body_id(&self) -> u64 {
+        self.next_body.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Body `id` waits on the client until `until` at the latest (`None`: it stopped waiting).
+    pub(crate) fn body_waits(&self, id: u64, until: Option<Instant>) {
+        {
+            let mut receiving = self
+                .receiving
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            receiving.retain(|(body, _)| *body != id);
+            if let Some(until) = until {
+                receiving.push((id, until));
+            }
+        }
+        if until.is_some() {
+            self.changed.notify_one();
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

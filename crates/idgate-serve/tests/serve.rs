@@ -496,3 +496,46 @@ async fn a_response_waiting_for_data_is_never_cut() {
         (200, "1\r\na\r\n1\r\nb\r\n1\r\nc\r\n0\r\n\r\n")
     );
 }
+
+/// Outside review: a request body trickled in a byte at a time was never cut (a request in flight was never
+/// timed). Only time spent waiting on the client counts, against the header-read timeout plus one second per
+/// 500 bytes received: a trickle is cut, a slow but steady upload is not.
+#[tokio::test]
+async fn a_request_body_trickled_in_is_cut_and_a_steady_one_is_not() {
+    let server = start(limits(500, 1000)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 100000\r\n\r\n")
+        .await
+        .unwrap();
+    let trickle = async {
+        for _ in 0..100 {
+            if stream.write_all(b"x").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(ms(100)).await;
+        }
+    };
+    let started = Instant::now();
+    let _ = tokio::time::timeout(ms(12_000), trickle).await;
+    assert!(
+        started.elapsed() < ms(9_000),
+        "a body trickled at 10 bytes/s was still being read after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(server.seen.uploads.load(Ordering::SeqCst), 0);
+
+    // 8,000 bytes at 4,000 bytes/s, in pauses longer than the header-read timeout between bursts: received whole.
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 8000\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        stream.write_all(&[b'y'; 2000]).await.unwrap();
+        tokio::time::sleep(ms(500)).await;
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    assert_eq!(parse(&response), (200, "got 8000 bytes".to_owned()));
+}
