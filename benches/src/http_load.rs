@@ -1,5 +1,5 @@
 //! HTTP: an axum hello-world bare, behind `RequireIdentityLayer`, behind `RequireIapLayer`, and behind the
-//! `idgate proxy` library (`idgate_server::proxy::serve`) in front of the bare one, driven by `wrk` on loopback.
+//! `idgate proxy` library (`idgate_proxy::serve`) in front of the bare one, driven by `wrk` on loopback.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -250,11 +250,11 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
         let upstream: url::Url = format!("http://{}/", addrs[0]).parse().expect("url");
         let layers = Layers::new(Some(identity.clone()), None);
         tokio::spawn(async move {
-            idgate_server::proxy::serve(
+            idgate_proxy::serve(
                 listener,
                 upstream,
                 layers,
-                idgate_server::proxy::ProxyOptions::default(),
+                idgate_proxy::ProxyOptions::default(),
                 std::future::pending(),
             )
             .await
@@ -266,7 +266,7 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
         "bare hello-world",
         "behind `RequireIdentityLayer` (memoized token)",
         "behind `RequireIapLayer` (memoized assertion)",
-        "behind `idgate_server::proxy::serve` (identity layer) → bare",
+        "behind `idgate_proxy::serve` (identity layer) → bare",
     ];
     // Every target gets the same two headers, so the request bytes are identical.
     let headers = [

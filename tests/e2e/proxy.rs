@@ -1,4 +1,4 @@
-//! Spoofed identity headers through `idgate_server::proxy`: the upstream must never see a client-sent copy of
+//! Spoofed identity headers through `idgate_proxy`: the upstream must never see a client-sent copy of
 //! `X-Idgate-Caller-*` or `X-Goog-Authenticated-User-*` (in any spelling), a legacy app ID idgate did not trust, a
 //! credential idgate did not verify, or forwarding headers the client made up; rejected requests never reach it.
 
@@ -9,7 +9,7 @@ use axum::Router;
 use http::HeaderMap;
 use idgate_core::identity::TrustedAppEngineFrontEnd;
 use idgate_emulator::{Emulator, TokenSpec};
-use idgate_server::proxy::ProxyOptions;
+use idgate_proxy::ProxyOptions;
 use idgate_server::{Layers, RequireIapLayer, RequireIdentityLayer};
 
 use crate::support::{
@@ -282,8 +282,7 @@ async fn proxy_never_forwards_client_sent_goog_authenticated_user_headers() {
 // ---- Issue #10, items 1 to 4: what an upstream could be fooled by. ----
 
 async fn proxy_with(upstream: &url::Url, layers: &Layers, options: ProxyOptions) -> SocketAddr {
-    let router =
-        idgate_server::proxy::router_with_options(upstream, layers, options).expect("router");
+    let router = idgate_proxy::router_with_options(upstream, layers, options).expect("router");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -832,4 +831,73 @@ async fn proxy_strips_platform_proxy_and_forwarding_headers_a_client_cannot_own(
         values(&upstream.last(), "x-forwarded-host"),
         ["asked.example"]
     );
+}
+
+/// The sidecar as `idgate proxy` runs it: [`idgate_proxy::serve`] (the listener limits, graceful shutdown), the
+/// caller forwarded, rejections kept out, exempt paths forwarded without identity.
+#[tokio::test]
+async fn serve_forwards_identity_keeps_rejections_out_and_shuts_down_gracefully() {
+    let emu = emulator().await;
+    let upstream = Upstream::default();
+    let url = upstream.start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(idgate_proxy::serve(
+        listener,
+        url,
+        identity_layers(&emu),
+        ProxyOptions::default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let token = format!("Bearer {}", emu.mint(&sa()));
+    assert_eq!(
+        get(
+            addr,
+            "/",
+            &[
+                ("authorization", token),
+                ("x-idgate-caller-email", "ceo@example.com".to_owned()),
+                ("connection", "keep-alive, x-hop".to_owned()),
+                ("x-hop", "1".to_owned()),
+            ]
+        )
+        .await,
+        200
+    );
+    let seen = upstream.last();
+    assert_eq!(values(&seen, "x-idgate-caller-email"), [ALLOWED_SA]);
+    assert_eq!(values(&seen, "x-idgate-caller-project"), [PROJECT]);
+    assert!(values(&seen, "x-hop").is_empty());
+    assert_eq!(values(&seen, "x-forwarded-for"), ["127.0.0.1"]);
+    let intruder = TokenSpec::service_account("x@other-proj.iam.gserviceaccount.com")
+        .audience(crate::support::AUD);
+    let refused = [("authorization", format!("Bearer {}", emu.mint(&intruder)))];
+    assert_eq!(get(addr, "/", &refused).await, 403);
+    assert_eq!(get(addr, "/", &[]).await, 401);
+    assert_eq!(upstream.calls(), 1, "rejections never reach the upstream");
+    assert_eq!(get(addr, "/healthz", &[]).await, 200);
+    assert_eq!(upstream.calls(), 2);
+
+    stop.send(()).expect("the proxy is running");
+    server
+        .await
+        .expect("joined")
+        .expect("a clean stop after the shutdown signal");
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_502() {
+    let emu = emulator().await;
+    let addr = proxy(
+        &"http://127.0.0.1:9/".parse().expect("url"),
+        &identity_layers(&emu),
+    )
+    .await;
+    let token = format!("Bearer {}", emu.mint(&sa()));
+    assert_eq!(get(addr, "/", &[("authorization", token)]).await, 502);
 }

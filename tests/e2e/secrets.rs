@@ -170,7 +170,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
         Some(RequireIdentityLayer::new(oidc_verifier(&emu)).allowlist(allowlist())),
         Some(RequireIapLayer::new(iap_verifier(&emu)).allowlist(iap_allowlist())),
     );
-    let router = idgate_server::proxy::router(
+    let router = idgate_proxy::router(
         &format!("http://{}/", oidc.addr).parse().expect("url"),
         &layers,
     )

@@ -3,7 +3,7 @@
 use idgate_core::keys::KeysUnavailable;
 use idgate_core::verify::BuildError;
 
-/// Why the layers (or the proxy) could not be set up. These are startup errors: fail the deployment, not the
+/// Why the layers could not be set up. These are startup errors: fail the deployment, not the
 /// first request.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -29,10 +29,4 @@ pub enum ServerError {
     /// The configuration enables neither service-to-service verification nor IAP.
     #[error("the configuration has neither an [inbound] nor an [iap] section: nothing to enforce")]
     NothingConfigured,
-    /// The proxy's upstream URL is unusable.
-    #[error("invalid upstream URL: {0}")]
-    Upstream(String),
-    /// An I/O error while serving.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }

@@ -7,7 +7,6 @@
 //! | [`extract`] | [`VerifiedCaller`](extract::VerifiedCaller), [`IapUser`](extract::IapUser), [`UserEmail`](extract::UserEmail) (and `Option<_>` of each) |
 //! | [`IdentityRejection`] | every refusal, typed: 401 / 403 / 503 / 500, logged once on target `idgate::decision` |
 //! | [`from_config`] → [`Layers`] | both layers from the TOML `Config`, keys prefetched, IAP audience discovered; readiness |
-//! | [`proxy::serve`] | the authenticating sidecar: the layers in front of any HTTP upstream, under listener limits ([`proxy::ServerLimits`]) |
 //!
 //! The verification itself (keys, signatures, claims, identity, allowlist) is `idgate-core`'s; this crate only
 //! finds the credential in the request, asks the core, and answers. The inner service is never called for a
@@ -41,7 +40,6 @@ mod error;
 pub mod extract;
 mod future;
 mod gate;
-pub mod proxy;
 pub mod rejection;
 pub mod require_iap;
 pub mod require_identity;

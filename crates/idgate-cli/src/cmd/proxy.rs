@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use idgate_core::policy::Config;
-use idgate_server::proxy::ProxyOptions;
+use idgate_proxy::ProxyOptions;
 use url::Url;
 
 use super::Error;
@@ -48,7 +48,7 @@ pub(crate) async fn run(
     let options = ProxyOptions::default()
         .limits(limits)
         .trust_forwarded_headers(trust_forwarded_headers);
-    idgate_server::proxy::serve(listener, upstream, layers, options, shutdown_signal()).await?;
+    idgate_proxy::serve(listener, upstream, layers, options, shutdown_signal()).await?;
     tracing::info!("idgate proxy stopped");
     Ok(ExitCode::SUCCESS)
 }

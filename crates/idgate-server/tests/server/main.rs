@@ -3,7 +3,6 @@
 mod extract;
 mod iap;
 mod identity;
-mod proxy;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -33,15 +32,6 @@ impl Seen {
 
     pub(crate) fn last_caller(&self) -> Option<String> {
         self.0.lock().unwrap().last().and_then(|(c, _)| c.clone())
-    }
-
-    pub(crate) fn last_headers(&self) -> HeaderMap {
-        self.0
-            .lock()
-            .unwrap()
-            .last()
-            .map(|(_, h)| h.clone())
-            .unwrap_or_default()
     }
 }
 

@@ -65,7 +65,7 @@
 //!
 //! ```no_run
 //! use idgate_core::policy::Config;
-//! use idgate_server::proxy::ProxyOptions;
+//! use idgate_proxy::ProxyOptions;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::from_path("idgate.toml")?;
@@ -75,7 +75,7 @@
 //! // Send on `stop` (e.g. on SIGTERM) to stop accepting and drain the requests in flight.
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! # drop(stop);
-//! idgate_server::proxy::serve(listener, upstream, layers, ProxyOptions::default(), async {
+//! idgate_proxy::serve(listener, upstream, layers, ProxyOptions::default(), async {
 //!     let _ = stopped.await;
 //! })
 //! .await?;
@@ -103,10 +103,25 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
-use crate::credential::{
-    CredentialHeader, X_APPENGINE_INBOUND_APPID, X_GOOG_AUTHENTICATED_USER_EMAIL,
-};
-use crate::{Layers, RequireIdentityLayer, ServerError};
+use idgate_server::{CredentialHeader, Layers, RequireIdentityLayer};
+
+/// `X-Appengine-Inbound-Appid`: the legacy App Identity header.
+static X_APPENGINE_INBOUND_APPID: HeaderName = HeaderName::from_static("x-appengine-inbound-appid");
+/// `X-Goog-Authenticated-User-Email`: IAP's unsigned convenience header, rebuilt from a verified assertion.
+static X_GOOG_AUTHENTICATED_USER_EMAIL: HeaderName =
+    HeaderName::from_static("x-goog-authenticated-user-email");
+
+/// Why the proxy could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// The upstream URL is unusable.
+    #[error("invalid upstream URL: {0}")]
+    Upstream(String),
+    /// The listener failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
 
 pub use idgate_serve::{LimitError, ServerLimits};
 
@@ -139,13 +154,13 @@ const PROXY_HEADER_PREFIX: &str = "proxy-";
 ///
 /// ```
 /// use std::time::Duration;
-/// use idgate_server::proxy::{ProxyOptions, ServerLimits};
+/// use idgate_proxy::{ProxyOptions, ServerLimits};
 ///
 /// let options = ProxyOptions::default()
 ///     .limits(ServerLimits::default().with_idle_timeout(Duration::from_secs(30))?)
 ///     .trust_forwarded_headers(true); // only behind Cloud Run or a TLS-terminating load balancer
 /// assert!(options.trusts_forwarded_headers());
-/// # Ok::<(), idgate_server::proxy::LimitError>(())
+/// # Ok::<(), idgate_proxy::LimitError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
@@ -218,7 +233,7 @@ struct Upstream {
 ///
 /// # Errors
 ///
-/// [`ServerError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`; [`ServerError::Io`]
+/// [`ProxyError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`; [`ProxyError::Io`]
 /// when serving fails.
 pub async fn serve<F>(
     listener: TcpListener,
@@ -226,7 +241,7 @@ pub async fn serve<F>(
     layers: Layers,
     options: ProxyOptions,
     shutdown: F,
-) -> Result<(), ServerError>
+) -> Result<(), ProxyError>
 where
     F: Future<Output = ()> + Send + 'static,
 {
@@ -241,8 +256,8 @@ where
 ///
 /// # Errors
 ///
-/// [`ServerError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`.
-pub fn router(upstream: &Url, layers: &Layers) -> Result<Router, ServerError> {
+/// [`ProxyError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`.
+pub fn router(upstream: &Url, layers: &Layers) -> Result<Router, ProxyError> {
     router_with_options(upstream, layers, ProxyOptions::default())
 }
 
@@ -250,38 +265,38 @@ pub fn router(upstream: &Url, layers: &Layers) -> Result<Router, ServerError> {
 ///
 /// # Errors
 ///
-/// [`ServerError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`.
+/// [`ProxyError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`.
 pub fn router_with_options(
     upstream: &Url,
     layers: &Layers,
     options: ProxyOptions,
-) -> Result<Router, ServerError> {
+) -> Result<Router, ProxyError> {
     if upstream.scheme() != "http" {
-        return Err(ServerError::Upstream(format!(
+        return Err(ProxyError::Upstream(format!(
             "scheme {:?} is not supported; the upstream is a local http:// service",
             upstream.scheme()
         )));
     }
     if !upstream.username().is_empty() || upstream.password().is_some() {
-        return Err(ServerError::Upstream(
+        return Err(ProxyError::Upstream(
             "credentials in the upstream URL are not supported".to_owned(),
         ));
     }
     if upstream.query().is_some() || upstream.fragment().is_some() {
-        return Err(ServerError::Upstream(
+        return Err(ProxyError::Upstream(
             "the upstream URL may not have a query or fragment".to_owned(),
         ));
     }
     let host = upstream
         .host_str()
-        .ok_or_else(|| ServerError::Upstream("no host".to_owned()))?;
+        .ok_or_else(|| ProxyError::Upstream("no host".to_owned()))?;
     let authority = match upstream.port() {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     };
     let authority = authority
         .parse()
-        .map_err(|e| ServerError::Upstream(format!("authority: {e}")))?;
+        .map_err(|e| ProxyError::Upstream(format!("authority: {e}")))?;
     // Upstream connections are budgeted like client ones: no more requests in flight to the upstream (and so no
     // more upstream connections, in use or idle) than the connection cap, however many HTTP/2 streams the clients
     // open. Without it one client could open an upstream connection per stream and run the process out of
