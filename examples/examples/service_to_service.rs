@@ -29,7 +29,7 @@
 
 use std::process::ExitCode;
 
-use idgate_core::policy::Config;
+use idgate_core::config::Config;
 use idgate_examples::{Result, service_to_service, support};
 use tokio::net::TcpListener;
 

@@ -12,7 +12,7 @@ use axum::routing::get;
 use http::StatusCode;
 use http::header::AUTHORIZATION;
 use idgate_client::{IdTokenMiddleware, IdTokenSourceExt as _, ServiceAccountKey};
-use idgate_core::policy::Config;
+use idgate_core::config::Config;
 use idgate_emulator::{Emulator, TokenSpec};
 use idgate_server::extract::VerifiedCaller;
 use tokio::net::TcpListener;

@@ -7,7 +7,8 @@
 //! | [`keys`] | Google's four key formats, key sources, and the [`keys::KeyCache`] (max-age, single-flight, rate-limited unknown-kid refetch, stale-while-error) |
 //! | [`verify`] | [`verify::OidcVerifier`] (RS256, Google issuers) and [`verify::IapVerifier`] (ES256, IAP issuer), with a memo of verified tokens |
 //! | [`identity`] | [`identity::Caller`]: who is calling, derived from a verified token or a trusted legacy header |
-//! | [`policy`] | the allowlist and the TOML configuration |
+//! | [`policy`] | the allowlist: who, among verified callers, may call |
+//! | [`config`] | the suite's TOML configuration: endpoints, verifiers, allowlists, the proxy's limits; errors with line and column |
 //! | [`google`] | Google's endpoint URLs, each overridable |
 //! | [`clock`] | the injectable [`clock::Clock`] every expiry decision goes through |
 //!
@@ -19,6 +20,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod clock;
+pub mod config;
 pub mod google;
 pub mod identity;
 pub mod keys;
@@ -26,7 +28,8 @@ pub mod policy;
 pub mod token;
 pub mod verify;
 
+pub use config::Config;
 pub use identity::Caller;
-pub use policy::{Allowlist, Config, Decision};
+pub use policy::{Allowlist, Decision};
 pub use token::IdToken;
 pub use verify::{IapVerifier, OidcVerifier, VerifyError};

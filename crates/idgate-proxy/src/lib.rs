@@ -64,7 +64,7 @@
 //! whole). A request waiting on a slow upstream is never cut.
 //!
 //! ```no_run
-//! use idgate_core::policy::Config;
+//! use idgate_core::config::Config;
 //! use idgate_proxy::ProxyOptions;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -2,7 +2,7 @@
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
-//! use idgate_core::policy::Config;
+//! use idgate_core::config::Config;
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::from_path("idgate.toml")?;
@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::Router;
 use http::StatusCode;
 use http::header::HeaderValue;
-use idgate_core::policy::{Config, IapAudience};
+use idgate_core::config::{Config, IapAudience};
 use idgate_core::verify::{IapVerifier, OidcVerifier, TrustedCloudRunInvokerCheck};
 use url::Url;
 

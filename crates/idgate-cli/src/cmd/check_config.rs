@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use idgate_core::policy::Config;
+use idgate_core::config::Config;
 
 use super::Error;
 

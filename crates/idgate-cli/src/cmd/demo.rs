@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::routing::get;
 use idgate_client::{IdTokenMiddleware, IdTokenSourceExt, MetadataServer, ServiceAccountKey};
-use idgate_core::policy::Config;
+use idgate_core::config::Config;
 use idgate_emulator::{Emulator, IapProxy, IapUserSpec, TokenSpec};
 use idgate_server::extract::{UserEmail, VerifiedCaller};
 use reqwest_middleware::ClientWithMiddleware;

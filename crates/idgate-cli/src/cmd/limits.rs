@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use idgate_core::policy::ProxySettings;
+use idgate_core::config::ProxySettings;
 use idgate_serve::{LimitError, ServerLimits};
 
 /// Limits on the listener: slow, silent or numerous clients cannot hold its connections and descriptors.
@@ -55,7 +55,7 @@ pub(crate) fn server_limits(
 
 #[cfg(test)]
 mod tests {
-    use idgate_core::policy::Config;
+    use idgate_core::config::Config;
 
     use super::*;
 

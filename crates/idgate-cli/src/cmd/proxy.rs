@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
-use idgate_core::policy::Config;
+use idgate_core::config::Config;
 use idgate_proxy::ProxyOptions;
 use url::Url;
 

@@ -1,17 +1,10 @@
-//! Who may call: the [`Allowlist`] and its [`Decision`]s, and the suite's TOML [`Config`].
+//! Who may call: the [`Allowlist`] and its [`Decision`]s.
 //!
 //! An [`Allowlist`] turns a verified [`Caller`](crate::identity::Caller) into a [`Decision`] with a stable,
-//! machine-readable reason. A [`Config`] is one TOML file for the whole suite (service-to-service verification,
-//! IAP, endpoint overrides, the proxy's listener limits), validated when loaded with errors that name the line and
-//! column and say what to write instead. See [`Config`] for the format.
+//! machine-readable reason. The TOML file that configures it (and everything else) is [`crate::config`].
 
 mod allowlist;
-mod config;
 
 pub use allowlist::{
     AllowReason, Allowlist, AllowlistBuilder, AllowlistError, Decision, DenyReason, ListKind,
-};
-pub use config::{
-    Config, ConfigError, ConfigErrorKind, GoogleConfig, IapAudience, IapConfig, InboundConfig,
-    Location, ProxySettings,
 };

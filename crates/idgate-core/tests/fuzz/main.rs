@@ -22,8 +22,8 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use idgate_core::config::Config;
 use idgate_core::keys::{KeyCache, KeyFormat, KeySet, StaticKeySource};
-use idgate_core::policy::Config;
 use idgate_core::token::{IdToken, decode_unverified, parse_authorization};
 use idgate_core::verify::{IapVerifier, OidcVerifier};
 use proptest::prelude::*;
@@ -145,7 +145,7 @@ fn verifiers() -> &'static (OidcVerifier, IapVerifier) {
 }
 
 /// The location of a config error must point inside the input (or one past its end).
-fn assert_sane_location(src: &str, err: &idgate_core::policy::ConfigError) {
+fn assert_sane_location(src: &str, err: &idgate_core::config::ConfigError) {
     let lines: Vec<&str> = src.split('\n').collect();
     if let Some(line) = err.line() {
         assert!(

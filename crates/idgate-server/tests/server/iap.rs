@@ -1,7 +1,8 @@
 //! RequireIapLayer end to end: the assertion, the plain header, the allowlist, audience discovery.
 
 use http::StatusCode;
-use idgate_core::policy::{Allowlist, Config};
+use idgate_core::config::Config;
+use idgate_core::policy::Allowlist;
 use idgate_core::verify::IapVerifier;
 use idgate_emulator::{Emulator, TokenSpec};
 use idgate_server::RequireIapLayer;

@@ -392,7 +392,7 @@ async fn keys_unavailable_is_503_with_retry_after() {
 async fn config_key_urls_are_read_in_the_format_their_documents_have() {
     let emulator = emulator().await;
     let config = |oidc_keys_url: &str| {
-        idgate_core::policy::Config::from_toml_str(&format!(
+        idgate_core::config::Config::from_toml_str(&format!(
             r#"
             [inbound]
             audiences = ["{AUDIENCE}"]

@@ -1,0 +1,97 @@
+//! The file as written: serde structs with spans, before validation.
+
+#[allow(unused_imports)]
+use super::*;
+
+pub(crate) type List = Option<Spanned<Vec<Spanned<String>>>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub(crate) inbound: Option<Spanned<RawInbound>>,
+    pub(crate) iap: Option<Spanned<RawIap>>,
+    pub(crate) google: Option<Spanned<RawGoogle>>,
+    pub(crate) proxy: Option<Spanned<RawProxy>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInbound {
+    pub(crate) audiences: List,
+    pub(crate) audience_match: Option<RawAudienceMatch>,
+    pub(crate) leeway_secs: Option<Spanned<u64>>,
+    pub(crate) trust_legacy_appengine_header: Option<Spanned<bool>>,
+    pub(crate) trust_cloud_run_invoker_check: Option<bool>,
+    pub(crate) exempt_paths: List,
+    pub(crate) allow: Option<Spanned<RawInboundAllow>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawAudienceMatch {
+    Exact,
+    Origin,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInboundAllow {
+    pub(crate) project_ids: List,
+    pub(crate) service_accounts: List,
+    pub(crate) all_service_accounts_of_listed_projects: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIap {
+    pub(crate) audience: Option<Spanned<String>>,
+    pub(crate) discover_audience: Option<Spanned<bool>>,
+    pub(crate) leeway_secs: Option<Spanned<u64>>,
+    pub(crate) exempt_paths: List,
+    pub(crate) compare_plain_user_headers: Option<bool>,
+    pub(crate) allow: Option<Spanned<RawIapAllow>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawIapAllow {
+    pub(crate) emails: List,
+    pub(crate) domains: List,
+    pub(crate) hosted_domains: List,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGoogle {
+    pub(crate) base_url: Option<Spanned<String>>,
+    pub(crate) oidc_keys_url: Option<Spanned<String>>,
+    pub(crate) oidc_keys_format: Option<RawKeysFormat>,
+    pub(crate) iap_keys_url: Option<Spanned<String>>,
+    pub(crate) iap_keys_format: Option<RawKeysFormat>,
+    pub(crate) metadata_url: Option<Spanned<String>>,
+    pub(crate) token_url: Option<Spanned<String>>,
+    pub(crate) iam_credentials_url: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxy {
+    pub(crate) header_read_timeout_secs: Option<Spanned<u64>>,
+    pub(crate) idle_timeout_secs: Option<Spanned<u64>>,
+    pub(crate) max_connections: Option<Spanned<u64>>,
+    pub(crate) max_request_body_bytes: Option<Spanned<u64>>,
+    pub(crate) trust_forwarded_headers: Option<bool>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawKeysFormat {
+    /// Read from each document (the default).
+    Auto,
+    Jwks,
+    Pem,
+}
+
+pub(crate) fn entries(list: &List) -> &[Spanned<String>] {
+    list.as_ref().map_or(&[], |l| l.get_ref().as_slice())
+}
