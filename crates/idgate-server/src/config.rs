@@ -154,7 +154,7 @@ pub async fn from_config(config: &Config) -> Result<Layers, ServerError> {
                 );
                 layer = layer.trust_legacy_header(trust);
             }
-            if inbound.trust_cloud_run_invoker_check() {
+            if inbound.trusts_cloud_run_invoker_check() {
                 tracing::warn!(
                     target: "idgate::config",
                     "trusting Cloud Run's invoker check for signature-removed tokens: safe only if this service \

@@ -541,7 +541,7 @@ impl InboundConfig {
     }
 
     /// Whether tokens whose signature Cloud Run's invoker check removed are accepted on the strength of that check.
-    pub fn trust_cloud_run_invoker_check(&self) -> bool {
+    pub fn trusts_cloud_run_invoker_check(&self) -> bool {
         self.trust_cloud_run_invoker_check
     }
 

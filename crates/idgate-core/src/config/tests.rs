@@ -52,7 +52,7 @@ fn minimal_inbound() {
     assert_eq!(inbound.leeway(), Duration::from_secs(30));
     assert!(!inbound.trusts_legacy_appengine_header());
     assert!(inbound.legacy_header_trust().is_none());
-    assert!(!inbound.trust_cloud_run_invoker_check());
+    assert!(!inbound.trusts_cloud_run_invoker_check());
     assert!(inbound.exempt_paths().is_empty());
     assert!(!inbound.is_exempt("/healthz"));
     assert!(config.iap().is_none());

@@ -50,6 +50,20 @@ impl<S> RequireIap<S> {
         }
     }
 
+    /// A layer that checks requests with `verifier`; the same as [`RequireIapLayer::new`], as tower-http services offer.
+    ///
+    /// ```
+    /// use idgate_core::verify::IapVerifier;
+    /// use idgate_server::RequireIap;
+    ///
+    /// let verifier = IapVerifier::builder().audience("/projects/123456789/apps/my-app").build()?;
+    /// let _layer = RequireIap::<()>::layer(verifier);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn layer(verifier: idgate_core::verify::IapVerifier) -> RequireIapLayer {
+        RequireIapLayer::new(verifier)
+    }
+
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner

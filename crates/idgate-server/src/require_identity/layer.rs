@@ -110,6 +110,12 @@ impl RequireIdentityLayer {
         self.config.legacy.is_some()
     }
 
+    /// Whether tokens whose signature Cloud Run removed are accepted on the strength of its invoker check
+    /// ([`trust_cloud_run_invoker_check`](Self::trust_cloud_run_invoker_check)).
+    pub fn trusts_cloud_run_invoker_check(&self) -> bool {
+        self.config.cloud_run.is_some()
+    }
+
     /// The verifier, e.g. for its key cache's readiness.
     pub fn verifier(&self) -> &OidcVerifier {
         &self.config.verifier

@@ -48,6 +48,20 @@ impl<S> RequireIdentity<S> {
         }
     }
 
+    /// A layer that checks requests with `verifier`; the same as [`RequireIdentityLayer::new`], as tower-http services offer.
+    ///
+    /// ```
+    /// use idgate_core::verify::OidcVerifier;
+    /// use idgate_server::RequireIdentity;
+    ///
+    /// let verifier = OidcVerifier::builder().audience("https://svc.example").build()?;
+    /// let _layer = RequireIdentity::<()>::layer(verifier);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn layer(verifier: idgate_core::verify::OidcVerifier) -> RequireIdentityLayer {
+        RequireIdentityLayer::new(verifier)
+    }
+
     /// The inner service.
     pub fn get_ref(&self) -> &S {
         &self.inner
