@@ -300,6 +300,15 @@ fn upstream_uri(upstream: &Url, uri: &Uri) -> Result<Uri, String> {
         .map_err(|e| format!("cannot build the upstream URI: {e}"))
 }
 
+/// Whether `name` starts with `prefix` once every byte of `name` that is not a letter or digit is read as `-`.
+fn folds_to_prefix(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name
+            .bytes()
+            .zip(prefix.bytes())
+            .all(|(a, b)| a == b || (b == b'-' && !a.is_ascii_alphanumeric()))
+}
+
 async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
     let uri = match upstream_uri(&state.upstream, &parts.uri) {
@@ -323,12 +332,14 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    // Strip client-sent identity headers (HeaderMap names are already lowercase).
+    // Strip client-sent identity headers in every spelling an application could read as them (HeaderMap names are
+    // already lowercase; CGI-style stacks fold `_`, lighttpd every byte that is not a letter or digit, into `-`).
     let spoofed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
             let n = name.as_str();
-            n.starts_with("x-goog-iap-jwt-assertion") || n.starts_with("x-goog-authenticated-user-")
+            folds_to_prefix(n, "x-goog-iap-jwt-assertion")
+                || folds_to_prefix(n, "x-goog-authenticated-user-")
         })
         .cloned()
         .collect();

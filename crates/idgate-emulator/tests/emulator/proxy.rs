@@ -34,6 +34,11 @@ async fn upstream() -> url::Url {
             "email": all("x-goog-authenticated-user-email"),
             "id": all("x-goog-authenticated-user-id"),
             "other": all("x-goog-authenticated-user-extra"),
+            "respelled": headers
+                .keys()
+                .filter(|name| name.as_str().contains(['_', '.']))
+                .map(|name| name.as_str().to_owned())
+                .collect::<Vec<_>>(),
             "len": body.len(),
             "sum": body.iter().map(|b| u64::from(*b)).sum::<u64>(),
         }))
@@ -71,6 +76,12 @@ async fn adds_a_fresh_assertion_and_strips_spoofed_headers() {
         )
         .header("X-GOOG-AUTHENTICATED-USER-ID", "accounts.google.com:666")
         .header("X-Goog-Authenticated-User-Extra", "spoof")
+        // Other spellings an application may read as the same headers (CGI folds `_`, lighttpd any non-alphanumeric).
+        .header(
+            "X_Goog_Authenticated_User_Email",
+            "accounts.google.com:mallory@evil.test",
+        )
+        .header("X.Goog.Iap.Jwt.Assertion", "forged.token.here")
         .send()
         .await
         .unwrap()
@@ -91,6 +102,7 @@ async fn adds_a_fresh_assertion_and_strips_spoofed_headers() {
         )])
     );
     assert_eq!(seen["other"], json!([]));
+    assert_eq!(seen["respelled"], json!([]));
     let assertions = seen["assertion"].as_array().unwrap();
     assert_eq!(assertions.len(), 1);
     let claims = verify(
