@@ -17,6 +17,7 @@
 use std::future::Ready;
 use std::time::Duration;
 
+#[cfg(feature = "axum")]
 use axum::Router;
 use http::StatusCode;
 use http::header::HeaderValue;
@@ -56,6 +57,8 @@ impl Layers {
     }
 
     /// Wraps every route of `router` in the configured layers (IAP outermost).
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     pub fn apply<S>(&self, router: Router<S>) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,

@@ -32,11 +32,19 @@
 //!     .layer(RequireIdentityLayer::new(verifier).allowlist(allowlist).exempt_path("/healthz"));
 //! # let _ = app; Ok(()) }
 //! ```
+//!
+//! # Feature flags
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `axum` | on | the [`extract`] module, `IntoResponse` for [`IdentityRejection`], [`Layers::apply`] on an axum `Router`; without it the layers serve any tower/hyper stack |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod credential;
 mod error;
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
 mod future;
 mod gate;

@@ -267,6 +267,8 @@ impl std::error::Error for IdentityRejection {
     }
 }
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl axum::response::IntoResponse for IdentityRejection {
     fn into_response(self) -> axum::response::Response {
         self.into_http_response()
