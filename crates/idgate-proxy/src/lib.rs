@@ -177,9 +177,15 @@ impl Default for ProxyOptions {
     }
 }
 
-/// `limits` for a proxy: each connection may hold two descriptors, the client's and an upstream one.
+/// Descriptors one proxied connection may hold: the client's and an upstream one.
+const DESCRIPTORS_PER_CONNECTION: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(2) {
+    Some(n) => n,
+    None => unreachable!(),
+};
+
+/// `limits` for a proxy: see [`DESCRIPTORS_PER_CONNECTION`].
 fn proxied(limits: ServerLimits) -> ServerLimits {
-    limits.with_descriptors_per_connection(std::num::NonZeroUsize::MIN.saturating_add(1))
+    limits.with_descriptors_per_connection(DESCRIPTORS_PER_CONNECTION)
 }
 
 impl ProxyOptions {
