@@ -11,6 +11,7 @@
 //! | [`config`] | the suite's TOML configuration: endpoints, verifiers, allowlists, the proxy's limits; errors with line and column |
 //! | [`google`] | Google's endpoint URLs, each overridable |
 //! | [`clock`] | the injectable [`clock::Clock`] every expiry decision goes through |
+//! | [`ErrorChain`] | prints an error with its causes (every idgate error keeps its cause in `source()`, not in its message) |
 //!
 //! # Security properties
 //!
@@ -19,6 +20,7 @@
 //! - Tokens never appear in `Debug` output, errors or logs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod chain;
 pub mod clock;
 pub mod config;
 pub mod google;
@@ -28,6 +30,7 @@ pub mod policy;
 pub mod token;
 pub mod verify;
 
+pub use chain::ErrorChain;
 pub use config::Config;
 pub use identity::Caller;
 pub use policy::{Allowlist, Decision};
