@@ -207,7 +207,7 @@ impl Validator<'_> {
         header: &Range<usize>,
         list: Option<&Spanned<Vec<Spanned<String>>>>,
         mode: AudienceMatch,
-    ) -> Result<Vec<String>, ConfigError> {
+    ) -> Result<Vec<Audience>, ConfigError> {
         const HELP: &str = "write the audience callers mint their tokens for, e.g. `audiences = \
                             [\"https://my-service-abc123-uc.a.run.app\"]` (the service URL or a Cloud Run custom \
                             audience)";
@@ -233,35 +233,36 @@ impl Validator<'_> {
         for aud in list.get_ref() {
             let span = aud.span();
             let value = aud.get_ref();
-            if value.trim().is_empty() {
-                return Err(self
-                    .error(
-                        ConfigErrorKind::EmptyEntry,
-                        &span,
-                        "an audience may not be empty",
-                    )
-                    .with_help("remove the empty string"));
-            }
-            if value.contains('*') {
-                return Err(self
+            // The allowlist's shape rule, with messages that say why it matters for an audience.
+            check_shape(value).map_err(|bad| match bad {
+                BadShape::Empty => self
+                    .error(ConfigErrorKind::EmptyEntry, &span, "an audience may not be empty")
+                    .with_help("remove the empty string"),
+                BadShape::Wildcard => self
                     .error(
                         ConfigErrorKind::Wildcard,
                         &span,
                         format!("{value:?} is a wildcard; audiences are compared exactly and a wildcard would accept \
                                  tokens minted for any service"),
                     )
-                    .with_help("list every audience explicitly"));
-            }
-            if value.trim() != value {
-                return Err(self
+                    .with_help("list every audience explicitly"),
+                BadShape::Padded => self
                     .error(
                         ConfigErrorKind::Whitespace,
                         &span,
                         format!("{value:?} has leading or trailing whitespace"),
                     )
-                    .with_help(format!("write {:?}", value.trim())));
-            }
-            if mode == AudienceMatch::Origin && !is_origin_url(value) {
+                    .with_help(format!("write {:?}", value.trim())),
+            })?;
+            let audience = Audience::new(value.as_str());
+            audience.check().map_err(|e| {
+                self.error(ConfigErrorKind::InvalidAudience, &span, format!("{value:?}: {e}"))
+                    .with_help(format!(
+                        "write the audience callers mint tokens for: at most {MAX_AUDIENCE_LEN} bytes, no control \
+                         characters"
+                    ))
+            })?;
+            if mode == AudienceMatch::Origin && audience.origin().is_err() {
                 return Err(self
                     .error(
                         ConfigErrorKind::InvalidAudience,
@@ -271,7 +272,7 @@ impl Validator<'_> {
                     .with_help("write the service URL, e.g. \"https://my-service-abc123-uc.a.run.app\", or use \
                            `audience_match = \"exact\"` for custom audiences"));
             }
-            audiences.push(value.clone());
+            audiences.push(audience);
         }
         Ok(audiences)
     }
@@ -424,7 +425,7 @@ impl Validator<'_> {
         })
     }
 
-    pub(crate) fn iap_audience(&self, aud: &Spanned<String>) -> Result<String, ConfigError> {
+    pub(crate) fn iap_audience(&self, aud: &Spanned<String>) -> Result<Audience, ConfigError> {
         let value = aud.get_ref();
         let span = aud.span();
         if value.contains('*') {
@@ -440,7 +441,12 @@ impl Validator<'_> {
             )
             .with_help(help)
         })?;
-        Ok(value.clone())
+        let audience = Audience::new(value.as_str());
+        audience.check().map_err(|e| {
+            self.error(ConfigErrorKind::InvalidIapAudience, &span, format!("{value:?}: {e}"))
+                .with_help("write the audience from the IAP console, e.g. \"/projects/123456789/apps/my-project\"")
+        })?;
+        Ok(audience)
     }
 
     pub(crate) fn google(&self, raw: &RawGoogle) -> Result<GoogleConfig, ConfigError> {
@@ -553,14 +559,4 @@ pub(crate) fn with_trailing_slash(mut url: Url) -> Url {
         url.set_path(&path);
     }
     url
-}
-
-/// An absolute http(s) URL with a host and no credentials: what origin matching can compare.
-pub(crate) fn is_origin_url(s: &str) -> bool {
-    Url::parse(s).is_ok_and(|u| {
-        matches!(u.scheme(), "http" | "https")
-            && u.host().is_some()
-            && u.username().is_empty()
-            && u.password().is_none()
-    })
 }
