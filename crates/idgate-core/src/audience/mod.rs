@@ -227,8 +227,8 @@ impl From<Arc<str>> for Audience {
     }
 }
 
-impl From<&Audience> for Audience {
-    fn from(a: &Audience) -> Self {
+impl From<&Self> for Audience {
+    fn from(a: &Self) -> Self {
         a.clone()
     }
 }

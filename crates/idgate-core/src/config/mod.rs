@@ -27,6 +27,7 @@ const MAX_PROXY_TIMEOUT_SECS: u64 = 86_400;
 const MAX_PROXY_CONNECTIONS: u64 = 1_048_576;
 
 mod error;
+mod parse;
 mod raw;
 mod summary;
 mod tables;
@@ -34,8 +35,8 @@ mod tables;
 mod tests;
 mod validate;
 
+use error::from_allowlist_error;
 pub use error::{ConfigError, ConfigErrorKind, Location};
-use error::{from_allowlist_error, from_toml_error};
 use raw::*;
 pub use tables::{GoogleConfig, IapAudience, IapConfig, InboundConfig, ProxySettings};
 use validate::*;
@@ -175,8 +176,7 @@ impl Config {
     ///
     /// A [`ConfigError`] with the line and column of the first mistake and advice on what to write instead.
     pub fn from_toml_str(src: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(src).map_err(|e| from_toml_error(src, &e))?;
-        Validator { src }.config(raw)
+        Validator { src }.config(parse::parse(src)?)
     }
 
     /// Reads, parses and validates the configuration file at `path`.

@@ -46,6 +46,33 @@ impl Validator<'_> {
         })
     }
 
+    /// An enum-like key: one of `choices`, or `None` when absent.
+    pub(crate) fn choice<T: Copy>(
+        &self,
+        raw: Option<&Spanned<String>>,
+        choices: &[(&str, T)],
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let value = raw.get_ref();
+        if let Some((_, choice)) = choices.iter().find(|(name, _)| name == value) {
+            return Ok(Some(*choice));
+        }
+        let mut message = format!("unknown value {value:?}, expected ");
+        for (i, (name, _)) in choices.iter().enumerate() {
+            let sep = match i {
+                0 => "",
+                i if i + 1 == choices.len() => " or ",
+                _ => ", ",
+            };
+            message.push_str(&format!("{sep}`{name}`"));
+        }
+        Err(self
+            .error(ConfigErrorKind::Syntax, &raw.span(), message)
+            .with_help("use one of the values listed above"))
+    }
+
     pub(crate) fn proxy(&self, raw: &RawProxy) -> Result<ProxySettings, ConfigError> {
         let defaults = ProxySettings::DEFAULT;
         let timeout = |value: Option<&Spanned<u64>>, default: Duration, what: &str| {
@@ -130,10 +157,9 @@ impl Validator<'_> {
     pub(crate) fn inbound(&self, table: Spanned<RawInbound>) -> Result<InboundConfig, ConfigError> {
         let header = table.span();
         let raw = table.into_inner();
-        let audience_match = match raw.audience_match {
-            Some(RawAudienceMatch::Origin) => AudienceMatch::Origin,
-            Some(RawAudienceMatch::Exact) | None => AudienceMatch::Exact,
-        };
+        let audience_match = self
+            .choice(raw.audience_match.as_ref(), AUDIENCE_MATCH_CHOICES)?
+            .unwrap_or(AudienceMatch::Exact);
         let audiences = self.audiences(&header, raw.audiences.as_ref(), audience_match)?;
         let leeway = self.leeway(raw.leeway_secs.as_ref())?;
         let exempt_paths = self.exempt_paths(&raw.exempt_paths)?;
@@ -454,8 +480,11 @@ impl Validator<'_> {
             Some(base) => Endpoints::under(&self.url(base, Plain::LoopbackOnly)?),
             None => Endpoints::default(),
         };
-        let oidc_pem = raw.oidc_keys_format == Some(RawKeysFormat::Pem);
-        let iap_pem = raw.iap_keys_format == Some(RawKeysFormat::Pem);
+        let oidc_keys_format =
+            self.choice(raw.oidc_keys_format.as_ref(), RawKeysFormat::CHOICES)?;
+        let iap_keys_format = self.choice(raw.iap_keys_format.as_ref(), RawKeysFormat::CHOICES)?;
+        let oidc_pem = oidc_keys_format == Some(RawKeysFormat::Pem);
+        let iap_pem = iap_keys_format == Some(RawKeysFormat::Pem);
         if let Some(url) = &raw.oidc_keys_url {
             let url = self.url(url, Plain::LoopbackOnly)?;
             if oidc_pem {
@@ -484,12 +513,12 @@ impl Validator<'_> {
         }
         Ok(GoogleConfig {
             endpoints,
-            oidc_keys_format: match raw.oidc_keys_format {
+            oidc_keys_format: match oidc_keys_format {
                 None | Some(RawKeysFormat::Auto) => None,
                 Some(RawKeysFormat::Jwks) => Some(KeyFormat::OidcJwks),
                 Some(RawKeysFormat::Pem) => Some(KeyFormat::OidcPemCertificates),
             },
-            iap_keys_format: match raw.iap_keys_format {
+            iap_keys_format: match iap_keys_format {
                 None | Some(RawKeysFormat::Auto) => None,
                 Some(RawKeysFormat::Jwks) => Some(KeyFormat::IapJwks),
                 Some(RawKeysFormat::Pem) => Some(KeyFormat::IapPem),
