@@ -178,11 +178,37 @@ mod tests {
         assert_eq!(p.resolve_url(None, &url).unwrap().as_str(), "host");
     }
 
+    /// The core's origin errors reach users as the `NoAudience` reasons the adapters have always given.
+    #[test]
+    #[cfg(all(feature = "reqwest-middleware", feature = "tower"))]
+    fn no_audience_reasons() {
+        let p = AudiencePolicy::default();
+        let uri = |s: &str| {
+            p.resolve_uri(None, &s.parse().unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(uri("/path").contains("the URI is not absolute"));
+        assert!(uri("ftp://example.com/").contains("the URI is not http(s)"));
+        let url = |s: &str| {
+            p.resolve_url(None, &s.parse().unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(url("data:text/plain,hi").contains("the URL is not http(s)"));
+    }
+
     #[test]
     fn audience_checks() {
         assert!(check_audience("").is_err());
         assert!(check_audience("  ").is_err());
         assert!(check_audience("a\nb").is_err());
         assert!(check_audience("https://x").is_ok());
+        assert!(matches!(
+            check_audience(&"x".repeat(2049)),
+            Err(SourceError::InvalidAudience {
+                reason: "the audience is longer than 2048 bytes"
+            })
+        ));
     }
 }
