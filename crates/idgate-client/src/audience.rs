@@ -2,163 +2,64 @@
 
 #[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 use std::collections::HashMap;
-use std::fmt;
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 use std::sync::Arc;
 
-use crate::error::{AttachError, SourceError};
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
+use idgate_core::audience::OriginError;
+
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
+use crate::error::AttachError;
+use crate::error::SourceError;
 
 /// The audience (`aud`) an ID token is minted for: usually the receiving service's URL
-/// (`https://my-service-abc123-uc.a.run.app`) or a Cloud Run custom audience.
-///
-/// Cheap to clone. An audience is not a secret, so it has an ordinary `Debug` and `Display`.
+/// (`https://my-service-abc123-uc.a.run.app`) or a Cloud Run custom audience. The same type the verifiers of
+/// idgate-core accept ([`idgate_core::Audience`]).
 ///
 /// It is also the **per-request override** for both adapters: put an `Audience` in the request's extensions
 /// (reqwest-middleware: `.with_extension(Audience::new(..))`; tower: `request.extensions_mut().insert(..)`) and the
-/// token is minted for it instead of the configured or derived audience.
+/// token is minted for it instead of the configured or derived audience. Every source refuses an audience that
+/// breaks [`Audience::check`] before it asks for a token.
 ///
 /// ```
 /// use idgate_client::Audience;
 ///
 /// let aud = Audience::new("https://api.example.com");
 /// assert_eq!(aud.as_str(), "https://api.example.com");
-/// assert_eq!(Audience::from("x"), Audience::new("x"));
+/// let uri: http::Uri = "https://API.example.com:443/v1".parse().unwrap();
+/// assert_eq!(Audience::origin_of_uri(&uri).unwrap(), aud);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Audience(Arc<str>);
+pub use idgate_core::Audience;
 
-impl Audience {
-    /// An audience. Empty audiences are refused by every source when a token is asked for.
-    pub fn new(audience: impl Into<Arc<str>>) -> Self {
-        Self(audience.into())
-    }
-
-    /// The audience as a string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The origin (`scheme://host[:port]`, default ports omitted, lower-case host, no user info, no path) of an
-    /// absolute http(s) URL: the audience Cloud Run expects by default for that service.
-    ///
-    /// ```
-    /// use idgate_client::Audience;
-    ///
-    /// let url = "https://User:pw@API.example.com:443/v1/jobs?x=1".parse().unwrap();
-    /// assert_eq!(Audience::origin_of(&url).unwrap().as_str(), "https://api.example.com");
-    /// let url = "http://127.0.0.1:8080/".parse().unwrap();
-    /// assert_eq!(Audience::origin_of(&url).unwrap().as_str(), "http://127.0.0.1:8080");
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`AttachError::NoAudience`] for URLs that are not http(s) or have no host.
-    pub fn origin_of(url: &url::Url) -> Result<Self, AttachError> {
-        match url.scheme() {
-            "http" | "https" => {}
-            _ => {
-                return Err(AttachError::NoAudience {
-                    reason: "the URL is not http(s)",
-                });
-            }
-        }
-        match url.origin() {
-            url::Origin::Tuple(..) => Ok(Self::new(url.origin().ascii_serialization())),
-            url::Origin::Opaque(_) => Err(AttachError::NoAudience {
-                reason: "the URL has no host",
-            }),
-        }
-    }
-
-    /// The origin of an absolute http(s) [`http::Uri`], as [`Audience::origin_of`] does for a URL.
-    ///
-    /// ```
-    /// use idgate_client::Audience;
-    ///
-    /// let uri: http::Uri = "https://api.example.com/v1".parse().unwrap();
-    /// assert_eq!(Audience::origin_of_uri(&uri).unwrap().as_str(), "https://api.example.com");
-    /// let relative: http::Uri = "/v1".parse().unwrap();
-    /// assert!(Audience::origin_of_uri(&relative).unwrap_err().is_no_audience());
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`AttachError::NoAudience`] for relative URIs and schemes other than http(s).
-    pub fn origin_of_uri(uri: &http::Uri) -> Result<Self, AttachError> {
-        let scheme = uri.scheme_str().ok_or(AttachError::NoAudience {
-            reason: "the URI is not absolute",
-        })?;
-        let default_port = if scheme.eq_ignore_ascii_case("https") {
-            443
-        } else if scheme.eq_ignore_ascii_case("http") {
-            80
-        } else {
-            return Err(AttachError::NoAudience {
-                reason: "the URI is not http(s)",
-            });
-        };
-        let host = uri
-            .host()
-            .filter(|h| !h.is_empty())
-            .ok_or(AttachError::NoAudience {
-                reason: "the URI has no host",
-            })?;
-        let scheme = scheme.to_ascii_lowercase();
-        let host = host.to_ascii_lowercase();
-        Ok(Self::new(match uri.port_u16() {
-            Some(port) if port != default_port => format!("{scheme}://{host}:{port}"),
-            _ => format!("{scheme}://{host}"),
-        }))
-    }
-}
-
-impl fmt::Debug for Audience {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Audience").field(&&*self.0).finish()
-    }
-}
-
-impl fmt::Display for Audience {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<&str> for Audience {
-    fn from(s: &str) -> Self {
-        Self::new(s)
-    }
-}
-
-impl From<String> for Audience {
-    fn from(s: String) -> Self {
-        Self::new(s)
-    }
-}
-
-impl AsRef<str> for Audience {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Checks an audience before any request: non-empty and of a sane size. Used by every source.
+/// Checks an audience before any request: the core's rules (non-empty, of a sane size, no control characters).
+/// Used by every source.
 pub(crate) fn check_audience(audience: &str) -> Result<(), SourceError> {
-    if audience.trim().is_empty() {
-        return Err(SourceError::InvalidAudience {
-            reason: "the audience is empty",
-        });
+    Audience::from(audience)
+        .check()
+        .map_err(|e| SourceError::InvalidAudience { reason: e.reason() })
+}
+
+/// Why no audience could be derived from a request URL, in the words [`AttachError::NoAudience`] has always used.
+#[cfg(feature = "reqwest-middleware")]
+fn no_audience_for_url(error: OriginError) -> AttachError {
+    AttachError::NoAudience {
+        reason: match error {
+            OriginError::NotHttp => "the URL is not http(s)",
+            _ => "the URL has no host",
+        },
     }
-    if audience.len() > 2048 {
-        return Err(SourceError::InvalidAudience {
-            reason: "the audience is longer than 2048 bytes",
-        });
+}
+
+/// Why no audience could be derived from a request URI, in the words [`AttachError::NoAudience`] has always used.
+#[cfg(feature = "tower")]
+fn no_audience_for_uri(error: OriginError) -> AttachError {
+    AttachError::NoAudience {
+        reason: match error {
+            OriginError::NotAbsolute => "the URI is not absolute",
+            OriginError::NotHttp => "the URI is not http(s)",
+            _ => "the URI has no host",
+        },
     }
-    if audience.chars().any(char::is_control) {
-        return Err(SourceError::InvalidAudience {
-            reason: "the audience contains control characters",
-        });
-    }
-    Ok(())
 }
 
 /// How an adapter picks the audience of a request, shared by the reqwest and tower adapters.
@@ -210,7 +111,7 @@ impl AudiencePolicy {
         if let Some(aud) = &self.fixed {
             return Ok(aud.clone());
         }
-        Audience::origin_of(url)
+        Audience::origin_of(url).map_err(no_audience_for_url)
     }
 
     #[cfg(feature = "tower")]
@@ -228,7 +129,7 @@ impl AudiencePolicy {
         if let Some(aud) = &self.fixed {
             return Ok(aud.clone());
         }
-        Audience::origin_of_uri(uri)
+        Audience::origin_of_uri(uri).map_err(no_audience_for_uri)
     }
 }
 
@@ -277,11 +178,37 @@ mod tests {
         assert_eq!(p.resolve_url(None, &url).unwrap().as_str(), "host");
     }
 
+    /// The core's origin errors reach users as the `NoAudience` reasons the adapters have always given.
+    #[test]
+    #[cfg(all(feature = "reqwest-middleware", feature = "tower"))]
+    fn no_audience_reasons() {
+        let p = AudiencePolicy::default();
+        let uri = |s: &str| {
+            p.resolve_uri(None, &s.parse().unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(uri("/path").contains("the URI is not absolute"));
+        assert!(uri("ftp://example.com/").contains("the URI is not http(s)"));
+        let url = |s: &str| {
+            p.resolve_url(None, &s.parse().unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(url("data:text/plain,hi").contains("the URL is not http(s)"));
+    }
+
     #[test]
     fn audience_checks() {
         assert!(check_audience("").is_err());
         assert!(check_audience("  ").is_err());
         assert!(check_audience("a\nb").is_err());
         assert!(check_audience("https://x").is_ok());
+        assert!(matches!(
+            check_audience(&"x".repeat(2049)),
+            Err(SourceError::InvalidAudience {
+                reason: "the audience is longer than 2048 bytes"
+            })
+        ));
     }
 }

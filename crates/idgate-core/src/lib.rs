@@ -20,6 +20,7 @@
 //! - Tokens never appear in `Debug` output, errors or logs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod audience;
 mod chain;
 pub mod clock;
 pub mod config;
@@ -30,6 +31,7 @@ pub mod policy;
 pub mod token;
 pub mod verify;
 
+pub use audience::Audience;
 pub use chain::ErrorChain;
 pub use config::Config;
 pub use identity::Caller;

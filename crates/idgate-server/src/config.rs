@@ -178,9 +178,9 @@ pub async fn from_config(config: &Config) -> Result<Layers, ServerError> {
         Some(iap_config) => {
             let audience = match iap_config.audience() {
                 IapAudience::Configured(audience) => audience.clone(),
-                IapAudience::Discover => {
-                    discover_iap_audience(&google.endpoints().metadata).await?
-                }
+                IapAudience::Discover => discover_iap_audience(&google.endpoints().metadata)
+                    .await?
+                    .into(),
                 other => {
                     return Err(ServerError::IapAudienceDiscovery(format!(
                         "unsupported audience source {other:?}"

@@ -182,38 +182,6 @@ impl std::error::Error for ConfigError {
     }
 }
 
-pub(crate) fn from_toml_error(src: &str, error: &toml::de::Error) -> ConfigError {
-    let message = error.message().trim().to_owned();
-    let (kind, help) = if message.starts_with("unknown field") {
-        (
-            ConfigErrorKind::UnknownKey,
-            Some(
-                "remove the key or fix its spelling (the keys this table accepts are listed above)",
-            ),
-        )
-    } else if message.starts_with("unknown variant") {
-        (
-            ConfigErrorKind::Syntax,
-            Some("use one of the values listed above"),
-        )
-    } else if message.starts_with("duplicate key") {
-        (
-            ConfigErrorKind::Syntax,
-            Some("write each key and each table once"),
-        )
-    } else {
-        (ConfigErrorKind::Syntax, None)
-    };
-    let mut err = ConfigError::new(kind, message);
-    if let Some(span) = error.span() {
-        err = err.at(src, &span);
-    }
-    if let Some(help) = help {
-        err = err.with_help(help);
-    }
-    err
-}
-
 pub(crate) fn from_allowlist_error(
     src: &str,
     span: &Range<usize>,

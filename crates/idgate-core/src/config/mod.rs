@@ -9,10 +9,11 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+use crate::audience::{Audience, MAX_AUDIENCE_LEN};
 use crate::google::Endpoints;
 use crate::identity::TrustedAppEngineFrontEnd;
 use crate::keys::{KeyAlgorithm, KeyDocumentFormat, KeyFormat};
-use crate::policy::{Allowlist, AllowlistError, ListKind};
+use crate::policy::{Allowlist, AllowlistError, BadShape, ListKind, check_shape};
 use crate::verify::{
     AudienceMatch, BuildError, DEFAULT_LEEWAY, IapVerifier, IapVerifierBuilder, OidcVerifier,
     OidcVerifierBuilder,
@@ -26,14 +27,18 @@ const MAX_PROXY_TIMEOUT_SECS: u64 = 86_400;
 const MAX_PROXY_CONNECTIONS: u64 = 1_048_576;
 
 mod error;
+mod parse;
 mod raw;
+mod summary;
+mod tables;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+use error::from_allowlist_error;
 pub use error::{ConfigError, ConfigErrorKind, Location};
-use error::{from_allowlist_error, from_toml_error};
 use raw::*;
+pub use tables::{GoogleConfig, IapAudience, IapConfig, InboundConfig, ProxySettings};
 use validate::*;
 
 /// The idgate configuration: one TOML file for the whole suite, validated when loaded.
@@ -164,144 +169,6 @@ pub struct Config {
     proxy: Option<ProxySettings>,
 }
 
-/// The `[inbound]` table: service-to-service verification of Google ID tokens.
-#[derive(Debug, Clone)]
-pub struct InboundConfig {
-    audiences: Vec<String>,
-    audience_match: AudienceMatch,
-    leeway: Duration,
-    trust_legacy_appengine_header: bool,
-    trust_cloud_run_invoker_check: bool,
-    exempt_paths: Vec<String>,
-    allowlist: Allowlist,
-}
-
-/// The `[iap]` table: verification of Identity-Aware Proxy assertions.
-#[derive(Debug, Clone)]
-pub struct IapConfig {
-    audience: IapAudience,
-    leeway: Duration,
-    exempt_paths: Vec<String>,
-    compare_plain_user_headers: bool,
-    allowlist: Option<Allowlist>,
-}
-
-/// Where the IAP audience comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum IapAudience {
-    /// Written in the configuration (already checked against Google's documented shapes).
-    Configured(String),
-    /// To be discovered from the metadata server at startup (`discover_audience = true`).
-    Discover,
-}
-
-impl IapAudience {
-    /// The configured audience, if it is one.
-    pub fn configured(&self) -> Option<&str> {
-        match self {
-            Self::Configured(aud) => Some(aud),
-            Self::Discover => None,
-        }
-    }
-}
-
-/// The `[google]` table: which endpoints and key formats to use. The default is the real Google, each key
-/// document's format read from the document.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct GoogleConfig {
-    endpoints: Endpoints,
-    /// A format pinned by `oidc_keys_format`; `None` reads it from the document.
-    oidc_keys_format: Option<KeyFormat>,
-    /// A format pinned by `iap_keys_format`; `None` reads it from the document.
-    iap_keys_format: Option<KeyFormat>,
-}
-
-/// The `[proxy]` table: the limits `idgate proxy` puts on its listener, so that slow, silent or numerous clients
-/// cannot hold its connections and file descriptors. The defaults apply when the table (or a key) is absent;
-/// `idgate proxy`'s flags override them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProxySettings {
-    header_read_timeout: Duration,
-    idle_timeout: Duration,
-    max_connections: usize,
-    max_request_body_bytes: u64,
-    trust_forwarded_headers: bool,
-}
-
-impl ProxySettings {
-    const DEFAULT: Self = Self {
-        header_read_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(60),
-        max_connections: 1024,
-        max_request_body_bytes: 32 * 1024 * 1024,
-        trust_forwarded_headers: false,
-    };
-
-    /// `header_read_timeout_secs` (default 10 s): how long a client may take to send a complete request head,
-    /// counted from the accept (so a connection that sends nothing is closed then) or, on a keep-alive connection,
-    /// from the first byte of its next request.
-    pub fn header_read_timeout(&self) -> Duration {
-        self.header_read_timeout
-    }
-
-    /// `idle_timeout_secs` (default 60 s): how long a connection with no request in flight stays open.
-    pub fn idle_timeout(&self) -> Duration {
-        self.idle_timeout
-    }
-
-    /// `max_connections` (default 1024): connections served at once; more clients wait in the kernel's backlog.
-    pub fn max_connections(&self) -> usize {
-        self.max_connections
-    }
-
-    /// `max_request_body_bytes` (default 32 MiB): a larger `Content-Length` is answered `413`, a larger streamed
-    /// body is cut before it reaches the upstream whole.
-    pub fn max_request_body_bytes(&self) -> u64 {
-        self.max_request_body_bytes
-    }
-
-    /// `trust_forwarded_headers` (default `false`): keep the `X-Forwarded-Host`, `X-Forwarded-Proto` and
-    /// `Forwarded` a front end (Cloud Run, a TLS-terminating load balancer) set, instead of replacing them with
-    /// what the proxy saw. Only safe when no client can reach the proxy except through that front end.
-    pub fn trust_forwarded_headers(&self) -> bool {
-        self.trust_forwarded_headers
-    }
-}
-
-impl Default for ProxySettings {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
-
-impl GoogleConfig {
-    /// Every endpoint, defaults overridden by the `[google]` table.
-    pub fn endpoints(&self) -> &Endpoints {
-        &self.endpoints
-    }
-
-    /// Where the OIDC signing keys are fetched, and how the document is read (detected unless pinned).
-    pub fn oidc_keys(&self) -> (Url, KeyDocumentFormat) {
-        match self.oidc_keys_format {
-            Some(format @ KeyFormat::OidcPemCertificates) => {
-                (self.endpoints.oidc_pem.clone(), format.into())
-            }
-            Some(format) => (self.endpoints.oidc_jwks.clone(), format.into()),
-            None => (self.endpoints.oidc_jwks.clone(), KeyAlgorithm::Rs256.into()),
-        }
-    }
-
-    /// Where the IAP signing keys are fetched, and how the document is read (detected unless pinned).
-    pub fn iap_keys(&self) -> (Url, KeyDocumentFormat) {
-        match self.iap_keys_format {
-            Some(format @ KeyFormat::IapPem) => (self.endpoints.iap_pem.clone(), format.into()),
-            Some(format) => (self.endpoints.iap_jwks.clone(), format.into()),
-            None => (self.endpoints.iap_jwks.clone(), KeyAlgorithm::Es256.into()),
-        }
-    }
-}
-
 impl Config {
     /// Parses and validates a configuration.
     ///
@@ -309,8 +176,7 @@ impl Config {
     ///
     /// A [`ConfigError`] with the line and column of the first mistake and advice on what to write instead.
     pub fn from_toml_str(src: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(src).map_err(|e| from_toml_error(src, &e))?;
-        Validator { src }.config(raw)
+        Validator { src }.config(parse::parse(src)?)
     }
 
     /// Reads, parses and validates the configuration file at `path`.
@@ -368,274 +234,5 @@ impl Config {
         // Writing to a String cannot fail.
         let _ = self.write_policy(&mut out);
         out
-    }
-
-    fn write_policy(&self, out: &mut String) -> fmt::Result {
-        if let Some(inbound) = &self.inbound {
-            writeln!(out, "[inbound] service-to-service Google ID tokens")?;
-            let mode = match inbound.audience_match {
-                AudienceMatch::Origin => "exact, or any URL on the same origin",
-                _ => "exact match",
-            };
-            writeln!(
-                out,
-                "  audiences ({mode}): {}",
-                inbound.audiences.join(", ")
-            )?;
-            writeln!(out, "  leeway: {} s", inbound.leeway.as_secs())?;
-            if inbound.trust_legacy_appengine_header {
-                writeln!(
-                    out,
-                    "  legacy X-Appengine-Inbound-Appid: TRUSTED (only safe when served by App Engine's front end)"
-                )?;
-            } else {
-                writeln!(out, "  legacy X-Appengine-Inbound-Appid: ignored")?;
-            }
-            if inbound.trust_cloud_run_invoker_check {
-                writeln!(
-                    out,
-                    "  tokens whose signature Cloud Run removed: accepted on the strength of Cloud Run's invoker check"
-                )?;
-            } else {
-                writeln!(out, "  tokens whose signature Cloud Run removed: rejected")?;
-            }
-            write_paths(out, &inbound.exempt_paths)?;
-            writeln!(out, "  admitted:")?;
-            write_indented(out, &inbound.allowlist.to_string())?;
-        }
-        if let Some(iap) = &self.iap {
-            writeln!(out, "[iap] Identity-Aware Proxy assertions")?;
-            match &iap.audience {
-                IapAudience::Configured(aud) => writeln!(out, "  audience: {aud}")?,
-                IapAudience::Discover => writeln!(
-                    out,
-                    "  audience: discovered from the metadata server at startup"
-                )?,
-            }
-            writeln!(out, "  leeway: {} s", iap.leeway.as_secs())?;
-            write_paths(out, &iap.exempt_paths)?;
-            if iap.compare_plain_user_headers {
-                writeln!(
-                    out,
-                    "  plain X-Goog-Authenticated-User-* headers: compared with the verified assertion"
-                )?;
-            } else {
-                writeln!(out, "  plain X-Goog-Authenticated-User-* headers: ignored")?;
-            }
-            writeln!(out, "  admitted:")?;
-            match &iap.allowlist {
-                Some(allowlist) => write_indented(out, &allowlist.to_string())?,
-                None => writeln!(
-                    out,
-                    "    every user IAP admits (IAP's IAM policy is the only gate)"
-                )?,
-            }
-        }
-        let google = &self.google;
-        let (oidc_url, oidc_format) = google.oidc_keys();
-        let (iap_url, iap_format) = google.iap_keys();
-        writeln!(out, "Google endpoints")?;
-        writeln!(out, "  OIDC keys: {oidc_url} ({oidc_format})")?;
-        writeln!(out, "  IAP keys: {iap_url} ({iap_format})")?;
-        writeln!(out, "  metadata server: {}", google.endpoints.metadata)?;
-        writeln!(out, "  token endpoint: {}", google.endpoints.token)?;
-        writeln!(
-            out,
-            "  IAM credentials: {}",
-            google.endpoints.iam_credentials
-        )?;
-        if let Some(proxy) = &self.proxy {
-            writeln!(out, "[proxy] limits on idgate proxy's listener")?;
-            writeln!(
-                out,
-                "  request head within: {} s (a connection that sends nothing is closed then)",
-                proxy.header_read_timeout.as_secs()
-            )?;
-            writeln!(
-                out,
-                "  idle connections closed after: {} s",
-                proxy.idle_timeout.as_secs()
-            )?;
-            writeln!(
-                out,
-                "  connections at once: {} (more wait in the kernel's backlog)",
-                proxy.max_connections
-            )?;
-            writeln!(
-                out,
-                "  request body at most: {} bytes",
-                proxy.max_request_body_bytes
-            )?;
-            if proxy.trust_forwarded_headers {
-                writeln!(
-                    out,
-                    "  X-Forwarded-Host/-Proto, Forwarded: KEPT from the front end (only safe if clients cannot reach the proxy directly)"
-                )?;
-            } else {
-                writeln!(
-                    out,
-                    "  X-Forwarded-Host/-Proto, Forwarded: set from what the proxy saw"
-                )?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.effective_policy())
-    }
-}
-
-fn write_paths(out: &mut String, paths: &[String]) -> fmt::Result {
-    if paths.is_empty() {
-        writeln!(out, "  exempt paths: none")
-    } else {
-        writeln!(
-            out,
-            "  exempt paths (no identity required): {}",
-            paths.join(", ")
-        )
-    }
-}
-
-fn write_indented(out: &mut String, text: &str) -> fmt::Result {
-    for line in text.lines() {
-        writeln!(out, "    {line}")?;
-    }
-    Ok(())
-}
-
-fn is_exempt(paths: &[String], path: &str) -> bool {
-    paths.iter().any(|p| p == path)
-}
-
-impl InboundConfig {
-    /// The accepted audiences.
-    pub fn audiences(&self) -> &[String] {
-        &self.audiences
-    }
-
-    /// How `aud` is compared with [`InboundConfig::audiences`].
-    pub fn audience_match(&self) -> AudienceMatch {
-        self.audience_match
-    }
-
-    /// The clock skew tolerated on `exp`, `iat` and `nbf`.
-    pub fn leeway(&self) -> Duration {
-        self.leeway
-    }
-
-    /// Whether `trust_legacy_appengine_header = true`.
-    pub fn trusts_legacy_appengine_header(&self) -> bool {
-        self.trust_legacy_appengine_header
-    }
-
-    /// The marker that lets [`AppEngineApp::from_trusted_header`](crate::identity::AppEngineApp::from_trusted_header)
-    /// read `X-Appengine-Inbound-Appid`, when the configuration says this service is behind App Engine's front
-    /// end (`trust_legacy_appengine_header = true`); `None` otherwise, and then the header must be ignored.
-    pub fn legacy_header_trust(&self) -> Option<TrustedAppEngineFrontEnd> {
-        self.trust_legacy_appengine_header
-            .then(TrustedAppEngineFrontEnd::assume_behind_app_engine)
-    }
-
-    /// Whether tokens whose signature Cloud Run's invoker check removed are accepted on the strength of that check.
-    pub fn trusts_cloud_run_invoker_check(&self) -> bool {
-        self.trust_cloud_run_invoker_check
-    }
-
-    /// The exact paths that need no identity.
-    pub fn exempt_paths(&self) -> &[String] {
-        &self.exempt_paths
-    }
-
-    /// Whether `path` is exactly one of the exempt paths.
-    pub fn is_exempt(&self, path: &str) -> bool {
-        is_exempt(&self.exempt_paths, path)
-    }
-
-    /// Who may call.
-    pub fn allowlist(&self) -> &Allowlist {
-        &self.allowlist
-    }
-
-    /// A verifier builder with this table's audiences, audience match and leeway, and `google`'s OIDC keys.
-    /// Add a clock or a shared key cache before building, if needed.
-    pub fn oidc_verifier_builder(&self, google: &GoogleConfig) -> OidcVerifierBuilder {
-        let (url, format) = google.oidc_keys();
-        OidcVerifier::builder()
-            .audiences(self.audiences.iter().cloned())
-            .audience_match(self.audience_match)
-            .leeway(self.leeway)
-            .keys_url_as(url, format)
-    }
-
-    /// The verifier for this table.
-    ///
-    /// # Errors
-    ///
-    /// [`BuildError`]; cannot happen for a validated configuration, which already checked the same rules.
-    pub fn oidc_verifier(&self, google: &GoogleConfig) -> Result<OidcVerifier, BuildError> {
-        self.oidc_verifier_builder(google).build()
-    }
-}
-
-impl IapConfig {
-    /// Where the IAP audience comes from.
-    pub fn audience(&self) -> &IapAudience {
-        &self.audience
-    }
-
-    /// The clock skew tolerated on `exp`, `iat` and `nbf`.
-    pub fn leeway(&self) -> Duration {
-        self.leeway
-    }
-
-    /// The exact paths that need no IAP assertion (load-balancer health checks carry none).
-    pub fn exempt_paths(&self) -> &[String] {
-        &self.exempt_paths
-    }
-
-    /// Whether `path` is exactly one of the exempt paths.
-    pub fn is_exempt(&self, path: &str) -> bool {
-        is_exempt(&self.exempt_paths, path)
-    }
-
-    /// Whether `X-Goog-Authenticated-User-Email` is read, only to compare it with the verified assertion.
-    pub fn compare_plain_user_headers(&self) -> bool {
-        self.compare_plain_user_headers
-    }
-
-    /// Who may call; `None` when `[iap.allow]` is absent and every user IAP admits is let in.
-    pub fn allowlist(&self) -> Option<&Allowlist> {
-        self.allowlist.as_ref()
-    }
-
-    /// A verifier builder for `audience` (the configured one, or the one discovered at startup), with this
-    /// table's leeway and `google`'s IAP keys.
-    pub fn iap_verifier_builder(
-        &self,
-        google: &GoogleConfig,
-        audience: &str,
-    ) -> IapVerifierBuilder {
-        let (url, format) = google.iap_keys();
-        IapVerifier::builder()
-            .audience(audience)
-            .leeway(self.leeway)
-            .keys_url_as(url, format)
-    }
-
-    /// The verifier for this table and `audience`.
-    ///
-    /// # Errors
-    ///
-    /// [`BuildError`] when `audience` (e.g. a discovered one) is not of a documented IAP shape.
-    pub fn iap_verifier(
-        &self,
-        google: &GoogleConfig,
-        audience: &str,
-    ) -> Result<IapVerifier, BuildError> {
-        self.iap_verifier_builder(google, audience).build()
     }
 }

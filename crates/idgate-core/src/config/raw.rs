@@ -1,4 +1,7 @@
 //! The file as written: serde structs with spans, before validation.
+//!
+//! No `deny_unknown_fields`: [`parse`](super::parse) collects unknown keys itself, so that it can tell them from
+//! other errors by type. Enum-like keys are strings here, checked (with their span) by the validator.
 
 #[allow(unused_imports)]
 use super::*;
@@ -6,7 +9,6 @@ use super::*;
 pub(crate) type List = Option<Spanned<Vec<Spanned<String>>>>;
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub(crate) inbound: Option<Spanned<RawInbound>>,
     pub(crate) iap: Option<Spanned<RawIap>>,
@@ -15,10 +17,9 @@ pub(crate) struct RawConfig {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawInbound {
     pub(crate) audiences: List,
-    pub(crate) audience_match: Option<RawAudienceMatch>,
+    pub(crate) audience_match: Option<Spanned<String>>,
     pub(crate) leeway_secs: Option<Spanned<u64>>,
     pub(crate) trust_legacy_appengine_header: Option<Spanned<bool>>,
     pub(crate) trust_cloud_run_invoker_check: Option<bool>,
@@ -26,15 +27,7 @@ pub(crate) struct RawInbound {
     pub(crate) allow: Option<Spanned<RawInboundAllow>>,
 }
 
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum RawAudienceMatch {
-    Exact,
-    Origin,
-}
-
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawInboundAllow {
     pub(crate) project_ids: List,
     pub(crate) service_accounts: List,
@@ -42,7 +35,6 @@ pub(crate) struct RawInboundAllow {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawIap {
     pub(crate) audience: Option<Spanned<String>>,
     pub(crate) discover_audience: Option<Spanned<bool>>,
@@ -53,7 +45,6 @@ pub(crate) struct RawIap {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawIapAllow {
     pub(crate) emails: List,
     pub(crate) domains: List,
@@ -61,20 +52,18 @@ pub(crate) struct RawIapAllow {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawGoogle {
     pub(crate) base_url: Option<Spanned<String>>,
     pub(crate) oidc_keys_url: Option<Spanned<String>>,
-    pub(crate) oidc_keys_format: Option<RawKeysFormat>,
+    pub(crate) oidc_keys_format: Option<Spanned<String>>,
     pub(crate) iap_keys_url: Option<Spanned<String>>,
-    pub(crate) iap_keys_format: Option<RawKeysFormat>,
+    pub(crate) iap_keys_format: Option<Spanned<String>>,
     pub(crate) metadata_url: Option<Spanned<String>>,
     pub(crate) token_url: Option<Spanned<String>>,
     pub(crate) iam_credentials_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawProxy {
     pub(crate) header_read_timeout_secs: Option<Spanned<u64>>,
     pub(crate) idle_timeout_secs: Option<Spanned<u64>>,
@@ -83,14 +72,28 @@ pub(crate) struct RawProxy {
     pub(crate) trust_forwarded_headers: Option<bool>,
 }
 
-#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+/// The values of `oidc_keys_format` and `iap_keys_format`.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RawKeysFormat {
     /// Read from each document (the default).
     Auto,
     Jwks,
     Pem,
 }
+
+impl RawKeysFormat {
+    pub(crate) const CHOICES: &[(&str, Self)] = &[
+        ("auto", Self::Auto),
+        ("jwks", Self::Jwks),
+        ("pem", Self::Pem),
+    ];
+}
+
+/// The values of `audience_match`.
+pub(crate) const AUDIENCE_MATCH_CHOICES: &[(&str, AudienceMatch)] = &[
+    ("exact", AudienceMatch::Exact),
+    ("origin", AudienceMatch::Origin),
+];
 
 pub(crate) fn entries(list: &List) -> &[Spanned<String>] {
     list.as_ref().map_or(&[], |l| l.get_ref().as_slice())

@@ -203,7 +203,7 @@ fn iap_only_without_allowlist_admits_everyone_iap_admits() {
     assert!(config.inbound().is_none());
     let iap = config.iap().unwrap();
     assert_eq!(
-        iap.audience().configured(),
+        iap.audience().configured().map(Audience::as_str),
         Some("/projects/123/global/backendServices/456")
     );
     assert!(iap.allowlist().is_none());

@@ -46,6 +46,33 @@ impl Validator<'_> {
         })
     }
 
+    /// An enum-like key: one of `choices`, or `None` when absent.
+    pub(crate) fn choice<T: Copy>(
+        &self,
+        raw: Option<&Spanned<String>>,
+        choices: &[(&str, T)],
+    ) -> Result<Option<T>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let value = raw.get_ref();
+        if let Some((_, choice)) = choices.iter().find(|(name, _)| name == value) {
+            return Ok(Some(*choice));
+        }
+        let mut message = format!("unknown value {value:?}, expected ");
+        for (i, (name, _)) in choices.iter().enumerate() {
+            let sep = match i {
+                0 => "",
+                i if i + 1 == choices.len() => " or ",
+                _ => ", ",
+            };
+            message.push_str(&format!("{sep}`{name}`"));
+        }
+        Err(self
+            .error(ConfigErrorKind::Syntax, &raw.span(), message)
+            .with_help("use one of the values listed above"))
+    }
+
     pub(crate) fn proxy(&self, raw: &RawProxy) -> Result<ProxySettings, ConfigError> {
         let defaults = ProxySettings::DEFAULT;
         let timeout = |value: Option<&Spanned<u64>>, default: Duration, what: &str| {
@@ -130,10 +157,9 @@ impl Validator<'_> {
     pub(crate) fn inbound(&self, table: Spanned<RawInbound>) -> Result<InboundConfig, ConfigError> {
         let header = table.span();
         let raw = table.into_inner();
-        let audience_match = match raw.audience_match {
-            Some(RawAudienceMatch::Origin) => AudienceMatch::Origin,
-            Some(RawAudienceMatch::Exact) | None => AudienceMatch::Exact,
-        };
+        let audience_match = self
+            .choice(raw.audience_match.as_ref(), AUDIENCE_MATCH_CHOICES)?
+            .unwrap_or(AudienceMatch::Exact);
         let audiences = self.audiences(&header, raw.audiences.as_ref(), audience_match)?;
         let leeway = self.leeway(raw.leeway_secs.as_ref())?;
         let exempt_paths = self.exempt_paths(&raw.exempt_paths)?;
@@ -207,7 +233,7 @@ impl Validator<'_> {
         header: &Range<usize>,
         list: Option<&Spanned<Vec<Spanned<String>>>>,
         mode: AudienceMatch,
-    ) -> Result<Vec<String>, ConfigError> {
+    ) -> Result<Vec<Audience>, ConfigError> {
         const HELP: &str = "write the audience callers mint their tokens for, e.g. `audiences = \
                             [\"https://my-service-abc123-uc.a.run.app\"]` (the service URL or a Cloud Run custom \
                             audience)";
@@ -233,35 +259,36 @@ impl Validator<'_> {
         for aud in list.get_ref() {
             let span = aud.span();
             let value = aud.get_ref();
-            if value.trim().is_empty() {
-                return Err(self
-                    .error(
-                        ConfigErrorKind::EmptyEntry,
-                        &span,
-                        "an audience may not be empty",
-                    )
-                    .with_help("remove the empty string"));
-            }
-            if value.contains('*') {
-                return Err(self
+            // The allowlist's shape rule, with messages that say why it matters for an audience.
+            check_shape(value).map_err(|bad| match bad {
+                BadShape::Empty => self
+                    .error(ConfigErrorKind::EmptyEntry, &span, "an audience may not be empty")
+                    .with_help("remove the empty string"),
+                BadShape::Wildcard => self
                     .error(
                         ConfigErrorKind::Wildcard,
                         &span,
                         format!("{value:?} is a wildcard; audiences are compared exactly and a wildcard would accept \
                                  tokens minted for any service"),
                     )
-                    .with_help("list every audience explicitly"));
-            }
-            if value.trim() != value {
-                return Err(self
+                    .with_help("list every audience explicitly"),
+                BadShape::Padded => self
                     .error(
                         ConfigErrorKind::Whitespace,
                         &span,
                         format!("{value:?} has leading or trailing whitespace"),
                     )
-                    .with_help(format!("write {:?}", value.trim())));
-            }
-            if mode == AudienceMatch::Origin && !is_origin_url(value) {
+                    .with_help(format!("write {:?}", value.trim())),
+            })?;
+            let audience = Audience::new(value.as_str());
+            audience.check().map_err(|e| {
+                self.error(ConfigErrorKind::InvalidAudience, &span, format!("{value:?}: {e}"))
+                    .with_help(format!(
+                        "write the audience callers mint tokens for: at most {MAX_AUDIENCE_LEN} bytes, no control \
+                         characters"
+                    ))
+            })?;
+            if mode == AudienceMatch::Origin && audience.origin().is_err() {
                 return Err(self
                     .error(
                         ConfigErrorKind::InvalidAudience,
@@ -271,7 +298,7 @@ impl Validator<'_> {
                     .with_help("write the service URL, e.g. \"https://my-service-abc123-uc.a.run.app\", or use \
                            `audience_match = \"exact\"` for custom audiences"));
             }
-            audiences.push(value.clone());
+            audiences.push(audience);
         }
         Ok(audiences)
     }
@@ -424,7 +451,7 @@ impl Validator<'_> {
         })
     }
 
-    pub(crate) fn iap_audience(&self, aud: &Spanned<String>) -> Result<String, ConfigError> {
+    pub(crate) fn iap_audience(&self, aud: &Spanned<String>) -> Result<Audience, ConfigError> {
         let value = aud.get_ref();
         let span = aud.span();
         if value.contains('*') {
@@ -440,7 +467,12 @@ impl Validator<'_> {
             )
             .with_help(help)
         })?;
-        Ok(value.clone())
+        let audience = Audience::new(value.as_str());
+        audience.check().map_err(|e| {
+            self.error(ConfigErrorKind::InvalidIapAudience, &span, format!("{value:?}: {e}"))
+                .with_help("write the audience from the IAP console, e.g. \"/projects/123456789/apps/my-project\"")
+        })?;
+        Ok(audience)
     }
 
     pub(crate) fn google(&self, raw: &RawGoogle) -> Result<GoogleConfig, ConfigError> {
@@ -448,8 +480,11 @@ impl Validator<'_> {
             Some(base) => Endpoints::under(&self.url(base, Plain::LoopbackOnly)?),
             None => Endpoints::default(),
         };
-        let oidc_pem = raw.oidc_keys_format == Some(RawKeysFormat::Pem);
-        let iap_pem = raw.iap_keys_format == Some(RawKeysFormat::Pem);
+        let oidc_keys_format =
+            self.choice(raw.oidc_keys_format.as_ref(), RawKeysFormat::CHOICES)?;
+        let iap_keys_format = self.choice(raw.iap_keys_format.as_ref(), RawKeysFormat::CHOICES)?;
+        let oidc_pem = oidc_keys_format == Some(RawKeysFormat::Pem);
+        let iap_pem = iap_keys_format == Some(RawKeysFormat::Pem);
         if let Some(url) = &raw.oidc_keys_url {
             let url = self.url(url, Plain::LoopbackOnly)?;
             if oidc_pem {
@@ -478,12 +513,12 @@ impl Validator<'_> {
         }
         Ok(GoogleConfig {
             endpoints,
-            oidc_keys_format: match raw.oidc_keys_format {
+            oidc_keys_format: match oidc_keys_format {
                 None | Some(RawKeysFormat::Auto) => None,
                 Some(RawKeysFormat::Jwks) => Some(KeyFormat::OidcJwks),
                 Some(RawKeysFormat::Pem) => Some(KeyFormat::OidcPemCertificates),
             },
-            iap_keys_format: match raw.iap_keys_format {
+            iap_keys_format: match iap_keys_format {
                 None | Some(RawKeysFormat::Auto) => None,
                 Some(RawKeysFormat::Jwks) => Some(KeyFormat::IapJwks),
                 Some(RawKeysFormat::Pem) => Some(KeyFormat::IapPem),
@@ -553,14 +588,4 @@ pub(crate) fn with_trailing_slash(mut url: Url) -> Url {
         url.set_path(&path);
     }
     url
-}
-
-/// An absolute http(s) URL with a host and no credentials: what origin matching can compare.
-pub(crate) fn is_origin_url(s: &str) -> bool {
-    Url::parse(s).is_ok_and(|u| {
-        matches!(u.scheme(), "http" | "https")
-            && u.host().is_some()
-            && u.username().is_empty()
-            && u.password().is_none()
-    })
 }

@@ -8,3 +8,4 @@ mod allowlist;
 pub use allowlist::{
     AllowReason, Allowlist, AllowlistBuilder, AllowlistError, Decision, DenyReason, ListKind,
 };
+pub(crate) use allowlist::{BadShape, check_shape};

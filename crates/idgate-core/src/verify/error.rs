@@ -166,7 +166,8 @@ pub enum BuildError {
         "no audience configured: idgate always checks `aud`; configure the URL or custom audience callers mint tokens for"
     )]
     NoAudience,
-    /// An audience is empty or, in origin mode, not an absolute http(s) URL.
+    /// An audience breaks [`Audience::check`](crate::Audience::check), is not of a documented IAP shape (IAP) or,
+    /// in origin mode, is not an absolute http(s) URL.
     #[error("invalid audience {0:?}: {1}")]
     InvalidAudience(String, &'static str),
     /// The leeway is larger than 5 minutes.

@@ -11,6 +11,7 @@ use super::engine::{Engine, EngineOptions, KeysChoice, TimedClaims, wrong_audien
 use super::error::{BuildError, VerifyError};
 use super::oidc::to_time;
 use super::recent;
+use crate::audience::Audience;
 use crate::clock::Clock;
 use crate::google;
 use crate::identity::Caller;
@@ -288,13 +289,13 @@ impl IapVerifier {
 #[derive(Debug, Default)]
 #[must_use]
 pub struct IapVerifierBuilder {
-    audiences: Vec<String>,
+    audiences: Vec<Audience>,
     options: EngineOptions,
 }
 
 impl IapVerifierBuilder {
     /// Accepts assertions for `audience` (e.g. `/projects/123456789/apps/my-project`). Compared exactly.
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+    pub fn audience(mut self, audience: impl Into<Audience>) -> Self {
         self.audiences.push(audience.into());
         self
     }
@@ -342,14 +343,17 @@ impl IapVerifierBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError`] for no audience, an audience not of a documented IAP shape, a leeway over 300 s, or a key
-    /// cache for another algorithm.
+    /// [`BuildError`] for no audience, an audience that breaks [`Audience::check`] or is not of a documented IAP
+    /// shape, a leeway over 300 s, or a key cache for another algorithm.
     pub fn build(self) -> Result<IapVerifier, BuildError> {
         if self.audiences.is_empty() {
             return Err(BuildError::NoAudience);
         }
         for aud in &self.audiences {
-            check_iap_audience(aud).map_err(|why| BuildError::InvalidAudience(aud.clone(), why))?;
+            aud.check()
+                .map_err(|e| e.reason())
+                .and_then(|()| check_iap_audience(aud.as_str()))
+                .map_err(|why| BuildError::InvalidAudience(aud.to_string(), why))?;
         }
         let engine = self.options.build(
             KeyAlgorithm::Es256,
@@ -363,7 +367,7 @@ impl IapVerifierBuilder {
         Ok(IapVerifier {
             inner: Arc::new(IapInner {
                 engine,
-                audiences: self.audiences.into_iter().map(Arc::from).collect(),
+                audiences: self.audiences.iter().map(|a| a.as_arc().clone()).collect(),
             }),
         })
     }

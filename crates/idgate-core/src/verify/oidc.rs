@@ -11,6 +11,7 @@ use super::claim_str::ClaimStr;
 use super::engine::{Engine, EngineOptions, KeysChoice, TimedClaims, wrong_audience, wrong_issuer};
 use super::error::{BuildError, VerifyError};
 use super::recent;
+use crate::audience::{Audience, canonical_origin_of};
 use crate::clock::Clock;
 use crate::google;
 use crate::identity::{Caller, IdentityError};
@@ -195,33 +196,29 @@ pub(crate) fn to_time(secs: i64) -> SystemTime {
 pub(crate) struct Audiences {
     exact: HashSet<Arc<str>>,
     /// Configured audiences as origins; `Some` in [`AudienceMatch::Origin`] mode.
-    origins: Option<HashSet<String>>,
+    origins: Option<HashSet<Audience>>,
 }
 
 impl Audiences {
-    fn new(list: Vec<String>, mode: AudienceMatch) -> Result<Self, BuildError> {
+    fn new(list: Vec<Audience>, mode: AudienceMatch) -> Result<Self, BuildError> {
         if list.is_empty() {
             return Err(BuildError::NoAudience);
         }
         let mut exact = HashSet::new();
         let mut origins = HashSet::new();
         for aud in list {
-            if aud.trim().is_empty() {
-                return Err(BuildError::InvalidAudience(
-                    aud,
-                    "an audience may not be empty",
-                ));
-            }
+            aud.check()
+                .map_err(|e| BuildError::InvalidAudience(aud.to_string(), e.reason()))?;
             if mode == AudienceMatch::Origin {
-                let origin = origin_of(&aud).ok_or_else(|| {
+                let origin = aud.origin().map_err(|_| {
                     BuildError::InvalidAudience(
-                        aud.clone(),
+                        aud.to_string(),
                         "origin matching needs an absolute http(s) URL",
                     )
                 })?;
                 origins.insert(origin);
             }
-            exact.insert(Arc::from(aud));
+            exact.insert(aud.as_arc().clone());
         }
         Ok(Self {
             exact,
@@ -244,35 +241,6 @@ impl Audiences {
             None => false,
         }
     }
-}
-
-/// The origin of `aud` when `aud` is an absolute http(s) URL without credentials that is exactly its own
-/// serialization; `None` for anything a parser had to normalize (see [`AudienceMatch::Origin`]).
-fn canonical_origin_of(aud: &str) -> Option<String> {
-    let url = url::Url::parse(aud).ok()?;
-    if url.as_str() != aud {
-        return None;
-    }
-    if !matches!(url.scheme(), "http" | "https")
-        || url.host().is_none()
-        || !url.username().is_empty()
-        || url.password().is_some()
-    {
-        return None;
-    }
-    Some(url.origin().ascii_serialization())
-}
-
-/// `scheme://host[:port]` of an absolute http(s) URL without credentials.
-fn origin_of(s: &str) -> Option<String> {
-    let url = url::Url::parse(s).ok()?;
-    if !matches!(url.scheme(), "http" | "https")
-        || url.host().is_none()
-        || !url.username().is_empty()
-    {
-        return None;
-    }
-    Some(url.origin().ascii_serialization())
 }
 
 /// Verifies Google-signed OIDC ID tokens: RS256 only, Google's issuers only, your audiences only.
@@ -411,7 +379,7 @@ impl TrustedCloudRunInvokerCheck {
 #[derive(Debug, Default)]
 #[must_use]
 pub struct OidcVerifierBuilder {
-    audiences: Vec<String>,
+    audiences: Vec<Audience>,
     audience_match: AudienceMatch,
     options: EngineOptions,
     require_email: Option<bool>,
@@ -425,7 +393,7 @@ pub const DEFAULT_MEMO_CAPACITY: u64 = 10_000;
 
 impl OidcVerifierBuilder {
     /// Accepts tokens minted for `audience` (the service URL, or a Cloud Run custom audience).
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+    pub fn audience(mut self, audience: impl Into<Audience>) -> Self {
         self.audiences.push(audience.into());
         self
     }
@@ -434,7 +402,7 @@ impl OidcVerifierBuilder {
     pub fn audiences<I, A>(mut self, audiences: I) -> Self
     where
         I: IntoIterator<Item = A>,
-        A: Into<String>,
+        A: Into<Audience>,
     {
         self.audiences.extend(audiences.into_iter().map(Into::into));
         self
@@ -497,8 +465,8 @@ impl OidcVerifierBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError`] for no audience, an empty or (in origin mode) non-URL audience, a leeway over 300 s, or a key
-    /// cache for another algorithm.
+    /// [`BuildError`] for no audience, an audience that breaks [`Audience::check`] or (in origin mode) is not an
+    /// http(s) URL, a leeway over 300 s, or a key cache for another algorithm.
     pub fn build(self) -> Result<OidcVerifier, BuildError> {
         let audiences = Audiences::new(self.audiences, self.audience_match)?;
         let engine = self.options.build(

@@ -157,24 +157,44 @@ impl AllowlistError {
     }
 }
 
+/// What is wrong with the shape of a listed value, whatever the list: the rule every list in the configuration
+/// shares (allowlist entries here, and `audiences`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadShape {
+    /// Empty or all whitespace.
+    Empty,
+    /// Contains `*`: there are no wildcards.
+    Wildcard,
+    /// Leading or trailing whitespace.
+    Padded,
+}
+
+/// Checks the shape every listed value keeps: not empty, no `*`, no padding (in that order).
+pub(crate) fn check_shape(entry: &str) -> Result<(), BadShape> {
+    if entry.trim().is_empty() {
+        Err(BadShape::Empty)
+    } else if entry.contains('*') {
+        Err(BadShape::Wildcard)
+    } else if entry.trim() != entry {
+        Err(BadShape::Padded)
+    } else {
+        Ok(())
+    }
+}
+
 /// Rejects empty, wildcard and padded entries.
 fn check_common(list: ListKind, entry: &str) -> Result<(), AllowlistError> {
-    if entry.trim().is_empty() {
-        return Err(AllowlistError::EmptyEntry { list });
-    }
-    if entry.contains('*') {
-        return Err(AllowlistError::Wildcard {
+    check_shape(entry).map_err(|bad| match bad {
+        BadShape::Empty => AllowlistError::EmptyEntry { list },
+        BadShape::Wildcard => AllowlistError::Wildcard {
             list,
             entry: entry.to_owned(),
-        });
-    }
-    if entry.trim() != entry {
-        return Err(AllowlistError::Whitespace {
+        },
+        BadShape::Padded => AllowlistError::Whitespace {
             list,
             entry: entry.to_owned(),
-        });
-    }
-    Ok(())
+        },
+    })
 }
 
 /// A project ID entry, unchanged (project IDs are lowercase; uppercase is an error, not folded).

@@ -11,8 +11,8 @@ use std::fmt;
 pub use decision::{AllowReason, Decision, DenyReason};
 pub use entries::{AllowlistError, ListKind};
 pub(crate) use entries::{
-    parse_hosted_domain, parse_project_id, parse_service_account, parse_user_domain,
-    parse_user_email,
+    BadShape, check_shape, parse_hosted_domain, parse_project_id, parse_service_account,
+    parse_user_domain, parse_user_email,
 };
 
 use crate::identity::{Caller, ServiceAccountKind, email_domain};

@@ -1,0 +1,143 @@
+//! The readable summary of a [`Config`]: what it lets in, for `idgate check-config` and startup logs.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl Config {
+    pub(super) fn write_policy(&self, out: &mut String) -> fmt::Result {
+        if let Some(inbound) = &self.inbound {
+            writeln!(out, "[inbound] service-to-service Google ID tokens")?;
+            let mode = match inbound.audience_match {
+                AudienceMatch::Origin => "exact, or any URL on the same origin",
+                _ => "exact match",
+            };
+            write!(out, "  audiences ({mode}): ")?;
+            for (i, audience) in inbound.audiences.iter().enumerate() {
+                let comma = if i == 0 { "" } else { ", " };
+                write!(out, "{comma}{audience}")?;
+            }
+            writeln!(out)?;
+            writeln!(out, "  leeway: {} s", inbound.leeway.as_secs())?;
+            if inbound.trust_legacy_appengine_header {
+                writeln!(
+                    out,
+                    "  legacy X-Appengine-Inbound-Appid: TRUSTED (only safe when served by App Engine's front end)"
+                )?;
+            } else {
+                writeln!(out, "  legacy X-Appengine-Inbound-Appid: ignored")?;
+            }
+            if inbound.trust_cloud_run_invoker_check {
+                writeln!(
+                    out,
+                    "  tokens whose signature Cloud Run removed: accepted on the strength of Cloud Run's invoker check"
+                )?;
+            } else {
+                writeln!(out, "  tokens whose signature Cloud Run removed: rejected")?;
+            }
+            write_paths(out, &inbound.exempt_paths)?;
+            writeln!(out, "  admitted:")?;
+            write_indented(out, &inbound.allowlist.to_string())?;
+        }
+        if let Some(iap) = &self.iap {
+            writeln!(out, "[iap] Identity-Aware Proxy assertions")?;
+            match &iap.audience {
+                IapAudience::Configured(aud) => writeln!(out, "  audience: {aud}")?,
+                IapAudience::Discover => writeln!(
+                    out,
+                    "  audience: discovered from the metadata server at startup"
+                )?,
+            }
+            writeln!(out, "  leeway: {} s", iap.leeway.as_secs())?;
+            write_paths(out, &iap.exempt_paths)?;
+            if iap.compare_plain_user_headers {
+                writeln!(
+                    out,
+                    "  plain X-Goog-Authenticated-User-* headers: compared with the verified assertion"
+                )?;
+            } else {
+                writeln!(out, "  plain X-Goog-Authenticated-User-* headers: ignored")?;
+            }
+            writeln!(out, "  admitted:")?;
+            match &iap.allowlist {
+                Some(allowlist) => write_indented(out, &allowlist.to_string())?,
+                None => writeln!(
+                    out,
+                    "    every user IAP admits (IAP's IAM policy is the only gate)"
+                )?,
+            }
+        }
+        let google = &self.google;
+        let (oidc_url, oidc_format) = google.oidc_keys();
+        let (iap_url, iap_format) = google.iap_keys();
+        writeln!(out, "Google endpoints")?;
+        writeln!(out, "  OIDC keys: {oidc_url} ({oidc_format})")?;
+        writeln!(out, "  IAP keys: {iap_url} ({iap_format})")?;
+        writeln!(out, "  metadata server: {}", google.endpoints.metadata)?;
+        writeln!(out, "  token endpoint: {}", google.endpoints.token)?;
+        writeln!(
+            out,
+            "  IAM credentials: {}",
+            google.endpoints.iam_credentials
+        )?;
+        if let Some(proxy) = &self.proxy {
+            writeln!(out, "[proxy] limits on idgate proxy's listener")?;
+            writeln!(
+                out,
+                "  request head within: {} s (a connection that sends nothing is closed then)",
+                proxy.header_read_timeout.as_secs()
+            )?;
+            writeln!(
+                out,
+                "  idle connections closed after: {} s",
+                proxy.idle_timeout.as_secs()
+            )?;
+            writeln!(
+                out,
+                "  connections at once: {} (more wait in the kernel's backlog)",
+                proxy.max_connections
+            )?;
+            writeln!(
+                out,
+                "  request body at most: {} bytes",
+                proxy.max_request_body_bytes
+            )?;
+            if proxy.trust_forwarded_headers {
+                writeln!(
+                    out,
+                    "  X-Forwarded-Host/-Proto, Forwarded: KEPT from the front end (only safe if clients cannot reach the proxy directly)"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "  X-Forwarded-Host/-Proto, Forwarded: set from what the proxy saw"
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.effective_policy())
+    }
+}
+
+fn write_paths(out: &mut String, paths: &[String]) -> fmt::Result {
+    if paths.is_empty() {
+        writeln!(out, "  exempt paths: none")
+    } else {
+        writeln!(
+            out,
+            "  exempt paths (no identity required): {}",
+            paths.join(", ")
+        )
+    }
+}
+
+fn write_indented(out: &mut String, text: &str) -> fmt::Result {
+    for line in text.lines() {
+        writeln!(out, "    {line}")?;
+    }
+    Ok(())
+}
