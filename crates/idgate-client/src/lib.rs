@@ -59,6 +59,15 @@
 //! # }
 //! ```
 //!
+//! # Feature flags
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `reqwest-middleware` | on | [`IdTokenMiddleware`], for reqwest-middleware 0.5 |
+//! | `tower` | on | [`AddIdTokenLayer`] and the [`tower`](mod@tower) module, for any tower client |
+//!
+//! With both off, the sources and [`CachedSource`] remain: call [`IdTokenSource::id_token`] yourself.
+//!
 //! # Security
 //!
 //! - Tokens, assertions, private keys, refresh tokens and access tokens never appear in `Debug` output, errors or
@@ -70,6 +79,11 @@
 //!   (or keep them same-host) when using the latter.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The README's example is compiled (and run, unless marked `no_run`) as a doctest, so it cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod audience;
 pub mod cache;
 mod error;
@@ -77,6 +91,7 @@ mod error;
 mod middleware;
 pub mod source;
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 mod transport;
 
@@ -84,12 +99,14 @@ pub use audience::Audience;
 pub use cache::{CachedSource, CachedSourceBuilder};
 pub use error::{AttachError, Endpoint, KeyFileError, KeyOrigin, ResponseProblem, SourceError};
 #[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub use middleware::IdTokenMiddleware;
 pub use source::{
     AccessToken, AccessTokenSource, Adc, AdcBuilder, AdcKind, AuthorizedUser, BoxFuture, Format,
     IdTokenSource, IdTokenSourceExt, Impersonated, MetadataServer, ServiceAccountKey, StaticToken,
 };
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use tower::{AddIdToken, AddIdTokenError, AddIdTokenLayer};
 pub use transport::{DEFAULT_TIMEOUT, RetryPolicy};
 

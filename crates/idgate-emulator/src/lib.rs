@@ -55,6 +55,11 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The README's example is compiled (and run, unless marked `no_run`) as a doctest, so it cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod emulator;
 mod error;
 mod host;

@@ -41,6 +41,12 @@
 //! .await?;
 //! # Ok(()) }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+// The README's example is compiled (and run, unless marked `no_run`) as a doctest, so it cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 mod io;
 mod limits;

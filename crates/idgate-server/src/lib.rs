@@ -40,6 +40,11 @@
 //! | `axum` | on | the [`extract`] module, `IntoResponse` for [`IdentityRejection`], [`Layers::apply`] on an axum `Router`; without it the layers serve any tower/hyper stack |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// The README's example is compiled (and run, unless marked `no_run`) as a doctest, so it cannot drift from the code.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod config;
 mod credential;
 mod error;

@@ -218,13 +218,35 @@ pub(crate) fn check_iap_audience(aud: &str) -> Result<(), &'static str> {
 /// Verifies Identity-Aware Proxy assertions: ES256 only, issuer `https://cloud.google.com/iap` only, your audience
 /// only, lifetime at most 10 minutes plus twice the leeway.
 ///
-/// ```no_run
-/// use idgate_core::verify::IapVerifier;
+/// In production, `IapVerifier::builder().audience("/projects/123456789/apps/my-project").build()?` fetches IAP's
+/// keys. Here the keys and the assertion come from `idgate-emulator`, a local twin of Google:
 ///
-/// # async fn run(assertion: &str) -> Result<(), Box<dyn std::error::Error>> {
-/// let verifier = IapVerifier::builder().audience("/projects/123456789/apps/my-project").build()?;
-/// let user = verifier.verify(assertion).await?;
-/// println!("hello {}", user.email());
+/// ```
+/// use idgate_core::verify::IapVerifier;
+/// use idgate_emulator::{Emulator, TokenSpec};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let google = Emulator::builder().project_id("my-project").project_number(123456789).start().await?;
+/// let verifier = IapVerifier::builder()
+///     .audience("/projects/123456789/apps/my-project") // App Engine; Cloud Run and backend services have their own shape
+///     .keys_url(google.iap_jwks_url()) // leave out to use IAP's keys
+///     .build()?;
+///
+/// // What IAP sends in `x-goog-iap-jwt-assertion` for a signed-in user.
+/// let assertion = google.mint(
+///     &TokenSpec::iap_user("alice@example.com").audience("/projects/123456789/apps/my-project"),
+/// );
+/// let user = verifier.verify(&assertion).await?;
+/// assert_eq!(user.email(), "alice@example.com");
+/// assert!(user.subject().starts_with("accounts.google.com:"));
+///
+/// // An assertion for another app is refused.
+/// let elsewhere = google.mint(
+///     &TokenSpec::iap_user("alice@example.com").audience("/projects/123456789/apps/other-project"),
+/// );
+/// assert!(verifier.verify(&elsewhere).await.unwrap_err().is_wrong_audience());
+/// # google.shutdown().await;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]

@@ -247,13 +247,38 @@ impl Audiences {
 ///
 /// Cheap to clone (an `Arc` inside); build one at startup and share it.
 ///
-/// ```no_run
-/// use idgate_core::verify::OidcVerifier;
+/// In production, `OidcVerifier::builder().audience("https://my-service-abc123-uc.a.run.app").build()?` fetches
+/// Google's keys. Here the keys and the token come from `idgate-emulator`, a local twin of Google:
 ///
-/// # async fn run(token: &str) -> Result<(), Box<dyn std::error::Error>> {
-/// let verifier = OidcVerifier::builder().audience("https://my-service-abc123-uc.a.run.app").build()?;
-/// let verified = verifier.verify(token).await?;
-/// println!("called by {:?}", verified.email());
+/// ```
+/// use idgate_core::verify::OidcVerifier;
+/// use idgate_emulator::{Emulator, TokenSpec};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let google = Emulator::start().await?;
+/// let verifier = OidcVerifier::builder()
+///     .audience("https://my-service-abc123-uc.a.run.app")
+///     .keys_url(google.oidc_jwks_url()) // leave out to use Google's keys
+///     .build()?;
+///
+/// let token = google.mint(
+///     &TokenSpec::service_account("caller@other-project.iam.gserviceaccount.com")
+///         .audience("https://my-service-abc123-uc.a.run.app"),
+/// );
+/// let verified = verifier.verify(&token).await?;
+/// assert_eq!(verified.email(), Some("caller@other-project.iam.gserviceaccount.com"));
+/// assert!(verified.email_verified());
+/// assert_eq!(verified.audience(), "https://my-service-abc123-uc.a.run.app");
+///
+/// // Another signature, issuer or audience is refused, and the error says which rule it broke.
+/// let forged = google.mint(
+///     &TokenSpec::service_account("caller@other-project.iam.gserviceaccount.com")
+///         .audience("https://my-service-abc123-uc.a.run.app")
+///         .tampered_signature(),
+/// );
+/// assert_eq!(verifier.verify(&forged).await.unwrap_err().reason(), "invalid_signature");
+/// # google.shutdown().await;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
