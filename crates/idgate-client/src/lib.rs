@@ -16,7 +16,9 @@
 //! | [`CachedSource`] | per-audience cache with refresh-ahead, single flight, no background task |
 //! | [`IdTokenMiddleware`] | reqwest-middleware 0.5 adapter (feature `reqwest-middleware`) |
 //! | [`AddIdTokenLayer`] | tower adapter for hyper-util clients, tonic channels, ... (feature `tower`) |
-//! | [`SourceError`], [`AttachError`], [`KeyFileError`] | typed errors; none ever contains a token or a key |
+//! | [`AttachConfig`] | the audience, header and overwrite rules both adapters share |
+//! | [`HttpOptions`], [`RetryPolicy`] | the HTTP client, timeout and retries of every source |
+//! | [`SourceError`], [`AttachError`], [`KeyFileError`] | typed errors; none ever contains a token or a key; causes in `source()` |
 //!
 //! # Example: reqwest
 //!
@@ -70,6 +72,8 @@
 //!   (or keep them same-host) when using the latter.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
+mod attach;
 mod audience;
 pub mod cache;
 mod error;
@@ -80,9 +84,12 @@ pub mod source;
 pub mod tower;
 mod transport;
 
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
+pub use attach::AttachConfig;
 pub use audience::Audience;
 pub use cache::{CachedSource, CachedSourceBuilder};
 pub use error::{AttachError, Endpoint, KeyFileError, KeyOrigin, ResponseProblem, SourceError};
+pub use idgate_core::google::{DEFAULT_TIMEOUT, HttpOptions, RetryPolicy};
 #[cfg(feature = "reqwest-middleware")]
 pub use middleware::IdTokenMiddleware;
 pub use source::{
@@ -91,7 +98,6 @@ pub use source::{
 };
 #[cfg(feature = "tower")]
 pub use tower::{AddIdToken, AddIdTokenError, AddIdTokenLayer};
-pub use transport::{DEFAULT_TIMEOUT, RetryPolicy};
 
 /// Which header carries the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -115,18 +121,4 @@ impl TokenHeader {
             }
         }
     }
-}
-
-/// `Bearer <token>`, marked sensitive.
-#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
-pub(crate) fn bearer_value(
-    token: &idgate_core::token::IdToken,
-) -> Result<::http::HeaderValue, AttachError> {
-    let mut value = String::with_capacity(7 + token.as_str().len());
-    value.push_str("Bearer ");
-    value.push_str(token.as_str());
-    let mut value =
-        ::http::HeaderValue::try_from(value).map_err(|_| AttachError::InvalidHeaderValue)?;
-    value.set_sensitive(true);
-    Ok(value)
 }
