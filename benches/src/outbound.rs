@@ -277,7 +277,7 @@ fn cold_mints(env: &Env, report: &mut Report) {
         .enable_all()
         .build()
         .expect("runtime");
-    let source = Arc::new(MetadataServer::with_base_url(&env.emulator.base_url()).cached());
+    let source = Arc::new(MetadataServer::from_base_url(&env.emulator.base_url()).cached());
     env.emulator.reset_hits();
     let (ok, elapsed) = rt.block_on(async {
         let start = Instant::now();

@@ -162,7 +162,7 @@ pub async fn self_test() -> Result<()> {
     )?;
 
     // A migrated app: the metadata server mints its token, audience = the receiver's origin.
-    let client = caller(MetadataServer::with_base_url(&google.base_url()));
+    let client = caller(MetadataServer::from_base_url(&google.base_url()));
     let response = client.get(&url).send().await?;
     expect_status("ID token, allowed app", response.status(), StatusCode::OK)?;
     expect_body(

@@ -8,7 +8,8 @@ use std::time::Duration;
 use axum::Router;
 use http::HeaderMap;
 use idgate_client::{
-    CachedSource, IdTokenMiddleware, IdTokenSource, MetadataServer, RetryPolicy, StaticToken,
+    CachedSource, HttpOptions, IdTokenMiddleware, IdTokenSource, MetadataServer, RetryPolicy,
+    StaticToken,
 };
 use idgate_core::clock::{self, ManualClock};
 use idgate_core::keys::{HttpKeySource, KeyCache, KeyCacheConfig, KeyFormat};
@@ -214,8 +215,10 @@ async fn metadata_503s_are_retried_then_the_request_succeeds() {
     let upstream = ExpChecker::default();
     let url = upstream.start().await;
     emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 2);
-    let source =
-        CachedSource::new(MetadataServer::with_base_url(&emu.base_url()).with_retry(quick_retry()));
+    let source = CachedSource::new(
+        MetadataServer::from_base_url(&emu.base_url())
+            .http(HttpOptions::new().retry(quick_retry())),
+    );
     let http = middleware_client(source);
     let response = tokio::time::timeout(BOUND, http.get(&url).send())
         .await
@@ -232,7 +235,8 @@ async fn a_still_valid_token_is_used_when_refresh_fails_and_errors_are_typed_whe
     let emu = emulator().await;
     let clock = ManualClock::starting_now();
     let source = CachedSource::builder(
-        MetadataServer::with_base_url(&emu.base_url()).with_retry(quick_retry()),
+        MetadataServer::from_base_url(&emu.base_url())
+            .http(HttpOptions::new().retry(quick_retry())),
     )
     .clock(Arc::new(clock.clone()))
     .build();
@@ -251,8 +255,10 @@ async fn a_still_valid_token_is_used_when_refresh_fails_and_errors_are_typed_whe
     assert!(source.peek(AUD).is_none());
 
     // A cold audience with a dead endpoint: typed, with the status and the attempts.
-    let cold =
-        CachedSource::new(MetadataServer::with_base_url(&emu.base_url()).with_retry(quick_retry()));
+    let cold = CachedSource::new(
+        MetadataServer::from_base_url(&emu.base_url())
+            .http(HttpOptions::new().retry(quick_retry())),
+    );
     let err = cold.id_token(AUD).await.expect_err("dead endpoint");
     assert_eq!(err.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
     assert_eq!(err.attempts(), Some(3));
@@ -280,7 +286,8 @@ async fn never_an_expired_token_on_the_wire() {
     // and is not sent; request 1 meets the two left and gets its token on the third attempt; every later
     // request reuses the cached token, so the faults queued before requests 3, 6 and 9 are never reached.
     let source = CachedSource::new(
-        MetadataServer::with_base_url(&emu.base_url()).with_retry(quick_retry().max_attempts(3)),
+        MetadataServer::from_base_url(&emu.base_url())
+            .http(HttpOptions::new().retry(quick_retry().max_attempts(3))),
     );
     let http = middleware_client(source);
     // `None`: the middleware refused to send the request (no usable token); `Some(status)`: it was answered.

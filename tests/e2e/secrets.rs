@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idgate_client::{
-    Adc, CachedSource, IdTokenMiddleware, IdTokenSource, Impersonated, MetadataServer, RetryPolicy,
-    ServiceAccountKey,
+    Adc, CachedSource, HttpOptions, IdTokenMiddleware, IdTokenSource, Impersonated, MetadataServer,
+    RetryPolicy, ServiceAccountKey,
 };
 use idgate_core::google::Endpoints;
 use idgate_core::keys::{HttpKeySource, KeyCache, KeyCacheConfig, KeyFormat};
@@ -234,7 +234,8 @@ async fn no_secret_reaches_any_log_line_or_error() {
         secrets.0.push((line.to_owned(), "private key PEM line"));
     }
     let key_path = caller.write_key_file(dir.path()).expect("key file");
-    let metadata = MetadataServer::with_base_url(&emu.base_url()).with_retry(quick());
+    let metadata =
+        MetadataServer::from_base_url(&emu.base_url()).http(HttpOptions::new().retry(quick()));
     let sa_key = ServiceAccountKey::from_file(&key_path).expect("key file");
     let access = [
         metadata
@@ -248,7 +249,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
         note(a, String::new());
     }
     let endpoints = Endpoints::under(&emu.base_url());
-    let impersonated = Impersonated::new(sa_key.clone(), target).with_endpoints(&endpoints);
+    let impersonated = Impersonated::new(sa_key.clone(), target).endpoints(&endpoints);
     let path = key_path.to_string_lossy().into_owned();
     let adc = Adc::builder()
         .env(move |name| (name == "GOOGLE_APPLICATION_CREDENTIALS").then(|| path.clone().into()))
@@ -281,26 +282,27 @@ async fn no_secret_reaches_any_log_line_or_error() {
     );
     // Failing sources: a dead metadata server, a garbage token endpoint, a broken key file.
     emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 10);
-    let failing =
-        CachedSource::new(MetadataServer::with_base_url(&emu.base_url()).with_retry(quick()));
+    let failing = CachedSource::new(
+        MetadataServer::from_base_url(&emu.base_url()).http(HttpOptions::new().retry(quick())),
+    );
     if let Err(e) = failing.id_token(FAILING_AUD).await {
-        note(&e, e.to_string());
+        note(&e, idgate_core::ErrorChain(&e).to_string());
     }
     let failing_client = reqwest_middleware::ClientBuilder::new(client())
         .with(IdTokenMiddleware::new(failing).audience(FAILING_AUD))
         .build();
     if let Err(e) = failing_client.get(oidc.url("/")).send().await {
-        note(&e, e.to_string());
+        note(&e, idgate_core::ErrorChain(&e).to_string());
     }
     emu.inject(Endpoint::Token, Fault::Garbage, 10);
     if let Err(e) = sa_key.id_token("https://fail2").await {
-        note(&e, e.to_string());
+        note(&e, idgate_core::ErrorChain(&e).to_string());
     }
     let broken = caller
         .to_json()
         .replace("BEGIN PRIVATE KEY", "BEGIN PRIVATE KEY\nAAAA");
     if let Err(e) = ServiceAccountKey::from_json(broken.as_bytes()) {
-        note(&e, e.to_string());
+        note(&e, idgate_core::ErrorChain(&e).to_string());
     }
     // Every request and fetch above was awaited; the emulator's shutdown also waits for its handlers still
     // running (the delayed key fetch outlived the client's timeout). Then wait, bounded, until the capture

@@ -16,7 +16,9 @@
 //! | [`CachedSource`] | per-audience cache with refresh-ahead, single flight, no background task |
 //! | [`IdTokenMiddleware`] | reqwest-middleware 0.5 adapter (feature `reqwest-middleware`) |
 //! | [`AddIdTokenLayer`] | tower adapter for hyper-util clients, tonic channels, ... (feature `tower`) |
-//! | [`SourceError`], [`AttachError`], [`KeyFileError`] | typed errors; none ever contains a token or a key |
+//! | [`AttachConfig`] | the audience, header and overwrite rules both adapters share |
+//! | [`HttpOptions`], [`RetryPolicy`] | the HTTP client, timeout and retries of every source |
+//! | [`SourceError`], [`AttachError`], [`KeyFileError`] | typed errors; none ever contains a token or a key; causes in `source()` |
 //!
 //! # Example: reqwest
 //!
@@ -84,6 +86,8 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
+mod attach;
 mod audience;
 pub mod cache;
 mod error;
@@ -95,9 +99,12 @@ pub mod source;
 pub mod tower;
 mod transport;
 
+#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
+pub use attach::AttachConfig;
 pub use audience::Audience;
 pub use cache::{CachedSource, CachedSourceBuilder};
 pub use error::{AttachError, Endpoint, KeyFileError, KeyOrigin, ResponseProblem, SourceError};
+pub use idgate_core::google::{DEFAULT_TIMEOUT, HttpOptions, RetryPolicy};
 #[cfg(feature = "reqwest-middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub use middleware::IdTokenMiddleware;
@@ -108,7 +115,6 @@ pub use source::{
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use tower::{AddIdToken, AddIdTokenError, AddIdTokenLayer};
-pub use transport::{DEFAULT_TIMEOUT, RetryPolicy};
 
 /// Which header carries the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -132,18 +138,4 @@ impl TokenHeader {
             }
         }
     }
-}
-
-/// `Bearer <token>`, marked sensitive.
-#[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
-pub(crate) fn bearer_value(
-    token: &idgate_core::token::IdToken,
-) -> Result<::http::HeaderValue, AttachError> {
-    let mut value = String::with_capacity(7 + token.as_str().len());
-    value.push_str("Bearer ");
-    value.push_str(token.as_str());
-    let mut value =
-        ::http::HeaderValue::try_from(value).map_err(|_| AttachError::InvalidHeaderValue)?;
-    value.set_sensitive(true);
-    Ok(value)
 }

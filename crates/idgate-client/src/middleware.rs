@@ -4,10 +4,10 @@ use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 
-use crate::audience::{Audience, AudiencePolicy};
+use crate::attach::{AttachConfig, attach_setters, bearer_value};
+use crate::audience::Audience;
 use crate::error::AttachError;
 use crate::source::IdTokenSource;
-use crate::{TokenHeader, bearer_value};
 
 /// A reqwest-middleware [`Middleware`] that attaches `Authorization: Bearer <ID token>` (or
 /// `X-Serverless-Authorization`) to every request.
@@ -43,49 +43,21 @@ use crate::{TokenHeader, bearer_value};
 #[derive(Debug, Clone)]
 pub struct IdTokenMiddleware<S> {
     source: S,
-    policy: AudiencePolicy,
-    header: TokenHeader,
-    overwrite: bool,
+    config: AttachConfig,
 }
 
 impl<S> IdTokenMiddleware<S> {
     /// Attaches tokens from `source`, with the audience derived from each request's origin.
     pub fn new(source: S) -> Self {
-        Self {
-            source,
-            policy: AudiencePolicy::default(),
-            header: TokenHeader::default(),
-            overwrite: false,
-        }
+        Self::from_config(source, AttachConfig::default())
     }
 
-    /// Mints every token for `audience` (unless a per-host override or a per-request [`Audience`] says otherwise).
-    #[must_use]
-    pub fn audience(mut self, audience: impl Into<Audience>) -> Self {
-        self.policy.set_fixed(audience.into());
-        self
+    /// Attaches tokens from `source` as `config` says.
+    pub fn from_config(source: S, config: AttachConfig) -> Self {
+        Self { source, config }
     }
 
-    /// Requests to `host` (compared case-insensitively, any port) get tokens for `audience`.
-    #[must_use]
-    pub fn audience_for_host(mut self, host: &str, audience: impl Into<Audience>) -> Self {
-        self.policy.set_host(host, audience.into());
-        self
-    }
-
-    /// Which header carries the token (default `Authorization`).
-    #[must_use]
-    pub fn header(mut self, header: TokenHeader) -> Self {
-        self.header = header;
-        self
-    }
-
-    /// Replace the header when the request already has one (default false: leave it and mint nothing).
-    #[must_use]
-    pub fn overwrite_existing(mut self, overwrite: bool) -> Self {
-        self.overwrite = overwrite;
-        self
-    }
+    attach_setters!();
 
     /// The token source.
     pub fn source(&self) -> &S {
@@ -95,12 +67,12 @@ impl<S> IdTokenMiddleware<S> {
 
 impl<S: IdTokenSource + 'static> IdTokenMiddleware<S> {
     async fn attach(&self, req: &mut Request, extensions: &Extensions) -> Result<(), AttachError> {
-        let name = self.header.name();
-        if !self.overwrite && req.headers().contains_key(&name) {
+        let Some(name) = self.config.header_for(req.headers()) else {
             return Ok(());
-        }
+        };
         let audience = self
-            .policy
+            .config
+            .policy()
             .resolve_url(extensions.get::<Audience>(), req.url())?;
         let token = match self.source.peek(audience.as_str()) {
             Some(token) => token,
@@ -127,7 +99,12 @@ impl<S: IdTokenSource + 'static> Middleware for IdTokenMiddleware<S> {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         if let Err(error) = self.attach(&mut req, extensions).await {
-            tracing::debug!(target: "idgate::client", host = req.url().host_str(), %error, "no ID token attached");
+            tracing::debug!(
+                target: "idgate::client",
+                host = req.url().host_str(),
+                error = %idgate_core::ErrorChain(&error),
+                "no ID token attached"
+            );
             return Err(reqwest_middleware::Error::middleware(error));
         }
         next.run(req, extensions).await

@@ -22,6 +22,7 @@ use axum::Router;
 use http::StatusCode;
 use http::header::HeaderValue;
 use idgate_core::config::{Config, IapAudience};
+use idgate_core::google::{HttpOptions, MetadataClient};
 use idgate_core::verify::{IapVerifier, OidcVerifier, TrustedCloudRunInvokerCheck};
 use url::Url;
 
@@ -182,9 +183,7 @@ pub async fn from_config(config: &Config) -> Result<Layers, ServerError> {
                     .await?
                     .into(),
                 other => {
-                    return Err(ServerError::IapAudienceDiscovery(format!(
-                        "unsupported audience source {other:?}"
-                    )));
+                    return Err(ServerError::UnsupportedIapAudience(format!("{other:?}")));
                 }
             };
             let verifier: IapVerifier = iap_config.iap_verifier(google, &audience)?;
@@ -213,64 +212,37 @@ pub async fn from_config(config: &Config) -> Result<Layers, ServerError> {
     Ok(Layers { identity, iap })
 }
 
-/// The App Engine IAP audience, `/projects/NUMBER/apps/PROJECT_ID`, from the metadata server at `metadata` (its
-/// `computeMetadata/v1/` root): `project/numeric-project-id` and `project/project-id`, each requested with
-/// `Metadata-Flavor: Google` and accepted only from a response carrying the same header. Call it once, at startup.
+/// The App Engine IAP audience, `/projects/NUMBER/apps/PROJECT_ID`, from the metadata server whose root is
+/// `metadata`: `project/numeric-project-id` and `project/project-id`, through idgate-core's [`MetadataClient`]
+/// (`Metadata-Flavor: Google` both ways, 3 s per request, retries on 5xx and 429). Call it once, at startup.
 ///
 /// Other IAP deployments (load-balancer backend services, Cloud Run) have audiences the metadata server cannot
 /// tell; configure those.
 ///
 /// # Errors
 ///
-/// [`ServerError::IapAudienceDiscovery`] saying which request failed and how.
+/// [`ServerError::IapAudienceDiscovery`] saying which value could not be read, with the [`MetadataError`] as its
+/// source.
+///
+/// [`MetadataError`]: idgate_core::google::MetadataError
 pub async fn discover_iap_audience(metadata: &Url) -> Result<String, ServerError> {
-    let client = reqwest::Client::builder()
-        .timeout(METADATA_TIMEOUT)
-        .build()
-        .map_err(|e| ServerError::IapAudienceDiscovery(format!("HTTP client: {e}")))?;
-    let get = |path: &'static str| {
-        let client = client.clone();
-        async move {
-            let url = metadata
-                .join(path)
-                .map_err(|e| ServerError::IapAudienceDiscovery(format!("{path}: {e}")))?;
-            let fail = |what: String| ServerError::IapAudienceDiscovery(format!("{url}: {what}"));
-            let response = client
-                .get(url.clone())
-                .header("Metadata-Flavor", "Google")
-                .send()
-                .await
-                .map_err(|e| fail(e.without_url().to_string()))?;
-            if !response.status().is_success() {
-                return Err(fail(format!("HTTP {}", response.status().as_u16())));
-            }
-            if response
-                .headers()
-                .get("metadata-flavor")
-                .is_none_or(|v| v != "Google")
-            {
-                return Err(fail(
-                    "response lacks `Metadata-Flavor: Google`; not a metadata server".to_owned(),
-                ));
-            }
-            let body = response
-                .text()
-                .await
-                .map_err(|e| fail(e.without_url().to_string()))?;
-            Ok::<_, ServerError>(body.trim().to_owned())
-        }
-    };
-    let number = get("project/numeric-project-id").await?;
-    if number.is_empty() || number.len() > 20 || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ServerError::IapAudienceDiscovery(
-            "project/numeric-project-id is not a number".to_owned(),
-        ));
-    }
-    let project_id = get("project/project-id").await?;
-    if !idgate_core::identity::is_valid_project_id(&project_id) {
-        return Err(ServerError::IapAudienceDiscovery(
-            "project/project-id is not a project ID".to_owned(),
-        ));
-    }
+    let client = MetadataClient::from_root(metadata.clone())
+        .http(HttpOptions::new().timeout(METADATA_TIMEOUT));
+    let number =
+        client
+            .numeric_project_id()
+            .await
+            .map_err(|source| ServerError::IapAudienceDiscovery {
+                what: "project number",
+                source,
+            })?;
+    let project_id =
+        client
+            .project_id()
+            .await
+            .map_err(|source| ServerError::IapAudienceDiscovery {
+                what: "project ID",
+                source,
+            })?;
     Ok(format!("/projects/{number}/apps/{project_id}"))
 }

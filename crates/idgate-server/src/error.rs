@@ -1,5 +1,6 @@
 //! [`ServerError`]: why idgate-server could not start.
 
+use idgate_core::google::MetadataError;
 use idgate_core::keys::KeysUnavailable;
 use idgate_core::verify::BuildError;
 
@@ -22,10 +23,19 @@ pub enum ServerError {
     },
     /// The IAP audience is neither configured nor discoverable from the metadata server.
     #[error(
-        "IAP audience: not configured, and discovery from the metadata server failed ({0}); set `audience` in \
-         the [iap] section, e.g. \"/projects/PROJECT_NUMBER/apps/PROJECT_ID\""
+        "IAP audience: not configured, and the metadata server did not tell the {what}; set `audience` in the \
+         [iap] section, e.g. \"/projects/PROJECT_NUMBER/apps/PROJECT_ID\""
     )]
-    IapAudienceDiscovery(String),
+    IapAudienceDiscovery {
+        /// What could not be read: `"project number"` or `"project ID"`.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: MetadataError,
+    },
+    /// The configuration asks for a way of finding the IAP audience this version does not know.
+    #[error("IAP audience: unsupported audience source {0}")]
+    UnsupportedIapAudience(String),
     /// The configuration enables neither service-to-service verification nor IAP.
     #[error("the configuration has neither an [inbound] nor an [iap] section: nothing to enforce")]
     NothingConfigured,

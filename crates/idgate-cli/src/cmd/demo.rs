@@ -190,7 +190,7 @@ base_url = "{}"
     let app_engine = client_with(Box::new(ServiceAccountKey::from_file(key_file(
         APP_ENGINE_CALLER,
     )?)?));
-    let partner = client_with(Box::new(MetadataServer::with_base_url(
+    let partner = client_with(Box::new(MetadataServer::from_base_url(
         &emulator.base_url(),
     )));
     let intruder = client_with(Box::new(ServiceAccountKey::from_file(key_file(INTRUDER)?)?));

@@ -29,7 +29,7 @@ pub(crate) async fn run(
         Some(target) => {
             let mut impersonated = impersonation(endpoints.as_ref(), target)?.delegates(delegates);
             if let Some(endpoints) = &endpoints {
-                impersonated = impersonated.with_endpoints(endpoints);
+                impersonated = impersonated.endpoints(endpoints);
             }
             Box::new(impersonated)
         }
@@ -50,7 +50,7 @@ fn impersonation(endpoints: Option<&Endpoints>, target: String) -> Result<Impers
         .map(|dir| dir.join("application_default_credentials.json"))
         .filter(|path| path.is_file());
     let Some(path) = from_env.or(well_known) else {
-        let metadata = endpoints.map_or_else(MetadataServer::new, MetadataServer::with_endpoints);
+        let metadata = endpoints.map_or_else(MetadataServer::new, MetadataServer::from_endpoints);
         return Ok(Impersonated::new(metadata, target));
     };
     let json = std::fs::read(&path).map_err(|e| format!("reading {}: {e}", path.display()))?;
@@ -62,14 +62,14 @@ fn impersonation(endpoints: Option<&Endpoints>, target: String) -> Result<Impers
         "service_account" => {
             let mut key = ServiceAccountKey::from_json(&json)?;
             if let Some(endpoints) = endpoints {
-                key = key.with_token_uri(endpoints.token.clone());
+                key = key.token_uri(endpoints.token.clone());
             }
             Ok(Impersonated::new(key, target))
         }
         "authorized_user" => {
             let mut user = AuthorizedUser::from_json(&json)?;
             if let Some(endpoints) = endpoints {
-                user = user.with_token_uri(endpoints.token.clone());
+                user = user.token_uri(endpoints.token.clone());
             }
             Ok(Impersonated::new(user, target))
         }

@@ -4,15 +4,13 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use idgate_core::google::Endpoints;
+use idgate_core::google::{Endpoints, HttpOptions};
 use idgate_core::token::IdToken;
 
 use super::key_file::Credentials;
 use super::{BoxFuture, IdTokenSource, Impersonated, MetadataServer, ServiceAccountKey};
 use crate::error::{KeyOrigin, SourceError};
-use crate::transport::RetryPolicy;
 
 /// The environment variable naming a credentials file.
 pub(crate) const GOOGLE_APPLICATION_CREDENTIALS: &str = "GOOGLE_APPLICATION_CREDENTIALS";
@@ -121,9 +119,7 @@ type EnvLookup = Arc<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
 pub struct AdcBuilder {
     env: Option<EnvLookup>,
     endpoints: Option<Endpoints>,
-    client: Option<reqwest::Client>,
-    timeout: Option<Duration>,
-    retry: Option<RetryPolicy>,
+    http: Option<HttpOptions>,
 }
 
 impl fmt::Debug for AdcBuilder {
@@ -131,9 +127,8 @@ impl fmt::Debug for AdcBuilder {
         f.debug_struct("AdcBuilder")
             .field("env", &self.env.as_ref().map(|_| "<custom>"))
             .field("endpoints", &self.endpoints)
-            .field("timeout", &self.timeout)
-            .field("retry", &self.retry)
-            .finish_non_exhaustive()
+            .field("http", &self.http)
+            .finish()
     }
 }
 
@@ -157,24 +152,11 @@ impl AdcBuilder {
         self
     }
 
-    /// Uses this HTTP client for every request.
+    /// The HTTP client, timeout and retries of every request (default: each source's shared client, 10 s,
+    /// 3 attempts).
     #[must_use]
-    pub fn client(mut self, client: reqwest::Client) -> Self {
-        self.client = Some(client);
-        self
-    }
-
-    /// The per-request timeout (default 10 s).
-    #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
-    }
-
-    /// How transient failures are retried (default: 3 attempts with exponential backoff).
-    #[must_use]
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = Some(retry);
+    pub fn http(mut self, options: HttpOptions) -> Self {
+        self.http = Some(options);
         self
     }
 
@@ -221,45 +203,27 @@ impl AdcBuilder {
         Ok(Adc { resolved })
     }
 
-    fn tune_key(&self, mut s: ServiceAccountKey) -> ServiceAccountKey {
-        if let Some(c) = &self.client {
-            s = s.with_client(c.clone());
+    fn tune_key(&self, s: ServiceAccountKey) -> ServiceAccountKey {
+        match &self.http {
+            Some(options) => s.http(options.clone()),
+            None => s,
         }
-        if let Some(t) = self.timeout {
-            s = s.with_timeout(t);
-        }
-        if let Some(r) = self.retry {
-            s = s.with_retry(r);
-        }
-        s
     }
 
     fn tune_impersonated(&self, mut s: Impersonated) -> Impersonated {
         if let Some(e) = &self.endpoints {
-            s = s.with_endpoints(e);
+            s = s.endpoints(e);
         }
-        if let Some(c) = &self.client {
-            s = s.with_client(c.clone());
+        match &self.http {
+            Some(options) => s.http(options.clone()),
+            None => s,
         }
-        if let Some(t) = self.timeout {
-            s = s.with_timeout(t);
-        }
-        if let Some(r) = self.retry {
-            s = s.with_retry(r);
-        }
-        s
     }
 
-    fn tune_metadata(&self, mut s: MetadataServer) -> MetadataServer {
-        if let Some(c) = &self.client {
-            s = s.with_client(c.clone());
+    fn tune_metadata(&self, s: MetadataServer) -> MetadataServer {
+        match &self.http {
+            Some(options) => s.http(options.clone()),
+            None => s,
         }
-        if let Some(t) = self.timeout {
-            s = s.with_timeout(t);
-        }
-        if let Some(r) = self.retry {
-            s = s.with_retry(r);
-        }
-        s
     }
 }

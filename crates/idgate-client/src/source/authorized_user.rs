@@ -2,15 +2,15 @@
 
 use std::fmt;
 use std::path::Path;
-use std::time::Duration;
 
+use idgate_core::google::HttpOptions;
 use url::Url;
 
 use super::key_file::Credentials;
 use super::service_account::GOOGLE_TOKEN_URI;
 use super::{AccessToken, AccessTokenSource, BoxFuture};
 use crate::error::{Endpoint, KeyFileError, KeyOrigin, SourceError};
-use crate::transport::{Http, RetryPolicy};
+use crate::transport::Http;
 
 /// A user's refresh token (`"type": "authorized_user"`, what `gcloud auth application-default login` writes).
 ///
@@ -75,13 +75,13 @@ impl AuthorizedUser {
             client_secret: c.string("client_secret")?.to_owned(),
             refresh_token: c.string("refresh_token")?.to_owned(),
             token_uri,
-            http: Http::public(),
+            http: Http::default(),
         })
     }
 
     /// Sends the grant to `token_uri` instead of the file's (default `https://oauth2.googleapis.com/token`).
     #[must_use]
-    pub fn with_token_uri(mut self, token_uri: Url) -> Self {
+    pub fn token_uri(mut self, token_uri: Url) -> Self {
         self.token_uri = token_uri;
         self
     }
@@ -89,28 +89,15 @@ impl AuthorizedUser {
     /// Sends to `endpoints.token` instead of the file's `token_uri` (a private deployment; the emulator's key files
     /// already point at it).
     #[must_use]
-    pub fn with_endpoints(self, endpoints: &idgate_core::google::Endpoints) -> Self {
-        self.with_token_uri(endpoints.token.clone())
+    pub fn endpoints(self, endpoints: &idgate_core::google::Endpoints) -> Self {
+        self.token_uri(endpoints.token.clone())
     }
 
-    /// Uses this HTTP client instead of the shared default.
+    /// The HTTP client, timeout and retries (default: a shared client that honours proxy settings, 10 s,
+    /// 3 attempts).
     #[must_use]
-    pub fn with_client(mut self, client: reqwest::Client) -> Self {
-        self.http.set_client(client);
-        self
-    }
-
-    /// The per-request timeout (default 10 s).
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
-        self
-    }
-
-    /// How transient failures are retried (default: 3 attempts with exponential backoff).
-    #[must_use]
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.http.retry = retry;
+    pub fn http(mut self, options: HttpOptions) -> Self {
+        self.http = Http::new(options);
         self
     }
 
@@ -128,7 +115,7 @@ impl AuthorizedUser {
         ];
         let body = self
             .http
-            .send(Endpoint::OAuthToken, false, |client| {
+            .send(Endpoint::OAuthToken, |client| {
                 client.post(self.token_uri.clone()).form(&form)
             })
             .await?;

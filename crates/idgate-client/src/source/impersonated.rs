@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use idgate_core::clock::{Clock, SystemClock};
-use idgate_core::google::Endpoints;
+use idgate_core::google::{Endpoints, HttpOptions};
 use idgate_core::token::IdToken;
 use url::Url;
 
@@ -16,7 +16,7 @@ use super::{
 };
 use crate::audience::check_audience;
 use crate::error::{Endpoint, KeyFileError, KeyOrigin, SourceError};
-use crate::transport::{Http, RetryPolicy};
+use crate::transport::Http;
 
 /// A source access token is reused until this long before it expires.
 const ACCESS_TOKEN_MARGIN: Duration = Duration::from_secs(60);
@@ -81,7 +81,7 @@ impl Impersonated {
             delegates: Vec::new(),
             include_email: true,
             iam: Endpoints::default().iam_credentials,
-            http: Http::public(),
+            http: Http::default(),
             clock: Arc::new(SystemClock),
             access: Arc::new(tokio::sync::Mutex::new(None)),
         }
@@ -180,35 +180,22 @@ impl Impersonated {
 
     /// The IAM Credentials API root from `endpoints` (the emulator: `Endpoints::under(&emulator.base_url())`).
     #[must_use]
-    pub fn with_endpoints(mut self, endpoints: &Endpoints) -> Self {
+    pub fn endpoints(mut self, endpoints: &Endpoints) -> Self {
         self.iam = endpoints.iam_credentials.clone();
         self
     }
 
-    /// Uses this HTTP client instead of the shared default.
+    /// The HTTP client, timeout and retries (default: a shared client that honours proxy settings, 10 s,
+    /// 3 attempts).
     #[must_use]
-    pub fn with_client(mut self, client: reqwest::Client) -> Self {
-        self.http.set_client(client);
-        self
-    }
-
-    /// The per-request timeout (default 10 s).
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
-        self
-    }
-
-    /// How transient failures are retried (default: 3 attempts with exponential backoff).
-    #[must_use]
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.http.retry = retry;
+    pub fn http(mut self, options: HttpOptions) -> Self {
+        self.http = Http::new(options);
         self
     }
 
     /// The clock deciding when the source's access token must be renewed (default: the system clock).
     #[must_use]
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }
@@ -271,7 +258,7 @@ impl Impersonated {
         });
         let body = self
             .http
-            .send(Endpoint::IamCredentials, false, |client| {
+            .send(Endpoint::IamCredentials, |client| {
                 client
                     .post(url.clone())
                     .bearer_auth(bearer.as_str())
@@ -342,7 +329,7 @@ mod tests {
         )
         .unwrap();
         let imp = Impersonated::new(source, "t@p.iam.gserviceaccount.com")
-            .with_endpoints(&Endpoints::under(
+            .endpoints(&Endpoints::under(
                 &"http://127.0.0.1:9/base".parse().unwrap(),
             ))
             .delegates([

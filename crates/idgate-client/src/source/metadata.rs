@@ -1,19 +1,18 @@
 //! The metadata server: ID tokens, access tokens and a few facts about where the code runs.
 
 use std::ffi::OsString;
-use std::time::Duration;
 
-use idgate_core::google::Endpoints;
+use idgate_core::google::metadata::GCE_METADATA_HOST;
+use idgate_core::google::{Endpoints, HttpOptions, MetadataClient};
 use idgate_core::token::IdToken;
 use url::Url;
 
 use super::{AccessToken, AccessTokenSource, BoxFuture, IdTokenSource};
 use crate::audience::check_audience;
 use crate::error::{Endpoint, ResponseProblem, SourceError};
-use crate::transport::{Http, RetryPolicy};
 
-/// The environment variable Google's libraries read for the metadata server's host (`host` or `host:port`).
-pub(crate) const GCE_METADATA_HOST: &str = "GCE_METADATA_HOST";
+const IDENTITY_PATH: &str = "instance/service-accounts/default/identity";
+const TOKEN_PATH: &str = "instance/service-accounts/default/token";
 
 /// The claims format of metadata-server ID tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,9 +27,10 @@ pub enum Format {
 }
 
 /// The metadata server of the Google Cloud environment the code runs in (Compute Engine, GKE with workload
-/// identity, Cloud Run, App Engine 2nd gen, Cloud Functions).
+/// identity, Cloud Run, App Engine 2nd gen, Cloud Functions), as a token source.
 ///
-/// Every request carries `Metadata-Flavor: Google`, and every answer must carry it back, or it is rejected as
+/// Built on idgate-core's [`MetadataClient`], which owns the conversation: every request carries
+/// `Metadata-Flavor: Google`, and every answer must carry it back, or it is rejected as
 /// [`SourceError::NotMetadataServer`]. ID tokens come from
 /// `GET {root}instance/service-accounts/default/identity?audience=AUD&format=full`, with the audience
 /// URL-encoded.
@@ -48,15 +48,20 @@ pub enum Format {
 /// ```
 #[derive(Debug, Clone)]
 pub struct MetadataServer {
-    root: Result<Url, SourceError>,
+    client: MetadataClient,
     format: Format,
     licenses: bool,
-    http: Http,
 }
 
 impl Default for MetadataServer {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl From<MetadataClient> for MetadataServer {
+    fn from(client: MetadataClient) -> Self {
+        Self::from_client(client)
     }
 }
 
@@ -66,17 +71,27 @@ impl MetadataServer {
     ///
     /// An unusable `GCE_METADATA_HOST` is reported as [`SourceError::Config`] by every call.
     pub fn new() -> Self {
-        Self::from_env(&|name| std::env::var_os(name), None)
+        Self::from_client(MetadataClient::new())
     }
 
-    /// The metadata server under `base` (`http://127.0.0.1:8085`): requests go to `{base}/computeMetadata/v1/...`.
-    pub fn with_base_url(base: &Url) -> Self {
-        Self::at_root(Ok(Endpoints::under(base).metadata))
+    /// The metadata server under `base` (`http://127.0.0.1:8085`, where `idgate-emulator` serves it), on Google's
+    /// own paths.
+    pub fn from_base_url(base: &Url) -> Self {
+        Self::from_client(MetadataClient::from_base_url(base))
     }
 
-    /// The metadata server whose `computeMetadata/v1/` root is `endpoints.metadata`.
-    pub fn with_endpoints(endpoints: &Endpoints) -> Self {
-        Self::at_root(Ok(endpoints.metadata.clone()))
+    /// The metadata server whose root is `endpoints.metadata`.
+    pub fn from_endpoints(endpoints: &Endpoints) -> Self {
+        Self::from_client(MetadataClient::from_endpoints(endpoints))
+    }
+
+    /// The metadata server `client` talks to, with its HTTP settings.
+    pub fn from_client(client: MetadataClient) -> Self {
+        Self {
+            client,
+            format: Format::default(),
+            licenses: false,
+        }
     }
 
     /// `GCE_METADATA_HOST` from `env`; explicit endpoints win over it.
@@ -84,22 +99,10 @@ impl MetadataServer {
         env: &dyn Fn(&str) -> Option<OsString>,
         endpoints: Option<&Endpoints>,
     ) -> Self {
-        if let Some(endpoints) = endpoints {
-            return Self::with_endpoints(endpoints);
-        }
-        let root = match env(GCE_METADATA_HOST) {
-            None => Ok(Endpoints::default().metadata),
-            Some(host) => root_for_host(&host),
-        };
-        Self::at_root(root)
-    }
-
-    fn at_root(root: Result<Url, SourceError>) -> Self {
-        Self {
-            root,
-            format: Format::default(),
-            licenses: false,
-            http: Http::metadata(),
+        match (endpoints, env(GCE_METADATA_HOST)) {
+            (Some(endpoints), _) => Self::from_endpoints(endpoints),
+            (None, Some(host)) => Self::from_client(MetadataClient::from_host(host)),
+            (None, None) => Self::from_endpoints(&Endpoints::default()),
         }
     }
 
@@ -118,71 +121,44 @@ impl MetadataServer {
         self
     }
 
-    /// Uses this HTTP client instead of the shared default (which never uses a proxy).
+    /// The HTTP client, timeout and retries (default: a shared client that never uses a proxy and never follows
+    /// redirects, 10 s, 3 attempts).
     #[must_use]
-    pub fn with_client(mut self, client: reqwest::Client) -> Self {
-        self.http.set_client(client);
+    pub fn http(mut self, options: HttpOptions) -> Self {
+        self.client = self.client.http(options);
         self
     }
 
-    /// The per-request timeout (default 10 s).
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
-        self
+    /// The metadata-server client underneath, for facts this source does not wrap.
+    pub fn client(&self) -> &MetadataClient {
+        &self.client
     }
 
-    /// How transient failures are retried (default: 3 attempts with exponential backoff).
-    #[must_use]
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.http.retry = retry;
-        self
-    }
-
-    /// The `computeMetadata/v1/` root requests go to.
+    /// The metadata server's root, which metadata paths are relative to.
     ///
     /// # Errors
     ///
     /// [`SourceError::Config`] when `GCE_METADATA_HOST` was unusable.
     pub fn root(&self) -> Result<&Url, SourceError> {
-        self.root.as_ref().map_err(Clone::clone)
+        Ok(self.client.root()?)
     }
 
-    fn url(&self, path: &str) -> Result<Url, SourceError> {
-        let root = self.root()?;
-        root.join(path).map_err(|_| SourceError::Config {
-            reason: format!("cannot join {path} to {root}"),
-        })
-    }
-
-    async fn get_bytes(&self, url: Url) -> Result<Vec<u8>, SourceError> {
-        self.http
-            .send(Endpoint::MetadataServer, true, |client| {
-                client.get(url.clone()).header("Metadata-Flavor", "Google")
-            })
-            .await
-    }
-
-    /// A metadata value as text, e.g. `instance/zone` or `project/project-id` (relative to `computeMetadata/v1/`).
+    /// A metadata value as text, e.g. `instance/zone` or `project/project-id` (relative to the root).
     ///
     /// # Errors
     ///
     /// Any [`SourceError`]; a missing value is [`SourceError::Status`] 404.
     pub async fn get(&self, path: &str) -> Result<String, SourceError> {
-        let url = self.url(path.trim_start_matches('/'))?;
-        let body = self.get_bytes(url).await?;
-        String::from_utf8(body)
-            .map(|s| s.trim().to_owned())
-            .map_err(|_| SourceError::invalid(Endpoint::MetadataServer, ResponseProblem::NotText))
+        Ok(self.client.get(path).await?)
     }
 
     /// The project ID (`project/project-id`).
     ///
     /// # Errors
     ///
-    /// Any [`SourceError`].
+    /// Any [`SourceError`]; an answer that is not a project ID is [`SourceError::InvalidResponse`].
     pub async fn project_id(&self) -> Result<String, SourceError> {
-        self.get("project/project-id").await
+        Ok(self.client.project_id().await?)
     }
 
     /// The project number (`project/numeric-project-id`).
@@ -191,10 +167,7 @@ impl MetadataServer {
     ///
     /// Any [`SourceError`]; a non-numeric answer is [`SourceError::InvalidResponse`].
     pub async fn numeric_project_id(&self) -> Result<u64, SourceError> {
-        self.get("project/numeric-project-id")
-            .await?
-            .parse()
-            .map_err(|_| SourceError::invalid(Endpoint::MetadataServer, ResponseProblem::NotText))
+        Ok(self.client.numeric_project_id().await?)
     }
 
     /// The email of the attached service account (`instance/service-accounts/default/email`).
@@ -203,7 +176,7 @@ impl MetadataServer {
     ///
     /// Any [`SourceError`].
     pub async fn service_account_email(&self) -> Result<String, SourceError> {
-        self.get("instance/service-accounts/default/email").await
+        Ok(self.client.service_account_email().await?)
     }
 
     /// An access token of the attached service account (`instance/service-accounts/default/token`): the source
@@ -213,56 +186,34 @@ impl MetadataServer {
     ///
     /// Any [`SourceError`].
     pub async fn access_token(&self) -> Result<AccessToken, SourceError> {
-        let url = self.url("instance/service-accounts/default/token")?;
-        let body = self.get_bytes(url).await?;
+        let body = self.client.get_bytes(TOKEN_PATH, &[]).await?;
         let token = crate::transport::json_field(Endpoint::MetadataServer, &body, "access_token")?;
         Ok(AccessToken::new(token, crate::transport::expires_in(&body)))
     }
 
-    /// The identity URL for `audience`, with the audience URL-encoded by `url`'s query serializer.
-    fn identity_url(&self, audience: &str) -> Result<Url, SourceError> {
-        let mut url = self.url("instance/service-accounts/default/identity")?;
-        {
-            let mut query = url.query_pairs_mut();
-            query.append_pair("audience", audience);
-            if self.format == Format::Full {
-                query.append_pair("format", "full");
-                if self.licenses {
-                    query.append_pair("licenses", "TRUE");
-                }
+    /// The query of the identity request for `audience` (URL-encoded by `url`'s query serializer).
+    fn identity_query<'a>(&self, audience: &'a str) -> Vec<(&'static str, &'a str)> {
+        let mut query = vec![("audience", audience)];
+        if self.format == Format::Full {
+            query.push(("format", "full"));
+            if self.licenses {
+                query.push(("licenses", "TRUE"));
             }
         }
-        Ok(url)
+        query
     }
 
     async fn mint(&self, audience: &str) -> Result<IdToken, SourceError> {
         check_audience(audience)?;
-        let url = self.identity_url(audience)?;
-        let body = self.get_bytes(url).await?;
+        let body = self
+            .client
+            .get_bytes(IDENTITY_PATH, &self.identity_query(audience))
+            .await?;
         let raw = String::from_utf8(body).map_err(|_| {
             SourceError::invalid(Endpoint::MetadataServer, ResponseProblem::NotText)
         })?;
         crate::transport::id_token(Endpoint::MetadataServer, raw)
     }
-}
-
-fn root_for_host(host: &OsString) -> Result<Url, SourceError> {
-    let bad = || SourceError::Config {
-        reason: format!("{GCE_METADATA_HOST} is not a usable host[:port]"),
-    };
-    let host = host
-        .to_str()
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .ok_or_else(bad)?;
-    if host.contains(['/', '?', '#', '@', ' ']) {
-        return Err(bad());
-    }
-    let url = Url::parse(&format!("http://{host}/computeMetadata/v1/")).map_err(|_| bad())?;
-    if url.host().is_none() {
-        return Err(bad());
-    }
-    Ok(url)
 }
 
 impl IdTokenSource for MetadataServer {
@@ -315,9 +266,17 @@ mod tests {
         );
     }
 
+    impl MetadataServer {
+        fn identity_url(&self, audience: &str) -> Result<Url, SourceError> {
+            Ok(self
+                .client
+                .url(IDENTITY_PATH, &self.identity_query(audience))?)
+        }
+    }
+
     #[test]
     fn identity_url_encodes_the_audience() {
-        let m = MetadataServer::with_base_url(&"http://127.0.0.1:1".parse().unwrap());
+        let m = MetadataServer::from_base_url(&"http://127.0.0.1:1".parse().unwrap());
         let url = m.identity_url("https://a.example/x?y=1&z=2 w").unwrap();
         assert_eq!(
             url.as_str(),

@@ -2,7 +2,7 @@
 //!
 //! | source | mints with |
 //! |---|---|
-//! | [`MetadataServer`] | `GET computeMetadata/v1/instance/service-accounts/default/identity` (GCE, GKE, Cloud Run, App Engine, Functions) |
+//! | [`MetadataServer`] | the metadata server's `instance/service-accounts/default/identity` (GCE, GKE, Cloud Run, App Engine, Functions) |
 //! | [`ServiceAccountKey`] | a service-account key file: a signed JWT-bearer assertion with `target_audience`, POSTed to its `token_uri` |
 //! | [`Impersonated`] | IAM Credentials `generateIdToken`, authorised by another credential's access token |
 //! | [`Adc`] | Application Default Credentials for ID tokens: `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server |

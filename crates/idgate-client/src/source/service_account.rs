@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idgate_core::clock::{Clock, SystemClock};
+use idgate_core::google::HttpOptions;
 use idgate_core::token::IdToken;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use url::Url;
@@ -14,7 +15,7 @@ use super::key_file::Credentials;
 use super::{AccessToken, AccessTokenSource, BoxFuture, CLOUD_PLATFORM_SCOPE, IdTokenSource};
 use crate::audience::check_audience;
 use crate::error::{Endpoint, KeyFileError, KeyOrigin, SourceError};
-use crate::transport::{Http, RetryPolicy};
+use crate::transport::Http;
 
 /// Google's token endpoint, used when a key file has no `token_uri`.
 pub(crate) const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -115,7 +116,7 @@ impl ServiceAccountKey {
             project_id: c.optional_string("project_id").map(str::to_owned),
             token_uri,
             key: Arc::new(key),
-            http: Http::public(),
+            http: Http::default(),
             clock: Arc::new(SystemClock),
         })
     }
@@ -136,13 +137,13 @@ impl ServiceAccountKey {
     }
 
     /// Where assertions are sent (the file's `token_uri`, else Google's).
-    pub fn token_uri(&self) -> &Url {
+    pub fn token_uri_ref(&self) -> &Url {
         &self.token_uri
     }
 
     /// Sends assertions to `token_uri` instead of the file's (and uses it as the assertion's `aud`).
     #[must_use]
-    pub fn with_token_uri(mut self, token_uri: Url) -> Self {
+    pub fn token_uri(mut self, token_uri: Url) -> Self {
         self.token_uri = token_uri;
         self
     }
@@ -150,34 +151,21 @@ impl ServiceAccountKey {
     /// Sends to `endpoints.token` instead of the file's `token_uri` (a private deployment; the emulator's key files
     /// already point at it).
     #[must_use]
-    pub fn with_endpoints(self, endpoints: &idgate_core::google::Endpoints) -> Self {
-        self.with_token_uri(endpoints.token.clone())
+    pub fn endpoints(self, endpoints: &idgate_core::google::Endpoints) -> Self {
+        self.token_uri(endpoints.token.clone())
     }
 
-    /// Uses this HTTP client instead of the shared default.
+    /// The HTTP client, timeout and retries (default: a shared client that honours proxy settings, 10 s,
+    /// 3 attempts).
     #[must_use]
-    pub fn with_client(mut self, client: reqwest::Client) -> Self {
-        self.http.set_client(client);
-        self
-    }
-
-    /// The per-request timeout (default 10 s).
-    #[must_use]
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
-        self
-    }
-
-    /// How transient failures are retried (default: 3 attempts with exponential backoff).
-    #[must_use]
-    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.http.retry = retry;
+    pub fn http(mut self, options: HttpOptions) -> Self {
+        self.http = Http::new(options);
         self
     }
 
     /// The clock the assertion's `iat` and `exp` come from (default: the system clock).
     #[must_use]
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }
@@ -221,7 +209,7 @@ impl ServiceAccountKey {
             ("assertion", assertion.as_str()),
         ];
         self.http
-            .send(Endpoint::OAuthToken, false, |client| {
+            .send(Endpoint::OAuthToken, |client| {
                 client.post(self.token_uri.clone()).form(&form)
             })
             .await

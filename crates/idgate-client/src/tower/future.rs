@@ -9,8 +9,8 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::AddIdTokenError;
+use crate::attach::bearer_value;
 use crate::audience::Audience;
-use crate::bearer_value;
 use crate::error::{AttachError, SourceError};
 use crate::source::BoxFuture;
 

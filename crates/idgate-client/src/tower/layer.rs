@@ -3,8 +3,7 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::AddIdToken;
-use crate::TokenHeader;
-use crate::audience::{Audience, AudiencePolicy};
+use crate::attach::{AttachConfig, attach_setters};
 
 /// Applies [`AddIdToken`] to a service. Holds only the configuration; cheap to clone.
 ///
@@ -12,18 +11,14 @@ use crate::audience::{Audience, AudiencePolicy};
 #[derive(Debug)]
 pub struct AddIdTokenLayer<T> {
     pub(crate) source: Arc<T>,
-    pub(crate) policy: AudiencePolicy,
-    pub(crate) header: TokenHeader,
-    pub(crate) overwrite: bool,
+    pub(crate) config: AttachConfig,
 }
 
 impl<T> Clone for AddIdTokenLayer<T> {
     fn clone(&self) -> Self {
         Self {
             source: Arc::clone(&self.source),
-            policy: self.policy.clone(),
-            header: self.header,
-            overwrite: self.overwrite,
+            config: self.config.clone(),
         }
     }
 }
@@ -39,40 +34,19 @@ impl<T> AddIdTokenLayer<T> {
     pub fn from_arc(source: Arc<T>) -> Self {
         Self {
             source,
-            policy: AudiencePolicy::default(),
-            header: TokenHeader::default(),
-            overwrite: false,
+            config: AttachConfig::default(),
         }
     }
 
-    /// Mints every token for `audience` (unless a per-host override or a per-request [`Audience`] says otherwise).
-    /// Needed for clients whose request URIs are not absolute (tonic).
-    #[must_use]
-    pub fn audience(mut self, audience: impl Into<Audience>) -> Self {
-        self.policy.set_fixed(audience.into());
-        self
+    /// Attaches tokens from `source` as `config` says.
+    pub fn from_config(source: T, config: AttachConfig) -> Self {
+        Self {
+            source: Arc::new(source),
+            config,
+        }
     }
 
-    /// Requests to `host` (compared case-insensitively, any port) get tokens for `audience`.
-    #[must_use]
-    pub fn audience_for_host(mut self, host: &str, audience: impl Into<Audience>) -> Self {
-        self.policy.set_host(host, audience.into());
-        self
-    }
-
-    /// Which header carries the token (default `Authorization`).
-    #[must_use]
-    pub fn header(mut self, header: TokenHeader) -> Self {
-        self.header = header;
-        self
-    }
-
-    /// Replace the header when the request already has one (default false: leave it and mint nothing).
-    #[must_use]
-    pub fn overwrite_existing(mut self, overwrite: bool) -> Self {
-        self.overwrite = overwrite;
-        self
-    }
+    attach_setters!();
 }
 
 impl<S, T> Layer<S> for AddIdTokenLayer<T> {

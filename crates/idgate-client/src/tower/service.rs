@@ -5,8 +5,8 @@ use http::Request;
 use tower_service::Service;
 
 use super::{AddIdTokenError, AddIdTokenLayer, ResponseFuture};
+use crate::attach::bearer_value;
 use crate::audience::Audience;
-use crate::bearer_value;
 use crate::source::IdTokenSource;
 
 /// Attaches an ID token to every request before calling the inner service. Built by [`AddIdTokenLayer`].
@@ -14,14 +14,14 @@ use crate::source::IdTokenSource;
 /// See the [module docs](super) for an example.
 pub struct AddIdToken<S, T> {
     inner: S,
-    config: AddIdTokenLayer<T>,
+    layer: AddIdTokenLayer<T>,
 }
 
 impl<S: Clone, T> Clone for AddIdToken<S, T> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            config: self.config.clone(),
+            layer: self.layer.clone(),
         }
     }
 }
@@ -30,14 +30,14 @@ impl<S: fmt::Debug, T: fmt::Debug> fmt::Debug for AddIdToken<S, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AddIdToken")
             .field("inner", &self.inner)
-            .field("config", &self.config)
+            .field("layer", &self.layer)
             .finish()
     }
 }
 
 impl<S, T> AddIdToken<S, T> {
-    pub(crate) fn from_layer(inner: S, config: AddIdTokenLayer<T>) -> Self {
-        Self { inner, config }
+    pub(crate) fn from_layer(inner: S, layer: AddIdTokenLayer<T>) -> Self {
+        Self { inner, layer }
     }
 
     /// Wraps `inner`, attaching tokens from `source` (see [`AddIdTokenLayer::new`]).
@@ -80,19 +80,19 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let name = self.config.header.name();
-        if !self.config.overwrite && req.headers().contains_key(&name) {
+        let Some(name) = self.layer.config.header_for(req.headers()) else {
             return ResponseFuture::called(self.inner.call(req));
-        }
+        };
         let audience = match self
+            .layer
             .config
-            .policy
+            .policy()
             .resolve_uri(req.extensions().get::<Audience>(), req.uri())
         {
             Ok(audience) => audience,
             Err(error) => return ResponseFuture::failed(error),
         };
-        if let Some(token) = self.config.source.peek(audience.as_str()) {
+        if let Some(token) = self.layer.source.peek(audience.as_str()) {
             return match bearer_value(&token) {
                 Ok(value) => {
                     req.headers_mut().insert(name, value);
@@ -105,7 +105,7 @@ where
         // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let source = std::sync::Arc::clone(&self.config.source);
+        let source = std::sync::Arc::clone(&self.layer.source);
         let minting_for = audience.clone();
         let token = Box::pin(async move { source.id_token(minting_for.as_str()).await });
         ResponseFuture::minting(token, inner, req, name, audience)

@@ -5,8 +5,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use idgate_client::{
-    AddIdTokenLayer, AttachError, Audience, CachedSource, IdTokenMiddleware, IdTokenSourceExt,
-    MetadataServer, TokenHeader,
+    AddIdTokenLayer, AttachError, Audience, CachedSource, HttpOptions, IdTokenMiddleware,
+    IdTokenSourceExt, MetadataServer, TokenHeader,
 };
 use idgate_emulator::{Endpoint, Fault};
 use serde_json::Value;
@@ -31,7 +31,7 @@ async fn echoed(response: reqwest::Response) -> Value {
 async fn reqwest_middleware_attaches_a_token_for_the_origin() {
     let emu = emulator().await;
     let echo = Echo::start().await;
-    let source = MetadataServer::with_base_url(&emu.base_url()).cached();
+    let source = MetadataServer::from_base_url(&emu.base_url()).cached();
     let client = reqwest_client(IdTokenMiddleware::new(source));
 
     let seen = echoed(client.get(echo.url("/v1/jobs?x=1")).send().await.unwrap()).await;
@@ -51,7 +51,7 @@ async fn reqwest_middleware_attaches_a_token_for_the_origin() {
 async fn reqwest_middleware_audience_overrides() {
     let emu = emulator().await;
     let echo = Echo::start().await;
-    let source = MetadataServer::with_base_url(&emu.base_url()).cached();
+    let source = MetadataServer::from_base_url(&emu.base_url()).cached();
 
     // Per host.
     let client = reqwest_client(
@@ -95,7 +95,7 @@ async fn reqwest_middleware_audience_overrides() {
 async fn reqwest_middleware_header_choice_and_existing_headers() {
     let emu = emulator().await;
     let echo = Echo::start().await;
-    let source = MetadataServer::with_base_url(&emu.base_url()).cached();
+    let source = MetadataServer::from_base_url(&emu.base_url()).cached();
 
     let client = reqwest_client(
         IdTokenMiddleware::new(source.clone()).header(TokenHeader::XServerlessAuthorization),
@@ -153,8 +153,8 @@ async fn reqwest_middleware_surfaces_source_failures_as_typed_errors() {
     let emu = emulator().await;
     let echo = Echo::start().await;
     emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 100);
-    let source = MetadataServer::with_base_url(&emu.base_url())
-        .with_retry(quick_retry())
+    let source = MetadataServer::from_base_url(&emu.base_url())
+        .http(HttpOptions::new().retry(quick_retry()))
         .cached();
     let client = reqwest_client(IdTokenMiddleware::new(source));
     let err = client.get(echo.url("/")).send().await.unwrap_err();
@@ -190,7 +190,7 @@ async fn echoed_hyper(response: http::Response<hyper::body::Incoming>) -> Value 
 async fn tower_layer_over_a_hyper_client() {
     let emu = emulator().await;
     let echo = Echo::start().await;
-    let source = MetadataServer::with_base_url(&emu.base_url()).cached();
+    let source = MetadataServer::from_base_url(&emu.base_url()).cached();
     let client = ServiceBuilder::new()
         .layer(AddIdTokenLayer::new(source.clone()))
         .service(hyper_client());
@@ -236,8 +236,8 @@ async fn tower_layer_errors_are_typed_and_the_inner_service_is_not_called() {
     let emu = emulator().await;
     let echo = Echo::start().await;
     emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 100);
-    let source = MetadataServer::with_base_url(&emu.base_url())
-        .with_retry(quick_retry())
+    let source = MetadataServer::from_base_url(&emu.base_url())
+        .http(HttpOptions::new().retry(quick_retry()))
         .cached();
     let client = ServiceBuilder::new()
         .layer(AddIdTokenLayer::new(source))

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::Path;
 
-use idgate_client::{Adc, AdcKind, IdTokenSource};
+use idgate_client::{Adc, AdcKind, HttpOptions, IdTokenSource};
 use idgate_core::google::Endpoints;
 use idgate_emulator::Endpoint;
 use serde_json::json;
@@ -197,7 +197,7 @@ async fn nothing_works_gives_no_credentials() {
     let port = closed_port().await;
     let adc = Adc::builder()
         .env(env(&[("GCE_METADATA_HOST", format!("127.0.0.1:{port}"))]))
-        .retry(quick_retry())
+        .http(HttpOptions::new().retry(quick_retry()))
         .build()
         .unwrap();
     let err = adc.id_token(AUD).await.unwrap_err();

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use idgate_client::{CachedSource, IdTokenSource, MetadataServer};
+use idgate_client::{CachedSource, HttpOptions, IdTokenSource, MetadataServer};
 use idgate_core::clock::{Clock, ManualClock};
 use idgate_emulator::{Endpoint, Fault};
 
@@ -14,7 +14,7 @@ const AUD: &str = "https://receiver.example.com";
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_calls_for_a_cold_audience_mint_once() {
     let emu = emulator().await;
-    let cached = CachedSource::new(MetadataServer::with_base_url(&emu.base_url()));
+    let cached = CachedSource::new(MetadataServer::from_base_url(&emu.base_url()));
     let calls: Vec<_> = (0..1000)
         .map(|_| {
             let cached = cached.clone();
@@ -34,7 +34,7 @@ async fn refreshes_inside_the_window_and_never_hands_out_an_expired_token() {
     let emu = emulator().await;
     // The emulator mints with its real clock (exp = now + 1 h); ours starts there and is moved by hand.
     let clock = ManualClock::starting_now();
-    let cached = CachedSource::builder(MetadataServer::with_base_url(&emu.base_url()))
+    let cached = CachedSource::builder(MetadataServer::from_base_url(&emu.base_url()))
         .clock(Arc::new(clock.clone()))
         .build();
     let first = cached.id_token(AUD).await.unwrap();
@@ -64,7 +64,8 @@ async fn refreshes_inside_the_window_and_never_hands_out_an_expired_token() {
 async fn a_failed_refresh_falls_back_to_the_still_valid_token() {
     let emu = emulator().await;
     let clock = ManualClock::starting_now();
-    let source = MetadataServer::with_base_url(&emu.base_url()).with_retry(quick_retry());
+    let source = MetadataServer::from_base_url(&emu.base_url())
+        .http(HttpOptions::new().retry(quick_retry()));
     let cached = CachedSource::builder(source)
         .clock(Arc::new(clock.clone()))
         .build();
@@ -99,7 +100,8 @@ async fn a_failed_refresh_falls_back_to_the_still_valid_token() {
 async fn with_the_endpoint_down_and_the_token_expiring_the_error_surfaces() {
     let emu = emulator().await;
     let clock = ManualClock::starting_now();
-    let source = MetadataServer::with_base_url(&emu.base_url()).with_retry(quick_retry());
+    let source = MetadataServer::from_base_url(&emu.base_url())
+        .http(HttpOptions::new().retry(quick_retry()));
     let cached = CachedSource::builder(source)
         .clock(Arc::new(clock.clone()))
         .build();

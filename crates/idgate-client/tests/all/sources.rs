@@ -5,8 +5,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::Form;
 use idgate_client::{
-    AccessTokenSource, AuthorizedUser, Format, IdTokenSource, Impersonated, MetadataServer,
-    RetryPolicy, ServiceAccountKey,
+    AccessTokenSource, AuthorizedUser, Format, HttpOptions, IdTokenSource, Impersonated,
+    MetadataServer, RetryPolicy, ServiceAccountKey,
 };
 use idgate_core::google::Endpoints;
 use idgate_emulator::{Endpoint, Fault};
@@ -19,7 +19,7 @@ const AUD: &str = "https://receiver-abc123-uc.a.run.app";
 #[tokio::test]
 async fn metadata_server_mints_full_format_tokens() {
     let emu = emulator().await;
-    let metadata = MetadataServer::with_base_url(&emu.base_url());
+    let metadata = MetadataServer::from_base_url(&emu.base_url());
     let token = metadata.id_token(AUD).await.unwrap();
     let c = claims(&token);
     assert_eq!(c["aud"], AUD);
@@ -46,7 +46,7 @@ async fn metadata_server_mints_full_format_tokens() {
 #[tokio::test]
 async fn metadata_server_encodes_the_audience() {
     let emu = emulator().await;
-    let metadata = MetadataServer::with_endpoints(&Endpoints::under(&emu.base_url()));
+    let metadata = MetadataServer::from_endpoints(&Endpoints::under(&emu.base_url()));
     let odd = "https://fn.example.com/path?x=1&format=standard#frag";
     let token = metadata.id_token(odd).await.unwrap();
     let c = claims(&token);
@@ -58,7 +58,7 @@ async fn metadata_server_encodes_the_audience() {
 #[tokio::test]
 async fn metadata_server_facts_and_access_token() {
     let emu = emulator().await;
-    let metadata = MetadataServer::with_base_url(&emu.base_url());
+    let metadata = MetadataServer::from_base_url(&emu.base_url());
     assert_eq!(metadata.project_id().await.unwrap(), "emu-project");
     assert_eq!(
         metadata.numeric_project_id().await.unwrap(),
@@ -75,7 +75,7 @@ async fn metadata_server_facts_and_access_token() {
 async fn metadata_server_requires_metadata_flavor_in_answers() {
     // The echo server answers 200 without `Metadata-Flavor: Google`.
     let echo = crate::helpers::Echo::start().await;
-    let metadata = MetadataServer::with_base_url(&echo.origin().parse().unwrap());
+    let metadata = MetadataServer::from_base_url(&echo.origin().parse().unwrap());
     let err = metadata.id_token(AUD).await.unwrap_err();
     assert!(err.is_not_metadata_server(), "{err}");
     assert!(!err.is_transient());
@@ -86,7 +86,8 @@ async fn metadata_server_requires_metadata_flavor_in_answers() {
 async fn transient_failures_are_retried_then_succeed() {
     let emu = emulator().await;
     emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 2);
-    let metadata = MetadataServer::with_base_url(&emu.base_url()).with_retry(quick_retry());
+    let metadata = MetadataServer::from_base_url(&emu.base_url())
+        .http(HttpOptions::new().retry(quick_retry()));
     metadata.id_token(AUD).await.unwrap();
     assert_eq!(emu.hits(Endpoint::MetadataIdentity), 3);
 
@@ -99,7 +100,8 @@ async fn transient_failures_are_retried_then_succeed() {
 async fn retries_are_bounded_and_typed() {
     let emu = emulator().await;
     emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 10);
-    let metadata = MetadataServer::with_base_url(&emu.base_url()).with_retry(quick_retry());
+    let metadata = MetadataServer::from_base_url(&emu.base_url())
+        .http(HttpOptions::new().retry(quick_retry()));
     let err = metadata.id_token(AUD).await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
     assert_eq!(err.attempts(), Some(3));
@@ -111,7 +113,8 @@ async fn retries_are_bounded_and_typed() {
 async fn client_errors_are_not_retried() {
     let emu = emulator().await;
     emu.inject(Endpoint::MetadataIdentity, Fault::Status(403), 10);
-    let metadata = MetadataServer::with_base_url(&emu.base_url()).with_retry(quick_retry());
+    let metadata = MetadataServer::from_base_url(&emu.base_url())
+        .http(HttpOptions::new().retry(quick_retry()));
     let err = metadata.id_token(AUD).await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::FORBIDDEN));
     assert_eq!(emu.hits(Endpoint::MetadataIdentity), 1);
@@ -121,7 +124,8 @@ async fn client_errors_are_not_retried() {
 async fn garbage_is_a_typed_error_and_not_retried() {
     let emu = emulator().await;
     emu.inject(Endpoint::MetadataIdentity, Fault::Garbage, 10);
-    let metadata = MetadataServer::with_base_url(&emu.base_url()).with_retry(quick_retry());
+    let metadata = MetadataServer::from_base_url(&emu.base_url())
+        .http(HttpOptions::new().retry(quick_retry()));
     let err = metadata.id_token(AUD).await.unwrap_err();
     assert!(err.is_invalid_response(), "{err}");
     assert_eq!(emu.hits(Endpoint::MetadataIdentity), 1);
@@ -131,9 +135,11 @@ async fn garbage_is_a_typed_error_and_not_retried() {
 async fn a_hanging_endpoint_times_out() {
     let emu = emulator().await;
     emu.inject(Endpoint::MetadataIdentity, Fault::Hang, 10);
-    let metadata = MetadataServer::with_base_url(&emu.base_url())
-        .with_timeout(Duration::from_millis(200))
-        .with_retry(quick_retry().max_attempts(2));
+    let metadata = MetadataServer::from_base_url(&emu.base_url()).http(
+        HttpOptions::new()
+            .timeout(Duration::from_millis(200))
+            .retry(quick_retry().max_attempts(2)),
+    );
     let err = metadata.id_token(AUD).await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
     assert!(err.is_transient());
@@ -146,8 +152,8 @@ async fn a_hanging_endpoint_times_out() {
 async fn connection_refused_is_transient_and_retried() {
     let port = crate::helpers::closed_port().await;
     let metadata =
-        MetadataServer::with_base_url(&format!("http://127.0.0.1:{port}").parse().unwrap())
-            .with_retry(quick_retry());
+        MetadataServer::from_base_url(&format!("http://127.0.0.1:{port}").parse().unwrap())
+            .http(HttpOptions::new().retry(quick_retry()));
     let err = metadata.id_token(AUD).await.unwrap_err();
     assert!(err.is_transport(), "{err}");
     assert_eq!(err.attempts(), Some(3));
@@ -187,7 +193,7 @@ async fn service_account_key_retries_the_token_endpoint() {
         .to_json();
     let key = ServiceAccountKey::from_json(json.as_bytes())
         .unwrap()
-        .with_retry(quick_retry());
+        .http(HttpOptions::new().retry(quick_retry()));
     emu.inject(Endpoint::Token, Fault::Status(500), 2);
     key.id_token(AUD).await.unwrap();
     assert_eq!(emu.hits(Endpoint::Token), 3);
@@ -227,8 +233,8 @@ async fn service_account_key_errors_are_typed_and_never_leak_the_key() {
         .to_json();
     let key = ServiceAccountKey::from_json(stranger.as_bytes())
         .unwrap()
-        .with_token_uri(emu.token_url())
-        .with_retry(quick_retry());
+        .token_uri(emu.token_url())
+        .http(HttpOptions::new().retry(quick_retry()));
     let err = key.id_token(AUD).await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::BAD_REQUEST), "{err}");
     assert!(err.to_string().contains("invalid_grant"), "{err}");
@@ -244,8 +250,7 @@ async fn impersonation_with_a_service_account_key_source() {
     let target = "target@emu-project.iam.gserviceaccount.com";
     let _ = emu.create_service_account(target);
     let caller = ServiceAccountKey::from_json(caller.as_bytes()).unwrap();
-    let source =
-        Impersonated::new(caller, target).with_endpoints(&Endpoints::under(&emu.base_url()));
+    let source = Impersonated::new(caller, target).endpoints(&Endpoints::under(&emu.base_url()));
 
     let token = source.id_token(AUD).await.unwrap();
     let c = claims(&token);
@@ -272,17 +277,17 @@ async fn impersonation_with_the_metadata_server_as_source_and_delegates() {
     let delegate = "hop@emu-project.iam.gserviceaccount.com";
     let _ = emu.create_service_account(target);
     let _ = emu.create_service_account(delegate);
-    let source = Impersonated::new(MetadataServer::with_base_url(&emu.base_url()), target)
+    let source = Impersonated::new(MetadataServer::from_base_url(&emu.base_url()), target)
         .delegates([delegate])
-        .with_endpoints(&Endpoints::under(&emu.base_url()));
+        .endpoints(&Endpoints::under(&emu.base_url()));
     let token = source.id_token(AUD).await.unwrap();
     assert_eq!(claims(&token)["email"], target);
     assert_eq!(emu.hits(Endpoint::MetadataAccessToken), 1);
 
     // An unknown delegate is a typed 404 from IAM.
-    let bad = Impersonated::new(MetadataServer::with_base_url(&emu.base_url()), target)
+    let bad = Impersonated::new(MetadataServer::from_base_url(&emu.base_url()), target)
         .delegates(["ghost@emu-project.iam.gserviceaccount.com"])
-        .with_endpoints(&Endpoints::under(&emu.base_url()));
+        .endpoints(&Endpoints::under(&emu.base_url()));
     let err = bad.id_token(AUD).await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::NOT_FOUND), "{err}");
 }
@@ -309,7 +314,7 @@ async fn impersonated_service_account_file() {
     std::fs::write(&path, file.to_string()).unwrap();
     let source = Impersonated::from_file(&path)
         .unwrap()
-        .with_endpoints(&Endpoints::under(&emu.base_url()));
+        .endpoints(&Endpoints::under(&emu.base_url()));
     assert_eq!(source.target(), target);
     let token = source.id_token(AUD).await.unwrap();
     assert_eq!(claims(&token)["email"], target);
@@ -337,8 +342,8 @@ async fn impersonation_without_permission_is_a_typed_error() {
         }
     }
     let source = Impersonated::new(Forged, METADATA_SA)
-        .with_endpoints(&Endpoints::under(&emu.base_url()))
-        .with_retry(quick_retry());
+        .endpoints(&Endpoints::under(&emu.base_url()))
+        .http(HttpOptions::new().retry(quick_retry()));
     let err = source.id_token(AUD).await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::UNAUTHORIZED), "{err}");
     assert!(!err.to_string().contains("forged"));
@@ -396,7 +401,7 @@ async fn authorized_user_refresh_token_grant() {
     revoked["refresh_token"] = json!("1//revoked");
     let user = AuthorizedUser::from_json(revoked.to_string().as_bytes())
         .unwrap()
-        .with_retry(RetryPolicy::none());
+        .http(HttpOptions::new().retry(RetryPolicy::none()));
     let err = user.access_token().await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::BAD_REQUEST));
     assert!(!err.to_string().contains("1//revoked"), "{err}");
@@ -405,7 +410,7 @@ async fn authorized_user_refresh_token_grant() {
 #[tokio::test]
 async fn empty_audiences_are_refused_before_any_request() {
     let emu = emulator().await;
-    let err = MetadataServer::with_base_url(&emu.base_url())
+    let err = MetadataServer::from_base_url(&emu.base_url())
         .id_token("")
         .await
         .unwrap_err();

@@ -1,6 +1,14 @@
-//! Google's endpoints, each overridable (for the emulator, tests, or a private deployment).
+//! Talking to Google: its endpoints, each overridable (for the emulator, tests, or a private deployment), the
+//! HTTP settings every request to Google uses ([`HttpOptions`], [`RetryPolicy`]), and the one client of the
+//! metadata server ([`MetadataClient`]).
 
 use url::Url;
+
+mod http;
+pub mod metadata;
+
+pub use http::{DEFAULT_TIMEOUT, HttpOptions, RetryPolicy};
+pub use metadata::{MetadataClient, MetadataError};
 
 /// Every Google endpoint idgate talks to.
 ///

@@ -97,7 +97,7 @@ impl HttpKeySource {
 
     /// Uses `client` (to share a connection pool or set a proxy).
     #[must_use]
-    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+    pub fn client(mut self, client: reqwest::Client) -> Self {
         self.client = client;
         self
     }

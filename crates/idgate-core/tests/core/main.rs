@@ -3,5 +3,6 @@
 
 mod http_keys;
 mod iap;
+mod metadata;
 mod oidc;
 mod support;

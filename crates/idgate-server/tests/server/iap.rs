@@ -232,4 +232,12 @@ async fn audience_is_discovered_from_the_metadata_server() {
     .await
     .unwrap_err();
     assert!(error.to_string().contains("IAP audience"), "{error}");
+    // The metadata client's error is the source, typed.
+    match &error {
+        idgate_server::ServerError::IapAudienceDiscovery { what, source } => {
+            assert_eq!(*what, "project number");
+            assert!(source.is_not_on_google_cloud(), "{source}");
+        }
+        other => panic!("unexpected error: {other}"),
+    }
 }

@@ -1,0 +1,243 @@
+//! Per-audience caching of ID tokens with refresh-ahead, single-flight minting and no background tasks.
+//!
+//! # When a token is refreshed
+//!
+//! For a token expiring at `exp`, with the default settings:
+//!
+//! ```text
+//!  minted ........ fresh ........ | exp-3m45s .. refresh due .. | exp-30s .. unusable .. | exp
+//!  returned as is                 | one caller refreshes; every | never returned: callers
+//!                                 | other caller gets the       | wait for one mint
+//!                                 | current token at once       |
+//! ```
+//!
+//! - **Refresh window: 3 min 45 s** (Python's `REFRESH_THRESHOLD`, Go's 225 s). The metadata server caches a
+//!   token until about 4 minutes before its expiry and hands out the cached one until then, so a window of 4
+//!   minutes or more would make every refresh return the same token, still "due", and refresh again on every call:
+//!   a request storm (apache/arrow-rs#6625). 3 min 45 s leaves 15 s of clock skew between this host and the
+//!   metadata server. The window cannot be set to 4 minutes or more; and if a refresh ever returns a token that is
+//!   itself already due (e.g. a skewed clock), the next refresh waits for the failure backoff instead of running on
+//!   the next call.
+//! - **Safety margin: 30 s.** A token with less left than that is never handed out: it would expire in flight or
+//!   at a receiver whose clock runs ahead.
+//! - **A failed refresh keeps the current token** while it is usable, and the next attempt waits 5 s, doubling up
+//!   to 60 s, so a dead endpoint is not hammered.
+//! - **Single flight.** Per audience, at most one mint runs at a time; callers without a usable token wait for it
+//!   and share its result, success or error (1,000 concurrent callers of a cold audience cause one mint).
+//! - **No background task.** Refreshes run inside the call that finds them due; dropping a [`CachedSource`] leaves
+//!   nothing behind.
+//! - **Every expiry decision asks the [`Clock`]**, so tests move time without sleeping.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use idgate_core::clock::{Clock, SystemClock};
+use idgate_core::token::IdToken;
+
+use crate::error::SourceError;
+use crate::source::{BoxFuture, IdTokenSource};
+
+mod refresh;
+mod slot;
+#[cfg(test)]
+mod tests;
+
+use slot::Slot;
+
+/// Default refresh window: tokens are refreshed when less than this is left before `exp`.
+pub const DEFAULT_REFRESH_WINDOW: Duration = Duration::from_secs(3 * 60 + 45);
+/// The largest refresh window accepted: the metadata server's cache boundary (4 min) minus one second.
+pub const MAX_REFRESH_WINDOW: Duration = Duration::from_secs(4 * 60 - 1);
+/// Default safety margin: a token with less than this left is never returned.
+pub const DEFAULT_SAFETY_MARGIN: Duration = Duration::from_secs(30);
+/// Default bound on the number of audiences cached.
+pub const DEFAULT_MAX_AUDIENCES: u64 = 1024;
+
+/// Wraps an [`IdTokenSource`] and reuses its tokens per audience until shortly before they expire. See the
+/// [module documentation](self) for the refresh rules.
+///
+/// Cheap to clone; clones share the cache. Build it with [`CachedSource::new`], [`CachedSource::builder`] or
+/// [`IdTokenSourceExt::cached`](crate::IdTokenSourceExt::cached).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use idgate_client::{CachedSource, IdTokenSource, StaticToken};
+/// use idgate_core::clock::ManualClock;
+/// use idgate_core::token::IdToken;
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// // A token with exp = 1_700_003_600.
+/// let token = IdToken::new("eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjE3MDAwMDM2MDB9.c2ln").unwrap();
+/// let clock = ManualClock::at_unix(1_700_000_000);
+/// let cached = CachedSource::builder(StaticToken::new(token.clone()))
+///     .clock(Arc::new(clock.clone()))
+///     .build();
+///
+/// assert_eq!(cached.id_token("https://api.example.com").await.unwrap(), token);
+/// assert!(cached.peek("https://api.example.com").is_some()); // fresh: no I/O needed
+///
+/// clock.advance(Duration::from_secs(3600)); // now past exp: never handed out
+/// assert!(cached.peek("https://api.example.com").is_none());
+/// assert!(cached.id_token("https://api.example.com").await.unwrap_err().is_expired());
+/// # }
+/// ```
+pub struct CachedSource<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for CachedSource<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for CachedSource<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedSource")
+            .field("source", &self.inner.source)
+            .field("refresh_window", &self.inner.config.refresh_window)
+            .field("safety_margin", &self.inner.config.safety_margin)
+            .field("audiences", &self.inner.slots.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<S> {
+    source: S,
+    slots: moka::sync::Cache<Arc<str>, Arc<Slot>>,
+    clock: Arc<dyn Clock>,
+    config: Config,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Config {
+    refresh_window: Duration,
+    safety_margin: Duration,
+    retry_initial: Duration,
+    retry_max: Duration,
+}
+
+/// Configures a [`CachedSource`].
+pub struct CachedSourceBuilder<S> {
+    source: S,
+    clock: Arc<dyn Clock>,
+    config: Config,
+    max_audiences: u64,
+}
+
+impl<S: fmt::Debug> fmt::Debug for CachedSourceBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedSourceBuilder")
+            .field("source", &self.source)
+            .field("clock", &self.clock)
+            .field("config", &self.config)
+            .field("max_audiences", &self.max_audiences)
+            .finish()
+    }
+}
+
+impl<S> CachedSourceBuilder<S> {
+    /// Refresh tokens when less than `window` is left before `exp` (default 3 min 45 s). Clamped to
+    /// [`MAX_REFRESH_WINDOW`] (see the [module documentation](self) for why) and to at least the safety margin.
+    #[must_use]
+    pub fn refresh_window(mut self, window: Duration) -> Self {
+        self.config.refresh_window = window.min(MAX_REFRESH_WINDOW);
+        self
+    }
+
+    /// Never return a token with less than `margin` left (default 30 s). Clamped to at most the refresh window.
+    #[must_use]
+    pub fn safety_margin(mut self, margin: Duration) -> Self {
+        self.config.safety_margin = margin;
+        self
+    }
+
+    /// After a failed refresh, wait `initial` before the next attempt, doubling up to `max` (default 5 s → 60 s).
+    /// Only applies while the current token is still usable; without one, every call tries (one at a time).
+    #[must_use]
+    pub fn refresh_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config.retry_initial = initial;
+        self.config.retry_max = max.max(initial);
+        self
+    }
+
+    /// At most `n` audiences are cached (default 1,024); the least useful are evicted beyond that.
+    #[must_use]
+    pub fn max_audiences(mut self, n: u64) -> Self {
+        self.max_audiences = n.max(1);
+        self
+    }
+
+    /// The clock every expiry decision asks (default: the system clock).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Builds the cache.
+    pub fn build(self) -> CachedSource<S> {
+        let mut config = self.config;
+        config.safety_margin = config.safety_margin.min(config.refresh_window);
+        let slots = moka::sync::Cache::builder()
+            .max_capacity(self.max_audiences)
+            // Slots nobody asked for in a while hold only expired tokens; let them go.
+            .time_to_idle(Duration::from_secs(2 * 3600))
+            .build();
+        CachedSource {
+            inner: Arc::new(Inner {
+                source: self.source,
+                slots,
+                clock: self.clock,
+                config,
+            }),
+        }
+    }
+}
+
+impl<S> CachedSource<S> {
+    /// Caches `source` with the default settings.
+    pub fn new(source: S) -> Self {
+        Self::builder(source).build()
+    }
+
+    /// A builder, to change the refresh window, safety margin, capacity or clock.
+    pub fn builder(source: S) -> CachedSourceBuilder<S> {
+        CachedSourceBuilder {
+            source,
+            clock: Arc::new(SystemClock),
+            config: Config {
+                refresh_window: DEFAULT_REFRESH_WINDOW,
+                safety_margin: DEFAULT_SAFETY_MARGIN,
+                retry_initial: Duration::from_secs(5),
+                retry_max: Duration::from_secs(60),
+            },
+            max_audiences: DEFAULT_MAX_AUDIENCES,
+        }
+    }
+
+    /// The wrapped source.
+    pub fn get_ref(&self) -> &S {
+        &self.inner.source
+    }
+
+    /// Forgets every cached token (e.g. after the credentials were rotated).
+    pub fn clear(&self) {
+        self.inner.slots.invalidate_all();
+    }
+}
+
+impl<S: IdTokenSource> IdTokenSource for CachedSource<S> {
+    fn id_token<'a>(&'a self, audience: &'a str) -> BoxFuture<'a, Result<IdToken, SourceError>> {
+        Box::pin(self.get(audience))
+    }
+
+    fn peek(&self, audience: &str) -> Option<IdToken> {
+        self.peek_token(audience)
+    }
+}

@@ -1,0 +1,207 @@
+//! Unit tests of the cache: refresh window, backoff, single flight, clamping.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use base64::Engine as _;
+use idgate_core::clock::ManualClock;
+
+use super::*;
+use crate::error::Endpoint;
+
+const T0: u64 = 1_700_000_000;
+
+fn token_expiring_at(exp: u64, serial: usize) -> IdToken {
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    IdToken::new(format!(
+        "{}.{}.c2ln",
+        b64(r#"{"alg":"RS256"}"#),
+        b64(&format!(r#"{{"exp":{exp},"n":{serial}}}"#))
+    ))
+    .unwrap()
+}
+
+/// Mints tokens living `lifetime` from the clock's now; counts mints; fails while `failing` is set.
+#[derive(Debug)]
+struct Fake {
+    clock: ManualClock,
+    lifetime: Duration,
+    mints: AtomicUsize,
+    failing: AtomicU32,
+}
+
+impl Fake {
+    fn new(clock: &ManualClock) -> Self {
+        Self {
+            clock: clock.clone(),
+            lifetime: Duration::from_secs(3600),
+            mints: AtomicUsize::new(0),
+            failing: AtomicU32::new(0),
+        }
+    }
+}
+
+impl IdTokenSource for Fake {
+    fn id_token<'a>(&'a self, _audience: &'a str) -> BoxFuture<'a, Result<IdToken, SourceError>> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            let n = self.mints.fetch_add(1, Ordering::SeqCst);
+            if self.failing.load(Ordering::SeqCst) > 0 {
+                return Err(SourceError::Status {
+                    endpoint: Endpoint::MetadataServer,
+                    status: http::StatusCode::SERVICE_UNAVAILABLE,
+                    attempts: 1,
+                    detail: None,
+                });
+            }
+            let exp = self.clock.unix_seconds() as u64 + self.lifetime.as_secs();
+            Ok(token_expiring_at(exp, n))
+        })
+    }
+}
+
+fn cached(clock: &ManualClock) -> CachedSource<Arc<Fake>> {
+    let fake = Arc::new(Fake::new(clock));
+    CachedSource::builder(fake)
+        .clock(Arc::new(clock.clone()))
+        .build()
+}
+
+fn mints(c: &CachedSource<Arc<Fake>>) -> usize {
+    c.get_ref().mints.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn reuses_until_the_refresh_window() {
+    let clock = ManualClock::at_unix(T0);
+    let c = cached(&clock);
+    let first = c.id_token("a").await.unwrap();
+    assert_eq!(c.id_token("a").await.unwrap(), first);
+    assert_eq!(c.peek("a"), Some(first.clone()));
+    assert_eq!(mints(&c), 1);
+    // Another audience is another token.
+    assert_ne!(c.id_token("b").await.unwrap(), first);
+    assert_eq!(mints(&c), 2);
+    // Just before the window: still cached.
+    clock.advance(Duration::from_secs(3600) - DEFAULT_REFRESH_WINDOW - Duration::from_secs(1));
+    assert_eq!(c.id_token("a").await.unwrap(), first);
+    assert_eq!(mints(&c), 2);
+    // Inside the window: refreshed once.
+    clock.advance(Duration::from_secs(2));
+    assert!(c.peek("a").is_none());
+    let second = c.id_token("a").await.unwrap();
+    assert_ne!(second, first);
+    assert_eq!(mints(&c), 3);
+    assert_eq!(c.id_token("a").await.unwrap(), second);
+    assert_eq!(mints(&c), 3);
+}
+
+#[tokio::test]
+async fn failed_refresh_keeps_the_valid_token_and_backs_off() {
+    let clock = ManualClock::at_unix(T0);
+    let c = cached(&clock);
+    let first = c.id_token("a").await.unwrap();
+    c.get_ref().failing.store(1, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(3600 - 200)); // due, still usable
+    assert_eq!(c.id_token("a").await.unwrap(), first);
+    assert_eq!(mints(&c), 2);
+    // Backing off: no new attempt on the next calls.
+    assert_eq!(c.id_token("a").await.unwrap(), first);
+    assert_eq!(mints(&c), 2);
+    clock.advance(Duration::from_secs(6));
+    assert_eq!(c.id_token("a").await.unwrap(), first);
+    assert_eq!(mints(&c), 3);
+    // Past the safety margin the token is never returned: the error surfaces.
+    clock.advance(Duration::from_secs(200 - 6 - 30));
+    let err = c.id_token("a").await.unwrap_err();
+    assert_eq!(err.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
+    // Recovery.
+    c.get_ref().failing.store(0, Ordering::SeqCst);
+    let fresh = c.id_token("a").await.unwrap();
+    assert_ne!(fresh, first);
+}
+
+#[tokio::test]
+async fn never_returns_an_expired_token() {
+    let clock = ManualClock::at_unix(T0);
+    let c = cached(&clock);
+    let first = c.id_token("a").await.unwrap();
+    clock.advance(Duration::from_secs(3600 - 29));
+    assert!(c.peek("a").is_none());
+    let next = c.id_token("a").await.unwrap();
+    assert_ne!(next, first);
+    let exp = next.unverified_expiry().unwrap();
+    assert!(exp > clock.now() + DEFAULT_SAFETY_MARGIN);
+}
+
+#[tokio::test]
+async fn a_token_already_due_does_not_cause_a_storm() {
+    let clock = ManualClock::at_unix(T0);
+    let mut fake = Fake::new(&clock);
+    // The endpoint hands out tokens with only 3 minutes left (as a metadata server serving its cache would if
+    // our window were too wide).
+    fake.lifetime = Duration::from_secs(180);
+    let c = CachedSource::builder(Arc::new(fake))
+        .clock(Arc::new(clock.clone()))
+        .build();
+    c.id_token("a").await.unwrap();
+    for _ in 0..100 {
+        c.id_token("a").await.unwrap();
+    }
+    assert_eq!(mints(&c), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn single_flight_for_cold_audiences_and_shared_errors() {
+    let clock = ManualClock::at_unix(T0);
+    let c = cached(&clock);
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.id_token("cold").await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(mints(&c), 1);
+
+    c.get_ref().failing.store(1, Ordering::SeqCst);
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.id_token("down").await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().is_err());
+    }
+    // Waiters share the outcome of the attempt they waited for; far fewer than 200 attempts.
+    assert!(mints(&c) - 1 < 200, "{} mints", mints(&c) - 1);
+}
+
+#[tokio::test]
+async fn window_is_clamped_below_the_metadata_cache() {
+    let clock = ManualClock::at_unix(T0);
+    let c = CachedSource::builder(Fake::new(&clock))
+        .refresh_window(Duration::from_secs(600))
+        .build();
+    assert_eq!(c.inner.config.refresh_window, MAX_REFRESH_WINDOW);
+    let c = CachedSource::builder(Fake::new(&clock))
+        .refresh_window(Duration::from_secs(10))
+        .safety_margin(Duration::from_secs(60))
+        .build();
+    assert_eq!(c.inner.config.safety_margin, Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn tokens_without_exp_are_rejected() {
+    #[derive(Debug)]
+    struct NoExp;
+    impl IdTokenSource for NoExp {
+        fn id_token<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<IdToken, SourceError>> {
+            Box::pin(async { Ok(IdToken::new("eyJhbGciOiJSUzI1NiJ9.e30.c2ln").unwrap()) })
+        }
+    }
+    let err = CachedSource::new(NoExp).id_token("a").await.unwrap_err();
+    assert!(err.is_invalid_response(), "{err}");
+}
