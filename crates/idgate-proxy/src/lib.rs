@@ -134,17 +134,8 @@ pub static X_IDGATE_CALLER_PROJECT: HeaderName = HeaderName::from_static("x-idga
 
 const CALLER_HEADER_PREFIX: &str = "x-idgate-caller-";
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1). Every `Proxy-*` header (credentials and settings meant for this hop) and
-/// `Proxy` itself (which CGI turns into `HTTP_PROXY`, an outbound proxy setting: "httpoxy") go too.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy",
-];
+/// `Proxy`, which CGI turns into `HTTP_PROXY`, an outbound proxy setting ("httpoxy").
+const PROXY_HEADER: &str = "proxy";
 
 /// The prefix of every `Proxy-*` header.
 const PROXY_HEADER_PREFIX: &str = "proxy-";
@@ -463,21 +454,12 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     response
 }
 
+/// Hop-by-hop headers ([`idgate_serve::headers::remove_hop_by_hop`]: RFC 9110 §7.6.1 and every header `Connection`
+/// names). Every `Proxy-*` header (credentials and settings meant for this hop) and `Proxy` itself (which CGI turns
+/// into `HTTP_PROXY`, an outbound proxy setting: "httpoxy") go too.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers named in `Connection` are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
+    idgate_serve::headers::remove_hop_by_hop(headers);
+    headers.remove(PROXY_HEADER);
     remove_where(headers, |name| name.starts_with(PROXY_HEADER_PREFIX));
 }
 

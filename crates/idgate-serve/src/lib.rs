@@ -41,7 +41,11 @@
 //! .await?;
 //! # Ok(()) }
 //! ```
+//!
+//! For a router that proxies, [`headers::remove_hop_by_hop`] is the hop-by-hop clean-up (RFC 9110 §7.6.1) both of
+//! idgate's proxies apply to every request and response they forward.
 
+pub mod headers;
 mod io;
 mod limits;
 mod service;
