@@ -37,10 +37,11 @@
 //!   by which legacy apps admit cron jobs, tasks and administrators, are removed unless the legacy header is
 //!   trusted (the service then sits behind App Engine's front end, which strips client copies);
 //! - when `[inbound]` admitted the request, the upstream receives **only the credential header idgate verified**
-//!   ([`CredentialHeader`]): admitted by `X-Serverless-Authorization`, the request's `Authorization` is removed;
-//!   admitted by the legacy header, both bearer headers are removed. On exempt paths, and when only `[iap]` is
-//!   configured, `Authorization` and `X-Serverless-Authorization` are not idgate's and pass untouched (no caller
-//!   headers are set there, so nothing can be confused with a verified identity).
+//!   ([`CredentialHeader`](idgate_server::CredentialHeader)): admitted by `X-Serverless-Authorization`, the
+//!   request's `Authorization` is removed; admitted by the legacy header, both bearer headers are removed. On
+//!   exempt paths, and when only `[iap]` is configured, `Authorization` and `X-Serverless-Authorization` are not
+//!   idgate's and pass untouched (no caller headers are set there, so nothing can be confused with a verified
+//!   identity).
 //!
 //! Rejected requests never reach the upstream. Protocol upgrades (WebSocket) are not proxied. `X-CloudTasks-*` and
 //! `X-CloudScheduler` are not identity anywhere but on App Engine: authenticate Cloud Tasks and Cloud Scheduler by
