@@ -4,6 +4,8 @@
 //! strips whatever `x-goog-iap-jwt-assertion` and `x-goog-authenticated-user-*` headers the client sent
 //! (as IAP does) and adds its own: a freshly signed assertion for the configured user, and the plain
 //! `x-goog-authenticated-user-email: accounts.google.com:EMAIL` / `-id: accounts.google.com:ID` headers.
+//! Hop-by-hop headers (RFC 9110 §7.6.1, every header `Connection` names, `Proxy-Authorization` and
+//! `Proxy-Authenticate`) are removed both ways, by the same [`remove_hop_by_hop`] as idgate's own proxy.
 //!
 //! The proxy mints an assertion for every request it forwards, so it keeps the emulator's Host rule (see the
 //! [crate docs](crate#loopback-only)). Requests addressed to any other host get `403` and are not forwarded.
@@ -51,6 +53,7 @@ use axum::{Router, middleware};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use idgate_serve::headers::remove_hop_by_hop;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use url::Url;
@@ -67,18 +70,6 @@ pub const IAP_ASSERTION_HEADER: &str = "x-goog-iap-jwt-assertion";
 pub const IAP_USER_EMAIL_HEADER: &str = "x-goog-authenticated-user-email";
 /// IAP's plain user-id header (`accounts.google.com:ID`).
 pub const IAP_USER_ID_HEADER: &str = "x-goog-authenticated-user-id";
-
-/// Hop-by-hop headers a proxy must not forward (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 /// The user an [`IapProxy`] authenticates every request as.
 ///
@@ -318,20 +309,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     let headers = &mut parts.headers;
-    // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
+    remove_hop_by_hop(headers);
     // Strip client-sent identity headers in every spelling an application could read as them (HeaderMap names are
     // already lowercase; CGI-style stacks fold `_`, lighttpd every byte that is not a letter or digit, into `-`).
     let spoofed: Vec<HeaderName> = headers
@@ -370,9 +348,7 @@ async fn forward(State(state): State<Arc<ProxyState>>, request: Request) -> Resp
     match state.client.request(request).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
-            for name in HOP_BY_HOP {
-                parts.headers.remove(name);
-            }
+            remove_hop_by_hop(&mut parts.headers);
             Response::from_parts(parts, Body::new(body))
         }
         Err(error) => bad_gateway(format!("upstream request failed: {error}")),

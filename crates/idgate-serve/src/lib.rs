@@ -41,6 +41,9 @@
 //! .await?;
 //! # Ok(()) }
 //! ```
+//!
+//! For a router that proxies, [`headers::remove_hop_by_hop`] is the hop-by-hop clean-up (RFC 9110 §7.6.1) both of
+//! idgate's proxies apply to every request and response they forward.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The README's example is compiled (and run, unless marked `no_run`) as a doctest, so it cannot drift from the code.
@@ -48,6 +51,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod headers;
 mod io;
 mod limits;
 mod service;

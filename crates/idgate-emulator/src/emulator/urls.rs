@@ -1,0 +1,148 @@
+//! Where the emulator answers: the URL of each endpoint, the metadata host, and IAP's audiences for the
+//! emulated project.
+
+use url::Url;
+
+use super::Emulator;
+use crate::state::Endpoint;
+#[cfg(doc)]
+use crate::token::TokenSpec;
+
+impl Emulator {
+    /// `http://127.0.0.1:PORT/`.
+    #[must_use]
+    pub fn base_url(&self) -> Url {
+        self.shared.base_url.clone()
+    }
+
+    /// The URL of `endpoint` (for endpoints with a path parameter, the metadata server's default account
+    /// or the `-` project is used; [`Endpoint::GenerateIdToken`] and [`Endpoint::ServiceAccountCerts`] use
+    /// the metadata service account).
+    #[must_use]
+    pub fn url(&self, endpoint: Endpoint) -> Url {
+        let sa = &self.shared.config.metadata_service_account;
+        let path = match endpoint {
+            Endpoint::OidcJwks => "/oauth2/v3/certs".to_owned(),
+            Endpoint::OidcPemCerts => "/oauth2/v1/certs".to_owned(),
+            Endpoint::OpenIdConfiguration => "/.well-known/openid-configuration".to_owned(),
+            Endpoint::IapJwks => "/iap/verify/public_key-jwk".to_owned(),
+            Endpoint::IapPem => "/iap/verify/public_key".to_owned(),
+            Endpoint::MetadataIdentity => {
+                "/computeMetadata/v1/instance/service-accounts/default/identity".to_owned()
+            }
+            Endpoint::MetadataEmail => {
+                "/computeMetadata/v1/instance/service-accounts/default/email".to_owned()
+            }
+            Endpoint::MetadataAccessToken => {
+                "/computeMetadata/v1/instance/service-accounts/default/token".to_owned()
+            }
+            Endpoint::MetadataServiceAccountInfo => {
+                "/computeMetadata/v1/instance/service-accounts/default/".to_owned()
+            }
+            Endpoint::MetadataRoot => "/".to_owned(),
+            Endpoint::MetadataProjectId => "/computeMetadata/v1/project/project-id".to_owned(),
+            Endpoint::MetadataNumericProjectId => {
+                "/computeMetadata/v1/project/numeric-project-id".to_owned()
+            }
+            Endpoint::Token => "/token".to_owned(),
+            Endpoint::GenerateIdToken => {
+                format!("/v1/projects/-/serviceAccounts/{sa}:generateIdToken")
+            }
+            Endpoint::ServiceAccountCerts => format!("/robot/v1/metadata/x509/{sa}"),
+        };
+        self.shared.url(&path)
+    }
+
+    /// `/oauth2/v3/certs`: the OIDC JWKS (Google's `https://www.googleapis.com/oauth2/v3/certs`).
+    #[must_use]
+    pub fn oidc_jwks_url(&self) -> Url {
+        self.url(Endpoint::OidcJwks)
+    }
+
+    /// `/oauth2/v1/certs`: the OIDC X.509 certificates (Google's `https://www.googleapis.com/oauth2/v1/certs`).
+    #[must_use]
+    pub fn oidc_pem_certs_url(&self) -> Url {
+        self.url(Endpoint::OidcPemCerts)
+    }
+
+    /// `/.well-known/openid-configuration`.
+    #[must_use]
+    pub fn openid_configuration_url(&self) -> Url {
+        self.url(Endpoint::OpenIdConfiguration)
+    }
+
+    /// `/iap/verify/public_key-jwk` (Google's `https://www.gstatic.com/iap/verify/public_key-jwk`).
+    #[must_use]
+    pub fn iap_jwks_url(&self) -> Url {
+        self.url(Endpoint::IapJwks)
+    }
+
+    /// `/iap/verify/public_key` (Google's `https://www.gstatic.com/iap/verify/public_key`).
+    #[must_use]
+    pub fn iap_pem_url(&self) -> Url {
+        self.url(Endpoint::IapPem)
+    }
+
+    /// `http://127.0.0.1:PORT/computeMetadata/v1/`: the metadata server's root.
+    #[must_use]
+    pub fn metadata_base_url(&self) -> Url {
+        self.shared.url("/computeMetadata/v1/")
+    }
+
+    /// `127.0.0.1:PORT`, the value for `GCE_METADATA_HOST`.
+    #[must_use]
+    pub fn metadata_host(&self) -> String {
+        self.local_addr.to_string()
+    }
+
+    /// `/computeMetadata/v1/instance/service-accounts/default/identity`.
+    #[must_use]
+    pub fn metadata_identity_url(&self) -> Url {
+        self.url(Endpoint::MetadataIdentity)
+    }
+
+    /// `/token`: the OAuth 2.0 token endpoint (Google's `https://oauth2.googleapis.com/token`).
+    #[must_use]
+    pub fn token_url(&self) -> Url {
+        self.url(Endpoint::Token)
+    }
+
+    /// The IAM Credentials API root (Google's `https://iamcredentials.googleapis.com/`): the base URL.
+    #[must_use]
+    pub fn iam_credentials_url(&self) -> Url {
+        self.base_url()
+    }
+
+    /// `/v1/projects/-/serviceAccounts/{email}:generateIdToken`.
+    #[must_use]
+    pub fn generate_id_token_url(&self, email: &str) -> Url {
+        self.shared.url(&format!(
+            "/v1/projects/-/serviceAccounts/{email}:generateIdToken"
+        ))
+    }
+
+    /// IAP's audience for App Engine: `/projects/PROJECT_NUMBER/apps/PROJECT_ID`. The default audience of
+    /// [`TokenSpec::iap_user`] tokens.
+    #[must_use]
+    pub fn iap_audience_app_engine(&self) -> String {
+        self.shared.iap_audience_app_engine()
+    }
+
+    /// IAP's audience for a global backend service: `/projects/PROJECT_NUMBER/global/backendServices/ID`.
+    #[must_use]
+    pub fn iap_audience_backend_service(&self, service_id: u64) -> String {
+        format!(
+            "/projects/{}/global/backendServices/{service_id}",
+            self.project_number()
+        )
+    }
+
+    /// IAP's audience for Cloud Run: `/projects/PROJECT_NUMBER/locations/REGION/services/NAME`.
+    #[must_use]
+    pub fn iap_audience_cloud_run(&self, region: &str, service: &str) -> String {
+        format!(
+            "/projects/{}/locations/{region}/services/{service}",
+            self.project_number()
+        )
+    }
+}

@@ -1,0 +1,138 @@
+//! The two-step header clean-up (see the [crate docs](crate)): hop-by-hop headers and every spelling of an identity,
+//! credential or forwarding header before the layers; unverified credentials after them.
+
+use axum::body::Body;
+use http::Request;
+use http::header::{HeaderMap, HeaderName};
+
+use idgate_server::CredentialHeader;
+
+use crate::CALLER_HEADER_PREFIX;
+use crate::forwarding::FORWARDED_HEADER_PREFIX;
+
+/// `X-Appengine-Inbound-Appid`: the legacy App Identity header.
+static X_APPENGINE_INBOUND_APPID: HeaderName = HeaderName::from_static("x-appengine-inbound-appid");
+
+/// `Proxy`, which CGI turns into `HTTP_PROXY`, an outbound proxy setting ("httpoxy").
+const PROXY_HEADER: &str = "proxy";
+
+/// The prefix of every `Proxy-*` header.
+const PROXY_HEADER_PREFIX: &str = "proxy-";
+
+/// The first step of the clean-up (see the [crate docs](crate)): what no layer may see and no upstream may get.
+pub(crate) async fn clean_before_layers(mut request: Request<Body>) -> Request<Body> {
+    let headers = request.headers_mut();
+    strip_hop_by_hop(headers);
+    strip_spoofable(headers);
+    request
+}
+
+/// Hop-by-hop headers ([`idgate_serve::headers::remove_hop_by_hop`]: RFC 9110 §7.6.1 and every header `Connection`
+/// names). Every `Proxy-*` header (credentials and settings meant for this hop) and `Proxy` itself (which CGI turns
+/// into `HTTP_PROXY`, an outbound proxy setting: "httpoxy") go too.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    idgate_serve::headers::remove_hop_by_hop(headers);
+    headers.remove(PROXY_HEADER);
+    remove_where(headers, |name| name.starts_with(PROXY_HEADER_PREFIX));
+}
+
+/// Removes every header whose (lower-case) name satisfies `doomed`.
+pub(crate) fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| doomed(name.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(name);
+    }
+}
+
+/// IAP's unsigned identity headers (`X-Goog-Authenticated-User-Email` / `-Id`): forgeable by anyone who reaches the
+/// service without passing through IAP, so a client's copies never reach the upstream.
+const IAP_PLAIN_HEADER_PREFIX: &str = "x-goog-authenticated-user-";
+
+/// App Engine's platform headers (`X-Appengine-Cron`, `-QueueName`, `-User-Email`, `-User-Is-Admin`,
+/// `-Inbound-Appid`, ...): legacy apps admit cron and task handlers and administrators by them, and only App
+/// Engine's front end (which strips client copies) makes them true.
+const APP_ENGINE_HEADER_PREFIX: &str = "x-appengine-";
+
+/// Names (already lower case, as `http` stores them) whose meaning an upstream could confuse with identity, by prefix.
+const PROTECTED_PREFIXES: [&str; 4] = [
+    CALLER_HEADER_PREFIX,
+    IAP_PLAIN_HEADER_PREFIX,
+    APP_ENGINE_HEADER_PREFIX,
+    FORWARDED_HEADER_PREFIX,
+];
+
+/// ... and exactly: credentials, and the forwarding headers the proxy sets itself.
+const PROTECTED_NAMES: [&str; 5] = [
+    "authorization",
+    "x-serverless-authorization",
+    "x-goog-iap-jwt-assertion",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// Whether `name` (lower case) is another spelling of a protected name: the same letters and digits, with any other
+/// byte standing where the protected name has `-`. CGI, WSGI and PHP read `_` as `-`; lighttpd's CGI/FastCGI/SCGI
+/// mapping reads every byte that is not a letter or digit as `_`, so `X.Idgate.Caller.Email` and
+/// `X+Idgate+Caller+Email` reach the application as `HTTP_X_IDGATE_CALLER_EMAIL` too.
+pub(crate) fn folds_to_protected(name: &str) -> bool {
+    let folds_to = |target: &str, prefix: bool| {
+        let n = name.len();
+        let t = target.len();
+        (if prefix { n >= t } else { n == t })
+            && name
+                .bytes()
+                .zip(target.bytes())
+                .all(|(a, b)| a == b || (b == b'-' && !a.is_ascii_alphanumeric()))
+    };
+    PROTECTED_PREFIXES.iter().any(|p| folds_to(p, true))
+        || PROTECTED_NAMES.iter().any(|p| folds_to(p, false))
+}
+
+/// Whether `name` (lower case) is spelt with a byte other than a letter, a digit or `-`.
+fn is_respelled(name: &str) -> bool {
+    name.bytes()
+        .any(|b| !b.is_ascii_alphanumeric() && b != b'-')
+}
+
+/// Removes what no client may send in any spelling: our caller headers, and every other spelling of an identity,
+/// credential or forwarding header (see the [crate docs](crate)). The canonical spellings are for the layers to
+/// read and for the second step of the clean-up to judge.
+pub(crate) fn strip_spoofable(headers: &mut HeaderMap) {
+    remove_where(headers, |name| {
+        name.starts_with(CALLER_HEADER_PREFIX) || (is_respelled(name) && folds_to_protected(name))
+    });
+}
+
+/// After the layers: IAP's plain headers always go (they are set again from a verified assertion); the legacy
+/// header and the bearer headers stay only when they are the credential idgate verified. App Engine's other
+/// platform headers stay only behind App Engine's front end (`behind_app_engine`: the legacy header is trusted),
+/// which strips client copies.
+pub(crate) fn strip_unverified_credentials(
+    headers: &mut HeaderMap,
+    admitted_by: Option<CredentialHeader>,
+    behind_app_engine: bool,
+) {
+    remove_where(headers, |name| name.starts_with(IAP_PLAIN_HEADER_PREFIX));
+    if !behind_app_engine {
+        remove_where(headers, |name| {
+            name.starts_with(APP_ENGINE_HEADER_PREFIX) && name != X_APPENGINE_INBOUND_APPID.as_str()
+        });
+    }
+    if admitted_by != Some(CredentialHeader::AppEngineInboundAppid) {
+        headers.remove(&X_APPENGINE_INBOUND_APPID);
+    }
+    if let Some(verified) = admitted_by {
+        for bearer in [
+            CredentialHeader::ServerlessAuthorization,
+            CredentialHeader::Authorization,
+        ] {
+            if bearer != verified {
+                headers.remove(bearer.header_name());
+            }
+        }
+    }
+}

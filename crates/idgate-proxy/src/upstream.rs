@@ -1,0 +1,166 @@
+//! The upstream: its client and connection budget, and the handler that forwards an admitted request to it.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use idgate_core::identity::Caller;
+use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use idgate_server::CredentialHeader;
+
+use crate::ProxyOptions;
+use crate::caller::insert_caller_headers;
+use crate::clean::{strip_hop_by_hop, strip_unverified_credentials};
+use crate::forwarding::set_forwarding_headers;
+
+#[derive(Debug)]
+pub(crate) struct Upstream {
+    pub(crate) client: Client<HttpConnector, Body>,
+    pub(crate) scheme: http::uri::Scheme,
+    pub(crate) authority: http::uri::Authority,
+    /// The upstream URL's path without its trailing `/`, prefixed to every request path.
+    pub(crate) base_path: String,
+    /// Requests in flight to the upstream; see [`router_with_options`](crate::router_with_options).
+    pub(crate) budget: Arc<Semaphore>,
+    pub(crate) options: ProxyOptions,
+    /// The legacy header is trusted: the service says it sits behind App Engine's front end.
+    pub(crate) behind_app_engine: bool,
+}
+
+pub(crate) async fn forward(
+    State(upstream): State<Arc<Upstream>>,
+    request: Request<Body>,
+) -> Response<Body> {
+    let (mut parts, body) = request.into_parts();
+    let caller = parts.extensions.get::<Caller>().cloned();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str);
+    let uri = Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(format!("{}{path_and_query}", upstream.base_path))
+        .build();
+    let Ok(uri) = uri else {
+        return plain(StatusCode::BAD_REQUEST, "bad request target");
+    };
+
+    let admitted_by = parts.extensions.get::<CredentialHeader>().copied();
+    // The request target's authority when it has one (HTTP/2's `:authority`, an HTTP/1.1 absolute-form target:
+    // RFC 9112 §3.2.2 says it wins over `Host`), else the `Host` header.
+    let authority = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| parts.headers.get(header::HOST).cloned());
+    let headers = &mut parts.headers;
+    strip_unverified_credentials(headers, admitted_by, upstream.behind_app_engine);
+    set_forwarding_headers(
+        headers,
+        authority,
+        peer,
+        upstream.options.trust_forwarded_headers,
+    );
+    if let Some(caller) = &caller {
+        insert_caller_headers(headers, caller);
+    }
+    parts.uri = uri;
+    parts.version = http::Version::HTTP_11;
+    parts.extensions = http::Extensions::new();
+
+    // Wait for a share of the upstream budget (a request waiting holds no descriptor), at most the idle timeout.
+    let wait = upstream.options.limits.idle_timeout();
+    let Ok(Ok(share)) =
+        tokio::time::timeout(wait, Arc::clone(&upstream.budget).acquire_owned()).await
+    else {
+        tracing::warn!(target: "idgate::proxy", "every upstream connection is busy; answering 503");
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service unavailable: the upstream is busy; retry later",
+        );
+    };
+    match upstream
+        .client
+        .request(Request::from_parts(parts, body))
+        .await
+    {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            // The upstream connection is busy until its response body is read or dropped: so is the share.
+            Response::from_parts(
+                parts,
+                Body::new(Budgeted {
+                    body,
+                    _share: share,
+                }),
+            )
+        }
+        Err(error) => {
+            tracing::warn!(target: "idgate::proxy", %error, "upstream request failed");
+            plain(
+                StatusCode::BAD_GATEWAY,
+                "bad gateway: the upstream did not answer",
+            )
+        }
+    }
+}
+
+/// How long an idle upstream connection is kept for reuse.
+pub(crate) const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pin_project! {
+    /// An upstream response body with the share of the upstream budget its connection holds, given back when the
+    /// body is read to the end or dropped.
+    struct Budgeted<B> {
+        #[pin]
+        body: B,
+        _share: OwnedSemaphorePermit,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Budgeted<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut response = Response::new(Body::from(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
