@@ -11,6 +11,7 @@ use idgate_client::{
     Adc, CachedSource, IdTokenMiddleware, IdTokenSource, Impersonated, MetadataServer, RetryPolicy,
     ServiceAccountKey,
 };
+use idgate_core::ErrorChain;
 use idgate_core::google::Endpoints;
 use idgate_core::keys::{HttpKeySource, KeyCache, KeyCacheConfig, KeyFormat};
 use idgate_emulator::{Endpoint, Fault, TokenSpec};
@@ -143,7 +144,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
             .expect("answer");
         let verifier = oidc_verifier(&emu);
         if let Err(e) = verifier.verify(&token).await {
-            note(&e, e.to_string());
+            note(&e, ErrorChain(&e).to_string());
         }
     }
     for spec in [
@@ -161,7 +162,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
             .await
             .expect("answer");
         if let Err(e) = iap_verifier(&emu).verify(&token).await {
-            note(&e, e.to_string());
+            note(&e, ErrorChain(&e).to_string());
         }
     }
 
@@ -212,12 +213,12 @@ async fn no_secret_reaches_any_log_line_or_error() {
             Arc::new(idgate_core::clock::SystemClock),
         );
         if let Err(e) = keys.warm().await {
-            note(&e, e.to_string());
+            note(&e, ErrorChain(&e).to_string());
         }
         let token = emu.mint(&sa());
         secrets.token(&token);
         if let Err(e) = oidc_verifier_with(keys).verify(&token).await {
-            note(&e, e.to_string());
+            note(&e, ErrorChain(&e).to_string());
         }
     }
 

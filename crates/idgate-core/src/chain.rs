@@ -78,8 +78,8 @@ mod tests {
     #[test]
     fn an_error_without_a_cause_prints_alone() {
         assert_eq!(
-            ErrorChain(&std::fmt::Error).to_string(),
-            std::fmt::Error.to_string()
+            ErrorChain(&fmt::Error).to_string(),
+            fmt::Error.to_string()
         );
     }
 }

@@ -411,7 +411,11 @@ async fn forward(State(upstream): State<Arc<Upstream>>, request: Request<Body>) 
             )
         }
         Err(error) => {
-            tracing::warn!(target: "idgate::proxy", %error, "upstream request failed");
+            tracing::warn!(
+                target: "idgate::proxy",
+                error = %idgate_core::ErrorChain(&error),
+                "upstream request failed"
+            );
             plain(
                 StatusCode::BAD_GATEWAY,
                 "bad gateway: the upstream did not answer",
