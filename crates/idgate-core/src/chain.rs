@@ -77,9 +77,6 @@ mod tests {
 
     #[test]
     fn an_error_without_a_cause_prints_alone() {
-        assert_eq!(
-            ErrorChain(&fmt::Error).to_string(),
-            fmt::Error.to_string()
-        );
+        assert_eq!(ErrorChain(&fmt::Error).to_string(), fmt::Error.to_string());
     }
 }

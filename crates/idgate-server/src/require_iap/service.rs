@@ -165,13 +165,10 @@ async fn admit(
     {
         return Err(reject(IdentityRejection::IapHeaderMismatch, Some(&caller)));
     }
-    if let Some(allowlist) = &config.allowlist {
-        if let Decision::Deny { reason } = allowlist.decide(&caller) {
-            return Err(reject(
-                IdentityRejection::NotAllowed(reason),
-                Some(&caller),
-            ));
-        }
+    if let Some(allowlist) = &config.allowlist
+        && let Decision::Deny { reason } = allowlist.decide(&caller)
+    {
+        return Err(reject(IdentityRejection::NotAllowed(reason), Some(&caller)));
     }
     log_allow(LAYER, "iap_assertion", &caller);
     Ok(Admitted {
