@@ -11,6 +11,7 @@ use idgate_client::{
     Adc, CachedSource, HttpOptions, IdTokenMiddleware, IdTokenSource, Impersonated, MetadataServer,
     RetryPolicy, ServiceAccountKey,
 };
+use idgate_core::ErrorChain;
 use idgate_core::google::Endpoints;
 use idgate_core::keys::{HttpKeySource, KeyCache, KeyCacheConfig, KeyFormat};
 use idgate_emulator::{Endpoint, Fault, TokenSpec};
@@ -143,7 +144,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
             .expect("answer");
         let verifier = oidc_verifier(&emu);
         if let Err(e) = verifier.verify(&token).await {
-            note(&e, e.to_string());
+            note(&e, ErrorChain(&e).to_string());
         }
     }
     for spec in [
@@ -161,7 +162,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
             .await
             .expect("answer");
         if let Err(e) = iap_verifier(&emu).verify(&token).await {
-            note(&e, e.to_string());
+            note(&e, ErrorChain(&e).to_string());
         }
     }
 
@@ -212,12 +213,12 @@ async fn no_secret_reaches_any_log_line_or_error() {
             Arc::new(idgate_core::clock::SystemClock),
         );
         if let Err(e) = keys.warm().await {
-            note(&e, e.to_string());
+            note(&e, ErrorChain(&e).to_string());
         }
         let token = emu.mint(&sa());
         secrets.token(&token);
         if let Err(e) = oidc_verifier_with(keys).verify(&token).await {
-            note(&e, e.to_string());
+            note(&e, ErrorChain(&e).to_string());
         }
     }
 
@@ -286,23 +287,23 @@ async fn no_secret_reaches_any_log_line_or_error() {
         MetadataServer::from_base_url(&emu.base_url()).http(HttpOptions::new().retry(quick())),
     );
     if let Err(e) = failing.id_token(FAILING_AUD).await {
-        note(&e, idgate_core::ErrorChain(&e).to_string());
+        note(&e, ErrorChain(&e).to_string());
     }
     let failing_client = reqwest_middleware::ClientBuilder::new(client())
         .with(IdTokenMiddleware::new(failing).audience(FAILING_AUD))
         .build();
     if let Err(e) = failing_client.get(oidc.url("/")).send().await {
-        note(&e, idgate_core::ErrorChain(&e).to_string());
+        note(&e, ErrorChain(&e).to_string());
     }
     emu.inject(Endpoint::Token, Fault::Garbage, 10);
     if let Err(e) = sa_key.id_token("https://fail2").await {
-        note(&e, idgate_core::ErrorChain(&e).to_string());
+        note(&e, ErrorChain(&e).to_string());
     }
     let broken = caller
         .to_json()
         .replace("BEGIN PRIVATE KEY", "BEGIN PRIVATE KEY\nAAAA");
     if let Err(e) = ServiceAccountKey::from_json(broken.as_bytes()) {
-        note(&e, idgate_core::ErrorChain(&e).to_string());
+        note(&e, ErrorChain(&e).to_string());
     }
     // Every request and fetch above was awaited; the emulator's shutdown also waits for its handlers still
     // running (the delayed key fetch outlived the client's timeout). Then wait, bounded, until the capture

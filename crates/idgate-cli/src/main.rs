@@ -250,7 +250,8 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("idgate: {error}");
+            // The whole chain: each idgate error says one level and keeps its cause in `source()`.
+            eprintln!("idgate: {}", idgate_core::ErrorChain(&*error));
             ExitCode::from(2)
         }
     }

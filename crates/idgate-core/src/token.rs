@@ -217,6 +217,33 @@ pub enum CredentialError {
     /// More than one token, or stray whitespace inside the token.
     #[error("authorization header has more than one token")]
     ExtraContent,
+    /// The credential header was sent more than once: which copy to believe is ambiguous, so neither is.
+    ///
+    /// [`parse_authorization`] sees one value and never returns this; whoever reads the request's headers (the
+    /// layers of `idgate-server`) does.
+    #[error("credential header sent more than once")]
+    DuplicateHeader,
+}
+
+impl CredentialError {
+    /// A short, stable, machine-readable reason (`"not_ascii"`, `"duplicate_header"`, ...) for logs and metrics.
+    ///
+    /// ```
+    /// use idgate_core::token::{CredentialError, parse_authorization};
+    ///
+    /// assert_eq!(parse_authorization(b"Basic dXNlcjpwdw==").unwrap_err().reason(), "unsupported_scheme");
+    /// assert_eq!(CredentialError::DuplicateHeader.reason(), "duplicate_header");
+    /// ```
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::NotAscii => "not_ascii",
+            Self::TooLarge => "too_large",
+            Self::UnsupportedScheme => "unsupported_scheme",
+            Self::EmptyToken => "empty_token",
+            Self::ExtraContent => "extra_content",
+            Self::DuplicateHeader => "duplicate_header",
+        }
+    }
 }
 
 /// Extracts the token from an `Authorization` (or `X-Serverless-Authorization`) header value.

@@ -4,11 +4,15 @@ use std::io;
 use std::net::SocketAddr;
 
 /// Why the emulator (or its IAP proxy) could not start or do what was asked.
+///
+/// The message says what failed; the underlying error (the operating system's, the certificate or JSON
+/// library's) is its [`source`](std::error::Error::source), not repeated in the message. Print the whole chain by
+/// walking `source()` (as `idgate_core::ErrorChain` does).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmulatorError {
     /// The listening socket could not be bound.
-    #[error("cannot bind {addr}: {source}")]
+    #[error("cannot bind {addr}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,
@@ -29,13 +33,13 @@ pub enum EmulatorError {
     #[error("crypto backend failure: {0}")]
     Crypto(&'static str),
     /// Building an X.509 certificate or PEM encoding failed.
-    #[error("certificate generation failed: {0}")]
+    #[error("certificate generation failed")]
     Certificate(#[from] rcgen::Error),
     /// A URL could not be built.
-    #[error("invalid URL: {0}")]
+    #[error("invalid URL")]
     Url(#[from] url::ParseError),
     /// Writing a service-account key file failed.
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Io {
         /// The file.
         path: std::path::PathBuf,
@@ -44,7 +48,7 @@ pub enum EmulatorError {
         source: io::Error,
     },
     /// JSON encoding failed.
-    #[error("JSON encoding failed: {0}")]
+    #[error("JSON encoding failed")]
     Json(#[from] serde_json::Error),
     /// The named key is not published, or the last key cannot be retired.
     #[error("no such key: {0}")]

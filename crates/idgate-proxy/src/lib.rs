@@ -112,16 +112,49 @@ use idgate_server::{Layers, RequireIdentityLayer};
 use crate::clean::clean_before_layers;
 use crate::upstream::{UPSTREAM_IDLE_TIMEOUT, Upstream, forward};
 
-/// Why the proxy could not start or stopped serving.
+/// Why the proxy could not start or stopped serving. Print it with [`idgate_core::ErrorChain`]: the cause is its
+/// [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProxyError {
-    /// The upstream URL is unusable.
-    #[error("invalid upstream URL: {0}")]
-    Upstream(String),
+    /// The upstream URL is unusable; the [`UpstreamUrlError`] says why.
+    #[error("invalid upstream URL")]
+    Upstream(#[source] UpstreamUrlError),
     /// The listener failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// Why an upstream URL is not `http://host[:port][/path]`.
+///
+/// ```
+/// use idgate_core::ErrorChain;
+/// use idgate_proxy::{ProxyError, UpstreamUrlError};
+///
+/// let error = ProxyError::Upstream(UpstreamUrlError::QueryOrFragment);
+/// assert_eq!(
+///     ErrorChain(&error).to_string(),
+///     "invalid upstream URL: the upstream URL may not have a query or fragment"
+/// );
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamUrlError {
+    /// Not `http`: the upstream is a local plain-http service (the scheme is named).
+    #[error("scheme {0:?} is not supported; the upstream is a local http:// service")]
+    Scheme(String),
+    /// A user name or password in the URL.
+    #[error("credentials in the upstream URL are not supported")]
+    Credentials,
+    /// A query or a fragment in the URL.
+    #[error("the upstream URL may not have a query or fragment")]
+    QueryOrFragment,
+    /// No host in the URL.
+    #[error("no host")]
+    NoHost,
+    /// The host and port do not make a request authority.
+    #[error("the host and port are not a valid authority")]
+    Authority(#[source] http::uri::InvalidUri),
 }
 
 pub use idgate_serve::{LimitError, ServerLimits};
@@ -250,31 +283,26 @@ pub fn router_with_options(
     options: ProxyOptions,
 ) -> Result<Router, ProxyError> {
     if upstream.scheme() != "http" {
-        return Err(ProxyError::Upstream(format!(
-            "scheme {:?} is not supported; the upstream is a local http:// service",
-            upstream.scheme()
+        return Err(ProxyError::Upstream(UpstreamUrlError::Scheme(
+            upstream.scheme().to_owned(),
         )));
     }
     if !upstream.username().is_empty() || upstream.password().is_some() {
-        return Err(ProxyError::Upstream(
-            "credentials in the upstream URL are not supported".to_owned(),
-        ));
+        return Err(ProxyError::Upstream(UpstreamUrlError::Credentials));
     }
     if upstream.query().is_some() || upstream.fragment().is_some() {
-        return Err(ProxyError::Upstream(
-            "the upstream URL may not have a query or fragment".to_owned(),
-        ));
+        return Err(ProxyError::Upstream(UpstreamUrlError::QueryOrFragment));
     }
     let host = upstream
         .host_str()
-        .ok_or_else(|| ProxyError::Upstream("no host".to_owned()))?;
+        .ok_or(ProxyError::Upstream(UpstreamUrlError::NoHost))?;
     let authority = match upstream.port() {
         Some(port) => format!("{host}:{port}"),
         None => host.to_owned(),
     };
     let authority = authority
         .parse()
-        .map_err(|e| ProxyError::Upstream(format!("authority: {e}")))?;
+        .map_err(|e| ProxyError::Upstream(UpstreamUrlError::Authority(e)))?;
     // Upstream connections are budgeted like client ones: no more requests in flight to the upstream (and so no
     // more upstream connections, in use or idle) than the connection cap, however many HTTP/2 streams the clients
     // open. Without it one client could open an upstream connection per stream and run the process out of

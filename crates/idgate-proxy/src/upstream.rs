@@ -113,7 +113,11 @@ pub(crate) async fn forward(
             )
         }
         Err(error) => {
-            tracing::warn!(target: "idgate::proxy", %error, "upstream request failed");
+            tracing::warn!(
+                target: "idgate::proxy",
+                error = %idgate_core::ErrorChain(&error),
+                "upstream request failed"
+            );
             plain(
                 StatusCode::BAD_GATEWAY,
                 "bad gateway: the upstream did not answer",

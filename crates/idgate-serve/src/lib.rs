@@ -142,9 +142,10 @@ where
             // One client's connection failed before it was accepted; nothing is wrong with the listener.
             Err(error) if is_connection_error(&error) => continue,
             Err(error) => {
+                // Recorded as an error, not a string: the subscriber prints its sources too (idgate's error rule).
                 tracing::warn!(
                     %local_addr,
-                    %error,
+                    error = &error as &dyn std::error::Error,
                     retry_in_ms = backoff.as_millis(),
                     "accept failed; retrying (out of file descriptors? lower max_connections or raise `ulimit -n`)"
                 );
@@ -223,7 +224,11 @@ async fn connection(
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
+                    tracing::debug!(
+                        %peer,
+                        error = &*error as &dyn std::error::Error,
+                        "connection ended with an error"
+                    );
                 }
                 return;
             }
@@ -281,7 +286,10 @@ fn log_join(result: Result<(), tokio::task::JoinError>) {
     if let Err(error) = result
         && error.is_panic()
     {
-        tracing::error!(%error, "a connection task panicked");
+        tracing::error!(
+            error = &error as &dyn std::error::Error,
+            "a connection task panicked"
+        );
     }
 }
 

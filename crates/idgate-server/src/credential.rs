@@ -85,9 +85,9 @@ impl TokenAt {
             .as_bytes()
             .get(self.range.clone())
             .and_then(|bytes| std::str::from_utf8(bytes).ok())
-            .ok_or(IdentityRejection::MalformedCredential {
-                reason: "not_ascii",
-            })
+            .ok_or(IdentityRejection::MalformedCredential(
+                CredentialError::NotAscii,
+            ))
     }
 }
 
@@ -99,9 +99,9 @@ pub(crate) fn single<'a>(
     let mut values = headers.get_all(name).iter();
     let first = values.next();
     if values.next().is_some() {
-        return Err(IdentityRejection::MalformedCredential {
-            reason: "duplicate_header",
-        });
+        return Err(IdentityRejection::MalformedCredential(
+            CredentialError::DuplicateHeader,
+        ));
     }
     Ok(first)
 }
@@ -130,7 +130,8 @@ pub(crate) fn presented(
         },
     };
     // Parse once, now, so the common mistakes are answered without any further work.
-    let (_, token) = parse_authorization(value.as_bytes()).map_err(credential_rejection)?;
+    let (_, token) =
+        parse_authorization(value.as_bytes()).map_err(IdentityRejection::MalformedCredential)?;
     // `token` borrows from `value`: its offset is the distance between the two starts.
     let start = (token.as_ptr() as usize).saturating_sub(value.as_bytes().as_ptr() as usize);
     let range = start..start + token.len();
@@ -139,18 +140,6 @@ pub(crate) fn presented(
         range,
         header,
     }))
-}
-
-pub(crate) fn credential_rejection(error: CredentialError) -> IdentityRejection {
-    let reason = match error {
-        CredentialError::NotAscii => "not_ascii",
-        CredentialError::TooLarge => "too_large",
-        CredentialError::UnsupportedScheme => "unsupported_scheme",
-        CredentialError::EmptyToken => "empty_token",
-        CredentialError::ExtraContent => "extra_content",
-        _ => "malformed_credential",
-    };
-    IdentityRejection::MalformedCredential { reason }
 }
 
 #[cfg(test)]

@@ -1,4 +1,18 @@
 //! [`ServerError`]: why idgate-server could not start.
+//!
+//! Each variant says what failed at this level; the cause is its [`source`](std::error::Error::source). Print it
+//! with [`idgate_core::ErrorChain`] to see the whole story:
+//!
+//! ```
+//! use idgate_core::ErrorChain;
+//! use idgate_core::verify::{BuildError, OidcVerifier};
+//! use idgate_server::ServerError;
+//!
+//! let cause: BuildError = OidcVerifier::builder().build().unwrap_err();
+//! let error = ServerError::from(cause);
+//! assert_eq!(error.to_string(), "invalid verifier configuration");
+//! assert!(ErrorChain(&error).to_string().starts_with("invalid verifier configuration: no audience configured"));
+//! ```
 
 use idgate_core::google::MetadataError;
 use idgate_core::keys::KeysUnavailable;
@@ -10,10 +24,10 @@ use idgate_core::verify::BuildError;
 #[non_exhaustive]
 pub enum ServerError {
     /// A verifier could not be built from the configuration (no audience, bad leeway, ...).
-    #[error("invalid verifier configuration: {0}")]
+    #[error("invalid verifier configuration")]
     Verifier(#[from] BuildError),
     /// The signing keys could not be fetched at startup.
-    #[error("could not prefetch the {which} signing keys: {source}")]
+    #[error("could not prefetch the {which} signing keys")]
     Keys {
         /// `"OIDC"` or `"IAP"`.
         which: &'static str,

@@ -3,7 +3,7 @@
 //! | extractor | what | provided by |
 //! |---|---|---|
 //! | [`VerifiedCaller`] | the [`Caller`]: service account, user, App Engine app or IAP user | [`RequireIdentityLayer`](crate::RequireIdentityLayer), [`RequireIapLayer`](crate::RequireIapLayer) |
-//! | [`IapUser`] | the IAP user: email, `sub`, `hd`, access levels | [`RequireIapLayer`](crate::RequireIapLayer) |
+//! | [`VerifiedIapUser`] | the IAP user: email, `sub`, `hd`, access levels | [`RequireIapLayer`](crate::RequireIapLayer) |
 //! | [`UserEmail`] | the verified email of the signed-in user | [`RequireIapLayer`](crate::RequireIapLayer), or a user token through [`RequireIdentityLayer`](crate::RequireIdentityLayer) |
 //!
 //! Each reads what its layer put in the request extensions; none verifies anything itself. Used on a route its
@@ -113,12 +113,22 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for VerifiedCaller {
 
 /// The user Identity-Aware Proxy signed in, from a verified assertion. See the [module docs](self).
 ///
-/// Derefs to [`identity::IapUser`]: `email()`, `subject()`, `hosted_domain()`, `access_levels()`.
+/// Derefs to [`identity::IapUser`] (the core's value, which this extractor wraps, as [`VerifiedCaller`] wraps a
+/// [`Caller`]): `email()`, `subject()`, `hosted_domain()`, `access_levels()`.
+///
+/// ```
+/// use idgate_server::extract::VerifiedIapUser;
+///
+/// async fn hello(user: VerifiedIapUser) -> String {
+///     format!("hello {}", user.email())
+/// }
+/// # let _ = hello;
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
-pub struct IapUser(pub identity::IapUser);
+pub struct VerifiedIapUser(pub identity::IapUser);
 
-impl Deref for IapUser {
+impl Deref for VerifiedIapUser {
     type Target = identity::IapUser;
 
     fn deref(&self) -> &identity::IapUser {
@@ -126,7 +136,7 @@ impl Deref for IapUser {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for IapUser {
+impl<S: Send + Sync> FromRequestParts<S> for VerifiedIapUser {
     type Rejection = IdentityRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
@@ -135,11 +145,11 @@ impl<S: Send + Sync> FromRequestParts<S> for IapUser {
             .get::<identity::IapUser>()
             .cloned()
             .map(Self)
-            .ok_or_else(|| missing_layer("IapUser", "RequireIapLayer"))
+            .ok_or_else(|| missing_layer("VerifiedIapUser", "RequireIapLayer"))
     }
 }
 
-impl<S: Send + Sync> OptionalFromRequestParts<S> for IapUser {
+impl<S: Send + Sync> OptionalFromRequestParts<S> for VerifiedIapUser {
     type Rejection = Infallible;
 
     async fn from_request_parts(

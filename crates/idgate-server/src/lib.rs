@@ -4,7 +4,7 @@
 //! |---|---|
 //! | [`RequireIdentityLayer`] | service to service: verifies Google ID tokens (`X-Serverless-Authorization`, `Authorization`) and, when trusted, the legacy `X-Appengine-Inbound-Appid`; applies the allowlist |
 //! | [`RequireIapLayer`] | users behind Identity-Aware Proxy: verifies `x-goog-iap-jwt-assertion`; optional allowlist |
-//! | [`extract`] | [`VerifiedCaller`](extract::VerifiedCaller), [`IapUser`](extract::IapUser), [`UserEmail`](extract::UserEmail) (and `Option<_>` of each) |
+//! | [`extract`] | [`VerifiedCaller`](extract::VerifiedCaller), [`VerifiedIapUser`](extract::VerifiedIapUser), [`UserEmail`](extract::UserEmail) (and `Option<_>` of each) |
 //! | [`IdentityRejection`] | every refusal, typed: 401 / 403 / 503 / 500, logged once on target `idgate::decision` |
 //! | [`from_config`] → [`Layers`] | both layers from the TOML `Config`, keys prefetched, IAP audience discovered; readiness |
 //!

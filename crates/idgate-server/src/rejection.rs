@@ -37,7 +37,10 @@ use std::time::Duration;
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
+use idgate_core::ErrorChain;
 use idgate_core::identity::{Caller, IdentityError};
+use idgate_core::policy::DenyReason;
+use idgate_core::token::CredentialError;
 use idgate_core::verify::VerifyError;
 
 /// The tracing target every decision is logged under.
@@ -54,11 +57,9 @@ pub enum IdentityRejection {
     /// trusted, `X-Appengine-Inbound-Appid`).
     MissingCredential,
     /// A credential header is present but unusable: sent twice, not visible ASCII, too large, or not of the form
-    /// `Bearer <token>`.
-    MalformedCredential {
-        /// What is wrong, without the header value (`duplicate_header`, `not_ascii`, `too_large`, ...).
-        reason: &'static str,
-    },
+    /// `Bearer <token>`. The [`CredentialError`] says which, without the header value; its
+    /// [`reason`](CredentialError::reason) (`duplicate_header`, `not_ascii`, `too_large`, ...) is this rejection's.
+    MalformedCredential(CredentialError),
     /// The ID token failed verification (signature, issuer, audience, expiry, ...). The body stays generic; the
     /// error is for logs and tests.
     InvalidToken(VerifyError),
@@ -67,18 +68,18 @@ pub enum IdentityRejection {
     SignatureRemoved,
     /// The token is genuine but names no caller idgate can identify (or the trusted legacy header is malformed).
     UnknownIdentity(IdentityError),
-    /// [`RequireIapLayer`](crate::RequireIapLayer): no `x-goog-iap-jwt-assertion` header (or more than one).
+    /// [`RequireIapLayer`](crate::RequireIapLayer): no `x-goog-iap-jwt-assertion` header. (Two of them are a
+    /// [`MalformedCredential`](Self::MalformedCredential), [`CredentialError::DuplicateHeader`].)
     MissingIapAssertion,
     /// [`RequireIapLayer`](crate::RequireIapLayer): the IAP assertion failed verification.
     InvalidIapAssertion(VerifyError),
     /// [`RequireIapLayer`](crate::RequireIapLayer) with plain-header comparison on: `X-Goog-Authenticated-User-Email`
     /// does not name the user of the verified assertion.
     IapHeaderMismatch,
-    /// The caller is genuine but not on the allowlist.
-    NotAllowed {
-        /// The allowlist's stable reason ([`Decision::reason`](idgate_core::policy::Decision::reason)), for logs.
-        reason: &'static str,
-    },
+    /// The caller is genuine but not on the allowlist. The [`DenyReason`] says why (its
+    /// [`as_str`](DenyReason::as_str), e.g. `not_listed`, is in the log line's `detail`); the rejection's own
+    /// [`reason`](Self::reason) is `not_allowed` whatever the cause.
+    NotAllowed(DenyReason),
     /// [`UserEmail`](crate::extract::UserEmail) on a request whose verified caller is not a signed-in user (e.g. a
     /// service account).
     NotAUser,
@@ -122,14 +123,14 @@ impl IdentityRejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::MissingCredential
-            | Self::MalformedCredential { .. }
+            | Self::MalformedCredential(_)
             | Self::InvalidToken(_)
             | Self::SignatureRemoved
             | Self::UnknownIdentity(_)
             | Self::MissingIapAssertion
             | Self::InvalidIapAssertion(_)
             | Self::IapHeaderMismatch => StatusCode::UNAUTHORIZED,
-            Self::NotAllowed { .. } | Self::NotAUser => StatusCode::FORBIDDEN,
+            Self::NotAllowed(_) | Self::NotAUser => StatusCode::FORBIDDEN,
             Self::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::MissingLayer { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -141,7 +142,7 @@ impl IdentityRejection {
             Self::MissingCredential => "missing credential: send a Google-signed ID token as \
                 `Authorization: Bearer <token>` or `X-Serverless-Authorization: Bearer <token>`"
                 .to_owned(),
-            Self::MalformedCredential { .. } => {
+            Self::MalformedCredential(_) => {
                 "malformed credential: expected exactly one `Bearer <token>` header".to_owned()
             }
             Self::InvalidToken(_) | Self::UnknownIdentity(_) => "invalid token".to_owned(),
@@ -158,7 +159,7 @@ impl IdentityRejection {
             Self::IapHeaderMismatch => {
                 "X-Goog-Authenticated-User-Email does not match the verified IAP assertion".to_owned()
             }
-            Self::NotAllowed { .. } => "forbidden: the caller is not allowed to call this service".to_owned(),
+            Self::NotAllowed(_) => "forbidden: the caller is not allowed to call this service".to_owned(),
             Self::NotAUser => "forbidden: this endpoint is for signed-in users".to_owned(),
             Self::KeysUnavailable { .. } => {
                 "service unavailable: token signing keys could not be fetched; retry later".to_owned()
@@ -171,17 +172,27 @@ impl IdentityRejection {
     }
 
     /// A short, stable, machine-readable reason (`missing_credential`, `expired`, `not_allowed`, ...) for logs and
-    /// metrics. For invalid tokens it is [`VerifyError::reason`].
+    /// metrics. For invalid tokens it is [`VerifyError::reason`], for malformed credentials
+    /// [`CredentialError::reason`].
+    ///
+    /// ```
+    /// use idgate_core::token::CredentialError;
+    /// use idgate_server::rejection::IdentityRejection;
+    ///
+    /// let rejection = IdentityRejection::MalformedCredential(CredentialError::DuplicateHeader);
+    /// assert_eq!(rejection.reason(), "duplicate_header");
+    /// assert_eq!(rejection.status(), 401);
+    /// ```
     pub fn reason(&self) -> &'static str {
         match self {
             Self::MissingCredential => "missing_credential",
-            Self::MalformedCredential { reason } => reason,
+            Self::MalformedCredential(e) => e.reason(),
             Self::InvalidToken(e) | Self::InvalidIapAssertion(e) => e.reason(),
             Self::SignatureRemoved => "signature_removed",
             Self::UnknownIdentity(_) => "unknown_identity",
             Self::MissingIapAssertion => "missing_iap_assertion",
             Self::IapHeaderMismatch => "iap_header_mismatch",
-            Self::NotAllowed { .. } => "not_allowed",
+            Self::NotAllowed(_) => "not_allowed",
             Self::NotAUser => "not_a_user",
             Self::KeysUnavailable { .. } => "keys_unavailable",
             Self::MissingLayer { .. } => "missing_layer",
@@ -218,7 +229,7 @@ impl IdentityRejection {
             Self::MissingCredential => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::MalformedCredential { .. }
+            Self::MalformedCredential(_)
             | Self::InvalidToken(_)
             | Self::SignatureRemoved
             | Self::UnknownIdentity(_) => {
@@ -237,14 +248,17 @@ impl IdentityRejection {
     }
 }
 
+/// One level, as every idgate error: the cause of an invalid token, an unknown identity or a malformed credential is
+/// its [`source`](std::error::Error::source), printed with [`ErrorChain`]. The allowlist's [`DenyReason`] is not an
+/// error, so it is part of the message (`caller not allowed: not_listed`).
 impl fmt::Display for IdentityRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::InvalidToken(e) => write!(f, "invalid token: {e}"),
-            Self::InvalidIapAssertion(e) => write!(f, "invalid IAP assertion: {e}"),
-            Self::UnknownIdentity(e) => write!(f, "unknown identity: {e}"),
-            Self::NotAllowed { reason } => write!(f, "caller not allowed: {reason}"),
-            Self::MalformedCredential { reason } => write!(f, "malformed credential: {reason}"),
+            Self::InvalidToken(_) => f.write_str("invalid token"),
+            Self::InvalidIapAssertion(_) => f.write_str("invalid IAP assertion"),
+            Self::UnknownIdentity(_) => f.write_str("unknown identity"),
+            Self::NotAllowed(reason) => write!(f, "caller not allowed: {}", reason.as_str()),
+            Self::MalformedCredential(_) => f.write_str("malformed credential"),
             Self::KeysUnavailable { retry_after } => {
                 write!(
                     f,
@@ -262,6 +276,7 @@ impl std::error::Error for IdentityRejection {
         match self {
             Self::InvalidToken(e) | Self::InvalidIapAssertion(e) => Some(e),
             Self::UnknownIdentity(e) => Some(e),
+            Self::MalformedCredential(e) => Some(e),
             _ => None,
         }
     }
@@ -300,12 +315,13 @@ pub(crate) fn log_rejection(
         IdentityRejection::InvalidToken(e) | IdentityRejection::InvalidIapAssertion(e) => {
             tracing::debug!(
                 target: DECISION_TARGET, layer, outcome = "reject", reason, status, caller_kind = kind,
-                caller_email = email, caller_project = project, detail = %e, "request rejected"
+                caller_email = email, caller_project = project, detail = %ErrorChain(e), "request rejected"
             );
         }
         _ => tracing::debug!(
             target: DECISION_TARGET, layer, outcome = "reject", reason, status, caller_kind = kind,
-            caller_email = email, caller_project = project, detail = %rejection, "request rejected"
+            caller_email = email, caller_project = project, detail = %ErrorChain(rejection),
+            "request rejected"
         ),
     }
 }
@@ -340,10 +356,9 @@ mod tests {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer");
 
-        let r: Response<String> = IdentityRejection::MalformedCredential {
-            reason: "duplicate_header",
-        }
-        .into_http_response();
+        let r: Response<String> =
+            IdentityRejection::MalformedCredential(CredentialError::DuplicateHeader)
+                .into_http_response();
         assert_eq!(
             r.headers()[WWW_AUTHENTICATE],
             r#"Bearer error="invalid_token""#
@@ -357,10 +372,8 @@ mod tests {
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[RETRY_AFTER], "1");
 
-        let r: Response<String> = IdentityRejection::NotAllowed {
-            reason: "not_listed",
-        }
-        .into_http_response();
+        let r: Response<String> =
+            IdentityRejection::NotAllowed(DenyReason::NotListed).into_http_response();
         assert_eq!(r.status(), StatusCode::FORBIDDEN);
         assert!(r.headers().get(WWW_AUTHENTICATE).is_none());
 
@@ -380,6 +393,54 @@ mod tests {
         let body = r.body_text();
         assert!(body.contains("X-Serverless-Authorization"));
         assert!(body.contains("trust_cloud_run_invoker_check"));
+    }
+
+    #[test]
+    fn reasons_derive_from_the_carried_values() {
+        for (error, reason) in [
+            (CredentialError::DuplicateHeader, "duplicate_header"),
+            (CredentialError::NotAscii, "not_ascii"),
+            (CredentialError::TooLarge, "too_large"),
+            (CredentialError::UnsupportedScheme, "unsupported_scheme"),
+            (CredentialError::EmptyToken, "empty_token"),
+            (CredentialError::ExtraContent, "extra_content"),
+        ] {
+            let r = IdentityRejection::MalformedCredential(error);
+            assert_eq!(r.reason(), reason);
+            assert_eq!(r.to_string(), "malformed credential");
+            assert_eq!(
+                ErrorChain(&r).to_string(),
+                format!("malformed credential: {error}")
+            );
+        }
+        for deny in [
+            DenyReason::NotListed,
+            DenyReason::EmptyAllowlist,
+            DenyReason::EmailNotVerified,
+            DenyReason::NoAllowlistConfigured,
+        ] {
+            let r = IdentityRejection::NotAllowed(deny);
+            assert_eq!(r.reason(), "not_allowed");
+            assert_eq!(
+                ErrorChain(&r).to_string(),
+                format!("caller not allowed: {}", deny.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn the_cause_is_in_source_not_in_the_message() {
+        let r = IdentityRejection::from_token_error(VerifyError::NotYetValid);
+        assert_eq!(r.to_string(), "invalid token");
+        assert_eq!(
+            ErrorChain(&r).to_string(),
+            "invalid token: token is not valid yet"
+        );
+        let r = IdentityRejection::from_iap_error(VerifyError::InvalidSignature);
+        assert_eq!(
+            ErrorChain(&r).to_string(),
+            "invalid IAP assertion: token signature is invalid"
+        );
     }
 
     #[test]

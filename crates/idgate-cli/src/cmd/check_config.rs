@@ -16,7 +16,7 @@ pub(crate) fn run(file: &Path) -> Result<ExitCode, Error> {
         }
         Err(error) => {
             // The error names the file, line and column, and says what to write instead.
-            eprintln!("{error}");
+            eprintln!("{}", idgate_core::ErrorChain(&error));
             Ok(ExitCode::FAILURE)
         }
     }

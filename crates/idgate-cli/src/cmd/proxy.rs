@@ -22,7 +22,7 @@ pub(crate) async fn run(
     let config = match Config::from_path(config) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("{error}");
+            eprintln!("{}", idgate_core::ErrorChain(&error));
             return Ok(ExitCode::FAILURE);
         }
     };

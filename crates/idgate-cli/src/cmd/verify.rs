@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
+use idgate_core::ErrorChain;
 use idgate_core::google::Endpoints;
 use idgate_core::identity::Caller;
 use idgate_core::keys::{KeyAlgorithm, KeyDocumentFormat, KeyFormat};
@@ -66,7 +67,7 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
         match verifier.verify(&token).await {
             Ok(verified) => Caller::from_id_token(&verified).map_err(|e| {
                 // The verifier requires a verified email, so this is unreachable in practice; report it anyway.
-                eprintln!("verified, but no caller identity: {e}");
+                eprintln!("verified, but no caller identity: {}", ErrorChain(&e));
                 VerifyError::EmailNotVerified
             }),
             Err(e) => Err(e),
@@ -99,7 +100,7 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
                 serde_json::to_string_pretty(&serde_json::json!({
                     "verified": false,
                     "reason": error.reason(),
-                    "detail": error.to_string(),
+                    "detail": ErrorChain(&error).to_string(),
                 }))?
             );
             Ok(ExitCode::FAILURE)

@@ -192,10 +192,8 @@ impl Config {
             e
         };
         let src = std::fs::read_to_string(path).map_err(|e| {
-            let mut err = ConfigError::new(
-                ConfigErrorKind::Io,
-                format!("cannot read the configuration: {e}"),
-            );
+            // The I/O error is the source; ErrorChain prints it after this message.
+            let mut err = ConfigError::new(ConfigErrorKind::Io, "cannot read the configuration");
             err.source = Some(e);
             with_file(err)
         })?;

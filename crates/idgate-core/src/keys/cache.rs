@@ -9,7 +9,7 @@ use arc_swap::ArcSwapOption;
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 
-use super::source::{FetchError, KeySource};
+use super::source::{FetchError, KeySource, TransportError};
 use super::{KeySet, VerifyingKey};
 use crate::clock::{self, Clock};
 
@@ -53,11 +53,13 @@ impl Default for KeyCacheConfig {
 
 /// No usable key set: the source failed and there is no earlier set within the stale bound.
 ///
-/// Maps to `503 Service Unavailable` with `Retry-After: `[`KeysUnavailable::retry_after`].
+/// Maps to `503 Service Unavailable` with `Retry-After: `[`KeysUnavailable::retry_after`]. Why the last fetch
+/// failed is its [`source`](std::error::Error::source) (and [`reason`](Self::reason)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("signing keys are unavailable from {source_name}: {reason}")]
+#[error("signing keys are unavailable from {source_name}")]
 pub struct KeysUnavailable {
     source_name: String,
+    #[source]
     reason: FetchError,
     retry_after: Duration,
 }
@@ -397,9 +399,8 @@ impl KeyCache {
         let shared = async move {
             match task.await {
                 Ok(result) => result,
-                Err(join) => Err(FetchError::Transport(format!(
-                    "key fetch task failed: {join}"
-                ))),
+                // The fetch task panicked or was cancelled: no answer came back from the endpoint.
+                Err(join) => Err(FetchError::Transport(TransportError::new(join))),
             }
         }
         .boxed()
@@ -458,14 +459,14 @@ async fn fetch_and_store(inner: Arc<Inner>) -> FlightResult {
                 tracing::warn!(
                     target: "idgate::keys",
                     source = %inner.source.describe(),
-                    %error,
+                    error = %crate::ErrorChain(&error),
                     "key refresh failed; serving the previous key set"
                 );
             } else {
                 tracing::error!(
                     target: "idgate::keys",
                     source = %inner.source.describe(),
-                    %error,
+                    error = %crate::ErrorChain(&error),
                     "key fetch failed; no usable key set"
                 );
             }

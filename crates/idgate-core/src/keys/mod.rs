@@ -24,4 +24,6 @@ mod tests;
 pub use cache::{KeyCache, KeyCacheConfig, KeyCacheStatus, KeyLookupError, KeysUnavailable};
 pub(crate) use set::truncate;
 pub use set::{KeyAlgorithm, KeyDocumentFormat, KeyFormat, KeySet, KeySetError, VerifyingKey};
-pub use source::{FetchError, FetchedKeys, HttpKeySource, KeySource, StaticKeySource};
+pub use source::{
+    FetchError, FetchedKeys, HttpKeySource, KeySource, StaticKeySource, TransportError,
+};

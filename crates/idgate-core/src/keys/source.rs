@@ -1,6 +1,7 @@
 //! Where key documents come from.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -20,15 +21,18 @@ pub struct FetchedKeys {
 }
 
 /// Why a key fetch failed. Safe to log: it carries no key material and no token.
+///
+/// Like every idgate error its message is one level; the cause, if any, is its
+/// [`source`](std::error::Error::source) (print the whole chain with [`ErrorChain`](crate::ErrorChain)).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FetchError {
     /// The endpoint answered with a non-success status.
     #[error("key endpoint answered HTTP {0}")]
     Status(u16),
-    /// The endpoint could not be reached, or the connection failed.
-    #[error("key endpoint unreachable: {0}")]
-    Transport(String),
+    /// The endpoint could not be reached, or the connection failed; the [`TransportError`] says how.
+    #[error("key endpoint unreachable")]
+    Transport(#[source] TransportError),
     /// The fetch did not complete within the configured timeout.
     #[error("key fetch timed out after {0:?}")]
     Timeout(Duration),
@@ -43,6 +47,51 @@ pub enum FetchError {
     #[error("key refetch rate-limited (at most one per unknown-kid interval)")]
     RateLimited,
 }
+
+/// Why a key endpoint could not be reached: the transport's own error (for [`HttpKeySource`], reqwest's, with the
+/// URL removed), kept whole so its causes (a refused connection, a TLS failure, ...) stay in the chain.
+///
+/// Cheap to clone (shared). Two are equal when they are the same failure, that is one is a clone of the other.
+///
+/// ```
+/// use idgate_core::ErrorChain;
+/// use idgate_core::keys::{FetchError, TransportError};
+///
+/// // A custom `KeySource` reports its transport's failure like this.
+/// let error = FetchError::Transport(TransportError::new(std::io::Error::other("connection refused")));
+/// assert_eq!(error.to_string(), "key endpoint unreachable");
+/// assert_eq!(ErrorChain(&error).to_string(), "key endpoint unreachable: connection refused");
+/// ```
+#[derive(Debug, Clone)]
+pub struct TransportError(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl TransportError {
+    /// Wraps the transport's error (anything that converts into a boxed error, a `&str` too).
+    pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        Self(Arc::from(error.into()))
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // Transparent: this wrapper adds no level of its own, so the chain goes on with the wrapped error's cause.
+        self.0.source()
+    }
+}
+
+impl PartialEq for TransportError {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TransportError {}
 
 /// A source of key sets: Google's endpoints over HTTP, or a fixed set.
 ///
@@ -114,7 +163,7 @@ impl HttpKeySource {
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| FetchError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| FetchError::Transport(TransportError::new(e.without_url())))?;
         let status = response.status();
         if !status.is_success() {
             return Err(FetchError::Status(status.as_u16()));
@@ -131,7 +180,7 @@ impl HttpKeySource {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| FetchError::Transport(e.without_url().to_string()))?
+            .map_err(|e| FetchError::Transport(TransportError::new(e.without_url())))?
         {
             body.extend_from_slice(&chunk);
             if body.len() > MAX_DOCUMENT_BYTES {

@@ -227,9 +227,9 @@ async fn stale_keys_are_served_through_an_outage_up_to_the_bound() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cold_failure_is_unavailable_at_once_and_backs_off() {
-    let source = Scripted::new([Step::Fail(FetchError::Transport(
-        "connection refused".into(),
-    ))]);
+    let source = Scripted::new([Step::Fail(FetchError::Transport(TransportError::new(
+        "connection refused",
+    )))]);
     let clock = ManualClock::starting_now();
     let cache = cache(&source, &clock);
     let err = cache.warm().await.unwrap_err();

@@ -5,13 +5,17 @@ use crate::token::Malformed;
 
 /// Why a token was rejected. No variant ever contains the token or any part of its signature.
 ///
+/// The message is one level; a cause (the [`Malformed`] shape, the key fetch's failure) is its
+/// [`source`](std::error::Error::source). Print it with [`ErrorChain`](crate::ErrorChain).
+///
 /// Everything but [`VerifyError::KeysUnavailable`] is the caller's fault (HTTP 401); `KeysUnavailable` is ours (503).
 /// Prefer the `is_*` helpers to matching, so new variants do not break your code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
-    /// Not a compact JWT with JSON header and claims of the expected types.
-    #[error("malformed token: {0}")]
+    /// Not a compact JWT with JSON header and claims of the expected types; the [`Malformed`] (its source) says
+    /// how.
+    #[error("malformed token")]
     Malformed(#[from] Malformed),
     /// The header carries a member that would let the token choose its own key or semantics
     /// (`jwk`, `jku`, `x5u`, `x5c`, `crit`).

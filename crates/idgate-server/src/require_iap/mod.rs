@@ -4,7 +4,7 @@
 //! verifies it with an [`IapVerifier`](idgate_core::verify::IapVerifier) (issuer `https://cloud.google.com/iap`, your
 //! audience, 10-minute lifetime), optionally applies an [`Allowlist`](idgate_core::policy::Allowlist) of users
 //! (emails, domains, Workspace `hd`), and puts the user in the request extensions for the
-//! [`IapUser`](crate::extract::IapUser), [`UserEmail`](crate::extract::UserEmail) and
+//! [`VerifiedIapUser`](crate::extract::VerifiedIapUser), [`UserEmail`](crate::extract::UserEmail) and
 //! [`VerifiedCaller`](crate::extract::VerifiedCaller) extractors.
 //!
 //! **External identities** (IAP with Identity Platform; the assertion carries a `gcip` claim): with email/password

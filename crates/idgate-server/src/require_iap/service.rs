@@ -6,6 +6,8 @@ use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response};
 use idgate_core::identity::Caller;
+use idgate_core::policy::Decision;
+use idgate_core::token::CredentialError;
 use tower_service::Service;
 
 use super::ResponseFuture;
@@ -148,9 +150,7 @@ async fn admit(
     };
     let Ok(assertion) = assertion.to_str() else {
         return Err(reject(
-            IdentityRejection::MalformedCredential {
-                reason: "not_ascii",
-            },
+            IdentityRejection::MalformedCredential(CredentialError::NotAscii),
             None,
         ));
     };
@@ -165,16 +165,10 @@ async fn admit(
     {
         return Err(reject(IdentityRejection::IapHeaderMismatch, Some(&caller)));
     }
-    if let Some(allowlist) = &config.allowlist {
-        let decision = allowlist.decide(&caller);
-        if !decision.is_allowed() {
-            return Err(reject(
-                IdentityRejection::NotAllowed {
-                    reason: decision.reason(),
-                },
-                Some(&caller),
-            ));
-        }
+    if let Some(allowlist) = &config.allowlist
+        && let Decision::Deny { reason } = allowlist.decide(&caller)
+    {
+        return Err(reject(IdentityRejection::NotAllowed(reason), Some(&caller)));
     }
     log_allow(LAYER, "iap_assertion", &caller);
     Ok(Admitted {

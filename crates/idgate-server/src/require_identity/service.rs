@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 
 use http::{HeaderValue, Request, Response};
 use idgate_core::identity::{AppEngineApp, Caller};
+use idgate_core::policy::{Decision, DenyReason};
 use idgate_core::token::is_signature_removed;
 use tower_service::Service;
 
@@ -189,11 +190,11 @@ fn authorize(
     via: &'static str,
 ) -> Result<Admitted, IdentityRejection> {
     let denied = match &config.allowlist {
-        None => Some("no_allowlist_configured"),
-        Some(allowlist) => {
-            let decision = allowlist.decide(&caller);
-            (!decision.is_allowed()).then(|| decision.reason())
-        }
+        None => Some(DenyReason::NoAllowlistConfigured),
+        Some(allowlist) => match allowlist.decide(&caller) {
+            Decision::Allow { .. } => None,
+            Decision::Deny { reason } => Some(reason),
+        },
     };
     match denied {
         None => {
@@ -201,7 +202,7 @@ fn authorize(
             Ok(Admitted::caller(caller))
         }
         Some(reason) => {
-            let rejection = IdentityRejection::NotAllowed { reason };
+            let rejection = IdentityRejection::NotAllowed(reason);
             log_rejection(LAYER, &rejection, Some(&caller));
             Err(rejection)
         }

@@ -5,7 +5,7 @@ use axum::routing::get;
 use http::StatusCode;
 use idgate_emulator::TokenSpec;
 use idgate_server::RequireIdentityLayer;
-use idgate_server::extract::{IapUser, UserEmail, VerifiedCaller};
+use idgate_server::extract::{UserEmail, VerifiedCaller, VerifiedIapUser};
 
 use crate::{ALLOWED_SA, AUDIENCE, allowlist, client, emulator, oidc_verifier, serve};
 
@@ -17,13 +17,13 @@ fn routes() -> Router {
         )
         .route(
             "/iap",
-            get(|u: IapUser| async move { u.email().to_owned() }),
+            get(|u: VerifiedIapUser| async move { u.email().to_owned() }),
         )
         .route("/email", get(|e: UserEmail| async move { e.0 }))
         .route(
             "/optional",
             get(
-                |c: Option<VerifiedCaller>, u: Option<IapUser>, e: Option<UserEmail>| async move {
+                |c: Option<VerifiedCaller>, u: Option<VerifiedIapUser>, e: Option<UserEmail>| async move {
                     format!("{} {} {}", c.is_some(), u.is_some(), e.is_some())
                 },
             ),
@@ -82,7 +82,7 @@ async fn with_the_identity_layer() {
     // A service account is not a signed-in user.
     let response = get("/email").await.unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    // IapUser needs the IAP layer, even when another layer ran.
+    // VerifiedIapUser needs the IAP layer, even when another layer ran.
     let response = get("/iap").await.unwrap();
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }

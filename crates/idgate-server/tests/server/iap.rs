@@ -6,7 +6,7 @@ use idgate_core::policy::Allowlist;
 use idgate_core::verify::IapVerifier;
 use idgate_emulator::{Emulator, TokenSpec};
 use idgate_server::RequireIapLayer;
-use idgate_server::extract::{IapUser, UserEmail};
+use idgate_server::extract::{UserEmail, VerifiedIapUser};
 
 use crate::{Seen, client, emulator, recording_router, serve};
 
@@ -26,7 +26,7 @@ fn assertion(emulator: &Emulator, email: &str) -> String {
 #[tokio::test]
 async fn verified_assertion_is_admitted_and_extracted() {
     let emulator = emulator().await;
-    async fn whoami(user: IapUser, email: UserEmail) -> String {
+    async fn whoami(user: VerifiedIapUser, email: UserEmail) -> String {
         format!(
             "{} {} {} {:?}",
             user.email(),

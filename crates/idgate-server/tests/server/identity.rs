@@ -420,10 +420,11 @@ async fn config_key_urls_are_read_in_the_format_their_documents_have() {
         assert_eq!(seen.calls(), 1);
     }
     for url in [emulator.iap_jwks_url(), emulator.iap_pem_url()] {
+        // The key document's fault is the cause of the startup error: it is in the chain, not the top message.
         let error = idgate_server::from_config(&config(url.as_str()))
             .await
-            .unwrap_err()
-            .to_string();
+            .unwrap_err();
+        let error = idgate_core::ErrorChain(&error).to_string();
         assert!(
             error.contains("ES256 keys, not the RS256 keys"),
             "{url}: {error}"

@@ -49,15 +49,21 @@ pub enum DenyReason {
     /// An IAP external identity whose email would be listed (by `emails` or `domains`), but whose identity
     /// provider did not verify it: anyone can sign up with any address.
     EmailNotVerified,
+    /// No allowlist was configured at all. idgate never reads "no allowlist" as "everyone": a layer built without
+    /// one denies every caller. [`Allowlist::decide`](super::Allowlist::decide) never answers this; the layers of
+    /// `idgate-server` do.
+    NoAllowlistConfigured,
 }
 
 impl DenyReason {
-    /// A stable, machine-readable reason (`"not_listed"`, `"empty_allowlist"`, `"email_not_verified"`).
+    /// A stable, machine-readable reason (`"not_listed"`, `"empty_allowlist"`, `"email_not_verified"`,
+    /// `"no_allowlist_configured"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NotListed => "not_listed",
             Self::EmptyAllowlist => "empty_allowlist",
             Self::EmailNotVerified => "email_not_verified",
+            Self::NoAllowlistConfigured => "no_allowlist_configured",
         }
     }
 }
