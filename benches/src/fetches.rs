@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use idgate_core::verify::{OidcVerifier, VerifyError};
-use idgate_emulator::Endpoint;
+use idgate_emulator::Route;
 
 use crate::env::{Env, OIDC_AUDIENCE};
 use crate::report::Report;
@@ -55,7 +55,7 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
         }
         ok
     });
-    let hits = env.emulator.hits(Endpoint::OidcJwks);
+    let hits = env.emulator.hits(Route::OidcJwks);
     report.goal(
         SECTION,
         "burst of 500 concurrent cold verifications (empty key cache): JWKS fetches",
@@ -90,7 +90,7 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
         }
         (unknown, other, start.elapsed())
     });
-    let hits = env.emulator.hits(Endpoint::OidcJwks);
+    let hits = env.emulator.hits(Route::OidcJwks);
     report.goal(
         SECTION,
         format!(

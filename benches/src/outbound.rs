@@ -13,7 +13,7 @@ use idgate_client::{
     MetadataServer, StaticToken,
 };
 use idgate_core::token::IdToken;
-use idgate_emulator::Endpoint;
+use idgate_emulator::Route;
 use tower::{Service, ServiceBuilder, service_fn};
 
 use crate::env::Env;
@@ -295,7 +295,7 @@ fn cold_mints(env: &Env, report: &mut Report) {
         }
         (ok, start.elapsed())
     });
-    let mints = env.emulator.hits(Endpoint::MetadataIdentity);
+    let mints = env.emulator.hits(Route::MetadataIdentity);
     report.goal(
         SECTION,
         "1,000 concurrent cold calls (metadata-server source, one audience): mints",

@@ -79,7 +79,7 @@ pub async fn self_test() -> Result<()> {
     // The second call reuses the cached token: the metadata server is asked once.
     let (status, _) = get(&client, &service.url("/whoami")).await?;
     expect_status("second call", status, StatusCode::OK)?;
-    let mints = google.hits(idgate_emulator::Endpoint::MetadataIdentity);
+    let mints = google.hits(idgate_emulator::Route::MetadataIdentity);
     if mints != 1 {
         return Err(
             format!("expected one token minted, the metadata server minted {mints}").into(),

@@ -14,7 +14,7 @@ use idgate_client::{
 use idgate_core::clock::{self, ManualClock};
 use idgate_core::keys::{HttpKeySource, KeyCache, KeyCacheConfig, KeyFormat};
 use idgate_core::token::IdToken;
-use idgate_emulator::{Endpoint, Fault};
+use idgate_emulator::{Fault, Route};
 
 use crate::support::{AUD, Site, client, emulator, now, oidc_verifier, oidc_verifier_with, sa};
 
@@ -48,7 +48,7 @@ async fn key_endpoint_down_while_keys_are_cached_serves_every_valid_request() {
     let verifier = oidc_verifier(&emu);
     verifier.keys().warm().await.expect("warm");
     let site = Site::oidc(verifier).await;
-    emu.inject(Endpoint::OidcJwks, Fault::Status(503), 1000);
+    emu.inject(Route::OidcJwks, Fault::Status(503), 1000);
     let mut served = 0;
     for i in 0..20 {
         // Distinct tokens (no memo help), interleaved with unknown kids that make the cache try the dead endpoint.
@@ -68,7 +68,7 @@ async fn key_endpoint_down_while_keys_are_cached_serves_every_valid_request() {
 #[tokio::test]
 async fn key_endpoint_down_at_a_cold_start_is_a_quick_503_with_retry_after() {
     let emu = emulator().await;
-    emu.inject(Endpoint::OidcJwks, Fault::Status(503), 1000);
+    emu.inject(Route::OidcJwks, Fault::Status(503), 1000);
     let site = Site::oidc(oidc_verifier(&emu)).await; // never warmed
     let token = emu.mint(&sa());
     for _ in 0..3 {
@@ -83,7 +83,7 @@ async fn key_endpoint_down_at_a_cold_start_is_a_quick_503_with_retry_after() {
 #[tokio::test]
 async fn a_hanging_key_endpoint_at_a_cold_start_is_a_503_not_a_hang() {
     let emu = emulator().await;
-    emu.inject(Endpoint::OidcJwks, Fault::Hang, 1000);
+    emu.inject(Route::OidcJwks, Fault::Hang, 1000);
     let keys = KeyCache::with_config(
         HttpKeySource::new(emu.oidc_jwks_url(), KeyFormat::OidcJwks),
         cache_config(Duration::from_millis(300)),
@@ -109,7 +109,7 @@ async fn garbage_key_documents_keep_the_old_keys() {
     assert_eq!(status(&site, &old).await.0, 200);
     let old_unseen = emu.mint(&sa().claim("n", 1));
     emu.rotate_oidc_key().expect("rotate");
-    emu.inject(Endpoint::OidcJwks, Fault::Garbage, 1000);
+    emu.inject(Route::OidcJwks, Fault::Garbage, 1000);
     // The new kid cannot be fetched (garbage): refused; the old keys still serve.
     assert_eq!(status(&site, &emu.mint(&sa())).await.0, 401);
     assert_eq!(status(&site, &old_unseen).await.0, 200);
@@ -131,7 +131,7 @@ async fn rotation_new_kid_on_first_sight_old_kid_until_it_leaves_the_set() {
     let old_b = emu.mint(&sa().claim("n", "b"));
     let old_kid = emu.signing_oidc_kid().expect("kid");
     assert_eq!(status(&site, &emu.mint(&sa())).await.0, 200); // warm through a request
-    let fetches_before = emu.hits(Endpoint::OidcJwks);
+    let fetches_before = emu.hits(Route::OidcJwks);
 
     let new_kid = emu.rotate_oidc_key().expect("rotate");
     assert_ne!(new_kid, old_kid);
@@ -140,11 +140,7 @@ async fn rotation_new_kid_on_first_sight_old_kid_until_it_leaves_the_set() {
         200,
         "new kid on first sight"
     );
-    assert_eq!(
-        emu.hits(Endpoint::OidcJwks),
-        fetches_before + 1,
-        "one refetch"
-    );
+    assert_eq!(emu.hits(Route::OidcJwks), fetches_before + 1, "one refetch");
     assert_eq!(
         status(&site, &old_a).await.0,
         200,
@@ -214,7 +210,7 @@ async fn metadata_503s_are_retried_then_the_request_succeeds() {
     let emu = emulator().await;
     let upstream = ExpChecker::default();
     let url = upstream.start().await;
-    emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 2);
+    emu.inject(Route::MetadataIdentity, Fault::Status(503), 2);
     let source = CachedSource::new(
         MetadataServer::from_base_url(&emu.base_url())
             .http(HttpOptions::new().retry(quick_retry())),
@@ -225,7 +221,7 @@ async fn metadata_503s_are_retried_then_the_request_succeeds() {
         .expect("bounded")
         .expect("sent");
     assert_eq!(response.status(), 200);
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 3);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 3);
     assert_eq!(upstream.requests.load(Ordering::SeqCst), 1);
     assert_eq!(upstream.expired.load(Ordering::SeqCst), 0);
 }
@@ -244,7 +240,7 @@ async fn a_still_valid_token_is_used_when_refresh_fails_and_errors_are_typed_whe
     let exp = first.unverified_expiry().expect("exp");
 
     // Inside the refresh window, the endpoint fails: the current (still valid) token is returned.
-    emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 1000);
+    emu.inject(Route::MetadataIdentity, Fault::Status(503), 1000);
     clock.set(exp - Duration::from_secs(120));
     assert_eq!(source.id_token(AUD).await.expect("current token"), first);
 
@@ -294,7 +290,7 @@ async fn never_an_expired_token_on_the_wire() {
     let mut outcomes: Vec<Option<u16>> = Vec::new();
     for i in 0..10u32 {
         if i % 3 == 0 {
-            emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 5);
+            emu.inject(Route::MetadataIdentity, Fault::Status(503), 5);
         }
         let sent = tokio::time::timeout(BOUND, http.get(format!("{url}/{i}")).send())
             .await
@@ -314,7 +310,7 @@ async fn never_an_expired_token_on_the_wire() {
         "the upstream saw every request that was sent, and only those"
     );
     assert_eq!(
-        emu.hits(Endpoint::MetadataIdentity),
+        emu.hits(Route::MetadataIdentity),
         6,
         "3 + 2 faulted attempts, then the one mint every later request reused"
     );

@@ -14,7 +14,7 @@ use idgate_client::{
 use idgate_core::ErrorChain;
 use idgate_core::google::Endpoints;
 use idgate_core::keys::{HttpKeySource, KeyCache, KeyCacheConfig, KeyFormat};
-use idgate_emulator::{Endpoint, Fault, TokenSpec};
+use idgate_emulator::{Fault, Route, TokenSpec};
 use idgate_server::{Layers, RequireIapLayer, RequireIdentityLayer};
 
 use crate::support::{
@@ -204,7 +204,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
         Fault::Garbage,
         Fault::Delay(Duration::from_millis(400)),
     ] {
-        emu.inject(Endpoint::OidcJwks, fault, 1);
+        emu.inject(Route::OidcJwks, fault, 1);
         let mut config = KeyCacheConfig::default();
         config.fetch_timeout = Duration::from_millis(200);
         let keys = KeyCache::with_config(
@@ -282,7 +282,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
         "the metadata SA is not on the allowlist"
     );
     // Failing sources: a dead metadata server, a garbage token endpoint, a broken key file.
-    emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 10);
+    emu.inject(Route::MetadataIdentity, Fault::Status(503), 10);
     let failing = CachedSource::new(
         MetadataServer::from_base_url(&emu.base_url()).http(HttpOptions::new().retry(quick())),
     );
@@ -295,7 +295,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
     if let Err(e) = failing_client.get(oidc.url("/")).send().await {
         note(&e, ErrorChain(&e).to_string());
     }
-    emu.inject(Endpoint::Token, Fault::Garbage, 10);
+    emu.inject(Route::Token, Fault::Garbage, 10);
     if let Err(e) = sa_key.id_token("https://fail2").await {
         note(&e, ErrorChain(&e).to_string());
     }

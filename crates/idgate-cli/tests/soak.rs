@@ -247,7 +247,7 @@ async fn soak_through_idgate_proxy() {
         "proxy RSS grew from {first} KiB to {last} KiB: something is unbounded"
     );
     assert_eq!(
-        emulator.hits(idgate_emulator::Endpoint::OidcJwks),
+        emulator.hits(idgate_emulator::Route::OidcJwks),
         1,
         "keys fetched once at startup"
     );

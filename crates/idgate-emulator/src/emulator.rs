@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 
 use crate::error::EmulatorError;
 use crate::keys::{EcKey, RsaKey, iap_kid, oidc_kid};
-use crate::service_account::ServiceAccountKey;
-use crate::state::{Endpoint, Fault, Shared, read, write};
+use crate::service_account::ServiceAccountKeyFile;
+use crate::state::{Fault, Route, Shared, read, write};
 use crate::token::{MintKeys, TokenSpec, mint};
 
 pub use builder::{
@@ -95,7 +95,7 @@ impl Emulator {
 
     /// How many requests reached `endpoint` (faulted ones included).
     #[must_use]
-    pub fn hits(&self, endpoint: Endpoint) -> u64 {
+    pub fn hits(&self, endpoint: Route) -> u64 {
         self.shared.hits(endpoint)
     }
 
@@ -105,7 +105,7 @@ impl Emulator {
     }
 
     /// Makes the next `times` requests to `endpoint` play `fault`. Injections queue up in order.
-    pub fn inject(&self, endpoint: Endpoint, fault: Fault, times: u32) {
+    pub fn inject(&self, endpoint: Route, fault: Fault, times: u32) {
         self.shared.inject(endpoint, fault, times);
     }
 
@@ -204,7 +204,7 @@ impl Emulator {
     /// If the crypto backend fails to generate a key; [`Emulator::try_create_service_account`] returns
     /// that as an error instead.
     #[must_use]
-    pub fn create_service_account(&self, email: &str) -> ServiceAccountKey {
+    pub fn create_service_account(&self, email: &str) -> ServiceAccountKeyFile {
         match self.try_create_service_account(email) {
             Ok(key) => key,
             Err(error) => panic!("idgate emulator could not create a service account: {error}"),
@@ -219,7 +219,7 @@ impl Emulator {
     pub fn try_create_service_account(
         &self,
         email: &str,
-    ) -> Result<ServiceAccountKey, EmulatorError> {
+    ) -> Result<ServiceAccountKeyFile, EmulatorError> {
         self.shared.create_service_account(email)
     }
 

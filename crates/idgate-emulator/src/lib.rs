@@ -14,7 +14,7 @@
 //! | `/robot/v1/metadata/x509/{email}` | a service account's public certificates |
 //!
 //! Every answer has Google's wire format. [`TokenSpec`] + [`Emulator::mint`] mint any token, good or
-//! deliberately broken; [`Emulator::hits`] counts requests per [`Endpoint`]; [`Emulator::inject`] plays
+//! deliberately broken; [`Emulator::hits`] counts requests per [`Route`]; [`Emulator::inject`] plays
 //! a [`Fault`]; keys rotate; [`IapProxy`] puts the emulator's IAP in front of any upstream. The emulator
 //! never calls the real Google.
 //!
@@ -30,12 +30,12 @@
 //! same rule. [`EmulatorBuilder::allow_host`] adds names (e.g. for a container), and
 //! [`EmulatorBuilder::allow_any_host`] turns the check off.
 //!
-//! [`ServiceAccountKey::write_key_file`] creates key files with mode `0600` on Unix.
+//! [`ServiceAccountKeyFile::write_key_file`] creates key files with mode `0600` on Unix.
 //!
 //! # Example
 //!
 //! ```
-//! use idgate_emulator::{Emulator, Endpoint, TokenSpec};
+//! use idgate_emulator::{Emulator, Route, TokenSpec};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -48,7 +48,7 @@
 //!
 //! let jwks: serde_json::Value = reqwest::get(emulator.oidc_jwks_url()).await?.json().await?;
 //! assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
-//! assert_eq!(emulator.hits(Endpoint::OidcJwks), 1);
+//! assert_eq!(emulator.hits(Route::OidcJwks), 1);
 //! emulator.shutdown().await;
 //! # Ok(())
 //! # }
@@ -76,8 +76,8 @@ pub use emulator::{
 };
 pub use error::EmulatorError;
 pub use proxy::{IapProxy, IapUserSpec};
-pub use service_account::ServiceAccountKey;
-pub use state::{Endpoint, Fault};
+pub use service_account::ServiceAccountKeyFile;
+pub use state::{Fault, Route};
 pub use token::{
     DEFAULT_AUDIENCE, GOOGLE_ISSUER, HmacKeyMaterial, IAP_ISSUER, IAP_LIFETIME_SECS,
     OIDC_LIFETIME_SECS, SIGNATURE_REMOVED, TokenSpec, numeric_id,

@@ -16,8 +16,8 @@ use crate::token::numeric_id;
 
 /// A service-account JSON key, as the Cloud console downloads it, pointing at the emulator's `/token`.
 ///
-/// `Debug` redacts the private key; [`ServiceAccountKey::to_json`] and
-/// [`ServiceAccountKey::write_key_file`] carry it, as a real key file does.
+/// `Debug` redacts the private key; [`ServiceAccountKeyFile::to_json`] and
+/// [`ServiceAccountKeyFile::write_key_file`] carry it, as a real key file does.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -32,7 +32,7 @@ use crate::token::numeric_id;
 /// # }
 /// ```
 #[derive(Clone, Serialize)]
-pub struct ServiceAccountKey {
+pub struct ServiceAccountKeyFile {
     #[serde(rename = "type")]
     kind: &'static str,
     project_id: String,
@@ -47,9 +47,9 @@ pub struct ServiceAccountKey {
     universe_domain: String,
 }
 
-impl fmt::Debug for ServiceAccountKey {
+impl fmt::Debug for ServiceAccountKeyFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceAccountKey")
+        f.debug_struct("ServiceAccountKeyFile")
             .field("client_email", &self.client_email)
             .field("private_key_id", &self.private_key_id)
             .field("private_key", &"<redacted>")
@@ -58,7 +58,7 @@ impl fmt::Debug for ServiceAccountKey {
     }
 }
 
-impl ServiceAccountKey {
+impl ServiceAccountKeyFile {
     /// `client_email`.
     #[must_use]
     pub fn client_email(&self) -> &str {
@@ -170,7 +170,7 @@ impl Shared {
     pub(crate) fn create_service_account(
         &self,
         email: &str,
-    ) -> Result<ServiceAccountKey, EmulatorError> {
+    ) -> Result<ServiceAccountKeyFile, EmulatorError> {
         let private_key_id = hex(&random_bytes::<20>()?);
         let key = RsaKey::generate(private_key_id.clone())?;
         let private_key = key.private_key_pem()?;
@@ -184,7 +184,7 @@ impl Shared {
             .keys
             .insert(private_key_id.clone(), Arc::new(key));
         let encoded: String = url::form_urlencoded::byte_serialize(email.as_bytes()).collect();
-        Ok(ServiceAccountKey {
+        Ok(ServiceAccountKeyFile {
             kind: "service_account",
             project_id: project_of(email)
                 .unwrap_or(&self.config.project_id)

@@ -15,10 +15,10 @@ use url::Url;
 use crate::host::AllowedHosts;
 use crate::keys::{EcKey, KeyRing, RsaKey};
 
-/// Every endpoint the emulator serves, for [`crate::Emulator::hits`] and [`crate::Emulator::inject`].
+/// Every route (Google endpoint) the emulator serves, for [`crate::Emulator::hits`] and [`crate::Emulator::inject`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
-pub enum Endpoint {
+pub enum Route {
     /// `GET /oauth2/v3/certs`: the OIDC JWKS.
     OidcJwks,
     /// `GET /oauth2/v1/certs`: the OIDC X.509 certificates.
@@ -52,7 +52,7 @@ pub enum Endpoint {
     ServiceAccountCerts,
 }
 
-impl Endpoint {
+impl Route {
     /// Every endpoint, in declaration order.
     pub const ALL: [Self; 15] = [
         Self::OidcJwks,
@@ -165,8 +165,8 @@ pub(crate) struct Shared {
     pub(crate) allowed_hosts: Arc<AllowedHosts>,
     pub(crate) service_accounts: RwLock<HashMap<String, ServiceAccountRecord>>,
     pub(crate) access_tokens: Mutex<HashMap<String, AccessTokenRecord>>,
-    hits: [AtomicU64; Endpoint::ALL.len()],
-    faults: Mutex<HashMap<Endpoint, VecDeque<(Fault, u32)>>>,
+    hits: [AtomicU64; Route::ALL.len()],
+    faults: Mutex<HashMap<Route, VecDeque<(Fault, u32)>>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -237,7 +237,7 @@ impl Shared {
         url
     }
 
-    pub(crate) fn hits(&self, endpoint: Endpoint) -> u64 {
+    pub(crate) fn hits(&self, endpoint: Route) -> u64 {
         self.hits[endpoint.index()].load(Ordering::SeqCst)
     }
 
@@ -247,7 +247,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn inject(&self, endpoint: Endpoint, fault: Fault, times: u32) {
+    pub(crate) fn inject(&self, endpoint: Route, fault: Fault, times: u32) {
         if times == 0 {
             return;
         }
@@ -261,7 +261,7 @@ impl Shared {
         lock(&self.faults).clear();
     }
 
-    fn take_fault(&self, endpoint: Endpoint) -> Option<Fault> {
+    fn take_fault(&self, endpoint: Route) -> Option<Fault> {
         let mut faults = lock(&self.faults);
         let queue = faults.get_mut(&endpoint)?;
         let (fault, remaining) = queue.front_mut()?;
@@ -281,7 +281,7 @@ impl Shared {
 
     /// Every handler starts here: count the hit, then play a queued fault if there is one.
     /// `Some(response)` means: answer this instead.
-    pub(crate) async fn enter(&self, endpoint: Endpoint) -> Option<Response> {
+    pub(crate) async fn enter(&self, endpoint: Route) -> Option<Response> {
         self.hits[endpoint.index()].fetch_add(1, Ordering::SeqCst);
         let fault = self.take_fault(endpoint)?;
         let response = match fault {
@@ -313,7 +313,7 @@ impl Shared {
 }
 
 /// Adds `Metadata-Flavor: Google` to metadata-server answers.
-pub(crate) fn with_flavor(endpoint: Endpoint, mut response: Response) -> Response {
+pub(crate) fn with_flavor(endpoint: Route, mut response: Response) -> Response {
     if endpoint.is_metadata() {
         response
             .headers_mut()
@@ -323,10 +323,10 @@ pub(crate) fn with_flavor(endpoint: Endpoint, mut response: Response) -> Respons
 }
 
 /// A Google-shaped error answer for an injected status.
-fn fault_status(endpoint: Endpoint, status: StatusCode) -> Response {
+fn fault_status(endpoint: Route, status: StatusCode) -> Response {
     let reason = status.canonical_reason().unwrap_or("Error");
     match endpoint {
-        Endpoint::Token => (
+        Route::Token => (
             status,
             axum::Json(serde_json::json!({
                 "error": "internal_failure",
@@ -334,7 +334,7 @@ fn fault_status(endpoint: Endpoint, status: StatusCode) -> Response {
             })),
         )
             .into_response(),
-        Endpoint::GenerateIdToken => (
+        Route::GenerateIdToken => (
             status,
             axum::Json(serde_json::json!({
                 "error": {"code": status.as_u16(), "message": reason, "status": grpc_status(status)}
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn endpoint_all_matches_indices() {
-        for (i, e) in Endpoint::ALL.iter().enumerate() {
+        for (i, e) in Route::ALL.iter().enumerate() {
             assert_eq!(e.index(), i);
         }
     }

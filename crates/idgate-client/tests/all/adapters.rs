@@ -8,7 +8,7 @@ use idgate_client::{
     AddIdTokenLayer, AttachError, Audience, CachedSource, HttpOptions, IdTokenMiddleware,
     IdTokenSourceExt, MetadataServer, TokenHeader,
 };
-use idgate_emulator::{Endpoint, Fault};
+use idgate_emulator::{Fault, Route};
 use serde_json::Value;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -44,7 +44,7 @@ async fn reqwest_middleware_attaches_a_token_for_the_origin() {
     // Warm: the same token, no new mint.
     let again = echoed(client.post(echo.url("/other")).send().await.unwrap()).await;
     assert_eq!(bearer(&again["authorization"]), token);
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 1);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 1);
 }
 
 #[tokio::test]
@@ -116,7 +116,7 @@ async fn reqwest_middleware_header_choice_and_existing_headers() {
     );
 
     // An existing Authorization is left alone, and nothing is minted for it.
-    let before = emu.hits(Endpoint::MetadataIdentity);
+    let before = emu.hits(Route::MetadataIdentity);
     let client =
         reqwest_client(IdTokenMiddleware::new(source.clone()).audience("https://never-minted"));
     let seen = echoed(
@@ -129,7 +129,7 @@ async fn reqwest_middleware_header_choice_and_existing_headers() {
     )
     .await;
     assert_eq!(seen["authorization"], "Basic dTpw");
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), before);
+    assert_eq!(emu.hits(Route::MetadataIdentity), before);
 
     // Unless configured otherwise.
     let client = reqwest_client(IdTokenMiddleware::new(source).overwrite_existing(true));
@@ -152,7 +152,7 @@ async fn reqwest_middleware_header_choice_and_existing_headers() {
 async fn reqwest_middleware_surfaces_source_failures_as_typed_errors() {
     let emu = emulator().await;
     let echo = Echo::start().await;
-    emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 100);
+    emu.inject(Route::MetadataIdentity, Fault::Status(503), 100);
     let source = MetadataServer::from_base_url(&emu.base_url())
         .http(HttpOptions::new().retry(quick_retry()))
         .cached();
@@ -206,7 +206,7 @@ async fn tower_layer_over_a_hyper_client() {
     // Warm path: same token, one mint.
     let seen = echoed_hyper(client.clone().oneshot(request("/b")).await.unwrap()).await;
     assert_eq!(bearer(&seen["authorization"]), token);
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 1);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 1);
 
     // Per-request audience and X-Serverless-Authorization.
     let client = ServiceBuilder::new()
@@ -235,7 +235,7 @@ async fn tower_layer_over_a_hyper_client() {
 async fn tower_layer_errors_are_typed_and_the_inner_service_is_not_called() {
     let emu = emulator().await;
     let echo = Echo::start().await;
-    emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 100);
+    emu.inject(Route::MetadataIdentity, Fault::Status(503), 100);
     let source = MetadataServer::from_base_url(&emu.base_url())
         .http(HttpOptions::new().retry(quick_retry()))
         .cached();

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use idgate_client::{Adc, AdcKind, HttpOptions, IdTokenSource};
 use idgate_core::google::Endpoints;
-use idgate_emulator::Endpoint;
+use idgate_emulator::Route;
 use serde_json::json;
 
 use crate::helpers::{METADATA_SA, claims, closed_port, emulator, quick_retry};
@@ -48,7 +48,7 @@ async fn without_a_file_adc_uses_the_metadata_server() {
         .build()
         .unwrap();
     assert_eq!(claims(&adc.id_token(AUD).await.unwrap())["aud"], AUD);
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 2);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 2);
 }
 
 #[tokio::test]
@@ -85,8 +85,8 @@ async fn a_service_account_key_file_wins_over_the_metadata_server() {
         .unwrap();
     assert_eq!(adc.kind(), AdcKind::ServiceAccountKey);
     assert_eq!(claims(&adc.id_token(AUD).await.unwrap())["email"], email);
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 0);
-    assert_eq!(emu.hits(Endpoint::Token), 1);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 0);
+    assert_eq!(emu.hits(Route::Token), 1);
 }
 
 #[tokio::test]
@@ -117,7 +117,7 @@ async fn an_impersonated_service_account_file() {
         .unwrap();
     assert_eq!(adc.kind(), AdcKind::Impersonated);
     assert_eq!(claims(&adc.id_token(AUD).await.unwrap())["email"], target);
-    assert_eq!(emu.hits(Endpoint::GenerateIdToken), 1);
+    assert_eq!(emu.hits(Route::GenerateIdToken), 1);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use idgate_client::{CachedSource, HttpOptions, IdTokenSource, MetadataServer};
 use idgate_core::clock::{Clock, ManualClock};
-use idgate_emulator::{Endpoint, Fault};
+use idgate_emulator::{Fault, Route};
 
 use crate::helpers::{emulator, quick_retry};
 
@@ -25,7 +25,7 @@ async fn a_thousand_concurrent_calls_for_a_cold_audience_mint_once() {
     for call in calls {
         tokens.push(call.await.unwrap().unwrap());
     }
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 1);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 1);
     assert!(tokens.windows(2).all(|w| w[0] == w[1]));
 }
 
@@ -43,14 +43,14 @@ async fn refreshes_inside_the_window_and_never_hands_out_an_expired_token() {
     // Well before the window: cached.
     clock.set(exp - Duration::from_secs(5 * 60));
     assert_eq!(cached.id_token(AUD).await.unwrap(), first);
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 1);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 1);
 
     // Inside the window (3 min 45 s): one refresh, then the new token is reused.
     clock.set(exp - Duration::from_secs(3 * 60));
     let second = cached.id_token(AUD).await.unwrap();
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 2);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 2);
     assert_eq!(cached.id_token(AUD).await.unwrap(), second);
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 2);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 2);
 
     // Far in the future, every token the emulator mints is already expired by our clock: it is refused rather
     // than handed out.
@@ -72,27 +72,24 @@ async fn a_failed_refresh_falls_back_to_the_still_valid_token() {
     let first = cached.id_token(AUD).await.unwrap();
     let exp = first.unverified_expiry().unwrap();
 
-    emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 100);
+    emu.inject(Route::MetadataIdentity, Fault::Status(503), 100);
     clock.set(exp - Duration::from_secs(3 * 60));
     // The refresh fails (after its retries): the current token is still good for 3 minutes, so it is used.
     assert_eq!(cached.id_token(AUD).await.unwrap(), first);
-    let after_first_failure = emu.hits(Endpoint::MetadataIdentity);
+    let after_first_failure = emu.hits(Route::MetadataIdentity);
     assert_eq!(after_first_failure, 1 + 3);
     // Backing off: the dead endpoint is not asked again on every call.
     for _ in 0..10 {
         assert_eq!(cached.id_token(AUD).await.unwrap(), first);
     }
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), after_first_failure);
+    assert_eq!(emu.hits(Route::MetadataIdentity), after_first_failure);
 
     // After the backoff, with the endpoint back, the token is refreshed. (The emulator signs with its real clock, so
     // within the same second it may mint the very same token: count requests rather than compare tokens.)
     emu.clear_faults();
     clock.advance(Duration::from_secs(6));
     let fresh = cached.id_token(AUD).await.unwrap();
-    assert_eq!(
-        emu.hits(Endpoint::MetadataIdentity),
-        after_first_failure + 1
-    );
+    assert_eq!(emu.hits(Route::MetadataIdentity), after_first_failure + 1);
     assert!(fresh.unverified_expiry().unwrap() > clock.now());
 }
 
@@ -106,7 +103,7 @@ async fn with_the_endpoint_down_and_the_token_expiring_the_error_surfaces() {
         .clock(Arc::new(clock.clone()))
         .build();
     let first = cached.id_token(AUD).await.unwrap();
-    emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 100);
+    emu.inject(Route::MetadataIdentity, Fault::Status(503), 100);
     // 20 s before exp: inside the safety margin, so the old token is not an option.
     clock.set(first.unverified_expiry().unwrap() - Duration::from_secs(20));
     let err = cached.id_token(AUD).await.unwrap_err();

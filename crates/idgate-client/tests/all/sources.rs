@@ -9,7 +9,7 @@ use idgate_client::{
     MetadataServer, RetryPolicy, ServiceAccountKey,
 };
 use idgate_core::google::Endpoints;
-use idgate_emulator::{Endpoint, Fault};
+use idgate_emulator::{Fault, Route};
 use serde_json::json;
 
 use crate::helpers::{METADATA_SA, claims, emulator, quick_retry};
@@ -40,7 +40,7 @@ async fn metadata_server_mints_full_format_tokens() {
         .await
         .unwrap();
     assert!(claims(&standard).get("google").is_none());
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 3);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 3);
 }
 
 #[tokio::test]
@@ -85,56 +85,56 @@ async fn metadata_server_requires_metadata_flavor_in_answers() {
 #[tokio::test]
 async fn transient_failures_are_retried_then_succeed() {
     let emu = emulator().await;
-    emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 2);
+    emu.inject(Route::MetadataIdentity, Fault::Status(503), 2);
     let metadata = MetadataServer::from_base_url(&emu.base_url())
         .http(HttpOptions::new().retry(quick_retry()));
     metadata.id_token(AUD).await.unwrap();
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 3);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 3);
 
-    emu.inject(Endpoint::MetadataIdentity, Fault::Status(429), 1);
+    emu.inject(Route::MetadataIdentity, Fault::Status(429), 1);
     metadata.id_token(AUD).await.unwrap();
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 5);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 5);
 }
 
 #[tokio::test]
 async fn retries_are_bounded_and_typed() {
     let emu = emulator().await;
-    emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 10);
+    emu.inject(Route::MetadataIdentity, Fault::Status(503), 10);
     let metadata = MetadataServer::from_base_url(&emu.base_url())
         .http(HttpOptions::new().retry(quick_retry()));
     let err = metadata.id_token(AUD).await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
     assert_eq!(err.attempts(), Some(3));
     assert!(err.is_transient());
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 3);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 3);
 }
 
 #[tokio::test]
 async fn client_errors_are_not_retried() {
     let emu = emulator().await;
-    emu.inject(Endpoint::MetadataIdentity, Fault::Status(403), 10);
+    emu.inject(Route::MetadataIdentity, Fault::Status(403), 10);
     let metadata = MetadataServer::from_base_url(&emu.base_url())
         .http(HttpOptions::new().retry(quick_retry()));
     let err = metadata.id_token(AUD).await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::FORBIDDEN));
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 1);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 1);
 }
 
 #[tokio::test]
 async fn garbage_is_a_typed_error_and_not_retried() {
     let emu = emulator().await;
-    emu.inject(Endpoint::MetadataIdentity, Fault::Garbage, 10);
+    emu.inject(Route::MetadataIdentity, Fault::Garbage, 10);
     let metadata = MetadataServer::from_base_url(&emu.base_url())
         .http(HttpOptions::new().retry(quick_retry()));
     let err = metadata.id_token(AUD).await.unwrap_err();
     assert!(err.is_invalid_response(), "{err}");
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 1);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 1);
 }
 
 #[tokio::test]
 async fn a_hanging_endpoint_times_out() {
     let emu = emulator().await;
-    emu.inject(Endpoint::MetadataIdentity, Fault::Hang, 10);
+    emu.inject(Route::MetadataIdentity, Fault::Hang, 10);
     let metadata = MetadataServer::from_base_url(&emu.base_url()).http(
         HttpOptions::new()
             .timeout(Duration::from_millis(200))
@@ -178,11 +178,11 @@ async fn service_account_key_mints_through_the_jwt_bearer_grant() {
     let c = claims(&token);
     assert_eq!(c["aud"], AUD);
     assert_eq!(c["email"], email);
-    assert_eq!(emu.hits(Endpoint::Token), 1);
+    assert_eq!(emu.hits(Route::Token), 1);
 
     let access = ServiceAccountKey::access_token(&key).await.unwrap();
     assert!(!access.as_str().is_empty());
-    assert_eq!(emu.hits(Endpoint::Token), 2);
+    assert_eq!(emu.hits(Route::Token), 2);
 }
 
 #[tokio::test]
@@ -194,9 +194,9 @@ async fn service_account_key_retries_the_token_endpoint() {
     let key = ServiceAccountKey::from_json(json.as_bytes())
         .unwrap()
         .http(HttpOptions::new().retry(quick_retry()));
-    emu.inject(Endpoint::Token, Fault::Status(500), 2);
+    emu.inject(Route::Token, Fault::Status(500), 2);
     key.id_token(AUD).await.unwrap();
-    assert_eq!(emu.hits(Endpoint::Token), 3);
+    assert_eq!(emu.hits(Route::Token), 3);
 }
 
 #[tokio::test]
@@ -238,7 +238,7 @@ async fn service_account_key_errors_are_typed_and_never_leak_the_key() {
     let err = key.id_token(AUD).await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::BAD_REQUEST), "{err}");
     assert!(err.to_string().contains("invalid_grant"), "{err}");
-    assert_eq!(emu.hits(Endpoint::Token), 1);
+    assert_eq!(emu.hits(Route::Token), 1);
 }
 
 #[tokio::test]
@@ -258,8 +258,8 @@ async fn impersonation_with_a_service_account_key_source() {
     assert_eq!(c["email"], target);
     // A second audience reuses the source's access token.
     source.id_token("https://other.example.com").await.unwrap();
-    assert_eq!(emu.hits(Endpoint::Token), 1);
-    assert_eq!(emu.hits(Endpoint::GenerateIdToken), 2);
+    assert_eq!(emu.hits(Route::Token), 1);
+    assert_eq!(emu.hits(Route::GenerateIdToken), 2);
 
     let no_email = source
         .clone()
@@ -282,7 +282,7 @@ async fn impersonation_with_the_metadata_server_as_source_and_delegates() {
         .endpoints(&Endpoints::under(&emu.base_url()));
     let token = source.id_token(AUD).await.unwrap();
     assert_eq!(claims(&token)["email"], target);
-    assert_eq!(emu.hits(Endpoint::MetadataAccessToken), 1);
+    assert_eq!(emu.hits(Route::MetadataAccessToken), 1);
 
     // An unknown delegate is a typed 404 from IAM.
     let bad = Impersonated::new(MetadataServer::from_base_url(&emu.base_url()), target)
@@ -415,5 +415,5 @@ async fn empty_audiences_are_refused_before_any_request() {
         .await
         .unwrap_err();
     assert!(err.is_invalid_audience());
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 0);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 0);
 }

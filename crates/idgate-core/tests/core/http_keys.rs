@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idgate_core::keys::{FetchError, HttpKeySource, KeyCache, KeyCacheConfig, KeyFormat};
-use idgate_emulator::{Emulator, Endpoint, Fault, TokenSpec};
+use idgate_emulator::{Emulator, Fault, Route, TokenSpec};
 
 use crate::support::{AUDIENCE, CALLER, World};
 
@@ -49,7 +49,7 @@ async fn five_hundred_concurrent_cold_verifications_fetch_the_keys_once() {
     for task in tasks {
         assert!(task.await.unwrap().is_ok());
     }
-    assert_eq!(w.emulator.hits(Endpoint::OidcJwks), 1);
+    assert_eq!(w.emulator.hits(Route::OidcJwks), 1);
 }
 
 #[tokio::test]
@@ -75,12 +75,12 @@ async fn a_rotated_key_is_accepted_on_first_sight_and_an_old_one_until_it_leaves
         verifier.verify(&new).await.is_ok(),
         "new kid {new_kid} accepted after one refetch"
     );
-    assert_eq!(w.emulator.hits(Endpoint::OidcJwks), 2);
+    assert_eq!(w.emulator.hits(Route::OidcJwks), 2);
     assert!(
         verifier.verify(&old).await.is_ok(),
         "the old kid is still published"
     );
-    assert_eq!(w.emulator.hits(Endpoint::OidcJwks), 2);
+    assert_eq!(w.emulator.hits(Route::OidcJwks), 2);
 
     // Once Google retires the old key (and the rate-limit interval has passed), tokens signed with it fail.
     w.emulator.retire_oidc_key(&old_kid).unwrap();
@@ -118,13 +118,13 @@ async fn a_memo_hit_is_refused_once_its_signing_key_is_withdrawn() {
     let old_kid = w.emulator.signing_oidc_kid().unwrap();
     // While the key is published, the token is a memo hit: no fetch.
     assert!(verifier.verify(&old).await.is_ok());
-    assert_eq!(w.emulator.hits(Endpoint::OidcJwks), 1);
+    assert_eq!(w.emulator.hits(Route::OidcJwks), 1);
 
     w.emulator.rotate_oidc_key().unwrap();
     w.emulator.retire_oidc_key(&old_kid).unwrap();
     // Still fresh: the held set still publishes the old key, so the hit stands (Google's caches are no faster).
     assert!(verifier.verify(&old).await.is_ok());
-    assert_eq!(w.emulator.hits(Endpoint::OidcJwks), 1);
+    assert_eq!(w.emulator.hits(Route::OidcJwks), 1);
 
     // Past freshness: the hit is served from the stale set and starts a background refresh.
     w.clock.advance(Duration::from_secs(301));
@@ -137,7 +137,7 @@ async fn a_memo_hit_is_refused_once_its_signing_key_is_withdrawn() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(w.emulator.hits(Endpoint::OidcJwks), 2);
+    assert_eq!(w.emulator.hits(Route::OidcJwks), 2);
     // The refreshed set no longer has the old key: the memo refuses the hit and full verification refuses the token.
     assert_eq!(
         verifier.verify(&old).await.unwrap_err(),
@@ -146,9 +146,9 @@ async fn a_memo_hit_is_refused_once_its_signing_key_is_withdrawn() {
     // A token signed by the current key is unaffected, and is remembered again.
     let new = w.emulator.mint(&spec(w.now()));
     assert!(verifier.verify(&new).await.is_ok());
-    let fetches = w.emulator.hits(Endpoint::OidcJwks);
+    let fetches = w.emulator.hits(Route::OidcJwks);
     assert!(verifier.verify(&new).await.is_ok());
-    assert_eq!(w.emulator.hits(Endpoint::OidcJwks), fetches);
+    assert_eq!(w.emulator.hits(Route::OidcJwks), fetches);
 }
 
 #[tokio::test]
@@ -160,7 +160,7 @@ async fn an_outage_is_survived_with_stale_keys_and_a_cold_outage_is_unavailable(
     // Long past freshness, Google answers 503, then garbage: every verification still succeeds on the old set.
     w.clock.advance(Duration::from_secs(25_000));
     for (fault, expected) in [(Fault::Status(503), "503"), (Fault::Garbage, "JSON")] {
-        w.emulator.inject(Endpoint::OidcJwks, fault, 1000);
+        w.emulator.inject(Route::OidcJwks, fault, 1000);
         w.clock.advance(Duration::from_secs(10)); // past the failure backoff: a new refresh is attempted
         for i in 0..20 {
             let token = w.emulator.mint(
@@ -197,7 +197,7 @@ async fn an_outage_is_survived_with_stale_keys_and_a_cold_outage_is_unavailable(
         config,
         Arc::new(w.clock.clone()),
     );
-    w.emulator.inject(Endpoint::IapJwks, Fault::Hang, 1);
+    w.emulator.inject(Route::IapJwks, Fault::Hang, 1);
     let err = cold.warm().await.unwrap_err();
     assert_eq!(
         err.reason(),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use idgate_core::ErrorChain;
 use idgate_core::google::{HttpOptions, MetadataClient, RetryPolicy};
-use idgate_emulator::{Emulator, Endpoint, Fault};
+use idgate_emulator::{Emulator, Fault, Route};
 
 fn quick() -> HttpOptions {
     HttpOptions::new().retry(
@@ -38,18 +38,18 @@ async fn facts_probe_and_json() {
         .unwrap();
     assert!(token["access_token"].is_string());
     assert!(metadata.is_available().await);
-    assert_eq!(emulator.hits(Endpoint::MetadataRoot), 1);
+    assert_eq!(emulator.hits(Route::MetadataRoot), 1);
 
     // The same server through GCE_METADATA_HOST's form.
     let by_host = MetadataClient::from_host(emulator.metadata_host()).http(quick());
     assert_eq!(by_host.project_id().await.unwrap(), "host-project");
 
     // A missing value: an error status, not retried.
-    emulator.inject(Endpoint::MetadataEmail, Fault::Status(404), 10);
+    emulator.inject(Route::MetadataEmail, Fault::Status(404), 10);
     let err = metadata.service_account_email().await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::NOT_FOUND), "{err}");
     assert!(!err.is_not_on_google_cloud());
-    assert_eq!(emulator.hits(Endpoint::MetadataEmail), 2);
+    assert_eq!(emulator.hits(Route::MetadataEmail), 2);
     emulator.clear_faults();
 }
 
@@ -57,18 +57,18 @@ async fn facts_probe_and_json() {
 async fn transient_failures_are_retried_and_bounded() {
     let emulator = Emulator::start().await.unwrap();
     let metadata = MetadataClient::from_base_url(&emulator.base_url()).http(quick());
-    emulator.inject(Endpoint::MetadataProjectId, Fault::Status(503), 2);
+    emulator.inject(Route::MetadataProjectId, Fault::Status(503), 2);
     metadata.project_id().await.unwrap();
-    assert_eq!(emulator.hits(Endpoint::MetadataProjectId), 3);
+    assert_eq!(emulator.hits(Route::MetadataProjectId), 3);
 
-    emulator.inject(Endpoint::MetadataProjectId, Fault::Status(429), 10);
+    emulator.inject(Route::MetadataProjectId, Fault::Status(429), 10);
     let err = metadata.project_id().await.unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::TOO_MANY_REQUESTS));
     assert_eq!(err.attempts(), Some(3));
     assert!(err.is_transient());
 
     emulator.clear_faults();
-    emulator.inject(Endpoint::MetadataNumericProjectId, Fault::Garbage, 10);
+    emulator.inject(Route::MetadataNumericProjectId, Fault::Garbage, 10);
     let err = metadata.numeric_project_id().await.unwrap_err();
     assert!(err.is_unusable_answer(), "{err}");
     assert!(
@@ -76,7 +76,7 @@ async fn transient_failures_are_retried_and_bounded() {
         "{err}"
     );
     emulator.clear_faults();
-    emulator.inject(Endpoint::MetadataProjectId, Fault::Hang, 10);
+    emulator.inject(Route::MetadataProjectId, Fault::Hang, 10);
     let err = metadata
         .clone()
         .http(

@@ -4,7 +4,7 @@
 use url::Url;
 
 use super::Emulator;
-use crate::state::Endpoint;
+use crate::state::Route;
 #[cfg(doc)]
 use crate::token::TokenSpec;
 
@@ -16,39 +16,39 @@ impl Emulator {
     }
 
     /// The URL of `endpoint` (for endpoints with a path parameter, the metadata server's default account
-    /// or the `-` project is used; [`Endpoint::GenerateIdToken`] and [`Endpoint::ServiceAccountCerts`] use
+    /// or the `-` project is used; [`Route::GenerateIdToken`] and [`Route::ServiceAccountCerts`] use
     /// the metadata service account).
     #[must_use]
-    pub fn url(&self, endpoint: Endpoint) -> Url {
+    pub fn url(&self, endpoint: Route) -> Url {
         let sa = &self.shared.config.metadata_service_account;
         let path = match endpoint {
-            Endpoint::OidcJwks => "/oauth2/v3/certs".to_owned(),
-            Endpoint::OidcPemCerts => "/oauth2/v1/certs".to_owned(),
-            Endpoint::OpenIdConfiguration => "/.well-known/openid-configuration".to_owned(),
-            Endpoint::IapJwks => "/iap/verify/public_key-jwk".to_owned(),
-            Endpoint::IapPem => "/iap/verify/public_key".to_owned(),
-            Endpoint::MetadataIdentity => {
+            Route::OidcJwks => "/oauth2/v3/certs".to_owned(),
+            Route::OidcPemCerts => "/oauth2/v1/certs".to_owned(),
+            Route::OpenIdConfiguration => "/.well-known/openid-configuration".to_owned(),
+            Route::IapJwks => "/iap/verify/public_key-jwk".to_owned(),
+            Route::IapPem => "/iap/verify/public_key".to_owned(),
+            Route::MetadataIdentity => {
                 "/computeMetadata/v1/instance/service-accounts/default/identity".to_owned()
             }
-            Endpoint::MetadataEmail => {
+            Route::MetadataEmail => {
                 "/computeMetadata/v1/instance/service-accounts/default/email".to_owned()
             }
-            Endpoint::MetadataAccessToken => {
+            Route::MetadataAccessToken => {
                 "/computeMetadata/v1/instance/service-accounts/default/token".to_owned()
             }
-            Endpoint::MetadataServiceAccountInfo => {
+            Route::MetadataServiceAccountInfo => {
                 "/computeMetadata/v1/instance/service-accounts/default/".to_owned()
             }
-            Endpoint::MetadataRoot => "/".to_owned(),
-            Endpoint::MetadataProjectId => "/computeMetadata/v1/project/project-id".to_owned(),
-            Endpoint::MetadataNumericProjectId => {
+            Route::MetadataRoot => "/".to_owned(),
+            Route::MetadataProjectId => "/computeMetadata/v1/project/project-id".to_owned(),
+            Route::MetadataNumericProjectId => {
                 "/computeMetadata/v1/project/numeric-project-id".to_owned()
             }
-            Endpoint::Token => "/token".to_owned(),
-            Endpoint::GenerateIdToken => {
+            Route::Token => "/token".to_owned(),
+            Route::GenerateIdToken => {
                 format!("/v1/projects/-/serviceAccounts/{sa}:generateIdToken")
             }
-            Endpoint::ServiceAccountCerts => format!("/robot/v1/metadata/x509/{sa}"),
+            Route::ServiceAccountCerts => format!("/robot/v1/metadata/x509/{sa}"),
         };
         self.shared.url(&path)
     }
@@ -56,31 +56,31 @@ impl Emulator {
     /// `/oauth2/v3/certs`: the OIDC JWKS (Google's `https://www.googleapis.com/oauth2/v3/certs`).
     #[must_use]
     pub fn oidc_jwks_url(&self) -> Url {
-        self.url(Endpoint::OidcJwks)
+        self.url(Route::OidcJwks)
     }
 
     /// `/oauth2/v1/certs`: the OIDC X.509 certificates (Google's `https://www.googleapis.com/oauth2/v1/certs`).
     #[must_use]
     pub fn oidc_pem_certs_url(&self) -> Url {
-        self.url(Endpoint::OidcPemCerts)
+        self.url(Route::OidcPemCerts)
     }
 
     /// `/.well-known/openid-configuration`.
     #[must_use]
     pub fn openid_configuration_url(&self) -> Url {
-        self.url(Endpoint::OpenIdConfiguration)
+        self.url(Route::OpenIdConfiguration)
     }
 
     /// `/iap/verify/public_key-jwk` (Google's `https://www.gstatic.com/iap/verify/public_key-jwk`).
     #[must_use]
     pub fn iap_jwks_url(&self) -> Url {
-        self.url(Endpoint::IapJwks)
+        self.url(Route::IapJwks)
     }
 
     /// `/iap/verify/public_key` (Google's `https://www.gstatic.com/iap/verify/public_key`).
     #[must_use]
     pub fn iap_pem_url(&self) -> Url {
-        self.url(Endpoint::IapPem)
+        self.url(Route::IapPem)
     }
 
     /// `http://127.0.0.1:PORT/computeMetadata/v1/`: the metadata server's root.
@@ -98,13 +98,13 @@ impl Emulator {
     /// `/computeMetadata/v1/instance/service-accounts/default/identity`.
     #[must_use]
     pub fn metadata_identity_url(&self) -> Url {
-        self.url(Endpoint::MetadataIdentity)
+        self.url(Route::MetadataIdentity)
     }
 
     /// `/token`: the OAuth 2.0 token endpoint (Google's `https://oauth2.googleapis.com/token`).
     #[must_use]
     pub fn token_url(&self) -> Url {
-        self.url(Endpoint::Token)
+        self.url(Route::Token)
     }
 
     /// The IAM Credentials API root (Google's `https://iamcredentials.googleapis.com/`): the base URL.

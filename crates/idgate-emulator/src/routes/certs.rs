@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::state::{Endpoint, Shared, read};
+use crate::state::{Route, Shared, read};
 use crate::token::GOOGLE_ISSUER;
 
 /// A JSON answer with Google's key-endpoint cache headers.
@@ -28,7 +28,7 @@ fn cached_json(shared: &Shared, max_age: u64, body: &Value) -> Response {
 }
 
 pub(crate) async fn oidc_jwks(State(shared): State<Arc<Shared>>) -> Response {
-    if let Some(r) = shared.enter(Endpoint::OidcJwks).await {
+    if let Some(r) = shared.enter(Route::OidcJwks).await {
         return r;
     }
     let keys: Vec<Value> = read(&shared.oidc)
@@ -44,7 +44,7 @@ pub(crate) async fn oidc_jwks(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 pub(crate) async fn oidc_pem(State(shared): State<Arc<Shared>>) -> Response {
-    if let Some(r) = shared.enter(Endpoint::OidcPemCerts).await {
+    if let Some(r) = shared.enter(Route::OidcPemCerts).await {
         return r;
     }
     let map: Map<String, Value> = read(&shared.oidc)
@@ -56,7 +56,7 @@ pub(crate) async fn oidc_pem(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 pub(crate) async fn iap_jwks(State(shared): State<Arc<Shared>>) -> Response {
-    if let Some(r) = shared.enter(Endpoint::IapJwks).await {
+    if let Some(r) = shared.enter(Route::IapJwks).await {
         return r;
     }
     let keys: Vec<Value> = read(&shared.iap)
@@ -68,7 +68,7 @@ pub(crate) async fn iap_jwks(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 pub(crate) async fn iap_pem(State(shared): State<Arc<Shared>>) -> Response {
-    if let Some(r) = shared.enter(Endpoint::IapPem).await {
+    if let Some(r) = shared.enter(Route::IapPem).await {
         return r;
     }
     let map: Map<String, Value> = read(&shared.iap)
@@ -81,7 +81,7 @@ pub(crate) async fn iap_pem(State(shared): State<Arc<Shared>>) -> Response {
 
 /// The discovery document, with Google's fields; endpoints the emulator serves point at it.
 pub(crate) async fn openid_configuration(State(shared): State<Arc<Shared>>) -> Response {
-    if let Some(r) = shared.enter(Endpoint::OpenIdConfiguration).await {
+    if let Some(r) = shared.enter(Route::OpenIdConfiguration).await {
         return r;
     }
     let body = json!({

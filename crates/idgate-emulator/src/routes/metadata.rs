@@ -11,13 +11,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::state::{Endpoint, Shared, with_flavor};
+use crate::state::{Route, Shared, with_flavor};
 use crate::token::{OIDC_LIFETIME_SECS, TokenSpec};
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
-fn text(endpoint: Endpoint, status: StatusCode, body: String) -> Response {
+fn text(endpoint: Route, status: StatusCode, body: String) -> Response {
     with_flavor(
         endpoint,
         (status, [(header::CONTENT_TYPE, TEXT)], body).into_response(),
@@ -25,7 +25,7 @@ fn text(endpoint: Endpoint, status: StatusCode, body: String) -> Response {
 }
 
 /// Counts the hit, plays faults, and enforces the `Metadata-Flavor` rules.
-async fn gate(shared: &Shared, endpoint: Endpoint, headers: &HeaderMap) -> Option<Response> {
+async fn gate(shared: &Shared, endpoint: Route, headers: &HeaderMap) -> Option<Response> {
     if let Some(r) = shared.enter(endpoint).await {
         return Some(r);
     }
@@ -48,7 +48,7 @@ async fn gate(shared: &Shared, endpoint: Endpoint, headers: &HeaderMap) -> Optio
     None
 }
 
-fn forbidden(endpoint: Endpoint, why: &str) -> Response {
+fn forbidden(endpoint: Route, why: &str) -> Response {
     with_flavor(
         endpoint,
         (
@@ -67,7 +67,7 @@ fn forbidden(endpoint: Endpoint, why: &str) -> Response {
 /// `{account}` may be `default` or the account's email; anything else is not on this instance (404).
 fn resolve_account(
     shared: &Shared,
-    endpoint: Endpoint,
+    endpoint: Route,
     account: &str,
 ) -> Result<String, Box<Response>> {
     let email = &shared.config.metadata_service_account;
@@ -98,7 +98,7 @@ pub(crate) async fn identity(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let ep = Endpoint::MetadataIdentity;
+    let ep = Route::MetadataIdentity;
     if let Some(r) = gate(&shared, ep, &headers).await {
         return r;
     }
@@ -158,7 +158,7 @@ pub(crate) async fn email(
     Path(account): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let ep = Endpoint::MetadataEmail;
+    let ep = Route::MetadataEmail;
     if let Some(r) = gate(&shared, ep, &headers).await {
         return r;
     }
@@ -173,7 +173,7 @@ pub(crate) async fn access_token(
     Path(account): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let ep = Endpoint::MetadataAccessToken;
+    let ep = Route::MetadataAccessToken;
     if let Some(r) = gate(&shared, ep, &headers).await {
         return r;
     }
@@ -202,7 +202,7 @@ pub(crate) async fn account_info(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let ep = Endpoint::MetadataServiceAccountInfo;
+    let ep = Route::MetadataServiceAccountInfo;
     if let Some(r) = gate(&shared, ep, &headers).await {
         return r;
     }
@@ -238,7 +238,7 @@ pub(crate) async fn scopes(
     Path(account): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let ep = Endpoint::MetadataServiceAccountInfo;
+    let ep = Route::MetadataServiceAccountInfo;
     if let Some(r) = gate(&shared, ep, &headers).await {
         return r;
     }
@@ -250,7 +250,7 @@ pub(crate) async fn scopes(
 
 /// `GET /`: what a VM's metadata server answers to the liveness probe.
 pub(crate) async fn root(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let ep = Endpoint::MetadataRoot;
+    let ep = Route::MetadataRoot;
     if let Some(r) = gate(&shared, ep, &headers).await {
         return r;
     }
@@ -258,7 +258,7 @@ pub(crate) async fn root(State(shared): State<Arc<Shared>>, headers: HeaderMap) 
 }
 
 pub(crate) async fn project_id(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let ep = Endpoint::MetadataProjectId;
+    let ep = Route::MetadataProjectId;
     if let Some(r) = gate(&shared, ep, &headers).await {
         return r;
     }
@@ -269,7 +269,7 @@ pub(crate) async fn numeric_project_id(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
 ) -> Response {
-    let ep = Endpoint::MetadataNumericProjectId;
+    let ep = Route::MetadataNumericProjectId;
     if let Some(r) = gate(&shared, ep, &headers).await {
         return r;
     }

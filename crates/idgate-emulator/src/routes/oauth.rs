@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
 use crate::keys::RsaKey;
-use crate::state::{Endpoint, Shared, grpc_status, lock, read};
+use crate::state::{Route, Shared, grpc_status, lock, read};
 use crate::token::{TokenSpec, unix_now};
 
 /// The JWT-bearer grant type.
@@ -150,7 +150,7 @@ impl Shared {
 
 /// `POST /token` with `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=JWT`.
 pub(crate) async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
-    if let Some(r) = shared.enter(Endpoint::Token).await {
+    if let Some(r) = shared.enter(Route::Token).await {
         return r;
     }
     let mut grant_type = None;
@@ -257,7 +257,7 @@ pub(crate) async fn generate_id_token(
     if method != "generateIdToken" {
         return api_error(StatusCode::NOT_FOUND, "Method not found.");
     }
-    if let Some(r) = shared.enter(Endpoint::GenerateIdToken).await {
+    if let Some(r) = shared.enter(Route::GenerateIdToken).await {
         return r;
     }
     let bearer = headers
@@ -350,7 +350,7 @@ pub(crate) async fn service_account_certs(
     State(shared): State<Arc<Shared>>,
     Path(email): Path<String>,
 ) -> Response {
-    if let Some(r) = shared.enter(Endpoint::ServiceAccountCerts).await {
+    if let Some(r) = shared.enter(Route::ServiceAccountCerts).await {
         return r;
     }
     let certs: Option<Map<String, Value>> = read(&shared.service_accounts).get(&email).map(|r| {

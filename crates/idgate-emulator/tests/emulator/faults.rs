@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use idgate_emulator::{Endpoint, Fault};
+use idgate_emulator::{Fault, Route};
 use reqwest::StatusCode;
 
 use crate::helpers::emulator;
@@ -10,7 +10,7 @@ use crate::helpers::emulator;
 #[tokio::test]
 async fn status_fault_for_the_next_n_requests_then_normal() {
     let emu = emulator().await;
-    emu.inject(Endpoint::OidcJwks, Fault::Status(503), 2);
+    emu.inject(Route::OidcJwks, Fault::Status(503), 2);
     for _ in 0..2 {
         let resp = reqwest::get(emu.oidc_jwks_url()).await.unwrap();
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -18,7 +18,7 @@ async fn status_fault_for_the_next_n_requests_then_normal() {
     let resp = reqwest::get(emu.oidc_jwks_url()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
-        emu.hits(Endpoint::OidcJwks),
+        emu.hits(Route::OidcJwks),
         3,
         "faulted requests are counted too"
     );
@@ -32,9 +32,9 @@ async fn status_fault_for_the_next_n_requests_then_normal() {
 #[tokio::test]
 async fn faults_queue_in_order_and_can_be_cleared() {
     let emu = emulator().await;
-    emu.inject(Endpoint::IapPem, Fault::Status(500), 1);
-    emu.inject(Endpoint::IapPem, Fault::Garbage, 1);
-    emu.inject(Endpoint::IapPem, Fault::Status(404), 0);
+    emu.inject(Route::IapPem, Fault::Status(500), 1);
+    emu.inject(Route::IapPem, Fault::Garbage, 1);
+    emu.inject(Route::IapPem, Fault::Status(404), 0);
     assert_eq!(
         reqwest::get(emu.iap_pem_url()).await.unwrap().status(),
         StatusCode::INTERNAL_SERVER_ERROR
@@ -46,7 +46,7 @@ async fn faults_queue_in_order_and_can_be_cleared() {
         reqwest::get(emu.iap_pem_url()).await.unwrap().status(),
         StatusCode::OK
     );
-    emu.inject(Endpoint::IapPem, Fault::Status(503), 10);
+    emu.inject(Route::IapPem, Fault::Status(503), 10);
     emu.clear_faults();
     assert_eq!(
         reqwest::get(emu.iap_pem_url()).await.unwrap().status(),
@@ -57,7 +57,7 @@ async fn faults_queue_in_order_and_can_be_cleared() {
 #[tokio::test]
 async fn garbage_keeps_the_content_type_and_breaks_the_body() {
     let emu = emulator().await;
-    emu.inject(Endpoint::OidcPemCerts, Fault::Garbage, 1);
+    emu.inject(Route::OidcPemCerts, Fault::Garbage, 1);
     let resp = reqwest::get(emu.oidc_pem_certs_url()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(
@@ -73,7 +73,7 @@ async fn garbage_keeps_the_content_type_and_breaks_the_body() {
 async fn delay_then_normal_answer() {
     let emu = emulator().await;
     emu.inject(
-        Endpoint::OpenIdConfiguration,
+        Route::OpenIdConfiguration,
         Fault::Delay(Duration::from_millis(50)),
         1,
     );
@@ -88,12 +88,12 @@ async fn delay_then_normal_answer() {
 #[tokio::test]
 async fn hang_never_answers_until_shutdown() {
     let emu = emulator().await;
-    emu.inject(Endpoint::OidcJwks, Fault::Hang, 1);
+    emu.inject(Route::OidcJwks, Fault::Hang, 1);
     let url = emu.oidc_jwks_url();
     let pending = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
     // Bounded: a request that never reaches the endpoint must fail the test, not hang it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while emu.hits(Endpoint::OidcJwks) == 0 {
+    while emu.hits(Route::OidcJwks) == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the request never reached the OIDC JWKS endpoint within 10 s (pending finished: {})",
@@ -117,7 +117,7 @@ async fn hang_never_answers_until_shutdown() {
 #[tokio::test]
 async fn metadata_faults_keep_metadata_flavor_and_api_faults_keep_google_json() {
     let emu = emulator().await;
-    emu.inject(Endpoint::MetadataIdentity, Fault::Status(503), 1);
+    emu.inject(Route::MetadataIdentity, Fault::Status(503), 1);
     let resp = reqwest::Client::new()
         .get(emu.metadata_identity_url())
         .query(&[("audience", "a")])
@@ -128,7 +128,7 @@ async fn metadata_faults_keep_metadata_flavor_and_api_faults_keep_google_json() 
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.headers()["metadata-flavor"], "Google");
 
-    emu.inject(Endpoint::GenerateIdToken, Fault::Status(429), 1);
+    emu.inject(Route::GenerateIdToken, Fault::Status(429), 1);
     let resp = reqwest::Client::new()
         .post(emu.generate_id_token_url("x@p.iam.gserviceaccount.com"))
         .body("{}")
@@ -139,7 +139,7 @@ async fn metadata_faults_keep_metadata_flavor_and_api_faults_keep_google_json() 
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED");
 
-    emu.inject(Endpoint::Token, Fault::Status(500), 1);
+    emu.inject(Route::Token, Fault::Status(500), 1);
     let resp = reqwest::Client::new()
         .post(emu.token_url())
         .send()
@@ -155,8 +155,8 @@ async fn hit_counters_are_per_endpoint_and_resettable() {
     for _ in 0..3 {
         reqwest::get(emu.oidc_pem_certs_url()).await.unwrap();
     }
-    assert_eq!(emu.hits(Endpoint::OidcPemCerts), 3);
-    assert_eq!(emu.hits(Endpoint::OidcJwks), 0);
+    assert_eq!(emu.hits(Route::OidcPemCerts), 3);
+    assert_eq!(emu.hits(Route::OidcJwks), 0);
     emu.reset_hits();
-    assert!(Endpoint::ALL.iter().all(|e| emu.hits(*e) == 0));
+    assert!(Route::ALL.iter().all(|e| emu.hits(*e) == 0));
 }

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use idgate_emulator::{Emulator, Endpoint, GOOGLE_ISSUER, TokenSpec};
+use idgate_emulator::{Emulator, GOOGLE_ISSUER, Route, TokenSpec};
 use serde_json::{Value, json};
 
 use crate::helpers::verify;
@@ -194,8 +194,8 @@ fn google_auth_python_accepts_the_emulator() {
             emu.project_id()
         );
     });
-    assert!(emu.hits(Endpoint::Token) >= 1);
-    assert!(emu.hits(Endpoint::MetadataIdentity) >= 1);
-    assert!(emu.hits(Endpoint::OidcPemCerts) >= 3);
-    assert!(emu.hits(Endpoint::IapPem) >= 1);
+    assert!(emu.hits(Route::Token) >= 1);
+    assert!(emu.hits(Route::MetadataIdentity) >= 1);
+    assert!(emu.hits(Route::OidcPemCerts) >= 3);
+    assert!(emu.hits(Route::IapPem) >= 1);
 }

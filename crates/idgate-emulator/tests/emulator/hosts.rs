@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use idgate_emulator::{Emulator, EmulatorError, Endpoint, IapProxy, IapUserSpec};
+use idgate_emulator::{Emulator, EmulatorError, IapProxy, IapUserSpec, Route};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::helpers::emulator;
@@ -76,7 +76,7 @@ fn assert_refused(answer: &Answer, case: &str) {
 }
 
 fn total_hits(emu: &Emulator) -> u64 {
-    Endpoint::ALL.iter().map(|e| emu.hits(*e)).sum()
+    Route::ALL.iter().map(|e| emu.hits(*e)).sum()
 }
 
 #[tokio::test]
@@ -152,7 +152,7 @@ async fn requests_for_other_hosts_are_refused_before_counting_or_minting() {
     let answer = get(addr, IDENTITY, &host(&format!("127.0.0.1:{port}"))).await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.body.split('.').count(), 3, "a JWT: {answer:?}");
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 1);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 1);
     assert_eq!(total_hits(&emu), 1);
 }
 
@@ -174,7 +174,7 @@ async fn loopback_hosts_are_answered_with_or_without_a_port() {
         let answer = get(addr, "/oauth2/v3/certs", &host(h)).await;
         assert_eq!(answer.status, 200, "{h}: {answer:?}");
     }
-    assert_eq!(emu.hits(Endpoint::OidcJwks), hosts.len() as u64);
+    assert_eq!(emu.hits(Route::OidcJwks), hosts.len() as u64);
     // The emulator's own URLs (what every client here uses) carry an allowed Host.
     let jwks = reqwest::get(emu.oidc_jwks_url()).await.unwrap();
     assert_eq!(jwks.status(), 200);
@@ -208,12 +208,12 @@ async fn allow_host_adds_names_and_allow_any_host_answers_every_name() {
     ] {
         assert_refused(&get(addr, "/oauth2/v3/certs", &host(bad)).await, bad);
     }
-    assert_eq!(emu.hits(Endpoint::OidcJwks), 4);
+    assert_eq!(emu.hits(Route::OidcJwks), 4);
 
     let open = Emulator::builder().allow_any_host().start().await.unwrap();
     let answer = get(open.local_addr(), IDENTITY, &host("evil.example")).await;
     assert_eq!(answer.status, 200, "{answer:?}");
-    assert_eq!(open.hits(Endpoint::MetadataIdentity), 1);
+    assert_eq!(open.hits(Route::MetadataIdentity), 1);
 }
 
 #[tokio::test]
@@ -281,7 +281,7 @@ async fn http2_authority_is_checked_like_host() {
     let (status, body) = send(addr.to_string()).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body.split('.').count(), 3, "a JWT: {body}");
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 1);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 1);
 }
 
 /// The IAP proxy mints an assertion for every request it forwards, so it keeps the emulator's Host rule.

@@ -1,6 +1,6 @@
 //! Key endpoints: exact shapes and headers; minted tokens verify against them.
 
-use idgate_emulator::{Emulator, Endpoint, GOOGLE_ISSUER, IAP_ISSUER, TokenSpec};
+use idgate_emulator::{Emulator, GOOGLE_ISSUER, IAP_ISSUER, Route, TokenSpec};
 use std::time::Duration;
 
 use crate::helpers::{emulator, get_json, verify};
@@ -40,7 +40,7 @@ async fn oidc_jwks_has_google_shape_and_cache_headers() {
         assert_eq!(k["kid"].as_str().unwrap().len(), 40);
     }
     assert_eq!(emu.oidc_kids().len(), 2);
-    assert_eq!(emu.hits(Endpoint::OidcJwks), 1);
+    assert_eq!(emu.hits(Route::OidcJwks), 1);
 }
 
 #[tokio::test]
@@ -84,7 +84,7 @@ async fn oidc_v1_certs_are_x509_over_the_same_keys() {
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     v.set_audience(&["x"]);
     jsonwebtoken::decode::<serde_json::Value>(&token, &key, &v).unwrap();
-    assert_eq!(emu.hits(Endpoint::OidcPemCerts), 1);
+    assert_eq!(emu.hits(Route::OidcPemCerts), 1);
 }
 
 #[tokio::test]
@@ -95,7 +95,7 @@ async fn discovery_points_at_the_emulator() {
     assert_eq!(doc["jwks_uri"], emu.oidc_jwks_url().as_str());
     assert_eq!(doc["token_endpoint"], emu.token_url().as_str());
     assert_eq!(doc["id_token_signing_alg_values_supported"][0], "RS256");
-    assert_eq!(emu.hits(Endpoint::OpenIdConfiguration), 1);
+    assert_eq!(emu.hits(Route::OpenIdConfiguration), 1);
 }
 
 #[tokio::test]
@@ -132,8 +132,8 @@ async fn iap_keys_have_google_shapes() {
         // The PEM is the same key as the JWK: a minted assertion verifies with it.
         jsonwebtoken::DecodingKey::from_ec_pem(pem.as_bytes()).unwrap();
     }
-    assert_eq!(emu.hits(Endpoint::IapJwks), 1);
-    assert_eq!(emu.hits(Endpoint::IapPem), 1);
+    assert_eq!(emu.hits(Route::IapJwks), 1);
+    assert_eq!(emu.hits(Route::IapPem), 1);
 }
 
 #[tokio::test]

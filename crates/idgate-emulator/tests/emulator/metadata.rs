@@ -1,6 +1,6 @@
 //! The metadata server: Metadata-Flavor rules, identity formats, email, token, project.
 
-use idgate_emulator::{Emulator, Endpoint, GOOGLE_ISSUER};
+use idgate_emulator::{Emulator, GOOGLE_ISSUER, Route};
 use reqwest::StatusCode;
 
 use crate::helpers::{emulator, parts, verify};
@@ -41,7 +41,7 @@ async fn requires_metadata_flavor_and_always_answers_with_it() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["metadata-flavor"], "Google");
     assert_eq!(resp.text().await.unwrap(), emu.project_id());
-    assert_eq!(emu.hits(Endpoint::MetadataProjectId), 4);
+    assert_eq!(emu.hits(Route::MetadataProjectId), 4);
 }
 
 #[tokio::test]
@@ -154,7 +154,7 @@ async fn identity_standard_and_full() {
     .await
     .unwrap();
     assert!(parts(&token).1["google"]["compute_engine"]["license_id"].is_array());
-    assert_eq!(emu.hits(Endpoint::MetadataIdentity), 3);
+    assert_eq!(emu.hits(Route::MetadataIdentity), 3);
 }
 
 #[tokio::test]
@@ -224,7 +224,7 @@ async fn account_directory_scopes_and_root_probe() {
         scopes.trim(),
         "https://www.googleapis.com/auth/cloud-platform"
     );
-    assert_eq!(emu.hits(Endpoint::MetadataServiceAccountInfo), 3);
+    assert_eq!(emu.hits(Route::MetadataServiceAccountInfo), 3);
 
     // The liveness probe google-auth sends to GCE_METADATA_IP.
     let root = reqwest::Client::new()
@@ -235,5 +235,5 @@ async fn account_directory_scopes_and_root_probe() {
         .unwrap();
     assert_eq!(root.status(), StatusCode::OK);
     assert_eq!(root.headers()["metadata-flavor"], "Google");
-    assert_eq!(emu.hits(Endpoint::MetadataRoot), 1);
+    assert_eq!(emu.hits(Route::MetadataRoot), 1);
 }

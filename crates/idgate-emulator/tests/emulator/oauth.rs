@@ -1,6 +1,6 @@
 //! The token endpoint and IAM generateIdToken: success and error paths in Google's shapes.
 
-use idgate_emulator::{Emulator, Endpoint, GOOGLE_ISSUER, ServiceAccountKey};
+use idgate_emulator::{Emulator, GOOGLE_ISSUER, Route, ServiceAccountKeyFile};
 use jsonwebtoken::{EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -17,14 +17,14 @@ fn now() -> i64 {
 }
 
 /// An assertion exactly as google-auth builds one.
-fn assertion(key: &ServiceAccountKey, claims: &Value) -> String {
+fn assertion(key: &ServiceAccountKeyFile, claims: &Value) -> String {
     let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some(key.private_key_id().to_owned());
     let enc = EncodingKey::from_rsa_pem(key.private_key_pem().as_bytes()).unwrap();
     jsonwebtoken::encode(&header, claims, &enc).unwrap()
 }
 
-fn standard_claims(key: &ServiceAccountKey, aud: &str, target: Option<&str>) -> Value {
+fn standard_claims(key: &ServiceAccountKeyFile, aud: &str, target: Option<&str>) -> Value {
     let iat = now();
     let mut c = json!({"iss": key.client_email(), "aud": aud, "iat": iat, "exp": iat + 3600});
     if let Some(t) = target {
@@ -98,7 +98,7 @@ async fn key_file_has_googles_format() {
             .unwrap()
             .starts_with("-----BEGIN CERTIFICATE-----")
     );
-    assert_eq!(emu.hits(Endpoint::ServiceAccountCerts), 1);
+    assert_eq!(emu.hits(Route::ServiceAccountCerts), 1);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -169,7 +169,7 @@ async fn jwt_bearer_with_target_audience_returns_an_id_token() {
         assert_eq!(claims["email"], key.client_email());
         assert_eq!(claims["sub"], key.client_id());
     }
-    assert_eq!(emu.hits(Endpoint::Token), 2);
+    assert_eq!(emu.hits(Route::Token), 2);
 }
 
 #[tokio::test]
@@ -386,7 +386,7 @@ async fn generate_id_token_honours_include_email_and_delegates() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(emu.hits(Endpoint::GenerateIdToken), 3);
+    assert_eq!(emu.hits(Route::GenerateIdToken), 3);
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 use http::StatusCode;
 use idgate_core::identity::TrustedAppEngineFrontEnd;
 use idgate_core::verify::TrustedCloudRunInvokerCheck;
-use idgate_emulator::{Endpoint, Fault, TokenSpec};
+use idgate_emulator::{Fault, Route, TokenSpec};
 use idgate_server::RequireIdentityLayer;
 
 use crate::{
@@ -365,7 +365,7 @@ async fn keys_unavailable_is_503_with_retry_after() {
     let seen = Seen::default();
     let emulator = emulator().await;
     // A cold cache (no warm-up) and a failing key endpoint.
-    emulator.inject(Endpoint::OidcJwks, Fault::Status(500), 100);
+    emulator.inject(Route::OidcJwks, Fault::Status(500), 100);
     let layer = RequireIdentityLayer::new(oidc_verifier(&emulator)).allowlist(allowlist());
     let base = serve(recording_router(&seen).layer(layer)).await;
     let response = client()
@@ -382,7 +382,7 @@ async fn keys_unavailable_is_503_with_retry_after() {
         .unwrap();
     assert!(retry_after >= 1);
     assert_eq!(seen.calls(), 0);
-    assert!(emulator.hits(Endpoint::OidcJwks) >= 1);
+    assert!(emulator.hits(Route::OidcJwks) >= 1);
 }
 
 /// Issue #10, item 9: a key URL in the config is read in whichever format its document is (Google's libraries
