@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use super::ResponseFuture;
 use super::layer::{IdentityConfig, RequireIdentityLayer};
-use crate::credential::{self, CredentialHeader, Presented, TokenAt};
+use crate::credential::{self, BearerToken, CredentialHeader, Presented};
 use crate::gate::{Admitted, Gate};
 use crate::rejection::{IdentityRejection, log_allow, log_rejection};
 
@@ -152,12 +152,15 @@ fn admit_legacy(
 }
 
 /// A bearer token: verify (or, when opted in, accept Cloud Run's check), identify, authorize.
-async fn admit_token(config: &IdentityConfig, at: &TokenAt) -> Result<Admitted, IdentityRejection> {
+async fn admit_token(
+    config: &IdentityConfig,
+    at: &BearerToken,
+) -> Result<Admitted, IdentityRejection> {
     let reject = |rejection: IdentityRejection| {
         log_rejection(LAYER, &rejection, None);
         rejection
     };
-    let token = at.token().map_err(reject)?;
+    let token = at.token();
     let (verified, via) = if is_signature_removed(token) {
         let Some(trust) = config.cloud_run else {
             return Err(reject(IdentityRejection::SignatureRemoved));
