@@ -5,6 +5,11 @@
 //! nanoseconds; the shared memo costs a SHA-256 of the whole token (about 1 KiB) and a concurrent map lookup, several
 //! times more. Entries are matched on the exact bytes (no digest, so nothing can collide) and on the verifier that
 //! accepted them (so one verifier's tokens never answer for another's), and the caller still re-checks `exp`.
+//!
+//! Measured (`benches`' in-process layer probe, the same token on every request): the identity layer adds 593 ns to
+//! a request; without the token cache 1,140 ns, without the caller cache 839 ns. Where every request carries a different token (a
+//! pool of 1,024 tokens round robin) the token cache misses and its bookkeeping costs about 6 % of a memo hit
+//! (1.49 vs 1.59 M verifications/s on one thread); real callers reuse one token for up to an hour, so it stays.
 
 use std::any::Any;
 use std::cell::RefCell;
