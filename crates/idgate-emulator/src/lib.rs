@@ -60,6 +60,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod access;
 mod emulator;
 mod error;
 mod host;
@@ -70,6 +71,7 @@ mod service_account;
 mod state;
 mod token;
 
+pub use access::{AccessTokenInfo, AuthorizedUserFile};
 pub use emulator::{
     DEFAULT_IAP_MAX_AGE, DEFAULT_OIDC_MAX_AGE, DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NUMBER,
     Emulator, EmulatorBuilder, ShutdownSignal,
