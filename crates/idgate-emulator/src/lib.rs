@@ -8,10 +8,18 @@
 //! | `/oauth2/v1/certs` | OIDC X.509 certificates (`www.googleapis.com/oauth2/v1/certs`) |
 //! | `/.well-known/openid-configuration` | discovery (`accounts.google.com`) |
 //! | `/iap/verify/public_key-jwk`, `/iap/verify/public_key` | IAP keys (`www.gstatic.com`) |
-//! | `/computeMetadata/v1/...` | the metadata server (identity, email, token, project) |
-//! | `POST /token` | the OAuth 2.0 token endpoint, jwt-bearer grant (`oauth2.googleapis.com/token`) |
-//! | `POST /v1/projects/-/serviceAccounts/{email}:generateIdToken` | IAM Credentials |
+//! | `/computeMetadata/v1/...` | the metadata server (identity, email, token `?scopes=`, project) |
+//! | `POST /token` | the OAuth 2.0 token endpoint (`oauth2.googleapis.com/token`): jwt-bearer grant (ID tokens, access tokens with `scope`, domain-wide delegation with `sub`), refresh-token grant |
+//! | `GET /oauth2/v3/tokeninfo` | what an access token grants (`www.googleapis.com/oauth2/v3/tokeninfo`) |
+//! | `POST /v1/projects/-/serviceAccounts/{email}:generateIdToken` | IAM Credentials (`iamcredentials.googleapis.com`) |
+//! | `POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken`, `:signJwt` | IAM Credentials, with Token Creator grants and delegate chains |
 //! | `/robot/v1/metadata/x509/{email}` | a service account's public certificates |
+//! | `GET /storage/v1/b?project=P` | Cloud Storage's bucket list (`storage.googleapis.com`), checking the bearer token and its scopes |
+//!
+//! Access tokens are opaque `ya29.` strings; the emulator records who each was issued to, for whom (domain-wide
+//! delegation), with which scopes and until when: [`Emulator::tokeninfo`]. [`Emulator::allow_impersonation`],
+//! [`Emulator::enable_domain_wide_delegation`], [`Emulator::create_authorized_user`] and
+//! [`Emulator::create_bucket`] set up what Google's IAM, Admin console, gcloud and Cloud Storage would hold.
 //!
 //! Every answer has Google's wire format. [`TokenSpec`] + [`Emulator::mint`] mint any token, good or
 //! deliberately broken; [`Emulator::hits`] counts requests per [`Route`]; [`Emulator::inject`] plays
@@ -60,6 +68,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod access;
 mod emulator;
 mod error;
 mod host;
@@ -70,6 +79,7 @@ mod service_account;
 mod state;
 mod token;
 
+pub use access::{AccessTokenInfo, AuthorizedUserFile};
 pub use emulator::{
     DEFAULT_IAP_MAX_AGE, DEFAULT_OIDC_MAX_AGE, DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NUMBER,
     Emulator, EmulatorBuilder, ShutdownSignal,

@@ -151,7 +151,7 @@ impl ServiceAccountKeyFile {
 /// another local user could open the private key; `create_new` refuses to follow a link or reuse a file
 /// someone else planted at `tmp`; and the rename replaces any file at `path` with this new one, so a
 /// pre-existing world-readable file (or a descriptor someone holds on it) never sees the key.
-fn write_private(tmp: &Path, path: &Path, contents: &[u8]) -> io::Result<()> {
+pub(crate) fn write_private(tmp: &Path, path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -180,6 +180,7 @@ impl Shared {
             .or_insert_with(|| ServiceAccountRecord {
                 unique_id: unique_id.clone(),
                 keys: HashMap::new(),
+                system_key: None,
             })
             .keys
             .insert(private_key_id.clone(), Arc::new(key));

@@ -50,11 +50,19 @@ pub enum Route {
     GenerateIdToken,
     /// `GET /robot/v1/metadata/x509/{email}`: a service account's public certificates.
     ServiceAccountCerts,
+    /// `GET /oauth2/v3/tokeninfo?access_token=...`: what an access token grants.
+    AccessTokenInfo,
+    /// `POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken`: IAM Credentials.
+    GenerateAccessToken,
+    /// `POST /v1/projects/-/serviceAccounts/{email}:signJwt`: IAM Credentials.
+    SignJwt,
+    /// `GET /storage/v1/b?project=P`: Cloud Storage's bucket list, the emulated Google API.
+    StorageBuckets,
 }
 
 impl Route {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 19] = [
         Self::OidcJwks,
         Self::OidcPemCerts,
         Self::OpenIdConfiguration,
@@ -70,6 +78,10 @@ impl Route {
         Self::Token,
         Self::GenerateIdToken,
         Self::ServiceAccountCerts,
+        Self::AccessTokenInfo,
+        Self::GenerateAccessToken,
+        Self::SignJwt,
+        Self::StorageBuckets,
     ];
 
     fn index(self) -> usize {
@@ -144,12 +156,21 @@ pub(crate) struct ServiceAccountRecord {
     pub(crate) unique_id: String,
     /// private_key_id -> key.
     pub(crate) keys: HashMap<String, Arc<RsaKey>>,
+    /// The id of the key the emulator holds for `signJwt` (Google's system-managed key), once created;
+    /// it is also in `keys`, so its certificate is published and the token endpoint accepts its JWTs.
+    pub(crate) system_key: Option<String>,
 }
 
 /// An access token the emulator issued.
 #[derive(Debug, Clone)]
 pub(crate) struct AccessTokenRecord {
+    /// The principal: a service account, or a user (refresh-token grant).
     pub(crate) email: String,
+    /// The Workspace user a domain-wide-delegated token acts for.
+    pub(crate) subject: Option<String>,
+    /// The OAuth client the token was issued to (`azp`/`aud` of tokeninfo).
+    pub(crate) client_id: String,
+    pub(crate) scopes: std::collections::BTreeSet<String>,
     pub(crate) expires_at: i64,
 }
 
@@ -165,6 +186,8 @@ pub(crate) struct Shared {
     pub(crate) allowed_hosts: Arc<AllowedHosts>,
     pub(crate) service_accounts: RwLock<HashMap<String, ServiceAccountRecord>>,
     pub(crate) access_tokens: Mutex<HashMap<String, AccessTokenRecord>>,
+    /// Who may act for whom, and who may delegate domain-wide, and which buckets exist: see `access.rs`.
+    pub(crate) grants: RwLock<crate::access::Grants>,
     hits: [AtomicU64; Route::ALL.len()],
     faults: Mutex<HashMap<Route, VecDeque<(Fault, u32)>>>,
     shutdown: watch::Receiver<bool>,
@@ -213,6 +236,7 @@ impl Shared {
             allowed_hosts: Arc::new(allowed_hosts),
             service_accounts: RwLock::new(HashMap::new()),
             access_tokens: Mutex::new(HashMap::new()),
+            grants: RwLock::new(crate::access::Grants::default()),
             hits: std::array::from_fn(|_| AtomicU64::new(0)),
             faults: Mutex::new(HashMap::new()),
             shutdown,
@@ -227,6 +251,7 @@ impl Shared {
             .or_insert_with(|| ServiceAccountRecord {
                 unique_id: crate::token::numeric_id(&email),
                 keys: HashMap::new(),
+                system_key: None,
             });
     }
 
@@ -326,7 +351,7 @@ pub(crate) fn with_flavor(endpoint: Route, mut response: Response) -> Response {
 fn fault_status(endpoint: Route, status: StatusCode) -> Response {
     let reason = status.canonical_reason().unwrap_or("Error");
     match endpoint {
-        Route::Token => (
+        Route::Token | Route::AccessTokenInfo => (
             status,
             axum::Json(serde_json::json!({
                 "error": "internal_failure",
@@ -334,7 +359,10 @@ fn fault_status(endpoint: Route, status: StatusCode) -> Response {
             })),
         )
             .into_response(),
-        Route::GenerateIdToken => (
+        Route::GenerateIdToken
+        | Route::GenerateAccessToken
+        | Route::SignJwt
+        | Route::StorageBuckets => (
             status,
             axum::Json(serde_json::json!({
                 "error": {"code": status.as_u16(), "message": reason, "status": grpc_status(status)}

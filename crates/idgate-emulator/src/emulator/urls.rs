@@ -16,8 +16,8 @@ impl Emulator {
     }
 
     /// The URL of `endpoint` (for endpoints with a path parameter, the metadata server's default account
-    /// or the `-` project is used; [`Route::GenerateIdToken`] and [`Route::ServiceAccountCerts`] use
-    /// the metadata service account).
+    /// or the `-` project is used; [`Route::GenerateIdToken`], [`Route::GenerateAccessToken`],
+    /// [`Route::SignJwt`] and [`Route::ServiceAccountCerts`] use the metadata service account).
     #[must_use]
     pub fn url(&self, endpoint: Route) -> Url {
         let sa = &self.shared.config.metadata_service_account;
@@ -49,6 +49,12 @@ impl Emulator {
                 format!("/v1/projects/-/serviceAccounts/{sa}:generateIdToken")
             }
             Route::ServiceAccountCerts => format!("/robot/v1/metadata/x509/{sa}"),
+            Route::AccessTokenInfo => "/oauth2/v3/tokeninfo".to_owned(),
+            Route::GenerateAccessToken => {
+                format!("/v1/projects/-/serviceAccounts/{sa}:generateAccessToken")
+            }
+            Route::SignJwt => format!("/v1/projects/-/serviceAccounts/{sa}:signJwt"),
+            Route::StorageBuckets => "/storage/v1/b".to_owned(),
         };
         self.shared.url(&path)
     }
@@ -119,6 +125,36 @@ impl Emulator {
         self.shared.url(&format!(
             "/v1/projects/-/serviceAccounts/{email}:generateIdToken"
         ))
+    }
+
+    /// `/v1/projects/-/serviceAccounts/{email}:generateAccessToken`.
+    #[must_use]
+    pub fn generate_access_token_url(&self, email: &str) -> Url {
+        self.shared.url(&format!(
+            "/v1/projects/-/serviceAccounts/{email}:generateAccessToken"
+        ))
+    }
+
+    /// `/v1/projects/-/serviceAccounts/{email}:signJwt`.
+    #[must_use]
+    pub fn sign_jwt_url(&self, email: &str) -> Url {
+        self.shared
+            .url(&format!("/v1/projects/-/serviceAccounts/{email}:signJwt"))
+    }
+
+    /// `/oauth2/v3/tokeninfo`: what an access token grants (Google's
+    /// `https://oauth2.googleapis.com/tokeninfo` and `https://www.googleapis.com/oauth2/v3/tokeninfo`); add
+    /// `?access_token=...`.
+    #[must_use]
+    pub fn tokeninfo_url(&self) -> Url {
+        self.url(Route::AccessTokenInfo)
+    }
+
+    /// The Cloud Storage JSON API root (Google's `https://storage.googleapis.com/`): the base URL. The
+    /// bucket list is `storage/v1/b?project=P` under it.
+    #[must_use]
+    pub fn storage_url(&self) -> Url {
+        self.base_url()
     }
 
     /// IAP's audience for App Engine: `/projects/PROJECT_NUMBER/apps/PROJECT_ID`. The default audience of

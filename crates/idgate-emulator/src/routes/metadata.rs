@@ -11,11 +11,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::state::{Route, Shared, with_flavor};
-use crate::token::{OIDC_LIFETIME_SECS, TokenSpec};
+use crate::access::{ACCESS_TOKEN_LIFETIME_SECS, CLOUD_PLATFORM_SCOPE, comma_separated_scopes};
+use crate::state::{AccessTokenRecord, Route, Shared, with_flavor};
+use crate::token::TokenSpec;
 
 const TEXT: &str = "text/plain; charset=utf-8";
-const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 fn text(endpoint: Route, status: StatusCode, body: String) -> Response {
     with_flavor(
@@ -168,9 +168,12 @@ pub(crate) async fn email(
     }
 }
 
+/// The account's access token. `?scopes=a,b` (comma-separated) asks for those scopes, as serverless
+/// runtimes honour them; without it the token has `cloud-platform`, as Cloud Run's default account does.
 pub(crate) async fn access_token(
     State(shared): State<Arc<Shared>>,
     Path(account): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     let ep = Route::MetadataAccessToken;
@@ -181,8 +184,23 @@ pub(crate) async fn access_token(
         Ok(e) => e,
         Err(r) => return *r,
     };
-    match shared.issue_access_token(&email) {
-        Ok((token, expires_in)) => with_flavor(
+    let scopes = match query.get("scopes") {
+        None => std::iter::once(CLOUD_PLATFORM_SCOPE.to_owned()).collect(),
+        Some(list) => match comma_separated_scopes(list) {
+            Some(scopes) => scopes,
+            None => {
+                return text(
+                    ep,
+                    StatusCode::BAD_REQUEST,
+                    "invalid scopes parameter: expected comma-separated OAuth scopes\n".to_owned(),
+                );
+            }
+        },
+    };
+    let expires_in = ACCESS_TOKEN_LIFETIME_SECS;
+    let record = AccessTokenRecord::service_account(&email, None, scopes, expires_in);
+    match shared.issue_access_token(record) {
+        Ok(token) => with_flavor(
             ep,
             (
                 [(header::CONTENT_TYPE, "application/json")],
@@ -274,28 +292,4 @@ pub(crate) async fn numeric_project_id(
         return r;
     }
     text(ep, StatusCode::OK, shared.config.project_number.to_string())
-}
-
-impl Shared {
-    /// Issues a `ya29.`-style access token for `email`, valid for just under an hour.
-    pub(crate) fn issue_access_token(
-        &self,
-        email: &str,
-    ) -> Result<(String, i64), crate::EmulatorError> {
-        use base64::Engine as _;
-        let token = format!(
-            "ya29.c.{}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(crate::keys::random_bytes::<48>()?)
-        );
-        let expires_in = OIDC_LIFETIME_SECS - 1;
-        crate::state::lock(&self.access_tokens).insert(
-            token.clone(),
-            crate::state::AccessTokenRecord {
-                email: email.to_owned(),
-                expires_at: crate::token::unix_now() + expires_in,
-            },
-        );
-        Ok((token, expires_in))
-    }
 }

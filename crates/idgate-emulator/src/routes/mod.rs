@@ -11,8 +11,10 @@ use crate::host;
 use crate::state::Shared;
 
 mod certs;
+mod iam;
 mod metadata;
 mod oauth;
+mod storage;
 
 /// Every route the emulator serves, behind the Host rule (checked before any handler counts or mints).
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -56,9 +58,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(metadata::numeric_project_id),
         )
         .route("/token", post(oauth::token))
+        .route("/oauth2/v3/tokeninfo", get(oauth::tokeninfo))
+        .route("/storage/v1/b", get(storage::list_buckets))
         .route(
             "/v1/projects/{project}/serviceAccounts/{target}",
-            post(oauth::generate_id_token),
+            post(iam::service_account_method),
         )
         .route(
             "/robot/v1/metadata/x509/{email}",

@@ -1,22 +1,26 @@
 //! The OAuth 2.0 token endpoint (jwt-bearer grant), IAM Credentials `generateIdToken`, and a service
 //! account's public certificates.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
+use crate::access::{ACCESS_TOKEN_LIFETIME_SECS, space_separated_scopes};
 use crate::keys::RsaKey;
-use crate::state::{Route, Shared, grpc_status, lock, read};
-use crate::token::{TokenSpec, unix_now};
+use crate::state::{AccessTokenRecord, Route, Shared, grpc_status, read};
+use crate::token::{TokenSpec, numeric_id, unix_now};
 
 /// The JWT-bearer grant type.
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// The refresh-token grant type.
+const REFRESH_TOKEN: &str = "refresh_token";
 
 /// Audiences Google's token endpoint accepts in an assertion besides the emulator's own `/token`
 /// (Python's google-auth hardcodes the first one whatever `token_uri` says).
@@ -28,7 +32,7 @@ const GOOGLE_TOKEN_AUDIENCES: [&str; 3] = [
 
 const JSON_UTF8: &str = "application/json; charset=utf-8";
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, JSON_UTF8)],
@@ -46,7 +50,7 @@ fn token_error(error: &str, description: &str) -> Response {
 }
 
 /// `{"error": {"code", "message", "status"}}`, Google APIs' error shape.
-fn api_error(status: StatusCode, message: &str) -> Response {
+pub(super) fn api_error(status: StatusCode, message: &str) -> Response {
     json_response(
         status,
         &json!({"error": {"code": status.as_u16(), "message": message, "status": grpc_status(status)}}),
@@ -54,14 +58,14 @@ fn api_error(status: StatusCode, message: &str) -> Response {
 }
 
 /// A compact JWS, split and decoded (not yet verified).
-struct ParsedJwt {
+pub(super) struct ParsedJwt {
     header: Map<String, Value>,
-    claims: Map<String, Value>,
+    pub(super) claims: Map<String, Value>,
     signing_input: String,
     signature: Vec<u8>,
 }
 
-fn parse_jwt(token: &str) -> Option<ParsedJwt> {
+pub(super) fn parse_jwt(token: &str) -> Option<ParsedJwt> {
     let mut parts = token.split('.');
     let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -79,7 +83,7 @@ fn parse_jwt(token: &str) -> Option<ParsedJwt> {
 }
 
 /// Why an assertion was refused, in Google's words.
-enum AssertionError {
+pub(super) enum AssertionError {
     Malformed,
     AccountNotFound,
     Signature,
@@ -107,7 +111,7 @@ impl Shared {
     /// Verifies a JWT signed by a registered service-account key (RS256, `iss` = the account, `kid` = the
     /// key id; without a kid every key of the account is tried, as Google does). Returns the account's
     /// email and the claims. Audience is the caller's business.
-    fn verify_service_account_jwt(
+    pub(super) fn verify_service_account_jwt(
         &self,
         jwt: &ParsedJwt,
     ) -> Result<(String, Map<String, Value>), AssertionError> {
@@ -148,33 +152,36 @@ impl Shared {
     }
 }
 
-/// `POST /token` with `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=JWT`.
+/// `POST /token`: the JWT-bearer grant (service accounts: ID tokens with `target_audience`, access tokens
+/// with `scope`, domain-wide delegation with `sub`) and the refresh-token grant (users).
 pub(crate) async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     if let Some(r) = shared.enter(Route::Token).await {
         return r;
     }
-    let mut grant_type = None;
-    let mut assertion = None;
-    for (k, v) in url::form_urlencoded::parse(&body) {
-        match &*k {
-            "grant_type" => grant_type = Some(v.into_owned()),
-            "assertion" => assertion = Some(v.into_owned()),
-            _ => {}
-        }
-    }
-    let Some(grant_type) = grant_type else {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let Some(grant_type) = form.get("grant_type") else {
         return token_error("invalid_request", "Missing required parameter: grant_type");
     };
-    if grant_type != JWT_BEARER {
-        return token_error(
+    match grant_type.as_str() {
+        JWT_BEARER => jwt_bearer_grant(&shared, &form),
+        REFRESH_TOKEN => refresh_token_grant(&shared, &form),
+        other => token_error(
             "unsupported_grant_type",
-            &format!("Invalid grant_type: {grant_type}"),
-        );
+            &format!("Invalid grant_type: {other}"),
+        ),
     }
-    let Some(assertion) = assertion else {
+}
+
+/// Google's answer to a `sub` the service account may not delegate to (or not for these scopes).
+const UNAUTHORIZED_CLIENT: &str = "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.";
+
+fn jwt_bearer_grant(shared: &Shared, form: &HashMap<String, String>) -> Response {
+    let Some(assertion) = form.get("assertion") else {
         return token_error("invalid_request", "Missing required parameter: assertion");
     };
-    let Some(jwt) = parse_jwt(&assertion) else {
+    let Some(jwt) = parse_jwt(assertion) else {
         return token_error("invalid_grant", AssertionError::Malformed.description());
     };
     let (email, claims) = match shared.verify_service_account_jwt(&jwt) {
@@ -191,24 +198,182 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
     }
     match claims.get("target_audience") {
         Some(Value::String(target)) if !target.is_empty() => {
-            match shared.mint(&TokenSpec::service_account(&email).audience(target.as_str())) {
+            return match shared.mint(&TokenSpec::service_account(&email).audience(target.as_str()))
+            {
                 Ok(id_token) => json_response(StatusCode::OK, &json!({ "id_token": id_token })),
                 Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            }
+            };
         }
-        Some(_) => token_error("invalid_request", "Invalid target_audience."),
-        None => match shared.issue_access_token(&email) {
-            Ok((access_token, expires_in)) => json_response(
-                StatusCode::OK,
-                &json!({"access_token": access_token, "expires_in": expires_in, "token_type": "Bearer"}),
-            ),
-            Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Some(_) => return token_error("invalid_request", "Invalid target_audience."),
+        None => {}
+    }
+    let scopes = match claims.get("scope") {
+        Some(Value::String(scope)) => match space_separated_scopes(scope) {
+            Some(scopes) if scopes.is_empty() => {
+                return token_error("invalid_scope", EMPTY_SCOPE);
+            }
+            Some(scopes) => scopes,
+            None => return token_error("invalid_scope", INVALID_SCOPE),
         },
+        _ => return token_error("invalid_scope", EMPTY_SCOPE),
+    };
+    // Domain-wide delegation: `sub` names the Workspace user to act for (the account's own email is no
+    // delegation at all).
+    let subject = match claims.get("sub") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(sub)) if sub == &email => None,
+        Some(Value::String(sub)) if !sub.is_empty() => Some(sub.as_str()),
+        Some(_) => return token_error("invalid_grant", AssertionError::Malformed.description()),
+    };
+    if subject.is_some() {
+        let allowed = shared
+            .domain_wide_scopes(&email)
+            .is_some_and(|granted| scopes.is_subset(&granted));
+        if !allowed {
+            return json_response(
+                StatusCode::UNAUTHORIZED,
+                &json!({"error": "unauthorized_client", "error_description": UNAUTHORIZED_CLIENT}),
+            );
+        }
+    }
+    let record =
+        AccessTokenRecord::service_account(&email, subject, scopes, ACCESS_TOKEN_LIFETIME_SECS);
+    match shared.issue_access_token(record) {
+        Ok(access_token) => json_response(
+            StatusCode::OK,
+            &json!({"access_token": access_token, "expires_in": ACCESS_TOKEN_LIFETIME_SECS, "token_type": "Bearer"}),
+        ),
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
 }
 
-const MISSING_CREDENTIAL: &str = "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
-const INVALID_CREDENTIAL: &str = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
+/// `grant_type=refresh_token&client_id&client_secret&refresh_token[&scope]`: a user's access token, for the
+/// refresh token's scopes or (with `scope`) a subset of them. With `openid` granted, an ID token whose
+/// audience is the OAuth client comes along, as Google's does.
+fn refresh_token_grant(shared: &Shared, form: &HashMap<String, String>) -> Response {
+    let Some(refresh_token) = form.get("refresh_token") else {
+        return token_error(
+            "invalid_request",
+            "Missing required parameter: refresh_token",
+        );
+    };
+    let Some(client_id) = form.get("client_id") else {
+        return token_error(
+            "invalid_request",
+            "Could not determine client ID from request.",
+        );
+    };
+    let Some(grant) = read(&shared.grants)
+        .refresh_tokens
+        .get(refresh_token)
+        .cloned()
+    else {
+        return token_error("invalid_grant", "Token has been expired or revoked.");
+    };
+    if client_id != &grant.client_id {
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "invalid_client", "error_description": "The OAuth client was not found."}),
+        );
+    }
+    if form.get("client_secret") != Some(&grant.client_secret) {
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"error": "invalid_client", "error_description": "Unauthorized"}),
+        );
+    }
+    let scopes = match form.get("scope").map(|s| space_separated_scopes(s)) {
+        None => grant.scopes.clone(),
+        Some(Some(asked)) if asked.is_empty() => grant.scopes.clone(),
+        Some(Some(asked)) if asked.is_subset(&grant.scopes) => asked,
+        Some(Some(_)) => {
+            return token_error(
+                "invalid_scope",
+                "The requested scope exceeds the scope granted by the resource owner.",
+            );
+        }
+        Some(None) => return token_error("invalid_scope", INVALID_SCOPE),
+    };
+    let record = AccessTokenRecord {
+        email: grant.email.clone(),
+        subject: None,
+        client_id: grant.client_id.clone(),
+        scopes,
+        expires_at: unix_now() + ACCESS_TOKEN_LIFETIME_SECS,
+    };
+    let scope = record
+        .scopes
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let openid = record.scopes.contains("openid");
+    let access_token = match shared.issue_access_token(record) {
+        Ok(t) => t,
+        Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    };
+    let mut body = json!({
+        "access_token": access_token,
+        "expires_in": ACCESS_TOKEN_LIFETIME_SECS,
+        "scope": scope,
+        "token_type": "Bearer",
+    });
+    if openid {
+        let spec = TokenSpec::service_account(&grant.email)
+            .audience(grant.client_id.as_str())
+            .claim("azp", grant.client_id.as_str());
+        match shared.mint(&spec) {
+            Ok(id_token) => body["id_token"] = json!(id_token),
+            Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    }
+    json_response(StatusCode::OK, &body)
+}
+
+/// `GET /oauth2/v3/tokeninfo?access_token=T`: what an access token the emulator issued grants, as Google
+/// answers it (numbers as strings); an unknown or expired token gets `400 invalid_token`.
+pub(crate) async fn tokeninfo(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if let Some(r) = shared.enter(Route::AccessTokenInfo).await {
+        return r;
+    }
+    let record = query
+        .get("access_token")
+        .and_then(|t| shared.live_access_token(t));
+    let Some(record) = record else {
+        return token_error("invalid_token", "Invalid Value");
+    };
+    // A delegated token acts as the user: Google reports the user as its subject and email.
+    let acting = record.acting_as();
+    let scope = record
+        .scopes
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ");
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "azp": record.client_id,
+            "aud": record.client_id,
+            "sub": numeric_id(acting),
+            "scope": scope,
+            "exp": record.expires_at.to_string(),
+            "expires_in": (record.expires_at - unix_now()).max(0).to_string(),
+            "email": acting,
+            "email_verified": "true",
+            "access_type": "online",
+        }),
+    )
+}
+
+const EMPTY_SCOPE: &str = "Empty or missing scope not allowed.";
+const INVALID_SCOPE: &str = "Invalid OAuth scope or ID token audience provided.";
+
+pub(super) const MISSING_CREDENTIAL: &str = "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
+pub(super) const INVALID_CREDENTIAL: &str = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
 
 /// A proto3 JSON bool: `true`/`false` or the strings `"true"`/`"false"`. Absent is `false`.
 fn proto_bool(body: &Map<String, Value>, field: &str) -> Result<bool, String> {
@@ -223,7 +388,7 @@ fn proto_bool(body: &Map<String, Value>, field: &str) -> Result<bool, String> {
 
 impl Shared {
     /// Finds a registered account by email or numeric unique id; returns its email.
-    fn find_account(&self, name: &str) -> Option<String> {
+    pub(super) fn find_account(&self, name: &str) -> Option<String> {
         let accounts = read(&self.service_accounts);
         if accounts.contains_key(name) {
             return Some(name.to_owned());
@@ -237,42 +402,79 @@ impl Shared {
     /// Whether `bearer` is an unexpired access token the emulator issued, or a self-signed JWT of a
     /// registered service-account key (what google-auth sends outside the default universe).
     fn bearer_is_valid(&self, bearer: &str) -> bool {
-        if let Some(record) = lock(&self.access_tokens).get(bearer) {
-            return record.expires_at > unix_now() && self.find_account(&record.email).is_some();
+        if self.live_access_token(bearer).is_some() {
+            return true;
         }
         parse_jwt(bearer).is_some_and(|jwt| self.verify_service_account_jwt(&jwt).is_ok())
     }
 }
 
-/// `POST /v1/projects/-/serviceAccounts/{email}:generateIdToken`.
-pub(crate) async fn generate_id_token(
-    State(shared): State<Arc<Shared>>,
-    Path((_project, target)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Some((account, method)) = target.rsplit_once(':') else {
-        return api_error(StatusCode::NOT_FOUND, "Method not found.");
-    };
-    if method != "generateIdToken" {
-        return api_error(StatusCode::NOT_FOUND, "Method not found.");
-    }
-    if let Some(r) = shared.enter(Route::GenerateIdToken).await {
-        return r;
-    }
-    let bearer = headers
+/// The token of an `Authorization: Bearer` header.
+pub(super) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let Some(bearer) = bearer else {
+        .map(|(_, token)| token.trim())
+}
+
+/// The request's `delegates` (`projects/-/serviceAccounts/{EMAIL_OR_UNIQUE_ID}`), resolved to emails in
+/// order: 400 for a malformed entry, 404 for an account that does not exist.
+pub(super) fn parse_delegates(
+    shared: &Shared,
+    request: &Map<String, Value>,
+) -> Result<Vec<String>, Box<Response>> {
+    match request.get("delegates") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(delegates)) => delegates
+            .iter()
+            .map(|d| {
+                let Some(name) = d
+                    .as_str()
+                    .and_then(|s| s.strip_prefix("projects/-/serviceAccounts/"))
+                    .filter(|n| !n.is_empty() && !n.contains('/'))
+                else {
+                    return Err(Box::new(api_error(
+                        StatusCode::BAD_REQUEST,
+                        "Request contains an invalid argument.",
+                    )));
+                };
+                shared.find_account(name).ok_or_else(|| {
+                    Box::new(api_error(
+                        StatusCode::NOT_FOUND,
+                        &format!("Not found; Gaia id not found for email {name}"),
+                    ))
+                })
+            })
+            .collect(),
+        Some(_) => Err(Box::new(api_error(
+            StatusCode::BAD_REQUEST,
+            "Invalid value at 'delegates', expected a list of strings.",
+        ))),
+    }
+}
+
+/// `POST /v1/projects/-/serviceAccounts/{email}:generateIdToken`.
+///
+/// Any valid caller may ask for any registered target: unlike `generateAccessToken` and `signJwt`, it does
+/// not check [`crate::Emulator::allow_impersonation`] grants.
+pub(super) async fn generate_id_token(
+    shared: &Shared,
+    account: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    if let Some(r) = shared.enter(Route::GenerateIdToken).await {
+        return r;
+    }
+    let Some(bearer) = bearer_token(headers) else {
         return api_error(StatusCode::UNAUTHORIZED, MISSING_CREDENTIAL);
     };
     if !shared.bearer_is_valid(bearer) {
         return api_error(StatusCode::UNAUTHORIZED, INVALID_CREDENTIAL);
     }
-    let request: Map<String, Value> = match serde_json::from_slice(&body) {
+    let request: Map<String, Value> = match serde_json::from_slice(body) {
         Ok(Value::Object(m)) => m,
         Ok(_) | Err(_) => {
             return api_error(
@@ -297,34 +499,8 @@ pub(crate) async fn generate_id_token(
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return api_error(StatusCode::BAD_REQUEST, &e),
     };
-    match request.get("delegates") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(delegates)) => {
-            for d in delegates {
-                let Some(name) = d
-                    .as_str()
-                    .and_then(|s| s.strip_prefix("projects/-/serviceAccounts/"))
-                    .filter(|n| !n.is_empty() && !n.contains('/'))
-                else {
-                    return api_error(
-                        StatusCode::BAD_REQUEST,
-                        "Request contains an invalid argument.",
-                    );
-                };
-                if shared.find_account(name).is_none() {
-                    return api_error(
-                        StatusCode::NOT_FOUND,
-                        &format!("Not found; Gaia id not found for email {name}"),
-                    );
-                }
-            }
-        }
-        Some(_) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "Invalid value at 'delegates', expected a list of strings.",
-            );
-        }
+    if let Err(r) = parse_delegates(shared, &request) {
+        return *r;
     }
     let Some(email) = shared.find_account(account) else {
         return api_error(

@@ -1,10 +1,13 @@
-//! Fidelity: Google's own Python library, google-auth, against the emulator (issue #3).
+//! Fidelity: Google's own Python library, google-auth, against the emulator (issues #3 and #12).
 //!
 //! The test creates (once, cached under the cargo target dir) a virtualenv with google-auth from PyPI,
 //! then runs `tests/fidelity/check.py`, which verifies emulator-minted OIDC tokens and IAP assertions
 //! with google-auth's verifiers, and obtains ID tokens through the emulator's `/token` (service-account
 //! key file) and metadata server (Compute Engine credentials). The tokens it obtained are verified here
-//! again. If the virtualenv cannot be built the test FAILS, unless `IDGATE_SKIP_PYTHON_FIDELITY=1`.
+//! again. It also mints access tokens the ways google-auth does (key file with scopes, with a subject for
+//! domain-wide delegation, the metadata server with scopes, impersonation), and checks that the emulator's
+//! tokeninfo agrees with what google-auth asked for. If the virtualenv cannot be built the test FAILS,
+//! unless `IDGATE_SKIP_PYTHON_FIDELITY=1`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +24,12 @@ const REQUIREMENTS: [&str; 4] = [
     "pyjwt>=2.8,<3",
     "cryptography>=42",
 ];
+
+const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+const IAM: &str = "https://www.googleapis.com/auth/iam";
+const STORAGE_RO: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+const ADMIN_USERS: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly";
+const DWD_USER: &str = "alice@example.com";
 
 const SKIP_ENV: &str = "IDGATE_SKIP_PYTHON_FIDELITY";
 
@@ -107,6 +116,11 @@ fn google_auth_python_accepts_the_emulator() {
     std::fs::create_dir_all(&key_dir).unwrap();
     let key_file = sa.write_key_file(&key_dir).unwrap();
 
+    // Access tokens: domain-wide delegation for the key's account, and the right to impersonate `target`.
+    emu.enable_domain_wide_delegation(sa.client_email(), &[ADMIN_USERS]);
+    let target = emu.create_service_account("target@idgate-emulated.iam.gserviceaccount.com");
+    emu.allow_impersonation(sa.client_email(), target.client_email());
+
     let oidc_audience = "https://fidelity.idgate.test";
     let spec = TokenSpec::service_account("caller@idgate-emulated.iam.gserviceaccount.com")
         .audience(oidc_audience);
@@ -123,6 +137,13 @@ fn google_auth_python_accepts_the_emulator() {
         "key_file": key_file.to_str().unwrap(),
         "sa_target_audience": "https://sa-key.idgate.test",
         "gce_target_audience": "https://gce.idgate.test",
+        "sa_scopes": [STORAGE_RO, CLOUD_PLATFORM],
+        "dwd_subject": DWD_USER,
+        "dwd_scopes": [ADMIN_USERS],
+        "gce_scopes": [STORAGE_RO, IAM],
+        "impersonation_target": target.client_email(),
+        "impersonation_url": emu.generate_access_token_url(target.client_email()).as_str(),
+        "impersonation_scopes": [STORAGE_RO],
     });
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/check.py");
     let output = Command::new(&python)
@@ -155,6 +176,11 @@ fn google_auth_python_accepts_the_emulator() {
         "iap_verify_token_pem",
         "service_account_id_token_credentials",
         "compute_engine_id_token_credentials",
+        "service_account_access_token",
+        "service_account_dwd_access_token",
+        "service_account_dwd_refused_outside_its_scopes",
+        "compute_engine_access_token",
+        "impersonated_access_token",
     ] {
         assert_eq!(
             checks.get(name).and_then(Value::as_str),
@@ -194,6 +220,28 @@ fn google_auth_python_accepts_the_emulator() {
             emu.project_id()
         );
     });
+    // The access tokens google-auth obtained grant exactly what it asked for, to whom it asked.
+    let info = |key: &str| {
+        let token = report[key].as_str().unwrap();
+        emu.tokeninfo(token)
+            .unwrap_or_else(|| panic!("{key}: the emulator does not know {token}"))
+    };
+    let sa_token = info("sa_access_token");
+    assert_eq!(sa_token.email(), sa.client_email());
+    assert_eq!(sa_token.subject(), None);
+    assert_eq!(sa_token.scopes(), [CLOUD_PLATFORM, STORAGE_RO]);
+    let dwd = info("dwd_access_token");
+    assert_eq!(dwd.email(), sa.client_email());
+    assert_eq!(dwd.subject(), Some(DWD_USER));
+    assert_eq!(dwd.scopes(), [ADMIN_USERS]);
+    let gce = info("gce_access_token");
+    assert_eq!(gce.email(), emu.metadata_service_account());
+    assert_eq!(gce.scopes(), [STORAGE_RO, IAM]);
+    let impersonated = info("impersonated_access_token");
+    assert_eq!(impersonated.email(), target.client_email());
+    assert_eq!(impersonated.scopes(), [STORAGE_RO]);
+    assert!(emu.hits(Route::GenerateAccessToken) >= 1);
+
     assert!(emu.hits(Route::Token) >= 1);
     assert!(emu.hits(Route::MetadataIdentity) >= 1);
     assert!(emu.hits(Route::OidcPemCerts) >= 3);

@@ -1,6 +1,7 @@
 //! Integration tests for the emulator: one binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod access;
 mod faults;
 mod fidelity;
 mod helpers;

@@ -449,11 +449,11 @@ async fn generate_id_token_errors_are_googles() {
         assert_eq!(json["error"]["status"], status_name);
         assert!(json["error"]["message"].is_string());
     }
-    // A method other than generateIdToken is not found.
+    // A method IAM Credentials does not have is not found.
     let url = emu
         .base_url()
         .join(&format!(
-            "v1/projects/-/serviceAccounts/{t}:generateAccessToken"
+            "v1/projects/-/serviceAccounts/{t}:generateSecrets"
         ))
         .unwrap();
     let resp = reqwest::Client::new()

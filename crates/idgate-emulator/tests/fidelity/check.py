@@ -7,11 +7,16 @@ Run by the Rust test `fidelity` (tests/emulator/fidelity.rs) with one argument, 
     v1_certs_url, v3_jwks_url, iap_pem_url       the emulator's key endpoints
     key_file, sa_target_audience                 a service-account key file for the emulator's /token
     gce_target_audience                          audience to ask the metadata server for
+    sa_scopes, dwd_subject, dwd_scopes           access tokens through /token (plain, domain-wide delegation)
+    gce_scopes                                   access-token scopes to ask the metadata server for
+    impersonation_target, impersonation_url,     generateAccessToken through impersonated_credentials
+    impersonation_scopes
 
 GCE_METADATA_HOST / GCE_METADATA_IP must point at the emulator in the environment (google-auth reads
 them at import time).
 
-Prints one JSON object: {"checks": {name: "ok" | "FAIL: reason"}, "sa_id_token": ..., "gce_id_token": ...}
+Prints one JSON object: {"checks": {name: "ok" | "FAIL: reason"}, "sa_id_token": ..., "gce_id_token": ...,
+"sa_access_token": ..., "dwd_access_token": ..., "gce_access_token": ..., "impersonated_access_token": ...}
 and exits 0 only if every check passed.
 """
 
@@ -19,7 +24,9 @@ import json
 import sys
 import traceback
 
+import google.auth.exceptions
 import google.auth.transport.requests
+from google.auth import impersonated_credentials
 from google.auth.compute_engine import credentials as gce_credentials
 from google.oauth2 import id_token, service_account
 
@@ -115,6 +122,71 @@ def main() -> int:
         return creds.token
 
     out["gce_id_token"] = check("compute_engine_id_token_credentials", gce)
+
+    # (5) Access tokens: a service-account key with scopes (the JWT-bearer grant with `scope`), the same
+    # with a subject (domain-wide delegation), the metadata server with scopes, and impersonation
+    # (IAM generateAccessToken). The Rust side checks the emulator's tokeninfo against what was asked.
+    with open(cfg["key_file"]) as f:
+        info = json.load(f)
+
+    def sa_access():
+        creds = service_account.Credentials.from_service_account_info(info, scopes=cfg["sa_scopes"])
+        creds.refresh(request)
+        assert creds.token and creds.token.startswith("ya29."), creds.token
+        assert creds.expiry is not None, "no expiry"
+        return creds.token
+
+    out["sa_access_token"] = check("service_account_access_token", sa_access)
+
+    def dwd_access():
+        creds = service_account.Credentials.from_service_account_info(
+            info, scopes=cfg["dwd_scopes"]
+        ).with_subject(cfg["dwd_subject"])
+        creds.refresh(request)
+        assert creds.token, "no token"
+        return creds.token
+
+    out["dwd_access_token"] = check("service_account_dwd_access_token", dwd_access)
+
+    def dwd_refused():
+        creds = service_account.Credentials.from_service_account_info(
+            info, scopes=cfg["dwd_scopes"] + ["https://www.googleapis.com/auth/gmail.readonly"]
+        ).with_subject(cfg["dwd_subject"])
+        try:
+            creds.refresh(request)
+        except google.auth.exceptions.RefreshError as exc:
+            assert "unauthorized_client" in str(exc), exc
+            return
+        raise AssertionError("a scope outside the delegation was granted")
+
+    check("service_account_dwd_refused_outside_its_scopes", dwd_refused)
+
+    def gce_access():
+        creds = gce_credentials.Credentials(scopes=cfg["gce_scopes"])
+        creds.refresh(request)
+        assert creds.token, "no token"
+        assert creds.service_account_email, "no email"
+        return creds.token
+
+    out["gce_access_token"] = check("compute_engine_access_token", gce_access)
+
+    def impersonated():
+        source = service_account.Credentials.from_service_account_info(
+            info, scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+        creds = impersonated_credentials.Credentials(
+            source_credentials=source,
+            target_principal=cfg["impersonation_target"],
+            target_scopes=cfg["impersonation_scopes"],
+            lifetime=1800,
+            iam_endpoint_override=cfg["impersonation_url"],
+        )
+        creds.refresh(request)
+        assert creds.token, "no token"
+        assert creds.expiry is not None, "no expiry"
+        return creds.token
+
+    out["impersonated_access_token"] = check("impersonated_access_token", impersonated)
 
     print(json.dumps(out))
     return 0 if all(v == "ok" for v in checks.values()) else 1
