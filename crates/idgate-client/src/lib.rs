@@ -93,6 +93,7 @@ pub mod cache;
 mod error;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
+mod scopes;
 pub mod source;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
@@ -105,6 +106,7 @@ pub use audience::Audience;
 pub use cache::{CachedSource, CachedSourceBuilder};
 pub use error::{AttachError, Endpoint, KeyFileError, KeyOrigin, ResponseProblem, SourceError};
 pub use idgate_core::google::{DEFAULT_TIMEOUT, HttpOptions, RetryPolicy};
+pub use scopes::{CLOUD_PLATFORM_SCOPE, Scopes, ScopesError};
 #[cfg(feature = "reqwest-middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub use middleware::IdTokenMiddleware;
