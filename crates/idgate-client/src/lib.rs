@@ -86,6 +86,8 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(feature = "reqwest-middleware")]
+mod access_middleware;
 #[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 mod attach;
 mod audience;
@@ -109,6 +111,9 @@ pub use idgate_core::google::{DEFAULT_TIMEOUT, HttpOptions, RetryPolicy};
 pub use scopes::{CLOUD_PLATFORM_SCOPE, Scopes, ScopesError};
 #[cfg(feature = "reqwest-middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub use access_middleware::AccessTokenMiddleware;
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub use middleware::IdTokenMiddleware;
 pub use source::{
     AccessToken, AccessTokenSource, Adc, AdcBuilder, AdcKind, AuthorizedUser, BoxFuture, Format,
@@ -116,7 +121,10 @@ pub use source::{
 };
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use tower::{AddIdToken, AddIdTokenError, AddIdTokenLayer};
+pub use tower::{
+    AddAccessToken, AddAccessTokenError, AddAccessTokenLayer, AddIdToken, AddIdTokenError,
+    AddIdTokenLayer,
+};
 
 /// Which header carries the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
