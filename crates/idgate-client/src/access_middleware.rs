@@ -78,14 +78,15 @@ impl<S: AccessTokenSource + 'static> AccessTokenMiddleware<S> {
     async fn token(&self, scopes: &Scopes) -> Result<AccessToken, AttachError> {
         match self.source.peek_access_token(scopes) {
             Some(token) => Ok(token),
-            None => self
-                .source
-                .access_token(scopes)
-                .await
-                .map_err(|error| AttachError::AccessToken {
-                    scopes: scopes.clone(),
-                    error,
-                }),
+            None => {
+                self.source
+                    .access_token(scopes)
+                    .await
+                    .map_err(|error| AttachError::AccessToken {
+                        scopes: scopes.clone(),
+                        error,
+                    })
+            }
         }
     }
 
@@ -230,7 +231,12 @@ mod tests {
         let auth: Vec<_> = seen.iter().map(|s| s.0.as_deref().unwrap()).collect();
         assert_eq!(
             auth,
-            ["Bearer ya29.0", "Bearer ya29.0", "Bearer ya29.1", "Bearer mine"]
+            [
+                "Bearer ya29.0",
+                "Bearer ya29.0",
+                "Bearer ya29.1",
+                "Bearer mine"
+            ]
         );
         assert_eq!(seen[0].1.as_deref(), Some("from-source"));
         assert_eq!(seen[3].1, None);
@@ -242,10 +248,7 @@ mod tests {
             Arc::clone(&api),
         );
         c.get("http://api.invalid/").send().await.unwrap();
-        assert_eq!(
-            api.seen.lock().unwrap()[0].1.as_deref(),
-            Some("configured")
-        );
+        assert_eq!(api.seen.lock().unwrap()[0].1.as_deref(), Some("configured"));
     }
 
     #[tokio::test]

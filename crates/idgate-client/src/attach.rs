@@ -6,10 +6,10 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use idgate_core::token::IdToken;
 
 use crate::TokenHeader;
-use crate::scopes::Scopes;
-use crate::source::AccessToken;
 use crate::audience::{Audience, AudiencePolicy};
 use crate::error::AttachError;
+use crate::scopes::Scopes;
+use crate::source::AccessToken;
 
 /// How an adapter attaches ID tokens; the configuration [`IdTokenMiddleware`](crate::IdTokenMiddleware) and
 /// [`AddIdTokenLayer`](crate::AddIdTokenLayer) share.

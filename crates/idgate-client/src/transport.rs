@@ -179,10 +179,17 @@ pub(crate) fn access_token(
         .map_err(|_| SourceError::invalid(endpoint, ResponseProblem::NotJson))?;
     let expires_in = value
         .get("expires_in")
-        .and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
-        .ok_or_else(|| SourceError::invalid(endpoint, ResponseProblem::MissingField("expires_in")))?;
+        .and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        })
+        .ok_or_else(|| {
+            SourceError::invalid(endpoint, ResponseProblem::MissingField("expires_in"))
+        })?;
     if let Some(kind) = value.get("token_type")
-        && !kind.as_str().is_some_and(|k| k.eq_ignore_ascii_case("bearer"))
+        && !kind
+            .as_str()
+            .is_some_and(|k| k.eq_ignore_ascii_case("bearer"))
     {
         return Err(SourceError::invalid(
             endpoint,
@@ -214,7 +221,11 @@ pub(crate) fn access_token(
 }
 
 /// An RFC 3339 timestamp (IAM's `expireTime`, `2024-05-01T12:00:00.123Z`).
-pub(crate) fn rfc3339(endpoint: Endpoint, field: &'static str, value: &str) -> Result<std::time::SystemTime, SourceError> {
+pub(crate) fn rfc3339(
+    endpoint: Endpoint,
+    field: &'static str,
+    value: &str,
+) -> Result<std::time::SystemTime, SourceError> {
     time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
         .map(std::time::SystemTime::from)
         .map_err(|_| SourceError::invalid(endpoint, ResponseProblem::NotATime(field)))
@@ -259,8 +270,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.scopes().unwrap().as_claim(), "a c");
-        let t = access_token(EP, br#"{"access_token":"ya29.a","expires_in":10}"#, Some(&asked))
-            .unwrap();
+        let t = access_token(
+            EP,
+            br#"{"access_token":"ya29.a","expires_in":10}"#,
+            Some(&asked),
+        )
+        .unwrap();
         assert_eq!(t.scopes(), Some(&asked));
     }
 

@@ -126,7 +126,9 @@ impl Adc {
             Resolved::ServiceAccountKey(s) => s.access_token(scopes).await,
             Resolved::Impersonated(s) => AccessTokenSource::access_token(s, scopes).await,
             Resolved::AuthorizedUser(s) => s.access_token(scopes).await,
-            Resolved::MetadataServer(s) => s.access_token(scopes).await.map_err(not_on_google_cloud),
+            Resolved::MetadataServer(s) => {
+                s.access_token(scopes).await.map_err(not_on_google_cloud)
+            }
         }
     }
 

@@ -362,7 +362,11 @@ impl Impersonated {
     }
 
     /// The body of `signJwt` for a delegated grant: the claims as a JSON string.
-    fn sign_jwt_body(&self, scopes: &Scopes, subject: &str) -> Result<serde_json::Value, SourceError> {
+    fn sign_jwt_body(
+        &self,
+        scopes: &Scopes,
+        subject: &str,
+    ) -> Result<serde_json::Value, SourceError> {
         let mut claims = GrantClaims::new(&self.target, &self.token_uri, &*self.clock);
         claims.scope = Some(scopes.as_claim());
         claims.sub = Some(subject);
@@ -375,7 +379,10 @@ impl Impersonated {
     async fn mint_access_token(&self, scopes: &Scopes) -> Result<AccessToken, SourceError> {
         let Some(subject) = &self.subject else {
             let body = self
-                .call("generateAccessToken", &self.generate_access_token_body(scopes))
+                .call(
+                    "generateAccessToken",
+                    &self.generate_access_token_body(scopes),
+                )
                 .await?;
             let ep = Endpoint::IamCredentials;
             let raw = crate::transport::json_field(ep, &body, "accessToken")?;
@@ -390,7 +397,9 @@ impl Impersonated {
                 .with_scopes(scopes.clone()));
         };
         // Keyless domain-wide delegation: IAM signs the assertion as the target, the token endpoint grants it.
-        let body = self.call("signJwt", &self.sign_jwt_body(scopes, subject)?).await?;
+        let body = self
+            .call("signJwt", &self.sign_jwt_body(scopes, subject)?)
+            .await?;
         let signed = crate::transport::json_field(Endpoint::IamCredentials, &body, "signedJwt")?;
         let body = jwt_bearer_grant(&self.http, &self.token_uri, &signed)
             .await
@@ -502,7 +511,9 @@ mod tests {
             })
         );
         assert_eq!(
-            imp.clone().lifetime(Duration::from_millis(10)).generate_access_token_body(&scopes)["lifetime"],
+            imp.clone()
+                .lifetime(Duration::from_millis(10))
+                .generate_access_token_body(&scopes)["lifetime"],
             "1s"
         );
         assert!(

@@ -330,9 +330,10 @@ mod tests {
 
     impl MetadataServer {
         fn identity_url(&self, audience: &str) -> Result<Url, SourceError> {
-            Ok(self
-                .client
-                .url(&self.account_path("identity")?, &self.identity_query(audience))?)
+            Ok(self.client.url(
+                &self.account_path("identity")?,
+                &self.identity_query(audience),
+            )?)
         }
     }
 
@@ -342,7 +343,10 @@ mod tests {
         let scopes = Scopes::new(["b", "a"]).unwrap();
         let url = m
             .client
-            .url(&m.account_path("token").unwrap(), &[("scopes", &scopes.as_query())])
+            .url(
+                &m.account_path("token").unwrap(),
+                &[("scopes", &scopes.as_query())],
+            )
             .unwrap();
         assert_eq!(
             url.as_str(),

@@ -353,3 +353,118 @@ impl AccessTokenSource for ServiceAccountKey {
         self.quota_project.as_deref()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idgate_core::clock::ManualClock;
+
+    async fn key() -> (idgate_emulator::Emulator, ServiceAccountKey) {
+        let emu = idgate_emulator::Emulator::builder()
+            .project_id("p")
+            .start()
+            .await
+            .unwrap();
+        let file = emu.create_service_account("dwd@p.iam.gserviceaccount.com");
+        let dir = tempfile::tempdir().unwrap();
+        let path = file.write_key_file(dir.path()).unwrap();
+        let key = ServiceAccountKey::from_file(&path)
+            .unwrap()
+            .clock(Arc::new(ManualClock::at_unix(1_700_000_000)));
+        (emu, key)
+    }
+
+    #[tokio::test]
+    async fn access_token_assertion_claims() {
+        let (_emu, key) = key().await;
+        let scopes = Scopes::new(["s2", "s1"]).unwrap();
+        let jwt = key.assertion(None, Some(&scopes)).unwrap();
+        let decoded = idgate_core::token::decode_unverified(&jwt).unwrap();
+        assert_eq!(decoded.header["alg"], "RS256");
+        assert_eq!(decoded.header["kid"], key.key_id());
+        let c = decoded.claims;
+        assert_eq!(c["iss"], "dwd@p.iam.gserviceaccount.com");
+        assert_eq!(c["aud"], key.token_uri_ref().as_str());
+        assert_eq!(c["scope"], "s1 s2");
+        assert_eq!(c["iat"], 1_700_000_000 - 10);
+        assert_eq!(c["exp"], 1_700_000_000 - 10 + 3600);
+        assert!(c.get("sub").is_none() && c.get("target_audience").is_none());
+
+        let delegated = key.clone().subject(" user@example.com ");
+        assert_eq!(delegated.subject_ref(), Some("user@example.com"));
+        let c = idgate_core::token::decode_unverified(
+            &delegated.assertion(None, Some(&scopes)).unwrap(),
+        )
+        .unwrap()
+        .claims;
+        assert_eq!(c["sub"], "user@example.com");
+        // ID-token assertions never carry `sub` or `scope`.
+        let c = idgate_core::token::decode_unverified(
+            &delegated.assertion(Some("https://a"), None).unwrap(),
+        )
+        .unwrap()
+        .claims;
+        assert!(c.get("sub").is_none() && c.get("scope").is_none());
+        assert_eq!(c["target_audience"], "https://a");
+    }
+
+    #[test]
+    fn unauthorized_client_becomes_delegation_denied_with_advice() {
+        let answer = SourceError::Status {
+            endpoint: Endpoint::OAuthToken,
+            status: http::StatusCode::UNAUTHORIZED,
+            attempts: 1,
+            detail: crate::error::error_detail(
+                br#"{"error":"unauthorized_client","error_description":"Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested."}"#,
+            ),
+        };
+        let scopes = Scopes::new([
+            "https://www.googleapis.com/auth/admin.directory.user.readonly",
+            "b",
+        ])
+        .unwrap();
+        let err = delegation_denied(
+            answer.clone(),
+            "dwd@p.iam.gserviceaccount.com",
+            Some("123456789"),
+            &scopes,
+            "user@example.com",
+        );
+        assert!(err.is_delegation_denied(), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("Security → API controls → Domain-wide delegation"),
+            "{message}"
+        );
+        assert!(message.contains("client ID 123456789"), "{message}");
+        assert!(
+            message.contains("b,https://www.googleapis.com/auth/admin.directory.user.readonly"),
+            "{message}"
+        );
+        assert!(message.contains("user@example.com"), "{message}");
+        // The answer is the cause, not part of the message.
+        assert!(!message.contains("Client is unauthorized"), "{message}");
+        assert_eq!(
+            std::error::Error::source(&err).unwrap().to_string(),
+            answer.to_string()
+        );
+        assert_eq!(err.endpoint(), Some(Endpoint::OAuthToken));
+        // Without a client ID the message says how to find it.
+        let err = delegation_denied(
+            answer,
+            "dwd@p.iam.gserviceaccount.com",
+            None,
+            &scopes,
+            "u@example.com",
+        );
+        assert!(err.to_string().contains("uniqueId"), "{err}");
+        // Other errors pass through.
+        let other = SourceError::Status {
+            endpoint: Endpoint::OAuthToken,
+            status: http::StatusCode::BAD_REQUEST,
+            attempts: 1,
+            detail: Some("invalid_grant: Invalid JWT".into()),
+        };
+        assert!(!delegation_denied(other, "a", None, &scopes, "u").is_delegation_denied());
+    }
+}

@@ -259,9 +259,7 @@ where
         Box::pin(async move {
             let config = &layer.config;
             let source = &*layer.source;
-            let scopes = config
-                .scopes_for(req.extensions().get::<Scopes>())
-                .clone();
+            let scopes = config.scopes_for(req.extensions().get::<Scopes>()).clone();
             let first = token(source, &scopes)
                 .await
                 .map_err(AddIdTokenError::Attach)?;
@@ -372,7 +370,9 @@ mod tests {
     async fn without_replay_a_401_drops_the_token_for_the_next_request() {
         let seen = Seen::default();
         let svc = ServiceBuilder::new()
-            .layer(AddAccessTokenLayer::new(CachedSource::new(Counting::default())))
+            .layer(AddAccessTokenLayer::new(CachedSource::new(
+                Counting::default(),
+            )))
             .service(api(&seen, &["ya29.0"]));
         let response = svc.clone().oneshot(request()).await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);

@@ -41,7 +41,10 @@ async fn metadata_server_access_token_faults_are_retried_then_typed() {
     let metadata = MetadataServer::from_base_url(&emu.base_url())
         .http(HttpOptions::new().retry(quick_retry()));
     emu.inject(Route::MetadataAccessToken, Fault::Status(503), 1);
-    metadata.access_token(&Scopes::cloud_platform()).await.unwrap();
+    metadata
+        .access_token(&Scopes::cloud_platform())
+        .await
+        .unwrap();
     emu.inject(Route::MetadataAccessToken, Fault::Status(503), 10);
     let err = metadata
         .access_token(&Scopes::cloud_platform())
