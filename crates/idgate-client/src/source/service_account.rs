@@ -390,7 +390,7 @@ mod tests {
         assert_eq!(c["exp"], 1_700_000_000 - 10 + 3600);
         assert!(c.get("sub").is_none() && c.get("target_audience").is_none());
 
-        let delegated = key.clone().subject(" user@example.com ");
+        let delegated = key.subject(" user@example.com ");
         assert_eq!(delegated.subject_ref(), Some("user@example.com"));
         let c = idgate_core::token::decode_unverified(
             &delegated.assertion(None, Some(&scopes)).unwrap(),
