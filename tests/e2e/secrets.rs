@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use idgate_client::{
     Adc, CachedSource, HttpOptions, IdTokenMiddleware, IdTokenSource, Impersonated, MetadataServer,
-    RetryPolicy, ServiceAccountKey,
+    RetryPolicy, Scopes, ServiceAccountKey,
 };
 use idgate_core::ErrorChain;
 use idgate_core::google::Endpoints;
@@ -240,10 +240,13 @@ async fn no_secret_reaches_any_log_line_or_error() {
     let sa_key = ServiceAccountKey::from_file(&key_path).expect("key file");
     let access = [
         metadata
-            .access_token()
+            .access_token(&Scopes::cloud_platform())
             .await
             .expect("metadata access token"),
-        sa_key.access_token().await.expect("SA access token"),
+        sa_key
+            .access_token(&Scopes::cloud_platform())
+            .await
+            .expect("SA access token"),
     ];
     for a in &access {
         secrets.0.push((a.as_str().to_owned(), "access token"));

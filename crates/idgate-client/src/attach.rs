@@ -8,6 +8,8 @@ use idgate_core::token::IdToken;
 use crate::TokenHeader;
 use crate::audience::{Audience, AudiencePolicy};
 use crate::error::AttachError;
+use crate::scopes::Scopes;
+use crate::source::AccessToken;
 
 /// How an adapter attaches ID tokens; the configuration [`IdTokenMiddleware`](crate::IdTokenMiddleware) and
 /// [`AddIdTokenLayer`](crate::AddIdTokenLayer) share.
@@ -132,10 +134,131 @@ pub(crate) use attach_setters;
 
 /// `Bearer <token>`, marked sensitive.
 pub(crate) fn bearer_value(token: &IdToken) -> Result<HeaderValue, AttachError> {
-    let mut value = String::with_capacity(7 + token.as_str().len());
+    bearer_str(token.as_str())
+}
+
+/// How the access-token adapters ([`AccessTokenMiddleware`](crate::AccessTokenMiddleware),
+/// [`AddAccessTokenLayer`](crate::AddAccessTokenLayer)) attach a token: the default scopes (a [`Scopes`] in the
+/// request's extensions wins), the quota project, and what to do with a request that already has `Authorization`.
+#[derive(Debug, Clone)]
+pub(crate) struct AccessConfig {
+    pub(crate) scopes: Scopes,
+    pub(crate) quota_project: Option<String>,
+    pub(crate) overwrite: bool,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self {
+            scopes: Scopes::cloud_platform(),
+            quota_project: None,
+            overwrite: false,
+        }
+    }
+}
+
+/// `x-goog-user-project`: the project billed for the call.
+pub(crate) const X_GOOG_USER_PROJECT: HeaderName = HeaderName::from_static("x-goog-user-project");
+
+impl AccessConfig {
+    /// The scopes of a request: its [`Scopes`] extension, else the configured ones.
+    pub(crate) fn scopes_for<'a>(&'a self, extension: Option<&'a Scopes>) -> &'a Scopes {
+        extension.unwrap_or(&self.scopes)
+    }
+
+    /// False when the request already carries `Authorization` and must keep it.
+    pub(crate) fn wants_token(&self, headers: &HeaderMap) -> bool {
+        self.overwrite || !headers.contains_key(http::header::AUTHORIZATION)
+    }
+
+    /// Writes `Authorization: Bearer <token>` (sensitive) and, when a quota project is configured here or by the
+    /// source and the request has none, `x-goog-user-project`.
+    pub(crate) fn apply(
+        &self,
+        headers: &mut HeaderMap,
+        token: &AccessToken,
+        source_quota_project: Option<&str>,
+    ) -> Result<(), AttachError> {
+        headers.insert(http::header::AUTHORIZATION, bearer_str(token.as_str())?);
+        if let Some(project) = self.quota_project.as_deref().or(source_quota_project)
+            && !headers.contains_key(&X_GOOG_USER_PROJECT)
+        {
+            let value =
+                HeaderValue::from_str(project).map_err(|_| AttachError::InvalidQuotaProject)?;
+            headers.insert(X_GOOG_USER_PROJECT, value);
+        }
+        Ok(())
+    }
+}
+
+/// Defines the [`AccessConfig`] setters on an access-token adapter whose configuration is in its `config` field.
+macro_rules! access_setters {
+    () => {
+        /// The scopes asked for when the request carries no [`Scopes`](crate::Scopes) extension (default
+        /// `cloud-platform`).
+        #[must_use]
+        pub fn scopes(mut self, scopes: crate::Scopes) -> Self {
+            self.config.scopes = scopes;
+            self
+        }
+
+        /// Sends `x-goog-user-project: project` (the project billed for the call) on every request that has none,
+        /// over the source's own quota project ([`AccessTokenSource::quota_project`](crate::AccessTokenSource)).
+        #[must_use]
+        pub fn quota_project(mut self, project: impl Into<String>) -> Self {
+            self.config.quota_project = Some(project.into());
+            self
+        }
+
+        /// Replace `Authorization` when the request already has one (default false: leave it and mint nothing).
+        #[must_use]
+        pub fn overwrite_existing(mut self, overwrite: bool) -> Self {
+            self.config.overwrite = overwrite;
+            self
+        }
+    };
+}
+pub(crate) use access_setters;
+
+/// `Bearer <token>`, marked sensitive.
+fn bearer_str(token: &str) -> Result<HeaderValue, AttachError> {
+    let mut value = String::with_capacity(7 + token.len());
     value.push_str("Bearer ");
-    value.push_str(token.as_str());
+    value.push_str(token);
     let mut value = HeaderValue::try_from(value).map_err(|_| AttachError::InvalidHeaderValue)?;
     value.set_sensitive(true);
     Ok(value)
+}
+
+/// A counting access-token source for the adapters' tests: `ya29.0`, `ya29.1`, ...
+#[cfg(test)]
+pub(crate) mod test_source {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use crate::error::SourceError;
+    use crate::scopes::Scopes;
+    use crate::source::{AccessToken, AccessTokenSource, BoxFuture};
+
+    #[derive(Debug, Default)]
+    pub(crate) struct Counting {
+        pub(crate) mints: AtomicUsize,
+        pub(crate) quota_project: Option<String>,
+    }
+
+    impl AccessTokenSource for Counting {
+        fn access_token<'a>(
+            &'a self,
+            scopes: &'a Scopes,
+        ) -> BoxFuture<'a, Result<AccessToken, SourceError>> {
+            let n = self.mints.fetch_add(1, Ordering::SeqCst);
+            let token = AccessToken::new(format!("ya29.{n}"), Some(Duration::from_secs(3600)))
+                .with_scopes(scopes.clone());
+            Box::pin(std::future::ready(Ok(token)))
+        }
+
+        fn quota_project(&self) -> Option<&str> {
+            self.quota_project.as_deref()
+        }
+    }
 }

@@ -1,4 +1,5 @@
-//! Outbound Google identity: mint Google-signed ID tokens and attach them to the requests your service makes.
+//! Outbound Google identity: mint Google-signed ID tokens and attach them to the requests your service makes; mint
+//! OAuth 2.0 access tokens for the Google APIs it calls.
 //!
 //! ```text
 //! request -> IdTokenMiddleware (reqwest-middleware) / AddIdTokenLayer (tower)
@@ -6,19 +7,26 @@
 //!         -> CachedSource: fresh token for that audience? attach it. Due? one caller refreshes.
 //!         -> a source mints: MetadataServer | ServiceAccountKey | Impersonated | Adc
 //!         -> Authorization: Bearer <token> (or X-Serverless-Authorization), marked sensitive
+//!
+//! API call -> AccessTokenMiddleware (reqwest-middleware) / AddAccessTokenLayer (tower)
+//!              scopes: per-request Scopes extension > configured (default cloud-platform)
+//!          -> CachedSource: one access token per sorted scope set, same refresh rules
+//!          -> a source mints: MetadataServer | ServiceAccountKey (+ subject: DWD) | Impersonated (+ subject:
+//!             keyless DWD) | AuthorizedUser | Adc
+//!          -> Authorization: Bearer <token> (sensitive) [+ x-goog-user-project]; a 401 drops it, retried once
 //! ```
 //!
 //! | item | what it is |
 //! |---|---|
 //! | [`IdTokenSource`] | the trait every source implements (object safe) |
 //! | [`MetadataServer`], [`ServiceAccountKey`], [`Impersonated`], [`Adc`], [`StaticToken`] | the sources |
-//! | [`AuthorizedUser`], [`AccessTokenSource`] | access tokens: the source credential of an impersonation |
-//! | [`CachedSource`] | per-audience cache with refresh-ahead, single flight, no background task |
-//! | [`IdTokenMiddleware`] | reqwest-middleware 0.5 adapter (feature `reqwest-middleware`) |
-//! | [`AddIdTokenLayer`] | tower adapter for hyper-util clients, tonic channels, ... (feature `tower`) |
+//! | [`AccessTokenSource`], [`AccessToken`], [`Scopes`] | access tokens for a normalised scope set, from every source above and [`AuthorizedUser`] |
+//! | [`CachedSource`] | per-audience (ID) and per-scope-set (access) cache with refresh-ahead, single flight, no background task |
+//! | [`IdTokenMiddleware`], [`AccessTokenMiddleware`] | reqwest-middleware 0.5 adapters (feature `reqwest-middleware`) |
+//! | [`AddIdTokenLayer`], [`AddAccessTokenLayer`] | tower adapters for hyper-util clients, tonic channels, ... (feature `tower`) |
 //! | [`AttachConfig`] | the audience, header and overwrite rules both adapters share |
 //! | [`HttpOptions`], [`RetryPolicy`] | the HTTP client, timeout and retries of every source |
-//! | [`SourceError`], [`AttachError`], [`KeyFileError`] | typed errors; none ever contains a token or a key; causes in `source()` |
+//! | [`SourceError`], [`AttachError`], [`KeyFileError`], [`ScopesError`] | typed errors; none ever contains a token or a key; causes in `source()` |
 //!
 //! # Example: reqwest
 //!
@@ -61,14 +69,31 @@
 //! # }
 //! ```
 //!
+//! # Example: a Google API
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use idgate_client::{AccessTokenMiddleware, CachedSource, MetadataServer, Scopes};
+//!
+//! let storage = Scopes::new(["https://www.googleapis.com/auth/devstorage.read_only"])?;
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(AccessTokenMiddleware::new(CachedSource::new(MetadataServer::new())).scopes(storage))
+//!     .build();
+//! let buckets = client.get("https://storage.googleapis.com/storage/v1/b?project=my-project").send().await?;
+//! # let _ = buckets;
+//! # Ok(()) }
+//! ```
+//!
 //! # Feature flags
 //!
 //! | feature | default | what |
 //! |---|---|---|
-//! | `reqwest-middleware` | on | [`IdTokenMiddleware`], for reqwest-middleware 0.5 |
-//! | `tower` | on | [`AddIdTokenLayer`] and the [`tower`](mod@tower) module, for any tower client |
+//! | `reqwest-middleware` | on | [`IdTokenMiddleware`] and [`AccessTokenMiddleware`], for reqwest-middleware 0.5 |
+//! | `tower` | on | [`AddIdTokenLayer`], [`AddAccessTokenLayer`] and the [`tower`](mod@tower) module, for any tower client |
 //!
-//! With both off, the sources and [`CachedSource`] remain: call [`IdTokenSource::id_token`] yourself.
+//! With both off, the sources and [`CachedSource`] remain: call [`IdTokenSource::id_token`] or
+//! [`AccessTokenSource::access_token`] yourself.
 //!
 //! # Security
 //!
@@ -86,6 +111,8 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(feature = "reqwest-middleware")]
+mod access_middleware;
 #[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 mod attach;
 mod audience;
@@ -93,12 +120,16 @@ pub mod cache;
 mod error;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
+mod scopes;
 pub mod source;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 mod transport;
 
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub use access_middleware::AccessTokenMiddleware;
 #[cfg(any(feature = "reqwest-middleware", feature = "tower"))]
 pub use attach::AttachConfig;
 pub use audience::Audience;
@@ -108,13 +139,17 @@ pub use idgate_core::google::{DEFAULT_TIMEOUT, HttpOptions, RetryPolicy};
 #[cfg(feature = "reqwest-middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub use middleware::IdTokenMiddleware;
+pub use scopes::{CLOUD_PLATFORM_SCOPE, Scopes, ScopesError};
 pub use source::{
     AccessToken, AccessTokenSource, Adc, AdcBuilder, AdcKind, AuthorizedUser, BoxFuture, Format,
     IdTokenSource, IdTokenSourceExt, Impersonated, MetadataServer, ServiceAccountKey, StaticToken,
 };
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use tower::{AddIdToken, AddIdTokenError, AddIdTokenLayer};
+pub use tower::{
+    AddAccessToken, AddAccessTokenError, AddAccessTokenLayer, AddIdToken, AddIdTokenError,
+    AddIdTokenLayer,
+};
 
 /// Which header carries the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,4 +1,9 @@
-//! Per-audience caching of ID tokens with refresh-ahead, single-flight minting and no background tasks.
+//! Per-audience caching of ID tokens, and per-scope-set caching of access tokens, with refresh-ahead,
+//! single-flight minting and no background tasks.
+//!
+//! [`CachedSource`] wraps any source: it is an [`IdTokenSource`] when the source is one (tokens keyed by audience)
+//! and an [`AccessTokenSource`] when the source is one (tokens keyed by the normalised [`Scopes`], so `a,b` and
+//! `b,a` share one entry; the source fixes the principal and the subject). Both follow the rules below.
 //!
 //! # When a token is refreshed
 //!
@@ -22,8 +27,11 @@
 //!   at a receiver whose clock runs ahead.
 //! - **A failed refresh keeps the current token** while it is usable, and the next attempt waits 5 s, doubling up
 //!   to 60 s, so a dead endpoint is not hammered.
-//! - **Single flight.** Per audience, at most one mint runs at a time; callers without a usable token wait for it
-//!   and share its result, success or error (1,000 concurrent callers of a cold audience cause one mint).
+//! - **Single flight.** Per audience (per scope set), at most one mint runs at a time; callers without a usable
+//!   token wait for it and share its result, success or error (1,000 concurrent callers of a cold audience cause
+//!   one mint).
+//! - **A refused access token is dropped.** [`AccessTokenSource::invalidate_access_token`] (what the adapters call
+//!   when an API answers 401) forgets that token, so the next call mints a new one.
 //! - **No background task.** Refreshes run inside the call that finds them due; dropping a [`CachedSource`] leaves
 //!   nothing behind.
 //! - **Every expiry decision asks the [`Clock`]**, so tests move time without sleeping.
@@ -36,7 +44,8 @@ use idgate_core::clock::{Clock, SystemClock};
 use idgate_core::token::IdToken;
 
 use crate::error::SourceError;
-use crate::source::{BoxFuture, IdTokenSource};
+use crate::scopes::Scopes;
+use crate::source::{AccessToken, AccessTokenSource, BoxFuture, IdTokenSource};
 
 mod refresh;
 mod slot;
@@ -103,13 +112,15 @@ impl<S: fmt::Debug> fmt::Debug for CachedSource<S> {
             .field("refresh_window", &self.inner.config.refresh_window)
             .field("safety_margin", &self.inner.config.safety_margin)
             .field("audiences", &self.inner.slots.entry_count())
+            .field("scope_sets", &self.inner.access_slots.entry_count())
             .finish_non_exhaustive()
     }
 }
 
 struct Inner<S> {
     source: S,
-    slots: moka::sync::Cache<Arc<str>, Arc<Slot>>,
+    slots: moka::sync::Cache<Arc<str>, Arc<Slot<IdToken>>>,
+    access_slots: moka::sync::Cache<Scopes, Arc<Slot<AccessToken>>>,
     clock: Arc<dyn Clock>,
     config: Config,
 }
@@ -166,7 +177,8 @@ impl<S> CachedSourceBuilder<S> {
         self
     }
 
-    /// At most `n` audiences are cached (default 1,024); the least useful are evicted beyond that.
+    /// At most `n` audiences are cached (default 1,024), and at most `n` scope sets; the least useful are evicted
+    /// beyond that.
     #[must_use]
     pub fn max_audiences(mut self, n: u64) -> Self {
         self.max_audiences = n.max(1);
@@ -184,15 +196,20 @@ impl<S> CachedSourceBuilder<S> {
     pub fn build(self) -> CachedSource<S> {
         let mut config = self.config;
         config.safety_margin = config.safety_margin.min(config.refresh_window);
+        // Slots nobody asked for in a while hold only expired tokens; let them go.
         let slots = moka::sync::Cache::builder()
             .max_capacity(self.max_audiences)
-            // Slots nobody asked for in a while hold only expired tokens; let them go.
+            .time_to_idle(Duration::from_secs(2 * 3600))
+            .build();
+        let access_slots = moka::sync::Cache::builder()
+            .max_capacity(self.max_audiences)
             .time_to_idle(Duration::from_secs(2 * 3600))
             .build();
         CachedSource {
             inner: Arc::new(Inner {
                 source: self.source,
                 slots,
+                access_slots,
                 clock: self.clock,
                 config,
             }),
@@ -229,6 +246,7 @@ impl<S> CachedSource<S> {
     /// Forgets every cached token (e.g. after the credentials were rotated).
     pub fn clear(&self) {
         self.inner.slots.invalidate_all();
+        self.inner.access_slots.invalidate_all();
     }
 }
 
@@ -239,5 +257,57 @@ impl<S: IdTokenSource> IdTokenSource for CachedSource<S> {
 
     fn peek(&self, audience: &str) -> Option<IdToken> {
         self.peek_token(audience)
+    }
+}
+
+/// Access tokens per normalised scope set, with the same refresh rules as ID tokens.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use idgate_client::{AccessToken, AccessTokenSource, BoxFuture, CachedSource, Scopes, SourceError};
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::time::Duration;
+///
+/// #[derive(Debug, Default)]
+/// struct Counting(AtomicUsize);
+///
+/// impl AccessTokenSource for Counting {
+///     fn access_token<'a>(&'a self, _: &'a Scopes) -> BoxFuture<'a, Result<AccessToken, SourceError>> {
+///         let n = self.0.fetch_add(1, Ordering::SeqCst);
+///         Box::pin(async move { Ok(AccessToken::new(format!("ya29.{n}"), Some(Duration::from_secs(3600)))) })
+///     }
+/// }
+///
+/// let cached = CachedSource::new(Counting::default());
+/// let ab = Scopes::new(["a", "b"]).unwrap();
+/// let ba = Scopes::new(["b", "a"]).unwrap();
+/// let first = cached.access_token(&ab).await.unwrap();
+/// let second = cached.access_token(&ba).await.unwrap(); // same set: same entry, no mint
+/// assert_eq!(first.as_str(), second.as_str());
+/// assert_eq!(cached.get_ref().0.load(Ordering::SeqCst), 1);
+///
+/// cached.invalidate_access_token(&ab, &first); // an API answered 401 to it
+/// assert_ne!(cached.access_token(&ab).await.unwrap().as_str(), first.as_str());
+/// # }
+/// ```
+impl<S: AccessTokenSource> AccessTokenSource for CachedSource<S> {
+    fn access_token<'a>(
+        &'a self,
+        scopes: &'a Scopes,
+    ) -> BoxFuture<'a, Result<AccessToken, SourceError>> {
+        Box::pin(self.get_access_token(scopes))
+    }
+
+    fn peek_access_token(&self, scopes: &Scopes) -> Option<AccessToken> {
+        self.peek_access(scopes)
+    }
+
+    fn invalidate_access_token(&self, scopes: &Scopes, token: &AccessToken) {
+        self.invalidate_access(scopes, token);
+    }
+
+    fn quota_project(&self) -> Option<&str> {
+        self.inner.source.quota_project()
     }
 }

@@ -1,51 +1,70 @@
 //! Getting a token out of the cache: fresh, due (one caller refreshes), or unusable (everyone waits for one mint).
+//!
+//! The machinery is generic over the token (an audience's [`IdToken`], a scope set's [`AccessToken`]): a
+//! [`Flight`] runs it on one [`Slot`] with a `mint` function that returns the token and its expiry.
 
+use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use idgate_core::ErrorChain;
+use idgate_core::clock::Clock;
 use idgate_core::token::IdToken;
 
-use super::CachedSource;
 use super::slot::{Current, Slot, State, lock};
-use crate::error::{ResponseProblem, SourceError};
-use crate::source::IdTokenSource;
+use super::{CachedSource, Config};
+use crate::error::{Endpoint, ResponseProblem, SourceError};
+use crate::scopes::Scopes;
+use crate::source::{AccessToken, AccessTokenSource, IdTokenSource};
 
-impl<S: IdTokenSource> CachedSource<S> {
-    fn slot(&self, audience: &str) -> Arc<Slot> {
-        match self.inner.slots.get(audience) {
-            Some(slot) => slot,
-            None => self
-                .inner
-                .slots
-                .get_with(Arc::from(audience), || Arc::new(Slot::default())),
-        }
-    }
+/// The cache rules applied to one slot: refresh-ahead, single flight, backoff, stale-while-error.
+pub(super) struct Flight<'a> {
+    pub(super) config: &'a Config,
+    pub(super) clock: &'a dyn Clock,
+    /// What the tokens are (`ID token`, `access token`), for the log.
+    pub(super) kind: &'static str,
+}
 
-    pub(super) async fn get(&self, audience: &str) -> Result<IdToken, SourceError> {
-        let slot = self.slot(audience);
-        let config = &self.inner.config;
-        let now = self.inner.clock.now();
+impl Flight<'_> {
+    pub(super) async fn get<T, F, Fut>(
+        &self,
+        slot: &Slot<T>,
+        key: &(dyn fmt::Display + Sync),
+        mint: F,
+    ) -> Result<T, SourceError>
+    where
+        T: Clone,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Current<T>, SourceError>>,
+    {
+        let now = self.clock.now();
         let current = slot.current.load_full();
         if let Some(current) = &current {
-            match config.state(current, now) {
+            match self.config.state(current, now) {
                 State::Fresh => return Ok(current.token.clone()),
-                State::Due => return Ok(self.refresh_due(&slot, audience, current, now).await),
+                State::Due => return Ok(self.refresh_due(slot, key, current, now, &mint).await),
                 State::Unusable => {}
             }
         }
-        self.mint_blocking(&slot, audience).await
+        self.mint_blocking(slot, &mint).await
     }
 
     /// The token is due but usable: one caller refreshes, everyone else (and the refresher, on failure) gets the
     /// current token.
-    async fn refresh_due(
+    async fn refresh_due<T, F, Fut>(
         &self,
-        slot: &Slot,
-        audience: &str,
-        current: &Arc<Current>,
+        slot: &Slot<T>,
+        key: &(dyn fmt::Display + Sync),
+        current: &Arc<Current<T>>,
         now: SystemTime,
-    ) -> IdToken {
+        mint: &F,
+    ) -> T
+    where
+        T: Clone,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Current<T>, SourceError>>,
+    {
         if lock(&slot.sched).not_before.is_some_and(|t| now < t) {
             return current.token.clone();
         }
@@ -56,21 +75,19 @@ impl<S: IdTokenSource> CachedSource<S> {
         // Someone may have refreshed between our read and taking the gate.
         if let Some(latest) = slot.current.load_full()
             && !Arc::ptr_eq(&latest, current)
-            && matches!(
-                self.inner.config.state(&latest, self.inner.clock.now()),
-                State::Fresh
-            )
+            && matches!(self.config.state(&latest, self.clock.now()), State::Fresh)
         {
             return latest.token.clone();
         }
-        match self.mint_and_store(slot, audience).await {
+        match self.mint_and_store(slot, mint).await {
             Ok(token) => token,
             Err(error) => {
                 tracing::warn!(
                     target: "idgate::client",
-                    audience,
+                    key = %key,
                     error = %ErrorChain(&error),
-                    "ID token refresh failed; using the current token until it is due to expire"
+                    "{} refresh failed; using the current token until it is due to expire",
+                    self.kind
                 );
                 current.token.clone()
             }
@@ -79,12 +96,17 @@ impl<S: IdTokenSource> CachedSource<S> {
 
     /// No usable token: wait for the gate (single flight) and mint, unless someone else finished an attempt while
     /// we waited, in which case share its outcome.
-    async fn mint_blocking(&self, slot: &Slot, audience: &str) -> Result<IdToken, SourceError> {
+    async fn mint_blocking<T, F, Fut>(&self, slot: &Slot<T>, mint: &F) -> Result<T, SourceError>
+    where
+        T: Clone,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Current<T>, SourceError>>,
+    {
         let seen = lock(&slot.sched).attempts;
         let _gate = slot.gate.lock().await;
         if let Some(latest) = slot.current.load_full()
             && !matches!(
-                self.inner.config.state(&latest, self.inner.clock.now()),
+                self.config.state(&latest, self.clock.now()),
                 State::Unusable
             )
         {
@@ -98,14 +120,19 @@ impl<S: IdTokenSource> CachedSource<S> {
                 return Err(error.clone());
             }
         }
-        self.mint_and_store(slot, audience).await
+        self.mint_and_store(slot, mint).await
     }
 
     /// Mints (the gate is held), records the outcome, and stores a usable token.
-    async fn mint_and_store(&self, slot: &Slot, audience: &str) -> Result<IdToken, SourceError> {
-        let result = self.mint(audience).await;
-        let config = &self.inner.config;
-        let now = self.inner.clock.now();
+    async fn mint_and_store<T, F, Fut>(&self, slot: &Slot<T>, mint: &F) -> Result<T, SourceError>
+    where
+        T: Clone,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Current<T>, SourceError>>,
+    {
+        let result = self.checked(mint().await);
+        let config = self.config;
+        let now = self.clock.now();
         let mut sched = lock(&slot.sched);
         sched.attempts += 1;
         match result {
@@ -133,29 +160,121 @@ impl<S: IdTokenSource> CachedSource<S> {
         }
     }
 
-    async fn mint(&self, audience: &str) -> Result<Current, SourceError> {
-        let token = self.inner.source.id_token(audience).await?;
-        let expires_at = token
-            .unverified_expiry()
-            .map_err(|_| SourceError::InvalidResponse {
-                endpoint: crate::error::Endpoint::CustomSource,
-                problem: ResponseProblem::NoExpiry,
-            })?;
-        let now = self.inner.clock.now();
-        if now + self.inner.config.safety_margin >= expires_at {
-            return Err(SourceError::Expired { expires_at, now });
+    /// Refuses a token that expires within the safety margin.
+    fn checked<T>(
+        &self,
+        minted: Result<Current<T>, SourceError>,
+    ) -> Result<Current<T>, SourceError> {
+        let current = minted?;
+        let now = self.clock.now();
+        if now + self.config.safety_margin >= current.expires_at {
+            return Err(SourceError::Expired {
+                expires_at: current.expires_at,
+                now,
+            });
         }
-        tracing::debug!(target: "idgate::client", audience, "minted an ID token");
-        Ok(Current { token, expires_at })
+        tracing::debug!(target: "idgate::client", "minted an {}", self.kind);
+        Ok(current)
+    }
+
+    pub(super) fn peek<T: Clone>(&self, slot: &Slot<T>) -> Option<T> {
+        let current = slot.current.load();
+        let current = current.as_ref()?;
+        match self.config.state(current, self.clock.now()) {
+            State::Fresh => Some(current.token.clone()),
+            State::Due | State::Unusable => None,
+        }
+    }
+}
+
+impl<S> CachedSource<S> {
+    fn flight(&self, kind: &'static str) -> Flight<'_> {
+        Flight {
+            config: &self.inner.config,
+            clock: &*self.inner.clock,
+            kind,
+        }
+    }
+}
+
+impl<S: IdTokenSource> CachedSource<S> {
+    fn slot(&self, audience: &str) -> Arc<Slot<IdToken>> {
+        match self.inner.slots.get(audience) {
+            Some(slot) => slot,
+            None => self
+                .inner
+                .slots
+                .get_with(Arc::from(audience), || Arc::new(Slot::default())),
+        }
+    }
+
+    pub(super) async fn get(&self, audience: &str) -> Result<IdToken, SourceError> {
+        let slot = self.slot(audience);
+        let mint = || async {
+            let token = self.inner.source.id_token(audience).await?;
+            let expires_at =
+                token
+                    .unverified_expiry()
+                    .map_err(|_| SourceError::InvalidResponse {
+                        endpoint: Endpoint::CustomSource,
+                        problem: ResponseProblem::NoExpiry,
+                    })?;
+            Ok(Current { token, expires_at })
+        };
+        self.flight("ID token").get(&slot, &audience, mint).await
     }
 
     pub(super) fn peek_token(&self, audience: &str) -> Option<IdToken> {
         let slot = self.inner.slots.get(audience)?;
-        let current = slot.current.load();
-        let current = current.as_ref()?;
-        match self.inner.config.state(current, self.inner.clock.now()) {
-            State::Fresh => Some(current.token.clone()),
-            State::Due | State::Unusable => None,
+        self.flight("ID token").peek(&slot)
+    }
+}
+
+impl<S: AccessTokenSource> CachedSource<S> {
+    fn access_slot(&self, scopes: &Scopes) -> Arc<Slot<AccessToken>> {
+        match self.inner.access_slots.get(scopes) {
+            Some(slot) => slot,
+            None => self
+                .inner
+                .access_slots
+                .get_with(scopes.clone(), || Arc::new(Slot::default())),
         }
+    }
+
+    pub(super) async fn get_access_token(
+        &self,
+        scopes: &Scopes,
+    ) -> Result<AccessToken, SourceError> {
+        let slot = self.access_slot(scopes);
+        let mint = || async {
+            let minted_at = self.inner.clock.now();
+            let token = self.inner.source.access_token(scopes).await?;
+            // A token without an expiry cannot be cached safely.
+            let expires_at =
+                token
+                    .expiry_from(minted_at)
+                    .ok_or_else(|| SourceError::InvalidResponse {
+                        endpoint: Endpoint::CustomSource,
+                        problem: ResponseProblem::MissingField("expires_in"),
+                    })?;
+            Ok(Current { token, expires_at })
+        };
+        self.flight("access token").get(&slot, scopes, mint).await
+    }
+
+    pub(super) fn peek_access(&self, scopes: &Scopes) -> Option<AccessToken> {
+        let slot = self.inner.access_slots.get(scopes)?;
+        self.flight("access token").peek(&slot)
+    }
+
+    pub(super) fn invalidate_access(&self, scopes: &Scopes, token: &AccessToken) {
+        let Some(slot) = self.inner.access_slots.get(scopes) else {
+            return;
+        };
+        // Only the token that was refused: a fresher one minted meanwhile stays.
+        let _ = slot.current.rcu(|current| match current {
+            Some(c) if c.token.as_str() == token.as_str() => None,
+            other => other.clone(),
+        });
     }
 }

@@ -1,27 +1,35 @@
-//! One audience's state: the current token, the single-flight gate, and the refresh schedule; and how fresh a
-//! token is.
+//! One key's state (an audience's ID token, a scope set's access token): the current token, the single-flight gate,
+//! and the refresh schedule; and how fresh a token is.
 
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
-use idgate_core::token::IdToken;
 
 use super::Config;
 use crate::error::SourceError;
 
-/// One audience's state.
-#[derive(Default)]
-pub(super) struct Slot {
+/// One key's state.
+pub(super) struct Slot<T> {
     /// The latest token, readable without locking.
-    pub(super) current: ArcSwapOption<Current>,
+    pub(super) current: ArcSwapOption<Current<T>>,
     /// Held by whoever is minting; waiters queue on it (single flight).
     pub(super) gate: tokio::sync::Mutex<()>,
     pub(super) sched: Mutex<Sched>,
 }
 
-pub(super) struct Current {
-    pub(super) token: IdToken,
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            gate: tokio::sync::Mutex::new(()),
+            sched: Mutex::new(Sched::default()),
+        }
+    }
+}
+
+pub(super) struct Current<T> {
+    pub(super) token: T,
     pub(super) expires_at: SystemTime,
 }
 
@@ -44,7 +52,7 @@ pub(super) enum State {
 }
 
 impl Config {
-    pub(super) fn state(&self, current: &Current, now: SystemTime) -> State {
+    pub(super) fn state<T>(&self, current: &Current<T>, now: SystemTime) -> State {
         if now + self.refresh_window < current.expires_at {
             State::Fresh
         } else if now + self.safety_margin < current.expires_at {

@@ -205,3 +205,147 @@ async fn tokens_without_exp_are_rejected() {
     let err = CachedSource::new(NoExp).id_token("a").await.unwrap_err();
     assert!(err.is_invalid_response(), "{err}");
 }
+
+// Access tokens: the same machinery, keyed by the normalised scope set.
+
+/// Mints access tokens living `lifetime`; counts mints; fails while `failing` is set. Implemented here, so the
+/// counts are exact.
+impl AccessTokenSource for Fake {
+    fn access_token<'a>(
+        &'a self,
+        scopes: &'a Scopes,
+    ) -> BoxFuture<'a, Result<AccessToken, SourceError>> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            let n = self.mints.fetch_add(1, Ordering::SeqCst);
+            if self.failing.load(Ordering::SeqCst) > 0 {
+                return Err(SourceError::Status {
+                    endpoint: Endpoint::OAuthToken,
+                    status: http::StatusCode::SERVICE_UNAVAILABLE,
+                    attempts: 1,
+                    detail: None,
+                });
+            }
+            Ok(AccessToken::new(format!("ya29.{n}"), Some(self.lifetime))
+                .with_scopes(scopes.clone()))
+        })
+    }
+}
+
+fn scopes(list: &[&str]) -> Scopes {
+    Scopes::new(list).unwrap()
+}
+
+#[tokio::test]
+async fn access_tokens_are_cached_per_scope_set_whatever_the_order() {
+    let clock = ManualClock::at_unix(T0);
+    let c = cached(&clock);
+    let first = c.access_token(&scopes(&["a", "b"])).await.unwrap();
+    let again = c.access_token(&scopes(&["b", "a", "b"])).await.unwrap();
+    assert_eq!(first.as_str(), again.as_str());
+    assert_eq!(mints(&c), 1);
+    assert_eq!(
+        c.peek_access_token(&scopes(&["b", "a"])).unwrap().as_str(),
+        first.as_str()
+    );
+    // Another set is another token; ID tokens have their own entries.
+    let other = c.access_token(&scopes(&["a"])).await.unwrap();
+    assert_ne!(other.as_str(), first.as_str());
+    assert_eq!(mints(&c), 2);
+    c.id_token("a").await.unwrap();
+    assert_eq!(mints(&c), 3);
+    assert!(format!("{c:?}").contains("scope_sets"));
+}
+
+#[tokio::test]
+async fn access_tokens_refresh_ahead_and_a_failed_refresh_keeps_the_valid_one() {
+    let clock = ManualClock::at_unix(T0);
+    let c = cached(&clock);
+    let s = scopes(&["a"]);
+    let first = c.access_token(&s).await.unwrap();
+    // Just before the window: cached.
+    clock.advance(Duration::from_secs(3600) - DEFAULT_REFRESH_WINDOW - Duration::from_secs(1));
+    assert_eq!(c.access_token(&s).await.unwrap().as_str(), first.as_str());
+    assert_eq!(mints(&c), 1);
+    // Inside the window, with the source down: the still-valid token is served, and the next try backs off.
+    clock.advance(Duration::from_secs(2));
+    assert!(c.peek_access_token(&s).is_none());
+    c.get_ref().failing.store(1, Ordering::SeqCst);
+    assert_eq!(c.access_token(&s).await.unwrap().as_str(), first.as_str());
+    assert_eq!(c.access_token(&s).await.unwrap().as_str(), first.as_str());
+    assert_eq!(mints(&c), 2);
+    // Back up: the next attempt after the backoff refreshes.
+    c.get_ref().failing.store(0, Ordering::SeqCst);
+    clock.advance(Duration::from_secs(6));
+    let second = c.access_token(&s).await.unwrap();
+    assert_ne!(second.as_str(), first.as_str());
+    assert_eq!(mints(&c), 3);
+    // Past the safety margin an old token is never returned.
+    clock.advance(Duration::from_secs(3600 - 29));
+    let third = c.access_token(&s).await.unwrap();
+    assert_ne!(third.as_str(), second.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_cold_access_token_calls_mint_once() {
+    let clock = ManualClock::at_unix(T0);
+    let c = cached(&clock);
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let c = c.clone();
+            // Half ask in one order, half in the other: one key.
+            let s = if i % 2 == 0 {
+                scopes(&["x", "y"])
+            } else {
+                scopes(&["y", "x"])
+            };
+            tokio::spawn(async move { c.access_token(&s).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(mints(&c), 1);
+}
+
+#[tokio::test]
+async fn invalidating_drops_only_the_refused_token() {
+    let clock = ManualClock::at_unix(T0);
+    let c = cached(&clock);
+    let s = scopes(&["a"]);
+    let first = c.access_token(&s).await.unwrap();
+    c.invalidate_access_token(&s, &first);
+    assert!(c.peek_access_token(&s).is_none());
+    let second = c.access_token(&s).await.unwrap();
+    assert_ne!(second.as_str(), first.as_str());
+    // A late 401 for the old token leaves the new one alone.
+    c.invalidate_access_token(&s, &first);
+    assert_eq!(c.peek_access_token(&s).unwrap().as_str(), second.as_str());
+    // Unknown scope sets: nothing to do.
+    c.invalidate_access_token(&scopes(&["zzz"]), &first);
+}
+
+#[tokio::test]
+async fn access_tokens_without_expiry_or_expiring_are_refused() {
+    #[derive(Debug)]
+    struct Odd(Option<Duration>);
+    impl AccessTokenSource for Odd {
+        fn access_token<'a>(
+            &'a self,
+            _: &'a Scopes,
+        ) -> BoxFuture<'a, Result<AccessToken, SourceError>> {
+            Box::pin(std::future::ready(Ok(AccessToken::new("ya29.x", self.0))))
+        }
+    }
+    let s = scopes(&["a"]);
+    let err = CachedSource::new(Odd(None))
+        .access_token(&s)
+        .await
+        .unwrap_err();
+    assert!(err.is_invalid_response(), "{err}");
+    let err = CachedSource::new(Odd(Some(Duration::from_secs(5))))
+        .access_token(&s)
+        .await
+        .unwrap_err();
+    assert!(err.is_expired(), "{err}");
+}

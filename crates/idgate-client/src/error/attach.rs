@@ -24,6 +24,18 @@ pub enum AttachError {
         #[source]
         error: SourceError,
     },
+    /// The access-token source failed.
+    #[error("cannot get an access token for scopes {scopes}")]
+    AccessToken {
+        /// The scopes asked for.
+        scopes: crate::Scopes,
+        /// What the source ran into.
+        #[source]
+        error: SourceError,
+    },
+    /// The quota project cannot be written into the `x-goog-user-project` header (not visible ASCII).
+    #[error("the quota project cannot be written into the x-goog-user-project header")]
+    InvalidQuotaProject,
     /// The token cannot be written into a header value (cannot happen with a token that passed
     /// [`IdToken::new`](idgate_core::token::IdToken::new); kept so nothing panics).
     #[error("the token cannot be written into a header value")]
@@ -37,12 +49,12 @@ impl AttachError {
     }
     /// True when the token source failed.
     pub fn is_source(&self) -> bool {
-        matches!(self, Self::Source { .. })
+        matches!(self, Self::Source { .. } | Self::AccessToken { .. })
     }
     /// The token source's error, if that is what this is.
     pub fn source_error(&self) -> Option<&SourceError> {
         match self {
-            Self::Source { error, .. } => Some(error),
+            Self::Source { error, .. } | Self::AccessToken { error, .. } => Some(error),
             _ => None,
         }
     }

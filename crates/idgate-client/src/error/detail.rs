@@ -81,3 +81,20 @@ pub(crate) fn bounded(s: &str, max: usize) -> String {
     }
     out
 }
+
+/// `client ID N` when known, else how to find the client ID of the service account.
+pub(super) struct ClientId<'a>(pub(super) Option<&'a str>, pub(super) &'a str);
+
+impl fmt::Display for ClientId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(id) => write!(f, "client ID {id} ({})", self.1),
+            None => write!(
+                f,
+                "the client ID of {sa} (its unique ID: `gcloud iam service-accounts describe {sa} \
+                 --format='value(uniqueId)'`)",
+                sa = self.1
+            ),
+        }
+    }
+}

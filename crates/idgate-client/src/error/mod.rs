@@ -141,6 +141,26 @@ pub enum SourceError {
         /// Why.
         reason: &'static str,
     },
+    /// Google refused domain-wide delegation (`unauthorized_client`): the service account's client ID is not
+    /// authorised, in the Workspace Admin console, for every scope asked for on behalf of `subject`.
+    #[error(
+        "domain-wide delegation to {subject} was refused: in the Google Workspace Admin console (Security → API \
+         controls → Domain-wide delegation), authorize {} for these scopes: {scopes}",
+        detail::ClientId(client_id.as_deref(), service_account)
+    )]
+    DelegationDenied {
+        /// The service account acting for `subject`.
+        service_account: String,
+        /// Its OAuth client ID (the key file's `client_id`, the account's unique ID), when known.
+        client_id: Option<String>,
+        /// The scopes asked for.
+        scopes: crate::Scopes,
+        /// The Workspace user the token was asked for.
+        subject: String,
+        /// The token endpoint's answer.
+        #[source]
+        answer: Box<Self>,
+    },
     /// The configuration is invalid (an unparsable `GCE_METADATA_HOST`, a bad URL).
     #[error("invalid configuration: {reason}")]
     Config {
@@ -242,6 +262,11 @@ impl SourceError {
         matches!(self, Self::InvalidAudience { .. })
     }
 
+    /// True when Google refused domain-wide delegation (see [`SourceError::DelegationDenied`]).
+    pub fn is_delegation_denied(&self) -> bool {
+        matches!(self, Self::DelegationDenied { .. })
+    }
+
     /// True for an invalid configuration.
     pub fn is_config(&self) -> bool {
         matches!(self, Self::Config { .. })
@@ -255,6 +280,7 @@ impl SourceError {
             | Self::InvalidResponse { endpoint, .. } => Some(*endpoint),
             Self::NotMetadataServer { .. } => Some(Endpoint::MetadataServer),
             Self::NoCredentials { metadata } => metadata.endpoint(),
+            Self::DelegationDenied { answer, .. } => answer.endpoint(),
             _ => None,
         }
     }
@@ -264,6 +290,7 @@ impl SourceError {
         match self {
             Self::Transport { attempts, .. } | Self::Status { attempts, .. } => Some(*attempts),
             Self::NoCredentials { metadata } => metadata.attempts(),
+            Self::DelegationDenied { answer, .. } => answer.attempts(),
             _ => None,
         }
     }
@@ -308,6 +335,9 @@ pub enum ResponseProblem {
     /// The answer should be a project ID and is not.
     #[error("the answer is not a project ID")]
     NotAProjectId,
+    /// A field should be an RFC 3339 timestamp and is not.
+    #[error("the field `{0}` is not an RFC 3339 timestamp")]
+    NotATime(&'static str),
 }
 
 impl From<AnswerProblem> for ResponseProblem {

@@ -9,6 +9,7 @@ use url::Url;
 use super::key_file::Credentials;
 use super::service_account::GOOGLE_TOKEN_URI;
 use super::{AccessToken, AccessTokenSource, BoxFuture};
+use crate::Scopes;
 use crate::error::{Endpoint, KeyFileError, KeyOrigin, SourceError};
 use crate::transport::Http;
 
@@ -22,12 +23,24 @@ use crate::transport::Http;
 /// `source_credentials`.
 ///
 /// `Debug` never shows the client secret or the refresh token.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use idgate_client::{AccessTokenSource, AuthorizedUser, Scopes};
+///
+/// let user = AuthorizedUser::from_file("/home/me/.config/gcloud/application_default_credentials.json")?;
+/// let token = user.access_token(&Scopes::cloud_platform()).await?;
+/// # let _ = token;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct AuthorizedUser {
     client_id: String,
     client_secret: String,
     refresh_token: String,
     token_uri: Url,
+    quota_project: Option<String>,
     http: Http,
 }
 
@@ -75,6 +88,7 @@ impl AuthorizedUser {
             client_secret: c.string("client_secret")?.to_owned(),
             refresh_token: c.string("refresh_token")?.to_owned(),
             token_uri,
+            quota_project: c.optional_string("quota_project_id").map(str::to_owned),
             http: Http::default(),
         })
     }
@@ -101,31 +115,67 @@ impl AuthorizedUser {
         self
     }
 
-    /// An access token through the `refresh_token` grant.
+    /// The file's `quota_project_id`, if any: the project billed for API calls (`x-goog-user-project`).
+    pub fn quota_project_id(&self) -> Option<&str> {
+        self.quota_project.as_deref()
+    }
+
+    /// An access token for `scopes` through the `refresh_token` grant (`scope`, space-separated, narrows the grant;
+    /// it must be within what the user consented to).
     ///
     /// # Errors
     ///
     /// Any [`SourceError`]; a revoked refresh token is [`SourceError::Status`] 400 `invalid_grant`.
-    pub async fn access_token(&self) -> Result<AccessToken, SourceError> {
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.client_secret.as_str()),
-            ("refresh_token", self.refresh_token.as_str()),
-        ];
+    pub async fn access_token(&self, scopes: &Scopes) -> Result<AccessToken, SourceError> {
+        let form = self.refresh_form(scopes);
         let body = self
             .http
             .send(Endpoint::OAuthToken, |client| {
                 client.post(self.token_uri.clone()).form(&form)
             })
             .await?;
-        let token = crate::transport::json_field(Endpoint::OAuthToken, &body, "access_token")?;
-        Ok(AccessToken::new(token, crate::transport::expires_in(&body)))
+        crate::transport::access_token(Endpoint::OAuthToken, &body, Some(scopes))
+    }
+
+    fn refresh_form<'a>(&'a self, scopes: &'a Scopes) -> [(&'static str, &'a str); 5] {
+        [
+            ("grant_type", "refresh_token"),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.as_str()),
+            ("refresh_token", self.refresh_token.as_str()),
+            ("scope", scopes.as_claim()),
+        ]
     }
 }
 
 impl AccessTokenSource for AuthorizedUser {
-    fn access_token(&self) -> BoxFuture<'_, Result<AccessToken, SourceError>> {
-        Box::pin(Self::access_token(self))
+    fn access_token<'a>(
+        &'a self,
+        scopes: &'a Scopes,
+    ) -> BoxFuture<'a, Result<AccessToken, SourceError>> {
+        Box::pin(Self::access_token(self, scopes))
+    }
+
+    fn quota_project(&self) -> Option<&str> {
+        self.quota_project.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_form_carries_the_scopes_space_separated() {
+        let user = AuthorizedUser::from_json(
+            br#"{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"r","quota_project_id":"billed"}"#,
+        )
+        .unwrap();
+        let scopes = Scopes::new(["b", "a"]).unwrap();
+        let form = user.refresh_form(&scopes);
+        assert_eq!(form[0], ("grant_type", "refresh_token"));
+        assert_eq!(form[4], ("scope", "a b"));
+        assert_eq!(user.quota_project_id(), Some("billed"));
+        assert_eq!(AccessTokenSource::quota_project(&user), Some("billed"));
     }
 }

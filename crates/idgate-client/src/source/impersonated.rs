@@ -1,4 +1,5 @@
-//! Service-account impersonation through IAM Credentials `generateIdToken`.
+//! Service-account impersonation through IAM Credentials: `generateIdToken`, `generateAccessToken`, and `signJwt`
+//! for keyless domain-wide delegation.
 
 use std::fmt;
 use std::path::Path;
@@ -11,23 +12,34 @@ use idgate_core::token::IdToken;
 use url::Url;
 
 use super::key_file::Credentials;
+use super::service_account::{GrantClaims, delegation_denied, jwt_bearer_grant};
 use super::{
     AccessToken, AccessTokenSource, AuthorizedUser, BoxFuture, IdTokenSource, ServiceAccountKey,
 };
+use crate::Scopes;
 use crate::audience::check_audience;
 use crate::error::{Endpoint, KeyFileError, KeyOrigin, SourceError};
 use crate::transport::Http;
 
 /// A source access token is reused until this long before it expires.
 const ACCESS_TOKEN_MARGIN: Duration = Duration::from_secs(60);
+/// The lifetime asked of `generateAccessToken` by default (Google's default and, without an org policy, maximum).
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// Impersonates a service account: `POST {iam}/v1/projects/-/serviceAccounts/{TARGET}:generateIdToken` with
 /// `Authorization: Bearer <access token of the source credential>` and
 /// `{"audience": AUD, "delegates": [...], "includeEmail": true}`; the answer is `{"token": JWT}`.
 ///
+/// Access tokens ([`AccessTokenSource`]) come from `generateAccessToken`
+/// (`{"delegates": [...], "scope": [...], "lifetime": "3600s"}` → `{accessToken, expireTime}`). With
+/// [`subject`](Self::subject) set, they come from **keyless domain-wide delegation** instead: IAM `signJwt` signs,
+/// as the target, the claims `iss` = target, `sub` = the user, `scope`, `aud` = the token URI, `iat`, `exp`; the
+/// signed JWT then goes through the JWT-bearer grant at the token URI. No key file anywhere; the target's client
+/// ID must be authorised for the scopes in the Workspace Admin console, else [`SourceError::DelegationDenied`].
+///
 /// The caller (the source credential) needs `roles/iam.serviceAccountTokenCreator` on the target (on each
-/// delegate in a chain). The source's access token is reused until a minute before it expires, and dropped when
-/// IAM answers 401.
+/// delegate in a chain). The source's access token (scope `cloud-platform`) is reused until a minute before it
+/// expires, and dropped when IAM answers 401.
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
@@ -40,7 +52,17 @@ const ACCESS_TOKEN_MARGIN: Duration = Duration::from_secs(60);
 ///
 /// // Or from `gcloud auth application-default login --impersonate-service-account=...`:
 /// let source = Impersonated::from_file("/home/me/.config/gcloud/application_default_credentials.json")?;
-/// # let _ = (token, source);
+///
+/// // Access tokens as deployer@, through a delegate chain; and as a Workspace user, with no key file.
+/// use idgate_client::{AccessTokenSource, Scopes};
+/// let chain = Impersonated::new(MetadataServer::new(), "deployer@my-project.iam.gserviceaccount.com")
+///     .delegates(["hop@my-project.iam.gserviceaccount.com"]);
+/// let access = chain.access_token(&Scopes::cloud_platform()).await?;
+/// let admin = Impersonated::new(MetadataServer::new(), "dwd@my-project.iam.gserviceaccount.com")
+///     .subject("admin@example.com");
+/// let scopes = Scopes::new(["https://www.googleapis.com/auth/admin.directory.user.readonly"]).unwrap();
+/// let as_admin = admin.access_token(&scopes).await?;
+/// # let _ = (token, source, access, as_admin);
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -49,7 +71,11 @@ pub struct Impersonated {
     target: String,
     delegates: Vec<String>,
     include_email: bool,
+    subject: Option<String>,
+    lifetime: Duration,
+    quota_project: Option<String>,
     iam: Url,
+    token_uri: Url,
     http: Http,
     clock: Arc<dyn Clock>,
     access: Arc<tokio::sync::Mutex<Option<(AccessToken, SystemTime)>>>,
@@ -61,6 +87,7 @@ impl fmt::Debug for Impersonated {
             .field("target", &self.target)
             .field("delegates", &self.delegates)
             .field("include_email", &self.include_email)
+            .field("subject", &self.subject)
             .field("iam_credentials", &self.iam.as_str())
             .field("source", &self.source)
             .finish_non_exhaustive()
@@ -80,7 +107,11 @@ impl Impersonated {
             target: target.trim().to_owned(),
             delegates: Vec::new(),
             include_email: true,
+            subject: None,
+            lifetime: DEFAULT_LIFETIME,
+            quota_project: None,
             iam: Endpoints::default().iam_credentials,
+            token_uri: Endpoints::default().token,
             http: Http::default(),
             clock: Arc::new(SystemClock),
             access: Arc::new(tokio::sync::Mutex::new(None)),
@@ -145,7 +176,9 @@ impl Impersonated {
                 .into());
             }
         };
-        Ok(Self::with_source(source, &target).delegates(delegates))
+        let mut imp = Self::with_source(source, &target).delegates(delegates);
+        imp.quota_project = c.optional_string("quota_project_id").map(str::to_owned);
+        Ok(imp)
     }
 
     /// The service accounts in the delegation chain, in order (emails, unique IDs, or
@@ -178,10 +211,28 @@ impl Impersonated {
         self
     }
 
-    /// The IAM Credentials API root from `endpoints` (the emulator: `Endpoints::under(&emulator.base_url())`).
+    /// Acts for the Google Workspace user `email` (**keyless domain-wide delegation**): access tokens come from
+    /// `signJwt` + the JWT-bearer grant with `sub` = `email`. ID tokens are unaffected.
+    #[must_use]
+    pub fn subject(mut self, email: impl Into<String>) -> Self {
+        self.subject = Some(email.into().trim().to_owned());
+        self
+    }
+
+    /// How long `generateAccessToken` tokens live (default and usual maximum 1 h; up to 12 h where the
+    /// organisation allows). Whole seconds, at least one.
+    #[must_use]
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = Duration::from_secs(lifetime.as_secs().max(1));
+        self
+    }
+
+    /// The IAM Credentials API root and the token endpoint from `endpoints` (the emulator:
+    /// `Endpoints::under(&emulator.base_url())`).
     #[must_use]
     pub fn endpoints(mut self, endpoints: &Endpoints) -> Self {
         self.iam = endpoints.iam_credentials.clone();
+        self.token_uri = endpoints.token.clone();
         self
     }
 
@@ -205,7 +256,23 @@ impl Impersonated {
         &self.target
     }
 
+    /// The delegate chain, as sent (`projects/-/serviceAccounts/...`).
+    pub fn delegates_ref(&self) -> &[String] {
+        &self.delegates
+    }
+
+    /// The `quota_project_id` of the file this was read from, if any.
+    pub fn quota_project_id(&self) -> Option<&str> {
+        self.quota_project.as_deref()
+    }
+
+    #[cfg(test)]
     fn generate_url(&self) -> Result<Url, SourceError> {
+        self.method_url("generateIdToken")
+    }
+
+    /// `{iam}v1/projects/-/serviceAccounts/{target}:{method}`.
+    fn method_url(&self, method: &str) -> Result<Url, SourceError> {
         if self.target.is_empty() || self.target.contains(['/', '?', '#', ' ']) {
             return Err(SourceError::Config {
                 reason: "the impersonation target is not a service-account email".into(),
@@ -222,7 +289,7 @@ impl Impersonated {
                 "projects",
                 "-",
                 "serviceAccounts",
-                &format!("{}:generateIdToken", self.target),
+                &format!("{}:{method}", self.target),
             ]);
         Ok(url)
     }
@@ -237,51 +304,107 @@ impl Impersonated {
         {
             return Ok((token.clone(), false));
         }
-        let token = self.source.access_token().await?;
-        // Without `expires_in`, the token is used once and not kept.
+        let token = self.source.access_token(&Scopes::cloud_platform()).await?;
+        // Without an expiry, the token is used once and not kept.
         *cached = token
-            .lifetime()
-            .map(|lifetime| (token.clone(), now + lifetime));
+            .expiry_from(now)
+            .map(|expires_at| (token.clone(), expires_at));
         Ok((token, true))
     }
 
-    async fn generate(
-        &self,
-        url: &Url,
-        bearer: &AccessToken,
-        audience: &str,
-    ) -> Result<IdToken, SourceError> {
+    /// `POST` `body` to the target's IAM `method`, authorised by the source's access token; the 2xx body.
+    async fn call(&self, method: &str, body: &serde_json::Value) -> Result<Vec<u8>, SourceError> {
+        let url = self.method_url(method)?;
+        let send = |bearer: AccessToken| {
+            let url = url.clone();
+            async move {
+                self.http
+                    .send(Endpoint::IamCredentials, |client| {
+                        client
+                            .post(url.clone())
+                            .bearer_auth(bearer.as_str())
+                            .json(body)
+                    })
+                    .await
+            }
+        };
+        let (bearer, fresh) = self.bearer().await?;
+        match send(bearer).await {
+            Err(e) if e.status() == Some(http::StatusCode::UNAUTHORIZED) && !fresh => {
+                // The cached access token was revoked or expired early: forget it and try once more.
+                *self.access.lock().await = None;
+                let (bearer, _) = self.bearer().await?;
+                send(bearer).await
+            }
+            other => other,
+        }
+    }
+
+    async fn mint(&self, audience: &str) -> Result<IdToken, SourceError> {
+        check_audience(audience)?;
         let body = serde_json::json!({
             "audience": audience,
             "delegates": self.delegates,
             "includeEmail": self.include_email,
         });
-        let body = self
-            .http
-            .send(Endpoint::IamCredentials, |client| {
-                client
-                    .post(url.clone())
-                    .bearer_auth(bearer.as_str())
-                    .json(&body)
-            })
-            .await?;
+        let body = self.call("generateIdToken", &body).await?;
         let raw = crate::transport::json_field(Endpoint::IamCredentials, &body, "token")?;
         crate::transport::id_token(Endpoint::IamCredentials, raw)
     }
 
-    async fn mint(&self, audience: &str) -> Result<IdToken, SourceError> {
-        check_audience(audience)?;
-        let url = self.generate_url()?;
-        let (bearer, fresh) = self.bearer().await?;
-        match self.generate(&url, &bearer, audience).await {
-            Err(e) if e.status() == Some(http::StatusCode::UNAUTHORIZED) && !fresh => {
-                // The cached access token was revoked or expired early: forget it and try once more.
-                *self.access.lock().await = None;
-                let (bearer, _) = self.bearer().await?;
-                self.generate(&url, &bearer, audience).await
+    /// The body of `generateAccessToken`.
+    fn generate_access_token_body(&self, scopes: &Scopes) -> serde_json::Value {
+        serde_json::json!({
+            "delegates": self.delegates,
+            "scope": scopes.to_vec(),
+            "lifetime": format!("{}s", self.lifetime.as_secs()),
+        })
+    }
+
+    /// The body of `signJwt` for a delegated grant: the claims as a JSON string.
+    fn sign_jwt_body(
+        &self,
+        scopes: &Scopes,
+        subject: &str,
+    ) -> Result<serde_json::Value, SourceError> {
+        let mut claims = GrantClaims::new(&self.target, &self.token_uri, &*self.clock);
+        claims.scope = Some(scopes.as_claim());
+        claims.sub = Some(subject);
+        let payload = serde_json::to_string(&claims).map_err(|_| SourceError::Assertion {
+            reason: "the claims cannot be serialised".into(),
+        })?;
+        Ok(serde_json::json!({ "delegates": self.delegates, "payload": payload }))
+    }
+
+    async fn mint_access_token(&self, scopes: &Scopes) -> Result<AccessToken, SourceError> {
+        let Some(subject) = &self.subject else {
+            let body = self
+                .call(
+                    "generateAccessToken",
+                    &self.generate_access_token_body(scopes),
+                )
+                .await?;
+            let ep = Endpoint::IamCredentials;
+            let raw = crate::transport::json_field(ep, &body, "accessToken")?;
+            let expire_time = crate::transport::json_field(ep, &body, "expireTime")?;
+            let expires_at = crate::transport::rfc3339(ep, "expireTime", &expire_time)?;
+            let now = self.clock.now();
+            if expires_at <= now {
+                return Err(SourceError::Expired { expires_at, now });
             }
-            other => other,
-        }
+            return Ok(AccessToken::new(raw, expires_at.duration_since(now).ok())
+                .with_expiry(expires_at)
+                .with_scopes(scopes.clone()));
+        };
+        // Keyless domain-wide delegation: IAM signs the assertion as the target, the token endpoint grants it.
+        let body = self
+            .call("signJwt", &self.sign_jwt_body(scopes, subject)?)
+            .await?;
+        let signed = crate::transport::json_field(Endpoint::IamCredentials, &body, "signedJwt")?;
+        let body = jwt_bearer_grant(&self.http, &self.token_uri, &signed)
+            .await
+            .map_err(|e| delegation_denied(e, &self.target, None, scopes, subject))?;
+        crate::transport::access_token(Endpoint::OAuthToken, &body, Some(scopes))
     }
 }
 
@@ -296,6 +419,19 @@ fn target_from_url(url: &str) -> Option<String> {
 impl IdTokenSource for Impersonated {
     fn id_token<'a>(&'a self, audience: &'a str) -> BoxFuture<'a, Result<IdToken, SourceError>> {
         Box::pin(self.mint(audience))
+    }
+}
+
+impl AccessTokenSource for Impersonated {
+    fn access_token<'a>(
+        &'a self,
+        scopes: &'a Scopes,
+    ) -> BoxFuture<'a, Result<AccessToken, SourceError>> {
+        Box::pin(self.mint_access_token(scopes))
+    }
+
+    fn quota_project(&self) -> Option<&str> {
+        self.quota_project.as_deref()
     }
 }
 
@@ -351,6 +487,58 @@ mod tests {
         assert!(
             !debug.contains("\"s\"") && !debug.contains("\"r\""),
             "{debug}"
+        );
+    }
+
+    #[test]
+    fn access_token_request_bodies() {
+        use idgate_core::clock::ManualClock;
+        let source = AuthorizedUser::from_json(
+            br#"{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"r"}"#,
+        )
+        .unwrap();
+        let imp = Impersonated::new(source, "t@p.iam.gserviceaccount.com")
+            .endpoints(&Endpoints::under(&"http://127.0.0.1:9/".parse().unwrap()))
+            .delegates(["a@p.iam.gserviceaccount.com"])
+            .clock(Arc::new(ManualClock::at_unix(1_700_000_000)));
+        let scopes = Scopes::new(["s2", "s1"]).unwrap();
+        assert_eq!(
+            imp.generate_access_token_body(&scopes),
+            serde_json::json!({
+                "delegates": ["projects/-/serviceAccounts/a@p.iam.gserviceaccount.com"],
+                "scope": ["s1", "s2"],
+                "lifetime": "3600s",
+            })
+        );
+        assert_eq!(
+            imp.clone()
+                .lifetime(Duration::from_millis(10))
+                .generate_access_token_body(&scopes)["lifetime"],
+            "1s"
+        );
+        assert!(
+            imp.method_url("signJwt")
+                .unwrap()
+                .as_str()
+                .ends_with("/v1/projects/-/serviceAccounts/t@p.iam.gserviceaccount.com:signJwt")
+        );
+        let body = imp.sign_jwt_body(&scopes, "user@example.com").unwrap();
+        assert_eq!(
+            body["delegates"],
+            serde_json::json!(["projects/-/serviceAccounts/a@p.iam.gserviceaccount.com"])
+        );
+        let claims: serde_json::Value =
+            serde_json::from_str(body["payload"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            claims,
+            serde_json::json!({
+                "iss": "t@p.iam.gserviceaccount.com",
+                "sub": "user@example.com",
+                "scope": "s1 s2",
+                "aud": "http://127.0.0.1:9/token",
+                "iat": 1_700_000_000 - 10,
+                "exp": 1_700_000_000 - 10 + 3600,
+            })
         );
     }
 

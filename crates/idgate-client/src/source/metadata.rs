@@ -8,11 +8,12 @@ use idgate_core::token::IdToken;
 use url::Url;
 
 use super::{AccessToken, AccessTokenSource, BoxFuture, IdTokenSource};
+use crate::Scopes;
 use crate::audience::check_audience;
 use crate::error::{Endpoint, ResponseProblem, SourceError};
 
-const IDENTITY_PATH: &str = "instance/service-accounts/default/identity";
-const TOKEN_PATH: &str = "instance/service-accounts/default/token";
+/// The account whose tokens are minted when none is named.
+const DEFAULT_ACCOUNT: &str = "default";
 
 /// The claims format of metadata-server ID tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,7 +34,13 @@ pub enum Format {
 /// `Metadata-Flavor: Google`, and every answer must carry it back, or it is rejected as
 /// [`SourceError::NotMetadataServer`]. ID tokens come from
 /// `GET {root}instance/service-accounts/default/identity?audience=AUD&format=full`, with the audience
-/// URL-encoded.
+/// URL-encoded; access tokens from `GET {root}instance/service-accounts/default/token?scopes=a,b`
+/// (`{access_token, expires_in, token_type}`). [`service_account`](Self::service_account) names another of the
+/// instance's accounts instead of `default`.
+///
+/// **Scopes** are honoured on the serverless runtimes (Cloud Run, Cloud Functions, App Engine 2nd gen). On Compute
+/// Engine and GKE the instance's (node pool's) access scopes apply, whatever is asked: the token is the same, so
+/// its [`AccessToken::scopes`] is `None` unless the server says.
 ///
 /// ```no_run
 /// # #[tokio::main(flavor = "current_thread")]
@@ -43,7 +50,12 @@ pub enum Format {
 /// let metadata = MetadataServer::new(); // GCE_METADATA_HOST, else metadata.google.internal
 /// let project = metadata.project_id().await?;
 /// let token = metadata.id_token("https://my-service-abc123-uc.a.run.app").await?;
-/// # let _ = (project, token);
+///
+/// // An access token for Cloud Storage.
+/// use idgate_client::{AccessTokenSource, Scopes};
+/// let scopes = Scopes::new(["https://www.googleapis.com/auth/devstorage.read_only"]).unwrap();
+/// let access = metadata.access_token(&scopes).await?;
+/// # let _ = (project, token, access);
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
@@ -51,6 +63,7 @@ pub struct MetadataServer {
     client: MetadataClient,
     format: Format,
     licenses: bool,
+    account: String,
 }
 
 impl Default for MetadataServer {
@@ -91,6 +104,7 @@ impl MetadataServer {
             client,
             format: Format::default(),
             licenses: false,
+            account: DEFAULT_ACCOUNT.to_owned(),
         }
     }
 
@@ -119,6 +133,45 @@ impl MetadataServer {
     pub fn licenses(mut self, licenses: bool) -> Self {
         self.licenses = licenses;
         self
+    }
+
+    /// Mints tokens as the instance's service account `email` instead of its `default` one
+    /// (`instance/service-accounts/{email}/...`; the metadata server lists them under
+    /// `instance/service-accounts/`). Applies to ID tokens and access tokens.
+    ///
+    /// ```
+    /// use idgate_client::MetadataServer;
+    ///
+    /// let metadata = MetadataServer::new().service_account("batch@my-project.iam.gserviceaccount.com");
+    /// assert_eq!(metadata.account(), "batch@my-project.iam.gserviceaccount.com");
+    /// ```
+    #[must_use]
+    pub fn service_account(mut self, email: impl Into<String>) -> Self {
+        self.account = email.into().trim().to_owned();
+        self
+    }
+
+    /// The account tokens are minted as: `default`, or the email given to
+    /// [`service_account`](Self::service_account).
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// `instance/service-accounts/{account}/{leaf}`, refusing an account that would change the path.
+    fn account_path(&self, leaf: &str) -> Result<String, SourceError> {
+        let account = &self.account;
+        if account.is_empty()
+            || account == "."
+            || account == ".."
+            || !account
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'%' | b'\\'))
+        {
+            return Err(SourceError::Config {
+                reason: "the metadata service account is not an email or `default`".into(),
+            });
+        }
+        Ok(format!("instance/service-accounts/{account}/{leaf}"))
     }
 
     /// The HTTP client, timeout and retries (default: a shared client that never uses a proxy and never follows
@@ -179,16 +232,21 @@ impl MetadataServer {
         Ok(self.client.service_account_email().await?)
     }
 
-    /// An access token of the attached service account (`instance/service-accounts/default/token`): the source
-    /// credential for [`Impersonated`](super::Impersonated).
+    /// An access token for `scopes` (`instance/service-accounts/{account}/token?scopes=a,b`). See the type's
+    /// documentation for where the scopes are honoured.
     ///
     /// # Errors
     ///
-    /// Any [`SourceError`].
-    pub async fn access_token(&self) -> Result<AccessToken, SourceError> {
-        let body = self.client.get_bytes(TOKEN_PATH, &[]).await?;
-        let token = crate::transport::json_field(Endpoint::MetadataServer, &body, "access_token")?;
-        Ok(AccessToken::new(token, crate::transport::expires_in(&body)))
+    /// Any [`SourceError`]; an answer without `access_token` or `expires_in` is
+    /// [`SourceError::InvalidResponse`], one with `expires_in` ≤ 0 is [`SourceError::Expired`].
+    pub async fn access_token(&self, scopes: &Scopes) -> Result<AccessToken, SourceError> {
+        let path = self.account_path("token")?;
+        let query = scopes.as_query();
+        let body = self
+            .client
+            .get_bytes(&path, &[("scopes", query.as_str())])
+            .await?;
+        crate::transport::access_token(Endpoint::MetadataServer, &body, None)
     }
 
     /// The query of the identity request for `audience` (URL-encoded by `url`'s query serializer).
@@ -205,9 +263,10 @@ impl MetadataServer {
 
     async fn mint(&self, audience: &str) -> Result<IdToken, SourceError> {
         check_audience(audience)?;
+        let path = self.account_path("identity")?;
         let body = self
             .client
-            .get_bytes(IDENTITY_PATH, &self.identity_query(audience))
+            .get_bytes(&path, &self.identity_query(audience))
             .await?;
         let raw = String::from_utf8(body).map_err(|_| {
             SourceError::invalid(Endpoint::MetadataServer, ResponseProblem::NotText)
@@ -223,8 +282,11 @@ impl IdTokenSource for MetadataServer {
 }
 
 impl AccessTokenSource for MetadataServer {
-    fn access_token(&self) -> BoxFuture<'_, Result<AccessToken, SourceError>> {
-        Box::pin(Self::access_token(self))
+    fn access_token<'a>(
+        &'a self,
+        scopes: &'a Scopes,
+    ) -> BoxFuture<'a, Result<AccessToken, SourceError>> {
+        Box::pin(Self::access_token(self, scopes))
     }
 }
 
@@ -268,9 +330,37 @@ mod tests {
 
     impl MetadataServer {
         fn identity_url(&self, audience: &str) -> Result<Url, SourceError> {
-            Ok(self
-                .client
-                .url(IDENTITY_PATH, &self.identity_query(audience))?)
+            Ok(self.client.url(
+                &self.account_path("identity")?,
+                &self.identity_query(audience),
+            )?)
+        }
+    }
+
+    #[test]
+    fn token_url_names_the_account_and_joins_scopes() {
+        let m = MetadataServer::from_base_url(&"http://127.0.0.1:1".parse().unwrap());
+        let scopes = Scopes::new(["b", "a"]).unwrap();
+        let url = m
+            .client
+            .url(
+                &m.account_path("token").unwrap(),
+                &[("scopes", &scopes.as_query())],
+            )
+            .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:1/computeMetadata/v1/instance/service-accounts/default/token?scopes=a%2Cb"
+        );
+        let m = m.service_account("x@p.iam.gserviceaccount.com");
+        assert!(
+            m.account_path("token")
+                .unwrap()
+                .ends_with("service-accounts/x@p.iam.gserviceaccount.com/token")
+        );
+        for bad in ["", "..", "a/b", "a?b", "a b", "a%2Fb"] {
+            let m = m.clone().service_account(bad);
+            assert!(m.account_path("token").unwrap_err().is_config(), "{bad}");
         }
     }
 

@@ -1,25 +1,27 @@
-//! Where ID tokens come from.
+//! Where ID tokens and access tokens come from.
 //!
-//! | source | mints with |
-//! |---|---|
-//! | [`MetadataServer`] | the metadata server's `instance/service-accounts/default/identity` (GCE, GKE, Cloud Run, App Engine, Functions) |
-//! | [`ServiceAccountKey`] | a service-account key file: a signed JWT-bearer assertion with `target_audience`, POSTed to its `token_uri` |
-//! | [`Impersonated`] | IAM Credentials `generateIdToken`, authorised by another credential's access token |
-//! | [`Adc`] | Application Default Credentials for ID tokens: `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server |
-//! | [`StaticToken`] | a fixed token (tests, a token handed over by another process) |
+//! | source | ID tokens ([`IdTokenSource`]) | access tokens ([`AccessTokenSource`]) |
+//! |---|---|---|
+//! | [`MetadataServer`] | `instance/service-accounts/{default,EMAIL}/identity` (GCE, GKE, Cloud Run, App Engine, Functions) | `.../token?scopes=a,b` |
+//! | [`ServiceAccountKey`] | a JWT-bearer assertion with `target_audience`, POSTed to the key file's `token_uri` | the same grant with `scope` (and `sub`: domain-wide delegation) |
+//! | [`Impersonated`] | IAM Credentials `generateIdToken`, authorised by another credential's access token | `generateAccessToken`; with a subject, `signJwt` + the JWT-bearer grant (keyless domain-wide delegation) |
+//! | [`AuthorizedUser`] | — (Google pins user ID tokens' `aud`) | the `refresh_token` grant |
+//! | [`Adc`] | `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata server | the same, plus `authorized_user` files and the quota project |
+//! | [`StaticToken`] | a fixed token (tests, a token handed over by another process) | — |
 //!
 //! None of them caches: wrap the one you use in a [`CachedSource`](crate::CachedSource) (`source.cached()`), which
-//! reuses tokens per audience until shortly before they expire.
+//! reuses ID tokens per audience and access tokens per scope set until shortly before they expire.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use idgate_core::token::IdToken;
 
 use crate::error::SourceError;
+use crate::scopes::Scopes;
 
 mod adc;
 mod authorized_user;
@@ -121,13 +123,26 @@ pub trait IdTokenSourceExt: IdTokenSource + Sized {
 
 impl<T: IdTokenSource + Sized> IdTokenSourceExt for T {}
 
-/// An OAuth 2.0 access token: the credential a source presents to IAM Credentials to impersonate a service account.
+/// An OAuth 2.0 access token, with its expiry and the scopes it was granted for.
 ///
 /// `Debug` prints `AccessToken(<redacted>)`; there is no `Display`.
+///
+/// ```
+/// use idgate_client::{AccessToken, Scopes};
+/// use std::time::{Duration, SystemTime};
+///
+/// let token = AccessToken::new("ya29.secret", Some(Duration::from_secs(3599)))
+///     .with_scopes(Scopes::cloud_platform());
+/// assert_eq!(format!("{token:?}"), "AccessToken(<redacted>)");
+/// assert_eq!(token.lifetime(), Some(Duration::from_secs(3599)));
+/// assert!(token.scopes().unwrap().contains("https://www.googleapis.com/auth/cloud-platform"));
+/// ```
 #[derive(Clone)]
 pub struct AccessToken {
     value: Arc<str>,
     lifetime: Option<Duration>,
+    expires_at: Option<SystemTime>,
+    scopes: Option<Scopes>,
 }
 
 impl AccessToken {
@@ -136,7 +151,24 @@ impl AccessToken {
         Self {
             value: value.into(),
             lifetime,
+            expires_at: None,
+            scopes: None,
         }
+    }
+
+    /// The same token, with the absolute expiry the server reported (IAM's `expireTime`). When set, caches use it
+    /// rather than the [`lifetime`](Self::lifetime).
+    #[must_use]
+    pub fn with_expiry(mut self, expires_at: SystemTime) -> Self {
+        self.expires_at = Some(expires_at);
+        self
+    }
+
+    /// The same token, with the scopes it was granted for.
+    #[must_use]
+    pub fn with_scopes(mut self, scopes: Scopes) -> Self {
+        self.scopes = Some(scopes);
+        self
     }
 
     /// The raw token, for an `Authorization: Bearer` header.
@@ -148,6 +180,24 @@ impl AccessToken {
     pub fn lifetime(&self) -> Option<Duration> {
         self.lifetime
     }
+
+    /// When the token expires, if the server gave an absolute time (IAM's `expireTime`).
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+
+    /// The scopes the token was granted for, when known: the token endpoint's `scope`, or what IAM was asked for.
+    /// `None` from the metadata server on Compute Engine and GKE, where the instance's scopes apply whatever was
+    /// asked.
+    pub fn scopes(&self) -> Option<&Scopes> {
+        self.scopes.as_ref()
+    }
+
+    /// The expiry: [`expires_at`](Self::expires_at), else `minted_at` + [`lifetime`](Self::lifetime).
+    pub(crate) fn expiry_from(&self, minted_at: SystemTime) -> Option<SystemTime> {
+        self.expires_at
+            .or_else(|| self.lifetime.map(|lifetime| minted_at + lifetime))
+    }
 }
 
 impl fmt::Debug for AccessToken {
@@ -156,27 +206,95 @@ impl fmt::Debug for AccessToken {
     }
 }
 
-/// Something that can mint an OAuth 2.0 access token (scope `cloud-platform`): the *source credential* for
-/// [`Impersonated`]. Implemented by [`MetadataServer`], [`ServiceAccountKey`] and [`AuthorizedUser`].
+/// Something that can mint an OAuth 2.0 access token for a set of [`Scopes`]: [`MetadataServer`],
+/// [`ServiceAccountKey`], [`Impersonated`], [`AuthorizedUser`], [`Adc`], and
+/// [`CachedSource`](crate::CachedSource) around any of them. It is also the *source credential* of an
+/// [`Impersonated`] service account, which asks it for `cloud-platform`.
+///
+/// The source fixes the principal (and, for domain-wide delegation, the subject); the scopes are per call.
+/// Object safe: `Arc<dyn AccessTokenSource>` is itself a source. Implementations do not cache;
+/// [`CachedSource`](crate::CachedSource) does.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use idgate_client::{AccessToken, AccessTokenSource, BoxFuture, Scopes, SourceError};
+/// use std::time::{Duration, SystemTime};
+///
+/// /// Hands out a token another process obtained.
+/// #[derive(Debug)]
+/// struct Handed;
+///
+/// impl AccessTokenSource for Handed {
+///     fn access_token<'a>(&'a self, scopes: &'a Scopes) -> BoxFuture<'a, Result<AccessToken, SourceError>> {
+///         let token = AccessToken::new("ya29.example", Some(Duration::from_secs(3600))).with_scopes(scopes.clone());
+///         Box::pin(std::future::ready(Ok(token)))
+///     }
+/// }
+///
+/// let source: std::sync::Arc<dyn AccessTokenSource> = std::sync::Arc::new(Handed);
+/// let token = source.access_token(&Scopes::cloud_platform()).await.unwrap();
+/// assert_eq!(token.scopes(), Some(&Scopes::cloud_platform()));
+/// # }
+/// ```
 pub trait AccessTokenSource: fmt::Debug + Send + Sync {
-    /// Mints (or fetches) an access token.
-    fn access_token(&self) -> BoxFuture<'_, Result<AccessToken, SourceError>>;
-}
+    /// Mints (or fetches) an access token for `scopes`.
+    fn access_token<'a>(
+        &'a self,
+        scopes: &'a Scopes,
+    ) -> BoxFuture<'a, Result<AccessToken, SourceError>>;
 
-impl<T: AccessTokenSource + ?Sized> AccessTokenSource for Arc<T> {
-    fn access_token(&self) -> BoxFuture<'_, Result<AccessToken, SourceError>> {
-        (**self).access_token()
+    /// A token for `scopes` that can be used right now without any I/O, if the source holds one that is neither
+    /// expired nor due for a refresh. The adapters call this first so the warm path makes no request.
+    ///
+    /// The default returns `None`; [`CachedSource`](crate::CachedSource) overrides it.
+    fn peek_access_token(&self, scopes: &Scopes) -> Option<AccessToken> {
+        let _ = scopes;
+        None
+    }
+
+    /// Forgets `token` (for `scopes`) if the source holds it: an API answered 401 to it, so it was revoked or
+    /// expired early. The next call mints afresh.
+    ///
+    /// The default does nothing; [`CachedSource`](crate::CachedSource) overrides it.
+    fn invalidate_access_token(&self, scopes: &Scopes, token: &AccessToken) {
+        let _ = (scopes, token);
+    }
+
+    /// The project billed for API calls made with these tokens (`x-goog-user-project`), when the credentials name
+    /// one (`GOOGLE_CLOUD_QUOTA_PROJECT`, a file's `quota_project_id`).
+    ///
+    /// The default returns `None`; [`Adc`], the key-file sources and [`CachedSource`](crate::CachedSource)
+    /// override it.
+    fn quota_project(&self) -> Option<&str> {
+        None
     }
 }
 
-impl<T: AccessTokenSource + ?Sized> AccessTokenSource for Box<T> {
-    fn access_token(&self) -> BoxFuture<'_, Result<AccessToken, SourceError>> {
-        (**self).access_token()
-    }
+macro_rules! forward_access_token_source {
+    ($($ty:ty),*) => {$(
+        impl<T: AccessTokenSource + ?Sized> AccessTokenSource for $ty {
+            fn access_token<'a>(
+                &'a self,
+                scopes: &'a Scopes,
+            ) -> BoxFuture<'a, Result<AccessToken, SourceError>> {
+                (**self).access_token(scopes)
+            }
+            fn peek_access_token(&self, scopes: &Scopes) -> Option<AccessToken> {
+                (**self).peek_access_token(scopes)
+            }
+            fn invalidate_access_token(&self, scopes: &Scopes, token: &AccessToken) {
+                (**self).invalidate_access_token(scopes, token);
+            }
+            fn quota_project(&self) -> Option<&str> {
+                (**self).quota_project()
+            }
+        }
+    )*};
 }
+forward_access_token_source!(Arc<T>, Box<T>, &T);
 
-/// The OAuth 2.0 scope idgate asks for when it needs an access token: enough to call IAM Credentials.
-pub const CLOUD_PLATFORM_SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+pub use crate::scopes::CLOUD_PLATFORM_SCOPE;
 
 /// A source that always returns the same token, whatever the audience. For tests, benchmarks, and tokens obtained
 /// out of band (`idgate token`, `gcloud auth print-identity-token`).

@@ -1,6 +1,6 @@
 use crate::error::AttachError;
 
-/// The error of an [`AddIdToken`](super::AddIdToken) service: the inner service's, or why no token could be
+/// The error of an [`AddIdToken`](super::AddIdToken) (and an [`AddAccessToken`](super::AddAccessToken)) service: the inner service's, or why no token could be
 /// attached (in which case the inner service was not called).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

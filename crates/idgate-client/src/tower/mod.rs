@@ -1,5 +1,6 @@
 //! [`AddIdTokenLayer`]: attaches ID tokens to requests sent through any tower client (a hyper-util client, a tonic
-//! channel), following tower-http's layer / service / future split.
+//! channel), following tower-http's layer / service / future split. [`AddAccessTokenLayer`] does the same with
+//! OAuth 2.0 access tokens, for Google APIs (see its documentation).
 //!
 //! The audience of a request is, in order: an [`Audience`](crate::Audience) in the request's extensions, a
 //! per-host override, the layer's fixed audience, else the request URI's origin when it is absolute
@@ -37,11 +38,15 @@
 //! # }
 //! ```
 
+mod access;
 mod error;
 mod future;
 mod layer;
 mod service;
 
+pub use access::{
+    AddAccessToken, AddAccessTokenError, AddAccessTokenLayer, CloneBody, NoReplay, ReplayRequest,
+};
 pub use error::AddIdTokenError;
 pub use future::ResponseFuture;
 pub use layer::AddIdTokenLayer;

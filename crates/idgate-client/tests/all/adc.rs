@@ -225,3 +225,68 @@ async fn nothing_works_gives_no_credentials() {
         .unwrap_err();
     assert!(err.is_config(), "{err}");
 }
+
+#[tokio::test]
+async fn access_tokens_and_the_quota_project() {
+    use idgate_client::{AccessTokenSource, Scopes};
+    let emu = emulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    // A key file with a quota project: access tokens through its token_uri, the project from the file.
+    let key_path = emu
+        .create_service_account("caller@emu-project.iam.gserviceaccount.com")
+        .write_key_file(dir.path())
+        .unwrap();
+    let mut key: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&key_path).unwrap()).unwrap();
+    key["quota_project_id"] = json!("from-file");
+    let path = write(dir.path(), "key.json", &key);
+    let adc = Adc::builder()
+        .env(env(&[("GOOGLE_APPLICATION_CREDENTIALS", path.clone())]))
+        .build()
+        .unwrap();
+    assert_eq!(adc.quota_project(), Some("from-file"));
+    assert_eq!(AccessTokenSource::quota_project(&adc), Some("from-file"));
+    let token = adc.access_token(&Scopes::cloud_platform()).await.unwrap();
+    assert!(!token.as_str().is_empty());
+    assert_eq!(emu.hits(Route::Token), 1);
+    // GOOGLE_CLOUD_QUOTA_PROJECT wins.
+    let adc = Adc::builder()
+        .env(env(&[
+            ("GOOGLE_APPLICATION_CREDENTIALS", path),
+            ("GOOGLE_CLOUD_QUOTA_PROJECT", "from-env".to_owned()),
+        ]))
+        .build()
+        .unwrap();
+    assert_eq!(adc.quota_project(), Some("from-env"));
+
+    // The metadata server.
+    let adc = Adc::builder()
+        .env(env(&[("GCE_METADATA_HOST", emu.metadata_host())]))
+        .build()
+        .unwrap();
+    assert_eq!(adc.quota_project(), None);
+    adc.access_token(&Scopes::cloud_platform()).await.unwrap();
+    assert_eq!(emu.hits(Route::MetadataAccessToken), 1);
+
+    // An authorized_user file: refused by default (ID tokens), accepted for access tokens when asked.
+    let user = write(
+        dir.path(),
+        "user.json",
+        &json!({"type": "authorized_user", "client_id": "c", "client_secret": "s",
+                "refresh_token": "r", "quota_project_id": "user-project"}),
+    );
+    let user_env = env(&[("GOOGLE_APPLICATION_CREDENTIALS", user)]);
+    let adc = Adc::builder()
+        .env(user_env)
+        .accept_user_credentials(true)
+        .build()
+        .unwrap();
+    assert_eq!(adc.kind(), AdcKind::AuthorizedUser);
+    assert_eq!(adc.quota_project(), Some("user-project"));
+    assert!(
+        adc.id_token(AUD)
+            .await
+            .unwrap_err()
+            .is_unsupported_credentials()
+    );
+}

@@ -1,6 +1,7 @@
 //! idgate-client against the emulator and small loopback servers: every source, ADC, the cache, both adapters.
 //! One binary (as reqwest-retry does), one module per area.
 
+mod access;
 mod adapters;
 mod adc;
 mod cache;

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::Form;
 use idgate_client::{
     AccessTokenSource, AuthorizedUser, Format, HttpOptions, IdTokenSource, Impersonated,
-    MetadataServer, RetryPolicy, ServiceAccountKey,
+    MetadataServer, RetryPolicy, Scopes, ServiceAccountKey,
 };
 use idgate_core::google::Endpoints;
 use idgate_emulator::{Fault, Route};
@@ -65,7 +65,9 @@ async fn metadata_server_facts_and_access_token() {
         123_456_789_012
     );
     assert_eq!(metadata.service_account_email().await.unwrap(), METADATA_SA);
-    let access = MetadataServer::access_token(&metadata).await.unwrap();
+    let access = MetadataServer::access_token(&metadata, &Scopes::cloud_platform())
+        .await
+        .unwrap();
     assert!(!access.as_str().is_empty());
     assert!(access.lifetime().is_some());
     assert_eq!(format!("{access:?}"), "AccessToken(<redacted>)");
@@ -180,7 +182,9 @@ async fn service_account_key_mints_through_the_jwt_bearer_grant() {
     assert_eq!(c["email"], email);
     assert_eq!(emu.hits(Route::Token), 1);
 
-    let access = ServiceAccountKey::access_token(&key).await.unwrap();
+    let access = ServiceAccountKey::access_token(&key, &Scopes::cloud_platform())
+        .await
+        .unwrap();
     assert!(!access.as_str().is_empty());
     assert_eq!(emu.hits(Route::Token), 2);
 }
@@ -327,10 +331,11 @@ async fn impersonation_without_permission_is_a_typed_error() {
     #[derive(Debug)]
     struct Forged;
     impl AccessTokenSource for Forged {
-        fn access_token(
-            &self,
+        fn access_token<'a>(
+            &'a self,
+            _scopes: &'a Scopes,
         ) -> idgate_client::BoxFuture<
-            '_,
+            'a,
             Result<idgate_client::AccessToken, idgate_client::SourceError>,
         > {
             Box::pin(async {
@@ -393,7 +398,9 @@ async fn authorized_user_refresh_token_grant() {
         !debug.contains("shh") && !debug.contains("1//refresh"),
         "{debug}"
     );
-    let token = AccessTokenSource::access_token(&user).await.unwrap();
+    let token = AccessTokenSource::access_token(&user, &Scopes::cloud_platform())
+        .await
+        .unwrap();
     assert_eq!(token.as_str(), "ya29.user");
     assert_eq!(token.lifetime(), Some(Duration::from_secs(3599)));
 
@@ -402,7 +409,10 @@ async fn authorized_user_refresh_token_grant() {
     let user = AuthorizedUser::from_json(revoked.to_string().as_bytes())
         .unwrap()
         .http(HttpOptions::new().retry(RetryPolicy::none()));
-    let err = user.access_token().await.unwrap_err();
+    let err = user
+        .access_token(&Scopes::cloud_platform())
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::BAD_REQUEST));
     assert!(!err.to_string().contains("1//revoked"), "{err}");
 }
