@@ -139,16 +139,31 @@ enum Command {
         #[arg(default_value = "-")]
         token: String,
     },
-    /// Print a Google ID token for an audience from Application Default Credentials, like
-    /// `gcloud auth print-identity-token`.
+    /// Print a Google ID token for an audience (like `gcloud auth print-identity-token`), or an OAuth 2.0 access
+    /// token for scopes (like `gcloud auth print-access-token`), from Application Default Credentials.
+    #[command(group = clap::ArgGroup::new("kind").required(true).args(["audience", "scopes"]))]
     Token {
-        /// The audience the token is for (the receiving service's URL or custom audience).
+        /// An ID token for this audience (the receiving service's URL or custom audience).
         #[arg(long)]
-        audience: String,
-        /// Mint the token as this service account through IAM `generateIdToken`, authenticated as you.
-        #[arg(long, value_name = "EMAIL")]
-        impersonate: Option<String>,
-        /// Delegation chain for --impersonate (repeatable).
+        audience: Option<String>,
+        /// An access token for these OAuth scopes, comma-separated (full URLs, e.g.
+        /// https://www.googleapis.com/auth/devstorage.read_only).
+        #[arg(long, value_name = "SCOPE[,SCOPE...]", value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// With --scopes: act for this Google Workspace user (domain-wide delegation). Needs a service-account key
+        /// in GOOGLE_APPLICATION_CREDENTIALS, or --impersonate (keyless: IAM signJwt as that account).
+        #[arg(
+            long,
+            value_name = "USER",
+            requires = "scopes",
+            conflicts_with = "audience"
+        )]
+        subject: Option<String>,
+        /// Mint the token as this service account through IAM, authenticated as you; after the account, its
+        /// delegation chain in order (you → first delegate → ... → the account).
+        #[arg(long, value_name = "EMAIL[,DELEGATE...]", value_delimiter = ',')]
+        impersonate: Option<Vec<String>>,
+        /// Delegation chain for --impersonate (repeatable; appended to the delegates given in --impersonate).
         #[arg(long = "delegate", value_name = "EMAIL", requires = "impersonate")]
         delegates: Vec<String>,
         /// Put every Google endpoint under this base URL (e.g. the emulator's).
@@ -241,10 +256,26 @@ async fn main() -> ExitCode {
         Command::Decode { token } => cmd::decode::run(&token),
         Command::Token {
             audience,
+            scopes,
+            subject,
             impersonate,
             delegates,
             google_base_url,
-        } => cmd::token::run(&audience, impersonate, delegates, google_base_url).await,
+        } => {
+            let what = cmd::token::Wanted::from_args(audience, scopes, subject);
+            let (target, mut chain) = match impersonate {
+                Some(mut list) if !list.is_empty() => {
+                    let target = list.remove(0);
+                    (Some(target), list)
+                }
+                _ => (None, Vec::new()),
+            };
+            chain.extend(delegates);
+            match what {
+                Ok(what) => cmd::token::run(what, target, chain, google_base_url).await,
+                Err(error) => Err(error),
+            }
+        }
         Command::CheckConfig { file } => cmd::check_config::run(&file),
     };
     match result {

@@ -270,6 +270,102 @@ async fn token_mints_through_a_key_file_and_through_impersonation() {
     .await;
 }
 
+const STORAGE_READ: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+const GMAIL_READ: &str = "https://www.googleapis.com/auth/gmail.readonly";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_prints_access_tokens_for_scopes_subjects_and_impersonation() {
+    let emulator = Emulator::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let deployer = "deployer@ci-proj.iam.gserviceaccount.com";
+    let runtime = "runtime@app-proj.iam.gserviceaccount.com";
+    let key = emulator
+        .create_service_account(deployer)
+        .write_key_file(dir.path())
+        .unwrap();
+    let _runtime = emulator.create_service_account(runtime);
+    let base = emulator.base_url().to_string();
+    let token = |extra: &[&str]| {
+        let mut c = idgate();
+        c.args(["token", "--google-base-url", &base])
+            .args(extra)
+            .env("GOOGLE_APPLICATION_CREDENTIALS", &key)
+            .env_remove("GCE_METADATA_HOST");
+        run(c, None)
+    };
+    let minted = |out: Output| {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let token = text(&out.stdout).trim().to_owned();
+        emulator
+            .tokeninfo(&token)
+            .expect("an access token the emulator issued")
+    };
+
+    // The key file's own account, scopes in any order, one of them twice.
+    let info = minted(
+        token(&[
+            "--scopes",
+            &format!("{STORAGE_READ},{GMAIL_READ},{STORAGE_READ}"),
+        ])
+        .await,
+    );
+    assert_eq!(info.email(), deployer);
+    assert_eq!(info.subject(), None);
+    assert_eq!(
+        info.scopes(),
+        [STORAGE_READ, GMAIL_READ],
+        "sorted, once each"
+    );
+
+    // Domain-wide delegation with the key: refused until the Admin console authorizes it, and the error says so.
+    let refused = token(&["--scopes", GMAIL_READ, "--subject", "alice@example.com"]).await;
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("Admin console"), "{stderr}");
+    assert!(stderr.contains(GMAIL_READ), "{stderr}");
+    assert!(text(&refused.stdout).is_empty());
+    emulator.enable_domain_wide_delegation(deployer, &[GMAIL_READ]);
+    let info = minted(token(&["--scopes", GMAIL_READ, "--subject", "alice@example.com"]).await);
+    assert_eq!(info.subject(), Some("alice@example.com"));
+    assert_eq!(info.scopes(), [GMAIL_READ]);
+
+    // Impersonation: refused until the caller may act as the target; then the token is the target's.
+    let refused = token(&["--scopes", STORAGE_READ, "--impersonate", runtime]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stdout));
+    emulator.allow_impersonation(deployer, runtime);
+    let info = minted(token(&["--scopes", STORAGE_READ, "--impersonate", runtime]).await);
+    assert_eq!(info.email(), runtime);
+
+    // Keyless domain-wide delegation: signJwt as the target, then the JWT-bearer grant with `sub`.
+    emulator.enable_domain_wide_delegation(runtime, &[GMAIL_READ]);
+    let info = minted(
+        token(&[
+            "--scopes",
+            GMAIL_READ,
+            "--impersonate",
+            runtime,
+            "--subject",
+            "bob@example.com",
+        ])
+        .await,
+    );
+    assert_eq!(info.email(), runtime);
+    assert_eq!(info.subject(), Some("bob@example.com"));
+
+    // ID token or access token, never both, never neither; --subject only with --scopes.
+    for args in [
+        &["--audience", AUDIENCE, "--scopes", STORAGE_READ][..],
+        &[][..],
+        &["--audience", AUDIENCE, "--subject", "alice@example.com"][..],
+        &["--scopes", " , "][..],
+    ] {
+        let out = token(args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(text(&out.stdout).is_empty(), "{args:?}");
+        assert!(!text(&out.stderr).is_empty(), "{args:?}");
+    }
+}
+
 /// A running `idgate emulator`; killed when the test ends, however it ends.
 struct Running(std::process::Child);
 

@@ -67,7 +67,11 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
     println!("  token         {}", emulator.token_url());
     println!("  IAM           {}", emulator.iam_credentials_url());
     println!("  tokeninfo     {}", emulator.tokeninfo_url());
-    println!("  Storage API   {}storage/v1/b?project={}", emulator.storage_url(), emulator.project_id());
+    println!(
+        "  Storage API   {}storage/v1/b?project={}",
+        emulator.storage_url(),
+        emulator.project_id()
+    );
     println!(
         "  project       {} (number {})",
         emulator.project_id(),
