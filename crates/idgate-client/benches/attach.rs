@@ -1,5 +1,5 @@
-//! The cost of attaching a cached ID token: the warm path of `AddIdTokenLayer` over a `service_fn` that answers at
-//! once, against the same stack without the layer. The futures are polled by hand with a no-op waker, so neither a
+//! The cost of attaching a cached token: the warm path of `AddIdTokenLayer` (ID tokens) and `AddAccessTokenLayer`
+//! (access tokens) over a `service_fn` that answers at once, against the same stack without the layer. The futures are polled by hand with a no-op waker, so neither a
 //! runtime nor I/O is measured; the difference between the two is the layer.
 //!
 //! `cargo bench -p idgate-client -- --warm-up-time 1 --measurement-time 3`
@@ -11,7 +11,11 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use idgate_client::{AddIdTokenLayer, CachedSource, IdTokenSource, IdTokenSourceExt, StaticToken};
+use idgate_client::tower::AddAccessTokenLayer;
+use idgate_client::{
+    AccessToken, AccessTokenSource, AddIdTokenLayer, BoxFuture, CachedSource, IdTokenSource,
+    IdTokenSourceExt, Scopes, SourceError, StaticToken,
+};
 use idgate_core::token::IdToken;
 use tower::{Service, ServiceBuilder, service_fn};
 
@@ -50,6 +54,30 @@ fn warm_source() -> CachedSource<StaticToken> {
     source
 }
 
+/// The inner service for the access-token layer, which reads the status (a 401 drops the token): consumes the
+/// request and answers 200 at once.
+fn answer(req: http::Request<()>) -> std::future::Ready<Result<http::Response<()>, Infallible>> {
+    drop(black_box(req));
+    std::future::ready(Ok(http::Response::new(())))
+}
+
+/// An access-token source that hands out one long-lived token: the cache in front of it is what is measured.
+#[derive(Debug)]
+struct Handed;
+
+impl AccessTokenSource for Handed {
+    fn access_token<'a>(
+        &'a self,
+        _: &'a Scopes,
+    ) -> BoxFuture<'a, Result<AccessToken, SourceError>> {
+        let token = AccessToken::new(
+            "ya29.a0AfB_byC-benchmark-access-token-of-a-realistic-length-0123456789abcdefghijklmnopqrstuvwxyz",
+            Some(std::time::Duration::from_secs(3600)),
+        );
+        Box::pin(std::future::ready(Ok(token)))
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let uri: http::Uri = "https://api.example.com/v1/jobs".parse().expect("a URI");
     let request = || http::Request::get(uri.clone()).body(()).expect("a request");
@@ -82,6 +110,26 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             now(std::future::poll_fn(|cx| derived.poll_ready(cx))).expect("ready");
             black_box(now(derived.call(request())).expect("answer"))
+        });
+    });
+
+    let mut bare_answer = ServiceBuilder::new().service(service_fn(answer));
+    group.bench_function("bare service_fn answering a response", |b| {
+        b.iter(|| {
+            now(std::future::poll_fn(|cx| bare_answer.poll_ready(cx))).expect("ready");
+            black_box(now(bare_answer.call(request())).expect("answer"))
+        });
+    });
+
+    let access = CachedSource::new(Handed);
+    now(access.access_token(&Scopes::cloud_platform())).expect("a token");
+    let mut access_layer = ServiceBuilder::new()
+        .layer(AddAccessTokenLayer::new(access))
+        .service(service_fn(answer));
+    group.bench_function("access-token layer, warm, cloud-platform", |b| {
+        b.iter(|| {
+            now(std::future::poll_fn(|cx| access_layer.poll_ready(cx))).expect("ready");
+            black_box(now(access_layer.call(request())).expect("answer"))
         });
     });
 
