@@ -314,8 +314,14 @@ async fn no_secret_reaches_any_log_line_or_error() {
     let user = AuthorizedUser::from_json(user_file.to_json().as_bytes()).expect("user file");
     note(&user, String::new());
     let minted = [
-        dwd_key.access_token(&admin).await.expect("DWD access token"),
-        keyless.access_token(&admin).await.expect("keyless DWD access token"),
+        dwd_key
+            .access_token(&admin)
+            .await
+            .expect("DWD access token"),
+        keyless
+            .access_token(&admin)
+            .await
+            .expect("keyless DWD access token"),
         generate
             .access_token(&Scopes::cloud_platform())
             .await

@@ -14,9 +14,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use idgate_client::{
-    AccessTokenMiddleware, AccessTokenSource, Adc, AdcKind, AddAccessTokenLayer,
-    AuthorizedUser, CachedSource, Endpoint, HttpOptions, Impersonated, MetadataServer,
-    RetryPolicy, Scopes, ServiceAccountKey, SourceError,
+    AccessTokenMiddleware, AccessTokenSource, Adc, AdcKind, AddAccessTokenLayer, AuthorizedUser,
+    CachedSource, Endpoint, HttpOptions, Impersonated, MetadataServer, RetryPolicy, Scopes,
+    ServiceAccountKey, SourceError,
 };
 use idgate_core::clock::{Clock, ManualClock};
 use idgate_core::google::Endpoints;
@@ -249,7 +249,10 @@ async fn key_file_domain_wide_delegation_allowed_and_refused() {
     let granted = info(&emu, token.as_str());
     assert_eq!(granted.email(), email);
     assert_eq!(granted.subject(), Some(WORKSPACE_USER));
-    assert_eq!(sorted(granted.scopes()), sorted(&[ADMIN_USERS, ADMIN_GROUPS]));
+    assert_eq!(
+        sorted(granted.scopes()),
+        sorted(&[ADMIN_USERS, ADMIN_GROUPS])
+    );
     // Google's tokeninfo reports a delegated token as the user's.
     let mut url = emu.tokeninfo_url();
     url.query_pairs_mut()
@@ -433,20 +436,23 @@ async fn adc_with_an_authorized_user_file_mints_and_names_the_quota_project() {
         .accept_user_credentials(true)
         .build()
         .unwrap();
-    assert_eq!(AccessTokenSource::quota_project(&adc), Some("billed-by-env"));
+    assert_eq!(
+        AccessTokenSource::quota_project(&adc),
+        Some("billed-by-env")
+    );
 
     // Through the middleware: the Storage call is authorized and billed to the quota project.
     let recorder = Recorder::default();
-    let client = storage_client(AccessTokenMiddleware::new(CachedSource::new(adc)), &recorder);
+    let client = storage_client(
+        AccessTokenMiddleware::new(CachedSource::new(adc)),
+        &recorder,
+    );
     let response = client.get(buckets_url(&emu, PROJECT)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let seen = recorder.seen();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].1.as_deref(), Some("billed-by-env"));
-    assert_eq!(
-        info(&emu, &recorder.tokens()[0]).email(),
-        "dev@example.com"
-    );
+    assert_eq!(info(&emu, &recorder.tokens()[0]).email(), "dev@example.com");
 }
 
 // 7. Both adapters against the emulated Cloud Storage bucket list.
@@ -590,7 +596,10 @@ async fn tower_layer_over_hyper_lists_buckets_and_retries_a_401_once() {
         bucket_names(&body),
         ["emu-project.appspot.com", "idgate-e2e-assets"]
     );
-    assert_eq!(seen.lock().unwrap()[0].1.as_deref(), Some("billing-project"));
+    assert_eq!(
+        seen.lock().unwrap()[0].1.as_deref(),
+        Some("billing-project")
+    );
     let first = tokens()[0].clone();
     assert_eq!(info(&emu, &first).scopes(), [STORAGE_RO]);
 
@@ -655,18 +664,27 @@ async fn access_tokens_refresh_ahead_and_a_failed_refresh_serves_the_valid_token
 
     // Well before the refresh window: the cached token, no request.
     clock.set(expires_at - Duration::from_secs(5 * 60));
-    assert_eq!(cached.access_token(&asked).await.unwrap().as_str(), first.as_str());
+    assert_eq!(
+        cached.access_token(&asked).await.unwrap().as_str(),
+        first.as_str()
+    );
     assert_eq!(emu.hits(Route::MetadataAccessToken), 1);
 
     // Inside the window with the metadata server failing: the refresh fails after its retries, and the token
     // (still good for 3 minutes) is served; the dead endpoint is not asked again on every call.
     emu.inject(Route::MetadataAccessToken, Fault::Status(503), 100);
     clock.set(expires_at - Duration::from_secs(3 * 60));
-    assert_eq!(cached.access_token(&asked).await.unwrap().as_str(), first.as_str());
+    assert_eq!(
+        cached.access_token(&asked).await.unwrap().as_str(),
+        first.as_str()
+    );
     let after_failure = emu.hits(Route::MetadataAccessToken);
     assert_eq!(after_failure, 1 + 3);
     for _ in 0..10 {
-        assert_eq!(cached.access_token(&asked).await.unwrap().as_str(), first.as_str());
+        assert_eq!(
+            cached.access_token(&asked).await.unwrap().as_str(),
+            first.as_str()
+        );
     }
     assert_eq!(emu.hits(Route::MetadataAccessToken), after_failure);
 
@@ -677,7 +695,10 @@ async fn access_tokens_refresh_ahead_and_a_failed_refresh_serves_the_valid_token
     assert_ne!(fresh.as_str(), first.as_str());
     assert_eq!(emu.hits(Route::MetadataAccessToken), after_failure + 1);
     assert_eq!(info(&emu, fresh.as_str()).scopes(), [STORAGE_RO]);
-    assert_eq!(cached.access_token(&asked).await.unwrap().as_str(), fresh.as_str());
+    assert_eq!(
+        cached.access_token(&asked).await.unwrap().as_str(),
+        fresh.as_str()
+    );
 }
 
 // 9. Hostile answers and faults.
@@ -777,10 +798,15 @@ async fn tokens_expired_on_arrival_are_refused_and_never_cached() {
             .await
             .unwrap_err();
         assert!(err.is_expired(), "{err}");
-        assert!(cached.peek_access_token(&Scopes::cloud_platform()).is_none());
+        assert!(
+            cached
+                .peek_access_token(&Scopes::cloud_platform())
+                .is_none()
+        );
     }
     // A body without `expires_in` cannot be cached safely: refused, naming the field.
-    let base = metadata_answering(json!({"access_token": "ya29.forever", "token_type": "Bearer"})).await;
+    let base =
+        metadata_answering(json!({"access_token": "ya29.forever", "token_type": "Bearer"})).await;
     let err = MetadataServer::from_base_url(&base)
         .access_token(&Scopes::cloud_platform())
         .await
