@@ -1,15 +1,16 @@
 //! Secrets hygiene: a full end-to-end run with ALL tracing output captured at TRACE for every target (a global
 //! subscriber, so spawned tasks and other threads are captured too; `log` records are bridged), plus the
 //! `Display` and `Debug` of every error met on the way. No token, no signature segment, no private-key PEM line and
-//! no access token may appear anywhere in that text.
+//! no access token, refresh token or OAuth client secret may appear anywhere in that text.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use idgate_client::{
-    Adc, CachedSource, HttpOptions, IdTokenMiddleware, IdTokenSource, Impersonated, MetadataServer,
-    RetryPolicy, Scopes, ServiceAccountKey,
+    AccessTokenMiddleware, AccessTokenSource, Adc, AuthorizedUser, CachedSource, HttpOptions,
+    IdTokenMiddleware, IdTokenSource, Impersonated, MetadataServer, RetryPolicy, Scopes,
+    ServiceAccountKey,
 };
 use idgate_core::ErrorChain;
 use idgate_core::google::Endpoints;
@@ -35,6 +36,9 @@ const OUTSIDER_SA: &str = "secrets-outsider@other-proj.iam.gserviceaccount.com";
 const OUTSIDER_USER: &str = "secrets-outsider@evil.example";
 /// The audience of the client sources that fail (also unique to this test).
 const FAILING_AUD: &str = "https://secrets-failing.idgate-e2e.test";
+/// The Workspace user the domain-wide-delegated access tokens act for, and the scope delegated.
+const WORKSPACE_USER: &str = "secrets-user@example.com";
+const ADMIN_SCOPE: &str = "https://www.googleapis.com/auth/admin.directory.user.readonly";
 
 /// An event the capture must hold: some line containing every one of `needles`, `count` times at least.
 struct Expected {
@@ -284,6 +288,113 @@ async fn no_secret_reaches_any_log_line_or_error() {
         403,
         "the metadata SA is not on the allowlist"
     );
+    // Access tokens: generateAccessToken, domain-wide delegation with the key and keyless (signJwt), a user's
+    // refresh-token grant, the access-token middleware's 401 retry against the Storage API, and their refusals.
+    let admin = Scopes::new(["https://www.googleapis.com/auth/admin.directory.user.readonly"])
+        .expect("scopes");
+    let gmail = Scopes::new(["https://www.googleapis.com/auth/gmail.readonly"]).expect("scopes");
+    let dwd_key = sa_key.clone().subject(WORKSPACE_USER);
+    if let Err(e) = dwd_key.access_token(&admin).await {
+        note(&e, ErrorChain(&e).to_string());
+    }
+    emu.allow_impersonation(caller.client_email(), target);
+    emu.enable_domain_wide_delegation(caller.client_email(), &[ADMIN_SCOPE]);
+    emu.enable_domain_wide_delegation(target, &[ADMIN_SCOPE]);
+    let keyless = Impersonated::new(sa_key.clone(), target)
+        .subject(WORKSPACE_USER)
+        .endpoints(&endpoints);
+    let generate = Impersonated::new(sa_key.clone(), target).endpoints(&endpoints);
+    let user_file = emu.create_authorized_user("secrets-dev@example.com");
+    secrets
+        .0
+        .push((user_file.refresh_token().to_owned(), "refresh token"));
+    secrets
+        .0
+        .push((user_file.client_secret().to_owned(), "OAuth client secret"));
+    let user = AuthorizedUser::from_json(user_file.to_json().as_bytes()).expect("user file");
+    note(&user, String::new());
+    let minted = [
+        dwd_key
+            .access_token(&admin)
+            .await
+            .expect("DWD access token"),
+        keyless
+            .access_token(&admin)
+            .await
+            .expect("keyless DWD access token"),
+        generate
+            .access_token(&Scopes::cloud_platform())
+            .await
+            .expect("generateAccessToken"),
+        user.access_token(&Scopes::cloud_platform())
+            .await
+            .expect("refresh-token grant"),
+    ];
+    for a in &minted {
+        secrets.0.push((a.as_str().to_owned(), "access token"));
+        note(a, String::new());
+    }
+    note(&keyless, String::new());
+    // Refused: scopes outside the delegation, a revoked refresh token, a target without a Token Creator grant.
+    for result in [
+        dwd_key.access_token(&gmail).await,
+        keyless.access_token(&gmail).await,
+        Impersonated::new(sa_key.clone(), OUTSIDER_SA)
+            .endpoints(&endpoints)
+            .access_token(&Scopes::cloud_platform())
+            .await,
+    ] {
+        if let Err(e) = result {
+            note(&e, ErrorChain(&e).to_string());
+        }
+    }
+    let revoked_token = "1//secrets-revoked-refresh-token-0123456789";
+    secrets.0.push((revoked_token.to_owned(), "refresh token"));
+    let revoked = user_file
+        .to_json()
+        .replace(user_file.refresh_token(), revoked_token);
+    let revoked = AuthorizedUser::from_json(revoked.as_bytes()).expect("user file");
+    note(&revoked, String::new());
+    if let Err(e) = revoked.access_token(&Scopes::cloud_platform()).await {
+        note(&e, ErrorChain(&e).to_string());
+    }
+    let buckets = format!(
+        "{}storage/v1/b?project={}",
+        emu.storage_url(),
+        emu.project_id()
+    );
+    let storage_source = CachedSource::new(metadata.clone());
+    let storage = reqwest_middleware::ClientBuilder::new(client())
+        .with(AccessTokenMiddleware::new(storage_source.clone()))
+        .build();
+    let cached_token = || {
+        storage_source
+            .peek_access_token(&Scopes::cloud_platform())
+            .expect("a cached access token")
+    };
+    let response = storage.get(&buckets).send().await.expect("sent");
+    assert_eq!(response.status(), 200, "the bucket list");
+    let first = cached_token();
+    secrets.0.push((first.as_str().to_owned(), "access token"));
+    assert!(emu.expire_access_token(first.as_str()));
+    let response = storage.get(&buckets).send().await.expect("sent");
+    assert_eq!(response.status(), 200, "retried once after the 401");
+    secrets
+        .0
+        .push((cached_token().as_str().to_owned(), "access token"));
+    emu.inject(Route::MetadataAccessToken, Fault::Status(503), 10);
+    let failing_access = reqwest_middleware::ClientBuilder::new(client())
+        .with(
+            AccessTokenMiddleware::new(CachedSource::new(
+                MetadataServer::from_base_url(&emu.base_url())
+                    .http(HttpOptions::new().retry(quick())),
+            ))
+            .scopes(gmail),
+        )
+        .build();
+    if let Err(e) = failing_access.get(&buckets).send().await {
+        note(&e, ErrorChain(&e).to_string());
+    }
     // Failing sources: a dead metadata server, a garbage token endpoint, a broken key file.
     emu.inject(Route::MetadataIdentity, Fault::Status(503), 10);
     let failing = CachedSource::new(
@@ -342,6 +453,14 @@ async fn no_secret_reaches_any_log_line_or_error() {
         Expected::new(
             "the middleware sending no token",
             &["no ID token attached", FAILING_AUD],
+        ),
+        Expected::new(
+            "the access-token middleware sending no token",
+            &["no access token attached", "gmail.readonly"],
+        ),
+        Expected::new(
+            "the access-token middleware retrying after a 401",
+            &["refused the access token (401)"],
         ),
     ];
     let logs = wait_for_events(&buffer, &expected, Duration::from_secs(10)).await;

@@ -2,6 +2,7 @@
 //! One binary (as reqwest-retry does), one module per area.
 
 mod access;
+mod access_flows;
 mod adapters;
 mod adc;
 mod cache;

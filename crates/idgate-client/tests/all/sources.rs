@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::Form;
 use idgate_client::{
     AccessTokenSource, AuthorizedUser, Format, HttpOptions, IdTokenSource, Impersonated,
     MetadataServer, RetryPolicy, Scopes, ServiceAccountKey,
@@ -356,53 +354,25 @@ async fn impersonation_without_permission_is_a_typed_error() {
 
 #[tokio::test]
 async fn authorized_user_refresh_token_grant() {
-    // The emulator's /token speaks only jwt-bearer; a tiny stub plays the refresh_token grant.
-    let app = axum::Router::new().route(
-        "/token",
-        axum::routing::post(
-            |Form(form): Form<std::collections::HashMap<String, String>>| async move {
-                let ok = form.get("grant_type").map(String::as_str) == Some("refresh_token")
-                    && form.get("refresh_token").map(String::as_str) == Some("1//refresh")
-                    && form.get("client_id").map(String::as_str)
-                        == Some("client.apps.googleusercontent.com")
-                    && form.get("client_secret").map(String::as_str) == Some("shh");
-                if ok {
-                    (
-                        http::StatusCode::OK,
-                        Json(json!({"access_token": "ya29.user", "expires_in": 3599})),
-                    )
-                } else {
-                    (
-                        http::StatusCode::BAD_REQUEST,
-                        Json(json!({"error": "invalid_grant", "error_description": "Bad Request"})),
-                    )
-                }
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    let file = json!({
-        "type": "authorized_user",
-        "client_id": "client.apps.googleusercontent.com",
-        "client_secret": "shh",
-        "refresh_token": "1//refresh",
-        "token_uri": format!("http://{addr}/token"),
-    });
+    // The emulator plays Google's refresh_token grant for a user credential it created, as gcloud writes it.
+    let emu = emulator().await;
+    let created = emu.create_authorized_user("dev@example.com");
+    let file: serde_json::Value = serde_json::from_str(&created.to_json()).unwrap();
+    let (secret, refresh) = (created.client_secret(), created.refresh_token());
     let user = AuthorizedUser::from_json(file.to_string().as_bytes()).unwrap();
     let debug = format!("{user:?}");
     assert!(
-        !debug.contains("shh") && !debug.contains("1//refresh"),
+        !debug.contains(secret) && !debug.contains(refresh),
         "{debug}"
     );
     let token = AccessTokenSource::access_token(&user, &Scopes::cloud_platform())
         .await
         .unwrap();
-    assert_eq!(token.as_str(), "ya29.user");
+    // The token the grant issued, to the user.
+    let info = emu.tokeninfo(token.as_str()).expect("issued by the grant");
+    assert_eq!(info.email(), "dev@example.com");
     assert_eq!(token.lifetime(), Some(Duration::from_secs(3599)));
+    assert_eq!(emu.hits(Route::Token), 1);
 
     let mut revoked = file.clone();
     revoked["refresh_token"] = json!("1//revoked");
@@ -415,6 +385,7 @@ async fn authorized_user_refresh_token_grant() {
         .unwrap_err();
     assert_eq!(err.status(), Some(http::StatusCode::BAD_REQUEST));
     assert!(!err.to_string().contains("1//revoked"), "{err}");
+    assert!(!err.to_string().contains(secret), "{err}");
 }
 
 #[tokio::test]
