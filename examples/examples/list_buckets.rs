@@ -44,7 +44,10 @@ async fn run() -> Result<()> {
     // GCE_METADATA_HOST, else Google's.
     let (metadata, storage) = match support::google_base_url()? {
         Some(base) => (MetadataServer::from_base_url(&base), base),
-        None => (MetadataServer::new(), Url::parse(list_buckets::STORAGE_ROOT)?),
+        None => (
+            MetadataServer::new(),
+            Url::parse(list_buckets::STORAGE_ROOT)?,
+        ),
     };
     // The sample's `app_identity.get_application_id()`.
     let project = match support::args().into_iter().next() {

@@ -111,7 +111,10 @@ pub async fn self_test() -> Result<()> {
     }
     let mints = google.hits(Route::MetadataAccessToken);
     if mints != 1 {
-        return Err(format!("expected one access token for both calls, the metadata server minted {mints}").into());
+        return Err(format!(
+            "expected one access token for both calls, the metadata server minted {mints}"
+        )
+        .into());
     }
     let calls = google.hits(Route::StorageBuckets);
     if calls != 2 {

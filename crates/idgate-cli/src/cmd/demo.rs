@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::routing::get;
 use idgate_client::{
-    AccessTokenMiddleware, CachedSource, IdTokenMiddleware, IdTokenSourceExt, MetadataServer, Scopes,
-    ServiceAccountKey,
+    AccessTokenMiddleware, CachedSource, IdTokenMiddleware, IdTokenSourceExt, MetadataServer,
+    Scopes, ServiceAccountKey,
 };
 use idgate_core::config::Config;
 use idgate_emulator::{Emulator, IapProxy, IapUserSpec, TokenSpec};
@@ -385,7 +385,9 @@ base_url = "{}"
     let mut buckets = emulator.storage_url().join("storage/v1/b")?;
     buckets.query_pairs_mut().append_pair("project", PROJECT_ID);
     println!();
-    println!("The service calls a Google API: Cloud Storage's bucket list (emulated), GET {buckets}");
+    println!(
+        "The service calls a Google API: Cloud Storage's bucket list (emulated), GET {buckets}"
+    );
     println!(
         "  as {PARTNER}, with access tokens AccessTokenMiddleware mints from the metadata server"
     );
