@@ -8,6 +8,7 @@
 //! | `iap_hello_user` | [`iap_hello_user`] | Identity-Aware Proxy's "Hello *user-email*" app with `RequireIapLayer` and `UserEmail` |
 //! | `reqwest_client` | [`reqwest_client`] | `IdTokenMiddleware` over Application Default Credentials, `X-Serverless-Authorization` |
 //! | `tower_client` | [`tower_client`] | a hyper-util client wrapped in `AddIdTokenLayer` |
+//! | `list_buckets` | [`list_buckets`] | the App Identity guide's Google API call: Cloud Storage's bucket list with `AccessTokenMiddleware` |
 //!
 //! Run one with `cargo run -p idgate-examples --example NAME` (its top doc says what else to start), or check it
 //! with `cargo run -p idgate-examples --example NAME -- --self-test`: an in-process `idgate_emulator::Emulator`
@@ -15,6 +16,7 @@
 
 pub mod appengine_dual_mode;
 pub mod iap_hello_user;
+pub mod list_buckets;
 pub mod reqwest_client;
 pub mod service_to_service;
 pub mod support;

@@ -1,12 +1,13 @@
 //! Runs every example's self-test: the same code the examples' `main` runs with `--self-test`.
 
 use idgate_examples::{
-    Result, appengine_dual_mode, iap_hello_user, reqwest_client, service_to_service, tower_client,
+    Result, appengine_dual_mode, iap_hello_user, list_buckets, reqwest_client, service_to_service,
+    tower_client,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_passes_its_self_test() {
-    let results: [(&str, Result<()>); 5] = [
+    let results: [(&str, Result<()>); 6] = [
         ("service_to_service", service_to_service::self_test().await),
         (
             "appengine_dual_mode",
@@ -15,6 +16,7 @@ async fn every_example_passes_its_self_test() {
         ("iap_hello_user", iap_hello_user::self_test().await),
         ("reqwest_client", reqwest_client::self_test().await),
         ("tower_client", tower_client::self_test().await),
+        ("list_buckets", list_buckets::self_test().await),
     ];
     let failures: Vec<String> = results
         .into_iter()

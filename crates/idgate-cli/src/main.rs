@@ -34,7 +34,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole story on loopback: the emulator plays Google, two protected services, a dozen callers,
-    /// and a table of who got in and why. Exits 0 when every outcome is the expected one.
+    /// one Google API call with access tokens, and a table of who got in and why. Exits 0 when every outcome is
+    /// the expected one.
     Demo {
         /// Also print every decision the layers logged.
         #[arg(long)]

@@ -54,7 +54,7 @@ async fn the_demo_shows_every_expected_outcome_and_exits_zero() {
         text(&out.stderr)
     );
     assert!(
-        stdout.contains("All 14 outcomes are the expected ones"),
+        stdout.contains("All 17 outcomes are the expected ones"),
         "{stdout}"
     );
     assert!(!stdout.contains("!!"), "{stdout}");
@@ -67,6 +67,15 @@ async fn the_demo_shows_every_expected_outcome_and_exits_zero() {
         "missing_iap_assertion",
     ] {
         assert!(stdout.contains(why), "{why} missing from:\n{stdout}");
+    }
+    // One authorized Google API call end to end: the bucket list with a read-only storage token, the same call with
+    // a token lacking the scope, and with none, each with Cloud Storage's own answer.
+    for row in [
+        "access token, scope devstorage.read_only     200  200  buckets: demo-project-invoices, demo-project.appspot.com",
+        "access token, scope userinfo.email           403  403  forbidden: Provided scope(s) are not authorized",
+        "nothing                                      401  401  required: Anonymous caller does not have storage.buckets.list",
+    ] {
+        assert!(stdout.contains(row), "{row:?} missing from:\n{stdout}");
     }
 }
 

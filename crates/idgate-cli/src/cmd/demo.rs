@@ -5,6 +5,10 @@
 //! (users behind Identity-Aware Proxy). Callers mint tokens the way production code does (a service-account key,
 //! the metadata server) through `IdTokenMiddleware`, or send hostile requests by hand. Each row shows what the layer
 //! decided and why, taken from the layers' own decision log (target `idgate::decision`).
+//!
+//! Then the other half of "prove who I am": the service calls a Google API (the emulator's Cloud Storage bucket
+//! list) with an OAuth 2.0 access token that `AccessTokenMiddleware` mints from the metadata server, and the API
+//! checks the token and its scope: read-only storage scope → 200 with the buckets, another scope → 403, none → 401.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -12,7 +16,10 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::get;
-use idgate_client::{IdTokenMiddleware, IdTokenSourceExt, MetadataServer, ServiceAccountKey};
+use idgate_client::{
+    AccessTokenMiddleware, CachedSource, IdTokenMiddleware, IdTokenSourceExt, MetadataServer,
+    Scopes, ServiceAccountKey,
+};
 use idgate_core::config::Config;
 use idgate_emulator::{Emulator, IapProxy, IapUserSpec, TokenSpec};
 use idgate_server::extract::{UserEmail, VerifiedCaller};
@@ -27,6 +34,12 @@ const PROJECT_NUMBER: u64 = 123_456_789;
 const APP_ENGINE_CALLER: &str = "caller-app@appspot.gserviceaccount.com";
 const PARTNER: &str = "billing@partner-proj.iam.gserviceaccount.com";
 const INTRUDER: &str = "intruder@evil-proj.iam.gserviceaccount.com";
+/// Cloud Storage's read-only scope: what listing buckets needs.
+const STORAGE_READ_ONLY: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+/// A scope that does not cover Cloud Storage.
+const USERINFO_EMAIL: &str = "https://www.googleapis.com/auth/userinfo.email";
+/// A bucket of the demo project besides its App Engine default one.
+const BUCKET: &str = "demo-project-invoices";
 
 /// One decision as the layers logged it.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +96,15 @@ struct Case {
     sends: &'static str,
     expect: u16,
     request: reqwest_middleware::RequestBuilder,
+}
+
+/// Who answers a case, and so where the row's "why" comes from.
+#[derive(Clone, Copy)]
+enum Judge {
+    /// An idgate layer: its decision log.
+    Layer,
+    /// A Google API: its answer (the bucket names, or Google's error reason and message).
+    GoogleApi,
 }
 
 struct Row {
@@ -346,46 +368,57 @@ base_url = "{}"
         },
     ];
 
-    let mut rows = Vec::new();
-    for case in cases {
-        decisions.take();
-        let response = case.request.send().await?;
-        let got = response.status().as_u16();
-        let body = response.text().await.unwrap_or_default();
-        let decision = decisions.take();
-        let why = match decision {
-            Some(d) if d.outcome == "allow" => format!(
-                "admitted ({}): {:?}",
-                d.reason.replace('_', " "),
-                truncate(&body, 44)
-            ),
-            Some(d) => format!(
-                "{}: {}",
-                d.reason,
-                truncate(
-                    if d.detail.is_empty() {
-                        &body
-                    } else {
-                        &d.detail
-                    },
-                    64
-                )
-            ),
-            None => format!("exempt path, no check: {:?}", truncate(&body, 20)),
-        };
-        if verbose {
-            println!("  {} / {}: HTTP {got} {body:?}", case.caller, case.sends);
-        }
-        rows.push(Row {
-            case_caller: case.caller,
-            sends: case.sends,
-            expect: case.expect,
-            got,
-            why,
-        });
-    }
-
+    let mut rows = send(cases, Judge::Layer, &decisions, verbose).await?;
     print!("{}", table(&rows));
+
+    // The other direction: the service proves who it is to a Google API with an access token.
+    emulator.create_bucket(PROJECT_ID, BUCKET);
+    let storage_scope = Scopes::new([STORAGE_READ_ONLY])?;
+    let service = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(
+            AccessTokenMiddleware::new(CachedSource::new(MetadataServer::from_base_url(
+                &emulator.base_url(),
+            )))
+            .scopes(storage_scope),
+        )
+        .build();
+    let mut buckets = emulator.storage_url().join("storage/v1/b")?;
+    buckets.query_pairs_mut().append_pair("project", PROJECT_ID);
+    println!();
+    println!(
+        "The service calls a Google API: Cloud Storage's bucket list (emulated), GET {buckets}"
+    );
+    println!(
+        "  as {PARTNER}, with access tokens AccessTokenMiddleware mints from the metadata server"
+    );
+    println!();
+    let api_cases = vec![
+        Case {
+            caller: PARTNER.into(),
+            sends: "access token, scope devstorage.read_only",
+            expect: 200,
+            request: service.get(buckets.clone()),
+        },
+        Case {
+            caller: PARTNER.into(),
+            sends: "access token, scope userinfo.email",
+            expect: 403,
+            // Per-request scopes override the client's: a token that does not cover Cloud Storage.
+            request: service
+                .get(buckets.clone())
+                .with_extension(Scopes::new([USERINFO_EMAIL])?),
+        },
+        Case {
+            caller: "anyone".into(),
+            sends: "nothing",
+            expect: 401,
+            request: plain.get(buckets.clone()),
+        },
+    ];
+    let api_rows = send(api_cases, Judge::GoogleApi, &decisions, verbose).await?;
+    print!("{}", table(&api_rows));
+    rows.extend(api_rows);
+
     let wrong = rows.iter().filter(|r| r.expect != r.got).count();
     println!();
     if wrong == 0 {
@@ -400,6 +433,77 @@ base_url = "{}"
             rows.len()
         );
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Sends every case, and says what happened and why.
+async fn send(
+    cases: Vec<Case>,
+    judge: Judge,
+    decisions: &Decisions,
+    verbose: bool,
+) -> Result<Vec<Row>, Error> {
+    let mut rows = Vec::new();
+    for case in cases {
+        decisions.take();
+        let response = case.request.send().await?;
+        let got = response.status().as_u16();
+        let body = response.text().await.unwrap_or_default();
+        let decision = decisions.take();
+        let why = match (judge, decision) {
+            (Judge::GoogleApi, _) => google_api_why(&body),
+            (Judge::Layer, Some(d)) if d.outcome == "allow" => format!(
+                "admitted ({}): {:?}",
+                d.reason.replace('_', " "),
+                truncate(&body, 44)
+            ),
+            (Judge::Layer, Some(d)) => format!(
+                "{}: {}",
+                d.reason,
+                truncate(
+                    if d.detail.is_empty() {
+                        &body
+                    } else {
+                        &d.detail
+                    },
+                    64
+                )
+            ),
+            (Judge::Layer, None) => format!("exempt path, no check: {:?}", truncate(&body, 20)),
+        };
+        if verbose {
+            println!("  {} / {}: HTTP {got} {body:?}", case.caller, case.sends);
+        }
+        rows.push(Row {
+            case_caller: case.caller,
+            sends: case.sends,
+            expect: case.expect,
+            got,
+            why,
+        });
+    }
+    Ok(rows)
+}
+
+/// A Google API's answer in a few words: the bucket names of a bucket list, else Google's error reason and message
+/// (`{"error": {"message", "errors": [{"reason"}]}}`), else the body.
+fn google_api_why(body: &str) -> String {
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(body) else {
+        return truncate(body, 64);
+    };
+    if json["kind"] == "storage#buckets" {
+        let names: Vec<&str> = json["items"]
+            .as_array()
+            .map(|items| items.iter().filter_map(|b| b["name"].as_str()).collect())
+            .unwrap_or_default();
+        return format!("buckets: {}", truncate(&names.join(", "), 64));
+    }
+    match (
+        json["error"]["errors"][0]["reason"].as_str(),
+        json["error"]["message"].as_str(),
+    ) {
+        (Some(reason), Some(message)) => format!("{reason}: {}", truncate(message, 64)),
+        _ => truncate(body, 64),
     }
 }
 
