@@ -53,7 +53,50 @@ pub(super) fn of_uri(uri: &http::Uri) -> Result<Audience, OriginError> {
     if authority.host().is_empty() {
         return Err(OriginError::NoHost);
     }
+    if already_canonical(scheme, authority.as_str()) {
+        // What a URL parse would give back unchanged; the adapters derive an audience on every request, and this
+        // skips the parse and three allocations (`benches/attach.rs`: "audience from the URI").
+        return Ok(Audience::new(format!("{scheme}://{}", authority.as_str())));
+    }
     of_url(&parse(&format!("{scheme}://{}/", authority.as_str()))?)
+}
+
+/// Whether `scheme://authority` is already its own origin as the URL standard serializes it: a lower-case `http` or
+/// `https`; a host of lower-case ASCII DNS labels (letters, digits, hyphens; none empty, none punycode `xn--`) whose
+/// last label starts with a letter, so that no IPv4 reading (`127.1`, `0x7f.1`) or IDNA mapping applies; and no
+/// port, or a port without leading zeros that is not the scheme's default. Anything else takes the full parse.
+fn already_canonical(scheme: &str, authority: &str) -> bool {
+    let default_port = match scheme {
+        "https" => 443,
+        "http" => 80,
+        _ => return false,
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let labels_ok = host.split('.').all(|label| {
+        label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.is_empty()
+            && !label.starts_with("xn--")
+    });
+    let last_is_a_name = host
+        .rsplit('.')
+        .next()
+        .and_then(|label| label.bytes().next())
+        .is_some_and(|b| b.is_ascii_lowercase());
+    let port_ok = match port {
+        None => true,
+        Some(port) => {
+            !port.starts_with('0')
+                && port.len() <= 5
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u16>().is_ok_and(|p| p != default_port)
+        }
+    };
+    labels_ok && last_is_a_name && port_ok
 }
 
 /// The origin a configured audience names: an absolute http(s) URL without user info.

@@ -141,6 +141,43 @@ fn url_text() -> impl Strategy<Value = String> {
         })
 }
 
+#[test]
+fn the_fast_path_agrees_with_the_parser_on_its_edges() {
+    for text in [
+        "https://api.example.com/v1",
+        "http://api.example.com:8080/",
+        "https://api.example.com:443/",
+        "http://api.example.com:80/",
+        "https://api.example.com:0443/",
+        "https://api.example.com:/",
+        "http://127.1/",
+        "http://0x7f.1/",
+        "http://1.2.3.4:99/",
+        "https://xn--nxasmq6b.example/",
+        "https://a..b/",
+        "https://example.com./",
+        "https://EXAMPLE.com/",
+        "HTTPS://example.com/",
+        "https://ex_ample.com/",
+        "https://-a.example/",
+        "https://a1/",
+        "https://1a/",
+        "https://[::1]:8443/",
+    ] {
+        let Ok(uri) = text.parse::<http::Uri>() else {
+            continue;
+        };
+        let from_uri = Audience::origin_of_uri(&uri);
+        let from_url = Url::parse(text)
+            .map_err(|_| ())
+            .and_then(|u| Audience::origin_of(&u).map_err(|_| ()));
+        match from_url {
+            Ok(expected) => assert_eq!(from_uri, Ok(expected), "{text}"),
+            Err(()) => assert!(from_uri.is_err(), "{text}: {from_uri:?}"),
+        }
+    }
+}
+
 proptest! {
     /// An origin is its own origin, by every entry point, and is canonical.
     #[test]
