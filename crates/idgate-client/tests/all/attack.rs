@@ -82,3 +82,32 @@ async fn a_custom_source_with_an_endless_lifetime_is_no_panic() {
     assert!(err.is_invalid_response(), "{err}");
     assert!(!err.to_string().contains("ya29"), "{err}");
 }
+
+/// `Impersonated` over a cached source credential (`Impersonated::new(metadata.cached(), ..)`): when IAM answers
+/// 401 because the source's token was revoked, the retry must carry a fresh token. It used to ask the cache
+/// again without invalidating it, get the same revoked token, and fail until the token's natural expiry.
+#[tokio::test]
+async fn impersonation_recovers_from_a_revoked_cached_source_token() {
+    let emu = emulator().await;
+    let target = "revoked-target@emu-project.iam.gserviceaccount.com";
+    let _ = emu.create_service_account(target);
+    emu.allow_impersonation(METADATA_SA, target);
+    let source = Arc::new(CachedSource::new(MetadataServer::from_base_url(
+        &emu.base_url(),
+    )));
+    let imp = Impersonated::new(Arc::clone(&source), target)
+        .endpoints(&Endpoints::under(&emu.base_url()))
+        .http(HttpOptions::new().retry(RetryPolicy::none()));
+    imp.access_token(&Scopes::cloud_platform()).await.unwrap();
+
+    let bearer = source
+        .peek_access_token(&Scopes::cloud_platform())
+        .expect("the source credential's token is cached");
+    assert!(emu.expire_access_token(bearer.as_str()));
+
+    let other = Scopes::new(["https://www.googleapis.com/auth/devstorage.read_only"]).unwrap();
+    let token = imp.access_token(&other).await.unwrap();
+    assert_eq!(emu.tokeninfo(token.as_str()).unwrap().email(), target);
+    let fresh = source.peek_access_token(&Scopes::cloud_platform()).unwrap();
+    assert_ne!(fresh.as_str(), bearer.as_str());
+}
