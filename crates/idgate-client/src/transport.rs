@@ -197,7 +197,17 @@ pub(crate) fn access_token(
         ));
     }
     let lifetime = match u64::try_from(expires_in) {
-        Ok(secs) if secs > 0 => Duration::from_secs(secs),
+        // An expiry past what `SystemTime` can hold would overflow (and panic) wherever it is added to a time.
+        Ok(secs) if secs > 0 => {
+            let lifetime = Duration::from_secs(secs);
+            if std::time::SystemTime::now().checked_add(lifetime).is_none() {
+                return Err(SourceError::invalid(
+                    endpoint,
+                    ResponseProblem::OutOfRange("expires_in"),
+                ));
+            }
+            lifetime
+        }
         _ => {
             use idgate_core::clock::Clock;
             let now = idgate_core::clock::SystemClock.now();

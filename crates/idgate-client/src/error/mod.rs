@@ -338,6 +338,9 @@ pub enum ResponseProblem {
     /// A field should be an RFC 3339 timestamp and is not.
     #[error("the field `{0}` is not an RFC 3339 timestamp")]
     NotATime(&'static str),
+    /// A number is too large to be a real answer (an `expires_in` whose expiry no clock can represent).
+    #[error("the field `{0}` is out of range")]
+    OutOfRange(&'static str),
 }
 
 impl From<AnswerProblem> for ResponseProblem {

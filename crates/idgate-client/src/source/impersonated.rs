@@ -329,10 +329,13 @@ impl Impersonated {
             }
         };
         let (bearer, fresh) = self.bearer().await?;
-        match send(bearer).await {
+        match send(bearer.clone()).await {
             Err(e) if e.status() == Some(http::StatusCode::UNAUTHORIZED) && !fresh => {
-                // The cached access token was revoked or expired early: forget it and try once more.
+                // The cached access token was revoked or expired early: forget it, here and in the source
+                // credential (a `CachedSource` would hand the same one back), and try once more.
                 *self.access.lock().await = None;
+                self.source
+                    .invalidate_access_token(&Scopes::cloud_platform(), &bearer);
                 let (bearer, _) = self.bearer().await?;
                 send(bearer).await
             }

@@ -194,9 +194,13 @@ impl AccessToken {
     }
 
     /// The expiry: [`expires_at`](Self::expires_at), else `minted_at` + [`lifetime`](Self::lifetime).
+    /// `None` also when `minted_at` + the lifetime is past what `SystemTime` can hold (a custom source's
+    /// `Duration::MAX`): such a token cannot be cached, and adding would panic.
     pub(crate) fn expiry_from(&self, minted_at: SystemTime) -> Option<SystemTime> {
-        self.expires_at
-            .or_else(|| self.lifetime.map(|lifetime| minted_at + lifetime))
+        self.expires_at.or_else(|| {
+            self.lifetime
+                .and_then(|lifetime| minted_at.checked_add(lifetime))
+        })
     }
 }
 

@@ -5,6 +5,7 @@ mod access;
 mod access_flows;
 mod adapters;
 mod adc;
+mod attack;
 mod cache;
 mod helpers;
 mod sources;
