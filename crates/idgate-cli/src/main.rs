@@ -148,7 +148,7 @@ enum Command {
         #[arg(long)]
         audience: Option<String>,
         /// An access token for these OAuth scopes, comma-separated (full URLs, e.g.
-        /// https://www.googleapis.com/auth/devstorage.read_only).
+        /// `https://www.googleapis.com/auth/devstorage.read_only`).
         #[arg(long, value_name = "SCOPE[,SCOPE...]", value_delimiter = ',')]
         scopes: Option<Vec<String>>,
         /// With --scopes: act for this Google Workspace user (domain-wide delegation). Needs a service-account key
