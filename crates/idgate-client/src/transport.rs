@@ -27,14 +27,20 @@ impl Default for Http {
 }
 
 impl Http {
-    /// `options`' client, else the shared default client for Google's public endpoints (which honours proxy
-    /// settings).
+    /// `options`' client, else the shared default client for Google's public endpoints: it honours proxy settings
+    /// and follows no redirect. Google's token and IAM endpoints never redirect, and a followed 307/308 would post
+    /// the same body (a refresh token and client secret, an assertion) to wherever the redirect points.
     pub(crate) fn new(options: HttpOptions) -> Self {
         static SHARED: OnceLock<Result<reqwest::Client, Arc<reqwest::Error>>> = OnceLock::new();
         let client = match options.client {
             Some(client) => Ok(client),
             None => SHARED
-                .get_or_init(|| reqwest::Client::builder().build().map_err(Arc::new))
+                .get_or_init(|| {
+                    reqwest::Client::builder()
+                        .redirect(reqwest::redirect::Policy::none())
+                        .build()
+                        .map_err(Arc::new)
+                })
                 .clone(),
         };
         Self {

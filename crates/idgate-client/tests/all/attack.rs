@@ -111,3 +111,65 @@ async fn impersonation_recovers_from_a_revoked_cached_source_token() {
     let fresh = source.peek_access_token(&Scopes::cloud_platform()).unwrap();
     assert_ne!(fresh.as_str(), bearer.as_str());
 }
+
+/// A token endpoint that redirects must not make the client post the refresh grant (refresh token, client secret)
+/// again to wherever the redirect points: the shared client follows no redirect, and the 307 is the answer.
+#[tokio::test]
+async fn a_redirecting_token_endpoint_gets_no_second_copy_of_the_secrets() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let elsewhere_hits = Arc::new(AtomicUsize::new(0));
+    let hits = Arc::clone(&elsewhere_hits);
+    let elsewhere = axum::Router::new().fallback(move || {
+        hits.fetch_add(1, Ordering::SeqCst);
+        async {
+            axum::Json(
+                json!({"access_token": "ya29.stolen", "expires_in": 3599, "token_type": "Bearer"}),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, elsewhere).await;
+    });
+    let redirecting = axum::Router::new().fallback(move || async move {
+        (
+            http::StatusCode::TEMPORARY_REDIRECT,
+            [(
+                http::header::LOCATION,
+                format!("http://{elsewhere_addr}/token"),
+            )],
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirecting_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, redirecting).await;
+    });
+
+    let file = json!({
+        "type": "authorized_user",
+        "client_id": "123.apps.googleusercontent.com",
+        "client_secret": "the-client-secret",
+        "refresh_token": "the-refresh-token",
+    });
+    let user = idgate_client::AuthorizedUser::from_json(file.to_string().as_bytes())
+        .unwrap()
+        .token_uri(format!("http://{redirecting_addr}/token").parse().unwrap())
+        .http(HttpOptions::new().retry(RetryPolicy::none()));
+    let err = user
+        .access_token(&Scopes::cloud_platform())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(http::StatusCode::TEMPORARY_REDIRECT),
+        "{err}"
+    );
+    assert_eq!(
+        elsewhere_hits.load(Ordering::SeqCst),
+        0,
+        "the grant was re-posted"
+    );
+}

@@ -152,7 +152,7 @@ impl RetryPolicy {
 ///
 /// Without a client of your own, each caller uses a shared default suited to where it sends: the metadata server's
 /// never goes through a proxy and never follows redirects; the one for Google's public endpoints honours the
-/// proxy settings.
+/// proxy settings and follows no redirect either (a followed 307 would re-post a refresh token or an assertion).
 ///
 /// ```
 /// use idgate_core::google::{HttpOptions, RetryPolicy};
