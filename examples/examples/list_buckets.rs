@@ -54,7 +54,7 @@ async fn run() -> Result<()> {
         Some(project) => project,
         None => metadata.project_id().await?,
     };
-    let client = list_buckets::client(metadata)?;
+    let client = list_buckets::client(metadata, &storage)?;
 
     println!("buckets of project {project}:");
     for name in list_buckets::list_buckets(&client, &storage, &project).await? {

@@ -31,7 +31,7 @@ pub const STORAGE_ROOT: &str = "https://storage.googleapis.com/";
 /// # Errors
 ///
 /// None in practice (the scope is a valid one); the `Result` keeps a bad edit of the scope from panicking.
-pub fn client(metadata: MetadataServer) -> Result<ClientWithMiddleware> {
+pub fn client(metadata: MetadataServer, storage_root: &Url) -> Result<ClientWithMiddleware> {
     let storage = Scopes::new([STORAGE_READ_ONLY])?;
     // Access tokens only work against Google APIs, and reqwest drops `Authorization` on a redirect to another host
     // anyway; following none keeps the token with the host it was sent to.
@@ -39,8 +39,23 @@ pub fn client(metadata: MetadataServer) -> Result<ClientWithMiddleware> {
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     Ok(reqwest_middleware::ClientBuilder::new(http)
-        .with(AccessTokenMiddleware::new(CachedSource::new(metadata)).scopes(storage))
+        .with(with_storage_host(
+            AccessTokenMiddleware::new(CachedSource::new(metadata)).scopes(storage),
+            storage_root,
+        ))
         .build())
+}
+
+/// The token goes to Google's APIs only (`https://*.googleapis.com`); a Storage root elsewhere (the emulator,
+/// a private endpoint) is allowed by name.
+fn with_storage_host<S>(
+    middleware: AccessTokenMiddleware<S>,
+    storage_root: &Url,
+) -> AccessTokenMiddleware<S> {
+    match storage_root.host_str() {
+        Some(host) => middleware.allow_host(host),
+        None => middleware,
+    }
 }
 
 /// `GET {storage_root}storage/v1/b?project={project}`: the names of the project's buckets, sorted as Cloud Storage
@@ -99,8 +114,8 @@ pub async fn self_test() -> Result<()> {
     let metadata = MetadataServer::from_client(MetadataClient::from_host(google.metadata_host()));
     // The sample's `app_identity.get_application_id()`.
     let project = metadata.project_id().await?;
-    let client = client(metadata)?;
     let storage = google.storage_url();
+    let client = client(metadata, &storage)?;
 
     let want = ["caller-app-reports", "caller-app.appspot.com"];
     for call in ["first", "second"] {

@@ -365,7 +365,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
     );
     let storage_source = CachedSource::new(metadata.clone());
     let storage = reqwest_middleware::ClientBuilder::new(client())
-        .with(AccessTokenMiddleware::new(storage_source.clone()))
+        .with(AccessTokenMiddleware::new(storage_source.clone()).allow_host("127.0.0.1"))
         .build();
     let cached_token = || {
         storage_source
@@ -389,6 +389,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
                 MetadataServer::from_base_url(&emu.base_url())
                     .http(HttpOptions::new().retry(quick())),
             ))
+            .allow_host("127.0.0.1")
             .scopes(gmail),
         )
         .build();

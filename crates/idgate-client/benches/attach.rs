@@ -124,7 +124,7 @@ fn bench(c: &mut Criterion) {
     let access = CachedSource::new(Handed);
     now(access.access_token(&Scopes::cloud_platform())).expect("a token");
     let mut access_layer = ServiceBuilder::new()
-        .layer(AddAccessTokenLayer::new(access))
+        .layer(AddAccessTokenLayer::new(access).allow_host("api.example.com"))
         .service(service_fn(answer));
     group.bench_function("access-token layer, warm, cloud-platform", |b| {
         b.iter(|| {

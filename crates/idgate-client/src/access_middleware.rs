@@ -13,6 +13,11 @@ use crate::source::{AccessToken, AccessTokenSource};
 /// A reqwest-middleware [`Middleware`] that attaches `Authorization: Bearer <access token>` (marked sensitive) to
 /// every request, for calling Google APIs (Cloud Storage, Pub/Sub, the Admin SDK, ...).
 ///
+/// - **Hosts**: only Google's APIs (`https` to `googleapis.com` and its subdomains) get the token, plus hosts named
+///   with [`allow_host`](Self::allow_host) (the emulator's `127.0.0.1`, a private endpoint); any other request
+///   passes through untouched, with no token and no mint. An access token opens every API the account may
+///   call, so a client that also calls other URLs must not hand them one ([`allow_any_host`](Self::allow_any_host)
+///   turns the check off).
 /// - **Scopes**: a [`Scopes`] in the request's extensions (`.with_extension(scopes)`), else the configured ones
 ///   ([`scopes`](Self::scopes), default `cloud-platform`).
 /// - **Quota project**: `x-goog-user-project` is added when one is configured
@@ -116,7 +121,11 @@ impl<S: AccessTokenSource + 'static> Middleware for AccessTokenMiddleware<S> {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        if !self.config.wants_token(req.headers()) {
+        if !self.config.wants_token(
+            Some(req.url().scheme()),
+            req.url().host_str(),
+            req.headers(),
+        ) {
             return next.run(req, extensions).await;
         }
         let scopes = self.config.scopes_for(extensions.get::<Scopes>()).clone();
@@ -148,6 +157,7 @@ impl<S: AccessTokenSource + 'static> Middleware for AccessTokenMiddleware<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
     use std::sync::{Arc, Mutex};
 
     use super::*;
@@ -202,6 +212,64 @@ mod tests {
             .build()
     }
 
+    /// An access token is good for every Google API: it goes to Google's APIs over https and to hosts allowed by
+    /// name, never to another host a client happens to call, which also gets no fresh token when it answers 401.
+    #[tokio::test]
+    async fn only_googles_apis_and_allowed_hosts_get_the_token() {
+        let source = Arc::new(Counting::default());
+        let api = Arc::new(Api {
+            refuse: vec!["ya29.0"],
+            ..Api::default()
+        });
+        let c = client(
+            AccessTokenMiddleware::new(CachedSource::new(Arc::clone(&source)))
+                .allow_host("127.0.0.1"),
+            Arc::clone(&api),
+        );
+        for url in [
+            "https://attacker.example/hook",
+            "http://storage.googleapis.com/storage/v1/b",
+            "https://googleapis.com.attacker.example/",
+            "https://storage.googleapis.com.attacker.example/",
+            "https://notgoogleapis.com/",
+            "http://127.0.0.2:8080/",
+        ] {
+            let status = c.get(url).send().await.unwrap().status();
+            assert_eq!(status, 200, "{url}");
+        }
+        assert_eq!(
+            source.mints.load(Ordering::SeqCst),
+            0,
+            "nothing minted for other hosts"
+        );
+        assert!(
+            api.seen
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|(auth, _)| auth.is_none())
+        );
+
+        for url in [
+            "https://storage.googleapis.com/storage/v1/b",
+            "https://STORAGE.googleapis.com./x",
+            "https://googleapis.com/",
+            "http://127.0.0.1:8085/storage/v1/b",
+        ] {
+            api.seen.lock().unwrap().clear();
+            c.get(url).send().await.unwrap();
+            let seen = api.seen.lock().unwrap();
+            assert!(
+                seen.last()
+                    .unwrap()
+                    .0
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with("Bearer ya29.")),
+                "{url}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn attaches_caches_and_adds_the_quota_project() {
         let source = Arc::new(Counting {
@@ -213,16 +281,22 @@ mod tests {
             AccessTokenMiddleware::new(CachedSource::new(Arc::clone(&source))),
             Arc::clone(&api),
         );
-        c.get("http://api.invalid/a").send().await.unwrap();
-        c.get("http://api.invalid/b").send().await.unwrap();
+        c.get("https://storage.googleapis.com/a")
+            .send()
+            .await
+            .unwrap();
+        c.get("https://storage.googleapis.com/b")
+            .send()
+            .await
+            .unwrap();
         // Per-request scopes: another entry, another token.
-        c.get("http://api.invalid/c")
+        c.get("https://storage.googleapis.com/c")
             .with_extension(Scopes::new(["x"]).unwrap())
             .send()
             .await
             .unwrap();
         // An existing Authorization is left alone.
-        c.get("http://api.invalid/d")
+        c.get("https://storage.googleapis.com/d")
             .header("authorization", "Bearer mine")
             .send()
             .await
@@ -247,7 +321,10 @@ mod tests {
             AccessTokenMiddleware::new(CachedSource::new(source)).quota_project("configured"),
             Arc::clone(&api),
         );
-        c.get("http://api.invalid/").send().await.unwrap();
+        c.get("https://storage.googleapis.com/")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(api.seen.lock().unwrap()[0].1.as_deref(), Some("configured"));
     }
 
@@ -262,7 +339,11 @@ mod tests {
             AccessTokenMiddleware::new(CachedSource::new(Arc::clone(&source))),
             Arc::clone(&api),
         );
-        let response = c.get("http://api.invalid/").send().await.unwrap();
+        let response = c
+            .get("https://storage.googleapis.com/")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let auth: Vec<_> = api
             .seen
@@ -285,7 +366,11 @@ mod tests {
             }))),
             Arc::clone(&api),
         );
-        let response = c.get("http://api.invalid/").send().await.unwrap();
+        let response = c
+            .get("https://storage.googleapis.com/")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(api.seen.lock().unwrap().len(), 2);
     }

@@ -145,6 +145,10 @@ pub(crate) struct AccessConfig {
     pub(crate) scopes: Scopes,
     pub(crate) quota_project: Option<String>,
     pub(crate) overwrite: bool,
+    /// Hosts besides Google's APIs that get the token (lower-case), e.g. the emulator's `127.0.0.1`.
+    pub(crate) extra_hosts: Vec<Box<str>>,
+    /// Every host gets the token (opted into with `allow_any_host`).
+    pub(crate) any_host: bool,
 }
 
 impl Default for AccessConfig {
@@ -153,6 +157,8 @@ impl Default for AccessConfig {
             scopes: Scopes::cloud_platform(),
             quota_project: None,
             overwrite: false,
+            extra_hosts: Vec::new(),
+            any_host: false,
         }
     }
 }
@@ -166,9 +172,42 @@ impl AccessConfig {
         extension.unwrap_or(&self.scopes)
     }
 
-    /// False when the request already carries `Authorization` and must keep it.
-    pub(crate) fn wants_token(&self, headers: &HeaderMap) -> bool {
-        self.overwrite || !headers.contains_key(http::header::AUTHORIZATION)
+    /// False when the request already carries `Authorization` and must keep it, or goes to a host that must not
+    /// see the token.
+    pub(crate) fn wants_token(
+        &self,
+        scheme: Option<&str>,
+        host: Option<&str>,
+        headers: &HeaderMap,
+    ) -> bool {
+        self.sends_token_to(scheme, host)
+            && (self.overwrite || !headers.contains_key(http::header::AUTHORIZATION))
+    }
+
+    /// An access token is a bearer credential for every Google API the account may call, so it goes only to
+    /// Google's APIs over https (`googleapis.com` and its subdomains), to hosts added with `allow_host`, or
+    /// anywhere after `allow_any_host`. A client that also calls other URLs (a webhook, a URL a user supplied)
+    /// must not hand them a live token, nor mint a fresh one when they answer 401.
+    pub(crate) fn sends_token_to(&self, scheme: Option<&str>, host: Option<&str>) -> bool {
+        if self.any_host {
+            return true;
+        }
+        let Some(host) = host.filter(|h| !h.is_empty()) else {
+            return false;
+        };
+        let host = host.trim_end_matches('.');
+        if self
+            .extra_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host))
+        {
+            return true;
+        }
+        let google = host.eq_ignore_ascii_case("googleapis.com")
+            || host.len() > ".googleapis.com".len()
+                && host[host.len() - ".googleapis.com".len()..]
+                    .eq_ignore_ascii_case(".googleapis.com");
+        google && scheme.is_some_and(|s| s.eq_ignore_ascii_case("https"))
     }
 
     /// Writes `Authorization: Bearer <token>` (sensitive) and, when a quota project is configured here or by the
@@ -214,6 +253,24 @@ macro_rules! access_setters {
         #[must_use]
         pub fn overwrite_existing(mut self, overwrite: bool) -> Self {
             self.config.overwrite = overwrite;
+            self
+        }
+
+        /// Also send the token to `host` (any scheme), e.g. `127.0.0.1` for `idgate-emulator`, or a private
+        /// endpoint of a Google API. By default only Google's APIs get it: `https` to `googleapis.com` and its
+        /// subdomains; requests to any other host pass through untouched, without a token.
+        #[must_use]
+        pub fn allow_host(mut self, host: impl Into<String>) -> Self {
+            let host = host.into().trim_end_matches('.').to_ascii_lowercase();
+            self.config.extra_hosts.push(host.into_boxed_str());
+            self
+        }
+
+        /// Send the token to every host and scheme the client calls. Only for a client that never calls anything
+        /// but Google APIs: an access token is a bearer credential for every API the account may use.
+        #[must_use]
+        pub fn allow_any_host(mut self) -> Self {
+            self.config.any_host = true;
             self
         }
     };

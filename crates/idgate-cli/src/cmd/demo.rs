@@ -379,6 +379,7 @@ base_url = "{}"
             AccessTokenMiddleware::new(CachedSource::new(MetadataServer::from_base_url(
                 &emulator.base_url(),
             )))
+            .allow_host("127.0.0.1")
             .scopes(storage_scope),
         )
         .build();

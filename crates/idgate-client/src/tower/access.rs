@@ -57,6 +57,11 @@ impl<B: Clone> ReplayRequest<B> for CloneBody {
 /// Applies [`AddAccessToken`] to a service: `Authorization: Bearer <access token>` (marked sensitive) on every
 /// request, for calling Google APIs.
 ///
+/// - **Hosts**: only Google's APIs (`https` to `googleapis.com` and its subdomains) get the token, plus hosts named
+///   with [`allow_host`](Self::allow_host) (the emulator's `127.0.0.1`, a private endpoint); any other request
+///   passes through untouched, with no token and no mint. An access token opens every API the account may
+///   call, so a client that also calls other URLs must not hand them one ([`allow_any_host`](Self::allow_any_host)
+///   turns the check off).
 /// - **Scopes**: a [`Scopes`] in the request's extensions, else the configured ones ([`scopes`](Self::scopes),
 ///   default `cloud-platform`).
 /// - **Quota project**: `x-goog-user-project` when one is configured ([`quota_project`](Self::quota_project),
@@ -251,7 +256,11 @@ where
         // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if !self.layer.config.wants_token(req.headers()) {
+        if !self
+            .layer
+            .config
+            .wants_token(req.uri().scheme_str(), req.uri().host(), req.headers())
+        {
             let future = inner.call(req);
             return Box::pin(async move { future.await.map_err(AddIdTokenError::Inner) });
         }
@@ -379,6 +388,39 @@ mod tests {
         let response = svc.oneshot(request()).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(*seen.lock().unwrap(), ["Bearer ya29.0", "Bearer ya29.1"]);
+    }
+
+    /// Requests to hosts other than Google's APIs (or allowed ones) pass through with no token and no mint.
+    #[tokio::test]
+    async fn other_hosts_get_no_token() {
+        let source = Arc::new(CachedSource::new(Counting::default()));
+        let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+        let recorded = Arc::clone(&seen);
+        let svc = ServiceBuilder::new()
+            .layer(AddAccessTokenLayer::from_arc(Arc::clone(&source)).allow_host("localhost"))
+            .service_fn(move |req: Request<String>| {
+                let auth = req
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .map(|v| v.to_str().unwrap().to_owned());
+                recorded.lock().unwrap().push(auth);
+                async { Ok::<_, Infallible>(Response::new(())) }
+            });
+        for uri in [
+            "https://attacker.example/hook",
+            "http://storage.googleapis.com/x",
+            "https://storage.googleapis.com.attacker.example/",
+            "/relative",
+            "https://LOCALHOST:8443/x",
+            "https://pubsub.googleapis.com/v1/x",
+        ] {
+            let req = Request::get(uri).body(String::new()).unwrap();
+            svc.clone().oneshot(req).await.unwrap();
+        }
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[..4], [None, None, None, None]);
+        assert_eq!(seen[4].as_deref(), Some("Bearer ya29.0"));
+        assert_eq!(seen[5].as_deref(), Some("Bearer ya29.0"));
     }
 
     #[tokio::test]

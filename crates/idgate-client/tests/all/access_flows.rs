@@ -444,7 +444,7 @@ async fn adc_with_an_authorized_user_file_mints_and_names_the_quota_project() {
     // Through the middleware: the Storage call is authorized and billed to the quota project.
     let recorder = Recorder::default();
     let client = storage_client(
-        AccessTokenMiddleware::new(CachedSource::new(adc)),
+        AccessTokenMiddleware::new(CachedSource::new(adc)).allow_host("127.0.0.1"),
         &recorder,
     );
     let response = client.get(buckets_url(&emu, PROJECT)).send().await.unwrap();
@@ -466,6 +466,7 @@ async fn reqwest_middleware_lists_buckets_with_the_quota_project_and_passes_403_
     let recorder = Recorder::default();
     let client = storage_client(
         AccessTokenMiddleware::new(source)
+            .allow_host("127.0.0.1")
             .scopes(scopes(&[STORAGE_RO]))
             .quota_project("billing-project"),
         &recorder,
@@ -510,7 +511,9 @@ async fn reqwest_middleware_a_401_drops_the_token_and_retries_once_never_more() 
     let source = CachedSource::new(MetadataServer::from_base_url(&emu.base_url()));
     let recorder = Recorder::default();
     let client = storage_client(
-        AccessTokenMiddleware::new(source).scopes(scopes(&[STORAGE_RO])),
+        AccessTokenMiddleware::new(source)
+            .allow_host("127.0.0.1")
+            .scopes(scopes(&[STORAGE_RO])),
         &recorder,
     );
     let url = buckets_url(&emu, PROJECT);
@@ -556,6 +559,7 @@ async fn tower_layer_over_hyper_lists_buckets_and_retries_a_401_once() {
     let client = ServiceBuilder::new()
         .layer(
             AddAccessTokenLayer::new(source)
+                .allow_host("127.0.0.1")
                 .scopes(scopes(&[STORAGE_RO]))
                 .quota_project("billing-project")
                 .replay_cloneable_bodies(),
@@ -626,6 +630,7 @@ async fn tower_layer_over_hyper_lists_buckets_and_retries_a_401_once() {
             AddAccessTokenLayer::new(CachedSource::new(MetadataServer::from_base_url(
                 &emu.base_url(),
             )))
+            .allow_host("127.0.0.1")
             .scopes(scopes(&[STORAGE_RO])),
         )
         .service(Client::builder(TokioExecutor::new()).build_http::<Body>());
