@@ -380,7 +380,7 @@ impl Impersonated {
     }
 
     async fn mint_access_token(&self, scopes: &Scopes) -> Result<AccessToken, SourceError> {
-        let Some(subject) = &self.subject else {
+        let Some(subject) = super::checked_subject(self.subject.as_deref())? else {
             let body = self
                 .call(
                     "generateAccessToken",

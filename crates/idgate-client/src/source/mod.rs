@@ -332,3 +332,14 @@ impl IdTokenSource for StaticToken {
         Box::pin(std::future::ready(Ok(token)))
     }
 }
+
+/// A domain-wide-delegation subject as configured: an empty one (an unset variable, a blank flag) is a
+/// configuration error, never a token for the service account itself nor an empty `sub` sent to Google.
+pub(crate) fn checked_subject(subject: Option<&str>) -> Result<Option<&str>, SourceError> {
+    match subject {
+        Some("") => Err(SourceError::Config {
+            reason: "the domain-wide delegation subject (the Workspace user) is empty".to_owned(),
+        }),
+        other => Ok(other),
+    }
+}

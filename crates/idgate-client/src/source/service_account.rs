@@ -222,7 +222,7 @@ impl ServiceAccountKey {
         claims.target_audience = target_audience;
         if let Some(scopes) = scopes {
             claims.scope = Some(scopes.as_claim());
-            claims.sub = self.subject.as_deref();
+            claims.sub = super::checked_subject(self.subject.as_deref())?;
         }
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.key_id.clone());

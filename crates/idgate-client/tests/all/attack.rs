@@ -173,3 +173,41 @@ async fn a_redirecting_token_endpoint_gets_no_second_copy_of_the_secrets() {
         "the grant was re-posted"
     );
 }
+
+/// An empty domain-wide-delegation subject (a blank flag, an unset variable) is a configuration error before any
+/// request: never an assertion with `"sub": ""`, and never a token for the service account itself.
+#[tokio::test]
+async fn an_empty_subject_is_a_configuration_error() {
+    let emu = emulator().await;
+    let key = emu.create_service_account("dwd@emu-project.iam.gserviceaccount.com");
+    let key = idgate_client::ServiceAccountKey::from_json(key.to_json().as_bytes())
+        .unwrap()
+        .subject("   ");
+    let err = key
+        .access_token(&Scopes::cloud_platform())
+        .await
+        .unwrap_err();
+    assert!(err.is_config(), "{err}");
+    assert_eq!(
+        emu.hits(idgate_emulator::Route::Token),
+        0,
+        "nothing was sent"
+    );
+
+    let impersonated = Impersonated::new(
+        MetadataServer::from_base_url(&emu.base_url()),
+        "dwd@emu-project.iam.gserviceaccount.com",
+    )
+    .endpoints(&Endpoints::under(&emu.base_url()))
+    .subject("");
+    let err = impersonated
+        .access_token(&Scopes::cloud_platform())
+        .await
+        .unwrap_err();
+    assert!(err.is_config(), "{err}");
+    assert_eq!(
+        emu.hits(idgate_emulator::Route::SignJwt),
+        0,
+        "nothing was signed"
+    );
+}
