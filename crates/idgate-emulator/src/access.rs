@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::emulator::Emulator;
 use crate::error::EmulatorError;
 use crate::keys::{RsaKey, hex, random_bytes};
-use crate::service_account::write_private;
+use crate::service_account::{file_stem, write_secret_file};
 use crate::state::{AccessTokenRecord, Shared, lock, read, write};
 use crate::token::{numeric_id, unix_now};
 
@@ -257,31 +257,11 @@ impl AuthorizedUserFile {
     ///
     /// [`EmulatorError::Io`] if the file cannot be written.
     pub fn write_key_file(&self, dir: impl AsRef<Path>) -> Result<PathBuf, EmulatorError> {
-        let name: String = self
-            .account
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = dir.as_ref().join(format!("{name}-authorized-user.json"));
-        let tmp = dir.as_ref().join(format!(
-            ".{name}-authorized-user.json.{}.tmp",
-            hex(&random_bytes::<8>()?)
-        ));
-        write_private(&tmp, &path, self.to_json().as_bytes()).map_err(|source| {
-            // Best effort: the temporary file may not exist, and the error to report is the first one.
-            let _ = std::fs::remove_file(&tmp);
-            EmulatorError::Io {
-                path: path.clone(),
-                source,
-            }
-        })?;
-        Ok(path)
+        write_secret_file(
+            dir.as_ref(),
+            &format!("{}-authorized-user.json", file_stem(&self.account)),
+            self.to_json().as_bytes(),
+        )
     }
 }
 

@@ -113,36 +113,50 @@ impl ServiceAccountKeyFile {
     ///
     /// [`EmulatorError::Io`] if the file cannot be written.
     pub fn write_key_file(&self, dir: impl AsRef<Path>) -> Result<PathBuf, EmulatorError> {
-        let name: String = self
-            .client_email
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
         let short_id = self
             .private_key_id
             .get(..12)
             .unwrap_or(&self.private_key_id);
-        let path = dir.as_ref().join(format!("{name}-{short_id}.json"));
-        let tmp = dir.as_ref().join(format!(
-            ".{name}-{short_id}.json.{}.tmp",
-            hex(&random_bytes::<8>()?)
-        ));
-        write_private(&tmp, &path, self.to_json().as_bytes()).map_err(|source| {
-            // Best effort: the temporary file may not exist, and the error to report is the first one.
-            let _ = std::fs::remove_file(&tmp);
-            EmulatorError::Io {
-                path: path.clone(),
-                source,
-            }
-        })?;
-        Ok(path)
+        write_secret_file(
+            dir.as_ref(),
+            &format!("{}-{short_id}.json", file_stem(&self.client_email)),
+            self.to_json().as_bytes(),
+        )
     }
+}
+
+/// `account` as a file-name stem: letters, digits and `-` kept, anything else `_`.
+pub(crate) fn file_stem(account: &str) -> String {
+    account
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Writes a credentials file (`contents` holds a secret) as `dir/name`, through a fresh owner-only temporary file
+/// renamed over it (see [`write_private`]), and returns its path.
+pub(crate) fn write_secret_file(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+) -> Result<PathBuf, EmulatorError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.{}.tmp", hex(&random_bytes::<8>()?)));
+    write_private(&tmp, &path, contents).map_err(|source| {
+        // Best effort: the temporary file may not exist, and the error to report is the first one.
+        let _ = std::fs::remove_file(&tmp);
+        EmulatorError::Io {
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(path)
 }
 
 /// Writes `contents` to `tmp`, a new file only its owner can read (on Unix), then renames it to `path`.
