@@ -1,10 +1,7 @@
 //! Access tokens against what the emulator serves: the metadata server's `token` route, the JWT-bearer grant with
 //! `scope`, and the cache in front of them (single flight, scope-order dedup).
 
-use idgate_client::{
-    AccessTokenSource, CachedSource, HttpOptions, Impersonated, MetadataServer, Scopes,
-    ServiceAccountKey,
-};
+use idgate_client::{HttpOptions, Impersonated, MetadataServer, Scopes, ServiceAccountKey};
 use idgate_core::google::Endpoints;
 use idgate_emulator::{Fault, Route};
 
@@ -52,29 +49,6 @@ async fn metadata_server_access_token_faults_are_retried_then_typed() {
         .unwrap_err();
     assert!(err.is_transient(), "{err}");
     assert_eq!(err.attempts(), Some(3));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_thousand_cold_calls_in_any_scope_order_mint_once_at_the_metadata_server() {
-    let emu = emulator().await;
-    let cached = CachedSource::new(MetadataServer::from_base_url(&emu.base_url()));
-    let calls: Vec<_> = (0..1000)
-        .map(|i| {
-            let cached = cached.clone();
-            let scopes = if i % 2 == 0 {
-                Scopes::new(["a", STORAGE]).unwrap()
-            } else {
-                Scopes::new([STORAGE, "a", STORAGE]).unwrap()
-            };
-            tokio::spawn(async move { cached.access_token(&scopes).await })
-        })
-        .collect();
-    let mut tokens = Vec::new();
-    for call in calls {
-        tokens.push(call.await.unwrap().unwrap());
-    }
-    assert_eq!(emu.hits(Route::MetadataAccessToken), 1);
-    assert!(tokens.windows(2).all(|w| w[0].as_str() == w[1].as_str()));
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ use reqwest_middleware::{ClientWithMiddleware, Middleware, Next};
 use serde_json::{Value, json};
 use tower::{ServiceBuilder, ServiceExt};
 
-use crate::helpers::{METADATA_SA, emulator, quick_retry};
+use crate::helpers::{METADATA_SA, emulator, metadata_answering, quick_retry};
 
 const PROJECT: &str = "emu-project";
 const STORAGE_RO: &str = "https://www.googleapis.com/auth/devstorage.read_only";
@@ -766,20 +766,6 @@ async fn metadata_faults_are_retried_then_typed_never_a_panic() {
     // And the same source recovers once the endpoint does.
     let token = impersonated.access_token(&asked).await.unwrap();
     assert_eq!(info(&emu, token.as_str()).email(), target);
-}
-
-/// A metadata server that answers every token request with `body` (and `Metadata-Flavor: Google`).
-async fn metadata_answering(body: Value) -> url::Url {
-    let app = axum::Router::new().fallback(move || {
-        let body = body.clone();
-        async move { ([("metadata-flavor", "Google")], axum::Json(body)) }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}/").parse().unwrap()
 }
 
 #[tokio::test]

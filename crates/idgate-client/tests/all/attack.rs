@@ -7,23 +7,9 @@ use idgate_client::{
     AccessTokenSource, CachedSource, HttpOptions, Impersonated, MetadataServer, RetryPolicy, Scopes,
 };
 use idgate_core::google::Endpoints;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{METADATA_SA, emulator};
-
-/// A metadata server that answers every request with `body` (and `Metadata-Flavor: Google`).
-async fn metadata_answering(body: Value) -> url::Url {
-    let app = axum::Router::new().fallback(move || {
-        let body = body.clone();
-        async move { ([("metadata-flavor", "Google")], axum::Json(body)) }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}/").parse().unwrap()
-}
+use crate::helpers::{METADATA_SA, emulator, metadata_answering};
 
 /// A server (or whoever sits on the plain-HTTP metadata path) answering `expires_in` near `i64::MAX` used to
 /// panic the caller: `SystemTime + Duration` overflowed in the cache and in `Impersonated`'s bearer cache.

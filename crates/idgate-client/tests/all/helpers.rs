@@ -103,3 +103,18 @@ pub(crate) async fn closed_port() -> u16 {
     drop(listener);
     port
 }
+
+/// A metadata server that answers every request with `body` (and `Metadata-Flavor: Google`): for answers the
+/// emulator never gives (hostile or broken ones).
+pub(crate) async fn metadata_answering(body: Value) -> url::Url {
+    let app = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move { ([("metadata-flavor", "Google")], Json(body)) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/").parse().unwrap()
+}
