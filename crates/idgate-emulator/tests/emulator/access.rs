@@ -4,14 +4,13 @@
 
 use std::time::{Duration, SystemTime};
 
-use idgate_emulator::{Emulator, Fault, Route, ServiceAccountKeyFile};
-use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use idgate_emulator::{Emulator, Fault, Route};
+use jsonwebtoken::{DecodingKey, Validation};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{emulator, parts};
+use crate::helpers::{JWT_BEARER, assertion, emulator, now, parts, post_token};
 
-const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 const IAM: &str = "https://www.googleapis.com/auth/iam";
 const STORAGE_RO: &str = "https://www.googleapis.com/auth/devstorage.read_only";
@@ -19,20 +18,6 @@ const ADMIN_USERS: &str = "https://www.googleapis.com/auth/admin.directory.user.
 const ADMIN_GROUPS: &str = "https://www.googleapis.com/auth/admin.directory.group.readonly";
 const GMAIL: &str = "https://www.googleapis.com/auth/gmail.readonly";
 const UNAUTHORIZED_CLIENT: &str = "Client is unauthorized to retrieve access tokens using this method, or client not authorized for any of the scopes requested.";
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-fn sign(key: &ServiceAccountKeyFile, claims: &Value) -> String {
-    let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = Some(key.private_key_id().to_owned());
-    let enc = EncodingKey::from_rsa_pem(key.private_key_pem().as_bytes()).unwrap();
-    jsonwebtoken::encode(&header, claims, &enc).unwrap()
-}
 
 /// JWT-bearer claims asking for `scope`, optionally for `sub`.
 fn scoped_claims(emu: &Emulator, iss: &str, scope: &str, sub: Option<&str>) -> Value {
@@ -44,19 +29,8 @@ fn scoped_claims(emu: &Emulator, iss: &str, scope: &str, sub: Option<&str>) -> V
     c
 }
 
-async fn post_form(emu: &Emulator, form: &[(&str, &str)]) -> (StatusCode, Value) {
-    let resp = reqwest::Client::new()
-        .post(emu.token_url())
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap())
-}
-
 async fn jwt_bearer(emu: &Emulator, assertion: &str) -> (StatusCode, Value) {
-    post_form(emu, &[("grant_type", JWT_BEARER), ("assertion", assertion)]).await
+    post_token(emu, &[("grant_type", JWT_BEARER), ("assertion", assertion)]).await
 }
 
 /// The metadata server's access token, with `?scopes=` when given.
@@ -192,7 +166,7 @@ async fn jwt_bearer_access_tokens_record_their_scopes_and_keep_the_assertion_che
 
     let (status, body) = jwt_bearer(
         &emu,
-        &sign(
+        &assertion(
             &key,
             &scoped_claims(
                 &emu,
@@ -215,7 +189,7 @@ async fn jwt_bearer_access_tokens_record_their_scopes_and_keep_the_assertion_che
     // Google's audience works as well as the emulator's own token URL; sub = the account itself is no delegation.
     let mut c = scoped_claims(&emu, email, IAM, Some(email));
     c["aud"] = json!("https://oauth2.googleapis.com/token");
-    let (status, body) = jwt_bearer(&emu, &sign(&key, &c)).await;
+    let (status, body) = jwt_bearer(&emu, &assertion(&key, &c)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         emu.tokeninfo(body["access_token"].as_str().unwrap())
@@ -283,7 +257,7 @@ async fn jwt_bearer_access_tokens_record_their_scopes_and_keep_the_assertion_che
         ),
     ];
     for (claims, error) in cases {
-        let (status, body) = jwt_bearer(&emu, &sign(&key, &claims)).await;
+        let (status, body) = jwt_bearer(&emu, &assertion(&key, &claims)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{claims}: {body}");
         assert_eq!(body["error"], error, "{claims}: {body}");
         assert!(body["error_description"].is_string());
@@ -300,7 +274,7 @@ async fn domain_wide_delegation_is_allowed_only_within_the_authorized_scopes() {
     // Not enabled: Google's 401 unauthorized_client, word for word.
     let (status, body) = jwt_bearer(
         &emu,
-        &sign(&key, &scoped_claims(&emu, email, ADMIN_USERS, Some(user))),
+        &assertion(&key, &scoped_claims(&emu, email, ADMIN_USERS, Some(user))),
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -313,7 +287,7 @@ async fn domain_wide_delegation_is_allowed_only_within_the_authorized_scopes() {
     // A subset is allowed, and the token acts for the user.
     let (status, body) = jwt_bearer(
         &emu,
-        &sign(&key, &scoped_claims(&emu, email, ADMIN_USERS, Some(user))),
+        &assertion(&key, &scoped_claims(&emu, email, ADMIN_USERS, Some(user))),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -330,7 +304,7 @@ async fn domain_wide_delegation_is_allowed_only_within_the_authorized_scopes() {
     // A superset is not.
     let (status, body) = jwt_bearer(
         &emu,
-        &sign(
+        &assertion(
             &key,
             &scoped_claims(&emu, email, &format!("{ADMIN_USERS} {GMAIL}"), Some(user)),
         ),
@@ -343,7 +317,7 @@ async fn domain_wide_delegation_is_allowed_only_within_the_authorized_scopes() {
     let other = emu.create_service_account("other@p.iam.gserviceaccount.com");
     let (status, _) = jwt_bearer(
         &emu,
-        &sign(
+        &assertion(
             &other,
             &scoped_claims(&emu, other.client_email(), ADMIN_USERS, Some(user)),
         ),
@@ -390,7 +364,7 @@ async fn refresh_token_grant_issues_user_tokens_within_the_grant() {
         let emu = &emu;
         async move {
             let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            post_form(emu, &f).await
+            post_token(emu, &f).await
         }
     };
 
@@ -828,12 +802,12 @@ async fn hostile_token_requests_get_googles_400s() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    let (status, body) = post_form(&emu, &[("grant_type", "client_credentials")]).await;
+    let (status, body) = post_token(&emu, &[("grant_type", "client_credentials")]).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("unsupported_grant_type"))
     );
-    let (status, body) = post_form(&emu, &[("grant_type", JWT_BEARER), ("assertion", "")]).await;
+    let (status, body) = post_token(&emu, &[("grant_type", JWT_BEARER), ("assertion", "")]).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_grant"))

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use idgate_emulator::Emulator;
+use idgate_emulator::{Emulator, ServiceAccountKeyFile};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
@@ -76,4 +76,38 @@ pub(crate) async fn verify(
     v.set_issuer(&[issuer]);
     v.leeway = 0;
     Ok(jsonwebtoken::decode::<Value>(token, &key, &v)?.claims)
+}
+
+/// The JWT-bearer grant type of Google's token endpoint.
+pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// Unix seconds now.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// An assertion exactly as google-auth builds one: RS256, `kid` = the key file's `private_key_id`.
+pub(crate) fn assertion(key: &ServiceAccountKeyFile, claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+    header.kid = Some(key.private_key_id().to_owned());
+    let enc = jsonwebtoken::EncodingKey::from_rsa_pem(key.private_key_pem().as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, claims, &enc).unwrap()
+}
+
+/// POSTs `form` to the emulator's `/token`: the status and the JSON answer.
+pub(crate) async fn post_token(
+    emu: &Emulator,
+    form: &[(&str, &str)],
+) -> (reqwest::StatusCode, Value) {
+    let resp = reqwest::Client::new()
+        .post(emu.token_url())
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap())
 }

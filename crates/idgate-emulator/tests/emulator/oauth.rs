@@ -1,28 +1,10 @@
 //! The token endpoint and IAM generateIdToken: success and error paths in Google's shapes.
 
 use idgate_emulator::{Emulator, GOOGLE_ISSUER, Route, ServiceAccountKeyFile};
-use jsonwebtoken::{EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{emulator, parts, verify};
-
-const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// An assertion exactly as google-auth builds one.
-fn assertion(key: &ServiceAccountKeyFile, claims: &Value) -> String {
-    let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = Some(key.private_key_id().to_owned());
-    let enc = EncodingKey::from_rsa_pem(key.private_key_pem().as_bytes()).unwrap();
-    jsonwebtoken::encode(&header, claims, &enc).unwrap()
-}
+use crate::helpers::{JWT_BEARER, assertion, emulator, now, parts, post_token, verify};
 
 fn standard_claims(key: &ServiceAccountKeyFile, aud: &str, target: Option<&str>) -> Value {
     let iat = now();
@@ -31,17 +13,6 @@ fn standard_claims(key: &ServiceAccountKeyFile, aud: &str, target: Option<&str>)
         c["target_audience"] = json!(t);
     }
     c
-}
-
-async fn post_token(emu: &Emulator, form: &[(&str, &str)]) -> (StatusCode, Value) {
-    let resp = reqwest::Client::new()
-        .post(emu.token_url())
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    (status, resp.json().await.unwrap())
 }
 
 #[tokio::test]
