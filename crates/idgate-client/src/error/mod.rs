@@ -109,7 +109,8 @@ pub enum SourceError {
     #[error(
         "no Google credentials found: GOOGLE_APPLICATION_CREDENTIALS is not set and the metadata server is not \
          reachable; on Google Cloud this works out of the box, elsewhere point GOOGLE_APPLICATION_CREDENTIALS at \
-         a service-account key or an impersonated_service_account file"
+         a service-account key or an impersonated_service_account file (for access tokens, with \
+         `AdcBuilder::accept_user_credentials`, also the file `gcloud auth application-default login` writes)"
     )]
     NoCredentials {
         /// What the metadata server attempt ran into.
