@@ -5,12 +5,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use idgate_core::google::{HttpOptions, RetryPolicy};
+use idgate_core::google::{CappedReadError, HttpOptions, MAX_BODY_BYTES, RetryPolicy};
 
 use crate::error::{Endpoint, ResponseProblem, SourceError, error_detail};
-
-/// The largest body idgate reads from a Google endpoint: tokens are ~1 KiB, error bodies a few hundred bytes.
-pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// An HTTP client as the sources use it, built from [`HttpOptions`].
 #[derive(Debug, Clone)]
@@ -100,41 +97,23 @@ async fn read(endpoint: Endpoint, response: reqwest::Response) -> Result<Vec<u8>
     })
 }
 
+/// The body of `response`, at most [`MAX_BODY_BYTES`], as a [`SourceError`] naming `endpoint`.
 async fn read_capped(
     endpoint: Endpoint,
-    mut response: reqwest::Response,
+    response: reqwest::Response,
 ) -> Result<Vec<u8>, SourceError> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-    {
-        return Err(SourceError::invalid(
-            endpoint,
-            ResponseProblem::TooLarge(MAX_BODY_BYTES),
-        ));
-    }
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(SourceError::invalid(
-                        endpoint,
-                        ResponseProblem::TooLarge(MAX_BODY_BYTES),
-                    ));
-                }
-                body.extend_from_slice(&chunk);
+    idgate_core::google::read_capped(response)
+        .await
+        .map_err(|e| match e {
+            CappedReadError::TooLarge => {
+                SourceError::invalid(endpoint, ResponseProblem::TooLarge(MAX_BODY_BYTES))
             }
-            Ok(None) => return Ok(body),
-            Err(e) => {
-                return Err(SourceError::Transport {
-                    endpoint,
-                    attempts: 1,
-                    error: Arc::new(e),
-                });
-            }
-        }
-    }
+            CappedReadError::Transport(e) => SourceError::Transport {
+                endpoint,
+                attempts: 1,
+                error: Arc::new(e),
+            },
+        })
 }
 
 /// A JSON object body's string field.

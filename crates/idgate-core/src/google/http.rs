@@ -12,6 +12,42 @@ use crate::ErrorChain;
 /// The default per-request timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest body idgate reads from a Google endpoint: tokens are about 1 KiB, error bodies a few hundred bytes,
+/// metadata facts a few bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Why [`read_capped`] returned no body. Exhaustive on purpose: a body is either too large or its connection failed.
+#[derive(Debug)]
+pub enum CappedReadError {
+    /// The body is (or announces itself as) larger than [`MAX_BODY_BYTES`].
+    TooLarge,
+    /// The connection failed while the body was read.
+    Transport(reqwest::Error),
+}
+
+/// Reads `response`'s body, refusing one over [`MAX_BODY_BYTES`] before (by `Content-Length`) or while reading it,
+/// so no endpoint can make idgate buffer without bound. Every Google answer idgate reads goes through here.
+///
+/// # Errors
+///
+/// [`CappedReadError`].
+pub async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, CappedReadError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(CappedReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(CappedReadError::Transport)? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(CappedReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// How transient failures are retried: transport errors, timeouts, HTTP 5xx and 429. Client errors (4xx) are never
 /// retried.
 ///

@@ -7,7 +7,9 @@ use url::Url;
 mod http;
 pub mod metadata;
 
-pub use http::{DEFAULT_TIMEOUT, HttpOptions, RetryPolicy};
+pub use http::{
+    CappedReadError, DEFAULT_TIMEOUT, HttpOptions, MAX_BODY_BYTES, RetryPolicy, read_capped,
+};
 pub use metadata::{MetadataClient, MetadataError};
 
 /// Every Google endpoint idgate talks to.

@@ -28,6 +28,7 @@ use std::time::Duration;
 use http::StatusCode;
 use url::Url;
 
+use super::http::CappedReadError;
 use super::{Endpoints, HttpOptions};
 
 mod error;
@@ -42,8 +43,8 @@ pub const GCE_METADATA_HOST: &str = "GCE_METADATA_HOST";
 /// How long [`MetadataClient::probe`] waits for an answer (at most; less if the configured timeout is shorter).
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// The largest body read from the metadata server: tokens are ~1 KiB, facts a few bytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The largest body read from the metadata server (the same cap as every Google answer).
+pub use super::http::MAX_BODY_BYTES;
 
 /// The path of the root under the metadata server's origin.
 const ROOT_PATH: &str = "computeMetadata/v1/";
@@ -362,10 +363,14 @@ impl MetadataClient {
                 attempts: 1,
             });
         }
-        read_capped(response).await.map_err(|e| match e {
-            ReadError::TooLarge => unusable(path, AnswerProblem::TooLarge(MAX_BODY_BYTES)),
-            ReadError::Transport(e) => unreachable(e),
-        })
+        super::http::read_capped(response)
+            .await
+            .map_err(|e| match e {
+                CappedReadError::TooLarge => {
+                    unusable(path, AnswerProblem::TooLarge(MAX_BODY_BYTES))
+                }
+                CappedReadError::Transport(e) => unreachable(e),
+            })
     }
 }
 
@@ -400,26 +405,4 @@ fn unusable(path: &str, problem: AnswerProblem) -> MetadataError {
         path: path.trim_start_matches('/').to_owned(),
         problem,
     }
-}
-
-enum ReadError {
-    TooLarge,
-    Transport(reqwest::Error),
-}
-
-async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, ReadError> {
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-    {
-        return Err(ReadError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ReadError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
