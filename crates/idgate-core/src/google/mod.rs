@@ -26,6 +26,10 @@ pub use metadata::{MetadataClient, MetadataError};
 /// let local = Endpoints::under(&"http://127.0.0.1:8085".parse().unwrap());
 /// assert_eq!(local.oidc_jwks.as_str(), "http://127.0.0.1:8085/oauth2/v3/certs");
 /// assert_eq!(local.metadata.as_str(), "http://127.0.0.1:8085/computeMetadata/v1/");
+/// assert_eq!(
+///     local.service_account_keys.as_str(),
+///     "http://127.0.0.1:8085/service_accounts/v1/metadata/"
+/// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -42,8 +46,11 @@ pub struct Endpoints {
     pub metadata: Url,
     /// The OAuth 2.0 token endpoint (JWT-bearer grant).
     pub token: Url,
-    /// The IAM Credentials API root (`generateIdToken`).
+    /// The IAM Credentials API root (`generateIdToken`, `generateAccessToken`, `signBlob`, `signJwt`).
     pub iam_credentials: Url,
+    /// The root of every service account's published public keys: `{root}x509/{EMAIL}` (X.509 certificates),
+    /// `{root}jwk/{EMAIL}` (a JWKS) and `{root}raw/{EMAIL}`. What verifies `signBlob`/`signJwt` signatures.
+    pub service_account_keys: Url,
 }
 
 fn url(s: &str) -> Url {
@@ -61,6 +68,7 @@ impl Default for Endpoints {
             metadata: url("http://metadata.google.internal/computeMetadata/v1/"),
             token: url("https://oauth2.googleapis.com/token"),
             iam_credentials: url("https://iamcredentials.googleapis.com/"),
+            service_account_keys: url("https://www.googleapis.com/service_accounts/v1/metadata/"),
         }
     }
 }
@@ -82,6 +90,7 @@ impl Endpoints {
             metadata: join("computeMetadata/v1/"),
             token: join("token"),
             iam_credentials: base.clone(),
+            service_account_keys: join("service_accounts/v1/metadata/"),
         }
     }
 }
