@@ -244,6 +244,28 @@ impl KeyCache {
         }
     }
 
+    /// The key set to verify with now: the held set while fresh (or stale within the bound, refreshed in the
+    /// background, as [`key`](Self::key) does), else a fetched one.
+    ///
+    /// # Errors
+    ///
+    /// [`KeysUnavailable`] when there is no usable set and the source cannot be read.
+    pub async fn key_set(&self) -> Result<KeySet, KeysUnavailable> {
+        let now = self.inner.clock.now();
+        if let Some(loaded) = self.inner.current.load_full() {
+            if now < loaded.fresh_until {
+                return Ok(loaded.keys.clone());
+            }
+            if now < loaded.fresh_until + self.inner.config.stale_bound {
+                self.refresh_in_background(now);
+                return Ok(loaded.keys.clone());
+            }
+        }
+        self.refresh(Reason::Refresh, now)
+            .await
+            .map(|loaded| loaded.keys.clone())
+    }
+
     /// Fetches the set now unless a fresh one is held: call it at startup so the first request does not wait, and
     /// so a misconfigured key URL fails the deployment rather than the first caller.
     ///

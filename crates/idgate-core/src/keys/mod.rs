@@ -15,12 +15,17 @@
 //! works as a key URL for its verifier. The family never comes from the document: an IAP document at an OIDC
 //! verifier's key URL is refused ([`KeySetError::WrongFamily`]). [`KeyDocumentFormat::Exactly`] pins one format.
 
+mod accounts;
 mod cache;
 mod set;
 mod source;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use accounts::checked_account;
+pub use accounts::{
+    DEFAULT_ACCOUNT_CAPACITY, ServiceAccountKeyFormat, ServiceAccountKeys, SignatureError,
+};
 pub use cache::{KeyCache, KeyCacheConfig, KeyCacheStatus, KeyLookupError, KeysUnavailable};
 pub(crate) use set::truncate;
 pub use set::{KeyAlgorithm, KeyDocumentFormat, KeyFormat, KeySet, KeySetError, VerifyingKey};

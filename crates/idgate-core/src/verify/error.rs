@@ -48,6 +48,13 @@ pub enum VerifyError {
         /// The token's issuer (truncated to 64 characters).
         got: String,
     },
+    /// `sub` is not the one this verifier requires (a JWT signed by a service account must name that account as
+    /// its subject too).
+    #[error("token subject {got:?} is not accepted")]
+    WrongSubject {
+        /// The token's subject (truncated to 64 characters).
+        got: String,
+    },
     /// `aud` is not one this verifier accepts.
     #[error("token audience {got:?} is not accepted")]
     WrongAudience {
@@ -148,6 +155,7 @@ impl VerifyError {
             Self::InvalidSignature => "invalid_signature",
             Self::SignatureRemoved => "signature_removed",
             Self::WrongIssuer { .. } => "wrong_issuer",
+            Self::WrongSubject { .. } => "wrong_subject",
             Self::WrongAudience { .. } => "wrong_audience",
             Self::Expired { .. } => "expired",
             Self::NotYetValid => "not_yet_valid",
@@ -174,6 +182,12 @@ pub enum BuildError {
     /// in origin mode, is not an absolute http(s) URL.
     #[error("invalid audience {0:?}: {1}")]
     InvalidAudience(String, &'static str),
+    /// The account is not a service-account email.
+    #[error("{0:?} is not a service-account email")]
+    InvalidAccount(String),
+    /// The maximum lifetime is zero or longer than the largest allowed.
+    #[error("a maximum token lifetime of {0} s is out of range (1 s to 24 h)")]
+    MaxLifetimeOutOfRange(u64),
     /// The leeway is larger than 5 minutes.
     #[error("leeway of {0} s is larger than the 300 s maximum")]
     LeewayTooLarge(u64),
