@@ -18,8 +18,7 @@ use crate::token::{MintKeys, TokenSpec, mint};
 
 pub use builder::{
     DEFAULT_IAP_MAX_AGE, DEFAULT_OIDC_MAX_AGE, DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NUMBER,
-    DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE,
-    EmulatorBuilder, ShutdownSignal,
+    DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE, EmulatorBuilder, ShutdownSignal,
 };
 
 /// A running emulator of Google's identity endpoints on a loopback port. It stops when dropped or on

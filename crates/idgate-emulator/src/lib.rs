@@ -83,8 +83,7 @@ mod token;
 pub use access::{AccessTokenInfo, AuthorizedUserFile};
 pub use emulator::{
     DEFAULT_IAP_MAX_AGE, DEFAULT_OIDC_MAX_AGE, DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NUMBER,
-    DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE,
-    Emulator, EmulatorBuilder, ShutdownSignal,
+    DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE, Emulator, EmulatorBuilder, ShutdownSignal,
 };
 pub use error::EmulatorError;
 pub use proxy::{IapProxy, IapUserSpec};

@@ -169,9 +169,12 @@ pub(crate) async fn service_account_jwks(
     State(shared): State<Arc<Shared>>,
     Path(email): Path<String>,
 ) -> Response {
-    service_account_keys(&shared, Route::ServiceAccountJwks, &email, |keys| {
-        json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()})
-    })
+    service_account_keys(
+        &shared,
+        Route::ServiceAccountJwks,
+        &email,
+        |keys| json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}),
+    )
     .await
 }
 
@@ -188,8 +191,11 @@ pub(crate) async fn service_account_raw_keys(
     State(shared): State<Arc<Shared>>,
     Path(email): Path<String>,
 ) -> Response {
-    service_account_keys(&shared, Route::ServiceAccountRawKeys, &email, |keys| {
-        json!({"keyvalues": keys.iter().map(|k| k.raw_key_value()).collect::<Vec<_>>()})
-    })
+    service_account_keys(
+        &shared,
+        Route::ServiceAccountRawKeys,
+        &email,
+        |keys| json!({"keyvalues": keys.iter().map(|k| k.raw_key_value()).collect::<Vec<_>>()}),
+    )
     .await
 }

@@ -361,8 +361,7 @@ fn proto_bytes(text: &str) -> Option<Vec<u8>> {
 /// RSASSA-PKCS1-v1_5 with SHA-256 over the payload's bytes, with the same key `signJwt` uses (published in the
 /// account's x509/jwk/raw documents). A payload that is absent or empty (the same thing in proto3) is refused.
 async fn sign_blob(shared: &Shared, account: &str, headers: &HeaderMap, body: &[u8]) -> Response {
-    let (target, request) = match authorize(shared, Route::SignBlob, account, headers, body).await
-    {
+    let (target, request) = match authorize(shared, Route::SignBlob, account, headers, body).await {
         Ok(ok) => ok,
         Err(r) => return *r,
     };
