@@ -26,7 +26,8 @@
 //! | [`AddIdTokenLayer`], [`AddAccessTokenLayer`] | tower adapters for hyper-util clients, tonic channels, ... (feature `tower`) |
 //! | [`AttachConfig`] | the audience, header and overwrite rules both adapters share |
 //! | [`HttpOptions`], [`RetryPolicy`] | the HTTP client, timeout and retries of every source |
-//! | [`SourceError`], [`AttachError`], [`KeyFileError`], [`ScopesError`] | typed errors; none ever contains a token or a key; causes in `source()` |
+//! | [`Signer`], [`SignedBlob`] | sign bytes and JWTs as a service account, locally (key file) or through IAM `signBlob`/`signJwt`, always with the key ID |
+//! | [`SourceError`], [`AttachError`], [`KeyFileError`], [`ScopesError`], [`SignError`] | typed errors; none ever contains a token or a key; causes in `source()` |
 //!
 //! # Example: reqwest
 //!
@@ -118,9 +119,11 @@ mod attach;
 mod audience;
 pub mod cache;
 mod error;
+mod iam;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
 mod scopes;
+mod sign;
 pub mod source;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
@@ -134,12 +137,16 @@ pub use access_middleware::AccessTokenMiddleware;
 pub use attach::AttachConfig;
 pub use audience::Audience;
 pub use cache::{CachedSource, CachedSourceBuilder};
-pub use error::{AttachError, Endpoint, KeyFileError, KeyOrigin, ResponseProblem, SourceError};
+pub use error::{
+    AttachError, ClaimsProblem, Endpoint, KeyFileError, KeyOrigin, ResponseProblem, SignError,
+    SourceError, TOKEN_CREATOR_ROLE,
+};
 pub use idgate_core::google::{DEFAULT_TIMEOUT, HttpOptions, RetryPolicy};
 #[cfg(feature = "reqwest-middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub use middleware::IdTokenMiddleware;
 pub use scopes::{CLOUD_PLATFORM_SCOPE, Scopes, ScopesError};
+pub use sign::{SignedBlob, Signer};
 pub use source::{
     AccessToken, AccessTokenSource, Adc, AdcBuilder, AdcKind, AuthorizedUser, BoxFuture, Format,
     IdTokenSource, IdTokenSourceExt, Impersonated, MetadataServer, ServiceAccountKey, StaticToken,

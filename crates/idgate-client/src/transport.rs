@@ -47,11 +47,23 @@ impl Http {
         }
     }
 
-    /// Sends the request built by `build` with retries, and returns the body of a 2xx answer.
+    /// Sends the request built by `build` with retries (of transient failures: transport errors, 5xx, 429), and
+    /// returns the body of a 2xx answer.
     pub(crate) async fn send(
         &self,
         endpoint: Endpoint,
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, SourceError> {
+        self.send_if(endpoint, build, SourceError::is_transient)
+            .await
+    }
+
+    /// Like [`send`](Self::send), retrying the failures for which `retry_if` is true.
+    pub(crate) async fn send_if(
+        &self,
+        endpoint: Endpoint,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+        retry_if: fn(&SourceError) -> bool,
     ) -> Result<Vec<u8>, SourceError> {
         let client = match &self.client {
             Ok(c) => c,
@@ -75,7 +87,7 @@ impl Http {
                 })?;
             read(endpoint, response).await
         };
-        let (result, attempts) = self.retry.run(attempt, SourceError::is_transient).await;
+        let (result, attempts) = self.retry.run(attempt, retry_if).await;
         result.map_err(|e| e.with_attempts(attempts))
     }
 }

@@ -18,7 +18,7 @@ use crate::token::{MintKeys, TokenSpec, mint};
 
 pub use builder::{
     DEFAULT_IAP_MAX_AGE, DEFAULT_OIDC_MAX_AGE, DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NUMBER,
-    EmulatorBuilder, ShutdownSignal,
+    DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE, EmulatorBuilder, ShutdownSignal,
 };
 
 /// A running emulator of Google's identity endpoints on a loopback port. It stops when dropped or on
@@ -221,6 +221,49 @@ impl Emulator {
         email: &str,
     ) -> Result<ServiceAccountKeyFile, EmulatorError> {
         self.shared.create_service_account(email)
+    }
+
+    /// Deletes the key `key_id` of the service account `email`, as `gcloud iam service-accounts keys delete` does
+    /// (or as Google retires a system-managed key): it is no longer in any of the account's public-key documents
+    /// (x509, jwk, raw), and the token endpoint and IAM refuse JWTs signed with it. Deleting the key
+    /// `signBlob`/`signJwt` sign with makes the next such call create a fresh one. Returns whether the key
+    /// existed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = idgate_emulator::Emulator::start().await?;
+    /// let key = emulator.create_service_account("old@my-proj.iam.gserviceaccount.com");
+    /// assert!(emulator.delete_service_account_key(key.client_email(), key.private_key_id()));
+    /// assert!(!emulator.delete_service_account_key(key.client_email(), key.private_key_id()));
+    /// let certs: serde_json::Value =
+    ///     reqwest::get(emulator.service_account_x509_url(key.client_email())).await?.json().await?;
+    /// assert_eq!(certs, serde_json::json!({}));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn delete_service_account_key(&self, email: &str, key_id: &str) -> bool {
+        self.shared.delete_service_account_key(email, key_id)
+    }
+
+    /// Gives the service account `email` a new system-managed key, the one IAM `signBlob` and `signJwt` sign with
+    /// from now on, and returns its key ID. The previous system key stays published (and accepted) until
+    /// [`Emulator::delete_service_account_key`] retires it, as Google keeps publishing a key for a while after it
+    /// stops signing with it.
+    ///
+    /// # Errors
+    ///
+    /// [`EmulatorError::UnknownAccount`] if `email` is not registered; a crypto or certificate error from key
+    /// generation.
+    pub fn rotate_system_key(&self, email: &str) -> Result<String, EmulatorError> {
+        self.shared.rotate_system_key(email)
+    }
+
+    /// The key ID `signBlob` and `signJwt` sign with for `email` now, if the account has one yet (it is created on
+    /// the first such call, or by [`Emulator::rotate_system_key`]).
+    #[must_use]
+    pub fn system_key_id(&self, email: &str) -> Option<String> {
+        self.shared.system_key_id(email)
     }
 
     /// Stops serving and waits for in-flight requests to finish (hanging faults are released).

@@ -53,6 +53,9 @@ pub enum EmulatorError {
     /// The named key is not published, or the last key cannot be retired.
     #[error("no such key: {0}")]
     UnknownKey(String),
+    /// No service account with this email is registered.
+    #[error("no such service account: {0}")]
+    UnknownAccount(String),
     /// There is no published key to sign with (every key was retired).
     #[error("no published {0} key to sign with")]
     NoSigningKey(&'static str),

@@ -11,7 +11,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
 use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use time::{Duration as TimeDuration, OffsetDateTime};
 
@@ -139,6 +139,25 @@ impl RsaKey {
     /// The JWK of this key, in Google's field order.
     pub(crate) fn jwk(&self) -> Value {
         json!({"kid": self.kid, "kty": "RSA", "alg": "RS256", "use": "sig", "n": self.n, "e": self.e})
+    }
+
+    /// This key as an entry of a `service_accounts/v1/metadata/raw/EMAIL` document: `keyid`, `algorithm` and the
+    /// big-endian modulus and exponent in standard base64 (what Google's `oauth2` v1 discovery document calls
+    /// `Raw.keyvalues[]`, and what the Endpoints Frameworks verifier decodes with `base64.b64decode`).
+    pub(crate) fn raw_key_value(&self) -> Value {
+        // `n` and `e` were encoded from these very bytes; decoding them back cannot fail.
+        let standard = |b64url: &str| {
+            URL_SAFE_NO_PAD
+                .decode(b64url)
+                .map(|bytes| STANDARD.encode(bytes))
+                .unwrap_or_default()
+        };
+        json!({
+            "keyid": self.kid,
+            "algorithm": "RSA",
+            "modulus": standard(&self.n),
+            "exponent": standard(&self.e),
+        })
     }
 }
 
@@ -305,6 +324,16 @@ mod tests {
         assert!(key.spki_pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
         assert_eq!(key.e, "AQAB");
         assert_eq!(key.jwk()["kty"], "RSA");
+        let raw = key.raw_key_value();
+        assert_eq!(raw["exponent"], "AQAB");
+        assert_eq!(raw["algorithm"], "RSA");
+        assert_eq!(
+            STANDARD
+                .decode(raw["modulus"].as_str().expect("modulus"))
+                .expect("standard base64")
+                .len(),
+            256
+        );
         assert!(
             key.private_key_pem()
                 .expect("pem")

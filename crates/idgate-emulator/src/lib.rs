@@ -12,8 +12,8 @@
 //! | `POST /token` | the OAuth 2.0 token endpoint (`oauth2.googleapis.com/token`): jwt-bearer grant (ID tokens, access tokens with `scope`, domain-wide delegation with `sub`), refresh-token grant |
 //! | `GET /oauth2/v3/tokeninfo` | what an access token grants (`www.googleapis.com/oauth2/v3/tokeninfo`) |
 //! | `POST /v1/projects/-/serviceAccounts/{email}:generateIdToken` | IAM Credentials (`iamcredentials.googleapis.com`) |
-//! | `POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken`, `:signJwt` | IAM Credentials, with Token Creator grants and delegate chains |
-//! | `/robot/v1/metadata/x509/{email}` | a service account's public certificates |
+//! | `POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken`, `:signJwt`, `:signBlob` | IAM Credentials, with Token Creator grants and delegate chains |
+//! | `/service_accounts/v1/metadata/{x509,jwk,raw}/{email}` (and `/robot/v1/metadata/x509/{email}`) | a service account's public keys (every key file's and the one `signBlob`/`signJwt` use), as X.509 certificates, a JWKS, or raw modulus/exponent |
 //! | `GET /storage/v1/b?project=P` | Cloud Storage's bucket list (`storage.googleapis.com`), checking the bearer token and its scopes |
 //!
 //! Access tokens are opaque `ya29.` strings; the emulator records who each was issued to, for whom (domain-wide
@@ -23,7 +23,8 @@
 //!
 //! Every answer has Google's wire format. [`TokenSpec`] + [`Emulator::mint`] mint any token, good or
 //! deliberately broken; [`Emulator::hits`] counts requests per [`Route`]; [`Emulator::inject`] plays
-//! a [`Fault`]; keys rotate; [`IapProxy`] puts the emulator's IAP in front of any upstream. The emulator
+//! a [`Fault`]; keys rotate (service-account keys too: [`Emulator::rotate_system_key`],
+//! [`Emulator::delete_service_account_key`]); [`IapProxy`] puts the emulator's IAP in front of any upstream. The emulator
 //! never calls the real Google.
 //!
 //! # Loopback only
@@ -82,7 +83,7 @@ mod token;
 pub use access::{AccessTokenInfo, AuthorizedUserFile};
 pub use emulator::{
     DEFAULT_IAP_MAX_AGE, DEFAULT_OIDC_MAX_AGE, DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NUMBER,
-    Emulator, EmulatorBuilder, ShutdownSignal,
+    DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE, Emulator, EmulatorBuilder, ShutdownSignal,
 };
 pub use error::EmulatorError;
 pub use proxy::{IapProxy, IapUserSpec};

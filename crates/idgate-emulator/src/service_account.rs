@@ -219,6 +219,43 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Deletes `email`'s key `key_id` (a key file's or the system-managed one): it is no longer published and no
+    /// longer accepted. Deleting the system key makes the next `signBlob`/`signJwt` create a new one.
+    pub(crate) fn delete_service_account_key(&self, email: &str, key_id: &str) -> bool {
+        let mut accounts = write(&self.service_accounts);
+        let Some(record) = accounts.get_mut(email) else {
+            return false;
+        };
+        if record.system_key.as_deref() == Some(key_id) {
+            record.system_key = None;
+        }
+        record.keys.remove(key_id).is_some()
+    }
+
+    /// Gives `email` a new system-managed key (the one `signBlob`/`signJwt` sign with from now on); the previous
+    /// one stays published, as Google keeps publishing a key after it stops signing with it.
+    pub(crate) fn rotate_system_key(&self, email: &str) -> Result<String, EmulatorError> {
+        // Key generation is slow: outside the lock.
+        let key = Arc::new(RsaKey::generate(hex(&random_bytes::<20>()?))?);
+        let kid = key.kid.clone();
+        let mut accounts = write(&self.service_accounts);
+        let record = accounts
+            .get_mut(email)
+            .ok_or_else(|| EmulatorError::UnknownAccount(email.to_owned()))?;
+        record.system_key = Some(kid.clone());
+        record.keys.insert(kid.clone(), key);
+        Ok(kid)
+    }
+
+    /// The ID of `email`'s current system-managed key, if it has one yet.
+    pub(crate) fn system_key_id(&self, email: &str) -> Option<String> {
+        crate::state::read(&self.service_accounts)
+            .get(email)
+            .and_then(|record| record.system_key.clone())
+    }
+}
+
 /// `NAME@PROJECT.iam.gserviceaccount.com` -> `PROJECT`.
 fn project_of(email: &str) -> Option<&str> {
     email

@@ -48,7 +48,8 @@ pub enum Route {
     Token,
     /// `POST /v1/projects/-/serviceAccounts/{email}:generateIdToken`: IAM Credentials.
     GenerateIdToken,
-    /// `GET /robot/v1/metadata/x509/{email}`: a service account's public certificates.
+    /// `GET /service_accounts/v1/metadata/x509/{email}` (and its older alias `/robot/v1/metadata/x509/{email}`):
+    /// a service account's public keys as X.509 certificates, `{key_id: PEM}`.
     ServiceAccountCerts,
     /// `GET /oauth2/v3/tokeninfo?access_token=...`: what an access token grants.
     AccessTokenInfo,
@@ -58,11 +59,18 @@ pub enum Route {
     SignJwt,
     /// `GET /storage/v1/b?project=P`: Cloud Storage's bucket list, the emulated Google API.
     StorageBuckets,
+    /// `POST /v1/projects/-/serviceAccounts/{email}:signBlob`: IAM Credentials.
+    SignBlob,
+    /// `GET /service_accounts/v1/metadata/jwk/{email}`: a service account's public keys as a JWKS.
+    ServiceAccountJwks,
+    /// `GET /service_accounts/v1/metadata/raw/{email}`: a service account's public keys as
+    /// `{"keyvalues": [{keyid, algorithm, modulus, exponent}]}`.
+    ServiceAccountRawKeys,
 }
 
 impl Route {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 22] = [
         Self::OidcJwks,
         Self::OidcPemCerts,
         Self::OpenIdConfiguration,
@@ -82,6 +90,9 @@ impl Route {
         Self::GenerateAccessToken,
         Self::SignJwt,
         Self::StorageBuckets,
+        Self::SignBlob,
+        Self::ServiceAccountJwks,
+        Self::ServiceAccountRawKeys,
     ];
 
     fn index(self) -> usize {
@@ -141,6 +152,7 @@ pub(crate) struct Config {
     pub(crate) project_number: u64,
     pub(crate) oidc_max_age: u64,
     pub(crate) iap_max_age: u64,
+    pub(crate) service_account_keys_max_age: u64,
     pub(crate) age: u64,
     pub(crate) metadata_service_account: String,
     pub(crate) zone: String,
@@ -156,7 +168,7 @@ pub(crate) struct ServiceAccountRecord {
     pub(crate) unique_id: String,
     /// private_key_id -> key.
     pub(crate) keys: HashMap<String, Arc<RsaKey>>,
-    /// The id of the key the emulator holds for `signJwt` (Google's system-managed key), once created;
+    /// The id of the key the emulator holds for `signJwt` and `signBlob` (Google's system-managed key), once created;
     /// it is also in `keys`, so its certificate is published and the token endpoint accepts its JWTs.
     pub(crate) system_key: Option<String>,
 }
@@ -362,6 +374,7 @@ fn fault_status(endpoint: Route, status: StatusCode) -> Response {
         Route::GenerateIdToken
         | Route::GenerateAccessToken
         | Route::SignJwt
+        | Route::SignBlob
         | Route::StorageBuckets => (
             status,
             axum::Json(serde_json::json!({

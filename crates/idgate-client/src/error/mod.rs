@@ -14,6 +14,7 @@ use idgate_core::google::metadata::{AnswerProblem, MetadataError};
 mod attach;
 mod detail;
 mod key_file;
+mod sign;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +22,7 @@ pub use attach::AttachError;
 use detail::{Detail, unix, unsupported_message};
 pub(crate) use detail::{bounded, error_detail};
 pub use key_file::{KeyFileError, KeyOrigin};
+pub use sign::{ClaimsProblem, SignError, TOKEN_CREATOR_ROLE};
 
 /// Which Google endpoint a request went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,7 +32,7 @@ pub enum Endpoint {
     MetadataServer,
     /// An OAuth 2.0 token endpoint (a key file's `token_uri`).
     OAuthToken,
-    /// The IAM Credentials API (`generateIdToken`).
+    /// The IAM Credentials API (`generateIdToken`, `generateAccessToken`, `signJwt`, `signBlob`).
     IamCredentials,
     /// A token source outside idgate (a custom [`IdTokenSource`](crate::IdTokenSource)).
     CustomSource,
@@ -342,6 +344,9 @@ pub enum ResponseProblem {
     /// A number is too large to be a real answer (an `expires_in` whose expiry no clock can represent).
     #[error("the field `{0}` is out of range")]
     OutOfRange(&'static str),
+    /// A field should hold base64 bytes (IAM's `signedBlob`) and does not.
+    #[error("the field `{0}` is not base64")]
+    NotBase64(&'static str),
 }
 
 impl From<AnswerProblem> for ResponseProblem {

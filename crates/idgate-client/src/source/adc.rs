@@ -36,8 +36,9 @@ pub enum AdcKind {
     AuthorizedUser,
 }
 
+/// The credentials ADC settled on.
 #[derive(Debug, Clone)]
-enum Resolved {
+pub(crate) enum Resolved {
     ServiceAccountKey(ServiceAccountKey),
     Impersonated(Impersonated),
     MetadataServer(MetadataServer),
@@ -113,6 +114,11 @@ impl Adc {
             Resolved::MetadataServer(_) => AdcKind::MetadataServer,
             Resolved::AuthorizedUser(_) => AdcKind::AuthorizedUser,
         }
+    }
+
+    /// The credentials themselves (for a [`Signer`](crate::Signer)).
+    pub(crate) fn resolved(&self) -> &Resolved {
+        &self.resolved
     }
 
     /// The project billed for API calls: `GOOGLE_CLOUD_QUOTA_PROJECT`, else the credentials file's

@@ -4,9 +4,9 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use idgate_core::clock::{Clock, SystemClock};
+use idgate_core::clock::Clock;
 use idgate_core::google::{Endpoints, HttpOptions};
 use idgate_core::token::IdToken;
 use url::Url;
@@ -19,10 +19,7 @@ use super::{
 use crate::Scopes;
 use crate::audience::check_audience;
 use crate::error::{Endpoint, KeyFileError, KeyOrigin, SourceError};
-use crate::transport::Http;
-
-/// A source access token is reused until this long before it expires.
-const ACCESS_TOKEN_MARGIN: Duration = Duration::from_secs(60);
+use crate::iam::IamClient;
 /// The lifetime asked of `generateAccessToken` by default (Google's default and, without an org policy, maximum).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -67,18 +64,15 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 /// ```
 #[derive(Clone)]
 pub struct Impersonated {
-    source: Arc<dyn AccessTokenSource>,
     target: String,
     delegates: Vec<String>,
     include_email: bool,
     subject: Option<String>,
     lifetime: Duration,
     quota_project: Option<String>,
-    iam: Url,
     token_uri: Url,
-    http: Http,
-    clock: Arc<dyn Clock>,
-    access: Arc<tokio::sync::Mutex<Option<(AccessToken, SystemTime)>>>,
+    /// The IAM Credentials client: the source credential, the API root, HTTP options, clock and cached caller token.
+    iam: IamClient,
 }
 
 impl fmt::Debug for Impersonated {
@@ -88,8 +82,8 @@ impl fmt::Debug for Impersonated {
             .field("delegates", &self.delegates)
             .field("include_email", &self.include_email)
             .field("subject", &self.subject)
-            .field("iam_credentials", &self.iam.as_str())
-            .field("source", &self.source)
+            .field("iam_credentials", &self.iam.root.as_str())
+            .field("source", &self.iam.source)
             .finish_non_exhaustive()
     }
 }
@@ -103,18 +97,14 @@ impl Impersonated {
 
     fn with_source(source: Arc<dyn AccessTokenSource>, target: &str) -> Self {
         Self {
-            source,
             target: target.trim().to_owned(),
             delegates: Vec::new(),
             include_email: true,
             subject: None,
             lifetime: DEFAULT_LIFETIME,
             quota_project: None,
-            iam: Endpoints::default().iam_credentials,
             token_uri: Endpoints::default().token,
-            http: Http::default(),
-            clock: Arc::new(SystemClock),
-            access: Arc::new(tokio::sync::Mutex::new(None)),
+            iam: IamClient::new(source),
         }
     }
 
@@ -231,7 +221,7 @@ impl Impersonated {
     /// `Endpoints::under(&emulator.base_url())`).
     #[must_use]
     pub fn endpoints(mut self, endpoints: &Endpoints) -> Self {
-        self.iam = endpoints.iam_credentials.clone();
+        self.iam.root = endpoints.iam_credentials.clone();
         self.token_uri = endpoints.token.clone();
         self
     }
@@ -240,14 +230,14 @@ impl Impersonated {
     /// 3 attempts).
     #[must_use]
     pub fn http(mut self, options: HttpOptions) -> Self {
-        self.http = Http::new(options);
+        self.iam.set_http(options);
         self
     }
 
     /// The clock deciding when the source's access token must be renewed (default: the system clock).
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.iam.clock = clock;
         self
     }
 
@@ -272,75 +262,23 @@ impl Impersonated {
     }
 
     /// `{iam}v1/projects/-/serviceAccounts/{target}:{method}`.
+    #[cfg(test)]
     fn method_url(&self, method: &str) -> Result<Url, SourceError> {
-        if self.target.is_empty() || self.target.contains(['/', '?', '#', ' ']) {
-            return Err(SourceError::Config {
-                reason: "the impersonation target is not a service-account email".into(),
-            });
-        }
-        let mut url = self.iam.clone();
-        url.path_segments_mut()
-            .map_err(|()| SourceError::Config {
-                reason: "the IAM Credentials URL cannot have a path".into(),
-            })?
-            .pop_if_empty()
-            .extend([
-                "v1",
-                "projects",
-                "-",
-                "serviceAccounts",
-                &format!("{}:{method}", self.target),
-            ]);
-        Ok(url)
-    }
-
-    /// The source's access token, reused while it has more than [`ACCESS_TOKEN_MARGIN`] left. The flag says whether
-    /// it was just minted.
-    async fn bearer(&self) -> Result<(AccessToken, bool), SourceError> {
-        let mut cached = self.access.lock().await;
-        let now = self.clock.now();
-        if let Some((token, expires_at)) = &*cached
-            && now + ACCESS_TOKEN_MARGIN < *expires_at
-        {
-            return Ok((token.clone(), false));
-        }
-        let token = self.source.access_token(&Scopes::cloud_platform()).await?;
-        // Without an expiry, the token is used once and not kept.
-        *cached = token
-            .expiry_from(now)
-            .map(|expires_at| (token.clone(), expires_at));
-        Ok((token, true))
+        self.iam.method_url(&self.target, method)
     }
 
     /// `POST` `body` to the target's IAM `method`, authorised by the source's access token; the 2xx body.
     async fn call(&self, method: &str, body: &serde_json::Value) -> Result<Vec<u8>, SourceError> {
-        let url = self.method_url(method)?;
-        let send = |bearer: AccessToken| {
-            let url = url.clone();
-            async move {
-                self.http
-                    .send(Endpoint::IamCredentials, |client| {
-                        client
-                            .post(url.clone())
-                            .bearer_auth(bearer.as_str())
-                            .json(body)
-                    })
-                    .await
-            }
-        };
-        let (bearer, fresh) = self.bearer().await?;
-        match send(bearer.clone()).await {
-            Err(e) if e.status() == Some(http::StatusCode::UNAUTHORIZED) && !fresh => {
-                // The cached access token was revoked or expired early: forget it, here and in the source
-                // credential (a `CachedSource` would hand the same one back), and try once more.
-                *self.access.lock().await = None;
-                self.source
-                    .invalidate_access_token(&Scopes::cloud_platform(), &bearer);
-                let (bearer, _) = self.bearer().await?;
-                send(bearer).await
-            }
-            other => other,
-        }
+        Ok(self
+            .iam
+            .call(&self.target, method, body, SourceError::is_transient)
+            .await?)
+    }
+
+    /// The IAM client (source credential, endpoint, HTTP options, cached caller token), for a
+    /// [`Signer`](crate::Signer) acting as the same target.
+    pub(crate) fn iam_client(&self) -> &IamClient {
+        &self.iam
     }
 
     async fn mint(&self, audience: &str) -> Result<IdToken, SourceError> {
@@ -370,7 +308,7 @@ impl Impersonated {
         scopes: &Scopes,
         subject: &str,
     ) -> Result<serde_json::Value, SourceError> {
-        let mut claims = GrantClaims::new(&self.target, &self.token_uri, &*self.clock);
+        let mut claims = GrantClaims::new(&self.target, &self.token_uri, &*self.iam.clock);
         claims.scope = Some(scopes.as_claim());
         claims.sub = Some(subject);
         let payload = serde_json::to_string(&claims).map_err(|_| SourceError::Assertion {
@@ -391,7 +329,7 @@ impl Impersonated {
             let raw = crate::transport::json_field(ep, &body, "accessToken")?;
             let expire_time = crate::transport::json_field(ep, &body, "expireTime")?;
             let expires_at = crate::transport::rfc3339(ep, "expireTime", &expire_time)?;
-            let now = self.clock.now();
+            let now = self.iam.clock.now();
             if expires_at <= now {
                 return Err(SourceError::Expired { expires_at, now });
             }
@@ -404,7 +342,7 @@ impl Impersonated {
             .call("signJwt", &self.sign_jwt_body(scopes, subject)?)
             .await?;
         let signed = crate::transport::json_field(Endpoint::IamCredentials, &body, "signedJwt")?;
-        let body = jwt_bearer_grant(&self.http, &self.token_uri, &signed)
+        let body = jwt_bearer_grant(&self.iam.http, &self.token_uri, &signed)
             .await
             .map_err(|e| delegation_denied(e, &self.target, None, scopes, subject))?;
         crate::transport::access_token(Endpoint::OAuthToken, &body, Some(scopes))

@@ -30,6 +30,7 @@ pub(crate) mod key_file;
 mod metadata;
 mod service_account;
 
+pub(crate) use adc::Resolved;
 pub use adc::{Adc, AdcBuilder, AdcKind};
 pub use authorized_user::AuthorizedUser;
 pub use impersonated::Impersonated;

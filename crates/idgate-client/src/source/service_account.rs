@@ -149,6 +149,11 @@ impl ServiceAccountKey {
         &self.key_id
     }
 
+    /// The email, key ID, private key and clock, for a local [`Signer`](crate::Signer).
+    pub(crate) fn into_signing_parts(self) -> (String, String, Arc<EncodingKey>, Arc<dyn Clock>) {
+        (self.email, self.key_id, self.key, self.clock)
+    }
+
     /// Acts for the Google Workspace user `email` (**domain-wide delegation**): access tokens carry `sub` = `email`.
     /// The key's client ID must be authorised for the scopes in the Workspace Admin console (Security → API
     /// controls → Domain-wide delegation); otherwise minting fails with [`SourceError::DelegationDenied`].

@@ -8,4 +8,5 @@ mod adc;
 mod attack;
 mod cache;
 mod helpers;
+mod sign;
 mod sources;

@@ -24,6 +24,10 @@ use crate::token::{numeric_id, unix_now};
 pub const DEFAULT_OIDC_MAX_AGE: Duration = Duration::from_secs(20_000);
 /// The max-age the emulator's IAP key endpoints advertise by default.
 pub const DEFAULT_IAP_MAX_AGE: Duration = Duration::from_secs(3_600);
+/// The max-age the emulator's service-account key documents (`service_accounts/v1/metadata/{x509,jwk,raw}/EMAIL`)
+/// advertise by default: 15 minutes, how often Google's IAM documentation recommends refreshing a cached
+/// service-account key set (user-managed keys can be added and deleted at any time).
+pub const DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE: Duration = Duration::from_secs(900);
 /// The default project id.
 pub const DEFAULT_PROJECT_ID: &str = "idgate-emulated";
 /// The default project number.
@@ -45,6 +49,7 @@ pub struct EmulatorBuilder {
     project_number: u64,
     oidc_max_age: Duration,
     iap_max_age: Duration,
+    service_account_keys_max_age: Duration,
     age: Duration,
     metadata_service_account: Option<String>,
     oidc_key_count: usize,
@@ -64,6 +69,7 @@ impl Default for EmulatorBuilder {
             project_number: DEFAULT_PROJECT_NUMBER,
             oidc_max_age: DEFAULT_OIDC_MAX_AGE,
             iap_max_age: DEFAULT_IAP_MAX_AGE,
+            service_account_keys_max_age: DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE,
             age: Duration::ZERO,
             metadata_service_account: None,
             oidc_key_count: 2,
@@ -135,6 +141,13 @@ impl EmulatorBuilder {
     /// The `max-age` of the IAP key endpoints' `Cache-Control` (default [`DEFAULT_IAP_MAX_AGE`]).
     pub fn iap_max_age(mut self, max_age: Duration) -> Self {
         self.iap_max_age = max_age;
+        self
+    }
+
+    /// The `max-age` of the service-account key documents' `Cache-Control`
+    /// (`service_accounts/v1/metadata/{x509,jwk,raw}/EMAIL`; default [`DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE`]).
+    pub fn service_account_keys_max_age(mut self, max_age: Duration) -> Self {
+        self.service_account_keys_max_age = max_age;
         self
     }
 
@@ -245,6 +258,7 @@ impl EmulatorBuilder {
             project_number: self.project_number,
             oidc_max_age: self.oidc_max_age.as_secs(),
             iap_max_age: self.iap_max_age.as_secs(),
+            service_account_keys_max_age: self.service_account_keys_max_age.as_secs(),
             age: self.age.as_secs(),
             metadata_service_account,
             zone: self.zone,

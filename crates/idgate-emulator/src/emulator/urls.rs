@@ -17,7 +17,8 @@ impl Emulator {
 
     /// The URL of `endpoint` (for endpoints with a path parameter, the metadata server's default account
     /// or the `-` project is used; [`Route::GenerateIdToken`], [`Route::GenerateAccessToken`],
-    /// [`Route::SignJwt`] and [`Route::ServiceAccountCerts`] use the metadata service account).
+    /// [`Route::SignJwt`], [`Route::SignBlob`], [`Route::ServiceAccountCerts`], [`Route::ServiceAccountJwks`] and
+    /// [`Route::ServiceAccountRawKeys`] use the metadata service account).
     #[must_use]
     pub fn url(&self, endpoint: Route) -> Url {
         let sa = &self.shared.config.metadata_service_account;
@@ -55,6 +56,9 @@ impl Emulator {
             }
             Route::SignJwt => format!("/v1/projects/-/serviceAccounts/{sa}:signJwt"),
             Route::StorageBuckets => "/storage/v1/b".to_owned(),
+            Route::SignBlob => format!("/v1/projects/-/serviceAccounts/{sa}:signBlob"),
+            Route::ServiceAccountJwks => format!("/service_accounts/v1/metadata/jwk/{sa}"),
+            Route::ServiceAccountRawKeys => format!("/service_accounts/v1/metadata/raw/{sa}"),
         };
         self.shared.url(&path)
     }
@@ -140,6 +144,65 @@ impl Emulator {
     pub fn sign_jwt_url(&self, email: &str) -> Url {
         self.shared
             .url(&format!("/v1/projects/-/serviceAccounts/{email}:signJwt"))
+    }
+
+    /// `/v1/projects/-/serviceAccounts/{email}:signBlob`.
+    #[must_use]
+    pub fn sign_blob_url(&self, email: &str) -> Url {
+        self.shared
+            .url(&format!("/v1/projects/-/serviceAccounts/{email}:signBlob"))
+    }
+
+    /// `/service_accounts/v1/metadata/`: the root of every service account's public-key documents (Google's
+    /// `https://www.googleapis.com/service_accounts/v1/metadata/`, idgate-core's `Endpoints::service_account_keys`).
+    #[must_use]
+    pub fn service_account_keys_root(&self) -> Url {
+        self.shared.url("/service_accounts/v1/metadata/")
+    }
+
+    /// `/service_accounts/v1/metadata/x509/{email}`: `email`'s public keys as `{key_id: X.509 certificate PEM}`
+    /// (Google's `https://www.googleapis.com/service_accounts/v1/metadata/x509/EMAIL`). Every key of the account is
+    /// there: its key files' keys and the key `signBlob`/`signJwt` sign with.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = idgate_emulator::Emulator::start().await?;
+    /// let key = emulator.create_service_account("signer@my-proj.iam.gserviceaccount.com");
+    /// let url = emulator.service_account_x509_url(key.client_email());
+    /// assert!(url.as_str().ends_with("/service_accounts/v1/metadata/x509/signer@my-proj.iam.gserviceaccount.com"));
+    /// let certs: serde_json::Value = reqwest::get(url).await?.json().await?;
+    /// assert!(certs[key.private_key_id()].as_str().unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn service_account_x509_url(&self, email: &str) -> Url {
+        self.service_account_keys_url("x509", email)
+    }
+
+    /// `/service_accounts/v1/metadata/jwk/{email}`: `email`'s public keys as a JWKS (`{"keys": [{kid, kty, alg,
+    /// use, n, e}]}`).
+    #[must_use]
+    pub fn service_account_jwk_url(&self, email: &str) -> Url {
+        self.service_account_keys_url("jwk", email)
+    }
+
+    /// `/service_accounts/v1/metadata/raw/{email}`: `email`'s public keys as
+    /// `{"keyvalues": [{keyid, algorithm, modulus, exponent}]}` (standard base64, big-endian).
+    #[must_use]
+    pub fn service_account_raw_url(&self, email: &str) -> Url {
+        self.service_account_keys_url("raw", email)
+    }
+
+    /// `{root}{format}/{email}`, the email one path segment (a `/` or `?` in it is percent-encoded, never a path
+    /// of its own).
+    fn service_account_keys_url(&self, format: &str, email: &str) -> Url {
+        let mut url = self.service_account_keys_root();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty().extend([format, email]);
+        }
+        url
     }
 
     /// `/oauth2/v3/tokeninfo`: what an access token grants (Google's

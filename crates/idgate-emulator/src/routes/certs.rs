@@ -1,12 +1,14 @@
-//! Google's key endpoints and the OpenID discovery document.
+//! Google's key endpoints (OIDC, IAP, and every service account's public keys) and the OpenID discovery
+//! document.
 
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
+use crate::keys::RsaKey;
 use crate::state::{Route, Shared, read};
 use crate::token::GOOGLE_ISSUER;
 
@@ -111,4 +113,89 @@ pub(crate) async fn openid_configuration(State(shared): State<Arc<Shared>>) -> R
         ],
     });
     cached_json(&shared, 3600, &body)
+}
+
+impl Shared {
+    /// Every key `email` holds (its key files' keys and its system-managed key), sorted by key ID so the
+    /// documents are stable; `None` for an account the emulator does not know.
+    pub(crate) fn service_account_public_keys(&self, email: &str) -> Option<Vec<Arc<RsaKey>>> {
+        read(&self.service_accounts).get(email).map(|record| {
+            let mut keys: Vec<Arc<RsaKey>> = record.keys.values().cloned().collect();
+            keys.sort_by(|a, b| a.kid.cmp(&b.kid));
+            keys
+        })
+    }
+}
+
+/// One of a service account's public-key documents: `render` turns its keys into the body. Axum's `Path` has
+/// already percent-decoded the email (`a%40p.iam.gserviceaccount.com` is `a@p.iam.gserviceaccount.com`).
+async fn service_account_keys(
+    shared: &Shared,
+    route: Route,
+    email: &str,
+    render: fn(&[Arc<RsaKey>]) -> Value,
+) -> Response {
+    if let Some(r) = shared.enter(route).await {
+        return r;
+    }
+    match shared.service_account_public_keys(email) {
+        Some(keys) => cached_json(
+            shared,
+            shared.config.service_account_keys_max_age,
+            &render(&keys),
+        ),
+        None => super::oauth::api_error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+/// `GET /service_accounts/v1/metadata/x509/{email}` (and `/robot/v1/metadata/x509/{email}`, the path key
+/// files' `client_x509_cert_url` names): `{key_id: certificate PEM}` for every key of the account.
+pub(crate) async fn service_account_certs(
+    State(shared): State<Arc<Shared>>,
+    Path(email): Path<String>,
+) -> Response {
+    service_account_keys(&shared, Route::ServiceAccountCerts, &email, |keys| {
+        Value::Object(
+            keys.iter()
+                .map(|k| (k.kid.clone(), json!(k.cert_pem)))
+                .collect(),
+        )
+    })
+    .await
+}
+
+/// `GET /service_accounts/v1/metadata/jwk/{email}`: `{"keys": [{kid, kty, alg, use, n, e}]}`.
+pub(crate) async fn service_account_jwks(
+    State(shared): State<Arc<Shared>>,
+    Path(email): Path<String>,
+) -> Response {
+    service_account_keys(
+        &shared,
+        Route::ServiceAccountJwks,
+        &email,
+        |keys| json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}),
+    )
+    .await
+}
+
+/// `GET /service_accounts/v1/metadata/raw/{email}`:
+/// `{"keyvalues": [{"keyid", "algorithm": "RSA", "modulus", "exponent"}]}`, modulus and exponent big-endian in
+/// standard base64.
+///
+/// Google documents this URL ("raw key in JSON format", IAM Credentials' `signBlob`) but not its body. The
+/// shape served here is the one Google's `oauth2` v1 discovery document declares for `getRobotMetadataRaw`
+/// (`Raw.keyvalues[]` with `algorithm`, `exponent`, `keyid`, `modulus`; generated clients such as
+/// googleapis' Node client carry it) and the one Google's Cloud Endpoints Frameworks verifier reads
+/// (`keyvalue['modulus']` / `['exponent']` through `base64.b64decode`). Not checked against a live answer.
+pub(crate) async fn service_account_raw_keys(
+    State(shared): State<Arc<Shared>>,
+    Path(email): Path<String>,
+) -> Response {
+    service_account_keys(
+        &shared,
+        Route::ServiceAccountRawKeys,
+        &email,
+        |keys| json!({"keyvalues": keys.iter().map(|k| k.raw_key_value()).collect::<Vec<_>>()}),
+    )
+    .await
 }

@@ -1,7 +1,7 @@
 //! IAM Credentials (`iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{email}:METHOD`):
-//! `generateIdToken` (in `oauth`), `generateAccessToken` and `signJwt`.
+//! `generateIdToken` (in `oauth`), `generateAccessToken`, `signJwt` and `signBlob`.
 //!
-//! `generateAccessToken` and `signJwt` check what Google checks: the caller presents an access token the
+//! `generateAccessToken`, `signJwt` and `signBlob` check what Google checks: the caller presents an access token the
 //! emulator issued (live, with scope `cloud-platform` or `iam`; or a self-signed JWT of a registered key), and
 //! every hop caller → delegate₁ → … → target holds Service Account Token Creator
 //! ([`crate::Emulator::allow_impersonation`]).
@@ -14,7 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
@@ -46,6 +46,7 @@ pub(crate) async fn service_account_method(
         "generateIdToken" => generate_id_token(&shared, account, &headers, &body).await,
         "generateAccessToken" => generate_access_token(&shared, account, &headers, &body).await,
         "signJwt" => sign_jwt(&shared, account, &headers, &body).await,
+        "signBlob" => sign_blob(&shared, account, &headers, &body).await,
         _ => api_error(StatusCode::NOT_FOUND, "Method not found."),
     }
 }
@@ -140,7 +141,7 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, Box<Response>> {
     }
 }
 
-/// Everything both token-creating methods check before doing their work: the caller, the body, the target and
+/// Everything the token-creating and signing methods check before doing their work: the caller, the body, the target and
 /// the delegation chain. Returns the target's email and the body.
 async fn authorize(
     shared: &Shared,
@@ -154,6 +155,7 @@ async fn authorize(
     }
     let (method, permission) = match route {
         Route::SignJwt => ("SignJwt", "iam.serviceAccounts.signJwt"),
+        Route::SignBlob => ("SignBlob", "iam.serviceAccounts.signBlob"),
         _ => ("GenerateAccessToken", "iam.serviceAccounts.getAccessToken"),
     };
     let caller = caller(shared, headers, method)?;
@@ -310,15 +312,9 @@ async fn sign_jwt(shared: &Shared, account: &str, headers: &HeaderMap, body: &[u
             None => return invalid_argument("Invalid payload: exp must be an integer."),
         },
     }
-    let key = match shared.system_key(&target) {
-        Ok(Some(key)) => key,
-        Ok(None) => {
-            return api_error(
-                StatusCode::NOT_FOUND,
-                &format!("Not found; Gaia id not found for email {target}"),
-            );
-        }
-        Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    let key = match system_key(shared, &target) {
+        Ok(key) => key,
+        Err(r) => return *r,
     };
     let header = json!({"alg": "RS256", "kid": key.kid, "typ": "JWT"}).to_string();
     let signing_input = format!(
@@ -338,6 +334,66 @@ async fn sign_jwt(shared: &Shared, account: &str, headers: &HeaderMap, body: &[u
     }
 }
 
+/// The key `signJwt` and `signBlob` sign with for `target` (created on first use), or the error answer.
+fn system_key(shared: &Shared, target: &str) -> Result<Arc<crate::keys::RsaKey>, Box<Response>> {
+    match shared.system_key(target) {
+        Ok(Some(key)) => Ok(key),
+        Ok(None) => Err(Box::new(api_error(
+            StatusCode::NOT_FOUND,
+            &format!("Not found; Gaia id not found for email {target}"),
+        ))),
+        Err(e) => Err(Box::new(api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &e.to_string(),
+        ))),
+    }
+}
+
+/// A proto3 JSON `bytes` value: base64, standard or URL-safe, padded or not (what Google's JSON parser
+/// accepts). `None` if it is none of those.
+fn proto_bytes(text: &str) -> Option<Vec<u8>> {
+    [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(text).ok())
+}
+
+/// `:signBlob` with `{"delegates", "payload": "<base64 bytes>"}` → `{"keyId", "signedBlob": "<base64>"}`:
+/// RSASSA-PKCS1-v1_5 with SHA-256 over the payload's bytes, with the same key `signJwt` uses (published in the
+/// account's x509/jwk/raw documents). A payload that is absent or empty (the same thing in proto3) is refused.
+async fn sign_blob(shared: &Shared, account: &str, headers: &HeaderMap, body: &[u8]) -> Response {
+    let (target, request) = match authorize(shared, Route::SignBlob, account, headers, body).await {
+        Ok(ok) => ok,
+        Err(r) => return *r,
+    };
+    let payload = match request.get("payload") {
+        Some(Value::String(text)) if !text.is_empty() => match proto_bytes(text) {
+            Some(bytes) => bytes,
+            None => {
+                return invalid_argument(
+                    "Invalid value at 'payload' (TYPE_BYTES), Base64 decoding failed",
+                );
+            }
+        },
+        None | Some(Value::Null) | Some(Value::String(_)) => {
+            return invalid_argument("Request contains an invalid argument.");
+        }
+        Some(_) => {
+            return invalid_argument("Invalid value at 'payload' (TYPE_BYTES)");
+        }
+    };
+    let key = match system_key(shared, &target) {
+        Ok(key) => key,
+        Err(r) => return *r,
+    };
+    match key.sign(&payload) {
+        Ok(signature) => json_response(
+            StatusCode::OK,
+            &json!({"keyId": key.kid, "signedBlob": STANDARD.encode(signature)}),
+        ),
+        Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +407,14 @@ mod tests {
         assert_eq!(duration_secs("-1s"), None);
         assert_eq!(duration_secs("s"), None);
         assert_eq!(duration_secs("99999999999999999999s"), None);
+    }
+
+    #[test]
+    fn bytes_parse_as_proto3_json() {
+        assert_eq!(proto_bytes("aGk/Pw=="), Some(b"hi??".to_vec()));
+        assert_eq!(proto_bytes("aGk_Pw"), Some(b"hi??".to_vec()));
+        assert_eq!(proto_bytes("aGk"), Some(b"hi".to_vec()));
+        assert_eq!(proto_bytes("not base64!"), None);
     }
 
     #[test]

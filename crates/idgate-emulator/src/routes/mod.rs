@@ -66,7 +66,19 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route(
             "/robot/v1/metadata/x509/{email}",
-            get(oauth::service_account_certs),
+            get(certs::service_account_certs),
+        )
+        .route(
+            "/service_accounts/v1/metadata/x509/{email}",
+            get(certs::service_account_certs),
+        )
+        .route(
+            "/service_accounts/v1/metadata/jwk/{email}",
+            get(certs::service_account_jwks),
+        )
+        .route(
+            "/service_accounts/v1/metadata/raw/{email}",
+            get(certs::service_account_raw_keys),
         )
         .fallback(not_found)
         .with_state(shared)

@@ -1,11 +1,10 @@
-//! The OAuth 2.0 token endpoint (jwt-bearer grant), IAM Credentials `generateIdToken`, and a service
-//! account's public certificates.
+//! The OAuth 2.0 token endpoint (jwt-bearer grant) and IAM Credentials `generateIdToken`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -518,25 +517,5 @@ pub(super) async fn generate_id_token(
     match shared.mint(&spec) {
         Ok(token) => json_response(StatusCode::OK, &json!({ "token": token })),
         Err(e) => api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
-}
-
-/// `GET /robot/v1/metadata/x509/{email}`: `{private_key_id: certificate PEM}` for the account's keys.
-pub(crate) async fn service_account_certs(
-    State(shared): State<Arc<Shared>>,
-    Path(email): Path<String>,
-) -> Response {
-    if let Some(r) = shared.enter(Route::ServiceAccountCerts).await {
-        return r;
-    }
-    let certs: Option<Map<String, Value>> = read(&shared.service_accounts).get(&email).map(|r| {
-        r.keys
-            .iter()
-            .map(|(id, k)| (id.clone(), json!(k.cert_pem)))
-            .collect()
-    });
-    match certs {
-        Some(map) => json_response(StatusCode::OK, &Value::Object(map)),
-        None => api_error(StatusCode::NOT_FOUND, "Not Found"),
     }
 }

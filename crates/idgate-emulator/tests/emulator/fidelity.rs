@@ -6,7 +6,9 @@
 //! key file) and metadata server (Compute Engine credentials). The tokens it obtained are verified here
 //! again. It also mints access tokens the ways google-auth does (key file with scopes, with a subject for
 //! domain-wide delegation, the metadata server with scopes, impersonation), and checks that the emulator's
-//! tokeninfo agrees with what google-auth asked for. If the virtualenv cannot be built the test FAILS,
+//! tokeninfo agrees with what google-auth asked for. It signs bytes with google-auth's `iam.Signer` (IAM
+//! `signBlob`) and verifies them with google-auth's `crypt.RSAVerifier` against the emulator's x509 document
+//! (issue #13). If the virtualenv cannot be built the test FAILS,
 //! unless `IDGATE_SKIP_PYTHON_FIDELITY=1`.
 
 use std::path::{Path, PathBuf};
@@ -32,6 +34,9 @@ const ADMIN_USERS: &str = "https://www.googleapis.com/auth/admin.directory.user.
 const DWD_USER: &str = "alice@example.com";
 
 const SKIP_ENV: &str = "IDGATE_SKIP_PYTHON_FIDELITY";
+
+/// What google-auth's `iam.Signer` signs through the emulator.
+const SIGNED_MESSAGE: &str = "issue #13: signed by google-auth through IAM signBlob";
 
 fn run(cmd: &mut Command) -> Result<(), String> {
     let out = cmd
@@ -144,6 +149,10 @@ fn google_auth_python_accepts_the_emulator() {
         "impersonation_target": target.client_email(),
         "impersonation_url": emu.generate_access_token_url(target.client_email()).as_str(),
         "impersonation_scopes": [STORAGE_RO],
+        // A str.format template: `{}` is the email (a URL would percent-encode the braces).
+        "sign_blob_url_template": format!("{}v1/projects/-/serviceAccounts/{{}}:signBlob", emu.base_url()),
+        "sign_blob_message": SIGNED_MESSAGE,
+        "signer_x509_url": emu.service_account_x509_url(target.client_email()).as_str(),
     });
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/check.py");
     let output = Command::new(&python)
@@ -181,6 +190,7 @@ fn google_auth_python_accepts_the_emulator() {
         "service_account_dwd_refused_outside_its_scopes",
         "compute_engine_access_token",
         "impersonated_access_token",
+        "iam_signer_sign_blob",
     ] {
         assert_eq!(
             checks.get(name).and_then(Value::as_str),
@@ -241,6 +251,53 @@ fn google_auth_python_accepts_the_emulator() {
     assert_eq!(impersonated.email(), target.client_email());
     assert_eq!(impersonated.scopes(), [STORAGE_RO]);
     assert!(emu.hits(Route::GenerateAccessToken) >= 1);
+    // google-auth's Signer went through signBlob, and the key that verified its signature is the one IAM signs
+    // with for the target (not the target's key file), which verifies it here too.
+    assert!(emu.hits(Route::SignBlob) >= 1);
+    let key_id = report["signed_blob_key_id"].as_str().unwrap();
+    assert_eq!(
+        emu.system_key_id(target.client_email()).as_deref(),
+        Some(key_id)
+    );
+    assert_ne!(key_id, target.private_key_id());
+    let signature = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(report["signed_blob"].as_str().unwrap())
+            .unwrap()
+    };
+    let jwks: Value = rt.block_on(async {
+        reqwest::get(emu.service_account_jwk_url(target.client_email()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == key_id)
+        .unwrap();
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(
+        jwk["n"].as_str().unwrap(),
+        jwk["e"].as_str().unwrap(),
+    )
+    .unwrap();
+    let b64url = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&signature)
+    };
+    assert!(
+        jsonwebtoken::crypto::verify(
+            &b64url,
+            SIGNED_MESSAGE.as_bytes(),
+            &key,
+            jsonwebtoken::Algorithm::RS256
+        )
+        .unwrap()
+    );
 
     assert!(emu.hits(Route::Token) >= 1);
     assert!(emu.hits(Route::MetadataIdentity) >= 1);

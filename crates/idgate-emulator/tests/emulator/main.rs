@@ -12,4 +12,5 @@ mod oauth;
 mod proxy;
 mod rotation;
 mod serving;
+mod signing;
 mod tokens;
