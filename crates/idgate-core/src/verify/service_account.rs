@@ -170,7 +170,8 @@ impl fmt::Debug for VerifiedServiceAccountJwt {
 /// assert_eq!(verified.account(), app);
 /// assert_eq!(verified.claim("order"), Some(&serde_json::json!(42)));
 ///
-/// // The same token is not accepted by a verifier expecting another account.
+/// // The same token is not accepted by a verifier expecting another account: that account never published its key.
+/// # google.create_service_account("billing@shop-prod.iam.gserviceaccount.com");
 /// let other = ServiceAccountJwtVerifier::builder("billing@shop-prod.iam.gserviceaccount.com")
 ///     .audience("https://partner.example.com/webhook")
 ///     .keys(ServiceAccountKeys::new().endpoints(&Endpoints::under(&google.base_url())))

@@ -5,4 +5,5 @@ mod http_keys;
 mod iap;
 mod metadata;
 mod oidc;
+mod signed_by;
 mod support;
