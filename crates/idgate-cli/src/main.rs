@@ -8,6 +8,8 @@
 //! idgate verify --audience AUD [TOKEN | -]     verify a token exactly as the layers do
 //! idgate decode [TOKEN | -]                    show a token's header and claims (NOT verified)
 //! idgate token --audience AUD [--impersonate EMAIL]   print an ID token from Application Default Credentials
+//! idgate sign-blob [--impersonate EMAIL] FILE  sign bytes as your service account: {signer, key_id, signature}
+//! idgate verify-blob --signer EMAIL --key-id K --signature S FILE   check such a signature, as anyone can
 //! idgate check-config idgate.toml              validate a config file, print the effective policy
 //! ```
 
@@ -171,6 +173,41 @@ enum Command {
         #[arg(long, env = "IDGATE_GOOGLE_BASE_URL")]
         google_base_url: Option<Url>,
     },
+    /// Sign a file's bytes as a service account (RSASSA-PKCS1-v1_5 SHA-256): locally with the key file in
+    /// Application Default Credentials, else through IAM signBlob (the metadata server's account, an impersonated
+    /// file), or as --impersonate through IAM. Prints `{"signer", "key_id", "signature"}` (standard base64).
+    SignBlob {
+        /// Sign as this service account through IAM signBlob, authenticated as you; after the account, its
+        /// delegation chain in order.
+        #[arg(long, value_name = "EMAIL[,DELEGATE...]", value_delimiter = ',')]
+        impersonate: Option<Vec<String>>,
+        /// Put every Google endpoint under this base URL (e.g. the emulator's).
+        #[arg(long, env = "IDGATE_GOOGLE_BASE_URL")]
+        google_base_url: Option<Url>,
+        /// The file to sign, or `-` for standard input (at most 64 MiB).
+        file: PathBuf,
+    },
+    /// Check a signature made by a service account (sign-blob, IAM signBlob, a key file's key) against the keys the
+    /// account publishes. Exit 0 and `{"verified": true, ...}`, or exit 1 and the reason.
+    VerifyBlob {
+        /// The service account that signed.
+        #[arg(long, value_name = "EMAIL")]
+        signer: String,
+        /// The ID of the key that signed (sign-blob's `key_id`).
+        #[arg(long, value_name = "KEY_ID")]
+        key_id: String,
+        /// The signature, base64 (standard or URL-safe).
+        #[arg(long, value_name = "BASE64")]
+        signature: String,
+        /// Read the account's JWKS (`.../jwk/EMAIL`) instead of its X.509 certificates.
+        #[arg(long)]
+        jwk: bool,
+        /// Put every Google endpoint under this base URL (e.g. the emulator's).
+        #[arg(long, env = "IDGATE_GOOGLE_BASE_URL")]
+        google_base_url: Option<Url>,
+        /// The signed file, or `-` for standard input.
+        file: PathBuf,
+    },
     /// Validate an idgate TOML config; print the effective policy, or the error with line:column.
     CheckConfig {
         /// The file to check.
@@ -276,6 +313,38 @@ async fn main() -> ExitCode {
                 Ok(what) => cmd::token::run(what, target, chain, google_base_url).await,
                 Err(error) => Err(error),
             }
+        }
+        Command::SignBlob {
+            impersonate,
+            google_base_url,
+            file,
+        } => {
+            let (target, delegates) = match impersonate {
+                Some(mut list) if !list.is_empty() => {
+                    let target = list.remove(0);
+                    (Some(target), list)
+                }
+                _ => (None, Vec::new()),
+            };
+            cmd::blob::sign(&file, target, delegates, google_base_url).await
+        }
+        Command::VerifyBlob {
+            signer,
+            key_id,
+            signature,
+            jwk,
+            google_base_url,
+            file,
+        } => {
+            cmd::blob::verify(cmd::blob::VerifyOptions {
+                signer,
+                key_id,
+                signature,
+                jwk,
+                google_base_url,
+                file,
+            })
+            .await
         }
         Command::CheckConfig { file } => cmd::check_config::run(&file),
     };

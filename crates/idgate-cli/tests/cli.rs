@@ -527,3 +527,141 @@ fn help_reads_well() {
         assert!(help.contains(sub), "{sub} missing from --help");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_blob_signs_as_the_service_account_and_verify_blob_checks_it_as_a_third_party() {
+    let emulator = Emulator::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let app = "orders@shop-prod.iam.gserviceaccount.com";
+    let runtime = "runtime@shop-prod.iam.gserviceaccount.com";
+    let key = emulator.create_service_account(app);
+    let key_path = key.write_key_file(dir.path()).unwrap();
+    let _runtime = emulator.create_service_account(runtime);
+    let message = dir.path().join("message.txt");
+    std::fs::write(&message, b"order 42 shipped").unwrap();
+    let base = emulator.base_url().to_string();
+
+    let sign = |extra: &[&str]| {
+        let mut c = idgate();
+        c.args(["sign-blob", "--google-base-url", &base])
+            .args(extra)
+            .arg(&message)
+            .env("GOOGLE_APPLICATION_CREDENTIALS", &key_path)
+            .env_remove("GCE_METADATA_HOST");
+        run(c, None)
+    };
+    let verify = |signer: &str, key_id: &str, signature: &str, file: &std::path::Path| {
+        let mut c = idgate();
+        c.args(["verify-blob", "--google-base-url", &base])
+            .args([
+                "--signer",
+                signer,
+                "--key-id",
+                key_id,
+                "--signature",
+                signature,
+            ])
+            .arg(file);
+        run(c, None)
+    };
+    let json = |out: &Output| -> serde_json::Value {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out.stdout)))
+    };
+
+    // Locally, with the key file: the key ID is the file's private_key_id.
+    let out = sign(&[]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let local = json(&out);
+    assert_eq!(local["signer"], app);
+    assert_eq!(local["key_id"], key.private_key_id());
+    let signature = local["signature"].as_str().unwrap().to_owned();
+    assert!(!text(&out.stdout).contains("PRIVATE KEY"));
+    let out = verify(app, key.private_key_id(), &signature, &message).await;
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert_eq!(json(&out)["verified"], true);
+
+    // A tampered file, a wrong key ID, another account, garbage: exit 1 with the reason.
+    let tampered = dir.path().join("tampered.txt");
+    std::fs::write(&tampered, b"order 43 shipped").unwrap();
+    let other_key = emulator.create_service_account(app);
+    for (signer, key_id, signature, file, reason) in [
+        (
+            app,
+            key.private_key_id(),
+            signature.as_str(),
+            &tampered,
+            "invalid_signature",
+        ),
+        (
+            app,
+            other_key.private_key_id(),
+            signature.as_str(),
+            &message,
+            "invalid_signature",
+        ),
+        (
+            app,
+            "no-such-key",
+            signature.as_str(),
+            &message,
+            "unknown_key_id",
+        ),
+        (
+            runtime,
+            key.private_key_id(),
+            signature.as_str(),
+            &message,
+            "unknown_key_id",
+        ),
+        (
+            "not-an-email",
+            key.private_key_id(),
+            signature.as_str(),
+            &message,
+            "invalid_account",
+        ),
+        (
+            app,
+            key.private_key_id(),
+            "%%%",
+            &message,
+            "malformed_signature",
+        ),
+    ] {
+        let out = verify(signer, key_id, signature, file).await;
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{reason}: {}",
+            text(&out.stdout)
+        );
+        let answer = json(&out);
+        assert_eq!(answer["verified"], false);
+        assert_eq!(answer["reason"], reason, "{answer}");
+    }
+
+    // Through IAM as another account: refused until the caller may act as it, and the error names the permission.
+    let refused = sign(&["--impersonate", runtime]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stdout));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("iam.serviceAccounts.signBlob"), "{stderr}");
+    assert!(
+        stderr.contains("roles/iam.serviceAccountTokenCreator"),
+        "{stderr}"
+    );
+    emulator.allow_impersonation(app, runtime);
+    let out = sign(&["--impersonate", runtime]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let iam = json(&out);
+    assert_eq!(iam["signer"], runtime);
+    let key_id = iam["key_id"].as_str().unwrap();
+    assert_eq!(Some(key_id.to_owned()), emulator.system_key_id(runtime));
+    let out = verify(
+        runtime,
+        key_id,
+        iam["signature"].as_str().unwrap(),
+        &message,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stdout));
+}

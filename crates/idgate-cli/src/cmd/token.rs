@@ -92,7 +92,7 @@ pub(crate) async fn run(
 
 /// Application Default Credentials; user credentials (`gcloud auth application-default login`) only for access
 /// tokens, which Google issues to users (an ID token for a custom audience it does not).
-fn adc(endpoints: Option<&Endpoints>, access_tokens: bool) -> Result<Adc, Error> {
+pub(crate) fn adc(endpoints: Option<&Endpoints>, access_tokens: bool) -> Result<Adc, Error> {
     let mut adc = Adc::builder().accept_user_credentials(access_tokens);
     if let Some(endpoints) = endpoints {
         adc = adc.endpoints(endpoints.clone());
@@ -123,7 +123,7 @@ fn delegating_key(endpoints: Option<&Endpoints>, user: String) -> Result<Service
 }
 
 /// `target` through IAM with its delegation chain, at `endpoints` when given.
-fn impersonated(
+pub(crate) fn impersonated(
     endpoints: Option<&Endpoints>,
     target: String,
     delegates: Vec<String>,
