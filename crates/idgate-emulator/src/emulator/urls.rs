@@ -55,6 +55,14 @@ impl Emulator {
             }
             Route::SignJwt => format!("/v1/projects/-/serviceAccounts/{sa}:signJwt"),
             Route::StorageBuckets => "/storage/v1/b".to_owned(),
+            Route::MetadataZone => "/computeMetadata/v1/instance/zone".to_owned(),
+            Route::MetadataRegion => "/computeMetadata/v1/instance/region".to_owned(),
+            Route::MetadataUniverseDomain => {
+                "/computeMetadata/v1/universe/universe-domain".to_owned()
+            }
+            Route::MetadataClusterName => {
+                "/computeMetadata/v1/instance/attributes/cluster-name".to_owned()
+            }
         };
         self.shared.url(&path)
     }
