@@ -274,7 +274,9 @@ impl AppIdentity {
     /// The service account's email, if known.
     #[must_use]
     pub fn service_account_email(&self) -> Option<&str> {
-        self.service_account_email.as_ref().map(|s| s.value.as_str())
+        self.service_account_email
+            .as_ref()
+            .map(|s| s.value.as_str())
     }
 
     /// The region, if known.
@@ -560,12 +562,13 @@ impl Detector {
     }
 
     fn client(&self) -> MetadataClient {
-        let client = self.metadata.clone().unwrap_or_else(|| {
-            match self.env.get(GCE_METADATA_HOST) {
-                Some(host) => MetadataClient::from_host(host),
-                None => MetadataClient::from_endpoints(&crate::google::Endpoints::default()),
-            }
-        });
+        let client =
+            self.metadata
+                .clone()
+                .unwrap_or_else(|| match self.env.get(GCE_METADATA_HOST) {
+                    Some(host) => MetadataClient::from_host(host),
+                    None => MetadataClient::from_endpoints(&crate::google::Endpoints::default()),
+                });
         match self.probe_timeout {
             Some(timeout) => client.probe_timeout(timeout),
             None => client,

@@ -105,7 +105,12 @@ async fn project_and_universe_from_the_environment() {
 async fn json_form_has_exactly_the_documented_keys() {
     let me = env_only(&[("K_SERVICE", "api"), ("GOOGLE_CLOUD_PROJECT", "my-project")]).await;
     let json = serde_json::to_value(&me).unwrap();
-    let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     let mut expected = vec![
         "project_id",
         "project_number",
@@ -176,7 +181,10 @@ fn app_engine_helpers() {
         me.app_engine_default_hostname().as_deref(),
         Some("my-app.uc.r.appspot.com")
     );
-    assert_eq!(me.default_bucket_name().as_deref(), Some("my-app.appspot.com"));
+    assert_eq!(
+        me.default_bucket_name().as_deref(),
+        Some("my-app.appspot.com")
+    );
     assert_eq!(
         me.app_engine_default_service_account().as_deref(),
         Some("my-app@appspot.gserviceaccount.com")
@@ -193,5 +201,9 @@ fn problems_keep_their_cause_out_of_the_message() {
         problem.to_string(),
         "could not read the zone from the metadata server"
     );
-    assert!(crate::ErrorChain(&problem).to_string().ends_with("is not a usable host[:port]"));
+    assert!(
+        crate::ErrorChain(&problem)
+            .to_string()
+            .ends_with("is not a usable host[:port]")
+    );
 }

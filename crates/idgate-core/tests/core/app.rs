@@ -133,10 +133,7 @@ async fn cloud_functions_and_jobs() {
     let emulator = serverless().await;
     let me = detector(
         &emulator,
-        &[
-            ("K_SERVICE", "resize"),
-            ("FUNCTION_TARGET", "resizeImage"),
-        ],
+        &[("K_SERVICE", "resize"), ("FUNCTION_TARGET", "resizeImage")],
     )
     .detect()
     .await
@@ -189,7 +186,11 @@ async fn gke_from_the_cluster_name_or_the_environment() {
 
 #[tokio::test]
 async fn compute_engine_answers_from_the_metadata_server_alone() {
-    let emulator = Emulator::builder().project_id("vm-project").start().await.unwrap();
+    let emulator = Emulator::builder()
+        .project_id("vm-project")
+        .start()
+        .await
+        .unwrap();
     let me = detector(&emulator, &[]).detect().await.clone();
     assert_eq!(me.runtime, Runtime::ComputeEngine);
     assert_eq!(me.project_id(), Some("vm-project"));
@@ -206,7 +207,10 @@ async fn garbage_is_a_typed_problem_and_the_rest_still_answers() {
     let emulator = serverless().await;
     emulator.inject(Route::MetadataZone, Fault::Garbage, 10);
     emulator.inject(Route::MetadataNumericProjectId, Fault::Status(503), 10);
-    let me = detector(&emulator, &[("K_SERVICE", "api")]).detect().await.clone();
+    let me = detector(&emulator, &[("K_SERVICE", "api")])
+        .detect()
+        .await
+        .clone();
     assert_eq!(me.zone(), None);
     assert_eq!(me.project_number(), None);
     assert_eq!(me.project_id(), Some("billing-prod"));

@@ -241,7 +241,11 @@ async fn account_directory_scopes_and_root_probe() {
 #[tokio::test]
 async fn zone_region_universe_and_cluster_name() {
     // By default: a Compute Engine VM. A zone, no region (404), Google's universe, not GKE (404).
-    let emu = Emulator::builder().project_number(42).start().await.unwrap();
+    let emu = Emulator::builder()
+        .project_number(42)
+        .start()
+        .await
+        .unwrap();
     let resp = md(&emu, "instance/zone").await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["metadata-flavor"], "Google");
@@ -259,7 +263,11 @@ async fn zone_region_universe_and_cluster_name() {
     assert_eq!(resp.text().await.unwrap(), "googleapis.com");
     // The project number in the zone and region names is the one `project/numeric-project-id` answers.
     assert_eq!(
-        md(&emu, "project/numeric-project-id").await.text().await.unwrap(),
+        md(&emu, "project/numeric-project-id")
+            .await
+            .text()
+            .await
+            .unwrap(),
         "42"
     );
     for route in [

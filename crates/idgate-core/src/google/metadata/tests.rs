@@ -80,7 +80,10 @@ fn locations_and_domains() {
         last_resource_segment("projects/123/regions/europe-west1", "regions"),
         Some("europe-west1")
     );
-    assert_eq!(last_resource_segment("us-east1-b", "zones"), Some("us-east1-b"));
+    assert_eq!(
+        last_resource_segment("us-east1-b", "zones"),
+        Some("us-east1-b")
+    );
     for bad in [
         "",
         "projects/123/regions/us-central1",
