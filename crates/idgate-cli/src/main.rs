@@ -192,7 +192,7 @@ enum Command {
         #[arg(long)]
         table: bool,
         /// The metadata server's base URL (e.g. the emulator's, http://127.0.0.1:8085) [default:
-        /// http://$GCE_METADATA_HOST, else http://metadata.google.internal]
+        /// the host GCE_METADATA_HOST names, else metadata.google.internal]
         #[arg(long, value_name = "URL", conflicts_with = "no_metadata")]
         metadata_url: Option<Url>,
         /// How long to wait for the metadata server to answer the probe, in milliseconds [default: 500]
