@@ -14,6 +14,7 @@
 // A command-line report: printing is its job.
 #![allow(clippy::print_stdout)]
 
+mod detect;
 mod env;
 mod fetches;
 mod foreign;
@@ -57,6 +58,15 @@ fn main() {
         let which = args.get(2).map_or("identity", String::as_str);
         let seconds = args.get(3).and_then(|c| c.parse().ok()).unwrap_or(5);
         http_load::probe_layer(which, seconds);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("detect") {
+        let runs = args
+            .get(2)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(20)
+            .max(1);
+        detect::run(runs);
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");

@@ -11,6 +11,7 @@
 //! idgate sign-blob [--impersonate EMAIL] FILE  sign bytes as your service account: {signer, key_id, signature}
 //! idgate verify-blob --signer EMAIL --key-id K --signature S FILE   check such a signature, as anyone can
 //! idgate check-config idgate.toml              validate a config file, print the effective policy
+//! idgate whoami [--table] [--metadata-url URL] [--probe-timeout-ms MS] [--no-metadata]   who am I on Google Cloud
 //! ```
 
 // A command-line program's job is to print.
@@ -65,6 +66,13 @@ enum Command {
         /// Service account the metadata server mints ID tokens for.
         #[arg(long)]
         metadata_service_account: Option<String>,
+        /// Play a serverless runtime in this region: the metadata server's `instance/region` answers it and
+        /// `instance/zone` answers REGION-1, as on Cloud Run [default: no region (404), as on Compute Engine]
+        #[arg(long, value_name = "REGION")]
+        region: Option<String>,
+        /// The zone the metadata server's `instance/zone` names [default: us-central1-a, or REGION-1 with --region]
+        #[arg(long, value_name = "ZONE")]
+        zone: Option<String>,
         /// Create this service account and write its key file (repeatable).
         #[arg(long = "service-account", value_name = "EMAIL")]
         service_accounts: Vec<String>,
@@ -213,6 +221,24 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Who am I on Google Cloud: project ID and number, service account, region, zone, universe domain and
+    /// runtime, from the environment and the metadata server, each with its source. Prints JSON (null when
+    /// unknown); exits 0 even off Google Cloud.
+    Whoami {
+        /// Print an aligned table for people instead of JSON.
+        #[arg(long)]
+        table: bool,
+        /// The metadata server's base URL (e.g. the emulator's, http://127.0.0.1:8085) [default:
+        /// the host GCE_METADATA_HOST names, else metadata.google.internal]
+        #[arg(long, value_name = "URL", conflicts_with = "no_metadata")]
+        metadata_url: Option<Url>,
+        /// How long to wait for the metadata server to answer the probe, in milliseconds [default: 500]
+        #[arg(long, value_name = "MS", conflicts_with = "no_metadata")]
+        probe_timeout_ms: Option<u64>,
+        /// Do not ask the metadata server: the environment only.
+        #[arg(long)]
+        no_metadata: bool,
+    },
 }
 
 /// The key document formats Google publishes.
@@ -238,6 +264,8 @@ async fn main() -> ExitCode {
             project_id,
             project_number,
             metadata_service_account,
+            region,
+            zone,
             service_accounts,
             key_dir,
             iap_proxy,
@@ -251,6 +279,8 @@ async fn main() -> ExitCode {
                 project_id,
                 project_number,
                 metadata_service_account,
+                region,
+                zone,
                 service_accounts,
                 key_dir,
                 iap_proxy,
@@ -347,6 +377,20 @@ async fn main() -> ExitCode {
             .await
         }
         Command::CheckConfig { file } => cmd::check_config::run(&file),
+        Command::Whoami {
+            table,
+            metadata_url,
+            probe_timeout_ms,
+            no_metadata,
+        } => {
+            cmd::whoami::run(cmd::whoami::Options {
+                table,
+                metadata_url,
+                probe_timeout_ms,
+                no_metadata,
+            })
+            .await
+        }
     };
     match result {
         Ok(code) => code,

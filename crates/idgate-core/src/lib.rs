@@ -55,6 +55,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`app`] | who am I: [`app::AppIdentity`] (project, number, service account, region, zone, universe, runtime), from the environment and the metadata server |
 //! | [`token`] | raw tokens (redacted `Debug`), credential extraction from header values, size limits, Cloud Run's signature-removed marker |
 //! | [`keys`] | Google's four key formats, key sources, and the [`keys::KeyCache`] (max-age, single-flight, rate-limited unknown-kid refetch, stale-while-error) |
 //! | [`verify`] | [`verify::OidcVerifier`] (RS256, Google issuers) and [`verify::IapVerifier`] (ES256, IAP issuer), with a memo of verified tokens |
@@ -77,6 +78,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod app;
 pub mod audience;
 mod chain;
 pub mod clock;

@@ -18,7 +18,8 @@ use crate::token::{MintKeys, TokenSpec, mint};
 
 pub use builder::{
     DEFAULT_IAP_MAX_AGE, DEFAULT_OIDC_MAX_AGE, DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NUMBER,
-    DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE, EmulatorBuilder, ShutdownSignal,
+    DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE, DEFAULT_UNIVERSE_DOMAIN, DEFAULT_ZONE, EmulatorBuilder,
+    ShutdownSignal,
 };
 
 /// A running emulator of Google's identity endpoints on a loopback port. It stops when dropped or on
@@ -62,6 +63,30 @@ impl Emulator {
     #[must_use]
     pub fn project_number(&self) -> u64 {
         self.shared.config.project_number
+    }
+
+    /// The zone `instance/zone` names (`projects/NUMBER/zones/ZONE`).
+    #[must_use]
+    pub fn zone(&self) -> &str {
+        &self.shared.config.zone
+    }
+
+    /// The region `instance/region` names, if one is configured (else it answers 404).
+    #[must_use]
+    pub fn region(&self) -> Option<&str> {
+        self.shared.config.region.as_deref()
+    }
+
+    /// The universe domain `universe/universe-domain` answers.
+    #[must_use]
+    pub fn universe_domain(&self) -> &str {
+        &self.shared.config.universe_domain
+    }
+
+    /// The GKE cluster `instance/attributes/cluster-name` answers, if one is configured (else it answers 404).
+    #[must_use]
+    pub fn gke_cluster(&self) -> Option<&str> {
+        self.shared.config.gke_cluster.as_deref()
     }
 
     /// The metadata server's default service account email.

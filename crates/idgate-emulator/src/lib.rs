@@ -8,7 +8,7 @@
 //! | `/oauth2/v1/certs` | OIDC X.509 certificates (`www.googleapis.com/oauth2/v1/certs`) |
 //! | `/.well-known/openid-configuration` | discovery (`accounts.google.com`) |
 //! | `/iap/verify/public_key-jwk`, `/iap/verify/public_key` | IAP keys (`www.gstatic.com`) |
-//! | `/computeMetadata/v1/...` | the metadata server (identity, email, token `?scopes=`, project) |
+//! | `/computeMetadata/v1/...` | the metadata server (identity, email, token `?scopes=`, project ID and number, zone, region, universe domain, GKE cluster name) |
 //! | `POST /token` | the OAuth 2.0 token endpoint (`oauth2.googleapis.com/token`): jwt-bearer grant (ID tokens, access tokens with `scope`, domain-wide delegation with `sub`), refresh-token grant |
 //! | `GET /oauth2/v3/tokeninfo` | what an access token grants (`www.googleapis.com/oauth2/v3/tokeninfo`) |
 //! | `POST /v1/projects/-/serviceAccounts/{email}:generateIdToken` | IAM Credentials (`iamcredentials.googleapis.com`) |
@@ -83,7 +83,8 @@ mod token;
 pub use access::{AccessTokenInfo, AuthorizedUserFile};
 pub use emulator::{
     DEFAULT_IAP_MAX_AGE, DEFAULT_OIDC_MAX_AGE, DEFAULT_PROJECT_ID, DEFAULT_PROJECT_NUMBER,
-    DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE, Emulator, EmulatorBuilder, ShutdownSignal,
+    DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE, DEFAULT_UNIVERSE_DOMAIN, DEFAULT_ZONE, Emulator,
+    EmulatorBuilder, ShutdownSignal,
 };
 pub use error::EmulatorError;
 pub use proxy::{IapProxy, IapUserSpec};

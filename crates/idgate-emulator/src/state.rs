@@ -66,11 +66,21 @@ pub enum Route {
     /// `GET /service_accounts/v1/metadata/raw/{email}`: a service account's public keys as
     /// `{"keyvalues": [{keyid, algorithm, modulus, exponent}]}`.
     ServiceAccountRawKeys,
+    /// `GET /computeMetadata/v1/instance/zone`: `projects/NUMBER/zones/ZONE`.
+    MetadataZone,
+    /// `GET /computeMetadata/v1/instance/region`: `projects/NUMBER/regions/REGION` where a region is configured
+    /// (Cloud Run, Cloud Run functions, App Engine), else 404 (Compute Engine, GKE).
+    MetadataRegion,
+    /// `GET /computeMetadata/v1/universe/universe-domain`: `googleapis.com` unless configured.
+    MetadataUniverseDomain,
+    /// `GET /computeMetadata/v1/instance/attributes/cluster-name`: the GKE cluster's name where one is configured,
+    /// else 404.
+    MetadataClusterName,
 }
 
 impl Route {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 26] = [
         Self::OidcJwks,
         Self::OidcPemCerts,
         Self::OpenIdConfiguration,
@@ -93,6 +103,10 @@ impl Route {
         Self::SignBlob,
         Self::ServiceAccountJwks,
         Self::ServiceAccountRawKeys,
+        Self::MetadataZone,
+        Self::MetadataRegion,
+        Self::MetadataUniverseDomain,
+        Self::MetadataClusterName,
     ];
 
     fn index(self) -> usize {
@@ -112,6 +126,10 @@ impl Route {
                 | Self::MetadataRoot
                 | Self::MetadataProjectId
                 | Self::MetadataNumericProjectId
+                | Self::MetadataZone
+                | Self::MetadataRegion
+                | Self::MetadataUniverseDomain
+                | Self::MetadataClusterName
         )
     }
 
@@ -122,7 +140,11 @@ impl Route {
             | Self::MetadataEmail
             | Self::MetadataRoot
             | Self::MetadataProjectId
-            | Self::MetadataNumericProjectId => "text/plain; charset=utf-8",
+            | Self::MetadataNumericProjectId
+            | Self::MetadataZone
+            | Self::MetadataRegion
+            | Self::MetadataUniverseDomain
+            | Self::MetadataClusterName => "text/plain; charset=utf-8",
             _ => "application/json; charset=UTF-8",
         }
     }
@@ -156,6 +178,11 @@ pub(crate) struct Config {
     pub(crate) age: u64,
     pub(crate) metadata_service_account: String,
     pub(crate) zone: String,
+    /// `None`: `instance/region` answers 404, as on Compute Engine.
+    pub(crate) region: Option<String>,
+    pub(crate) universe_domain: String,
+    /// `None`: `instance/attributes/cluster-name` answers 404 (not GKE).
+    pub(crate) gke_cluster: Option<String>,
     pub(crate) instance_name: String,
     pub(crate) instance_id: String,
     pub(crate) instance_creation_timestamp: i64,

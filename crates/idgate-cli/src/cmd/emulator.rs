@@ -15,6 +15,8 @@ pub(crate) struct Options {
     pub(crate) project_id: String,
     pub(crate) project_number: u64,
     pub(crate) metadata_service_account: Option<String>,
+    pub(crate) region: Option<String>,
+    pub(crate) zone: Option<String>,
     pub(crate) service_accounts: Vec<String>,
     pub(crate) key_dir: PathBuf,
     pub(crate) iap_proxy: Option<url::Url>,
@@ -42,6 +44,12 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
     }
     if let Some(email) = &options.metadata_service_account {
         builder = builder.metadata_service_account(email);
+    }
+    if let Some(region) = &options.region {
+        builder = builder.serverless_region(region);
+    }
+    if let Some(zone) = &options.zone {
+        builder = builder.zone(zone);
     }
     // Served like `idgate proxy`: a silent or slow client cannot hold the emulator's connections.
     let proxy_limits = limits.clone();

@@ -9,6 +9,7 @@ pub(crate) mod limits;
 pub(crate) mod proxy;
 pub(crate) mod token;
 pub(crate) mod verify;
+pub(crate) mod whoami;
 
 use std::io::Read as _;
 

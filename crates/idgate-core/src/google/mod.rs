@@ -10,7 +10,7 @@ pub mod metadata;
 pub use http::{
     CappedReadError, DEFAULT_TIMEOUT, HttpOptions, MAX_BODY_BYTES, RetryPolicy, read_capped,
 };
-pub use metadata::{MetadataClient, MetadataError};
+pub use metadata::{MetadataClient, MetadataError, PROBE_TIMEOUT};
 
 /// Every Google endpoint idgate talks to.
 ///

@@ -32,6 +32,10 @@ pub const DEFAULT_SERVICE_ACCOUNT_KEYS_MAX_AGE: Duration = Duration::from_secs(9
 pub const DEFAULT_PROJECT_ID: &str = "idgate-emulated";
 /// The default project number.
 pub const DEFAULT_PROJECT_NUMBER: u64 = 123_456_789_012;
+/// The default zone of the metadata server's instance (a Compute Engine zone).
+pub const DEFAULT_ZONE: &str = "us-central1-a";
+/// The universe domain the metadata server reports by default: Google Cloud's, outside sovereign clouds.
+pub const DEFAULT_UNIVERSE_DOMAIN: &str = "googleapis.com";
 
 /// Resolves when the emulator is asked to stop ([`Emulator::shutdown`] or drop): the graceful-shutdown signal
 /// [`EmulatorBuilder::start_with`] hands its serve loop.
@@ -55,6 +59,9 @@ pub struct EmulatorBuilder {
     oidc_key_count: usize,
     iap_key_count: usize,
     zone: String,
+    region: Option<String>,
+    universe_domain: String,
+    gke_cluster: Option<String>,
     instance_name: String,
 }
 
@@ -74,7 +81,10 @@ impl Default for EmulatorBuilder {
             metadata_service_account: None,
             oidc_key_count: 2,
             iap_key_count: 2,
-            zone: "us-central1-a".to_owned(),
+            zone: DEFAULT_ZONE.to_owned(),
+            region: None,
+            universe_domain: DEFAULT_UNIVERSE_DOMAIN.to_owned(),
+            gke_cluster: None,
             instance_name: "idgate-emulated-instance".to_owned(),
         }
     }
@@ -176,9 +186,54 @@ impl EmulatorBuilder {
         self
     }
 
-    /// The metadata server's instance zone (default `us-central1-a`).
+    /// The metadata server's instance zone (default [`DEFAULT_ZONE`], a Compute Engine zone). `instance/zone`
+    /// answers `projects/NUMBER/zones/ZONE`. Cloud Run answers a zone named after its region with a `-1`
+    /// suffix (`us-central1-1`): [`EmulatorBuilder::serverless_region`] sets both.
     pub fn zone(mut self, zone: impl Into<String>) -> Self {
         self.zone = zone.into();
+        self
+    }
+
+    /// The region `instance/region` answers (`projects/NUMBER/regions/REGION`), as Cloud Run, Cloud Run
+    /// functions and App Engine do. By default none: `instance/region` answers 404, as on Compute Engine and GKE.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// A serverless runtime's location (Cloud Run, Cloud Run functions, App Engine): `instance/region` answers
+    /// `region` and `instance/zone` answers `region-1`, as Cloud Run's metadata server does.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = idgate_emulator::Emulator::builder()
+    ///     .project_number(42)
+    ///     .serverless_region("europe-west1")
+    ///     .start()
+    ///     .await?;
+    /// assert_eq!(emulator.region(), Some("europe-west1"));
+    /// assert_eq!(emulator.zone(), "europe-west1-1");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn serverless_region(self, region: impl Into<String>) -> Self {
+        let region = region.into();
+        let zone = format!("{region}-1");
+        self.region(region).zone(zone)
+    }
+
+    /// The universe domain `universe/universe-domain` answers (default [`DEFAULT_UNIVERSE_DOMAIN`]; a sovereign
+    /// cloud has its own).
+    pub fn universe_domain(mut self, domain: impl Into<String>) -> Self {
+        self.universe_domain = domain.into();
+        self
+    }
+
+    /// Plays a GKE node: `instance/attributes/cluster-name` answers `name` (by default it answers 404, as
+    /// off GKE).
+    pub fn gke_cluster(mut self, name: impl Into<String>) -> Self {
+        self.gke_cluster = Some(name.into());
         self
     }
 
@@ -262,6 +317,9 @@ impl EmulatorBuilder {
             age: self.age.as_secs(),
             metadata_service_account,
             zone: self.zone,
+            region: self.region,
+            universe_domain: self.universe_domain,
+            gke_cluster: self.gke_cluster,
             instance_name: self.instance_name,
             instance_creation_timestamp: unix_now(),
             license_ids: vec![numeric_id("license:idgate-emulated")[..19].to_owned()],

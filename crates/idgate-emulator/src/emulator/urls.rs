@@ -59,6 +59,14 @@ impl Emulator {
             Route::SignBlob => format!("/v1/projects/-/serviceAccounts/{sa}:signBlob"),
             Route::ServiceAccountJwks => format!("/service_accounts/v1/metadata/jwk/{sa}"),
             Route::ServiceAccountRawKeys => format!("/service_accounts/v1/metadata/raw/{sa}"),
+            Route::MetadataZone => "/computeMetadata/v1/instance/zone".to_owned(),
+            Route::MetadataRegion => "/computeMetadata/v1/instance/region".to_owned(),
+            Route::MetadataUniverseDomain => {
+                "/computeMetadata/v1/universe/universe-domain".to_owned()
+            }
+            Route::MetadataClusterName => {
+                "/computeMetadata/v1/instance/attributes/cluster-name".to_owned()
+            }
         };
         self.shared.url(&path)
     }

@@ -293,3 +293,78 @@ pub(crate) async fn numeric_project_id(
     }
     text(ep, StatusCode::OK, shared.config.project_number.to_string())
 }
+
+/// The metadata server's 404 for a value this instance does not have (Google answers an HTML error page).
+fn not_defined(endpoint: Route) -> Response {
+    with_flavor(
+        endpoint,
+        (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/html; charset=UTF-8")],
+            "<!DOCTYPE html>\n<html lang=en>\n<title>Error 404 (Not Found)!!1</title>\n\
+             <p><b>404.</b> <ins>That\u{2019}s an error.</ins>\n<p>The requested URL was not found on this \
+             server. <ins>That\u{2019}s all we know.</ins>\n",
+        )
+            .into_response(),
+    )
+}
+
+/// `instance/zone`: `projects/NUMBER/zones/ZONE`, as every runtime answers it (Cloud Run's zone is the region
+/// with a `-1` suffix, e.g. `us-central1-1`).
+pub(crate) async fn zone(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let ep = Route::MetadataZone;
+    if let Some(r) = gate(&shared, ep, &headers).await {
+        return r;
+    }
+    let c = &shared.config;
+    text(
+        ep,
+        StatusCode::OK,
+        format!("projects/{}/zones/{}", c.project_number, c.zone),
+    )
+}
+
+/// `instance/region`: `projects/NUMBER/regions/REGION` on the serverless runtimes; 404 where no region is
+/// configured (Compute Engine and GKE do not serve it).
+pub(crate) async fn region(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let ep = Route::MetadataRegion;
+    if let Some(r) = gate(&shared, ep, &headers).await {
+        return r;
+    }
+    let c = &shared.config;
+    match &c.region {
+        Some(region) => text(
+            ep,
+            StatusCode::OK,
+            format!("projects/{}/regions/{region}", c.project_number),
+        ),
+        None => not_defined(ep),
+    }
+}
+
+/// `universe/universe-domain`: `googleapis.com` outside sovereign clouds.
+pub(crate) async fn universe_domain(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Response {
+    let ep = Route::MetadataUniverseDomain;
+    if let Some(r) = gate(&shared, ep, &headers).await {
+        return r;
+    }
+    text(ep, StatusCode::OK, shared.config.universe_domain.clone())
+}
+
+/// `instance/attributes/cluster-name`: the GKE cluster's name on a GKE node; 404 elsewhere.
+pub(crate) async fn cluster_name(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Response {
+    let ep = Route::MetadataClusterName;
+    if let Some(r) = gate(&shared, ep, &headers).await {
+        return r;
+    }
+    match &shared.config.gke_cluster {
+        Some(name) => text(ep, StatusCode::OK, name.clone()),
+        None => not_defined(ep),
+    }
+}

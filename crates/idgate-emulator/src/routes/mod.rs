@@ -57,6 +57,16 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/computeMetadata/v1/project/numeric-project-id",
             get(metadata::numeric_project_id),
         )
+        .route("/computeMetadata/v1/instance/zone", get(metadata::zone))
+        .route("/computeMetadata/v1/instance/region", get(metadata::region))
+        .route(
+            "/computeMetadata/v1/universe/universe-domain",
+            get(metadata::universe_domain),
+        )
+        .route(
+            "/computeMetadata/v1/instance/attributes/cluster-name",
+            get(metadata::cluster_name),
+        )
         .route("/token", post(oauth::token))
         .route("/oauth2/v3/tokeninfo", get(oauth::tokeninfo))
         .route("/storage/v1/b", get(storage::list_buckets))

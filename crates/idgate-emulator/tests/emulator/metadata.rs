@@ -237,3 +237,88 @@ async fn account_directory_scopes_and_root_probe() {
     assert_eq!(root.headers()["metadata-flavor"], "Google");
     assert_eq!(emu.hits(Route::MetadataRoot), 1);
 }
+
+#[tokio::test]
+async fn zone_region_universe_and_cluster_name() {
+    // By default: a Compute Engine VM. A zone, no region (404), Google's universe, not GKE (404).
+    let emu = Emulator::builder()
+        .project_number(42)
+        .start()
+        .await
+        .unwrap();
+    let resp = md(&emu, "instance/zone").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["metadata-flavor"], "Google");
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "projects/42/zones/us-central1-a"
+    );
+    for path in ["instance/region", "instance/attributes/cluster-name"] {
+        let resp = md(&emu, path).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(resp.headers()["metadata-flavor"], "Google", "{path}");
+    }
+    let resp = md(&emu, "universe/universe-domain").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "googleapis.com");
+    // The project number in the zone and region names is the one `project/numeric-project-id` answers.
+    assert_eq!(
+        md(&emu, "project/numeric-project-id")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "42"
+    );
+    for route in [
+        Route::MetadataZone,
+        Route::MetadataRegion,
+        Route::MetadataClusterName,
+        Route::MetadataUniverseDomain,
+    ] {
+        assert_eq!(emu.hits(route), 1, "{route:?}");
+        assert!(route.is_metadata());
+    }
+    // Without Metadata-Flavor: 403, as every metadata path.
+    let resp = reqwest::get(emu.url(Route::MetadataZone)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    // Cloud Run: a region, and a zone named after it.
+    let run = Emulator::builder()
+        .project_number(7)
+        .serverless_region("europe-west1")
+        .universe_domain("example-universe.test")
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        md(&run, "instance/region").await.text().await.unwrap(),
+        "projects/7/regions/europe-west1"
+    );
+    assert_eq!(
+        md(&run, "instance/zone").await.text().await.unwrap(),
+        "projects/7/zones/europe-west1-1"
+    );
+    assert_eq!(
+        md(&run, "universe/universe-domain")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        "example-universe.test"
+    );
+    assert_eq!(run.universe_domain(), "example-universe.test");
+
+    // GKE: the cluster's name.
+    let gke = Emulator::builder()
+        .gke_cluster("prod-cluster")
+        .zone("europe-west4-b")
+        .start()
+        .await
+        .unwrap();
+    let resp = md(&gke, "instance/attributes/cluster-name").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "prod-cluster");
+    assert_eq!(gke.gke_cluster(), Some("prod-cluster"));
+    assert_eq!(gke.region(), None);
+}

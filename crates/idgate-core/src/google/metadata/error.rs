@@ -158,4 +158,11 @@ pub enum AnswerProblem {
     /// The answer should be a project ID and is not.
     #[error("the answer is not a project ID")]
     NotAProjectId,
+    /// The answer should name a zone or region (`projects/NUMBER/zones/ZONE`, `projects/NUMBER/regions/REGION`)
+    /// and does not.
+    #[error("the answer does not name a zone or region")]
+    NotALocation,
+    /// The answer should be a domain name and is not.
+    #[error("the answer is not a domain name")]
+    NotADomain,
 }

@@ -60,6 +60,7 @@ pub struct MetadataClient {
     /// `None` when `GCE_METADATA_HOST` was unusable: every call then reports [`MetadataError::InvalidHost`].
     root: Option<Url>,
     options: HttpOptions,
+    probe_timeout: Duration,
 }
 
 impl Default for MetadataClient {
@@ -113,7 +114,31 @@ impl MetadataClient {
         Self {
             root,
             options: HttpOptions::default(),
+            probe_timeout: PROBE_TIMEOUT,
         }
+    }
+
+    /// How long [`probe`](Self::probe) waits for an answer, at most (default [`PROBE_TIMEOUT`]; never more than
+    /// the configured HTTP timeout).
+    ///
+    /// ```
+    /// use idgate_core::google::{MetadataClient, PROBE_TIMEOUT};
+    /// use std::time::Duration;
+    ///
+    /// let metadata = MetadataClient::from_host("127.0.0.1:9");
+    /// assert_eq!(metadata.probe_timeout_value(), PROBE_TIMEOUT);
+    /// let metadata = metadata.probe_timeout(Duration::from_millis(100));
+    /// assert_eq!(metadata.probe_timeout_value(), Duration::from_millis(100));
+    /// ```
+    #[must_use]
+    pub fn probe_timeout(mut self, timeout: Duration) -> Self {
+        self.probe_timeout = timeout;
+        self
+    }
+
+    /// The longest [`probe`](Self::probe) waits: the probe timeout, or the HTTP timeout when that is shorter.
+    pub fn probe_timeout_value(&self) -> Duration {
+        self.options.timeout.min(self.probe_timeout)
     }
 
     /// The HTTP client, timeout and retries (default: a shared client that never uses a proxy and never follows
@@ -273,8 +298,82 @@ impl MetadataClient {
         self.get("instance/service-accounts/default/email").await
     }
 
-    /// Whether a metadata server answers, in at most [`PROBE_TIMEOUT`] (one attempt, no retries): the cheap
-    /// "am I on Google Cloud?" check. Any answer carrying `Metadata-Flavor: Google` counts, whatever its status.
+    /// The instance's zone (`instance/zone`, answered as `projects/NUMBER/zones/ZONE`): the `ZONE`, e.g.
+    /// `us-central1-a` on Compute Engine or `us-central1-1` on Cloud Run.
+    ///
+    /// # Errors
+    ///
+    /// Any [`MetadataError`]; an answer that is not a zone is [`MetadataError::UnusableAnswer`].
+    pub async fn zone(&self) -> Result<String, MetadataError> {
+        const PATH: &str = "instance/zone";
+        let answer = self.get(PATH).await?;
+        last_resource_segment(&answer, "zones")
+            .map(str::to_owned)
+            .ok_or_else(|| unusable(PATH, AnswerProblem::NotALocation))
+    }
+
+    /// The region of a serverless instance (`instance/region`, answered as `projects/NUMBER/regions/REGION` by
+    /// Cloud Run, Cloud Run functions and App Engine): the `REGION`, e.g. `us-central1`. `Ok(None)` when the
+    /// server has no such value (404), as on Compute Engine and GKE.
+    ///
+    /// # Errors
+    ///
+    /// Any [`MetadataError`] but a 404; an answer that is not a region is [`MetadataError::UnusableAnswer`].
+    pub async fn region(&self) -> Result<Option<String>, MetadataError> {
+        const PATH: &str = "instance/region";
+        let Some(answer) = self.get_optional(PATH).await? else {
+            return Ok(None);
+        };
+        last_resource_segment(&answer, "regions")
+            .map(|r| Some(r.to_owned()))
+            .ok_or_else(|| unusable(PATH, AnswerProblem::NotALocation))
+    }
+
+    /// The universe domain (`universe/universe-domain`): `googleapis.com` outside sovereign clouds. `Ok(None)`
+    /// when the server has no such value (404; Google's libraries then assume `googleapis.com`).
+    ///
+    /// # Errors
+    ///
+    /// Any [`MetadataError`] but a 404; an empty answer or one that is not a domain name is
+    /// [`MetadataError::UnusableAnswer`].
+    pub async fn universe_domain(&self) -> Result<Option<String>, MetadataError> {
+        const PATH: &str = "universe/universe-domain";
+        let Some(domain) = self.get_optional(PATH).await? else {
+            return Ok(None);
+        };
+        if is_domain_name(&domain) {
+            Ok(Some(domain))
+        } else {
+            Err(unusable(PATH, AnswerProblem::NotADomain))
+        }
+    }
+
+    /// The GKE cluster's name (`instance/attributes/cluster-name`), or `Ok(None)` off GKE (404).
+    ///
+    /// # Errors
+    ///
+    /// Any [`MetadataError`] but a 404.
+    pub async fn gke_cluster_name(&self) -> Result<Option<String>, MetadataError> {
+        self.get_optional("instance/attributes/cluster-name").await
+    }
+
+    /// [`get`](Self::get), with a 404 (the value is not defined here) as `Ok(None)`; an empty answer is also
+    /// `Ok(None)`.
+    ///
+    /// # Errors
+    ///
+    /// Any [`MetadataError`] but a 404.
+    pub async fn get_optional(&self, path: &str) -> Result<Option<String>, MetadataError> {
+        match self.get(path).await {
+            Ok(value) if value.is_empty() => Ok(None),
+            Ok(value) => Ok(Some(value)),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a metadata server answers, in at most the probe timeout ([`PROBE_TIMEOUT`] unless set with
+    /// [`probe_timeout`](Self::probe_timeout); one attempt, no retries): the cheap "am I on Google Cloud?" check. Any answer carrying `Metadata-Flavor: Google` counts, whatever its status.
     ///
     /// # Errors
     ///
@@ -301,7 +400,7 @@ impl MetadataClient {
         let response = client
             .get(url)
             .header("Metadata-Flavor", "Google")
-            .timeout(self.options.timeout.min(PROBE_TIMEOUT))
+            .timeout(self.probe_timeout_value())
             .send()
             .await
             .map_err(|e| unreachable(Arc::new(e)))?;
@@ -398,6 +497,42 @@ fn not_metadata_server(response: &reqwest::Response) -> MetadataError {
     let mut url = response.url().clone();
     url.set_query(None);
     MetadataError::NotMetadataServer { url }
+}
+
+/// `NAME` from `projects/NUMBER/{collection}/NAME` (also a bare `NAME`), if it is a location name: lowercase
+/// letters, digits and `-`, 1 to 63 characters.
+fn last_resource_segment<'a>(answer: &'a str, collection: &str) -> Option<&'a str> {
+    let name = match answer.rsplit_once('/') {
+        Some((prefix, name)) => {
+            let mut parts = prefix.split('/');
+            let shaped = parts.next() == Some("projects")
+                && parts.next().is_some_and(|p| !p.is_empty())
+                && parts.next() == Some(collection)
+                && parts.next().is_none();
+            if !shaped {
+                return None;
+            }
+            name
+        }
+        None => answer,
+    };
+    let ok = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    ok.then_some(name)
+}
+
+/// A DNS name of at least two labels: letters, digits and `-`, no empty label.
+fn is_domain_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.contains('.')
+        && s.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 fn unusable(path: &str, problem: AnswerProblem) -> MetadataError {

@@ -69,3 +69,36 @@ fn errors_classify_and_keep_their_cause_out_of_the_message() {
     assert!(s.is_transient());
     assert_eq!(s.with_attempts(3).attempts(), Some(3));
 }
+
+#[test]
+fn locations_and_domains() {
+    assert_eq!(
+        last_resource_segment("projects/123/zones/us-central1-a", "zones"),
+        Some("us-central1-a")
+    );
+    assert_eq!(
+        last_resource_segment("projects/123/regions/europe-west1", "regions"),
+        Some("europe-west1")
+    );
+    assert_eq!(
+        last_resource_segment("us-east1-b", "zones"),
+        Some("us-east1-b")
+    );
+    for bad in [
+        "",
+        "projects/123/regions/us-central1",
+        "projects//zones/x",
+        "elsewhere/123/zones/x",
+        "projects/1/zones/",
+        "projects/1/zones/US-EAST1",
+        "projects/1/zones/a b",
+        "projects/1/x/zones/a",
+    ] {
+        assert_eq!(last_resource_segment(bad, "zones"), None, "{bad:?}");
+    }
+    assert!(is_domain_name("googleapis.com"));
+    assert!(is_domain_name("apis-s3nsapis.fr"));
+    for bad in ["", "localhost", "a..b", "<html>", "a.b/c", ".com"] {
+        assert!(!is_domain_name(bad), "{bad:?}");
+    }
+}
