@@ -9,6 +9,7 @@
 //! | `reqwest_client` | [`reqwest_client`] | `IdTokenMiddleware` over Application Default Credentials, `X-Serverless-Authorization` |
 //! | `tower_client` | [`tower_client`] | a hyper-util client wrapped in `AddIdTokenLayer` |
 //! | `list_buckets` | [`list_buckets`] | the App Identity guide's Google API call: Cloud Storage's bucket list with `AccessTokenMiddleware` |
+//! | `signed_by_app` | [`signed_by_app`] | the App Identity guide's "asserting identity to third parties": `Signer` (IAM `signBlob`/`signJwt`) on one side, `ServiceAccountKeys` and `ServiceAccountJwtVerifier` on the other |
 //!
 //! Run one with `cargo run -p idgate-examples --example NAME` (its top doc says what else to start), or check it
 //! with `cargo run -p idgate-examples --example NAME -- --self-test`: an in-process `idgate_emulator::Emulator`
@@ -19,6 +20,7 @@ pub mod iap_hello_user;
 pub mod list_buckets;
 pub mod reqwest_client;
 pub mod service_to_service;
+pub mod signed_by_app;
 pub mod support;
 pub mod tower_client;
 

@@ -2,12 +2,12 @@
 
 use idgate_examples::{
     Result, appengine_dual_mode, iap_hello_user, list_buckets, reqwest_client, service_to_service,
-    tower_client,
+    signed_by_app, tower_client,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_example_passes_its_self_test() {
-    let results: [(&str, Result<()>); 6] = [
+    let results: [(&str, Result<()>); 7] = [
         ("service_to_service", service_to_service::self_test().await),
         (
             "appengine_dual_mode",
@@ -17,6 +17,7 @@ async fn every_example_passes_its_self_test() {
         ("reqwest_client", reqwest_client::self_test().await),
         ("tower_client", tower_client::self_test().await),
         ("list_buckets", list_buckets::self_test().await),
+        ("signed_by_app", signed_by_app::self_test().await),
     ];
     let failures: Vec<String> = results
         .into_iter()

@@ -76,6 +76,11 @@ enum Command {
         /// Create this service account and write its key file (repeatable).
         #[arg(long = "service-account", value_name = "EMAIL")]
         service_accounts: Vec<String>,
+        /// Grant CALLER Service Account Token Creator on TARGET (repeatable): CALLER may then mint tokens as TARGET
+        /// and sign as it (IAM generateIdToken, generateAccessToken, signJwt, signBlob). An account signing as
+        /// itself through IAM needs `--allow-impersonation SA=SA`, as on Google.
+        #[arg(long = "allow-impersonation", value_name = "CALLER=TARGET", value_parser = parse_grant)]
+        grants: Vec<(String, String)>,
         /// Where to write key files.
         #[arg(long, default_value = ".")]
         key_dir: PathBuf,
@@ -241,6 +246,18 @@ enum Command {
     },
 }
 
+/// `CALLER=TARGET`, both non-empty.
+fn parse_grant(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((caller, target)) if !caller.trim().is_empty() && !target.trim().is_empty() => {
+            Ok((caller.trim().to_owned(), target.trim().to_owned()))
+        }
+        _ => Err(format!(
+            "expected CALLER=TARGET (two service-account emails), got {text:?}"
+        )),
+    }
+}
+
 /// The key document formats Google publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum KeysFormat {
@@ -267,6 +284,7 @@ async fn main() -> ExitCode {
             region,
             zone,
             service_accounts,
+            grants,
             key_dir,
             iap_proxy,
             iap_user,
@@ -282,6 +300,7 @@ async fn main() -> ExitCode {
                 region,
                 zone,
                 service_accounts,
+                grants,
                 key_dir,
                 iap_proxy,
                 iap_user,

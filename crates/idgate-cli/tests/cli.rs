@@ -407,43 +407,14 @@ fn get_with_host(addr: &str, host: &str) -> (String, String) {
 /// can read.
 #[test]
 fn emulator_answers_loopback_and_allowed_hosts_and_writes_owner_only_key_files() {
-    use std::io::BufRead as _;
-
     let dir = tempfile::tempdir().unwrap();
-    let mut child = idgate()
+    let mut command = idgate();
+    command
         .args(["emulator", "--port", "0", "--allow-host", "emulator.test"])
         .args(["--service-account", "svc@cli-proj.iam.gserviceaccount.com"])
         .arg("--key-dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("idgate runs");
-    let stdout = child.stdout.take().unwrap();
-    let _running = Running(child);
-    // Read the banner on a thread, so that a silent emulator fails the test instead of hanging it.
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            if lines_tx.send(line.unwrap()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut banner = Vec::new();
-    while !banner.iter().any(|l: &String| l.contains("Ctrl-C to stop")) {
-        let line = lines
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("the banner did not finish ({e}):\n{}", banner.join("\n")));
-        banner.push(line);
-    }
-    let banner = banner.join("\n");
-    let addr = banner
-        .split("identity endpoints at http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or_else(|| panic!("no base URL in:\n{banner}"))
-        .to_owned();
+        .arg(dir.path());
+    let (_running, banner, addr) = start_emulator(command);
     let port = addr.rsplit(':').next().unwrap();
     assert!(banner.contains("emulator.test"), "{banner}");
 
@@ -522,6 +493,9 @@ fn help_reads_well() {
         "verify",
         "decode",
         "token",
+        "sign-blob",
+        "verify-blob",
+        "whoami",
         "check-config",
     ] {
         assert!(help.contains(sub), "{sub} missing from --help");
@@ -664,4 +638,117 @@ async fn sign_blob_signs_as_the_service_account_and_verify_blob_checks_it_as_a_t
     )
     .await;
     assert!(out.status.success(), "{}", text(&out.stdout));
+}
+
+/// Starts `idgate emulator` (`command`) and reads its banner: the running child, the banner, and `host:port`.
+fn start_emulator(mut command: Command) -> (Running, String, String) {
+    use std::io::BufRead as _;
+
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("idgate runs");
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    // Read the banner on a thread, so that a silent emulator fails the test instead of hanging it.
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if lines_tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = Vec::new();
+    while !banner.iter().any(|l: &String| l.contains("Ctrl-C to stop")) {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("the banner did not finish ({e}):\n{}", banner.join("\n")));
+        banner.push(line);
+    }
+    let banner = banner.join("\n");
+    let addr = banner
+        .split("identity endpoints at http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no base URL in:\n{banner}"))
+        .to_owned();
+    (running, banner, addr)
+}
+
+/// `idgate emulator --allow-impersonation SA=SA` lets the metadata server's account sign as itself through IAM, so
+/// `idgate sign-blob` on "Google Cloud" (GCE_METADATA_HOST, no key file) signs with IAM signBlob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_blob_on_google_cloud_signs_through_iam_as_the_attached_account() {
+    let app = "orders-app@appspot.gserviceaccount.com";
+    let dir = tempfile::tempdir().unwrap();
+    let message = dir.path().join("message.txt");
+    std::fs::write(&message, b"order 42 shipped").unwrap();
+    let sign = |addr: &str| {
+        let mut c = idgate();
+        c.args(["sign-blob", "-"])
+            .env("GCE_METADATA_HOST", addr)
+            .env("IDGATE_GOOGLE_BASE_URL", format!("http://{addr}/"))
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .env("CLOUDSDK_CONFIG", dir.path());
+        run(c, Some("order 42 shipped".to_owned()))
+    };
+
+    // Without the grant, IAM refuses and the error says what to grant (exit 2: could not sign).
+    let mut command = idgate();
+    command.args(["emulator", "--port", "0", "--metadata-service-account", app]);
+    let (running, _, addr) = start_emulator(command);
+    let refused = sign(&addr).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stdout));
+    assert!(text(&refused.stderr).contains("iam.serviceAccounts.signBlob"));
+    drop(running);
+
+    let mut command = idgate();
+    command
+        .args(["emulator", "--port", "0", "--metadata-service-account", app])
+        .args(["--allow-impersonation", &format!("{app}={app}")]);
+    let (_running, banner, addr) = start_emulator(command);
+    assert!(
+        banner.contains(&format!("{app} may act as {app}")),
+        "{banner}"
+    );
+    let out = sign(&addr).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let signed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(signed["signer"], app);
+    let mut verify = idgate();
+    verify
+        .args([
+            "verify-blob",
+            "--google-base-url",
+            &format!("http://{addr}/"),
+        ])
+        .args([
+            "--signer",
+            app,
+            "--key-id",
+            signed["key_id"].as_str().unwrap(),
+        ])
+        .args(["--signature", signed["signature"].as_str().unwrap()])
+        .arg(&message);
+    let out = run(verify, None).await;
+    assert!(out.status.success(), "{}", text(&out.stdout));
+
+    let bad = idgate()
+        .args([
+            "emulator",
+            "--port",
+            "0",
+            "--allow-impersonation",
+            "no-equals-sign",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("CALLER=TARGET"),
+        "{}",
+        text(&bad.stderr)
+    );
 }

@@ -18,6 +18,7 @@ pub(crate) struct Options {
     pub(crate) region: Option<String>,
     pub(crate) zone: Option<String>,
     pub(crate) service_accounts: Vec<String>,
+    pub(crate) grants: Vec<(String, String)>,
     pub(crate) key_dir: PathBuf,
     pub(crate) iap_proxy: Option<url::Url>,
     pub(crate) iap_user: String,
@@ -111,6 +112,10 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
             "  export GOOGLE_APPLICATION_CREDENTIALS={}   # {email}",
             path.display()
         );
+    }
+    for (caller, target) in &options.grants {
+        emulator.allow_impersonation(caller, target);
+        println!("  # {caller} may act as {target} (Service Account Token Creator)");
     }
     println!();
     println!("and in idgate.toml:");
