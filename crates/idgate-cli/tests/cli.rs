@@ -54,7 +54,7 @@ async fn the_demo_shows_every_expected_outcome_and_exits_zero() {
         text(&out.stderr)
     );
     assert!(
-        stdout.contains("All 17 outcomes are the expected ones"),
+        stdout.contains("All 20 outcomes are the expected ones"),
         "{stdout}"
     );
     assert!(!stdout.contains("!!"), "{stdout}");
