@@ -26,6 +26,7 @@ pub use metadata::{MetadataClient, MetadataError, PROBE_TIMEOUT};
 /// let local = Endpoints::under(&"http://127.0.0.1:8085".parse().unwrap());
 /// assert_eq!(local.oidc_jwks.as_str(), "http://127.0.0.1:8085/oauth2/v3/certs");
 /// assert_eq!(local.metadata.as_str(), "http://127.0.0.1:8085/computeMetadata/v1/");
+/// assert_eq!(local.authorization.as_str(), "http://127.0.0.1:8085/o/oauth2/v2/auth");
 /// assert_eq!(
 ///     local.service_account_keys.as_str(),
 ///     "http://127.0.0.1:8085/service_accounts/v1/metadata/"
@@ -51,6 +52,12 @@ pub struct Endpoints {
     /// The root of every service account's published public keys: `{root}x509/{EMAIL}` (X.509 certificates),
     /// `{root}jwk/{EMAIL}` (a JWKS) and `{root}raw/{EMAIL}`. What verifies `signBlob`/`signJwt` signatures.
     pub service_account_keys: Url,
+    /// Google's OAuth 2.0 authorization endpoint (`o/oauth2/v2/auth`): where sign-in sends the browser.
+    pub authorization: Url,
+    /// The OpenID Connect userinfo endpoint (`v1/userinfo`).
+    pub userinfo: Url,
+    /// The OAuth 2.0 token revocation endpoint (`revoke`).
+    pub revoke: Url,
 }
 
 fn url(s: &str) -> Url {
@@ -69,6 +76,9 @@ impl Default for Endpoints {
             token: url("https://oauth2.googleapis.com/token"),
             iam_credentials: url("https://iamcredentials.googleapis.com/"),
             service_account_keys: url("https://www.googleapis.com/service_accounts/v1/metadata/"),
+            authorization: url("https://accounts.google.com/o/oauth2/v2/auth"),
+            userinfo: url("https://openidconnect.googleapis.com/v1/userinfo"),
+            revoke: url("https://oauth2.googleapis.com/revoke"),
         }
     }
 }
@@ -91,6 +101,9 @@ impl Endpoints {
             token: join("token"),
             iam_credentials: base.clone(),
             service_account_keys: join("service_accounts/v1/metadata/"),
+            authorization: join("o/oauth2/v2/auth"),
+            userinfo: join("v1/userinfo"),
+            revoke: join("revoke"),
         }
     }
 }
