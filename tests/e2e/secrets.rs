@@ -10,7 +10,7 @@ use std::time::Duration;
 use idgate_client::{
     AccessTokenMiddleware, AccessTokenSource, Adc, AuthorizedUser, CachedSource, HttpOptions,
     IdTokenMiddleware, IdTokenSource, Impersonated, MetadataServer, RetryPolicy, Scopes,
-    ServiceAccountKey,
+    ServiceAccountKey, Signer,
 };
 use idgate_core::ErrorChain;
 use idgate_core::google::Endpoints;
@@ -335,6 +335,32 @@ async fn no_secret_reaches_any_log_line_or_error() {
         note(a, String::new());
     }
     note(&keyless, String::new());
+    // Signing as a service account (issue #13): a JWT `sign_jwt` returns is a bearer credential; the signers'
+    // `Debug`, and the refusals of an account the caller may not act as.
+    let signers = [
+        Signer::from_key(sa_key.clone()),
+        Signer::iam(sa_key.clone(), target).endpoints(&endpoints),
+        Signer::iam(sa_key.clone(), OUTSIDER_SA).endpoints(&endpoints),
+    ];
+    let mut signed = 0;
+    for signer in &signers {
+        note(signer, String::new());
+        match signer.sign_jwt(&serde_json::json!({"aud": AUD})).await {
+            Ok(jwt) => {
+                secrets.token(&jwt);
+                signed += 1;
+            }
+            Err(e) => note(&e, ErrorChain(&e).to_string()),
+        }
+        match signer.sign_blob(b"secrets hygiene").await {
+            Ok(blob) => note(&blob, String::new()),
+            Err(e) => note(&e, ErrorChain(&e).to_string()),
+        }
+    }
+    assert_eq!(
+        signed, 2,
+        "the key file and IAM as the target sign; the outsider is refused"
+    );
     // Refused: scopes outside the delegation, a revoked refresh token, a target without a Token Creator grant.
     for result in [
         dwd_key.access_token(&gmail).await,

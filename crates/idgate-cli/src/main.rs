@@ -201,7 +201,8 @@ enum Command {
         file: PathBuf,
     },
     /// Check a signature made by a service account (sign-blob, IAM signBlob, a key file's key) against the keys the
-    /// account publishes. Exit 0 and `{"verified": true, ...}`, or exit 1 and the reason.
+    /// account publishes. Exit 0 and `{"verified": true, ...}`, or exit 1 and the reason; exit 2 when the account's
+    /// keys could not be fetched (`keys_unavailable`: not checked, try again later).
     VerifyBlob {
         /// The service account that signed.
         #[arg(long, value_name = "EMAIL")]

@@ -751,4 +751,77 @@ async fn sign_blob_on_google_cloud_signs_through_iam_as_the_attached_account() {
         "{}",
         text(&bad.stderr)
     );
+
+/// Found attacking issue #13: `verify-blob` exited 1 ("refused") when the account's keys could not even be
+/// fetched, so a script could not tell a forged signature from an outage. Now: 1 refused, 2 could not check.
+/// Hostile arguments are refusals with their reason, from standard input too, and nothing they carry reaches the
+/// output unescaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_blob_tells_refused_from_could_not_check() {
+    let emulator = Emulator::start().await.unwrap();
+    let app = "orders@shop-prod.iam.gserviceaccount.com";
+    let key = emulator.create_service_account(app);
+    let dir = tempfile::tempdir().unwrap();
+    let message = dir.path().join("message.txt");
+    std::fs::write(&message, b"order 42 shipped").unwrap();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}/", l.local_addr().unwrap().port())
+    };
+    let base = emulator.base_url().to_string();
+    let verify = |base: &str, key_id: &str, signature: &str, file: &str, stdin: Option<String>| {
+        let mut c = idgate();
+        c.args(["verify-blob", "--google-base-url", base])
+            .args([
+                "--signer",
+                app,
+                "--key-id",
+                key_id,
+                "--signature",
+                signature,
+            ])
+            .arg(file);
+        run(c, stdin)
+    };
+    let file = message.to_str().unwrap();
+
+    let out = verify(&closed, key.private_key_id(), "AAAA", file, None).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["verified"], false);
+    assert_eq!(answer["reason"], "keys_unavailable");
+
+    for (key_id, signature, file, stdin, reason) in [
+        ("k\u{1b}[31m\nforged", "AAAA", file, None, "unknown_key_id"),
+        ("", "AAAA", file, None, "invalid_key_id"),
+        (
+            key.private_key_id(),
+            "!!not base64!!",
+            file,
+            None,
+            "malformed_signature",
+        ),
+        (
+            key.private_key_id(),
+            "AAAA",
+            "-",
+            Some("piped".to_owned()),
+            "invalid_signature",
+        ),
+    ] {
+        let out = verify(&base, key_id, signature, file, stdin).await;
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{reason}: {}",
+            text(&out.stdout)
+        );
+        let stdout = text(&out.stdout);
+        assert!(
+            !stdout.contains('\u{1b}') && !stdout.contains("\nforged"),
+            "{stdout}"
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(answer["reason"], reason, "{answer}");
+    }
 }

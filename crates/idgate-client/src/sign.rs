@@ -416,7 +416,9 @@ impl Signer {
     ///
     /// Any [`SignError`]: [`SignError::PermissionDenied`] (naming `iam.serviceAccounts.signBlob`),
     /// [`SignError::Unauthenticated`], [`SignError::Credential`], [`SignError::Iam`] (after the retries),
-    /// [`SignError::InvalidSigner`], [`SignError::AttachedAccount`], [`SignError::Local`].
+    /// [`SignError::InvalidSigner`], [`SignError::AttachedAccount`], [`SignError::Local`]. An IAM `keyId` that no
+    /// verifier would accept (empty, over 256 bytes, not printable ASCII) is [`SignError::Iam`] with
+    /// [`ResponseProblem::NotAKeyId`].
     pub async fn sign_blob(&self, bytes: &[u8]) -> Result<SignedBlob, SignError> {
         match &self.inner.how {
             How::Local { email, key_id, key } => {
@@ -452,6 +454,9 @@ impl Signer {
                     )
                 };
                 let key_id = field("keyId")?;
+                if !is_key_id(&key_id) {
+                    return Err(invalid(ResponseProblem::NotAKeyId("keyId")));
+                }
                 let signature = STANDARD
                     .decode(field("signedBlob")?)
                     .map_err(|_| invalid(ResponseProblem::NotBase64("signedBlob")))?;
@@ -475,7 +480,10 @@ impl Signer {
     /// ([`ClaimsProblem::NotAnObject`]), have no usable `aud` ([`ClaimsProblem::MissingAudience`]), a time claim that
     /// is not a whole number ([`ClaimsProblem::NotANumericDate`]), or an `exp` more than 12 h ahead
     /// ([`ClaimsProblem::ExpiresTooLate`], IAM's limit, applied to local keys too). Otherwise as
-    /// [`sign_blob`](Self::sign_blob), with `iam.serviceAccounts.signJwt` as the permission.
+    /// [`sign_blob`](Self::sign_blob), with `iam.serviceAccounts.signJwt` as the permission; IAM's answer is checked
+    /// to be the JWT asked for (header `alg` RS256 with a `kid` equal to the answer's `keyId`, every claim sent
+    /// unchanged), else [`SignError::Iam`] with [`ResponseProblem::NotWhatWasAsked`] or
+    /// [`ResponseProblem::NotAKeyId`].
     pub async fn sign_jwt<T>(&self, claims: &T) -> Result<String, SignError>
     where
         T: Serialize + ?Sized,
@@ -504,7 +512,7 @@ impl Signer {
             How::Iam {
                 client, delegates, ..
             } => {
-                let payload = Value::Object(claims).to_string();
+                let payload = Value::Object(claims.clone()).to_string();
                 let body = serde_json::json!({ "delegates": delegates, "payload": payload });
                 let answer = client
                     .call(email, "signJwt", &body, iam_retryable)
@@ -522,6 +530,13 @@ impl Signer {
                         Endpoint::IamCredentials,
                         ResponseProblem::MalformedToken(e),
                     ))
+                })?;
+                // `keyId` is optional here: the JWT's own `kid` is what verifiers read.
+                let key_id = serde_json::from_slice::<Value>(&answer)
+                    .ok()
+                    .and_then(|a| a.get("keyId").and_then(Value::as_str).map(str::to_owned));
+                check_signed_jwt(&signed, key_id.as_deref(), &claims).map_err(|problem| {
+                    iam(SourceError::invalid(Endpoint::IamCredentials, problem))
                 })?;
                 Ok(signed)
             }
@@ -558,6 +573,50 @@ fn checked_account(account: &str) -> Result<&str, SignError> {
         Err(SignError::InvalidSigner {
             signer: account.chars().take(100).collect(),
         })
+    }
+}
+
+/// A key ID a verifier accepts (idgate's refuses an empty one or one over 256 bytes): 1 to 256 printable ASCII
+/// characters. Google's are 40 hex digits.
+fn is_key_id(key_id: &str) -> bool {
+    (1..=256).contains(&key_id.len()) && key_id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Checks that IAM's `signedJwt` is the JWT asked for, so that `sign_jwt` never hands out as "signed by the
+/// account" a token whose header another party chose (`alg: none`, another `kid`) or whose claims differ from
+/// `sent`. Claims IAM adds are accepted; each claim sent must come back unchanged. The signature itself is the
+/// verifier's business (it needs the account's published keys).
+fn check_signed_jwt(
+    signed: &str,
+    key_id: Option<&str>,
+    sent: &Map<String, Value>,
+) -> Result<(), ResponseProblem> {
+    let parts =
+        idgate_core::token::decode_unverified(signed).map_err(ResponseProblem::MalformedToken)?;
+    if parts.header.get("alg").and_then(Value::as_str) != Some("RS256") {
+        return Err(ResponseProblem::NotWhatWasAsked("its `alg` is not RS256"));
+    }
+    let Some(kid) = parts.header.get("kid").and_then(Value::as_str) else {
+        return Err(ResponseProblem::NotAKeyId("kid"));
+    };
+    if !is_key_id(kid) {
+        return Err(ResponseProblem::NotAKeyId("kid"));
+    }
+    if key_id.is_some_and(|k| k != kid) {
+        return Err(ResponseProblem::NotWhatWasAsked(
+            "its `kid` is not the answer's `keyId`",
+        ));
+    }
+    let unchanged = parts.claims.as_object().is_some_and(|got| {
+        sent.iter()
+            .all(|(name, value)| got.get(name) == Some(value))
+    });
+    if unchanged {
+        Ok(())
+    } else {
+        Err(ResponseProblem::NotWhatWasAsked(
+            "its claims are not the ones sent",
+        ))
     }
 }
 
@@ -743,6 +802,41 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_signed_jwt_may_gain_claims_but_not_change_them() {
+        let segment = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let sent =
+            map(serde_json::json!({"aud": ["a", "b"], "iat": 5, "n": 1.5, "o": {"x": null}}));
+        let header = segment(serde_json::json!({"alg": "RS256", "kid": "0a1b", "typ": "JWT"}));
+        let jwt = |claims: Value| format!("{header}.{}.c2ln", segment(claims));
+        let same =
+            jwt(serde_json::json!({"o": {"x": null}, "n": 1.5, "iat": 5, "aud": ["a", "b"]}));
+        assert_eq!(check_signed_jwt(&same, Some("0a1b"), &sent), Ok(()));
+        assert_eq!(check_signed_jwt(&same, None, &sent), Ok(()));
+        let more = jwt(
+            serde_json::json!({"aud": ["a", "b"], "iat": 5, "n": 1.5, "o": {"x": null}, "extra": 1}),
+        );
+        assert_eq!(check_signed_jwt(&more, Some("0a1b"), &sent), Ok(()));
+        for changed in [
+            serde_json::json!({"aud": ["b", "a"], "iat": 5, "n": 1.5, "o": {"x": null}}),
+            serde_json::json!({"aud": ["a", "b"], "iat": 6, "n": 1.5, "o": {"x": null}}),
+            serde_json::json!({"aud": ["a", "b"], "iat": 5, "n": 1.5, "o": {}}),
+            serde_json::json!({"aud": ["a", "b"], "iat": 5, "n": 1.5}),
+        ] {
+            assert_eq!(
+                check_signed_jwt(&jwt(changed.clone()), Some("0a1b"), &sent),
+                Err(ResponseProblem::NotWhatWasAsked(
+                    "its claims are not the ones sent"
+                )),
+                "{changed}"
+            );
+        }
+        assert!(!is_key_id(""));
+        assert!(!is_key_id("a b"));
+        assert!(is_key_id(&"f".repeat(256)));
+        assert!(!is_key_id(&"f".repeat(257)));
     }
 
     #[test]

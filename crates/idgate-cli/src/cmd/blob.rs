@@ -96,7 +96,9 @@ pub(crate) struct VerifyOptions {
     pub(crate) file: std::path::PathBuf,
 }
 
-/// Exit 0 and `{"verified": true, ...}` when the signature verifies; exit 1 and the reason when it does not.
+/// Exit 0 and `{"verified": true, ...}` when the signature verifies; exit 1 and the reason when it does not; exit 2
+/// (with `"reason": "keys_unavailable"`) when the account's keys could not be fetched, so the signature could not
+/// be checked at all: a script can tell "refused" from "try again later".
 pub(crate) async fn verify(options: VerifyOptions) -> Result<ExitCode, Error> {
     let bytes = read_blob(&options.file)?;
     let endpoints = options
@@ -119,7 +121,11 @@ pub(crate) async fn verify(options: VerifyOptions) -> Result<ExitCode, Error> {
                 "detail": detail,
             }))?
         );
-        Ok(ExitCode::FAILURE)
+        Ok(if reason == "keys_unavailable" {
+            ExitCode::from(2)
+        } else {
+            ExitCode::FAILURE
+        })
     };
     let Some(signature) = decode_signature(&options.signature) else {
         return refused(

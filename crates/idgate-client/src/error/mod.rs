@@ -347,6 +347,14 @@ pub enum ResponseProblem {
     /// A field should hold base64 bytes (IAM's `signedBlob`) and does not.
     #[error("the field `{0}` is not base64")]
     NotBase64(&'static str),
+    /// A field should hold a key ID (IAM's `keyId`, a signed JWT's `kid`: 1 to 256 printable ASCII characters, what
+    /// a verifier accepts) and does not.
+    #[error("the field `{0}` is not a key ID")]
+    NotAKeyId(&'static str),
+    /// IAM `signJwt` answered a JWT that is not the one asked for: its header's `alg` is not RS256, its `kid` is
+    /// not the answer's `keyId`, or a claim sent is missing or changed.
+    #[error("the signed JWT is not the one asked for: {0}")]
+    NotWhatWasAsked(&'static str),
 }
 
 impl From<AnswerProblem> for ResponseProblem {

@@ -9,8 +9,8 @@ use std::ffi::OsString;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use idgate_client::{
-    Adc, ClaimsProblem, HttpOptions, Impersonated, MetadataServer, RetryPolicy, ServiceAccountKey,
-    SignError, SignedBlob, Signer,
+    Adc, ClaimsProblem, HttpOptions, Impersonated, MetadataServer, ResponseProblem, RetryPolicy,
+    ServiceAccountKey, SignError, SignedBlob, Signer, SourceError,
 };
 use idgate_core::ErrorChain;
 use idgate_core::google::Endpoints;
@@ -611,4 +611,84 @@ async fn adc_picks_local_iam_or_refuses_a_user() {
     let err = Signer::try_from(adc).unwrap_err();
     assert!(err.is_no_service_account(), "{err}");
     assert!(err.to_string().contains("impersonate"), "{err}");
+}
+
+/// An IAM Credentials API that answers every request with `body` (status 200): for answers Google never gives.
+async fn iam_answering(body: Value) -> url::Url {
+    let app = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move { axum::Json(body) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/").parse().unwrap()
+}
+
+/// Found attacking issue #13: whatever answered as IAM could hand `sign_blob` a `keyId` no verifier accepts (300
+/// bytes; control characters), and `sign_jwt` a "signed" JWT with `alg: none`, another `kid`, or other claims
+/// (an audience of its choosing), all returned as the account's signature. Each is now a typed invalid response.
+#[tokio::test]
+async fn an_iam_answer_that_is_not_what_was_asked_is_refused() {
+    let emu = emulator().await;
+    let segment = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    let jwt = |header: Value, claims: Value| {
+        format!("{}.{}.c2lnbmF0dXJl", segment(header), segment(claims))
+    };
+    let theirs =
+        json!({"iss": APP, "sub": APP, "aud": "https://attacker.example", "iat": 1, "exp": 2});
+    let rs256 = |kid: &str| json!({"alg": "RS256", "kid": kid, "typ": "JWT"});
+    let cases: Vec<(Value, ResponseProblem)> = vec![
+        (
+            json!({"keyId": "k".repeat(300), "signedBlob": "AAAA"}),
+            ResponseProblem::NotAKeyId("keyId"),
+        ),
+        (
+            json!({"keyId": "k\n\u{1b}[31m", "signedBlob": "AAAA"}),
+            ResponseProblem::NotAKeyId("keyId"),
+        ),
+        (
+            json!({"keyId": "k1", "signedJwt": jwt(json!({"alg": "none", "kid": "k1"}), theirs.clone())}),
+            ResponseProblem::NotWhatWasAsked("its `alg` is not RS256"),
+        ),
+        (
+            json!({"keyId": "k1", "signedJwt": jwt(json!({"alg": "RS256"}), theirs.clone())}),
+            ResponseProblem::NotAKeyId("kid"),
+        ),
+        (
+            json!({"keyId": "k1", "signedJwt": jwt(rs256("k2"), theirs.clone())}),
+            ResponseProblem::NotWhatWasAsked("its `kid` is not the answer's `keyId`"),
+        ),
+        (
+            json!({"keyId": "k1", "signedJwt": jwt(rs256("k1"), theirs.clone())}),
+            ResponseProblem::NotWhatWasAsked("its claims are not the ones sent"),
+        ),
+        (
+            json!({"signedJwt": jwt(rs256("k1"), json!([1]))}),
+            ResponseProblem::NotWhatWasAsked("its claims are not the ones sent"),
+        ),
+    ];
+    for (answer, problem) in cases {
+        let base = iam_answering(answer.clone()).await;
+        let signer = Signer::iam(metadata(&emu), APP)
+            .endpoints(&Endpoints::under(&base))
+            .http(HttpOptions::new().retry(RetryPolicy::none()));
+        let result = if answer.get("signedBlob").is_some() {
+            signer.sign_blob(MESSAGE).await.map(|_| ())
+        } else {
+            signer.sign_jwt(&json!({"aud": PARTNER})).await.map(|_| ())
+        };
+        let err = result.unwrap_err();
+        let SignError::Iam { error, .. } = &err else {
+            panic!("{answer}: {err:?}")
+        };
+        assert!(
+            matches!(&**error, SourceError::InvalidResponse { problem: p, .. } if *p == problem),
+            "{answer}: {}",
+            ErrorChain(&err)
+        );
+        assert!(!ErrorChain(&err).to_string().contains('\u{1b}'));
+    }
 }

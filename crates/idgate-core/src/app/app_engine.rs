@@ -136,10 +136,14 @@ pub fn app_engine_default_service_account(project_id: &str) -> Option<String> {
 /// assert_eq!(region_of_zone("us-central1-a"), Some("us-central1"));
 /// assert_eq!(region_of_zone("europe-west1-1"), Some("europe-west1"));
 /// assert_eq!(region_of_zone("nowhere"), None);
+/// assert_eq!(region_of_zone("us--a"), None);
 /// ```
 #[must_use]
 pub fn region_of_zone(zone: &str) -> Option<&str> {
     let (region, suffix) = zone.rsplit_once('-')?;
-    // A region is `area-locationN`: it has a dash of its own, and the zone's suffix is short.
-    (region.contains('-') && !suffix.is_empty() && suffix.len() <= 2).then_some(region)
+    // A region is `area-locationN`: it has a dash of its own (not at either end), and the zone's suffix is short.
+    let region_ok = region.contains('-') && !region.starts_with('-') && !region.ends_with('-');
+    let suffix_ok =
+        (1..=2).contains(&suffix.len()) && suffix.bytes().all(|b| b.is_ascii_alphanumeric());
+    (region_ok && suffix_ok).then_some(region)
 }

@@ -387,7 +387,7 @@ impl AppIdentity {
                 };
                 (
                     field.as_str().to_owned(),
-                    value.unwrap_or("-").to_owned(),
+                    printable(value.unwrap_or("-")),
                     source,
                 )
             })
@@ -401,7 +401,7 @@ impl AppIdentity {
         ));
         for (key, value) in self.runtime.names() {
             if let Some(value) = value {
-                lines.push((format!("  {key}"), value, String::new()));
+                lines.push((format!("  {key}"), printable(&value), String::new()));
             }
         }
         let key_width = lines.iter().map(|l| l.0.chars().count()).max().unwrap_or(0);
@@ -432,6 +432,24 @@ impl Serialize for AppIdentity {
         map.serialize_entry("sources", &self.sources())?;
         map.end()
     }
+}
+
+/// `value` for a terminal: control characters (an escape sequence, a newline that would forge a table line)
+/// written as Rust escapes (`\u{1b}`, `\n`). The runtime's names come from the environment unchecked.
+fn printable(value: &str) -> String {
+    if !value.chars().any(char::is_control) {
+        return value.to_owned();
+    }
+    value
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// An environment to detect from: the process's ([`Detector::new`]) or one given ([`Detector::with_env`]).
@@ -582,7 +600,7 @@ impl Detector {
         id.project_id = project_id_from_env(env).map(|p| Sourced::read(p, Source::Env));
         id.universe_domain = env
             .get("GOOGLE_CLOUD_UNIVERSE_DOMAIN")
-            .filter(|d| d.contains('.') && !d.contains(['/', ' ', ':']))
+            .filter(|d| crate::google::metadata::is_domain_name(d))
             .map(|d| Sourced::read(d.to_owned(), Source::Env));
         if self.skip_metadata {
             if let Some(runtime) = env_runtime {

@@ -195,7 +195,9 @@ impl Runtime {
             let application = env
                 .get("GAE_APPLICATION")
                 .or_else(|| env.get("APPLICATION_ID"))
-                .map(|id| strip_partition(id).to_owned());
+                .map(strip_partition)
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned);
             return Some(Self::AppEngine(AppEngine {
                 application,
                 service: s("GAE_SERVICE").or_else(|| s("CURRENT_MODULE_ID")),

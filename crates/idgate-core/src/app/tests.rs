@@ -168,6 +168,9 @@ fn app_engine_helpers() {
     assert_eq!(region_of_zone("us-central1"), None);
     assert_eq!(region_of_zone("a-b"), None, "no region part");
     assert_eq!(region_of_zone("us-central1-"), None);
+    assert_eq!(region_of_zone("--a"), None, "the region would be `-`");
+    assert_eq!(region_of_zone("us--a"), None);
+    assert_eq!(region_of_zone("us-central1-\u{1b}"), None);
 
     let mut me = AppIdentity::empty(Runtime::Unknown);
     assert_eq!(me.app_engine_default_hostname(), None);
@@ -206,4 +209,46 @@ fn problems_keep_their_cause_out_of_the_message() {
             .to_string()
             .ends_with("is not a usable host[:port]")
     );
+}
+
+/// Found attacking issue #13: the environment's universe domain passed a looser check than the metadata server's
+/// (`evil.com?x#y`, `a@b.c` and control characters were kept), `GAE_APPLICATION=e~` gave an empty application
+/// name, and the table printed the environment's names with their control characters (a forged line, an escape
+/// sequence for the terminal).
+#[tokio::test]
+async fn hostile_environment_values() {
+    for bad in [
+        "evil.com?x#y",
+        "a@b.c",
+        "evil.com\u{1b}[2J",
+        "a..b",
+        "x.y/z",
+    ] {
+        let me = env_only(&[("GOOGLE_CLOUD_UNIVERSE_DOMAIN", bad)]).await;
+        assert_eq!(me.universe_domain(), None, "{bad:?}");
+    }
+
+    let me = env_only(&[("GAE_APPLICATION", "e~")]).await;
+    let Runtime::AppEngine(gae) = &me.runtime else {
+        panic!("{:?}", me.runtime)
+    };
+    assert_eq!(gae.application, None);
+    assert_eq!(me.project_id(), None);
+
+    let me = env_only(&[
+        ("K_SERVICE", "api\nproblem: forged\u{1b}[31m"),
+        ("K_REVISION", "r\u{7}"),
+    ])
+    .await;
+    let table = me.to_table();
+    assert!(
+        !table.chars().any(|c| c.is_control() && c != '\n'),
+        "{table:?}"
+    );
+    assert!(!table.contains("\nproblem: forged"), "{table}");
+    assert!(table.contains(r"api\nproblem: forged\u{1b}[31m"), "{table}");
+    assert!(table.contains(r"r\u{7}"), "{table}");
+    // The JSON form keeps the value as it is (JSON escapes it).
+    let json = serde_json::to_value(&me).unwrap();
+    assert_eq!(json["runtime"]["service"], "api\nproblem: forged\u{1b}[31m");
 }

@@ -274,3 +274,103 @@ async fn gce_metadata_host_from_the_given_environment() {
     assert_eq!(me.project_id(), Some("billing-prod"));
     assert_eq!(me.runtime, Runtime::ComputeEngine);
 }
+
+/// A metadata server answering what the emulator never would: each request's path is matched by suffix against
+/// `answers` (200 with `Metadata-Flavor: Google`), else 404. Raw HTTP/1.1, one request per connection.
+async fn raw_metadata_server(answers: Vec<(&'static str, String)>) -> url::Url {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut got = 0;
+                loop {
+                    let Ok(n) = conn.read(&mut buf[got..]).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    got += n;
+                    if buf[..got].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf[..got]).to_string();
+                let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                let (status, body) = answers
+                    .iter()
+                    .find(|(p, _)| path.ends_with(p))
+                    .map_or(("404 Not Found", String::new()), |(_, b)| {
+                        ("200 OK", b.clone())
+                    });
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nMetadata-Flavor: Google\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}/").parse().unwrap()
+}
+
+/// Found attacking issue #13: the attached account's email and the GKE cluster name were taken as they came
+/// (control characters, a newline that forged a line of `whoami --table`), and a zone such as `--a` passed,
+/// deriving the region `-`. Now each is a typed problem and the value unknown.
+#[tokio::test]
+async fn hostile_metadata_answers_are_problems_not_values() {
+    let base = raw_metadata_server(vec![
+        ("project/project-id", "my-proj".into()),
+        ("project/numeric-project-id", "42".into()),
+        (
+            "service-accounts/default/email",
+            "evil\u{1b}[31m@x.com\nproblem: forged".into(),
+        ),
+        ("instance/zone", "projects/42/zones/--a".into()),
+        ("attributes/cluster-name", "prod\r\nzone  forged".into()),
+    ])
+    .await;
+    let client =
+        MetadataClient::from_base_url(&base).http(HttpOptions::new().retry(RetryPolicy::none()));
+    let me = Detector::with_env(Vec::<(String, String)>::new())
+        .metadata(client.clone())
+        .detect()
+        .await
+        .clone();
+    assert_eq!(me.project_id(), Some("my-proj"));
+    assert_eq!(me.project_number(), Some(42));
+    assert_eq!(me.service_account_email(), None);
+    assert_eq!(me.zone(), None);
+    assert_eq!(me.region(), None);
+    assert_eq!(me.runtime, Runtime::ComputeEngine);
+    let mut fields: Vec<Field> = me.problems.iter().map(|p| p.field).collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [Field::ServiceAccountEmail, Field::Zone, Field::Runtime]
+    );
+    assert!(me.problems.iter().all(|p| p.error.is_unusable_answer()));
+    let table = me.to_table();
+    assert!(!table.contains("forged"), "{table}");
+    assert!(!table.contains('\u{1b}'), "{table}");
+
+    // GKE's Workload Identity answers a pool name, not an email, for an unbound Kubernetes service account.
+    let base = raw_metadata_server(vec![(
+        "service-accounts/default/email",
+        "my-proj.svc.id.goog".into(),
+    )])
+    .await;
+    let client =
+        MetadataClient::from_base_url(&base).http(HttpOptions::new().retry(RetryPolicy::none()));
+    assert_eq!(
+        client.service_account_email().await.unwrap(),
+        "my-proj.svc.id.goog"
+    );
+}

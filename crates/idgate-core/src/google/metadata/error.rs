@@ -165,4 +165,8 @@ pub enum AnswerProblem {
     /// The answer should be a domain name and is not.
     #[error("the answer is not a domain name")]
     NotADomain,
+    /// The answer should be a name (an account's email, a cluster's name) and is empty, too long, or holds
+    /// whitespace or control characters.
+    #[error("the answer is not a name")]
+    NotAName,
 }

@@ -289,13 +289,22 @@ impl MetadataClient {
             .map_err(|_| unusable(PATH, AnswerProblem::NotANumber))
     }
 
-    /// The email of the attached service account (`instance/service-accounts/default/email`).
+    /// The email of the attached service account (`instance/service-accounts/default/email`): printable ASCII
+    /// without whitespace, at most 254 bytes. (Not necessarily an email: GKE's Workload Identity answers
+    /// `PROJECT.svc.id.goog` for a Kubernetes service account bound to no Google one.)
     ///
     /// # Errors
     ///
-    /// Any [`MetadataError`].
+    /// Any [`MetadataError`]; an empty answer or one with whitespace or control characters (which would reach
+    /// logs, terminals and IAM URLs as they are) is [`MetadataError::UnusableAnswer`].
     pub async fn service_account_email(&self) -> Result<String, MetadataError> {
-        self.get("instance/service-accounts/default/email").await
+        const PATH: &str = "instance/service-accounts/default/email";
+        let email = self.get(PATH).await?;
+        if is_printable_name(&email, 254) {
+            Ok(email)
+        } else {
+            Err(unusable(PATH, AnswerProblem::NotAName))
+        }
     }
 
     /// The instance's zone (`instance/zone`, answered as `projects/NUMBER/zones/ZONE`): the `ZONE`, e.g.
@@ -352,9 +361,16 @@ impl MetadataClient {
     ///
     /// # Errors
     ///
-    /// Any [`MetadataError`] but a 404.
+    /// Any [`MetadataError`] but a 404; an answer with whitespace or control characters, or longer than a
+    /// cluster name can be, is [`MetadataError::UnusableAnswer`].
     pub async fn gke_cluster_name(&self) -> Result<Option<String>, MetadataError> {
-        self.get_optional("instance/attributes/cluster-name").await
+        const PATH: &str = "instance/attributes/cluster-name";
+        match self.get_optional(PATH).await? {
+            Some(name) if !is_printable_name(&name, 100) => {
+                Err(unusable(PATH, AnswerProblem::NotAName))
+            }
+            name => Ok(name),
+        }
     }
 
     /// [`get`](Self::get), with a 404 (the value is not defined here) as `Ok(None)`; an empty answer is also
@@ -516,15 +532,25 @@ fn last_resource_segment<'a>(answer: &'a str, collection: &str) -> Option<&'a st
         }
         None => answer,
     };
+    // An RFC 1035 label, as Google's location names are: a letter first, no `-` last (`--a` is no zone, and
+    // the region derived from it would be `-`).
     let ok = (1..=63).contains(&name.len())
+        && name.as_bytes()[0].is_ascii_lowercase()
+        && !name.ends_with('-')
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     ok.then_some(name)
 }
 
+/// Non-empty, at most `max` bytes, printable ASCII without whitespace: a value that is printed and put in URLs
+/// as it is.
+fn is_printable_name(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// A DNS name of at least two labels: letters, digits and `-`, no empty label.
-fn is_domain_name(s: &str) -> bool {
+pub(crate) fn is_domain_name(s: &str) -> bool {
     s.len() <= 253
         && s.contains('.')
         && s.split('.').all(|label| {
