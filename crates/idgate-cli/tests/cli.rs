@@ -751,6 +751,7 @@ async fn sign_blob_on_google_cloud_signs_through_iam_as_the_attached_account() {
         "{}",
         text(&bad.stderr)
     );
+}
 
 /// Found attacking issue #13: `verify-blob` exited 1 ("refused") when the account's keys could not even be
 /// fetched, so a script could not tell a forged signature from an outage. Now: 1 refused, 2 could not check.
