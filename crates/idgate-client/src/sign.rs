@@ -687,9 +687,12 @@ fn complete_claims(
     now: i64,
 ) -> Result<(), ClaimsProblem> {
     for name in ["iss", "sub"] {
-        claims
+        let value = claims
             .entry(name)
             .or_insert_with(|| Value::String(email.to_owned()));
+        if value.as_str().is_none_or(str::is_empty) {
+            return Err(ClaimsProblem::NotAString(name));
+        }
     }
     claims.entry("iat").or_insert_with(|| Value::from(now));
     claims
@@ -743,6 +746,20 @@ mod tests {
                 "iat": 1_000, "exp": 4_600,
             })
         );
+    }
+
+    /// Found attacking issue #13: `iss: null` or `sub: 5` was signed as given, a JWT every verifier refuses.
+    #[test]
+    fn issuer_and_subject_must_name_someone() {
+        for (claims, name) in [
+            (serde_json::json!({"iss": null}), "iss"),
+            (serde_json::json!({"iss": 5}), "iss"),
+            (serde_json::json!({"sub": ""}), "sub"),
+            (serde_json::json!({"sub": ["a"]}), "sub"),
+        ] {
+            let err = complete_claims(&mut map(claims), "sa@p", 1_000).unwrap_err();
+            assert_eq!(err, ClaimsProblem::NotAString(name));
+        }
     }
 
     #[test]

@@ -215,6 +215,10 @@ pub enum ClaimsProblem {
          string or list of strings)"
     )]
     MissingAudience,
+    /// `iss` or `sub` is present but not a non-empty string: the JWT would name no account, and every verifier of
+    /// a service account's JWTs would refuse it.
+    #[error("the claim `{0}` is not a non-empty string")]
+    NotAString(&'static str),
     /// A time claim (`exp`, `iat`, `nbf`) is not a whole number of seconds since the epoch.
     #[error("the claim `{0}` is not a whole number of seconds since the epoch")]
     NotANumericDate(&'static str),

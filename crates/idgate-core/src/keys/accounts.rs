@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use url::Url;
 
+use futures_util::future::BoxFuture;
+
 use super::{
-    HttpKeySource, KeyCache, KeyCacheConfig, KeyFormat, KeyLookupError, KeySet, KeysUnavailable,
-    VerifyingKey, truncate,
+    FetchError, FetchedKeys, HttpKeySource, KeyAlgorithm, KeyCache, KeyCacheConfig, KeyFormat,
+    KeyLookupError, KeySet, KeySetError, KeySource, KeysUnavailable, VerifyingKey, truncate,
 };
 use crate::clock::{self, Clock};
 use crate::google::Endpoints;
@@ -66,7 +68,8 @@ pub enum SignatureError {
     #[error("the key ID is empty or too long")]
     InvalidKeyId,
     /// The account publishes no key with this ID, even after a (rate-limited) refetch: the key was retired
-    /// (deleted, or a system key rotated out), or it was never this account's.
+    /// (deleted, or a system key rotated out), it was never this account's, or the account does not exist (Google
+    /// answers its document with 404: no keys).
     #[error("{account} publishes no key {key_id:?}: the key was retired, or is not this account's")]
     UnknownKeyId {
         /// The account.
@@ -282,11 +285,15 @@ impl ServiceAccountKeys {
     pub fn cache(&self, account: &str) -> Result<KeyCache, SignatureError> {
         let account = checked_account(account)?;
         Ok(self.caches.get_with(Arc::from(account.as_str()), || {
-            let mut source = HttpKeySource::new(self.url_for(&account), self.format.key_format());
+            let mut document = HttpKeySource::new(self.url_for(&account), self.format.key_format());
             if let Some(client) = &self.client {
-                source = source.client(client.clone());
+                document = document.client(client.clone());
             }
-            KeyCache::with_config(source, self.config.clone(), self.clock.clone())
+            KeyCache::with_config(
+                AccountDocument(document),
+                self.config.clone(),
+                self.clock.clone(),
+            )
         }))
     }
 
@@ -328,6 +335,10 @@ impl ServiceAccountKeys {
     /// Checks that `signature` over `bytes` was made by `account`'s key `key_id` (RSASSA-PKCS1-v1_5 with
     /// SHA-256, what IAM `signBlob` and a key file's key produce): the check a third party runs on a message an
     /// app signed as itself.
+    ///
+    /// Pass the account **you** trust, not one the presenter names: any service account can sign, so a valid
+    /// signature only says which account signed; and each new account costs a document fetch (at most
+    /// [`capacity`](Self::capacity) accounts are cached).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -375,6 +386,36 @@ impl ServiceAccountKeys {
                 key_id: truncate(key_id),
             })
         }
+    }
+}
+
+/// One account's document. Google answers 404 for an account that does not exist (or was deleted), and an account
+/// may publish no key: both are an answer, "no keys", not an outage. So the cache holds an empty set, every
+/// signature is refused (`unknown_key_id`), and keys cached before a deletion are dropped at the next fetch instead
+/// of being served stale for hours as they would be through a failure.
+#[derive(Debug)]
+struct AccountDocument(HttpKeySource);
+
+impl KeySource for AccountDocument {
+    fn fetch(&self) -> BoxFuture<'_, Result<FetchedKeys, FetchError>> {
+        Box::pin(async move {
+            match self.0.fetch().await {
+                Err(FetchError::Status(404))
+                | Err(FetchError::Parse(KeySetError::NoUsableKeys(_))) => Ok(FetchedKeys {
+                    keys: KeySet::empty(KeyAlgorithm::Rs256),
+                    max_age: None,
+                }),
+                other => other,
+            }
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+
+    fn algorithm(&self) -> KeyAlgorithm {
+        self.0.algorithm()
     }
 }
 

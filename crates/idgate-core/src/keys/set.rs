@@ -210,6 +210,14 @@ impl KeySet {
         self.algorithm
     }
 
+    /// A set with no key: what an account that publishes none (or does not exist) has.
+    pub(crate) fn empty(algorithm: KeyAlgorithm) -> Self {
+        Self {
+            algorithm,
+            keys: HashMap::new(),
+        }
+    }
+
     /// The key with this `kid`, if the set has one.
     pub fn get(&self, kid: &str) -> Option<&Arc<VerifyingKey>> {
         self.keys.get(kid)

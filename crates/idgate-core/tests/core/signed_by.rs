@@ -122,11 +122,8 @@ async fn a_tampered_blob_a_wrong_key_id_and_another_accounts_key_are_refused_wit
     for (account, reason) in [
         ("not-an-email", "invalid_account"),
         ("a@b.com/../../x", "invalid_account"),
-        // An account Google does not know: its document is a 404, so there are no keys to check with.
-        (
-            "ghost@shop-prod.iam.gserviceaccount.com",
-            "keys_unavailable",
-        ),
+        // An account Google does not know: its document is a 404, an answer ("no keys"), not an outage.
+        ("ghost@shop-prod.iam.gserviceaccount.com", "unknown_key_id"),
     ] {
         let err = keys
             .verify_signed_blob(account, first.private_key_id(), message, &signature)
@@ -412,4 +409,43 @@ fn verifiers_that_would_accept_too_much_do_not_build() {
         .build()
         .unwrap();
     assert_eq!(upper.account(), APP);
+}
+
+/// Found attacking issue #13: an account whose every key is gone (or that was deleted: Google answers 404) made the
+/// refetch fail, so the cached keys went on verifying under stale-while-error for hours. "No keys" is an answer:
+/// the next fetch empties the set and the old signature is refused.
+#[tokio::test]
+async fn an_account_without_keys_is_an_answer_not_an_outage() {
+    let w = World::new().await;
+    let key = w.emulator.create_service_account(APP);
+    let message = b"last words";
+    let signature = sign(&key, message);
+    let keys = w.account_keys();
+    keys.verify_signed_blob(APP, key.private_key_id(), message, &signature)
+        .await
+        .unwrap();
+    assert!(
+        w.emulator
+            .delete_service_account_key(APP, key.private_key_id())
+    );
+    // Past the document's freshness, well within the 6 h stale bound.
+    w.clock.advance(Duration::from_secs(3600));
+    let mut refused = None;
+    for _ in 0..50 {
+        match keys
+            .verify_signed_blob(APP, key.private_key_id(), message, &signature)
+            .await
+        {
+            Ok(()) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        refused.expect("the deleted key stays accepted").reason(),
+        "unknown_key_id"
+    );
+    assert!(keys.cache(APP).unwrap().status().ready);
 }
