@@ -608,7 +608,7 @@ pub(crate) async fn picture(
          <circle cx=\"48\" cy=\"48\" r=\"48\" fill=\"hsl({hue},55%,45%)\"/>\
          <text x=\"48\" y=\"62\" font-family=\"Arial,sans-serif\" font-size=\"44\" fill=\"#fff\" \
          text-anchor=\"middle\">{initial}</text></svg>",
-        hue = u16::from(hue) * 360 / 256,
+        hue = u32::from(hue) * 360 / 256,
     );
     (
         [

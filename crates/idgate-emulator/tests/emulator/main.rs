@@ -12,5 +12,6 @@ mod oauth;
 mod proxy;
 mod rotation;
 mod serving;
+mod signin;
 mod signing;
 mod tokens;
