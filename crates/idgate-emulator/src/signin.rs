@@ -430,6 +430,15 @@ pub(crate) fn redirect_with(redirect_uri: &Url, params: &[(&str, &str)]) -> Url 
     url
 }
 
+/// `email` and `profile` as their full names; any other scope as it is.
+pub(crate) fn full_scope_name(scope: &str) -> &str {
+    match scope {
+        "email" => USERINFO_EMAIL_SCOPE,
+        "profile" => USERINFO_PROFILE_SCOPE,
+        other => other,
+    }
+}
+
 /// The canonical name of a scope Google's authorization endpoint grants, or `None` for one it does not know.
 fn canonical_scope(scope: &str) -> Option<&str> {
     match scope {

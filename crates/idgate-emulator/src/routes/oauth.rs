@@ -293,7 +293,14 @@ fn refresh_token_grant(
             &json!({"error": "invalid_client", "error_description": "Unauthorized"}),
         );
     }
-    let scopes = match form.get("scope").map(|s| space_separated_scopes(s)) {
+    // `email` and `profile` are the userinfo scopes' short names (google-auth sends them back as the flow asked).
+    let scopes = match form.get("scope").map(|s| {
+        space_separated_scopes(s).map(|set| {
+            set.iter()
+                .map(|scope| crate::signin::full_scope_name(scope).to_owned())
+                .collect::<std::collections::BTreeSet<_>>()
+        })
+    }) {
         None => grant.scopes.clone(),
         Some(Some(asked)) if asked.is_empty() => grant.scopes.clone(),
         Some(Some(asked)) if asked.is_subset(&grant.scopes) => asked,

