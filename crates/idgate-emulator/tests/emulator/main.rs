@@ -13,5 +13,6 @@ mod proxy;
 mod rotation;
 mod serving;
 mod signin;
+mod signin_tokens;
 mod signing;
 mod tokens;
