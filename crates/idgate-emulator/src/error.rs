@@ -59,6 +59,22 @@ pub enum EmulatorError {
     /// There is no published key to sign with (every key was retired).
     #[error("no published {0} key to sign with")]
     NoSigningKey(&'static str),
+    /// The authorization endpoint refused the request with an error page, as Google does (no redirect to the
+    /// client): an unknown client (`invalid_client`, 401), a redirect URI the client did not register
+    /// (`redirect_uri_mismatch`, 400), or a malformed request (`invalid_request`, `invalid_scope`, 400). See
+    /// [`crate::Emulator::consent`].
+    #[error("the authorization request was refused: Error {status}: {error}")]
+    AuthorizationRefused {
+        /// The HTTP status of Google's error page.
+        status: u16,
+        /// The OAuth error code (`invalid_client`, `redirect_uri_mismatch`, ...).
+        error: String,
+        /// Google's explanation, as its error page shows it.
+        description: String,
+    },
+    /// No test user with this email is in the account chooser ([`crate::Emulator::add_user`]).
+    #[error("no such test user: {0}")]
+    UnknownUser(String),
     /// The upstream URL of an IAP proxy is not an `http` URL with a host.
     #[error("unsupported upstream URL {0}: only http://host[:port][/path] is supported")]
     Upstream(String),

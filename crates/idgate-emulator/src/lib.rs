@@ -15,6 +15,18 @@
 //! | `POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken`, `:signJwt`, `:signBlob` | IAM Credentials, with Token Creator grants and delegate chains |
 //! | `/service_accounts/v1/metadata/{x509,jwk,raw}/{email}` (and `/robot/v1/metadata/x509/{email}`) | a service account's public keys (every key file's and the one `signBlob`/`signJwt` use), as X.509 certificates, a JWKS, or raw modulus/exponent |
 //! | `GET /storage/v1/b?project=P` | Cloud Storage's bucket list (`storage.googleapis.com`), checking the bearer token and its scopes |
+//! | `GET /o/oauth2/v2/auth` (+ `POST /o/oauth2/v2/auth/oauthchooseaccount`) | sign in with Google: the authorization endpoint (`accounts.google.com`) as an account chooser of test users |
+//! | `POST /token` `grant_type=authorization_code` | the code exchange (PKCE, single-use codes bound to client and redirect URI), refresh tokens for `access_type=offline` |
+//! | `GET /v1/userinfo` | OpenID Connect userinfo (`openidconnect.googleapis.com`) |
+//! | `POST /revoke` | token revocation (`oauth2.googleapis.com/revoke`) |
+//! | `GET /picture/{sub}` | the test users' profile pictures |
+//!
+//! Sign in with Google: [`Emulator::create_oauth_client`] / [`Emulator::register_oauth_client`] register a web
+//! client and its redirect URIs; [`Emulator::add_user`] adds [`UserSpec`] test users to the chooser (which starts
+//! with [`DEFAULT_USERS`]); [`Emulator::consent`] and [`Emulator::deny`] answer an authorization URL without a
+//! browser. The chooser page is built for WebDriver: each user's button is `button[data-email="EMAIL"]` (also
+//! `id="choose-EMAIL"`, with the email as its text), the deny button is `#deny`, the page is `#account-chooser`,
+//! an error page is `#error[data-error="CODE"]`.
 //!
 //! Access tokens are opaque `ya29.` strings; the emulator records who each was issued to, for whom (domain-wide
 //! delegation), with which scopes and until when: [`Emulator::tokeninfo`]. [`Emulator::allow_impersonation`],
@@ -77,6 +89,7 @@ mod keys;
 pub mod proxy;
 mod routes;
 mod service_account;
+mod signin;
 mod state;
 mod token;
 
@@ -89,6 +102,10 @@ pub use emulator::{
 pub use error::EmulatorError;
 pub use proxy::{IapProxy, IapUserSpec};
 pub use service_account::ServiceAccountKeyFile;
+pub use signin::{
+    AUTHORIZATION_CODE_LIFETIME_SECS, AUTHORIZATION_REQUEST_LIFETIME_SECS, DEFAULT_USERS,
+    OAuthClient, TestUser, USERINFO_EMAIL_SCOPE, USERINFO_PROFILE_SCOPE, UserSpec,
+};
 pub use state::{Fault, Route};
 pub use token::{
     DEFAULT_AUDIENCE, GOOGLE_ISSUER, HmacKeyMaterial, IAP_ISSUER, IAP_LIFETIME_SECS,

@@ -76,11 +76,21 @@ pub enum Route {
     /// `GET /computeMetadata/v1/instance/attributes/cluster-name`: the GKE cluster's name where one is configured,
     /// else 404.
     MetadataClusterName,
+    /// `GET /o/oauth2/v2/auth`: Google's authorization endpoint (sign in with Google), the account chooser page.
+    Authorization,
+    /// `POST /o/oauth2/v2/auth/oauthchooseaccount`: the account chooser's forms (a user chosen, or "Deny").
+    AccountChooser,
+    /// `GET /v1/userinfo`: OpenID Connect userinfo (`openidconnect.googleapis.com`).
+    UserInfo,
+    /// `POST /revoke`: token revocation (`oauth2.googleapis.com/revoke`).
+    Revoke,
+    /// `GET /picture/{sub}`: a test user's profile picture (an SVG), what `picture` claims point at by default.
+    UserPicture,
 }
 
 impl Route {
     /// Every endpoint, in declaration order.
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 31] = [
         Self::OidcJwks,
         Self::OidcPemCerts,
         Self::OpenIdConfiguration,
@@ -107,6 +117,11 @@ impl Route {
         Self::MetadataRegion,
         Self::MetadataUniverseDomain,
         Self::MetadataClusterName,
+        Self::Authorization,
+        Self::AccountChooser,
+        Self::UserInfo,
+        Self::Revoke,
+        Self::UserPicture,
     ];
 
     fn index(self) -> usize {
@@ -145,6 +160,8 @@ impl Route {
             | Self::MetadataRegion
             | Self::MetadataUniverseDomain
             | Self::MetadataClusterName => "text/plain; charset=utf-8",
+            Self::Authorization | Self::AccountChooser => "text/html; charset=utf-8",
+            Self::UserPicture => "image/svg+xml",
             _ => "application/json; charset=UTF-8",
         }
     }
@@ -227,6 +244,8 @@ pub(crate) struct Shared {
     pub(crate) access_tokens: Mutex<HashMap<String, AccessTokenRecord>>,
     /// Who may act for whom, and who may delegate domain-wide, and which buckets exist: see `access.rs`.
     pub(crate) grants: RwLock<crate::access::Grants>,
+    /// Sign in with Google: OAuth clients, test users, authorization requests and codes: see `signin.rs`.
+    pub(crate) signin: Mutex<crate::signin::SigninState>,
     hits: [AtomicU64; Route::ALL.len()],
     faults: Mutex<HashMap<Route, VecDeque<(Fault, u32)>>>,
     shutdown: watch::Receiver<bool>,
@@ -267,6 +286,7 @@ impl Shared {
     ) -> Self {
         Self {
             config,
+            signin: Mutex::new(crate::signin::SigninState::with_default_users(&base_url)),
             base_url,
             oidc: RwLock::new(oidc),
             iap: RwLock::new(iap),
@@ -390,7 +410,7 @@ pub(crate) fn with_flavor(endpoint: Route, mut response: Response) -> Response {
 fn fault_status(endpoint: Route, status: StatusCode) -> Response {
     let reason = status.canonical_reason().unwrap_or("Error");
     match endpoint {
-        Route::Token | Route::AccessTokenInfo => (
+        Route::Token | Route::AccessTokenInfo | Route::UserInfo | Route::Revoke => (
             status,
             axum::Json(serde_json::json!({
                 "error": "internal_failure",

@@ -67,6 +67,14 @@ impl Emulator {
             Route::MetadataClusterName => {
                 "/computeMetadata/v1/instance/attributes/cluster-name".to_owned()
             }
+            Route::Authorization => "/o/oauth2/v2/auth".to_owned(),
+            Route::AccountChooser => "/o/oauth2/v2/auth/oauthchooseaccount".to_owned(),
+            Route::UserInfo => "/v1/userinfo".to_owned(),
+            Route::Revoke => "/revoke".to_owned(),
+            Route::UserPicture => format!(
+                "/picture/{}",
+                crate::token::numeric_id(crate::signin::DEFAULT_USERS[0].0)
+            ),
         };
         self.shared.url(&path)
     }
@@ -123,6 +131,26 @@ impl Emulator {
     #[must_use]
     pub fn token_url(&self) -> Url {
         self.url(Route::Token)
+    }
+
+    /// `/o/oauth2/v2/auth`: the authorization endpoint, where sign-in starts (Google's
+    /// `https://accounts.google.com/o/oauth2/v2/auth`): the account chooser. Add the request's query
+    /// (`client_id`, `redirect_uri`, `response_type=code`, `scope`, `state`, ...).
+    #[must_use]
+    pub fn authorization_url(&self) -> Url {
+        self.url(Route::Authorization)
+    }
+
+    /// `/v1/userinfo`: OpenID Connect userinfo (Google's `https://openidconnect.googleapis.com/v1/userinfo`).
+    #[must_use]
+    pub fn userinfo_url(&self) -> Url {
+        self.url(Route::UserInfo)
+    }
+
+    /// `/revoke`: token revocation (Google's `https://oauth2.googleapis.com/revoke`).
+    #[must_use]
+    pub fn revoke_url(&self) -> Url {
+        self.url(Route::Revoke)
     }
 
     /// The IAM Credentials API root (Google's `https://iamcredentials.googleapis.com/`): the base URL.

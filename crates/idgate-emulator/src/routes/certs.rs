@@ -88,11 +88,11 @@ pub(crate) async fn openid_configuration(State(shared): State<Arc<Shared>>) -> R
     }
     let body = json!({
         "issuer": GOOGLE_ISSUER,
-        "authorization_endpoint": "https://accounts.google.com/o/oauth2/v2/auth",
+        "authorization_endpoint": shared.url("/o/oauth2/v2/auth").as_str(),
         "device_authorization_endpoint": "https://oauth2.googleapis.com/device/code",
         "token_endpoint": shared.url("/token").as_str(),
-        "userinfo_endpoint": "https://openidconnect.googleapis.com/v1/userinfo",
-        "revocation_endpoint": "https://oauth2.googleapis.com/revoke",
+        "userinfo_endpoint": shared.url("/v1/userinfo").as_str(),
+        "revocation_endpoint": shared.url("/revoke").as_str(),
         "jwks_uri": shared.url("/oauth2/v3/certs").as_str(),
         "response_types_supported": [
             "code", "token", "id_token", "code token", "code id_token", "token id_token",

@@ -14,6 +14,7 @@ mod certs;
 mod iam;
 mod metadata;
 mod oauth;
+mod signin;
 mod storage;
 
 /// Every route the emulator serves, behind the Host rule (checked before any handler counts or mints).
@@ -68,6 +69,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(metadata::cluster_name),
         )
         .route("/token", post(oauth::token))
+        .route("/o/oauth2/v2/auth", get(signin::authorize))
+        .route(signin::CHOOSER_PATH, post(signin::choose))
+        .route("/v1/userinfo", get(signin::userinfo))
+        .route("/revoke", post(signin::revoke))
+        .route("/picture/{sub}", get(signin::picture))
         .route("/oauth2/v3/tokeninfo", get(oauth::tokeninfo))
         .route("/storage/v1/b", get(storage::list_buckets))
         .route(

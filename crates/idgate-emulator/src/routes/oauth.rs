@@ -20,6 +20,8 @@ use crate::token::{TokenSpec, numeric_id, unix_now};
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// The refresh-token grant type.
 const REFRESH_TOKEN: &str = "refresh_token";
+/// The authorization-code grant type (sign in with Google).
+const AUTHORIZATION_CODE: &str = "authorization_code";
 
 /// Audiences Google's token endpoint accepts in an assertion besides the emulator's own `/token`
 /// (Python's google-auth hardcodes the first one whatever `token_uri` says).
@@ -152,8 +154,13 @@ impl Shared {
 }
 
 /// `POST /token`: the JWT-bearer grant (service accounts: ID tokens with `target_audience`, access tokens
-/// with `scope`, domain-wide delegation with `sub`) and the refresh-token grant (users).
-pub(crate) async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+/// with `scope`, domain-wide delegation with `sub`), the refresh-token grant (users) and the
+/// authorization-code grant (sign in with Google, `routes/signin.rs`).
+pub(crate) async fn token(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Some(r) = shared.enter(Route::Token).await {
         return r;
     }
@@ -165,7 +172,8 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
     };
     match grant_type.as_str() {
         JWT_BEARER => jwt_bearer_grant(&shared, &form),
-        REFRESH_TOKEN => refresh_token_grant(&shared, &form),
+        REFRESH_TOKEN => refresh_token_grant(&shared, &headers, &form),
+        AUTHORIZATION_CODE => super::signin::authorization_code_grant(&shared, &headers, &form),
         other => token_error(
             "unsupported_grant_type",
             &format!("Invalid grant_type: {other}"),
@@ -249,19 +257,23 @@ fn jwt_bearer_grant(shared: &Shared, form: &HashMap<String, String>) -> Response
 /// `grant_type=refresh_token&client_id&client_secret&refresh_token[&scope]`: a user's access token, for the
 /// refresh token's scopes or (with `scope`) a subset of them. With `openid` granted, an ID token whose
 /// audience is the OAuth client comes along, as Google's does.
-fn refresh_token_grant(shared: &Shared, form: &HashMap<String, String>) -> Response {
+fn refresh_token_grant(
+    shared: &Shared,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+) -> Response {
     let Some(refresh_token) = form.get("refresh_token") else {
         return token_error(
             "invalid_request",
             "Missing required parameter: refresh_token",
         );
     };
-    let Some(client_id) = form.get("client_id") else {
-        return token_error(
-            "invalid_request",
-            "Could not determine client ID from request.",
-        );
+    // The client authenticates with the form's client_id/client_secret or with HTTP Basic, as Google accepts.
+    let (client_id, client_secret) = match super::signin::client_credentials(headers, form) {
+        Ok(credentials) => credentials,
+        Err(response) => return *response,
     };
+    let client_id = &client_id;
     let Some(grant) = read(&shared.grants)
         .refresh_tokens
         .get(refresh_token)
@@ -275,13 +287,20 @@ fn refresh_token_grant(shared: &Shared, form: &HashMap<String, String>) -> Respo
             &json!({"error": "invalid_client", "error_description": "The OAuth client was not found."}),
         );
     }
-    if form.get("client_secret") != Some(&grant.client_secret) {
+    if client_secret.as_ref() != Some(&grant.client_secret) {
         return json_response(
             StatusCode::UNAUTHORIZED,
             &json!({"error": "invalid_client", "error_description": "Unauthorized"}),
         );
     }
-    let scopes = match form.get("scope").map(|s| space_separated_scopes(s)) {
+    // `email` and `profile` are the userinfo scopes' short names (google-auth sends them back as the flow asked).
+    let scopes = match form.get("scope").map(|s| {
+        space_separated_scopes(s).map(|set| {
+            set.iter()
+                .map(|scope| crate::signin::full_scope_name(scope).to_owned())
+                .collect::<std::collections::BTreeSet<_>>()
+        })
+    }) {
         None => grant.scopes.clone(),
         Some(Some(asked)) if asked.is_empty() => grant.scopes.clone(),
         Some(Some(asked)) if asked.is_subset(&grant.scopes) => asked,
@@ -307,6 +326,7 @@ fn refresh_token_grant(shared: &Shared, form: &HashMap<String, String>) -> Respo
         .collect::<Vec<_>>()
         .join(" ");
     let openid = record.scopes.contains("openid");
+    let granted = record.scopes.clone();
     let access_token = match shared.issue_access_token(record) {
         Ok(t) => t,
         Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
@@ -317,7 +337,24 @@ fn refresh_token_grant(shared: &Shared, form: &HashMap<String, String>) -> Respo
         "scope": scope,
         "token_type": "Bearer",
     });
-    if openid {
+    // A test user of the account chooser gets the ID token the code exchange gave (no nonce: Google puts none
+    // in a refreshed one); any other user (gcloud credentials) the plain one.
+    let test_user = crate::state::lock(&shared.signin)
+        .user(&grant.email)
+        .cloned();
+    if let (true, Some(user)) = (openid, test_user) {
+        match super::signin::user_id_token(
+            shared,
+            &user,
+            &grant.client_id,
+            &granted,
+            None,
+            &access_token,
+        ) {
+            Ok(id_token) => body["id_token"] = json!(id_token),
+            Err(e) => return api_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        }
+    } else if openid {
         let spec = TokenSpec::service_account(&grant.email)
             .audience(grant.client_id.as_str())
             .claim("azp", grant.client_id.as_str());
@@ -346,6 +383,9 @@ pub(crate) async fn tokeninfo(
     };
     // A delegated token acts as the user: Google reports the user as its subject and email.
     let acting = record.acting_as();
+    let sub = crate::state::lock(&shared.signin)
+        .user(acting)
+        .map_or_else(|| numeric_id(acting), |u| u.sub.clone());
     let scope = record
         .scopes
         .iter()
@@ -357,7 +397,7 @@ pub(crate) async fn tokeninfo(
         &json!({
             "azp": record.client_id,
             "aud": record.client_id,
-            "sub": numeric_id(acting),
+            "sub": sub,
             "scope": scope,
             "exp": record.expires_at.to_string(),
             "expires_in": (record.expires_at - unix_now()).max(0).to_string(),

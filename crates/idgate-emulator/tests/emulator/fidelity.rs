@@ -8,7 +8,9 @@
 //! domain-wide delegation, the metadata server with scopes, impersonation), and checks that the emulator's
 //! tokeninfo agrees with what google-auth asked for. It signs bytes with google-auth's `iam.Signer` (IAM
 //! `signBlob`) and verifies them with google-auth's `crypt.RSAVerifier` against the emulator's x509 document
-//! (issue #13). If the virtualenv cannot be built the test FAILS,
+//! (issue #13). A second test signs in with Google through google-auth-oauthlib's `Flow` (PKCE, the account
+//! chooser, the code exchange, `verify_oauth2_token`, refresh, userinfo, revoke; issue #14),
+//! `tests/fidelity/signin_flow.py`. If the virtualenv cannot be built the tests FAIL,
 //! unless `IDGATE_SKIP_PYTHON_FIDELITY=1`.
 
 use std::path::{Path, PathBuf};
@@ -20,8 +22,9 @@ use serde_json::{Value, json};
 use crate::helpers::verify;
 
 /// What goes into the virtualenv; changing this rebuilds it.
-const REQUIREMENTS: [&str; 4] = [
+const REQUIREMENTS: [&str; 5] = [
     "google-auth>=2.40,<3",
+    "google-auth-oauthlib>=1.2,<2",
     "requests>=2.31,<3",
     "pyjwt>=2.8,<3",
     "cryptography>=42",
@@ -91,24 +94,34 @@ fn venv_python() -> Result<PathBuf, String> {
     Ok(python)
 }
 
-#[test]
-fn google_auth_python_accepts_the_emulator() {
-    let python = match venv_python() {
-        Ok(p) => p,
+/// The virtualenv's python; `None` (with a loud notice) where it cannot be built and the skip is asked for.
+/// Built once per test process: the tests of this module run in parallel threads of one process, and
+/// `venv_python`'s private build directory is named after the process.
+fn python_or_skip(test: &str) -> Option<PathBuf> {
+    static VENV: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    match VENV.get_or_init(venv_python).clone() {
+        Ok(p) => Some(p),
         Err(why) if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") => {
             eprintln!(
                 "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
-                 !! SKIPPED: the google-auth fidelity test ({SKIP_ENV}=1).\n\
+                 !! SKIPPED: the {test} fidelity test ({SKIP_ENV}=1).\n\
                  !! The Python virtualenv could not be built:\n{why}\n\
                  !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
             );
-            return;
+            None
         }
         Err(why) => panic!(
-            "the google-auth fidelity test needs a Python virtualenv with google-auth from PyPI \
+            "the {test} fidelity test needs a Python virtualenv with google-auth from PyPI \
              (python3 -m venv + pip), and building it failed. Fix Python/PyPI access, or set \
              {SKIP_ENV}=1 to skip this test explicitly.\n{why}"
         ),
+    }
+}
+
+#[test]
+fn google_auth_python_accepts_the_emulator() {
+    let Some(python) = python_or_skip("google-auth") else {
+        return;
     };
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -303,4 +316,84 @@ fn google_auth_python_accepts_the_emulator() {
     assert!(emu.hits(Route::MetadataIdentity) >= 1);
     assert!(emu.hits(Route::OidcPemCerts) >= 3);
     assert!(emu.hits(Route::IapPem) >= 1);
+}
+
+/// The redirect URI of the fidelity client: never contacted (the script reads the redirect, it does not follow it).
+const SIGNIN_REDIRECT: &str = "http://127.0.0.1:9/oauth2callback";
+
+#[test]
+fn google_auth_oauthlib_signs_in_through_the_emulator() {
+    let Some(python) = python_or_skip("google-auth-oauthlib") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let emu: Emulator = rt.block_on(async { Emulator::start().await.unwrap() });
+    let _guard = rt.enter();
+    let client = emu.create_oauth_client(&[SIGNIN_REDIRECT]);
+    let email = "alice@example.com";
+    let config = json!({
+        "client_config": serde_json::from_str::<Value>(&client.client_secrets_json()).unwrap(),
+        "redirect_uri": SIGNIN_REDIRECT,
+        "email": email,
+        "certs_url": emu.oidc_pem_certs_url().as_str(),
+        "userinfo_url": emu.userinfo_url().as_str(),
+        "revoke_url": emu.revoke_url().as_str(),
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fidelity/signin_flow.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .arg(config.to_string())
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!("signin_flow.py printed no report.\nstdout:\n{stdout}\nstderr:\n{stderr}")
+        });
+    let checks = report["checks"].as_object().unwrap();
+    for name in [
+        "flow_authorization_url_with_pkce",
+        "account_chooser_redirects_with_code_and_state",
+        "flow_fetch_token_with_code_verifier",
+        "verify_oauth2_token_accepts_the_id_token",
+        "userinfo_through_authorized_session",
+        "credentials_refresh_gets_a_new_access_token",
+        "revoke_then_refresh_fails",
+    ] {
+        assert_eq!(
+            checks.get(name).and_then(Value::as_str),
+            Some("ok"),
+            "{name}: {report}\nstderr:\n{stderr}"
+        );
+    }
+    assert!(output.status.success(), "{report}\nstderr:\n{stderr}");
+
+    // What google-auth-oauthlib got verifies here too: the ID token for the client, with the nonce it sent.
+    let claims = rt
+        .block_on(verify(
+            emu.oidc_jwks_url(),
+            report["id_token"].as_str().unwrap(),
+            client.client_id(),
+            GOOGLE_ISSUER,
+        ))
+        .unwrap();
+    assert_eq!(claims["email"], email);
+    assert_eq!(claims["nonce"], report["nonce"]);
+    assert_eq!(claims["hd"], "example.com");
+    // The library went through PKCE (the code exchange would have failed without the verifier), the chooser, the
+    // token endpoint three times (code, refresh, refused refresh) and revoke; the revoke took every token along.
+    assert_eq!(emu.hits(Route::Authorization), 1);
+    assert_eq!(emu.hits(Route::AccountChooser), 1);
+    assert_eq!(emu.hits(Route::Token), 3);
+    assert_eq!(emu.hits(Route::Revoke), 1);
+    for token in ["access_token", "refreshed_access_token", "refresh_token"] {
+        assert!(emu.is_revoked(report[token].as_str().unwrap()), "{token}");
+    }
 }

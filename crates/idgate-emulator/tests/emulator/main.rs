@@ -12,5 +12,7 @@ mod oauth;
 mod proxy;
 mod rotation;
 mod serving;
+mod signin;
+mod signin_tokens;
 mod signing;
 mod tokens;
