@@ -27,6 +27,21 @@ fn sign(key: &ServiceAccountKeyFile, bytes: &[u8]) -> Vec<u8> {
     URL_SAFE_NO_PAD.decode(b64).unwrap()
 }
 
+/// The first refusal of `check`, retried for up to a second: past a document's freshness the stale set is still
+/// served while the refresh runs in the background, so a retired key is refused one refresh later.
+async fn eventually_refused<T, E, F>(check: impl Fn() -> F) -> Option<E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    for _ in 0..50 {
+        match check().await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => return Some(e),
+        }
+    }
+    None
+}
+
 /// A JWT signed with `key`, whose header says `kid`.
 fn jwt(key: &ServiceAccountKeyFile, kid: &str, claims: &Value) -> String {
     let mut header = Header::new(Algorithm::RS256);
@@ -162,19 +177,10 @@ async fn a_retired_key_is_refused_once_the_published_document_no_longer_lists_it
     // One that cached the document refuses it once the document is refetched: past its max-age the stale set is
     // still served while the refresh runs in the background, and then the key is gone.
     w.clock.advance(Duration::from_secs(25 * 3600));
-    let mut refused = None;
-    for _ in 0..50 {
-        match keys
-            .verify_signed_blob(APP, key.private_key_id(), message, &signature)
-            .await
-        {
-            Ok(()) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(e) => {
-                refused = Some(e);
-                break;
-            }
-        }
-    }
+    let refused = eventually_refused(|| {
+        keys.verify_signed_blob(APP, key.private_key_id(), message, &signature)
+    })
+    .await;
     assert_eq!(
         refused.expect("the retired key stays accepted").reason(),
         "unknown_key_id"
@@ -361,16 +367,7 @@ async fn a_remembered_jwt_stops_being_accepted_once_its_key_is_retired() {
             .delete_service_account_key(APP, key.private_key_id())
     );
     w.clock.advance(Duration::from_secs(7 * 3600));
-    let mut refused = None;
-    for _ in 0..50 {
-        match verifier.verify(&token).await {
-            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(e) => {
-                refused = Some(e);
-                break;
-            }
-        }
-    }
+    let refused = eventually_refused(|| verifier.verify(&token)).await;
     assert_eq!(
         refused.expect("the retired key stays accepted").reason(),
         "unknown_kid"
@@ -430,19 +427,10 @@ async fn an_account_without_keys_is_an_answer_not_an_outage() {
     );
     // Past the document's freshness, well within the 6 h stale bound.
     w.clock.advance(Duration::from_secs(3600));
-    let mut refused = None;
-    for _ in 0..50 {
-        match keys
-            .verify_signed_blob(APP, key.private_key_id(), message, &signature)
-            .await
-        {
-            Ok(()) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(e) => {
-                refused = Some(e);
-                break;
-            }
-        }
-    }
+    let refused = eventually_refused(|| {
+        keys.verify_signed_blob(APP, key.private_key_id(), message, &signature)
+    })
+    .await;
     assert_eq!(
         refused.expect("the deleted key stays accepted").reason(),
         "unknown_key_id"
