@@ -45,7 +45,7 @@ pub enum ConfigErrorKind {
     Syntax,
     /// A key idgate does not know (often a typo).
     UnknownKey,
-    /// Neither `[inbound]` nor `[iap]` is present: the file configures nothing.
+    /// None of `[inbound]`, `[iap]` and `[signin]` is present: the file configures nothing.
     NothingConfigured,
     /// `[inbound]` without `audiences`, or with an empty list.
     MissingAudience,
@@ -85,8 +85,21 @@ pub enum ConfigErrorKind {
     InsecureUrl,
     /// A setting that would have no effect as written.
     IneffectiveSetting,
-    /// A `[proxy]` limit of zero (which would switch it off), or over its maximum.
+    /// A `[proxy]` limit of zero (which would switch it off), or over its maximum; a `[signin]` session time out
+    /// of its range.
     LimitOutOfRange,
+    /// A required key is missing (`[signin]`'s `client_id`, `redirect_url`).
+    MissingKey,
+    /// A secret written in the file (`[signin] client_secret`): name an environment variable or a file instead.
+    InlineSecret,
+    /// `[signin]` with both or neither of `client_secret_env` and `client_secret_file`, or a malformed one.
+    ClientSecretChoice,
+    /// A `[signin] client_id` that cannot be an OAuth client ID.
+    InvalidClientId,
+    /// A `[signin]` scope that is malformed, or `scopes` without `openid`.
+    InvalidScope,
+    /// A `[signin]` route path that is not an exact absolute path, or two routes on one path.
+    InvalidRoutePath,
 }
 
 /// Why a configuration was refused: what, where (line and column), and what to write instead.

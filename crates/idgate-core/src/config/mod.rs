@@ -29,6 +29,7 @@ const MAX_PROXY_CONNECTIONS: u64 = 1_048_576;
 mod error;
 mod parse;
 mod raw;
+mod signin;
 mod summary;
 mod tables;
 #[cfg(test)]
@@ -38,12 +39,13 @@ mod validate;
 use error::from_allowlist_error;
 pub use error::{ConfigError, ConfigErrorKind, Location};
 use raw::*;
+pub use signin::{AccessType, ClientSecretSource, DEFAULT_SCOPES, SignInConfig};
 pub use tables::{GoogleConfig, IapAudience, IapConfig, InboundConfig, ProxySettings};
 use validate::*;
 
 /// The idgate configuration: one TOML file for the whole suite, validated when loaded.
 ///
-/// Every table and key is optional except that at least one of `[inbound]` and `[iap]` must be present. Unknown
+/// Every table and key is optional except that at least one of `[inbound]`, `[iap]` and `[signin]` must be present. Unknown
 /// keys are errors (a typo must not silently turn a check off). Every error names the line and column and says
 /// what to write instead.
 ///
@@ -151,6 +153,13 @@ use validate::*;
 /// | `iap.audience` / `iap.discover_audience` | exactly one; the audience must be a documented IAP shape |
 /// | `iap.compare_plain_user_headers` | default `false` |
 /// | `iap.allow.emails`, `.domains`, `.hosted_domains` | users; if `[iap.allow]` is present it must list someone |
+/// | `signin.client_id`, `signin.redirect_url` | required; see [`SignInConfig`] |
+/// | `signin.client_secret_env` / `signin.client_secret_file` | exactly one; the secret itself is never in the file |
+/// | `signin.scopes` | default `["openid", "email", "profile"]`; must contain `openid` |
+/// | `signin.session_lifetime_secs`, `signin.session_idle_timeout_secs` | default 28800 and 3600; 60 to 2592000, the idle timeout at most the lifetime |
+/// | `signin.hosted_domain`, `signin.prompt`, `signin.access_type`, `signin.fetch_userinfo` | optional |
+/// | `signin.login_path`, `signin.logout_path` | default `/auth/login`, `/auth/logout`; the callback is `redirect_url`'s path |
+/// | `signin.allow.emails`, `.domains`, `.hosted_domains` | required: must list someone |
 /// | `google.*` | endpoint overrides; plain `http` only on loopback addresses (except `metadata_url`) |
 /// | `google.oidc_keys_format`, `google.iap_keys_format` | `"auto"` (default: JWKS or PEM, read from each document, as Google's libraries do), `"jwks"` or `"pem"` to pin one; the family (OIDC RS256, IAP ES256) is never read from the document |
 /// | `proxy.header_read_timeout_secs` | default 10, 1 to 86400; see [`ProxySettings`] |
@@ -167,6 +176,7 @@ pub struct Config {
     google: GoogleConfig,
     /// `None` when the file has no `[proxy]` table.
     proxy: Option<ProxySettings>,
+    signin: Option<SignInConfig>,
 }
 
 impl Config {
@@ -208,6 +218,11 @@ impl Config {
     /// The `[iap]` table, if present.
     pub fn iap(&self) -> Option<&IapConfig> {
         self.iap.as_ref()
+    }
+
+    /// The `[signin]` table (signing people in with Google), if present.
+    pub fn signin(&self) -> Option<&SignInConfig> {
+        self.signin.as_ref()
     }
 
     /// The `[google]` table (the real Google when absent).

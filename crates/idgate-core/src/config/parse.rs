@@ -175,9 +175,30 @@ fn keys_of(path: &[&str]) -> Option<&'static [&'static str]> {
         ["iap", "allow"] => fields_of::<RawIapAllow>(),
         ["google"] => fields_of::<RawGoogle>(),
         ["proxy"] => fields_of::<RawProxy>(),
+        // `client_secret` is read only to be refused with its own message: never offer it.
+        ["signin"] => SIGNIN_KEYS,
+        ["signin", "allow"] => fields_of::<RawIapAllow>(),
         _ => return None,
     })
 }
+
+/// The keys `[signin]` accepts: its fields but `client_secret`, which exists only to be refused.
+const SIGNIN_KEYS: &[&str] = &[
+    "client_id",
+    "client_secret_env",
+    "client_secret_file",
+    "redirect_url",
+    "scopes",
+    "session_lifetime_secs",
+    "session_idle_timeout_secs",
+    "hosted_domain",
+    "prompt",
+    "access_type",
+    "fetch_userinfo",
+    "login_path",
+    "logout_path",
+    "allow",
+];
 
 /// The field names a derived `Deserialize` struct asks for: it hands them to `deserialize_struct`.
 fn fields_of<T: de::DeserializeOwned>() -> &'static [&'static str] {
@@ -220,7 +241,7 @@ mod tests {
     fn every_table_lists_its_keys() {
         assert_eq!(
             keys_of(&[]),
-            Some(&["inbound", "iap", "google", "proxy"][..])
+            Some(&["inbound", "iap", "google", "proxy", "signin"][..])
         );
         assert!(keys_of(&["inbound"]).unwrap().contains(&"audiences"));
         assert!(
@@ -230,6 +251,10 @@ mod tests {
         );
         assert!(keys_of(&["proxy"]).unwrap().contains(&"max_connections"));
         assert_eq!(keys_of(&["nope"]), None);
+        // Every [signin] field is offered but the one that is only there to be refused.
+        let mut fields: Vec<&str> = fields_of::<RawSignin>().to_vec();
+        fields.retain(|f| *f != "client_secret");
+        assert_eq!(keys_of(&["signin"]), Some(&fields[..]));
     }
 
     #[test]

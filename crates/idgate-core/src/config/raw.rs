@@ -14,6 +14,7 @@ pub(crate) struct RawConfig {
     pub(crate) iap: Option<Spanned<RawIap>>,
     pub(crate) google: Option<Spanned<RawGoogle>>,
     pub(crate) proxy: Option<Spanned<RawProxy>>,
+    pub(crate) signin: Option<Spanned<RawSignin>>,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +50,26 @@ pub(crate) struct RawIapAllow {
     pub(crate) emails: List,
     pub(crate) domains: List,
     pub(crate) hosted_domains: List,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RawSignin {
+    pub(crate) client_id: Option<Spanned<String>>,
+    /// Read only to refuse it: the secret never sits in the file.
+    pub(crate) client_secret: Option<Spanned<toml::Value>>,
+    pub(crate) client_secret_env: Option<Spanned<String>>,
+    pub(crate) client_secret_file: Option<Spanned<String>>,
+    pub(crate) redirect_url: Option<Spanned<String>>,
+    pub(crate) scopes: List,
+    pub(crate) session_lifetime_secs: Option<Spanned<u64>>,
+    pub(crate) session_idle_timeout_secs: Option<Spanned<u64>>,
+    pub(crate) hosted_domain: Option<Spanned<String>>,
+    pub(crate) prompt: Option<Spanned<String>>,
+    pub(crate) access_type: Option<Spanned<String>>,
+    pub(crate) fetch_userinfo: Option<bool>,
+    pub(crate) login_path: Option<Spanned<String>>,
+    pub(crate) logout_path: Option<Spanned<String>>,
+    pub(crate) allow: Option<Spanned<RawIapAllow>>,
 }
 
 #[derive(Deserialize)]

@@ -66,10 +66,45 @@ impl Config {
                 )?,
             }
         }
+        if let Some(signin) = &self.signin {
+            writeln!(
+                out,
+                "[signin] people sign in with Google (OAuth 2.0 / OpenID Connect)"
+            )?;
+            writeln!(out, "  client ID: {}", signin.client_id)?;
+            match &signin.client_secret {
+                ClientSecretSource::Env(name) => {
+                    writeln!(out, "  client secret: from the environment variable {name}")?;
+                }
+                ClientSecretSource::File(path) => {
+                    writeln!(out, "  client secret: from the file {}", path.display())?;
+                }
+            }
+            writeln!(out, "  redirect URL: {}", signin.redirect_url)?;
+            writeln!(
+                out,
+                "  routes: login {}, callback {}, logout {} (POST)",
+                signin.login_path,
+                signin.callback_path(),
+                signin.logout_path
+            )?;
+            writeln!(out, "  scopes: {}", signin.scopes.join(" "))?;
+            writeln!(
+                out,
+                "  sessions: at most {} s, ended after {} s unused",
+                signin.session_lifetime.as_secs(),
+                signin.session_idle_timeout.as_secs()
+            )?;
+            if let Some(hd) = &signin.hosted_domain {
+                writeln!(out, "  hosted domain: {hd} (required of the ID token's hd)")?;
+            }
+            writeln!(out, "  admitted:")?;
+            write_indented(out, &signin.allowlist.to_string())?;
+        }
         let google = &self.google;
+        writeln!(out, "Google endpoints")?;
         let (oidc_url, oidc_format) = google.oidc_keys();
         let (iap_url, iap_format) = google.iap_keys();
-        writeln!(out, "Google endpoints")?;
         writeln!(out, "  OIDC keys: {oidc_url} ({oidc_format})")?;
         writeln!(out, "  IAP keys: {iap_url} ({iap_format})")?;
         writeln!(out, "  metadata server: {}", google.endpoints.metadata)?;
@@ -79,6 +114,11 @@ impl Config {
             "  IAM credentials: {}",
             google.endpoints.iam_credentials
         )?;
+        if self.signin.is_some() {
+            writeln!(out, "  authorization: {}", google.endpoints.authorization)?;
+            writeln!(out, "  userinfo: {}", google.endpoints.userinfo)?;
+            writeln!(out, "  revoke: {}", google.endpoints.revoke)?;
+        }
         if let Some(proxy) = &self.proxy {
             writeln!(out, "[proxy] limits on idgate proxy's listener")?;
             writeln!(

@@ -956,3 +956,260 @@ fn error_display() {
     assert_eq!(e.location().unwrap().to_string(), "4:16");
     assert!(e.file().is_none());
 }
+
+/// A minimal valid `[signin]`, for tests that change one thing.
+const SIGNIN: &str = "[signin]\nclient_id = \"123-abc.apps.googleusercontent.com\"\nclient_secret_env = \"IDGATE_CLIENT_SECRET\"\nredirect_url = \"https://app.example.com/auth/callback\"\n[signin.allow]\ndomains = [\"example.com\"]\n";
+
+fn signin_with(line: &str) -> String {
+    SIGNIN.replacen("[signin.allow]", &format!("{line}\n[signin.allow]"), 1)
+}
+
+#[test]
+fn minimal_signin_alone_configures_something() {
+    let config = Config::from_toml_str(SIGNIN).unwrap();
+    assert!(config.inbound().is_none() && config.iap().is_none());
+    let signin = config.signin().unwrap();
+    assert_eq!(signin.client_id(), "123-abc.apps.googleusercontent.com");
+    assert_eq!(
+        signin.client_secret(),
+        &ClientSecretSource::Env("IDGATE_CLIENT_SECRET".into())
+    );
+    assert_eq!(
+        signin.redirect_url().as_str(),
+        "https://app.example.com/auth/callback"
+    );
+    assert_eq!(signin.callback_path(), "/auth/callback");
+    assert_eq!(
+        (signin.login_path(), signin.logout_path()),
+        ("/auth/login", "/auth/logout")
+    );
+    assert_eq!(signin.scopes(), DEFAULT_SCOPES);
+    assert_eq!(signin.session_lifetime(), Duration::from_secs(28_800));
+    assert_eq!(signin.session_idle_timeout(), Duration::from_secs(3600));
+    assert!(signin.secure_cookies());
+    assert!(!signin.fetch_userinfo());
+    assert_eq!(
+        (
+            signin.hosted_domain(),
+            signin.prompt(),
+            signin.access_type()
+        ),
+        (None, None, None)
+    );
+    // The same allowlist machinery as [iap.allow]: a user of the listed domain is admitted.
+    assert!(
+        signin
+            .allowlist()
+            .decide(&id_token_caller("bob@example.com"))
+            .is_allowed()
+    );
+    let summary = config.effective_policy();
+    assert!(summary.contains("[signin]"), "{summary}");
+    assert!(summary.contains("IDGATE_CLIENT_SECRET"), "{summary}");
+    assert!(
+        summary.contains("every user whose email ends in @example.com"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn signin_every_key() {
+    let src = "[signin]\nclient_id = \"local-client\"\nclient_secret_file = \"/secrets/client\"\n\
+               redirect_url = \"http://127.0.0.1:3000/oauth2/cb\"\nscopes = [\"openid\", \"email\", \"email\"]\n\
+               session_lifetime_secs = 600\nsession_idle_timeout_secs = 120\nhosted_domain = \"Example.com\"\n\
+               prompt = \"consent select_account\"\naccess_type = \"offline\"\nfetch_userinfo = true\n\
+               login_path = \"/signin\"\nlogout_path = \"/signout\"\n[signin.allow]\nemails = [\"Alice@example.com\"]\n\
+               hosted_domains = [\"example.com\"]\n[google]\nbase_url = \"http://127.0.0.1:8085\"\n";
+    let config = Config::from_toml_str(src).unwrap();
+    let signin = config.signin().unwrap();
+    assert_eq!(
+        signin.client_secret(),
+        &ClientSecretSource::File("/secrets/client".into())
+    );
+    assert!(
+        !signin.secure_cookies(),
+        "plain http on loopback: development"
+    );
+    assert_eq!(signin.callback_path(), "/oauth2/cb");
+    assert_eq!(signin.scopes(), ["openid", "email"], "deduplicated");
+    assert_eq!(signin.session_lifetime(), Duration::from_secs(600));
+    assert_eq!(signin.session_idle_timeout(), Duration::from_secs(120));
+    assert_eq!(signin.hosted_domain(), Some("example.com"));
+    assert_eq!(signin.prompt(), Some("consent select_account"));
+    assert_eq!(signin.access_type(), Some(AccessType::Offline));
+    assert!(signin.fetch_userinfo());
+    assert_eq!(
+        (signin.login_path(), signin.logout_path()),
+        ("/signin", "/signout")
+    );
+    assert_eq!(
+        config.endpoints().authorization.as_str(),
+        "http://127.0.0.1:8085/o/oauth2/v2/auth"
+    );
+    assert_eq!(
+        config.endpoints().revoke.as_str(),
+        "http://127.0.0.1:8085/revoke"
+    );
+    assert_eq!(
+        config.endpoints().userinfo.as_str(),
+        "http://127.0.0.1:8085/v1/userinfo"
+    );
+    assert!(
+        config
+            .effective_policy()
+            .contains("revoke: http://127.0.0.1:8085/revoke")
+    );
+}
+
+#[test]
+fn signin_mistakes_are_located() {
+    // The secret itself is refused, and its value never appears in the message.
+    let e = assert_err(
+        &signin_with("client_secret = \"GOCSPX-very-secret\""),
+        ConfigErrorKind::InlineSecret,
+        5,
+        17,
+    );
+    assert!(!e.to_string().contains("GOCSPX"), "{e}");
+    assert!(e.help().unwrap().contains("client_secret_env"));
+    // An unknown key does not offer `client_secret` as a fix.
+    let e = assert_err(
+        &signin_with("client_secrets = 1"),
+        ConfigErrorKind::UnknownKey,
+        5,
+        1,
+    );
+    assert!(e.message().contains("`client_secret_env`"), "{e}");
+    assert!(!e.message().contains("`client_secret`"), "{e}");
+
+    let no_allow = "[signin]\nclient_id = \"c\"\nclient_secret_env = \"S\"\nredirect_url = \"https://a.example/cb\"\n";
+    let e = assert_err(no_allow, ConfigErrorKind::EmptyAllowlist, 1, 1);
+    assert!(e.help().unwrap().contains("[signin.allow]"));
+    assert_err(
+        &format!("{no_allow}[signin.allow]\nemails = []\n"),
+        ConfigErrorKind::EmptyAllowlist,
+        5,
+        1,
+    );
+    assert_err(
+        &format!("{no_allow}[signin.allow]\ndomains = [\"*\"]\n"),
+        ConfigErrorKind::Wildcard,
+        6,
+        12,
+    );
+    assert_err(
+        &format!("{no_allow}[signin.allow]\ndomains = [\"gserviceaccount.com\"]\n"),
+        ConfigErrorKind::ServiceAccountDomain,
+        6,
+        12,
+    );
+    assert_err(
+        &format!("{no_allow}[signin.allow]\nhosted_domains = [\"gmail.com\"]\n"),
+        ConfigErrorKind::ConsumerHostedDomain,
+        6,
+        19,
+    );
+
+    let missing_id = SIGNIN.replace("client_id = \"123-abc.apps.googleusercontent.com\"\n", "");
+    assert_err(&missing_id, ConfigErrorKind::MissingKey, 1, 1);
+    assert_err(
+        &SIGNIN.replace("123-abc.apps.googleusercontent.com", "a b"),
+        ConfigErrorKind::InvalidClientId,
+        2,
+        13,
+    );
+    let neither = SIGNIN.replace("client_secret_env = \"IDGATE_CLIENT_SECRET\"\n", "");
+    assert_err(&neither, ConfigErrorKind::ClientSecretChoice, 1, 1);
+    assert_err(
+        &signin_with("client_secret_file = \"/s\""),
+        ConfigErrorKind::ClientSecretChoice,
+        5,
+        22,
+    );
+    assert_err(
+        &SIGNIN.replace("IDGATE_CLIENT_SECRET", "1-BAD"),
+        ConfigErrorKind::ClientSecretChoice,
+        3,
+        21,
+    );
+    let no_redirect = SIGNIN.replace(
+        "redirect_url = \"https://app.example.com/auth/callback\"\n",
+        "",
+    );
+    assert_err(&no_redirect, ConfigErrorKind::MissingKey, 1, 1);
+    assert_err(
+        &SIGNIN.replace("https://app.example.com", "http://app.example.com"),
+        ConfigErrorKind::InsecureUrl,
+        4,
+        16,
+    );
+    assert_err(
+        &SIGNIN.replace("/auth/callback", "/auth/callback?x=1"),
+        ConfigErrorKind::InvalidUrl,
+        4,
+        16,
+    );
+    let e = assert_err(
+        &signin_with("scopes = [\"email\", \"profile\"]"),
+        ConfigErrorKind::InvalidScope,
+        5,
+        10,
+    );
+    assert!(e.message().contains("openid"), "{e}");
+    assert_err(
+        &signin_with("scopes = [\"openid email\"]"),
+        ConfigErrorKind::InvalidScope,
+        5,
+        11,
+    );
+    assert_err(
+        &signin_with("session_lifetime_secs = 10"),
+        ConfigErrorKind::LimitOutOfRange,
+        5,
+        25,
+    );
+    assert_err(
+        &signin_with("session_lifetime_secs = 600\nsession_idle_timeout_secs = 601"),
+        ConfigErrorKind::LimitOutOfRange,
+        6,
+        29,
+    );
+    assert_err(
+        &signin_with("prompt = \"none consent\""),
+        ConfigErrorKind::Syntax,
+        5,
+        10,
+    );
+    assert_err(
+        &signin_with("access_type = \"forever\""),
+        ConfigErrorKind::Syntax,
+        5,
+        15,
+    );
+    assert_err(
+        &signin_with("hosted_domain = \"gmail.com\""),
+        ConfigErrorKind::ConsumerHostedDomain,
+        5,
+        17,
+    );
+    for bad in ["auth/login", "//evil", "/a?b", "/a b", "/x/*"] {
+        assert_err(
+            &signin_with(&format!("login_path = {bad:?}")),
+            ConfigErrorKind::InvalidRoutePath,
+            5,
+            14,
+        );
+    }
+    assert_err(
+        &signin_with("logout_path = \"/auth/callback\""),
+        ConfigErrorKind::InvalidRoutePath,
+        5,
+        15,
+    );
+    assert_err(
+        &signin_with("login_path = \"/x\"\nlogout_path = \"/x\""),
+        ConfigErrorKind::InvalidRoutePath,
+        6,
+        15,
+    );
+}

@@ -18,16 +18,17 @@ impl Validator<'_> {
     }
 
     pub(crate) fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        if raw.inbound.is_none() && raw.iap.is_none() {
+        if raw.inbound.is_none() && raw.iap.is_none() && raw.signin.is_none() {
             return Err(self
                 .error(
                     ConfigErrorKind::NothingConfigured,
                     &(0..0),
-                    "the configuration has neither an [inbound] nor an [iap] table, so it configures nothing",
+                    "the configuration has none of the [inbound], [iap] and [signin] tables, so it configures nothing",
                 )
                 .with_help(
                     "add [inbound] with `audiences = [...]` and an [inbound.allow] list to verify service-to-service \
-                     ID tokens, and/or [iap] with `audience = \"/projects/NUMBER/...\"` to verify IAP assertions",
+                     ID tokens, [iap] with `audience = \"/projects/NUMBER/...\"` to verify IAP assertions, and/or \
+                     [signin] with `client_id`, `redirect_url` and a [signin.allow] list to sign people in with Google",
                 ));
         }
         let inbound = raw.inbound.map(|t| self.inbound(t)).transpose()?;
@@ -38,11 +39,13 @@ impl Validator<'_> {
             .transpose()?
             .unwrap_or_default();
         let proxy = raw.proxy.map(|t| self.proxy(t.get_ref())).transpose()?;
+        let signin = raw.signin.map(|t| self.signin(t)).transpose()?;
         Ok(Config {
             inbound,
             iap,
             google,
             proxy,
+            signin,
         })
     }
 

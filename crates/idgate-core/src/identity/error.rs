@@ -13,6 +13,9 @@ pub enum IdentityError {
     /// The verified email is not a plain ASCII address with one `@`.
     #[error("the ID token's email is not a plain ASCII address")]
     InvalidEmail,
+    /// The ID token names a service account where only a person's Google account is accepted (sign-in).
+    #[error("the ID token names a service account, not a person's Google account")]
+    NotAUser,
     /// The `X-Appengine-Inbound-Appid` value is not an App Engine app ID.
     #[error("invalid X-Appengine-Inbound-Appid value: {0}")]
     InvalidAppId(&'static str),

@@ -5,6 +5,7 @@
 //!
 //! - [`Caller::from_id_token`]: a [`VerifiedIdToken`](crate::verify::VerifiedIdToken) (Google-signed OIDC ID token) with a verified email;
 //! - [`Caller::from_iap`]: a [`VerifiedIapAssertion`](crate::verify::VerifiedIapAssertion) (Identity-Aware Proxy's signed header);
+//! - [`Caller::from_session`]: a [`SessionUser`] that a server-side sign-in session made from a verified ID token;
 //! - [`AppEngineApp::from_trusted_header`]: the legacy `X-Appengine-Inbound-Appid` header, which additionally
 //!   requires a [`TrustedAppEngineFrontEnd`] marker, i.e. an explicit statement that App Engine's front end sits
 //!   in front of the service.
@@ -43,6 +44,7 @@ mod email;
 mod error;
 mod project;
 mod service_account;
+mod session;
 #[cfg(test)]
 mod tests;
 mod user;
@@ -52,6 +54,7 @@ pub use caller::{Caller, CallerKind};
 pub use error::IdentityError;
 pub use project::{Project, is_valid_project_id};
 pub use service_account::{ServiceAccount, ServiceAccountKind, project_of_service_account};
+pub use session::SessionUser;
 pub use user::{GoogleUser, IapUser};
 
 // Shared inside the crate (the allowlist validates entries with the same rules).

@@ -1,0 +1,520 @@
+//! The `[signin]` table: signing people in with Google (the OAuth 2.0 / OpenID Connect web flow of
+//! `idgate-signin`), validated like every other table.
+
+use std::path::PathBuf;
+
+#[allow(unused_imports)]
+use super::*;
+
+/// The shortest `session_lifetime_secs` / `session_idle_timeout_secs` accepted: one minute.
+const MIN_SESSION_SECS: u64 = 60;
+/// The longest `session_lifetime_secs` accepted: 30 days.
+const MAX_SESSION_SECS: u64 = 30 * 86_400;
+/// The default `session_lifetime_secs`: 8 hours (a working day).
+const DEFAULT_LIFETIME_SECS: u64 = 8 * 3600;
+/// The default `session_idle_timeout_secs`: 1 hour.
+const DEFAULT_IDLE_SECS: u64 = 3600;
+/// The default scopes: who the user is (`openid`), their email and their profile (name, picture).
+pub const DEFAULT_SCOPES: [&str; 3] = ["openid", "email", "profile"];
+
+/// Where the OAuth client secret comes from: never the file itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientSecretSource {
+    /// `client_secret_env`: the name of an environment variable.
+    Env(String),
+    /// `client_secret_file`: a file holding the secret (a trailing newline is ignored).
+    File(PathBuf),
+}
+
+/// `access_type`: whether Google also returns a refresh token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AccessType {
+    /// `"online"`: no refresh token (Google's default).
+    Online,
+    /// `"offline"`: a refresh token too, the first time the user consents.
+    Offline,
+}
+
+impl AccessType {
+    /// The parameter value Google expects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+        }
+    }
+}
+
+const ACCESS_TYPE_CHOICES: &[(&str, AccessType)] = &[
+    ("online", AccessType::Online),
+    ("offline", AccessType::Offline),
+];
+
+/// The words Google's `prompt` parameter accepts (space-separated; `none` alone).
+const PROMPT_WORDS: [&str; 3] = ["none", "consent", "select_account"];
+
+/// The `[signin]` table: signing people in with Google.
+///
+/// ```
+/// use idgate_core::config::{ClientSecretSource, Config};
+///
+/// let config = Config::from_toml_str(r#"
+/// [signin]
+/// client_id = "123-abc.apps.googleusercontent.com"
+/// client_secret_env = "IDGATE_CLIENT_SECRET"      # or client_secret_file = "/secrets/client"
+/// redirect_url = "https://app.example.com/auth/callback"
+/// scopes = ["openid", "email", "profile"]         # the default
+/// session_lifetime_secs = 28800                   # absolute maximum; the default
+/// session_idle_timeout_secs = 3600                # sliding; the default
+/// [signin.allow]
+/// domains = ["example.com"]                        # and/or emails = [...], hosted_domains = [...]
+/// "#).unwrap();
+///
+/// let signin = config.signin().unwrap();
+/// assert_eq!(signin.client_id(), "123-abc.apps.googleusercontent.com");
+/// assert_eq!(signin.client_secret(), &ClientSecretSource::Env("IDGATE_CLIENT_SECRET".into()));
+/// assert_eq!(signin.callback_path(), "/auth/callback");
+/// assert_eq!(signin.login_path(), "/auth/login");
+/// assert_eq!(signin.logout_path(), "/auth/logout");
+/// assert_eq!(signin.scopes(), ["openid", "email", "profile"]);
+/// assert!(signin.secure_cookies());
+/// assert_eq!(signin.session_lifetime().as_secs(), 28800);
+/// assert!(!signin.allowlist().is_empty());
+///
+/// // The secret is never written in the file, and an allowlist that lists nobody is refused.
+/// assert!(Config::from_toml_str("[signin]\nclient_secret = \"x\"\n").is_err());
+/// ```
+#[derive(Debug, Clone)]
+pub struct SignInConfig {
+    pub(super) client_id: String,
+    pub(super) client_secret: ClientSecretSource,
+    pub(super) redirect_url: Url,
+    pub(super) scopes: Vec<String>,
+    pub(super) session_lifetime: Duration,
+    pub(super) session_idle_timeout: Duration,
+    pub(super) hosted_domain: Option<String>,
+    pub(super) prompt: Option<String>,
+    pub(super) access_type: Option<AccessType>,
+    pub(super) fetch_userinfo: bool,
+    pub(super) login_path: String,
+    pub(super) logout_path: String,
+    pub(super) allowlist: Allowlist,
+}
+
+impl SignInConfig {
+    /// `client_id`: the OAuth client's ID (`….apps.googleusercontent.com`); the ID token's audience.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Where the client secret is read from (`client_secret_env` or `client_secret_file`).
+    pub fn client_secret(&self) -> &ClientSecretSource {
+        &self.client_secret
+    }
+
+    /// `redirect_url`: where Google sends the browser back (registered with the OAuth client).
+    pub fn redirect_url(&self) -> &Url {
+        &self.redirect_url
+    }
+
+    /// The path of [`redirect_url`](Self::redirect_url): the callback route.
+    pub fn callback_path(&self) -> &str {
+        self.redirect_url.path()
+    }
+
+    /// `scopes` (default `["openid", "email", "profile"]`; always contains `openid`).
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// `session_lifetime_secs` (default 8 h): the absolute maximum of a session, however active.
+    pub fn session_lifetime(&self) -> Duration {
+        self.session_lifetime
+    }
+
+    /// `session_idle_timeout_secs` (default 1 h, at most the lifetime): a session unused this long ends.
+    pub fn session_idle_timeout(&self) -> Duration {
+        self.session_idle_timeout
+    }
+
+    /// `hosted_domain`: sent to Google as `hd` and required of the ID token's `hd` claim.
+    pub fn hosted_domain(&self) -> Option<&str> {
+        self.hosted_domain.as_deref()
+    }
+
+    /// `prompt`: `none`, or a space-separated set of `consent` and `select_account`.
+    pub fn prompt(&self) -> Option<&str> {
+        self.prompt.as_deref()
+    }
+
+    /// `access_type`; Google's default (`online`) when absent.
+    pub fn access_type(&self) -> Option<AccessType> {
+        self.access_type
+    }
+
+    /// `fetch_userinfo` (default `false`): also read the profile from the userinfo endpoint, not only the ID token.
+    pub fn fetch_userinfo(&self) -> bool {
+        self.fetch_userinfo
+    }
+
+    /// `login_path` (default `/auth/login`).
+    pub fn login_path(&self) -> &str {
+        &self.login_path
+    }
+
+    /// `logout_path` (default `/auth/logout`; POST only).
+    pub fn logout_path(&self) -> &str {
+        &self.logout_path
+    }
+
+    /// Whether cookies are `Secure` (and `__Host-` prefixed): always, except for a plain-http `redirect_url` on a
+    /// loopback address (local development).
+    pub fn secure_cookies(&self) -> bool {
+        self.redirect_url.scheme() == "https"
+    }
+
+    /// Who may sign in (`[signin.allow]`); never empty.
+    pub fn allowlist(&self) -> &Allowlist {
+        &self.allowlist
+    }
+}
+
+impl Validator<'_> {
+    pub(crate) fn signin(&self, table: Spanned<RawSignin>) -> Result<SignInConfig, ConfigError> {
+        let header = table.span();
+        let raw = table.into_inner();
+        if let Some(inline) = &raw.client_secret {
+            // Never echo the value: it is a secret.
+            return Err(self
+                .error(
+                    ConfigErrorKind::InlineSecret,
+                    &inline.span(),
+                    "the client secret may not be written in the configuration file",
+                )
+                .with_help(
+                    "remove `client_secret` and name where to read it: `client_secret_env = \
+                     \"IDGATE_CLIENT_SECRET\"` (an environment variable) or `client_secret_file = \
+                     \"/secrets/client\"`",
+                ));
+        }
+        let client_id = self.client_id(&header, raw.client_id.as_ref())?;
+        let client_secret = self.client_secret_source(&header, &raw)?;
+        let Some(redirect) = &raw.redirect_url else {
+            return Err(self
+                .error(ConfigErrorKind::MissingKey, &header, "[signin] has no `redirect_url`")
+                .with_help(
+                    "add `redirect_url = \"https://app.example.com/auth/callback\"`, exactly as registered \
+                     with the OAuth client",
+                ));
+        };
+        let redirect_url = self.url(redirect, Plain::LoopbackOnly)?;
+        if redirect_url.fragment().is_some() || redirect_url.query().is_some() {
+            return Err(self
+                .error(
+                    ConfigErrorKind::InvalidUrl,
+                    &redirect.span(),
+                    "`redirect_url` may not carry a query or a fragment",
+                )
+                .with_help(
+                    "write the callback URL alone, e.g. \"https://app.example.com/auth/callback\"",
+                ));
+        }
+        let scopes = self.scopes(&raw.scopes)?;
+        let session_lifetime = self.session_secs(
+            raw.session_lifetime_secs.as_ref(),
+            DEFAULT_LIFETIME_SECS,
+            MAX_SESSION_SECS,
+            "session_lifetime_secs",
+        )?;
+        let session_idle_timeout = self.session_secs(
+            raw.session_idle_timeout_secs.as_ref(),
+            DEFAULT_IDLE_SECS.min(session_lifetime),
+            session_lifetime,
+            "session_idle_timeout_secs",
+        )?;
+        let hosted_domain = match &raw.hosted_domain {
+            None => None,
+            Some(hd) => {
+                let mut check = Allowlist::new();
+                check
+                    .insert(ListKind::HostedDomains, hd.get_ref())
+                    .map_err(|e| from_allowlist_error(self.src, &hd.span(), &e))?;
+                check.hosted_domains().next().map(str::to_owned)
+            }
+        };
+        let prompt = raw.prompt.as_ref().map(|p| self.prompt(p)).transpose()?;
+        let access_type = self.choice(raw.access_type.as_ref(), ACCESS_TYPE_CHOICES)?;
+        let login_path = self.route_path(raw.login_path.as_ref(), "/auth/login")?;
+        let logout_path = self.route_path(raw.logout_path.as_ref(), "/auth/logout")?;
+        let callback_path = redirect_url.path();
+        let clash = if login_path == logout_path {
+            Some((
+                &login_path,
+                raw.logout_path.as_ref().or(raw.login_path.as_ref()),
+            ))
+        } else if login_path == callback_path {
+            Some((&login_path, raw.login_path.as_ref()))
+        } else if logout_path == callback_path {
+            Some((&logout_path, raw.logout_path.as_ref()))
+        } else {
+            None
+        };
+        if let Some((path, key)) = clash {
+            return Err(self
+                .error(
+                    ConfigErrorKind::InvalidRoutePath,
+                    &key.map_or_else(|| redirect.span(), Spanned::span),
+                    format!("the sign-in routes must differ, but {path:?} is used twice"),
+                )
+                .with_help(
+                    "give `login_path`, `logout_path` and the path of `redirect_url` three different paths",
+                ));
+        }
+
+        let mut allowlist = Allowlist::new();
+        let mut allow_span = header;
+        if let Some(allow) = raw.allow {
+            allow_span = allow.span();
+            let allow = allow.into_inner();
+            self.fill(&mut allowlist, ListKind::UserEmails, &allow.emails)?;
+            self.fill(&mut allowlist, ListKind::UserDomains, &allow.domains)?;
+            self.fill(
+                &mut allowlist,
+                ListKind::HostedDomains,
+                &allow.hosted_domains,
+            )?;
+        }
+        if allowlist.is_empty() {
+            return Err(self
+                .error(
+                    ConfigErrorKind::EmptyAllowlist,
+                    &allow_span,
+                    "the [signin] allowlist is empty: every Google account would be denied (and letting every \
+                     account in is not an option)",
+                )
+                .with_help(
+                    "add a [signin.allow] table with `domains = [\"example.com\"]`, `emails = \
+                     [\"alice@example.com\"]` and/or `hosted_domains = [\"example.com\"]` (Workspace)",
+                ));
+        }
+        Ok(SignInConfig {
+            client_id,
+            client_secret,
+            redirect_url,
+            scopes,
+            session_lifetime: Duration::from_secs(session_lifetime),
+            session_idle_timeout: Duration::from_secs(session_idle_timeout),
+            hosted_domain,
+            prompt,
+            access_type,
+            fetch_userinfo: raw.fetch_userinfo.unwrap_or(false),
+            login_path,
+            logout_path,
+            allowlist,
+        })
+    }
+
+    fn client_id(
+        &self,
+        header: &Range<usize>,
+        raw: Option<&Spanned<String>>,
+    ) -> Result<String, ConfigError> {
+        const HELP: &str = "write the OAuth client ID from the Google Cloud console's Credentials page, e.g. \
+                            `client_id = \"123-abc.apps.googleusercontent.com\"`";
+        let Some(raw) = raw else {
+            return Err(self
+                .error(
+                    ConfigErrorKind::MissingKey,
+                    header,
+                    "[signin] has no `client_id`",
+                )
+                .with_help(HELP));
+        };
+        let value = raw.get_ref();
+        let ok = !value.is_empty()
+            && value.len() <= 256
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if !ok {
+            return Err(self
+                .error(
+                    ConfigErrorKind::InvalidClientId,
+                    &raw.span(),
+                    format!("{value:?} is not an OAuth client ID (letters, digits, `-`, `.` and `_` only)"),
+                )
+                .with_help(HELP));
+        }
+        Ok(value.clone())
+    }
+
+    fn client_secret_source(
+        &self,
+        header: &Range<usize>,
+        raw: &RawSignin,
+    ) -> Result<ClientSecretSource, ConfigError> {
+        match (&raw.client_secret_env, &raw.client_secret_file) {
+            (Some(_), Some(file)) => Err(self
+                .error(
+                    ConfigErrorKind::ClientSecretChoice,
+                    &file.span(),
+                    "[signin] has both `client_secret_env` and `client_secret_file`",
+                )
+                .with_help("keep exactly one")),
+            (None, None) => Err(self
+                .error(
+                    ConfigErrorKind::ClientSecretChoice,
+                    header,
+                    "[signin] does not say where to read the client secret",
+                )
+                .with_help(
+                    "add `client_secret_env = \"IDGATE_CLIENT_SECRET\"` (an environment variable) or \
+                     `client_secret_file = \"/secrets/client\"`; the secret itself never goes in the file",
+                )),
+            (Some(env), None) => {
+                let name = env.get_ref();
+                let ok = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    && !name.as_bytes()[0].is_ascii_digit();
+                if !ok {
+                    return Err(self
+                        .error(
+                            ConfigErrorKind::ClientSecretChoice,
+                            &env.span(),
+                            format!("{name:?} is not an environment variable name"),
+                        )
+                        .with_help("write a name such as \"IDGATE_CLIENT_SECRET\" (letters, digits, `_`)"));
+                }
+                Ok(ClientSecretSource::Env(name.clone()))
+            }
+            (None, Some(file)) => {
+                if file.get_ref().trim().is_empty() {
+                    return Err(self
+                        .error(
+                            ConfigErrorKind::ClientSecretChoice,
+                            &file.span(),
+                            "`client_secret_file` is empty",
+                        )
+                        .with_help("write the path of the file that holds the secret"));
+                }
+                Ok(ClientSecretSource::File(PathBuf::from(file.get_ref())))
+            }
+        }
+    }
+
+    fn scopes(&self, list: &List) -> Result<Vec<String>, ConfigError> {
+        let Some(spanned) = list else {
+            return Ok(DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect());
+        };
+        let mut scopes: Vec<String> = Vec::new();
+        for scope in spanned.get_ref() {
+            let value = scope.get_ref();
+            if value.is_empty()
+                || !value
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+            {
+                return Err(self
+                    .error(
+                        ConfigErrorKind::InvalidScope,
+                        &scope.span(),
+                        format!("{value:?} is not a scope (one word, no spaces)"),
+                    )
+                    .with_help(
+                        "write one scope per string, e.g. [\"openid\", \"email\", \"profile\"]",
+                    ));
+            }
+            if !scopes.contains(value) {
+                scopes.push(value.clone());
+            }
+        }
+        if !scopes.iter().any(|s| s == "openid") {
+            return Err(self
+                .error(
+                    ConfigErrorKind::InvalidScope,
+                    &spanned.span(),
+                    "`scopes` lacks \"openid\": without it Google returns no ID token, so nobody can be identified",
+                )
+                .with_help("add \"openid\" (the default is [\"openid\", \"email\", \"profile\"])"));
+        }
+        Ok(scopes)
+    }
+
+    fn session_secs(
+        &self,
+        value: Option<&Spanned<u64>>,
+        default: u64,
+        max: u64,
+        key: &str,
+    ) -> Result<u64, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let n = *value.get_ref();
+        if !(MIN_SESSION_SECS..=max).contains(&n) {
+            return Err(self
+                .error(
+                    ConfigErrorKind::LimitOutOfRange,
+                    &value.span(),
+                    format!("`{key} = {n}` is outside {MIN_SESSION_SECS} to {max} seconds"),
+                )
+                .with_help(format!(
+                    "write a number of seconds from {MIN_SESSION_SECS} to {max} (the idle timeout at most the \
+                     lifetime); the default is {default}"
+                )));
+        }
+        Ok(n)
+    }
+
+    fn prompt(&self, raw: &Spanned<String>) -> Result<String, ConfigError> {
+        let value = raw.get_ref();
+        let words: Vec<&str> = value.split(' ').collect();
+        let known = words.iter().all(|w| PROMPT_WORDS.contains(w));
+        let none_alone = !words.contains(&"none") || words.len() == 1;
+        if !known || !none_alone {
+            return Err(self
+                .error(
+                    ConfigErrorKind::Syntax,
+                    &raw.span(),
+                    format!("unknown prompt {value:?}"),
+                )
+                .with_help(
+                    "write \"none\", \"consent\", \"select_account\" or \"consent select_account\" (one space \
+                     between words; \"none\" alone)",
+                ));
+        }
+        Ok(value.clone())
+    }
+
+    fn route_path(
+        &self,
+        raw: Option<&Spanned<String>>,
+        default: &str,
+    ) -> Result<String, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(default.to_owned());
+        };
+        let value = raw.get_ref();
+        let ok = value.starts_with('/')
+            && !value.starts_with("//")
+            && value.bytes().all(|b| {
+                b.is_ascii_graphic()
+                    && !matches!(b, b'?' | b'#' | b'\\' | b'*' | b'{' | b'}' | b'%')
+            });
+        if !ok {
+            return Err(self
+                .error(
+                    ConfigErrorKind::InvalidRoutePath,
+                    &raw.span(),
+                    format!("{value:?} is not a route path: it must start with one `/` and contain no query, \
+                             fragment, pattern or whitespace"),
+                )
+                .with_help(format!("write an exact path such as {default:?}")));
+        }
+        Ok(value.clone())
+    }
+}

@@ -1,0 +1,311 @@
+//! The login, callback and logout routes.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::routing::{get, post};
+use http::request::Parts;
+use http::{HeaderValue, StatusCode, header};
+use idgate_core::identity::SessionUser;
+use idgate_core::{Caller, Decision};
+use tower_cookies::{Cookie, Cookies};
+use tower_sessions::Session;
+
+use crate::error::SignInError;
+use crate::flow::{
+    ATTEMPT_TTL, GOOGLE_ISSUER, LoginOptions, binding_cookie_name, check_flow_claims,
+    profile_claims, sanitize_error_code, sha256, unix_secs,
+};
+use crate::pages;
+use crate::return_to::sanitize_return_to;
+use crate::session::{StoredToken, StoredUser, TOKEN_KEY, USER_KEY, expiry_at};
+use crate::signin::{MAX_ATTEMPTS_PER_BROWSER, Shared};
+
+pub(crate) fn router<S: Clone + Send + Sync + 'static>(shared: &Arc<Shared>) -> Router<S> {
+    let (login, callback, logout) = (shared.clone(), shared.clone(), shared.clone());
+    Router::new()
+        .route(
+            &shared.login_path,
+            get(move |req: Request| async move { login_route(&login, &req) }),
+        )
+        .route(
+            shared.redirect_url.path(),
+            get(move |req: Request| async move { callback_route(&callback, req.into_parts().0).await }),
+        )
+        .route(
+            &shared.logout_path,
+            post(move |req: Request| async move { logout_route(&logout, req.into_parts().0).await }),
+        )
+}
+
+/// A query string's parameters; a name given twice is ambiguous and counts as absent-and-wrong.
+struct Params<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'a> Params<'a> {
+    fn parse(query: Option<&'a str>) -> Self {
+        Self(url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).collect())
+    }
+
+    /// `Ok(None)` when absent, `Err(())` when given more than once.
+    fn single(&self, name: &str) -> Result<Option<&str>, ()> {
+        let mut found = self.0.iter().filter(|(k, _)| k == name);
+        match (found.next(), found.next()) {
+            (None, _) => Ok(None),
+            (Some((_, v)), None) => Ok(Some(v)),
+            (Some(_), Some(_)) => Err(()),
+        }
+    }
+}
+
+fn attempt_cookie(
+    shared: &Shared,
+    name: String,
+    value: String,
+    max_age: time::Duration,
+) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .http_only(true)
+        .secure(shared.secure)
+        .same_site(tower_cookies::cookie::SameSite::Lax)
+        .path("/")
+        .max_age(max_age)
+        .build()
+}
+
+/// `GET /auth/login?return_to=/path[&login_hint=email]`: starts an attempt and sends the browser to Google.
+fn login_route(shared: &Shared, req: &Request) -> Response {
+    let Some(cookies) = req.extensions().get::<Cookies>() else {
+        return pages::missing_layer("the login route");
+    };
+    let params = Params::parse(req.uri().query());
+    let return_to = params
+        .single("return_to")
+        .ok()
+        .flatten()
+        .map_or(Cow::Borrowed("/"), sanitize_return_to)
+        .into_owned();
+    // A hint is only a convenience: a malformed one is dropped, not refused.
+    let login_hint = params
+        .single("login_hint")
+        .ok()
+        .flatten()
+        .filter(|h| h.len() <= 320 && h.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned);
+    // One browser keeps a few attempts at once (one per tab); past that the older ones are dropped, so neither
+    // its cookies nor this server's memory grow with a script that calls login in a loop.
+    let mine: Vec<Cookie<'static>> = cookies
+        .list()
+        .into_iter()
+        .filter(|c| c.name().starts_with(shared.attempt_cookie_prefix))
+        .map(Cookie::into_owned)
+        .collect();
+    if mine.len() >= MAX_ATTEMPTS_PER_BROWSER {
+        for old in mine {
+            cookies.remove(attempt_cookie(
+                shared,
+                old.name().to_owned(),
+                String::new(),
+                time::Duration::ZERO,
+            ));
+        }
+    }
+    let started = shared.start(LoginOptions {
+        return_to,
+        login_hint,
+    });
+    let ttl = time::Duration::seconds(i64::try_from(ATTEMPT_TTL.as_secs()).unwrap_or(600));
+    cookies.add(attempt_cookie(
+        shared,
+        started.cookie_name,
+        started.binding,
+        ttl,
+    ));
+    pages::redirect(StatusCode::FOUND, started.authorization_url.as_str())
+}
+
+/// `GET /auth/callback?code=…&state=…[&iss=…]` (or `?error=access_denied&state=…`).
+async fn callback_route(shared: &Shared, req: Parts) -> Response {
+    let (Some(cookies), Some(session)) = (
+        req.extensions.get::<Cookies>(),
+        req.extensions.get::<Session>(),
+    ) else {
+        return pages::missing_layer("the callback route");
+    };
+    match complete(shared, &req, cookies, session).await {
+        Ok(return_to) => {
+            tracing::info!(target: "idgate::signin", "signed in");
+            pages::redirect(StatusCode::FOUND, &return_to)
+        }
+        Err(error) => {
+            let chain = idgate_core::ErrorChain(&error);
+            if error.status().is_server_error() {
+                tracing::warn!(target: "idgate::signin", reason = error.reason(), error = %chain, "sign-in failed");
+            } else {
+                tracing::info!(target: "idgate::signin", reason = error.reason(), error = %chain, "sign-in refused");
+            }
+            pages::failed(&error, &shared.login_path)
+        }
+    }
+}
+
+async fn complete(
+    shared: &Shared,
+    req: &Parts,
+    cookies: &Cookies,
+    session: &Session,
+) -> Result<String, SignInError> {
+    let params = Params::parse(req.uri.query());
+    let state = params
+        .single("state")
+        .ok()
+        .flatten()
+        .ok_or(SignInError::MissingState)?;
+    // The binding cookie goes whatever happens next: the attempt is spent.
+    let cookie_name = binding_cookie_name(shared.attempt_cookie_prefix, &sha256(state.as_bytes()));
+    let attempt = shared.redeem(state, |name| {
+        cookies.get(name).map(|c| c.value().to_owned())
+    });
+    if cookies.get(&cookie_name).is_some() {
+        cookies.remove(attempt_cookie(
+            shared,
+            cookie_name,
+            String::new(),
+            time::Duration::ZERO,
+        ));
+    }
+    let attempt = attempt?;
+    match params.single("iss") {
+        Ok(None) => {}
+        Ok(Some(iss)) if iss == GOOGLE_ISSUER => {}
+        _ => return Err(SignInError::WrongIssuerParameter),
+    }
+    match params.single("error") {
+        Ok(None) => {}
+        Ok(Some("access_denied")) => return Err(SignInError::AccessDenied),
+        Ok(Some(other)) => return Err(SignInError::AuthorizationError(sanitize_error_code(other))),
+        Err(()) => return Err(SignInError::AuthorizationError("unknown".to_owned())),
+    }
+    let code = params
+        .single("code")
+        .ok()
+        .flatten()
+        .filter(|c| !c.is_empty())
+        .ok_or(SignInError::MissingCode)?;
+
+    let tokens = shared.exchange(code, &attempt.verifier).await?;
+    let id_token = tokens
+        .id_token
+        .as_deref()
+        .ok_or(SignInError::MissingIdToken)?;
+    let verified = shared
+        .verifier
+        .verify(id_token)
+        .await
+        .map_err(SignInError::IdToken)?;
+    let claims = profile_claims(id_token)?;
+    check_flow_claims(&claims, &shared.client_id, &attempt.nonce)?;
+    if let Some(required) = &shared.hosted_domain {
+        let hd = verified.hosted_domain().map(str::to_ascii_lowercase);
+        if hd.as_deref() != Some(required.as_str()) {
+            return Err(SignInError::WrongHostedDomain);
+        }
+    }
+    let user = SessionUser::from_id_token(&verified).map_err(SignInError::Identity)?;
+    if let Decision::Deny { reason } = shared.allowlist.decide(&Caller::from_session(&user)) {
+        return Err(SignInError::NotAllowed(reason));
+    }
+
+    let mut profile = claims;
+    if shared.fetch_userinfo
+        && let Some(access_token) = tokens.access_token.as_deref()
+    {
+        match shared.userinfo(access_token).await {
+            Some(info) if info.sub == user.subject() => {
+                profile.name = info.name.or(profile.name);
+                profile.given_name = info.given_name.or(profile.given_name);
+                profile.family_name = info.family_name.or(profile.family_name);
+                profile.picture = info.picture.or(profile.picture);
+            }
+            Some(_) => {
+                tracing::warn!(target: "idgate::signin", "userinfo names another subject; ignored");
+            }
+            None => {}
+        }
+    }
+
+    let now = unix_secs(shared.clock.now());
+    let lifetime = i64::try_from(shared.lifetime.as_secs()).unwrap_or(i64::MAX);
+    let idle = i64::try_from(shared.idle.as_secs()).unwrap_or(i64::MAX);
+    let stored = StoredUser {
+        user,
+        name: profile.name,
+        given_name: profile.given_name,
+        family_name: profile.family_name,
+        picture: profile.picture,
+        signed_in_at: now,
+        expires_at: now.saturating_add(lifetime),
+        seen_at: now,
+    };
+    // Session fixation: whatever session this browser had (and whatever it held), the signed-in one is new.
+    session.clear().await;
+    session.cycle_id().await.map_err(SignInError::Session)?;
+    session
+        .insert(USER_KEY, &stored)
+        .await
+        .map_err(SignInError::Session)?;
+    if let Some(token) = tokens.refresh_token.or(tokens.access_token) {
+        session
+            .insert(TOKEN_KEY, StoredToken(token))
+            .await
+            .map_err(SignInError::Session)?;
+    }
+    session.set_expiry(Some(expiry_at(
+        stored.expires_at.min(now.saturating_add(idle)),
+    )));
+    Ok(sanitize_return_to(&attempt.return_to).into_owned())
+}
+
+/// Whether a logout request comes from this site: `Origin` equal to the app's origin, or, without `Origin`,
+/// `Sec-Fetch-Site: same-origin`. Browsers send one or the other on every POST; a request with neither is refused.
+pub(crate) fn is_same_origin(req: &Parts, origin: &str) -> bool {
+    let headers = &req.headers;
+    match headers.get(header::ORIGIN) {
+        Some(got) => got.as_bytes() == origin.as_bytes(),
+        None => headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() == b"same-origin"),
+    }
+}
+
+/// `POST /auth/logout`: revoke at Google (best effort), delete the session, clear the site's cookies, go home.
+async fn logout_route(shared: &Shared, req: Parts) -> Response {
+    if !is_same_origin(&req, &shared.origin) {
+        tracing::info!(target: "idgate::signin", reason = "cross_site_logout", "logout refused");
+        return pages::failed(&SignInError::CrossSiteLogout, &shared.login_path);
+    }
+    let Some(session) = req.extensions.get::<Session>() else {
+        return pages::missing_layer("the logout route");
+    };
+    let token = match session.get::<StoredToken>(TOKEN_KEY).await {
+        Ok(token) => token,
+        Err(e) => {
+            tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "session store failed at logout");
+            None
+        }
+    };
+    if let Err(e) = session.flush().await {
+        tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "could not delete the session at logout");
+    }
+    if let Some(token) = token {
+        shared.revoke(&token.0).await;
+    }
+    tracing::info!(target: "idgate::signin", "signed out");
+    let mut response = pages::redirect(StatusCode::SEE_OTHER, "/");
+    response
+        .headers_mut()
+        .insert("clear-site-data", HeaderValue::from_static("\"cookies\""));
+    response
+}

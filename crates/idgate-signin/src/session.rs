@@ -1,0 +1,286 @@
+//! Sessions: what a signed-in session keeps (server-side only), the store as a trait object, and [`SignInLayer`],
+//! which reads the session on every request and says who is signed in.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response};
+use idgate_core::Caller;
+use idgate_core::identity::SessionUser;
+use idgate_core::policy::DenyReason;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tower_cookies::CookieManager;
+use tower_layer::Layer;
+use tower_service::Service;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::session::{Expiry, Id, Record};
+use tower_sessions::session_store;
+use tower_sessions::{Session, SessionManager, SessionManagerLayer, SessionStore};
+
+use crate::extract::SignedInUser;
+use crate::flow::unix_secs;
+use crate::signin::Shared;
+
+/// The session key of the signed-in user ([`StoredUser`]).
+pub(crate) const USER_KEY: &str = "idgate.signin.user";
+/// The session key of the token logout revokes; apart so that the hot path never reads it.
+pub(crate) const TOKEN_KEY: &str = "idgate.signin.token";
+
+/// Any `tower-sessions` store behind one type, so that [`SignIn`](crate::SignIn) is not generic over it and another
+/// store (Redis, a database) plugs in through [`SignInBuilder::store`](crate::SignInBuilder::store) without
+/// changing a signature.
+#[derive(Clone)]
+pub struct AnySessionStore(Arc<dyn SessionStore>);
+
+impl AnySessionStore {
+    /// Wraps `store`.
+    pub fn new(store: impl SessionStore) -> Self {
+        Self(Arc::new(store))
+    }
+}
+
+impl fmt::Debug for AnySessionStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionStore for AnySessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        self.0.create(record).await
+    }
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.0.save(record).await
+    }
+    async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
+        self.0.load(session_id).await
+    }
+    async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
+        self.0.delete(session_id).await
+    }
+}
+
+/// What a signed-in session keeps about its user (server-side; the cookie holds only the session ID).
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct StoredUser {
+    pub(crate) user: SessionUser,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) given_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) family_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) picture: Option<String>,
+    /// When the user signed in (Unix seconds).
+    pub(crate) signed_in_at: i64,
+    /// The absolute end of the session (Unix seconds), however active.
+    pub(crate) expires_at: i64,
+    /// When the idle deadline was last pushed back (Unix seconds).
+    pub(crate) seen_at: i64,
+}
+
+/// The token logout revokes: the refresh token when Google gave one, else the access token.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct StoredToken(pub(crate) String);
+
+impl fmt::Debug for StoredToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoredToken(<redacted>)")
+    }
+}
+
+/// What [`SignInLayer`] found, for [`RequireSignInLayer`](crate::RequireSignInLayer) (private: handlers read
+/// [`SignedInUser`] and [`Caller`]).
+#[derive(Clone, Debug)]
+pub(crate) enum SignInState {
+    SignedOut,
+    SignedIn,
+    NotAllowed(DenyReason),
+    /// The store failed: nobody can be said to be signed in or out.
+    Unavailable,
+}
+
+/// How often the idle deadline is pushed back: at most once a minute (or a tenth of the idle timeout), so an
+/// active user costs a store write per minute, not per request.
+fn refresh_interval(idle: Duration) -> i64 {
+    i64::try_from((idle / 10).min(Duration::from_secs(60)).as_secs()).unwrap_or(60)
+}
+
+pub(crate) fn expiry_at(unix: i64) -> Expiry {
+    Expiry::AtDateTime(
+        OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    )
+}
+
+impl Shared {
+    /// Reads the session and decides: signed in (and allowed), not allowed, signed out, or unknown.
+    pub(crate) async fn load(
+        &self,
+        session: &Session,
+    ) -> (SignInState, Option<(SignedInUser, Caller)>) {
+        let stored = match session.get::<StoredUser>(USER_KEY).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return (SignInState::SignedOut, None),
+            Err(e) => {
+                tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "session store failed");
+                return (SignInState::Unavailable, None);
+            }
+        };
+        let now = unix_secs(self.clock.now());
+        let idle = i64::try_from(self.idle.as_secs()).unwrap_or(i64::MAX);
+        if now >= stored.expires_at || now >= stored.seen_at.saturating_add(idle) {
+            tracing::debug!(target: "idgate::signin", "session ended (lifetime or idle timeout)");
+            if let Err(e) = session.flush().await {
+                tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "could not delete an ended session");
+            }
+            return (SignInState::SignedOut, None);
+        }
+        if now - stored.seen_at >= refresh_interval(self.idle) {
+            let mut refreshed = stored.clone();
+            refreshed.seen_at = now;
+            session.set_expiry(Some(expiry_at(
+                refreshed.expires_at.min(now.saturating_add(idle)),
+            )));
+            if let Err(e) = session.insert(USER_KEY, &refreshed).await {
+                tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "could not extend a session");
+            }
+        }
+        let caller = Caller::from_session(&stored.user);
+        let decision = self.allowlist.decide(&caller);
+        let user = SignedInUser::from_stored(stored);
+        match decision {
+            idgate_core::Decision::Allow { .. } => (SignInState::SignedIn, Some((user, caller))),
+            idgate_core::Decision::Deny { reason } => (SignInState::NotAllowed(reason), None),
+        }
+    }
+}
+
+/// The session layer of a [`SignIn`](crate::SignIn) ([`SignIn::layer`](crate::SignIn::layer)): `tower-sessions`
+/// with idgate's cookie rules, then a step that reads who is signed in.
+///
+/// The session cookie: `__Host-idgate_session` (`Secure`, `Path=/`, no `Domain`) or, on plain-http loopback,
+/// `idgate_session`; `HttpOnly`; `SameSite=Lax`; it holds only the session ID (22 characters), never the profile
+/// or a token. Sessions end after the idle timeout (sliding) or the absolute lifetime, whichever comes first.
+///
+/// For each request it inserts, when a signed-in user is allowed by the allowlist, the
+/// [`SignedInUser`] and the [`Caller`] (so `idgate_server::extract::VerifiedCaller` works) into the request
+/// extensions; a signed-out or refused user gets neither.
+#[derive(Clone, Debug)]
+pub struct SignInLayer {
+    shared: Arc<Shared>,
+    sessions: SessionManagerLayer<AnySessionStore>,
+}
+
+impl SignInLayer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        let sessions = SessionManagerLayer::new(shared.store.clone())
+            .with_name(shared.session_cookie)
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_secure(shared.secure)
+            .with_path("/")
+            .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
+                i64::try_from(shared.idle.as_secs()).unwrap_or(i64::MAX),
+            )));
+        Self { shared, sessions }
+    }
+}
+
+impl<S> Layer<S> for SignInLayer {
+    type Service = SignInService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SignInService {
+            inner: self.sessions.layer(LoadUser {
+                inner,
+                shared: self.shared.clone(),
+            }),
+        }
+    }
+}
+
+/// The service [`SignInLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct SignInService<S> {
+    inner: CookieManager<SessionManager<LoadUser<S>, AnySessionStore>>,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SignInService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = <CookieManager<SessionManager<LoadUser<S>, AnySessionStore>> as Service<
+        Request<ReqBody>,
+    >>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+/// The inner step of [`SignInService`]: reads who is signed in, after `tower-sessions` put the [`Session`] in the
+/// extensions. Public only because it appears in [`SignInService`]'s future type.
+#[derive(Clone)]
+pub struct LoadUser<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for LoadUser<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadUser")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for LoadUser<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // See tower's "be careful when cloning inner services": call the one that was made ready.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let (state, user) = match req.extensions().get::<Session>().cloned() {
+                Some(session) => shared.load(&session).await,
+                None => (SignInState::Unavailable, None),
+            };
+            let extensions = req.extensions_mut();
+            extensions.insert(state);
+            if let Some((user, caller)) = user {
+                extensions.insert(user);
+                extensions.insert(caller);
+            }
+            inner.call(req).await
+        })
+    }
+}
