@@ -31,7 +31,7 @@ fn sign(key: &ServiceAccountKeyFile, bytes: &[u8]) -> Vec<u8> {
 /// served while the refresh runs in the background, so a retired key is refused one refresh later.
 async fn eventually_refused<T, E, F>(check: impl Fn() -> F) -> Option<E>
 where
-    F: std::future::Future<Output = Result<T, E>>,
+    F: Future<Output = Result<T, E>>,
 {
     for _ in 0..50 {
         match check().await {
