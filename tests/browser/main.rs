@@ -3,3 +3,4 @@
 
 mod chooser;
 mod driver;
+mod signin;
