@@ -99,7 +99,7 @@ enum Command {
         iap_user: String,
         /// Register an OAuth client for Sign in with Google whose authorized redirect URI is this (e.g.
         /// http://127.0.0.1:8080/auth/callback; repeat for more URIs of the same client). Prints its client ID, its
-        /// secret (also written, owner-only, to --key-dir) and the [signin] table for idgate.toml.
+        /// secret (also written, owner-only, to --key-dir) and the `[signin]` table for idgate.toml.
         #[arg(long = "oauth-client", value_name = "REDIRECT_URI")]
         oauth_redirect_uris: Vec<Url>,
         #[command(flatten)]

@@ -11,6 +11,7 @@ use url::Url;
 
 #[cfg(doc)]
 use crate::emulator::Emulator;
+use crate::error::EmulatorError;
 use crate::token::numeric_id;
 
 mod emulator;
@@ -138,7 +139,7 @@ impl OAuthClient {
     pub fn write_secret_file(
         &self,
         dir: impl AsRef<std::path::Path>,
-    ) -> Result<std::path::PathBuf, crate::error::EmulatorError> {
+    ) -> Result<std::path::PathBuf, EmulatorError> {
         crate::service_account::write_secret_file(
             dir.as_ref(),
             &format!(
