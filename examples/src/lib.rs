@@ -9,6 +9,7 @@
 //! | `reqwest_client` | [`reqwest_client`] | `IdTokenMiddleware` over Application Default Credentials, `X-Serverless-Authorization` |
 //! | `tower_client` | [`tower_client`] | a hyper-util client wrapped in `AddIdTokenLayer` |
 //! | `list_buckets` | [`list_buckets`] | the App Identity guide's Google API call: Cloud Storage's bucket list with `AccessTokenMiddleware` |
+//! | `bookshelf` | [`bookshelf`] | the Bookshelf tutorial's "Authenticating users": Sign in with Google (`idgate_signin`) from a `[signin]` TOML table, "Login" / picture, name and "Logout", a "my books" page only signed-in users reach |
 //! | `signed_by_app` | [`signed_by_app`] | the App Identity guide's "asserting identity to third parties": `Signer` (IAM `signBlob`/`signJwt`) on one side, `ServiceAccountKeys` and `ServiceAccountJwtVerifier` on the other |
 //!
 //! Run one with `cargo run -p idgate-examples --example NAME` (its top doc says what else to start), or check it
@@ -16,6 +17,7 @@
 //! plays Google, everything listens on `127.0.0.1`, and the example asserts what must happen.
 
 pub mod appengine_dual_mode;
+pub mod bookshelf;
 pub mod iap_hello_user;
 pub mod list_buckets;
 pub mod reqwest_client;

@@ -3,6 +3,7 @@
 //! ```text
 //! idgate demo                                  the whole story on loopback: who gets in, and why
 //! idgate emulator [--port 8085]                Google's identity endpoints, locally, until Ctrl-C
+//!                 [--oauth-client REDIRECT_URI]   ... and an OAuth client for Sign in with Google
 //! idgate proxy --config idgate.toml --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000
 //!              [--header-read-timeout SECS] [--idle-timeout SECS] [--max-connections N] [--max-request-body-bytes N]
 //! idgate verify --audience AUD [TOKEN | -]     verify a token exactly as the layers do
@@ -96,6 +97,11 @@ enum Command {
             requires = "iap_proxy"
         )]
         iap_user: String,
+        /// Register an OAuth client for Sign in with Google whose authorized redirect URI is this (e.g.
+        /// http://127.0.0.1:8080/auth/callback; repeat for more URIs of the same client). Prints its client ID, its
+        /// secret (also written, owner-only, to --key-dir) and the `[signin]` table for idgate.toml.
+        #[arg(long = "oauth-client", value_name = "REDIRECT_URI")]
+        oauth_redirect_uris: Vec<Url>,
         #[command(flatten)]
         limits: cmd::limits::LimitFlags,
     },
@@ -289,6 +295,7 @@ async fn main() -> ExitCode {
             key_dir,
             iap_proxy,
             iap_user,
+            oauth_redirect_uris,
             limits,
         } => {
             cmd::init_logging("info");
@@ -305,6 +312,7 @@ async fn main() -> ExitCode {
                 key_dir,
                 iap_proxy,
                 iap_user,
+                oauth_redirect_uris,
                 limits,
             })
             .await

@@ -54,7 +54,7 @@ async fn the_demo_shows_every_expected_outcome_and_exits_zero() {
         text(&out.stderr)
     );
     assert!(
-        stdout.contains("All 20 outcomes are the expected ones"),
+        stdout.contains("All 24 outcomes are the expected ones"),
         "{stdout}"
     );
     assert!(!stdout.contains("!!"), "{stdout}");
@@ -76,6 +76,32 @@ async fn the_demo_shows_every_expected_outcome_and_exits_zero() {
         "nothing                                      401  401  required: Anonymous caller does not have storage.buckets.list",
     ] {
         assert!(stdout.contains(row), "{row:?} missing from:\n{stdout}");
+    }
+    // People sign in with Google through the `[signin]` table: each row's expected and actual status, and why.
+    assert!(stdout.contains("[signin]"), "{stdout}");
+    for (sends, outcome) in [
+        (
+            "browser: Sign in with Google, then GET /",
+            "200  200  Hello Alice Liddell <alice@example.com>",
+        ),
+        (
+            "browser: Sign in with Google (not allowed)",
+            "403  403  Access denied",
+        ),
+        (
+            "script, signed out: GET / (JSON)",
+            "401  401  sign-in required",
+        ),
+        (
+            "alice's session cookie, tampered",
+            "302  302  to /auth/login?return_to=%2F",
+        ),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(sends))
+            .unwrap_or_else(|| panic!("{sends:?} missing from:\n{stdout}"));
+        assert!(line.contains(outcome), "{line}");
     }
 }
 
@@ -450,6 +476,166 @@ fn emulator_answers_loopback_and_allowed_hosts_and_writes_owner_only_key_files()
         let mode = std::fs::metadata(key_file).unwrap().permissions().mode() & 0o777;
         assert_eq!(format!("{mode:o}"), "600", "{key_file}");
     }
+}
+
+/// `idgate emulator --oauth-client URI` serves Sign in with Google to a developer: it prints the client ID and
+/// secret, writes the secret owner-only, lists the test users, and prints a `[signin]` table `check-config` accepts;
+/// the client it registered completes the flow at the emulator (chooser, code, exchange with that secret).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_registers_an_oauth_client_for_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let callback = "http://127.0.0.1:8080/auth/callback";
+    let other = "http://localhost:8080/auth/callback";
+    let mut command = idgate();
+    command
+        .args(["emulator", "--port", "0"])
+        .args(["--oauth-client", callback, "--oauth-client", other])
+        .arg("--key-dir")
+        .arg(dir.path());
+    let (_running, banner, addr) = start_emulator(command);
+    let value = |prefix: &str| {
+        banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{banner}"))
+            .to_owned()
+    };
+    let client_id = value("export IDGATE_CLIENT_ID=");
+    let secret = value("export IDGATE_CLIENT_SECRET=");
+    assert!(
+        client_id.ends_with(".apps.googleusercontent.com"),
+        "{banner}"
+    );
+    assert!(secret.starts_with("GOCSPX-"), "{banner}");
+    for user in [
+        "alice@example.com (Alice Liddell, hd example.com)",
+        "bob@example.com",
+        "mallory@gmail.com (Mallory Mayhem)",
+    ] {
+        assert!(banner.contains(user), "{user} missing from:\n{banner}");
+    }
+
+    // The secret file: owner-only, holding the printed secret, named by the [signin] table.
+    let secret_file = value("client_secret_file = ");
+    let secret_file = secret_file.trim_matches('"');
+    assert_eq!(
+        std::fs::read_to_string(secret_file).unwrap().trim_end(),
+        secret
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(secret_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(format!("{mode:o}"), "600", "{secret_file}");
+    }
+
+    // What the banner says to put in idgate.toml is a config idgate accepts.
+    let toml: String = banner
+        .lines()
+        .skip_while(|l| l.trim() != "[google]")
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| format!("{}\n", l.trim()))
+        .collect();
+    assert!(toml.contains("[signin]"), "{banner}");
+    assert!(
+        toml.contains(&format!("redirect_url = \"{callback}\"")),
+        "{toml}"
+    );
+    let config = dir.path().join("idgate.toml");
+    std::fs::write(&config, &toml).unwrap();
+    let out = run(
+        {
+            let mut c = idgate();
+            c.arg("check-config").arg(&config);
+            c
+        },
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{toml}\n{}", text(&out.stderr));
+
+    // The client is registered for both URIs: the second one gets the account chooser, a click gets a code, and
+    // the code is exchanged with the printed secret.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("http://{addr}");
+    let authorize = |redirect_uri: &str| {
+        http.get(format!("{base}/o/oauth2/v2/auth")).query(&[
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("response_type", "code"),
+            ("scope", "openid email profile"),
+            ("state", "s1"),
+            ("nonce", "n1"),
+        ])
+    };
+    let chooser = authorize(other).send().await.unwrap();
+    assert_eq!(chooser.status(), 200);
+    let page = chooser.text().await.unwrap();
+    assert!(page.contains("data-email=\"alice@example.com\""), "{page}");
+    let request_id = page
+        .split("name=\"request\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let chosen = http
+        .post(format!("{base}/o/oauth2/v2/auth/oauthchooseaccount"))
+        .form(&[("request", request_id), ("email", "alice@example.com")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chosen.status(), 302);
+    let back = url::Url::parse(chosen.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(back.as_str().starts_with(other), "{back}");
+    let code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let tokens = http
+        .post(format!("{base}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", other),
+            ("client_id", client_id.as_str()),
+            ("client_secret", secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tokens.status(), 200);
+    let tokens: serde_json::Value = tokens.json().await.unwrap();
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+
+    // A redirect URI the client did not register: Google's error page, no redirect.
+    let refused = authorize("http://127.0.0.1:9999/auth/callback")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.headers().get("location").is_none());
+
+    // Only http(s) redirect URIs.
+    let bad = idgate()
+        .args([
+            "emulator",
+            "--port",
+            "0",
+            "--oauth-client",
+            "ftp://127.0.0.1/cb",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("http(s)"),
+        "{}",
+        text(&bad.stderr)
+    );
 }
 
 #[test]

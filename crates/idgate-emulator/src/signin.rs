@@ -11,6 +11,7 @@ use url::Url;
 
 #[cfg(doc)]
 use crate::emulator::Emulator;
+use crate::error::EmulatorError;
 use crate::token::numeric_id;
 
 mod emulator;
@@ -113,6 +114,40 @@ impl OAuthClient {
             "redirect_uris": self.redirect_uris,
         }})
         .to_string()
+    }
+
+    /// Writes the client secret (and a newline) to `dir/client_secret_{client_id}.txt`, readable by its owner
+    /// only (`0600` on Unix; the file is created with that mode and renamed into place, like service-account key
+    /// files), and returns its path: what `[signin] client_secret_file` names.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let emulator = idgate_emulator::Emulator::start().await?;
+    /// let client = emulator.create_oauth_client(&["http://127.0.0.1:8080/auth/callback"]);
+    /// let path = client.write_secret_file(std::env::temp_dir())?;
+    /// assert_eq!(std::fs::read_to_string(&path)?.trim_end(), client.client_secret());
+    /// # std::fs::remove_file(path)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`EmulatorError::Io`] when the file cannot be written; [`EmulatorError::Crypto`] when the random source
+    /// for the temporary file's name fails.
+    pub fn write_secret_file(
+        &self,
+        dir: impl AsRef<std::path::Path>,
+    ) -> Result<std::path::PathBuf, EmulatorError> {
+        crate::service_account::write_secret_file(
+            dir.as_ref(),
+            &format!(
+                "client_secret_{}.txt",
+                crate::service_account::file_stem(&self.client_id)
+            ),
+            format!("{}\n", self.client_secret).as_bytes(),
+        )
     }
 }
 

@@ -10,6 +10,9 @@
 //! list) with an OAuth 2.0 access token that `AccessTokenMiddleware` mints from the metadata server, and the API
 //! checks the token and its scope: read-only storage scope → 200 with the buckets, another scope → 403, none → 401.
 //!
+//! Then people who sign in with their Google account: `shelf`, protected by `idgate_signin` from the same file's
+//! `[signin]` table, and a scripted browser on the emulator's account chooser (see `demo/signin.rs`).
+//!
 //! Last, who the service is and how it proves it to someone who is not Google: `AppIdentity` (what `idgate whoami`
 //! prints) on an emulated Cloud Run, then the service signs a message as itself (`Signer`, IAM `signBlob`) and a
 //! third party checks it against the account's published keys (`ServiceAccountKeys`): genuine → 200, tampered or
@@ -35,6 +38,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use super::Error;
 
 mod identity;
+mod signin;
 
 const PROJECT_ID: &str = "demo-project";
 const PROJECT_NUMBER: u64 = 123_456_789;
@@ -152,6 +156,9 @@ pub(crate) async fn run(verbose: bool) -> Result<ExitCode, Error> {
     let reports_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let inventory = format!("http://{}", inventory_listener.local_addr()?);
     let reports = format!("http://{}", reports_listener.local_addr()?);
+    // Key files and the OAuth client secret, as production code holds them: in files.
+    let keys = tempfile::tempdir()?;
+    let shelf = signin::prepare(&emulator, keys.path()).await?;
     let toml = format!(
         r#"# inventory: service to service. It runs on App Engine, so the legacy header can be trusted there.
 [inbound]
@@ -170,9 +177,11 @@ audience = "/projects/{PROJECT_NUMBER}/apps/{PROJECT_ID}"
 [iap.allow]
 domains = ["example.com"]
 
+{}
 [google]                                     # the emulator plays Google
 base_url = "{}"
 "#,
+        shelf.toml,
         emulator.base_url()
     );
     let config = Config::from_toml_str(&toml)?;
@@ -201,6 +210,10 @@ base_url = "{}"
         "  inventory  {inventory}  service to service, dual mode (ID tokens + trusted legacy header)"
     );
     println!("  reports    {reports}  users behind Identity-Aware Proxy");
+    println!(
+        "  shelf      {}  people, Sign in with Google",
+        shelf.origin()
+    );
     println!();
     println!("idgate.toml:");
     for line in toml.lines() {
@@ -209,7 +222,6 @@ base_url = "{}"
     println!();
 
     // Credentials, as production code holds them.
-    let keys = tempfile::tempdir()?;
     let key_file = |email: &str| -> Result<std::path::PathBuf, Error> {
         Ok(emulator
             .try_create_service_account(email)?
@@ -430,6 +442,8 @@ base_url = "{}"
     let api_rows = send(api_cases, Judge::GoogleApi, &decisions, verbose).await?;
     print!("{}", table(&api_rows));
     rows.extend(api_rows);
+
+    rows.extend(signin::sign_in(shelf, &config, &emulator, verbose).await?);
 
     rows.extend(identity::who_am_i(&emulator, &plain, &decisions, verbose).await?);
 

@@ -1,7 +1,7 @@
 //! `idgate emulator`: Google's identity endpoints on loopback, until Ctrl-C.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use idgate_emulator::{Emulator, IapProxy, IapUserSpec};
@@ -22,11 +22,22 @@ pub(crate) struct Options {
     pub(crate) key_dir: PathBuf,
     pub(crate) iap_proxy: Option<url::Url>,
     pub(crate) iap_user: String,
+    pub(crate) oauth_redirect_uris: Vec<url::Url>,
     pub(crate) limits: LimitFlags,
 }
 
 pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
     let limits = server_limits(&Default::default(), &options.limits)?;
+    if let Some(bad) = options
+        .oauth_redirect_uris
+        .iter()
+        .find(|uri| !matches!(uri.scheme(), "http" | "https"))
+    {
+        return Err(format!(
+            "--oauth-client {bad}: a redirect URI is an http(s) URL, e.g. http://127.0.0.1:8080/auth/callback"
+        )
+        .into());
+    }
     let mut builder = Emulator::builder()
         .bind(options.addr)
         .project_id(&options.project_id)
@@ -117,10 +128,17 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
         emulator.allow_impersonation(caller, target);
         println!("  # {caller} may act as {target} (Service Account Token Creator)");
     }
+    let signin = match options.oauth_redirect_uris.as_slice() {
+        [] => None,
+        uris => Some(oauth_client(&emulator, uris, &options.key_dir)?),
+    };
     println!();
     println!("and in idgate.toml:");
     println!("  [google]");
     println!("  base_url = \"{base}\"");
+    if let Some(toml) = signin {
+        print!("{toml}");
+    }
     println!();
     println!("Mint a token as the metadata service account:");
     println!(
@@ -159,6 +177,69 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
     }
     emulator.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Registers one OAuth client for `uris`, writes its secret to `key_dir`, prints how to use it (its ID and secret as
+/// environment variables, the account chooser, the test users) and returns the `[signin]` table for idgate.toml.
+fn oauth_client(emulator: &Emulator, uris: &[url::Url], key_dir: &Path) -> Result<String, Error> {
+    let uris: Vec<&str> = uris.iter().map(url::Url::as_str).collect();
+    let client = emulator.try_create_oauth_client(&uris)?;
+    let secret_file = client.write_secret_file(key_dir)?;
+    // idgate.toml may be read from another directory than this one.
+    let secret_file = std::fs::canonicalize(&secret_file).unwrap_or(secret_file);
+    println!();
+    println!(
+        "Sign in with Google: an OAuth client (web application) for {}",
+        uris.join(", ")
+    );
+    println!("  export IDGATE_CLIENT_ID={}", client.client_id());
+    // The emulator's own secret, valid for this run only: printing it to the developer's terminal is harmless.
+    println!("  export IDGATE_CLIENT_SECRET={}", client.client_secret());
+    println!(
+        "  # the secret is also in {} (owner-only)",
+        secret_file.display()
+    );
+    println!("  account chooser  {}", emulator.authorization_url());
+    let users = emulator.users();
+    for (i, user) in users.iter().enumerate() {
+        let label = if i == 0 { "test users" } else { "" };
+        let hd = user
+            .hosted_domain()
+            .map_or_else(String::new, |hd| format!(", hd {hd}"));
+        println!("  {label:15}  {} ({}{hd})", user.email(), user.name());
+    }
+    let mut toml = String::new();
+    toml.push_str("  [signin]\n");
+    toml.push_str(&format!(
+        "  client_id = {}\n",
+        toml_string(client.client_id())
+    ));
+    toml.push_str(&format!(
+        "  client_secret_file = {}   # or client_secret_env = \"IDGATE_CLIENT_SECRET\"\n",
+        toml_string(&secret_file.display().to_string())
+    ));
+    toml.push_str(&format!("  redirect_url = {}\n", toml_string(uris[0])));
+    toml.push_str("  [signin.allow]\n");
+    toml.push_str(
+        "  domains = [\"example.com\"]   # alice and bob; mallory@gmail.com signs in and is refused (403)\n",
+    );
+    Ok(toml)
+}
+
+/// `s` as a TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Resolves on Ctrl-C, or SIGTERM on Unix.
