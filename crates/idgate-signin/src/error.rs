@@ -119,6 +119,7 @@ pub enum EndpointError {
 
 impl SignInError {
     /// A short, stable, machine-readable reason (`"unknown_state"`, `"nonce_mismatch"`, `"not_allowed"`, ...).
+    /// The page a sign-in route answers with carries it as `<main id="signin" data-reason="…">`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::ClientSecretUnavailable { .. } => "client_secret_unavailable",

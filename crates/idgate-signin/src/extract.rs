@@ -136,7 +136,7 @@ pub enum SignedInUserRejection {
 impl IntoResponse for SignedInUserRejection {
     fn into_response(self) -> Response {
         match self {
-            Self::NotSignedIn => pages::not_signed_in(),
+            Self::NotSignedIn => pages::not_signed_in(false),
             Self::MissingLayer => pages::missing_layer("SignedInUser"),
         }
     }

@@ -19,13 +19,16 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
-/// A page: `title` and `body_html` (already escaped by the caller).
-pub(crate) fn page(status: StatusCode, title: &str, body_html: &str) -> Response {
+/// A page: `title` and `body_html` (already escaped by the caller). `reason` (a stable `[a-z_]` code, never a
+/// secret) is on `<main id="signin" data-reason="…">`, for tests and scripts that must tell the pages apart
+/// without reading prose.
+pub(crate) fn page(status: StatusCode, reason: &str, title: &str, body_html: &str) -> Response {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
          <meta name=\"viewport\" content=\"width=device-width\"></head>\
-         <body><h1>{title}</h1>{body_html}</body></html>\n",
-        title = escape(title)
+         <body><main id=\"signin\" data-reason=\"{reason}\"><h1>{title}</h1>{body_html}</main></body></html>\n",
+        title = escape(title),
+        reason = escape(reason)
     );
     let mut response = Response::new(Body::from(html));
     *response.status_mut() = status;
@@ -68,13 +71,19 @@ pub(crate) fn to_login(login_path: &str, return_to: &str) -> Response {
     redirect(StatusCode::FOUND, &format!("{login_path}?{query}"))
 }
 
-pub(crate) fn not_signed_in() -> Response {
-    let mut response = Response::new(Body::from("sign-in required\n"));
+/// The `401` for a request that is not a page navigation: `{"error":"sign_in_required"}` to a client that accepts
+/// JSON, else plain text.
+pub(crate) fn not_signed_in(json: bool) -> Response {
+    let (body, content_type) = if json {
+        ("{\"error\":\"sign_in_required\"}\n", "application/json")
+    } else {
+        ("sign-in required\n", "text/plain; charset=utf-8")
+    };
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::UNAUTHORIZED;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -84,6 +93,7 @@ pub(crate) fn not_signed_in() -> Response {
 pub(crate) fn not_allowed(logout_path: &str) -> Response {
     page(
         StatusCode::FORBIDDEN,
+        "not_allowed",
         "Access denied",
         &format!(
             "<p>You are signed in with a Google account that may not use this site.</p>\
@@ -96,6 +106,7 @@ pub(crate) fn not_allowed(logout_path: &str) -> Response {
 pub(crate) fn unavailable() -> Response {
     page(
         StatusCode::SERVICE_UNAVAILABLE,
+        "session_store",
         "Sign-in unavailable",
         "<p>Sessions cannot be read right now. Please try again in a moment.</p>",
     )
@@ -105,6 +116,7 @@ pub(crate) fn missing_layer(what: &str) -> Response {
     tracing::error!(target: "idgate::signin", what, "SignIn::layer() is missing around this route");
     page(
         StatusCode::INTERNAL_SERVER_ERROR,
+        "missing_layer",
         "Server misconfigured",
         &format!(
             "<p>{} needs <code>SignIn::layer()</code> around the router. Perhaps you forgot to add it?</p>",
@@ -143,6 +155,7 @@ pub(crate) fn failed(error: &crate::SignInError, login_path: &str) -> Response {
     };
     page(
         error.status(),
+        error.reason(),
         title,
         &format!(
             "<p>{}</p><p><a href=\"{}\">Sign in again</a> · <a href=\"/\">Home</a></p>",
@@ -150,4 +163,38 @@ pub(crate) fn failed(error: &crate::SignInError, login_path: &str) -> Response {
             escape(login_path)
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_page_names_its_reason_and_escapes_it() {
+        let page = body(failed(&crate::SignInError::NonceMismatch, "/auth/login")).await;
+        assert!(
+            page.contains(r#"<main id="signin" data-reason="nonce_mismatch">"#),
+            "{page}"
+        );
+        let page = body(page_for_test("\"><script>")).await;
+        assert!(
+            page.contains("data-reason=\"&quot;&gt;&lt;script&gt;\""),
+            "{page}"
+        );
+        let json = not_signed_in(true);
+        assert_eq!(json.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(body(json).await.trim(), r#"{"error":"sign_in_required"}"#);
+        assert_eq!(body(not_signed_in(false)).await, "sign-in required\n");
+    }
+
+    fn page_for_test(reason: &str) -> Response {
+        page(StatusCode::BAD_REQUEST, reason, "t", "")
+    }
 }

@@ -20,7 +20,7 @@ use crate::signin::Shared;
 /// |---|---|
 /// | signed in, allowed | passes, with [`SignedInUser`](crate::SignedInUser) and [`Caller`](idgate_core::Caller) in the extensions |
 /// | signed out, a page navigation (`GET`/`HEAD` with `Sec-Fetch-Mode: navigate`, or without that header an `Accept` that names `text/html`) | `302` to the login route with `?return_to=` this path |
-/// | signed out, anything else (`fetch`/XHR, `Accept: application/json`, `POST`, ...) | `401`, never a redirect (a script cannot follow one to Google) |
+/// | signed out, anything else (`fetch`/XHR, `Accept: application/json`, `POST`, ...) | `401`, never a redirect (a script cannot follow one to Google); `{"error":"sign_in_required"}` when `Accept` names JSON |
 /// | signed in, not on the allowlist | `403` page |
 /// | the session store failed | `503` |
 /// | no [`SignIn::layer`](crate::SignIn::layer) outside | `500` naming it (fail closed) |
@@ -88,6 +88,19 @@ pub(crate) fn is_page_navigation<B>(req: &Request<B>) -> bool {
     }
 }
 
+/// Whether `req`'s `Accept` names JSON (`application/json` or a `+json` type).
+pub(crate) fn accepts_json<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.split(';').next().unwrap_or_default().trim();
+            t.eq_ignore_ascii_case("application/json") || t.ends_with("+json")
+        })
+}
+
 impl<S, ReqBody> Service<Request<ReqBody>> for RequireSignIn<S>
 where
     S: Service<Request<ReqBody>, Response = Response<Body>>,
@@ -107,7 +120,7 @@ where
                 let here = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 pages::to_login(&self.shared.login_path, &sanitize_return_to(here))
             }
-            Some(SignInState::SignedOut) => pages::not_signed_in(),
+            Some(SignInState::SignedOut) => pages::not_signed_in(accepts_json(&req)),
             Some(SignInState::NotAllowed(reason)) => {
                 tracing::info!(target: "idgate::decision", reason = reason.as_str(), "signed-in user not allowed");
                 pages::not_allowed(&self.shared.logout_path)
@@ -129,6 +142,27 @@ mod tests {
             builder = builder.header(*k, *v);
         }
         builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn json_is_told_from_the_rest() {
+        for accept in [
+            "application/json",
+            "text/plain, Application/JSON;q=0.5",
+            "application/problem+json",
+        ] {
+            assert!(
+                accepts_json(&req(Method::GET, &[("accept", accept)])),
+                "{accept}"
+            );
+        }
+        for accept in ["text/html", "*/*", "application/jsonp", "text/json-ish"] {
+            assert!(
+                !accepts_json(&req(Method::GET, &[("accept", accept)])),
+                "{accept}"
+            );
+        }
+        assert!(!accepts_json(&req(Method::GET, &[])));
     }
 
     #[test]
