@@ -100,7 +100,7 @@ pub use extract::{SignedInUser, SignedInUserRejection};
 pub use require::{RequireSignIn, RequireSignInLayer};
 pub use return_to::{MAX_RETURN_TO_LEN, sanitize_return_to};
 pub use secret::ClientSecret;
-pub use session::{AnySessionStore, LoadUser, SignInLayer, SignInService};
+pub use session::{AnySessionStore, LoadUser, RECENT_USER_TTL, SignInLayer, SignInService};
 pub use signin::{DEFAULT_MAX_PENDING_ATTEMPTS, SignIn, SignInBuilder};
 /// The session store trait and the in-memory store, re-exported from `tower-sessions` so that a store can be
 /// passed to [`SignInBuilder::store`] without naming that crate's version.

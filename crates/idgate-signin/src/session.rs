@@ -27,6 +27,13 @@ use crate::flow::unix_secs;
 use crate::signin::Shared;
 
 /// The session key of the signed-in user ([`StoredUser`]).
+/// How long a process answers a session from its own copy of the session's user instead of reading the store: a
+/// logout, or the end of a session, made in **another process** sharing the store takes effect here within this
+/// bound. (In the process where it happens, logout and sign-in drop the copy at once.)
+pub const RECENT_USER_TTL: Duration = Duration::from_secs(5);
+/// How many sessions' users a process keeps that way at most.
+pub(crate) const RECENT_USER_CAPACITY: u64 = 100_000;
+
 pub(crate) const USER_KEY: &str = "idgate.signin.user";
 /// The session key of the token logout revokes; apart so that the hot path never reads it.
 pub(crate) const TOKEN_KEY: &str = "idgate.signin.token";
@@ -119,12 +126,48 @@ pub(crate) fn expiry_at(unix: i64) -> Expiry {
     )
 }
 
+/// A session's user as this process last read it from the store, already judged: what a signed-in request needs,
+/// without a store round trip, a record clone and a JSON decode on every request. Kept at most
+/// [`RECENT_USER_TTL`], and used only while the session needs no sliding-expiry write.
+pub(crate) struct RecentUser {
+    stored: StoredUser,
+    verdict: Result<(SignedInUser, Caller), DenyReason>,
+}
+
+type Loaded = (SignInState, Option<(SignedInUser, Caller)>);
+
 impl Shared {
-    /// Reads the session and decides: signed in (and allowed), not allowed, signed out, or unknown.
-    pub(crate) async fn load(
-        &self,
-        session: &Session,
-    ) -> (SignInState, Option<(SignedInUser, Caller)>) {
+    /// The answer for `session` from this process's copy, if it holds one still good to use at `now`.
+    fn recent(&self, session: &Session, now: i64) -> Option<Loaded> {
+        let recent = self.recent.get(&session.id()?)?;
+        let idle = i64::try_from(self.idle.as_secs()).unwrap_or(i64::MAX);
+        let stored = &recent.stored;
+        // Ended, or due for its sliding-expiry write: the store has to be read (and written).
+        if now >= stored.expires_at
+            || now >= stored.seen_at.saturating_add(idle)
+            || now - stored.seen_at >= refresh_interval(self.idle)
+        {
+            return None;
+        }
+        Some(match &recent.verdict {
+            Ok((user, caller)) => (SignInState::SignedIn, Some((user.clone(), caller.clone()))),
+            Err(reason) => (SignInState::NotAllowed(*reason), None),
+        })
+    }
+
+    /// Drops this process's copy of `session`'s user (at logout, at sign-in, when a session ends).
+    pub(crate) fn forget(&self, session: &Session) {
+        if let Some(id) = session.id() {
+            self.recent.invalidate(&id);
+        }
+    }
+
+    /// Reads the session and decides: signed in (and allowed), not allowed, signed out, or unknown. A session read
+    /// within the last [`RECENT_USER_TTL`] is answered from this process's copy.
+    pub(crate) async fn load(&self, session: &Session) -> Loaded {
+        if let Some(answer) = self.recent(session, unix_secs(self.clock.now())) {
+            return answer;
+        }
         let stored = match session.get::<StoredUser>(USER_KEY).await {
             Ok(Some(stored)) => stored,
             Ok(None) => return (SignInState::SignedOut, None),
@@ -137,6 +180,7 @@ impl Shared {
         let idle = i64::try_from(self.idle.as_secs()).unwrap_or(i64::MAX);
         if now >= stored.expires_at || now >= stored.seen_at.saturating_add(idle) {
             tracing::debug!(target: "idgate::signin", "session ended (lifetime or idle timeout)");
+            self.forget(session);
             if let Err(e) = session.flush().await {
                 tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "could not delete an ended session");
             }
@@ -153,12 +197,21 @@ impl Shared {
             }
         }
         let caller = Caller::from_session(&stored.user);
-        let decision = self.allowlist.decide(&caller);
-        let user = SignedInUser::from_stored(stored);
-        match decision {
-            idgate_core::Decision::Allow { .. } => (SignInState::SignedIn, Some((user, caller))),
-            idgate_core::Decision::Deny { reason } => (SignInState::NotAllowed(reason), None),
+        let verdict = match self.allowlist.decide(&caller) {
+            idgate_core::Decision::Allow { .. } => {
+                Ok((SignedInUser::from_stored(stored.clone()), caller))
+            }
+            idgate_core::Decision::Deny { reason } => Err(reason),
+        };
+        let answer = match &verdict {
+            Ok((user, caller)) => (SignInState::SignedIn, Some((user.clone(), caller.clone()))),
+            Err(reason) => (SignInState::NotAllowed(*reason), None),
+        };
+        if let Some(id) = session.id() {
+            self.recent
+                .insert(id, Arc::new(RecentUser { stored, verdict }));
         }
+        answer
     }
 }
 

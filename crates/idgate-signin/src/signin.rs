@@ -50,6 +50,9 @@ pub(crate) struct Shared {
     pub(crate) attempt_cookie_prefix: &'static str,
     pub(crate) attempts: moka::sync::Cache<[u8; 32], Arc<Attempt>>,
     pub(crate) store: AnySessionStore,
+    /// Sessions' users as this process last read them from the store (see `session::RecentUser`).
+    pub(crate) recent:
+        moka::sync::Cache<tower_sessions::session::Id, Arc<crate::session::RecentUser>>,
 }
 
 impl fmt::Debug for Shared {
@@ -258,7 +261,8 @@ impl SignInBuilder {
     }
 
     /// Where sessions are kept: any `tower-sessions` store (Redis, a database). Default: `MemoryStore` (one process;
-    /// sessions end with it).
+    /// sessions end with it). Note that `MemoryStore` never deletes a record whose session expired (it only stops
+    /// returning it): a long-running service that signs many people in should pass a store that expires records.
     pub fn store(mut self, store: impl SessionStore) -> Self {
         self.store = Some(AnySessionStore::new(store));
         self
@@ -430,6 +434,10 @@ impl SignInBuilder {
                 store: self
                     .store
                     .unwrap_or_else(|| AnySessionStore::new(MemoryStore::default())),
+                recent: moka::sync::Cache::builder()
+                    .max_capacity(crate::session::RECENT_USER_CAPACITY)
+                    .time_to_live(crate::session::RECENT_USER_TTL)
+                    .build(),
             }),
         })
     }
