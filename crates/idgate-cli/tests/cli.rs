@@ -90,7 +90,7 @@ async fn the_demo_shows_every_expected_outcome_and_exits_zero() {
         ),
         (
             "script, signed out: GET / (JSON)",
-            "401  401  sign-in required",
+            "401  401  {\"error\":\"sign_in_required\"}",
         ),
         (
             "alice's session cookie, tampered",
