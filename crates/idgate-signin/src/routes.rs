@@ -250,7 +250,7 @@ async fn complete(
         seen_at: now,
     };
     // Session fixation: whatever session this browser had (and whatever it held), the signed-in one is new.
-    shared.forget(&session);
+    shared.forget(session);
     session.clear().await;
     session.cycle_id().await.map_err(SignInError::Session)?;
     session
@@ -297,7 +297,7 @@ async fn logout_route(shared: &Shared, req: Parts) -> Response {
             None
         }
     };
-    shared.forget(&session);
+    shared.forget(session);
     if let Err(e) = session.flush().await {
         tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "could not delete the session at logout");
     }
