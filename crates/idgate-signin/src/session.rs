@@ -26,7 +26,6 @@ use crate::extract::SignedInUser;
 use crate::flow::unix_secs;
 use crate::signin::Shared;
 
-/// The session key of the signed-in user ([`StoredUser`]).
 /// How long a process answers a session from its own copy of the session's user instead of reading the store: a
 /// logout, or the end of a session, made in **another process** sharing the store takes effect here within this
 /// bound. (In the process where it happens, logout and sign-in drop the copy at once.)
@@ -34,6 +33,7 @@ pub const RECENT_USER_TTL: Duration = Duration::from_secs(5);
 /// How many sessions' users a process keeps that way at most.
 pub(crate) const RECENT_USER_CAPACITY: u64 = 100_000;
 
+/// The session key of the signed-in user ([`StoredUser`]).
 pub(crate) const USER_KEY: &str = "idgate.signin.user";
 /// The session key of the token logout revokes; apart so that the hot path never reads it.
 pub(crate) const TOKEN_KEY: &str = "idgate.signin.token";
