@@ -31,7 +31,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use idgate_core::config::Config;
 use idgate_emulator::Emulator;
-use idgate_signin::{SignIn, SignedInUser};
+use idgate_signin::{SignIn, SignedInUser, escape_html};
 use url::Url;
 
 use crate::Result;
@@ -181,7 +181,7 @@ async fn home(State(state): State<AppState>, user: Option<SignedInUser>) -> Resp
     let body = match &user {
         Some(user) => format!(
             "<p>Welcome back, {}. <a href=\"/books/mine\">My books</a></p>",
-            escape(display_name(user))
+            escape_html(display_name(user))
         ),
         None => "<p>Sign in to keep a list of your books. <a href=\"/books/mine\">My books</a></p>"
             .to_owned(),
@@ -198,9 +198,9 @@ async fn my_books(State(state): State<AppState>, user: SignedInUser) -> Response
     } else {
         body.push_str("<ul id=\"books\">");
         for book in &books {
-            let _ = write!(body, "<li><cite>{}</cite>", escape(&book.title));
+            let _ = write!(body, "<li><cite>{}</cite>", escape_html(&book.title));
             if !book.author.is_empty() {
-                let _ = write!(body, " by {}", escape(&book.author));
+                let _ = write!(body, " by {}", escape_html(&book.author));
             }
             body.push_str("</li>");
         }
@@ -226,7 +226,7 @@ async fn add_book(
     let refuse = |why: &str| {
         let body = format!(
             "<p>{}</p><p><a href=\"/books/mine\">My books</a></p>",
-            escape(why)
+            escape_html(why)
         );
         page(
             &state,
@@ -281,26 +281,26 @@ fn page(
                 .map_or_else(String::new, |p| {
                     format!(
                         "<img id=\"picture\" src=\"{}\" alt=\"\" width=\"32\" height=\"32\"> ",
-                        escape(p.as_str())
+                        escape_html(p.as_str())
                     )
                 });
             format!(
                 "{picture}<span id=\"user-name\">{}</span> \
                  <form method=\"post\" action=\"{}\" style=\"display:inline\">\
                  <button type=\"submit\" id=\"logout\">Logout</button></form>",
-                escape(display_name(user)),
-                escape(&state.logout_path)
+                escape_html(display_name(user)),
+                escape_html(&state.logout_path)
             )
         }
         None => format!(
             "<a id=\"login\" href=\"{}\">Login</a>",
-            escape(&state.login_path)
+            escape_html(&state.login_path)
         ),
     };
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
          <body><nav>{bar}</nav><h1>{title}</h1>{body}</body></html>\n",
-        title = escape(title)
+        title = escape_html(title)
     );
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -316,22 +316,6 @@ fn page(
         ),
     );
     (status, headers, html).into_response()
-}
-
-/// `text` for HTML text and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A response as a browser sees it: status, `Location`, body.

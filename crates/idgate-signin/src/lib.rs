@@ -97,6 +97,7 @@ mod signin;
 
 pub use error::{EndpointError, SignInError};
 pub use extract::{SignedInUser, SignedInUserRejection};
+pub use pages::escape_html;
 pub use require::{RequireSignIn, RequireSignInLayer};
 pub use return_to::{MAX_RETURN_TO_LEN, sanitize_return_to};
 pub use secret::ClientSecret;

@@ -4,7 +4,13 @@ use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 
-pub(crate) fn escape(text: &str) -> String {
+/// `text` made safe for HTML text and attribute values (`&`, `<`, `>`, `"` and `'` escaped): what the sign-in
+/// pages use, and what a page showing a [`SignedInUser`](crate::SignedInUser)'s name or picture URL should use.
+///
+/// ```
+/// assert_eq!(idgate_signin::escape_html(r#"<img src=x onerror="a()">"#), "&lt;img src=x onerror=&quot;a()&quot;&gt;");
+/// ```
+pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -27,8 +33,8 @@ pub(crate) fn page(status: StatusCode, reason: &str, title: &str, body_html: &st
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
          <meta name=\"viewport\" content=\"width=device-width\"></head>\
          <body><main id=\"signin\" data-reason=\"{reason}\"><h1>{title}</h1>{body_html}</main></body></html>\n",
-        title = escape(title),
-        reason = escape(reason)
+        title = escape_html(title),
+        reason = escape_html(reason)
     );
     let mut response = Response::new(Body::from(html));
     *response.status_mut() = status;
@@ -98,7 +104,7 @@ pub(crate) fn not_allowed(logout_path: &str) -> Response {
         &format!(
             "<p>You are signed in with a Google account that may not use this site.</p>\
              <form method=\"post\" action=\"{}\"><button type=\"submit\">Sign out</button></form>",
-            escape(logout_path)
+            escape_html(logout_path)
         ),
     )
 }
@@ -120,7 +126,7 @@ pub(crate) fn missing_layer(what: &str) -> Response {
         "Server misconfigured",
         &format!(
             "<p>{} needs <code>SignIn::layer()</code> around the router. Perhaps you forgot to add it?</p>",
-            escape(what)
+            escape_html(what)
         ),
     )
 }
@@ -159,8 +165,8 @@ pub(crate) fn failed(error: &crate::SignInError, login_path: &str) -> Response {
         title,
         &format!(
             "<p>{}</p><p><a href=\"{}\">Sign in again</a> · <a href=\"/\">Home</a></p>",
-            escape(&text),
-            escape(login_path)
+            escape_html(&text),
+            escape_html(login_path)
         ),
     )
 }
