@@ -32,6 +32,9 @@ use crate::signin::Shared;
 pub const RECENT_USER_TTL: Duration = Duration::from_secs(5);
 /// How many sessions' users a process keeps that way at most.
 pub(crate) const RECENT_USER_CAPACITY: u64 = 100_000;
+/// How long this process remembers that it forgot a session (logout, sign-in): longer than any store read that began
+/// before the forgetting may take to finish, so such a read cannot put the ended session's user back.
+pub(crate) const FORGOTTEN_TTL: Duration = Duration::from_secs(600);
 
 /// The session key of the signed-in user ([`StoredUser`]).
 pub(crate) const USER_KEY: &str = "idgate.signin.user";
@@ -158,6 +161,9 @@ impl Shared {
     /// Drops this process's copy of `session`'s user (at logout, at sign-in, when a session ends).
     pub(crate) fn forget(&self, session: &Session) {
         if let Some(id) = session.id() {
+            // Marked first, dropped second: a request that read the store before this and keeps its copy after it
+            // sees the mark (see `load`), so no copy of the ended session outlives the logout or sign-in.
+            self.forgotten.insert(id, ());
             self.recent.invalidate(&id);
         }
     }
@@ -210,6 +216,10 @@ impl Shared {
         if let Some(id) = session.id() {
             self.recent
                 .insert(id, Arc::new(RecentUser { stored, verdict }));
+            // A logout (or sign-in) of this session that ran while the store was being read: drop the copy again.
+            if self.forgotten.contains_key(&id) {
+                self.recent.invalidate(&id);
+            }
         }
         answer
     }

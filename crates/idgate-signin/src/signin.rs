@@ -53,6 +53,9 @@ pub(crate) struct Shared {
     /// Sessions' users as this process last read them from the store (see `session::RecentUser`).
     pub(crate) recent:
         moka::sync::Cache<tower_sessions::session::Id, Arc<crate::session::RecentUser>>,
+    /// Sessions this process ended or replaced (logout, sign-in), so that a read of one already in flight does not
+    /// put a copy back into `recent`.
+    pub(crate) forgotten: moka::sync::Cache<tower_sessions::session::Id, ()>,
 }
 
 impl fmt::Debug for Shared {
@@ -437,6 +440,10 @@ impl SignInBuilder {
                 recent: moka::sync::Cache::builder()
                     .max_capacity(crate::session::RECENT_USER_CAPACITY)
                     .time_to_live(crate::session::RECENT_USER_TTL)
+                    .build(),
+                forgotten: moka::sync::Cache::builder()
+                    .max_capacity(crate::session::RECENT_USER_CAPACITY)
+                    .time_to_live(crate::session::FORGOTTEN_TTL)
                     .build(),
             }),
         })

@@ -821,3 +821,97 @@ async fn navigations_are_redirected_and_scripts_get_401() {
     // A signed-out visitor never gets a session by being turned away.
     assert_eq!(app.store.count(), 0);
 }
+
+/// A session store whose reads, once armed, take their record at once and then wait until the test releases them
+/// one by one (in the order they began): a store across a network, with the interleaving chosen by the test.
+#[derive(Clone, Debug, Default)]
+struct GatedStore {
+    inner: common::Store,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    parked: Arc<std::sync::atomic::AtomicUsize>,
+    released: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl tower_sessions::SessionStore for GatedStore {
+    async fn create(
+        &self,
+        record: &mut tower_sessions::session::Record,
+    ) -> tower_sessions::session_store::Result<()> {
+        self.inner.create(record).await
+    }
+    async fn save(
+        &self,
+        record: &tower_sessions::session::Record,
+    ) -> tower_sessions::session_store::Result<()> {
+        self.inner.save(record).await
+    }
+    async fn load(
+        &self,
+        id: &tower_sessions::session::Id,
+    ) -> tower_sessions::session_store::Result<Option<tower_sessions::session::Record>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let loaded = self.inner.load(id).await;
+        if self.armed.load(SeqCst) {
+            let turn = self.parked.fetch_add(1, SeqCst);
+            while self.released.load(SeqCst) <= turn {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        loaded
+    }
+    async fn delete(
+        &self,
+        id: &tower_sessions::session::Id,
+    ) -> tower_sessions::session_store::Result<()> {
+        self.inner.delete(id).await
+    }
+}
+
+impl GatedStore {
+    async fn wait_parked(&self, n: usize) {
+        while self.parked.load(std::sync::atomic::Ordering::SeqCst) < n {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    fn release(&self, n: usize) {
+        self.released.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A request of the same session in flight while it logs out (a page's background fetch, a second tab) read the
+/// store before the logout deleted the session and finishes after it: the process's copy of the user it made must
+/// not answer the ended session's cookie (a copy of it in a thief's hands) afterwards.
+#[tokio::test]
+async fn a_request_in_flight_at_logout_leaves_no_copy_of_the_user() {
+    let google = Google::start().await;
+    let store = GatedStore::default();
+    let app = App::serve(&google, Public::Loopback, |b| b.store(store.clone())).await;
+    let mut browser = app.browser();
+    browser.sign_in(&google, "/", ALICE).await;
+    let id = browser.session().cloned().unwrap();
+
+    store.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut out, origin) = (browser.clone(), app.origin.clone());
+    let logout = tokio::spawn(async move { out.logout(Some(&origin)).await });
+    store.wait_parked(1).await;
+    let mut tab = browser.clone();
+    let in_flight = tokio::spawn(async move { tab.page("/books").await });
+    store.wait_parked(2).await;
+    // The logout reads the session's token, forgets it and deletes it; only then does the other request go on.
+    store.release(1);
+    assert_eq!(logout.await.unwrap().status, StatusCode::SEE_OTHER);
+    assert!(app.store.session(&id).await.is_none());
+    store.release(2);
+    assert_eq!(in_flight.await.unwrap().status, StatusCode::OK);
+    store
+        .armed
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+
+    let mut thief = app.browser();
+    thief.set_session(&id);
+    let page = thief.page("/books").await;
+    assert_eq!(page.status, StatusCode::FOUND, "{}", page.body);
+    assert!(page.location().starts_with("/auth/login?return_to="));
+}
