@@ -28,7 +28,9 @@ use crate::signin::Shared;
 
 /// How long a process answers a session from its own copy of the session's user instead of reading the store: a
 /// logout, or the end of a session, made in **another process** sharing the store takes effect here within this
-/// bound. (In the process where it happens, logout and sign-in drop the copy at once.)
+/// bound. (In the process where it happens, the crate's own logout route and sign-in drop the copy at once. A
+/// handler that ends a session itself, with `Session::flush` or by removing its keys, is not seen for up to this
+/// bound: send the browser through the logout route instead.)
 pub const RECENT_USER_TTL: Duration = Duration::from_secs(5);
 /// How many sessions' users a process keeps that way at most.
 pub(crate) const RECENT_USER_CAPACITY: u64 = 100_000;
