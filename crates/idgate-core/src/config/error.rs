@@ -100,6 +100,10 @@ pub enum ConfigErrorKind {
     InvalidScope,
     /// A `[signin]` route path that is not an exact absolute path, or two routes on one path.
     InvalidRoutePath,
+    /// `[signin.sessions]` that does not say where the store is (`store = "redis"` without exactly one of `url`
+    /// and `url_env`, a URL that is not `redis://` or `rediss://`, a key prefix that is not plain text), or a
+    /// store setting given to the in-memory store.
+    SessionStore,
 }
 
 /// Why a configuration was refused: what, where (line and column), and what to write instead.

@@ -39,7 +39,10 @@ mod validate;
 use error::from_allowlist_error;
 pub use error::{ConfigError, ConfigErrorKind, Location};
 use raw::*;
-pub use signin::{AccessType, ClientSecretSource, DEFAULT_SCOPES, SignInConfig};
+pub use signin::{
+    AccessType, ClientSecretSource, DEFAULT_REDIS_KEY_PREFIX, DEFAULT_SCOPES, RedisSessionsConfig,
+    RedisUrlSource, SessionStoreConfig, SignInConfig,
+};
 pub use tables::{GoogleConfig, IapAudience, IapConfig, InboundConfig, ProxySettings};
 use validate::*;
 
@@ -160,6 +163,10 @@ use validate::*;
 /// | `signin.hosted_domain`, `signin.prompt`, `signin.access_type`, `signin.fetch_userinfo` | optional |
 /// | `signin.login_path`, `signin.logout_path` | default `/auth/login`, `/auth/logout`; the callback is `redirect_url`'s path |
 /// | `signin.allow.emails`, `.domains`, `.hosted_domains` | required: must list someone |
+/// | `signin.sessions.store` | `"memory"` (default: one process) or `"redis"` (replicas share sessions); see [`SessionStoreConfig`] |
+/// | `signin.sessions.url_env` / `signin.sessions.url` | Redis only, exactly one: `redis://` or `rediss://` (TLS); a password only through `url_env` |
+/// | `signin.sessions.key_prefix`, `signin.sessions.timeout_ms` | Redis only: default `"idgate:signin:"` and 500 (10 to 10000) |
+/// | `signin.sessions.local_cache_ms` | default 5000, 0 to 60000: how long a process answers from its own copy of a session's user |
 /// | `google.*` | endpoint overrides; plain `http` only on loopback addresses (except `metadata_url`) |
 /// | `google.oidc_keys_format`, `google.iap_keys_format` | `"auto"` (default: JWKS or PEM, read from each document, as Google's libraries do), `"jwks"` or `"pem"` to pin one; the family (OIDC RS256, IAP ES256) is never read from the document |
 /// | `proxy.header_read_timeout_secs` | default 10, 1 to 86400; see [`ProxySettings`] |

@@ -178,6 +178,7 @@ fn keys_of(path: &[&str]) -> Option<&'static [&'static str]> {
         // `client_secret` is read only to be refused with its own message: never offer it.
         ["signin"] => SIGNIN_KEYS,
         ["signin", "allow"] => fields_of::<RawIapAllow>(),
+        ["signin", "sessions"] => fields_of::<RawSessions>(),
         _ => return None,
     })
 }
@@ -198,6 +199,7 @@ const SIGNIN_KEYS: &[&str] = &[
     "login_path",
     "logout_path",
     "allow",
+    "sessions",
 ];
 
 /// The field names a derived `Deserialize` struct asks for: it hands them to `deserialize_struct`.

@@ -70,6 +70,17 @@ pub(crate) struct RawSignin {
     pub(crate) login_path: Option<Spanned<String>>,
     pub(crate) logout_path: Option<Spanned<String>>,
     pub(crate) allow: Option<Spanned<RawIapAllow>>,
+    pub(crate) sessions: Option<Spanned<RawSessions>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RawSessions {
+    pub(crate) store: Option<Spanned<String>>,
+    pub(crate) url: Option<Spanned<String>>,
+    pub(crate) url_env: Option<Spanned<String>>,
+    pub(crate) key_prefix: Option<Spanned<String>>,
+    pub(crate) timeout_ms: Option<Spanned<u64>>,
+    pub(crate) local_cache_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

@@ -101,9 +101,120 @@ pub struct SignInConfig {
     pub(super) login_path: String,
     pub(super) logout_path: String,
     pub(super) allowlist: Allowlist,
+    pub(super) sessions: SessionStoreConfig,
+    pub(super) local_cache: Duration,
 }
 
+/// The default `[signin.sessions] key_prefix`.
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "idgate:signin:";
+/// The default `[signin.sessions] timeout_ms`: how long one store operation may take.
+const DEFAULT_STORE_TIMEOUT_MS: u64 = 500;
+/// The default `[signin.sessions] local_cache_ms`.
+const DEFAULT_LOCAL_CACHE_MS: u64 = 5_000;
+
+/// `[signin.sessions]`: where sessions (and, with Redis, sign-in attempts and the index behind "sign out
+/// everywhere") are kept.
+///
+/// ```
+/// use idgate_core::config::{Config, RedisUrlSource, SessionStoreConfig};
+///
+/// let config = Config::from_toml_str(r#"
+/// [signin]
+/// client_id = "123-abc.apps.googleusercontent.com"
+/// client_secret_env = "IDGATE_CLIENT_SECRET"
+/// redirect_url = "https://app.example.com/auth/callback"
+/// [signin.allow]
+/// domains = ["example.com"]
+/// [signin.sessions]
+/// store = "redis"
+/// url_env = "IDGATE_REDIS_URL"    # e.g. rediss://:PASSWORD@10.0.0.3:6378/0 (the password never in this file)
+/// timeout_ms = 500                 # each store operation; the default
+/// "#).unwrap();
+///
+/// let SessionStoreConfig::Redis(redis) = config.signin().unwrap().sessions() else { unreachable!() };
+/// assert_eq!(redis.url(), &RedisUrlSource::Env("IDGATE_REDIS_URL".into()));
+/// assert_eq!(redis.key_prefix(), "idgate:signin:");
+/// assert_eq!(redis.timeout().as_millis(), 500);
+///
+/// // A password written in the file is refused, as every secret is.
+/// let refused = config_with(r#"url = "redis://:hunter2@10.0.0.3:6379""#);
+/// assert!(Config::from_toml_str(&refused).unwrap_err().to_string().contains("url_env"));
+/// # fn config_with(line: &str) -> String {
+/// #     format!("[signin]\nclient_id = \"a.apps.googleusercontent.com\"\nclient_secret_env = \"S\"\n\
+/// #              redirect_url = \"https://app.example.com/cb\"\n[signin.allow]\ndomains = [\"example.com\"]\n\
+/// #              [signin.sessions]\nstore = \"redis\"\n{line}\n")
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionStoreConfig {
+    /// `store = "memory"` (the default): in this process; sessions end when it stops, and replicas do not share
+    /// them.
+    Memory,
+    /// `store = "redis"`: in Redis, shared by every replica.
+    Redis(RedisSessionsConfig),
+}
+
+/// `[signin.sessions]` with `store = "redis"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSessionsConfig {
+    url: RedisUrlSource,
+    key_prefix: String,
+    timeout: Duration,
+}
+
+impl RedisSessionsConfig {
+    /// Where the server's URL comes from.
+    pub fn url(&self) -> &RedisUrlSource {
+        &self.url
+    }
+
+    /// `key_prefix` (default `"idgate:signin:"`): every key idgate writes starts with it.
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// `timeout_ms` (default 500 ms): the most one store operation (connecting included) may take before the
+    /// request is answered `503`.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+/// Where the Redis URL comes from.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisUrlSource {
+    /// `url`: written in the file (without a password).
+    Url(Url),
+    /// `url_env`: the name of an environment variable holding the URL (which may carry a password).
+    Env(String),
+}
+
+impl fmt::Debug for RedisUrlSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Url(url) => f.debug_tuple("Url").field(&url.as_str()).finish(),
+            Self::Env(name) => f.debug_tuple("Env").field(name).finish(),
+        }
+    }
+}
+
+const STORE_CHOICES: &[(&str, bool)] = &[("memory", false), ("redis", true)];
+
 impl SignInConfig {
+    /// `[signin.sessions]`: where sessions are kept (default: in memory).
+    pub fn sessions(&self) -> &SessionStoreConfig {
+        &self.sessions
+    }
+
+    /// `[signin.sessions] local_cache_ms` (default 5 s; zero turns it off): how long a process answers a session
+    /// from its own copy of the session's user instead of reading the store, and so how long a logout or "sign out
+    /// everywhere" made by another replica may take to reach this one.
+    pub fn local_cache(&self) -> Duration {
+        self.local_cache
+    }
+
     /// `client_id`: the OAuth client's ID (`….apps.googleusercontent.com`); the ID token's audience.
     pub fn client_id(&self) -> &str {
         &self.client_id
@@ -299,7 +410,16 @@ impl Validator<'_> {
                      [\"alice@example.com\"]` and/or `hosted_domains = [\"example.com\"]` (Workspace)",
                 ));
         }
+        let (sessions, local_cache) = match raw.sessions {
+            Some(table) => self.sessions(table)?,
+            None => (
+                SessionStoreConfig::Memory,
+                Duration::from_millis(DEFAULT_LOCAL_CACHE_MS),
+            ),
+        };
         Ok(SignInConfig {
+            sessions,
+            local_cache,
             client_id,
             client_secret,
             redirect_url,
@@ -314,6 +434,169 @@ impl Validator<'_> {
             logout_path,
             allowlist,
         })
+    }
+
+    fn sessions(
+        &self,
+        table: Spanned<RawSessions>,
+    ) -> Result<(SessionStoreConfig, Duration), ConfigError> {
+        let header = table.span();
+        let raw = table.into_inner();
+        let local_cache = match &raw.local_cache_ms {
+            None => DEFAULT_LOCAL_CACHE_MS,
+            Some(ms) if *ms.get_ref() <= 60_000 => *ms.get_ref(),
+            Some(ms) => {
+                return Err(self
+                    .error(
+                        ConfigErrorKind::LimitOutOfRange,
+                        &ms.span(),
+                        format!("`local_cache_ms = {}` is over 60000", ms.get_ref()),
+                    )
+                    .with_help(
+                        "write 0 (every request reads the store) to 60000; the default is 5000: a logout made by \
+                         another replica reaches this one within that bound",
+                    ));
+            }
+        };
+        let redis = self
+            .choice(raw.store.as_ref(), STORE_CHOICES)?
+            .unwrap_or(false);
+        if !redis {
+            let stray = [&raw.url, &raw.url_env, &raw.key_prefix]
+                .into_iter()
+                .flatten()
+                .map(Spanned::span)
+                .chain(raw.timeout_ms.as_ref().map(Spanned::span))
+                .next();
+            if let Some(span) = stray {
+                return Err(self
+                    .error(
+                        ConfigErrorKind::SessionStore,
+                        &span,
+                        "this setting is for a Redis store, but sessions are kept in memory",
+                    )
+                    .with_help("add `store = \"redis\"`, or remove the setting"));
+            }
+            return Ok((
+                SessionStoreConfig::Memory,
+                Duration::from_millis(local_cache),
+            ));
+        }
+        let url = match (&raw.url, &raw.url_env) {
+            (Some(_), Some(env)) => {
+                return Err(self
+                    .error(
+                        ConfigErrorKind::SessionStore,
+                        &env.span(),
+                        "[signin.sessions] has both `url` and `url_env`",
+                    )
+                    .with_help("keep exactly one"));
+            }
+            (None, None) => {
+                return Err(self
+                    .error(
+                        ConfigErrorKind::SessionStore,
+                        &header,
+                        "[signin.sessions] with `store = \"redis\"` does not say where Redis is",
+                    )
+                    .with_help(
+                        "add `url_env = \"IDGATE_REDIS_URL\"` (an environment variable holding \
+                         redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss:// for TLS) or, without a password, \
+                         `url = \"redis://10.0.0.3:6379\"`",
+                    ));
+            }
+            (None, Some(env)) => {
+                let name = env.get_ref();
+                let ok = !name.is_empty()
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    && !name.as_bytes()[0].is_ascii_digit();
+                if !ok {
+                    return Err(self
+                        .error(
+                            ConfigErrorKind::SessionStore,
+                            &env.span(),
+                            format!("{name:?} is not an environment variable name"),
+                        )
+                        .with_help(
+                            "write a name such as \"IDGATE_REDIS_URL\" (letters, digits, `_`)",
+                        ));
+                }
+                RedisUrlSource::Env(name.clone())
+            }
+            (Some(url), None) => {
+                let parsed = Url::parse(url.get_ref()).ok().filter(|u| {
+                    matches!(u.scheme(), "redis" | "rediss")
+                        && u.host_str().is_some_and(|h| !h.is_empty())
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                });
+                let Some(parsed) = parsed else {
+                    return Err(self
+                        .error(
+                            ConfigErrorKind::SessionStore,
+                            &url.span(),
+                            "`url` is not a redis:// or rediss:// URL with a host",
+                        )
+                        .with_help("write e.g. \"redis://10.0.0.3:6379/0\" (rediss:// for TLS)"));
+                };
+                if parsed.password().is_some() {
+                    // Never echo the value: it holds a secret.
+                    return Err(self
+                        .error(
+                            ConfigErrorKind::InlineSecret,
+                            &url.span(),
+                            "the Redis password may not be written in the configuration file",
+                        )
+                        .with_help(
+                            "remove `url` and put the whole URL in an environment variable named by \
+                             `url_env = \"IDGATE_REDIS_URL\"`",
+                        ));
+                }
+                RedisUrlSource::Url(parsed)
+            }
+        };
+        let key_prefix = match &raw.key_prefix {
+            None => DEFAULT_REDIS_KEY_PREFIX.to_owned(),
+            Some(prefix) => {
+                let value = prefix.get_ref();
+                if value.is_empty()
+                    || value.len() > 128
+                    || !value.bytes().all(|b| b.is_ascii_graphic())
+                {
+                    return Err(self
+                        .error(
+                            ConfigErrorKind::SessionStore,
+                            &prefix.span(),
+                            format!("{value:?} is not a key prefix (1 to 128 printable characters, no spaces)"),
+                        )
+                        .with_help(format!("write e.g. {DEFAULT_REDIS_KEY_PREFIX:?}")));
+                }
+                value.clone()
+            }
+        };
+        let timeout = match &raw.timeout_ms {
+            None => DEFAULT_STORE_TIMEOUT_MS,
+            Some(ms) if (10..=10_000).contains(ms.get_ref()) => *ms.get_ref(),
+            Some(ms) => {
+                return Err(self
+                    .error(
+                        ConfigErrorKind::LimitOutOfRange,
+                        &ms.span(),
+                        format!("`timeout_ms = {}` is outside 10 to 10000", ms.get_ref()),
+                    )
+                    .with_help(
+                        "write a number of milliseconds from 10 to 10000; the default is 500",
+                    ));
+            }
+        };
+        Ok((
+            SessionStoreConfig::Redis(RedisSessionsConfig {
+                url,
+                key_prefix,
+                timeout: Duration::from_millis(timeout),
+            }),
+            Duration::from_millis(local_cache),
+        ))
     }
 
     fn client_id(

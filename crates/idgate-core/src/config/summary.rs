@@ -95,6 +95,33 @@ impl Config {
                 signin.session_lifetime.as_secs(),
                 signin.session_idle_timeout.as_secs()
             )?;
+            match &signin.sessions {
+                SessionStoreConfig::Memory => {
+                    writeln!(out, "  session store: in memory (this process only)")?;
+                }
+                SessionStoreConfig::Redis(redis) => {
+                    match redis.url() {
+                        RedisUrlSource::Url(url) => {
+                            writeln!(out, "  session store: Redis at {url}")?
+                        }
+                        RedisUrlSource::Env(name) => writeln!(
+                            out,
+                            "  session store: Redis at the URL in the environment variable {name}"
+                        )?,
+                    }
+                    writeln!(
+                        out,
+                        "    keys under {:?}, each operation at most {} ms",
+                        redis.key_prefix(),
+                        redis.timeout().as_millis()
+                    )?;
+                }
+            }
+            writeln!(
+                out,
+                "  local copy of a session's user: {} ms (a logout elsewhere reaches this process within it)",
+                signin.local_cache.as_millis()
+            )?;
             if let Some(hd) = &signin.hosted_domain {
                 writeln!(out, "  hosted domain: {hd} (required of the ID token's hd)")?;
             }

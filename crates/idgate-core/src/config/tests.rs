@@ -1213,3 +1213,118 @@ fn signin_mistakes_are_located() {
         15,
     );
 }
+
+fn sessions_with(lines: &str) -> String {
+    format!("{SIGNIN}[signin.sessions]\n{lines}\n")
+}
+
+#[test]
+fn sessions_default_to_memory_with_a_five_second_local_copy() {
+    let config = Config::from_toml_str(SIGNIN).unwrap();
+    let signin = config.signin().unwrap();
+    assert_eq!(signin.sessions(), &SessionStoreConfig::Memory);
+    assert_eq!(signin.local_cache(), Duration::from_secs(5));
+    let config = Config::from_toml_str(&sessions_with("local_cache_ms = 0")).unwrap();
+    assert_eq!(config.signin().unwrap().local_cache(), Duration::ZERO);
+    assert!(
+        config
+            .effective_policy()
+            .contains("session store: in memory")
+    );
+}
+
+#[test]
+fn redis_sessions_are_read_with_their_settings() {
+    let config = Config::from_toml_str(&sessions_with(
+        "store = \"redis\"\nurl = \"rediss://redis.internal:6378/2\"\nkey_prefix = \"app:\"\ntimeout_ms = 250",
+    ))
+    .unwrap();
+    let SessionStoreConfig::Redis(redis) = config.signin().unwrap().sessions() else {
+        panic!("a Redis store")
+    };
+    assert_eq!(
+        redis.url(),
+        &RedisUrlSource::Url("rediss://redis.internal:6378/2".parse().unwrap())
+    );
+    assert_eq!(redis.key_prefix(), "app:");
+    assert_eq!(redis.timeout(), Duration::from_millis(250));
+    let summary = config.effective_policy();
+    assert!(
+        summary.contains("session store: Redis at rediss://redis.internal:6378/2"),
+        "{summary}"
+    );
+
+    let config =
+        Config::from_toml_str(&sessions_with("store = \"redis\"\nurl_env = \"REDIS_URL\""))
+            .unwrap();
+    let SessionStoreConfig::Redis(redis) = config.signin().unwrap().sessions() else {
+        panic!("a Redis store")
+    };
+    assert_eq!(redis.url(), &RedisUrlSource::Env("REDIS_URL".into()));
+    assert_eq!(redis.key_prefix(), DEFAULT_REDIS_KEY_PREFIX);
+    assert_eq!(redis.timeout(), Duration::from_millis(500));
+}
+
+#[test]
+fn malformed_session_stores_are_refused_at_their_line() {
+    let refused = |lines: &str, kind: ConfigErrorKind, line: usize| {
+        let e = Config::from_toml_str(&sessions_with(lines)).unwrap_err();
+        assert_eq!(e.kind(), kind, "{lines}: {e}");
+        assert_eq!(e.location().unwrap().line, line, "{lines}: {e}");
+        e.to_string()
+    };
+    // The table starts on line 7.
+    refused("store = \"redis\"", ConfigErrorKind::SessionStore, 7);
+    refused("store = \"postgres\"", ConfigErrorKind::Syntax, 8);
+    refused(
+        "store = \"redis\"\nurl = \"redis://a:6379\"\nurl_env = \"R\"",
+        ConfigErrorKind::SessionStore,
+        10,
+    );
+    refused(
+        "store = \"redis\"\nurl = \"http://a:6379\"",
+        ConfigErrorKind::SessionStore,
+        9,
+    );
+    refused(
+        "store = \"redis\"\nurl = \"redis://\"",
+        ConfigErrorKind::SessionStore,
+        9,
+    );
+    refused(
+        "store = \"redis\"\nurl_env = \"1BAD\"",
+        ConfigErrorKind::SessionStore,
+        9,
+    );
+    refused(
+        "store = \"redis\"\nurl_env = \"R\"\nkey_prefix = \"a b\"",
+        ConfigErrorKind::SessionStore,
+        10,
+    );
+    refused(
+        "store = \"redis\"\nurl_env = \"R\"\ntimeout_ms = 0",
+        ConfigErrorKind::LimitOutOfRange,
+        10,
+    );
+    refused(
+        "local_cache_ms = 60001",
+        ConfigErrorKind::LimitOutOfRange,
+        8,
+    );
+    // Settings for Redis on the in-memory store would do nothing: refused rather than ignored.
+    refused("url = \"redis://a:6379\"", ConfigErrorKind::SessionStore, 8);
+    refused(
+        "store = \"memory\"\ntimeout_ms = 100",
+        ConfigErrorKind::SessionStore,
+        9,
+    );
+    refused("stor = \"redis\"", ConfigErrorKind::UnknownKey, 8);
+    // A password in the file: refused, and never echoed.
+    let message = refused(
+        "store = \"redis\"\nurl = \"redis://user:hunter2@a:6379\"",
+        ConfigErrorKind::InlineSecret,
+        9,
+    );
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(message.contains("url_env"), "{message}");
+}
