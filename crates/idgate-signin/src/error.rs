@@ -31,6 +31,10 @@ pub enum SignInError {
     /// The ID-token verifier could not be built.
     #[error("could not build the ID-token verifier")]
     Verifier(#[source] BuildError),
+    /// `[signin.sessions]` names a Redis store that cannot be used as configured (the URL's environment variable is
+    /// unset, or the URL is malformed). The message never holds the URL, which may carry a password.
+    #[error("the Redis session store cannot be used: {0}")]
+    RedisUnavailable(String),
 
     // --- The callback.
     /// The callback carries no `state`, or carries it twice.
@@ -126,6 +130,7 @@ impl SignInError {
             Self::InvalidConfig(_) => "invalid_config",
             Self::NotConfigured => "not_configured",
             Self::Verifier(_) => "verifier",
+            Self::RedisUnavailable(_) => "redis_unavailable",
             Self::MissingState => "missing_state",
             Self::UnknownState => "unknown_state",
             Self::AttemptNotBound => "attempt_not_bound",
@@ -165,6 +170,7 @@ impl SignInError {
             Self::ClientSecretUnavailable { .. }
             | Self::InvalidConfig(_)
             | Self::NotConfigured
+            | Self::RedisUnavailable(_)
             | Self::Verifier(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }

@@ -91,9 +91,9 @@ pub(crate) struct LoginOptions {
 }
 
 impl Shared {
-    /// Starts an attempt: fresh state, nonce and PKCE verifier, remembered server-side; returns the URL of Google's
-    /// authorization endpoint to send the browser to.
-    pub(crate) fn start(&self, options: LoginOptions) -> Started {
+    /// Starts an attempt: fresh state, nonce and PKCE verifier, remembered server-side (in this process, or in
+    /// Redis for every replica); returns the URL of Google's authorization endpoint to send the browser to.
+    pub(crate) async fn start(&self, options: LoginOptions) -> Result<Started, SignInError> {
         let state = random_token();
         let nonce = random_token();
         let verifier = random_token();
@@ -123,35 +123,38 @@ impl Shared {
                 q.append_pair("access_type", access_type.as_str());
             }
         }
-        self.attempts.insert(
-            state_hash,
-            Arc::new(Attempt {
-                nonce,
-                verifier,
-                return_to: options.return_to,
-                created: self.clock.now(),
-                binding: sha256(binding.as_bytes()),
-            }),
-        );
-        Started {
+        let attempt = Attempt {
+            nonce,
+            verifier,
+            return_to: options.return_to,
+            created: self.clock.now(),
+            binding: sha256(binding.as_bytes()),
+        };
+        self.state
+            .put_attempt(&state_hash, &attempt)
+            .await
+            .map_err(|e| SignInError::Session(tower_sessions::session::Error::Store(e)))?;
+        Ok(Started {
             authorization_url: url,
             cookie_name: binding_cookie_name(self.attempt_cookie_prefix, &state_hash),
             binding,
-        }
+        })
     }
 
     /// Takes the live attempt for `state` (so it can never be redeemed again), if the browser's binding cookie
     /// matches. The attempt is consumed even when the binding does not match: a state seen with the wrong cookie
     /// has leaked.
-    pub(crate) fn redeem(
+    pub(crate) async fn redeem(
         &self,
         state: &str,
         binding_cookie: impl FnOnce(&str) -> Option<String>,
-    ) -> Result<Arc<Attempt>, SignInError> {
+    ) -> Result<Attempt, SignInError> {
         let state_hash = sha256(state.as_bytes());
         let attempt = self
-            .attempts
-            .remove(&state_hash)
+            .state
+            .take_attempt(&state_hash)
+            .await
+            .map_err(|e| SignInError::Session(tower_sessions::session::Error::Store(e)))?
             .ok_or(SignInError::UnknownState)?;
         let age = self
             .clock

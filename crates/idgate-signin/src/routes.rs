@@ -29,7 +29,7 @@ pub(crate) fn router<S: Clone + Send + Sync + 'static>(shared: &Arc<Shared>) -> 
     Router::new()
         .route(
             &shared.login_path,
-            get(move |req: Request| async move { login_route(&login, &req) }),
+            get(move |req: Request| async move { login_route(&login, req.into_parts().0).await }),
         )
         .route(
             shared.redirect_url.path(),
@@ -76,11 +76,11 @@ fn attempt_cookie(
 }
 
 /// `GET /auth/login?return_to=/path[&login_hint=email]`: starts an attempt and sends the browser to Google.
-fn login_route(shared: &Shared, req: &Request) -> Response {
-    let Some(cookies) = req.extensions().get::<Cookies>() else {
+async fn login_route(shared: &Shared, req: Parts) -> Response {
+    let Some(cookies) = req.extensions.get::<Cookies>() else {
         return pages::missing_layer("the login route");
     };
-    let params = Params::parse(req.uri().query());
+    let params = Params::parse(req.uri.query());
     let return_to = params
         .single("return_to")
         .ok()
@@ -112,10 +112,19 @@ fn login_route(shared: &Shared, req: &Request) -> Response {
             ));
         }
     }
-    let started = shared.start(LoginOptions {
-        return_to,
-        login_hint,
-    });
+    let started = match shared
+        .start(LoginOptions {
+            return_to,
+            login_hint,
+        })
+        .await
+    {
+        Ok(started) => started,
+        Err(error) => {
+            tracing::warn!(target: "idgate::signin", reason = error.reason(), error = %idgate_core::ErrorChain(&error), "sign-in could not start");
+            return pages::failed(&error, &shared.login_path);
+        }
+    };
     let ttl = time::Duration::seconds(i64::try_from(ATTEMPT_TTL.as_secs()).unwrap_or(600));
     cookies.add(attempt_cookie(
         shared,
@@ -165,9 +174,9 @@ async fn complete(
         .ok_or(SignInError::MissingState)?;
     // The binding cookie goes whatever happens next: the attempt is spent.
     let cookie_name = binding_cookie_name(shared.attempt_cookie_prefix, &sha256(state.as_bytes()));
-    let attempt = shared.redeem(state, |name| {
-        cookies.get(name).map(|c| c.value().to_owned())
-    });
+    let attempt = shared
+        .redeem(state, |name| cookies.get(name).map(|c| c.value().to_owned()))
+        .await;
     if cookies.get(&cookie_name).is_some() {
         cookies.remove(attempt_cookie(
             shared,
@@ -266,6 +275,24 @@ async fn complete(
     session.set_expiry(Some(expiry_at(
         stored.expires_at.min(now.saturating_add(idle)),
     )));
+    // Written here, not only by the session layer after the response: a store that fails now gets the user a
+    // "try again" page (503, which the session layer does not save), not a redirect into a session that does not
+    // exist. The record is one write: it exists whole or not at all.
+    session.save().await.map_err(SignInError::Session)?;
+    let id = session
+        .id()
+        .ok_or(SignInError::Session(tower_sessions::session::Error::Store(
+            tower_sessions::session_store::Error::Backend("the saved session has no ID".into()),
+        )))?;
+    let index = crate::shared_state::user_key(&shared.client_id, stored.user.subject());
+    if let Err(e) = shared.state.add_session(&index, id, shared.lifetime).await {
+        // A session "sign out everywhere" could not find must not exist: undo it.
+        shared.forget(session);
+        if let Err(e) = session.flush().await {
+            tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "could not undo a session left out of the index");
+        }
+        return Err(SignInError::Session(tower_sessions::session::Error::Store(e)));
+    }
     Ok(sanitize_return_to(&attempt.return_to).into_owned())
 }
 
@@ -281,7 +308,9 @@ pub(crate) fn is_same_origin(req: &Parts, origin: &str) -> bool {
     }
 }
 
-/// `POST /auth/logout`: revoke at Google (best effort), delete the session, clear the site's cookies, go home.
+/// `POST /auth/logout[?everywhere=1]`: revoke at Google (best effort), delete the session (with `everywhere`, every
+/// session of the user), clear the site's cookies, go home. When the store fails the session may live on, so the
+/// answer is a "try again" page (503), not a pretended logout.
 async fn logout_route(shared: &Shared, req: Parts) -> Response {
     if !is_same_origin(&req, &shared.origin) {
         tracing::info!(target: "idgate::signin", reason = "cross_site_logout", "logout refused");
@@ -290,16 +319,33 @@ async fn logout_route(shared: &Shared, req: Parts) -> Response {
     let Some(session) = req.extensions.get::<Session>() else {
         return pages::missing_layer("the logout route");
     };
-    let token = match session.get::<StoredToken>(TOKEN_KEY).await {
-        Ok(token) => token,
-        Err(e) => {
-            tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "session store failed at logout");
-            None
-        }
+    let everywhere = matches!(
+        Params::parse(req.uri.query()).single("everywhere"),
+        Ok(Some("1" | "true"))
+    );
+    let unavailable = |e: tower_sessions::session::Error| {
+        tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "session store failed at logout");
+        pages::failed(&SignInError::Session(e), &shared.login_path)
+    };
+    let (token, user) = match (
+        session.get::<StoredToken>(TOKEN_KEY).await,
+        session.get::<StoredUser>(USER_KEY).await,
+    ) {
+        (Ok(token), Ok(user)) => (token, user),
+        (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
     shared.forget(session);
     if let Err(e) = session.flush().await {
-        tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "could not delete the session at logout");
+        return unavailable(e);
+    }
+    if everywhere && let Some(user) = &user {
+        match shared.sign_out_everywhere(user.user.subject()).await {
+            Ok(ended) => {
+                tracing::info!(target: "idgate::signin", ended, "signed out everywhere");
+            }
+            Err(SignInError::Session(e)) => return unavailable(e),
+            Err(_) => {}
+        }
     }
     if let Some(token) = token {
         shared.revoke(&token.0).await;

@@ -144,6 +144,9 @@ type Loaded = (SignInState, Option<(SignedInUser, Caller)>);
 impl Shared {
     /// The answer for `session` from this process's copy, if it holds one still good to use at `now`.
     fn recent(&self, session: &Session, now: i64) -> Option<Loaded> {
+        if self.local_cache.is_zero() {
+            return None;
+        }
         let recent = self.recent.get(&session.id()?)?;
         let idle = i64::try_from(self.idle.as_secs()).unwrap_or(i64::MAX);
         let stored = &recent.stored;
@@ -163,10 +166,43 @@ impl Shared {
     /// Drops this process's copy of `session`'s user (at logout, at sign-in, when a session ends).
     pub(crate) fn forget(&self, session: &Session) {
         if let Some(id) = session.id() {
-            // Marked first, dropped second: a request that read the store before this and keeps its copy after it
-            // sees the mark (see `load`), so no copy of the ended session outlives the logout or sign-in.
-            self.forgotten.insert(id, ());
-            self.recent.invalidate(&id);
+            self.forget_id(id);
+        }
+    }
+
+    pub(crate) fn forget_id(&self, id: Id) {
+        // Marked first, dropped second: a request that read the store before this and keeps its copy after it
+        // sees the mark (see `load`), so no copy of the ended session outlives the logout or sign-in.
+        self.forgotten.insert(id, ());
+        self.recent.invalidate(&id);
+    }
+
+    /// Ends every session recorded for the user `subject`: see [`SignIn::sign_out_everywhere`](crate::SignIn::sign_out_everywhere).
+    pub(crate) async fn sign_out_everywhere(
+        &self,
+        subject: &str,
+    ) -> Result<usize, crate::SignInError> {
+        let store_error = |e| crate::SignInError::Session(tower_sessions::session::Error::Store(e));
+        let index = crate::shared_state::user_key(&self.client_id, subject);
+        let ids = self.state.take_sessions(&index).await.map_err(store_error)?;
+        let mut ended = 0;
+        let mut failed = None;
+        for id in &ids {
+            self.forget_id(*id);
+            match self.store.delete(id).await {
+                Ok(()) => ended += 1,
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            None => Ok(ended),
+            Some(e) => {
+                // Put the index back so that calling again finishes the job.
+                for id in &ids {
+                    let _ = self.state.add_session(&index, *id, self.lifetime).await;
+                }
+                Err(store_error(e))
+            }
         }
     }
 
@@ -200,8 +236,15 @@ impl Shared {
             session.set_expiry(Some(expiry_at(
                 refreshed.expires_at.min(now.saturating_add(idle)),
             )));
-            if let Err(e) = session.insert(USER_KEY, &refreshed).await {
+            // Saved now rather than by the session layer after the response: a store that fails here answers
+            // 503, as a failed read does, instead of the session layer's bare 500.
+            let saved = match session.insert(USER_KEY, &refreshed).await {
+                Ok(()) => session.save().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = saved {
                 tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "could not extend a session");
+                return (SignInState::Unavailable, None);
             }
         }
         let caller = Caller::from_session(&stored.user);
@@ -215,7 +258,9 @@ impl Shared {
             Ok((user, caller)) => (SignInState::SignedIn, Some((user.clone(), caller.clone()))),
             Err(reason) => (SignInState::NotAllowed(*reason), None),
         };
-        if let Some(id) = session.id() {
+        if let Some(id) = session.id()
+            && !self.local_cache.is_zero()
+        {
             self.recent
                 .insert(id, Arc::new(RecentUser { stored, verdict }));
             // A logout (or sign-in) of this session that ran while the store was being read: drop the copy again.

@@ -14,9 +14,9 @@ use tower_sessions::{MemoryStore, SessionStore};
 use url::Url;
 
 use crate::error::SignInError;
-use crate::flow::{ATTEMPT_TTL, Attempt};
 use crate::secret::ClientSecret;
 use crate::session::AnySessionStore;
+use crate::shared_state::{InProcess, SharedState};
 use crate::{RequireSignInLayer, SignInLayer};
 
 /// The default bound on sign-in attempts started and not yet redeemed, across all browsers.
@@ -48,8 +48,11 @@ pub(crate) struct Shared {
     pub(crate) secure: bool,
     pub(crate) session_cookie: &'static str,
     pub(crate) attempt_cookie_prefix: &'static str,
-    pub(crate) attempts: moka::sync::Cache<[u8; 32], Arc<Attempt>>,
+    /// Sign-in attempts and the per-user session index: in this process, or in Redis with the sessions.
+    pub(crate) state: Arc<dyn SharedState>,
     pub(crate) store: AnySessionStore,
+    /// How long a session's user is answered from `recent` (zero: never).
+    pub(crate) local_cache: Duration,
     /// Sessions' users as this process last read them from the store (see `session::RecentUser`).
     pub(crate) recent:
         moka::sync::Cache<tower_sessions::session::Id, Arc<crate::session::RecentUser>>,
@@ -109,6 +112,8 @@ impl SignIn {
             login_path: "/auth/login".to_owned(),
             logout_path: "/auth/logout".to_owned(),
             store: None,
+            shared_state: None,
+            local_cache: crate::session::RECENT_USER_TTL,
             max_pending_attempts: DEFAULT_MAX_PENDING_ATTEMPTS,
         }
     }
@@ -132,7 +137,15 @@ impl SignIn {
             .idle_timeout(signin.session_idle_timeout())
             .fetch_userinfo(signin.fetch_userinfo())
             .login_path(signin.login_path())
-            .logout_path(signin.logout_path());
+            .logout_path(signin.logout_path())
+            .local_cache(signin.local_cache());
+        match signin.sessions() {
+            idgate_core::config::SessionStoreConfig::Redis(redis) => {
+                builder = with_redis(builder, redis)?;
+            }
+            // `SessionStoreConfig` is non-exhaustive; memory is the only other store today.
+            _ => {}
+        }
         if let Some(hd) = signin.hosted_domain() {
             builder = builder.hosted_domain(hd);
         }
@@ -194,10 +207,25 @@ impl SignIn {
         self.shared.session_cookie
     }
 
-    /// The number of sign-in attempts started and not yet redeemed or expired (approximate).
+    /// The number of sign-in attempts started and not yet redeemed or expired (approximate) that this process
+    /// keeps: zero when they are kept in Redis.
     pub fn pending_attempts(&self) -> u64 {
-        self.shared.attempts.run_pending_tasks();
-        self.shared.attempts.entry_count()
+        self.shared.state.local_attempts()
+    }
+
+    /// Ends every session of the user whose Google `sub` is `subject` ("sign out everywhere": a lost laptop, an
+    /// account being deprovisioned), and returns how many it ended. With [`RedisStore`](crate::RedisStore) this
+    /// reaches the sessions made by every replica; other replicas stop answering from their local copy within
+    /// [`SignInBuilder::local_cache`]. With the in-memory store (or a store passed to
+    /// [`SignInBuilder::store`]) it reaches the sessions this process started. The logout route does the same for
+    /// the signed-in user with `POST /auth/logout?everywhere=1`. Google's tokens of the other sessions are not
+    /// revoked.
+    ///
+    /// # Errors
+    ///
+    /// [`SignInError::Session`] when the store failed (some sessions may have ended; calling again finishes).
+    pub async fn sign_out_everywhere(&self, subject: &str) -> Result<usize, SignInError> {
+        self.shared.sign_out_everywhere(subject).await
     }
 }
 
@@ -223,6 +251,8 @@ pub struct SignInBuilder {
     login_path: String,
     logout_path: String,
     store: Option<AnySessionStore>,
+    shared_state: Option<Arc<dyn SharedState>>,
+    local_cache: Duration,
     max_pending_attempts: u64,
 }
 
@@ -263,11 +293,35 @@ impl SignInBuilder {
         self
     }
 
-    /// Where sessions are kept: any `tower-sessions` store (Redis, a database). Default: `MemoryStore` (one process;
+    /// Where sessions are kept: any `tower-sessions` store (a database, ...). Default: `MemoryStore` (one process;
     /// sessions end with it). Note that `MemoryStore` never deletes a record whose session expired (it only stops
     /// returning it): a long-running service that signs many people in should pass a store that expires records.
+    ///
+    /// With such a store, sign-in attempts and the index behind "sign out everywhere" stay in this process: replicas
+    /// then need the load balancer to send each browser's login and callback to the same instance. For replicas,
+    /// prefer [`redis_store`](Self::redis_store), which shares those too.
     pub fn store(mut self, store: impl SessionStore) -> Self {
         self.store = Some(AnySessionStore::new(store));
+        self.shared_state = None;
+        self
+    }
+
+    /// Keeps sessions, sign-in attempts and the per-user session index in Redis, shared by every replica: see
+    /// [`RedisStore`](crate::RedisStore).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_store(mut self, store: crate::RedisStore) -> Self {
+        self.shared_state = Some(Arc::new(store.clone()));
+        self.store = Some(AnySessionStore::new(store));
+        self
+    }
+
+    /// How long this process answers a session from its own copy of the session's user instead of reading the
+    /// store (default [`RECENT_USER_TTL`](crate::RECENT_USER_TTL), 5 s): the bound on how late a logout or "sign
+    /// out everywhere" made by **another replica** takes effect here. `Duration::ZERO` reads the store on every
+    /// request (one Redis round trip each).
+    pub fn local_cache(mut self, ttl: Duration) -> Self {
+        self.local_cache = ttl;
         self
     }
 
@@ -430,16 +484,16 @@ impl SignInBuilder {
                 } else {
                     "idgate_signin_"
                 },
-                attempts: moka::sync::Cache::builder()
-                    .max_capacity(self.max_pending_attempts)
-                    .time_to_live(ATTEMPT_TTL)
-                    .build(),
+                state: self.shared_state.unwrap_or_else(|| {
+                    Arc::new(InProcess::new(self.max_pending_attempts, self.lifetime))
+                }),
+                local_cache: self.local_cache,
                 store: self
                     .store
                     .unwrap_or_else(|| AnySessionStore::new(MemoryStore::default())),
                 recent: moka::sync::Cache::builder()
                     .max_capacity(crate::session::RECENT_USER_CAPACITY)
-                    .time_to_live(crate::session::RECENT_USER_TTL)
+                    .time_to_live(self.local_cache.max(Duration::from_millis(1)))
                     .build(),
                 forgotten: moka::sync::Cache::builder()
                     .max_capacity(crate::session::RECENT_USER_CAPACITY)
@@ -448,6 +502,41 @@ impl SignInBuilder {
             }),
         })
     }
+}
+
+/// Puts the configured Redis store in `builder`.
+#[cfg(feature = "redis")]
+fn with_redis(
+    builder: SignInBuilder,
+    config: &idgate_core::config::RedisSessionsConfig,
+) -> Result<SignInBuilder, SignInError> {
+    use idgate_core::config::RedisUrlSource;
+    let url = match config.url() {
+        RedisUrlSource::Url(url) => url.as_str().to_owned(),
+        RedisUrlSource::Env(name) => std::env::var(name).map_err(|_| {
+            SignInError::RedisUnavailable(format!(
+                "the environment variable {name} (`[signin.sessions] url_env`) is not set"
+            ))
+        })?,
+        // `RedisUrlSource` is non-exhaustive.
+        #[allow(unreachable_patterns)]
+        _ => return Err(SignInError::InvalidConfig("unknown Redis URL source")),
+    };
+    let store = crate::RedisStore::open(&url)
+        .and_then(|s| s.key_prefix(config.key_prefix()))
+        .and_then(|s| s.timeout(config.timeout()))
+        .map_err(|e| SignInError::RedisUnavailable(e.to_string()))?;
+    Ok(builder.redis_store(store))
+}
+
+#[cfg(not(feature = "redis"))]
+fn with_redis(
+    _: SignInBuilder,
+    _: &idgate_core::config::RedisSessionsConfig,
+) -> Result<SignInBuilder, SignInError> {
+    Err(SignInError::InvalidConfig(
+        "`[signin.sessions] store = \"redis\"` needs idgate-signin's `redis` feature",
+    ))
 }
 
 fn is_loopback(url: &Url) -> bool {
