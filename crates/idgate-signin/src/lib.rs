@@ -88,6 +88,8 @@ mod error;
 mod extract;
 mod flow;
 mod pages;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod require;
 mod return_to;
 mod routes;
@@ -95,20 +97,18 @@ mod secret;
 mod session;
 mod shared_state;
 mod signin;
-#[cfg(feature = "redis")]
-mod redis_store;
 
 pub use error::{EndpointError, SignInError};
 pub use extract::{SignedInUser, SignedInUserRejection};
 pub use pages::escape_html;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis_store::{DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreError};
 pub use require::{RequireSignIn, RequireSignInLayer};
 pub use return_to::{MAX_RETURN_TO_LEN, sanitize_return_to};
 pub use secret::ClientSecret;
 pub use session::{AnySessionStore, LoadUser, RECENT_USER_TTL, SignInLayer, SignInService};
 pub use signin::{DEFAULT_MAX_PENDING_ATTEMPTS, SignIn, SignInBuilder};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis_store::{DEFAULT_REDIS_TIMEOUT, RedisStore, RedisStoreError};
 /// The session store trait and the in-memory store, re-exported from `tower-sessions` so that a store can be
 /// passed to [`SignInBuilder::store`] without naming that crate's version.
 pub use tower_sessions::{MemoryStore, SessionStore};

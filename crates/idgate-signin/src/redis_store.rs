@@ -103,8 +103,8 @@ impl RedisStore {
     ///
     /// [`RedisStoreError::InvalidUrl`] for a URL the client refuses.
     pub fn open(url: &str) -> Result<Self, RedisStoreError> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| RedisStoreError::InvalidUrl(e.to_string()))?;
+        let parsed =
+            url::Url::parse(url).map_err(|e| RedisStoreError::InvalidUrl(e.to_string()))?;
         if !matches!(parsed.scheme(), "redis" | "rediss") {
             return Err(RedisStoreError::InvalidUrl(format!(
                 "scheme {:?}",
@@ -135,7 +135,8 @@ impl RedisStore {
     /// [`RedisStoreError::InvalidKeyPrefix`].
     pub fn key_prefix(mut self, prefix: impl Into<String>) -> Result<Self, RedisStoreError> {
         let prefix = prefix.into();
-        if prefix.is_empty() || prefix.len() > 128 || !prefix.bytes().all(|b| b.is_ascii_graphic()) {
+        if prefix.is_empty() || prefix.len() > 128 || !prefix.bytes().all(|b| b.is_ascii_graphic())
+        {
             return Err(RedisStoreError::InvalidKeyPrefix);
         }
         self.prefix = prefix;
@@ -222,10 +223,12 @@ fn describe(e: &redis::RedisError) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// The Unix second a record expires at, or `None` when it already has.
@@ -253,7 +256,9 @@ impl SessionStore for RedisStore {
                 .conditional_set(ExistenceCheck::NX)
                 .with_expiration(SetExpiry::EXAT(at));
             let created: Option<String> = self
-                .run("create", |mut c| async move { c.set_options(key, value, options).await })
+                .run("create", |mut c| async move {
+                    c.set_options(key, value, options).await
+                })
                 .await?;
             if created.is_some() {
                 return Ok(());
@@ -268,7 +273,9 @@ impl SessionStore for RedisStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let key = self.session_key(&record.id);
         let Some(at) = expires_at(record) else {
-            return self.run("delete", |mut c| async move { c.del(key).await }).await;
+            return self
+                .run("delete", |mut c| async move { c.del(key).await })
+                .await;
         };
         let value = encode(record)?;
         // XX: only a session that still exists is saved. One deleted meanwhile (a logout on another replica, "sign
@@ -277,14 +284,18 @@ impl SessionStore for RedisStore {
             .conditional_set(ExistenceCheck::XX)
             .with_expiration(SetExpiry::EXAT(at));
         let _: Option<String> = self
-            .run("save", |mut c| async move { c.set_options(key, value, options).await })
+            .run("save", |mut c| async move {
+                c.set_options(key, value, options).await
+            })
             .await?;
         Ok(())
     }
 
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
         let key = self.session_key(session_id);
-        let value: Option<Vec<u8>> = self.run("load", |mut c| async move { c.get(key).await }).await?;
+        let value: Option<Vec<u8>> = self
+            .run("load", |mut c| async move { c.get(key).await })
+            .await?;
         let Some(value) = value else {
             return Ok(None);
         };
@@ -299,7 +310,8 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
         let key = self.session_key(session_id);
-        self.run("delete", |mut c| async move { c.del(key).await }).await
+        self.run("delete", |mut c| async move { c.del(key).await })
+            .await
     }
 }
 
@@ -310,8 +322,10 @@ impl SharedState for RedisStore {
         let value = serde_json::to_string(&AttemptRecord::from(attempt))
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let ttl = crate::flow::ATTEMPT_TTL.as_secs();
-        self.run("attempt write", |mut c| async move { c.set_ex(key, value, ttl).await })
-            .await
+        self.run("attempt write", |mut c| async move {
+            c.set_ex(key, value, ttl).await
+        })
+        .await
     }
 
     async fn take_attempt(&self, key: &[u8; 32]) -> session_store::Result<Option<Attempt>> {
@@ -389,7 +403,13 @@ mod tests {
         assert!(store.clone().key_prefix("").is_err());
         assert!(store.clone().timeout(Duration::ZERO).is_err());
         let store = store.key_prefix("app:").unwrap();
-        assert_eq!(store.session_key(&Id(1)), "app:session:AQAAAAAAAAAAAAAAAAAAAA");
-        assert_eq!(store.attempt_key(&[0xab; 32]).len(), "app:attempt:".len() + 64);
+        assert_eq!(
+            store.session_key(&Id(1)),
+            "app:session:AQAAAAAAAAAAAAAAAAAAAA"
+        );
+        assert_eq!(
+            store.attempt_key(&[0xab; 32]).len(),
+            "app:attempt:".len() + 64
+        );
     }
 }

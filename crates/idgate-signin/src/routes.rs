@@ -175,9 +175,12 @@ async fn complete(
     // The binding cookie goes whatever happens next: the attempt is spent.
     let cookie_name = binding_cookie_name(shared.attempt_cookie_prefix, &sha256(state.as_bytes()));
     let attempt = shared
-        .redeem(state, |name| cookies.get(name).map(|c| c.value().to_owned()))
+        .redeem(state, |name| {
+            cookies.get(name).map(|c| c.value().to_owned())
+        })
         .await;
-    if cookies.get(&cookie_name).is_some() {
+    // ... unless the store could not be asked: then nothing was spent, and the same callback may be tried again.
+    if !matches!(attempt, Err(SignInError::Session(_))) && cookies.get(&cookie_name).is_some() {
         cookies.remove(attempt_cookie(
             shared,
             cookie_name,
@@ -291,7 +294,9 @@ async fn complete(
         if let Err(e) = session.flush().await {
             tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "could not undo a session left out of the index");
         }
-        return Err(SignInError::Session(tower_sessions::session::Error::Store(e)));
+        return Err(SignInError::Session(tower_sessions::session::Error::Store(
+            e,
+        )));
     }
     Ok(sanitize_return_to(&attempt.return_to).into_owned())
 }

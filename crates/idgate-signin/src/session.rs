@@ -184,7 +184,11 @@ impl Shared {
     ) -> Result<usize, crate::SignInError> {
         let store_error = |e| crate::SignInError::Session(tower_sessions::session::Error::Store(e));
         let index = crate::shared_state::user_key(&self.client_id, subject);
-        let ids = self.state.take_sessions(&index).await.map_err(store_error)?;
+        let ids = self
+            .state
+            .take_sessions(&index)
+            .await
+            .map_err(store_error)?;
         let mut ended = 0;
         let mut failed = None;
         for id in &ids {

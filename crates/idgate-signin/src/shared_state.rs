@@ -28,8 +28,12 @@ pub(crate) trait SharedState: Send + Sync + 'static {
     /// Removes and returns the attempt under `key`, at most once across every replica.
     async fn take_attempt(&self, key: &[u8; 32]) -> session_store::Result<Option<Attempt>>;
     /// Records that `user` (a hash of their `sub`) has the session `id`, for at most `ttl`.
-    async fn add_session(&self, user: &[u8; 32], id: Id, ttl: Duration)
-    -> session_store::Result<()>;
+    async fn add_session(
+        &self,
+        user: &[u8; 32],
+        id: Id,
+        ttl: Duration,
+    ) -> session_store::Result<()>;
     /// Removes and returns every session recorded for `user`.
     async fn take_sessions(&self, user: &[u8; 32]) -> session_store::Result<Vec<Id>>;
     /// The attempts kept in this process (zero when they live elsewhere).
@@ -76,7 +80,9 @@ impl SharedState for InProcess {
         _ttl: Duration,
     ) -> session_store::Result<()> {
         let list = self.users.get_with(*user, Arc::default);
-        let mut list = list.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut list = list
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if list.len() >= MAX_SESSIONS_PER_USER {
             list.remove(0);
         }
@@ -86,7 +92,11 @@ impl SharedState for InProcess {
 
     async fn take_sessions(&self, user: &[u8; 32]) -> session_store::Result<Vec<Id>> {
         Ok(self.users.remove(user).map_or_else(Vec::new, |list| {
-            std::mem::take(&mut *list.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            std::mem::take(
+                &mut *list
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            )
         }))
     }
 
@@ -182,10 +192,20 @@ mod tests {
         assert!(state.take_attempt(&[1; 32]).await.unwrap().is_none());
         let (a, b) = (Id::default(), Id::default());
         let alice = user_key("c", "alice");
-        state.add_session(&alice, a, Duration::from_secs(60)).await.unwrap();
-        state.add_session(&alice, b, Duration::from_secs(60)).await.unwrap();
         state
-            .add_session(&user_key("c", "bob"), Id::default(), Duration::from_secs(60))
+            .add_session(&alice, a, Duration::from_secs(60))
+            .await
+            .unwrap();
+        state
+            .add_session(&alice, b, Duration::from_secs(60))
+            .await
+            .unwrap();
+        state
+            .add_session(
+                &user_key("c", "bob"),
+                Id::default(),
+                Duration::from_secs(60),
+            )
             .await
             .unwrap();
         assert_eq!(state.take_sessions(&alice).await.unwrap(), vec![a, b]);
@@ -197,12 +217,20 @@ mod tests {
     fn a_users_list_is_bounded() {
         let state = InProcess::new(10, Duration::from_secs(3600));
         let alice = user_key("c", "alice");
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(async {
             for _ in 0..MAX_SESSIONS_PER_USER + 10 {
-                state.add_session(&alice, Id::default(), Duration::from_secs(60)).await.unwrap();
+                state
+                    .add_session(&alice, Id::default(), Duration::from_secs(60))
+                    .await
+                    .unwrap();
             }
-            assert_eq!(state.take_sessions(&alice).await.unwrap().len(), MAX_SESSIONS_PER_USER);
+            assert_eq!(
+                state.take_sessions(&alice).await.unwrap().len(),
+                MAX_SESSIONS_PER_USER
+            );
         });
     }
 }

@@ -139,12 +139,9 @@ impl SignIn {
             .login_path(signin.login_path())
             .logout_path(signin.logout_path())
             .local_cache(signin.local_cache());
-        match signin.sessions() {
-            idgate_core::config::SessionStoreConfig::Redis(redis) => {
-                builder = with_redis(builder, redis)?;
-            }
-            // `SessionStoreConfig` is non-exhaustive; memory is the only other store today.
-            _ => {}
+        // Otherwise the in-memory store, the default.
+        if let idgate_core::config::SessionStoreConfig::Redis(redis) = signin.sessions() {
+            builder = with_redis(builder, redis)?;
         }
         if let Some(hd) = signin.hosted_domain() {
             builder = builder.hosted_domain(hd);

@@ -102,12 +102,15 @@ impl Config {
                 SessionStoreConfig::Redis(redis) => {
                     match redis.url() {
                         RedisUrlSource::Url(url) => {
-                            writeln!(out, "  session store: Redis at {url}")?
+                            writeln!(out, "  session store: Redis at {url}")?;
                         }
-                        RedisUrlSource::Env(name) => writeln!(
-                            out,
-                            "  session store: Redis at the URL in the environment variable {name}"
-                        )?,
+                        RedisUrlSource::Env(name) => {
+                            writeln!(
+                                out,
+                                "  session store: Redis at the URL in the environment variable {name}"
+                            )?;
+                        }
+                        // `RedisUrlSource` is non-exhaustive for other crates only.
                     }
                     writeln!(
                         out,

@@ -287,6 +287,27 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// A browser with no cookies that sends the requests for `origin` to `addr`.
+    pub fn new(addr: SocketAddr, origin: &str, cookie_name: &'static str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            addr,
+            origin: origin.to_owned(),
+            cookie_name,
+            cookies: HashMap::new(),
+        }
+    }
+
+    /// From now on, sends its requests to `addr` (another replica behind the same origin).
+    pub fn at(&mut self, addr: SocketAddr) -> &mut Self {
+        self.addr = addr;
+        self
+    }
+
     /// Sends `method url` with `headers`; `url` is a path or a URL on the app's public origin.
     pub async fn send(
         &mut self,

@@ -1,0 +1,495 @@
+//! Sign-in across replicas, against a real `redis-server`: two (or three) instances of the app share one Redis, the
+//! browser is sent to whichever the test says (as a load balancer would), and faults are played by stopping the
+//! traffic between the app and Redis.
+
+mod common;
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{Answer, Browser, Google, allowlist, router};
+use http::StatusCode;
+use idgate_core::keys::KeyAlgorithm;
+use idgate_emulator::OAuthClient;
+use idgate_signin::{ClientSecret, RedisStore, SessionStore as _, SignIn, SignInBuilder};
+use redis_server::{Fault, FaultProxy, RedisServer, Reply};
+
+const ORIGIN: &str = "https://app.example.com";
+const PREFIX: &str = "idgate:signin:";
+
+/// Replicas of one app behind `ORIGIN`, sharing one OAuth client and one Redis.
+struct Replicas {
+    signins: Vec<SignIn>,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Replicas {
+    async fn start(
+        google: &Google,
+        n: usize,
+        redis_url: &str,
+        configure: impl Fn(SignInBuilder) -> SignInBuilder,
+    ) -> Self {
+        let client = google
+            .emu
+            .create_oauth_client(&[&format!("{ORIGIN}/auth/callback")]);
+        let mut replicas = Self {
+            signins: Vec::new(),
+            addrs: Vec::new(),
+        };
+        for _ in 0..n {
+            let (signin, addr) = serve_replica(google, &client, redis_url, &configure).await;
+            replicas.signins.push(signin);
+            replicas.addrs.push(addr);
+        }
+        replicas
+    }
+
+    fn browser(&self) -> Browser {
+        Browser::new(self.addrs[0], ORIGIN, self.signins[0].session_cookie_name())
+    }
+}
+
+async fn serve_replica(
+    google: &Google,
+    client: &OAuthClient,
+    redis_url: &str,
+    configure: &impl Fn(SignInBuilder) -> SignInBuilder,
+) -> (SignIn, SocketAddr) {
+    let store = RedisStore::open(redis_url)
+        .unwrap()
+        .timeout(Duration::from_millis(300))
+        .unwrap();
+    let builder = SignIn::builder(
+        client.client_id(),
+        ClientSecret::new(client.client_secret()),
+        format!("{ORIGIN}/auth/callback").parse().unwrap(),
+    )
+    .endpoints(&google.endpoints())
+    .keys_url_as(google.emu.oidc_jwks_url(), KeyAlgorithm::Rs256)
+    .allowlist(allowlist())
+    .redis_store(store)
+    .local_cache(Duration::ZERO);
+    let signin = configure(builder).build().expect("sign-in");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(&signin);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (signin, addr)
+}
+
+/// A script's request (no redirect to Google for it: 401 when signed out).
+async fn script(browser: &mut Browser, path: &str) -> Answer {
+    browser
+        .send(http::Method::GET, path, &[("accept", "application/json")])
+        .await
+}
+
+async fn logout(browser: &mut Browser, path: &str) -> Answer {
+    browser
+        .send(http::Method::POST, path, &[("origin", ORIGIN)])
+        .await
+}
+
+/// Polls `check` until it holds (at most `within`): for what is bounded, not instantaneous (a reconnection).
+async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_started_on_one_replica_is_served_and_ended_by_the_others() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let google = Google::start().await;
+    let replicas = Replicas::start(&google, 2, &redis.url(), |b| b).await;
+    let (a, b) = (replicas.addrs[0], replicas.addrs[1]);
+    let mut browser = replicas.browser();
+
+    // The login starts on A; Google sends the browser back to B: the attempt is in Redis, not in A.
+    let authorization = browser.at(a).login("/books?shelf=1").await;
+    assert_eq!(redis.keys(&format!("{PREFIX}attempt:*")).len(), 1);
+    let attempt_key = &redis.keys(&format!("{PREFIX}attempt:*"))[0];
+    assert!((1..=600).contains(&redis.ttl(attempt_key)));
+    let callback = google.consent(&authorization, "alice@example.com");
+    let signed_in = browser.at(b).page(callback.as_str()).await;
+    assert_eq!(signed_in.status, StatusCode::FOUND, "{}", signed_in.body);
+    assert_eq!(signed_in.location(), "/books?shelf=1");
+    assert!(
+        redis.keys(&format!("{PREFIX}attempt:*")).is_empty(),
+        "the attempt is spent"
+    );
+
+    // One session, whole, with an expiry; one entry in alice's index; the cookie holds only its ID.
+    let sessions = redis.keys(&format!("{PREFIX}session:*"));
+    assert_eq!(sessions.len(), 1);
+    let record = redis.get(&sessions[0]).unwrap();
+    assert!(record.contains("alice@example.com"), "{record}");
+    assert!((1..=3600).contains(&redis.ttl(&sessions[0])));
+    assert_eq!(redis.keys(&format!("{PREFIX}user:*")).len(), 1);
+    let cookie = browser.session().unwrap().clone();
+    assert_eq!(sessions[0], format!("{PREFIX}session:{cookie}"));
+
+    // Served by either replica.
+    for replica in [b, a, b] {
+        let books = browser.at(replica).page("/books").await;
+        assert_eq!(books.status, StatusCode::OK, "{}", books.body);
+        assert!(books.body.contains("alice@example.com"), "{}", books.body);
+    }
+
+    // The same callback replayed on A: the attempt was redeemed once, everywhere.
+    let mut thief = replicas.browser();
+    thief.cookies = browser.cookies.clone();
+    let replay = thief.at(a).page(callback.as_str()).await;
+    assert_eq!(replay.reason(), Some("unknown_state"), "{}", replay.body);
+
+    // Logged out on B: signed out on A at once (no local copy in this test).
+    let out = logout(browser.at(b), "/auth/logout").await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(redis.keys(&format!("{PREFIX}session:*")).is_empty());
+    browser.set_session(&cookie);
+    let after = script(browser.at(a), "/books").await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED, "{}", after.body);
+    let page = browser.at(a).page("/books").await;
+    assert_eq!(page.status, StatusCode::FOUND);
+    assert!(page.location().starts_with("/auth/login?return_to="));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_out_everywhere_ends_every_session_of_the_user_on_every_replica() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let google = Google::start().await;
+    let replicas = Replicas::start(&google, 2, &redis.url(), |b| b).await;
+    let (a, b) = (replicas.addrs[0], replicas.addrs[1]);
+
+    // Alice on her laptop (through A) and her phone (through B); Bob through A.
+    let mut laptop = replicas.browser();
+    let mut phone = replicas.browser();
+    let mut bob = replicas.browser();
+    for (browser, at, email) in [
+        (&mut laptop, a, "alice@example.com"),
+        (&mut phone, b, "alice@example.com"),
+        (&mut bob, a, "bob@example.com"),
+    ] {
+        let answer = browser.at(at).sign_in(&google, "/books", email).await;
+        assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    }
+    assert_eq!(redis.keys(&format!("{PREFIX}session:*")).len(), 3);
+
+    let out = logout(laptop.at(a), "/auth/logout?everywhere=1").await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    assert_eq!(
+        script(phone.at(b), "/books").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        script(phone.at(a), "/books").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        script(bob.at(b), "/books").await.status,
+        StatusCode::OK,
+        "Bob is not Alice"
+    );
+    assert_eq!(redis.keys(&format!("{PREFIX}session:*")).len(), 1);
+
+    // The same from code (an administrator deprovisioning Bob), through the other replica.
+    let sub = google
+        .emu
+        .users()
+        .into_iter()
+        .find(|u| u.email() == "bob@example.com")
+        .unwrap()
+        .sub()
+        .to_owned();
+    assert_eq!(
+        replicas.signins[1].sign_out_everywhere(&sub).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        script(bob.at(a), "/books").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        replicas.signins[0].sign_out_everywhere(&sub).await.unwrap(),
+        0
+    );
+    assert!(
+        redis.keys(&format!("{PREFIX}*")).is_empty(),
+        "{:?}",
+        redis.keys("*")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_local_copy_a_logout_elsewhere_arrives_within_its_bound() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let google = Google::start().await;
+    let replicas = Replicas::start(&google, 2, &redis.url(), |b| {
+        b.local_cache(Duration::from_secs(1))
+    })
+    .await;
+    let (a, b) = (replicas.addrs[0], replicas.addrs[1]);
+    let mut browser = replicas.browser();
+    browser
+        .at(a)
+        .sign_in(&google, "/books", "alice@example.com")
+        .await;
+    assert_eq!(script(browser.at(a), "/books").await.status, StatusCode::OK);
+    let cookie = browser.session().unwrap().clone();
+    logout(browser.at(b), "/auth/logout").await;
+    browser.set_session(&cookie);
+    // A may answer from its copy for up to a second, never longer than that plus a store read.
+    let signed_out = eventually(Duration::from_secs(20), || {
+        let mut browser = browser.clone();
+        async move { script(browser.at(a), "/books").await.status == StatusCode::UNAUTHORIZED }
+    })
+    .await;
+    assert!(signed_out, "replica A kept the logged-out session");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_down_or_silent_answers_503_lets_nobody_in_and_recovers() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let google = Google::start().await;
+    let proxy = FaultProxy::start(redis.addr()).await;
+    let replicas = Replicas::start(&google, 1, &proxy.url(), |b| b).await;
+    let mut alice = replicas.browser();
+    alice.sign_in(&google, "/books", "alice@example.com").await;
+    assert_eq!(script(&mut alice, "/books").await.status, StatusCode::OK);
+    // A login started before the fault, whose callback arrives during it.
+    let mut bob = replicas.browser();
+    let authorization = bob.login("/books").await;
+    let callback = google.consent(&authorization, "bob@example.com");
+
+    for fault in [Fault::Down, Fault::Silent] {
+        proxy.set(fault);
+        // Protected routes: 503 for scripts and pages, never the user, never a redirect to sign in again.
+        let books = script(&mut alice, "/books").await;
+        assert_eq!(
+            books.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{fault:?}: {}",
+            books.body
+        );
+        let page = alice.page("/books").await;
+        assert_eq!(page.status, StatusCode::SERVICE_UNAVAILABLE, "{fault:?}");
+        assert_eq!(page.reason(), Some("session_store"));
+        // A public page shows the signed-out view: nobody is said to be signed in.
+        let home = alice.page("/").await;
+        assert_eq!((home.status, home.body.as_str()), (StatusCode::OK, "login"));
+        // The sign-in pages say the service is unavailable.
+        let mut carol = replicas.browser();
+        let login = carol.page("/auth/login").await;
+        assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE, "{fault:?}");
+        assert_eq!(login.reason(), Some("session_store"));
+        assert!(login.body.contains("try again"), "{}", login.body);
+        let answer = bob.page(callback.as_str()).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{fault:?}: {}",
+            answer.body
+        );
+        assert!(bob.session().is_none(), "no session cookie during a fault");
+        // Logout cannot delete the session: it says so rather than pretending.
+        let out = logout(&mut alice, "/auth/logout").await;
+        assert_eq!(out.status, StatusCode::SERVICE_UNAVAILABLE, "{fault:?}");
+        assert!(alice.session().is_some());
+    }
+
+    proxy.set(Fault::None);
+    let recovered = eventually(Duration::from_secs(20), || {
+        let mut alice = alice.clone();
+        async move { script(&mut alice, "/books").await.status == StatusCode::OK }
+    })
+    .await;
+    assert!(recovered, "the session is served again once Redis is back");
+    // Bob's callback, refused during the fault before anything was spent, now completes.
+    let answer = bob.page(callback.as_str()).await;
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    assert_eq!(script(&mut bob, "/books").await.status, StatusCode::OK);
+    assert_eq!(redis.keys(&format!("{PREFIX}session:*")).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_redis_is_bounded_by_the_timeout() {
+    let Some(redis) = RedisServer::start(&["--enable-debug-command", "yes"]) else {
+        return;
+    };
+    let google = Google::start().await;
+    let replicas = Replicas::start(&google, 1, &redis.url(), |b| b).await;
+    let mut alice = replicas.browser();
+    alice.sign_in(&google, "/books", "alice@example.com").await;
+    // Redis itself stalls (DEBUG SLEEP blocks the server) for longer than the 300 ms timeout.
+    let addr = redis.addr();
+    let sleeper = std::thread::spawn(move || {
+        let port = addr.port();
+        let server = redis_server_at(port);
+        server.command(&["DEBUG", "SLEEP", "3"])
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let books = script(&mut alice, "/books").await;
+    assert_eq!(
+        books.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        books.body
+    );
+    assert_eq!(sleeper.join().unwrap(), Reply::Status("OK".into()));
+    let recovered = eventually(Duration::from_secs(20), || {
+        let mut alice = alice.clone();
+        async move { script(&mut alice, "/books").await.status == StatusCode::OK }
+    })
+    .await;
+    assert!(recovered);
+}
+
+/// A handle on an already running server (for a command from another thread).
+fn redis_server_at(port: u16) -> RawRedis {
+    RawRedis { port }
+}
+
+struct RawRedis {
+    port: u16,
+}
+
+impl RawRedis {
+    fn command(&self, args: &[&str]) -> Reply {
+        use std::io::{BufRead, BufReader, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        stream.write_all(out.as_bytes()).unwrap();
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        Reply::Status(line.trim_end().trim_start_matches('+').to_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_in_whose_session_cannot_be_written_leaves_nothing_behind() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    // A Redis user that may read and delete but not SET: the session write is refused half-way through sign-in.
+    assert_eq!(
+        redis.command(&[
+            "ACL", "SETUSER", "app", "on", ">s3cret", "~*", "&*", "+@all", "-set"
+        ]),
+        Reply::Status("OK".into())
+    );
+    let google = Google::start().await;
+    let url = format!("redis://app:s3cret@127.0.0.1:{}/0", redis.port);
+    let replicas = Replicas::start(&google, 1, &url, |b| b).await;
+    let mut alice = replicas.browser();
+    let answer = alice.sign_in(&google, "/books", "alice@example.com").await;
+    assert_eq!(
+        answer.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.reason(), Some("session_store"));
+    assert!(alice.session().is_none());
+    assert!(redis.keys(&format!("{PREFIX}session:*")).is_empty());
+    assert!(redis.keys(&format!("{PREFIX}user:*")).is_empty());
+    assert_eq!(
+        script(&mut alice, "/books").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // AUTH by URL: a wrong password is a 503, never a panic, and the message does not carry it.
+    let wrong = format!("redis://app:wrong@127.0.0.1:{}/0", redis.port);
+    let replicas = Replicas::start(&google, 1, &wrong, |b| b).await;
+    let mut bob = replicas.browser();
+    let login = bob.page("/auth/login").await;
+    assert_eq!(login.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(!login.body.contains("wrong"), "{}", login.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_save_never_brings_back_a_deleted_session() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let store = RedisStore::open(&redis.url()).unwrap();
+    let mut record = tower_sessions::session::Record {
+        id: tower_sessions::session::Id::default(),
+        data: Default::default(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await.unwrap();
+    assert!(store.load(&record.id).await.unwrap().is_some());
+    store.delete(&record.id).await.unwrap();
+    // A request that read the session before a logout elsewhere and saves it after.
+    store.save(&record).await.unwrap();
+    assert!(store.load(&record.id).await.unwrap().is_none());
+    assert!(redis.keys(&format!("{PREFIX}session:*")).is_empty());
+    // A record stored under another session's key is not that session.
+    let mut other = record.clone();
+    store.create(&mut other).await.unwrap();
+    let forged = redis.get(&format!("{PREFIX}session:{}", other.id)).unwrap();
+    let victim = tower_sessions::session::Id::default();
+    redis.command(&["SET", &format!("{PREFIX}session:{victim}"), &forged]);
+    assert!(store.load(&victim).await.unwrap().is_none());
+    // Garbage in the store is an error, not a panic.
+    redis.command(&["SET", &format!("{PREFIX}session:{victim}"), "{not json"]);
+    assert!(store.load(&victim).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_configuration_builds_a_redis_store() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let google = Google::start().await;
+    let client = google
+        .emu
+        .create_oauth_client(&["http://127.0.0.1:1/auth/callback"]);
+    let secret = std::env::temp_dir().join(format!("idgate-redis-secret-{}", std::process::id()));
+    std::fs::write(&secret, client.client_secret()).unwrap();
+    let config = idgate_core::Config::from_toml_str(&format!(
+        "[signin]\nclient_id = \"{}\"\nclient_secret_file = '{}'\nredirect_url = \"http://127.0.0.1:1/auth/callback\"\n\
+         [signin.allow]\ndomains = [\"example.com\"]\n\
+         [signin.sessions]\nstore = \"redis\"\nurl = \"{}\"\nkey_prefix = \"cfg:\"\ntimeout_ms = 200\n\
+         [google]\nbase_url = \"{}\"\n",
+        client.client_id(),
+        secret.display(),
+        redis.url(),
+        google.emu.base_url(),
+    ))
+    .unwrap();
+    let signin = SignIn::from_config(&config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(&signin);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut browser = Browser::new(addr, "http://127.0.0.1:1", signin.session_cookie_name());
+    browser.login("/").await;
+    assert_eq!(redis.keys("cfg:attempt:*").len(), 1);
+    let _ = std::fs::remove_file(secret);
+}
