@@ -140,15 +140,22 @@ impl Browser {
         std::fs::write(&path, png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }
 
-    /// The page's visible text.
+    /// The page's visible text. Read again while a navigation a click started replaces the page under the read
+    /// (a stale element), for at most a few seconds.
     pub(crate) async fn text(&self) -> String {
-        self.client
-            .find(fantoccini::Locator::Css("body"))
-            .await
-            .expect("a body")
-            .text()
-            .await
-            .expect("its text")
+        let mut last = None;
+        for _ in 0..50 {
+            let read = match self.client.find(fantoccini::Locator::Css("body")).await {
+                Ok(body) => body.text().await,
+                Err(e) => Err(e),
+            };
+            match read {
+                Ok(text) => return text,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the page's text could not be read: {last:?}");
     }
 
     /// Clicks the element `css` selects.

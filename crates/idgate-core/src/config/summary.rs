@@ -109,8 +109,7 @@ impl Config {
                                 out,
                                 "  session store: Redis at the URL in the environment variable {name}"
                             )?;
-                        }
-                        // `RedisUrlSource` is non-exhaustive for other crates only.
+                        } // `RedisUrlSource` is non-exhaustive for other crates only.
                     }
                     writeln!(
                         out,
