@@ -27,45 +27,70 @@ use idgate_signin::{ClientSecret, SignIn};
 use tower::ServiceExt as _;
 use url::Url;
 
+#[cfg(feature = "redis")]
+#[path = "../tests/common/redis_server.rs"]
+mod redis_server;
+
 async fn hello() -> &'static str {
     "hello"
 }
 
-fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let redirect = "https://app.example.com/auth/callback";
-    let (emulator, signin) = rt.block_on(async {
-        let emulator = Emulator::start().await.expect("emulator");
-        let client = emulator.create_oauth_client(&[redirect]);
-        let signin = SignIn::builder(
-            client.client_id(),
-            ClientSecret::new(client.client_secret()),
-            redirect.parse().expect("redirect URL"),
-        )
-        .endpoints(&Endpoints::under(&emulator.base_url()))
-        .keys_url_as(emulator.oidc_jwks_url(), KeyAlgorithm::Rs256)
-        .allowlist(
-            Allowlist::builder()
-                .user_domain("example.com")
-                .build()
-                .expect("allowlist"),
-        )
-        .build()
-        .expect("sign-in");
-        (emulator, signin)
-    });
+/// Which store the signed-in app keeps sessions in.
+#[derive(Clone, Copy)]
+enum Store<'a> {
+    Memory,
+    /// Redis at this URL, the process answering from its copy of a session's user for up to 5 s (the default).
+    #[cfg(feature = "redis")]
+    Redis(&'a str),
+    /// Redis, every request reading the session (`local_cache(Duration::ZERO)`): one round trip each.
+    #[cfg(feature = "redis")]
+    RedisStrict(&'a str),
+    #[cfg(not(feature = "redis"))]
+    #[allow(dead_code)]
+    Never(std::marker::PhantomData<&'a ()>),
+}
 
-    let bare = Router::new().route("/", get(hello));
+/// The signed-in app (`layer` + `require` around `hello`) with `store`, and the cookie of a session signed in through
+/// the emulator (login → consent → callback), checked to answer 200.
+fn signed_in_app(
+    rt: &tokio::runtime::Runtime,
+    emulator: &Emulator,
+    store: Store<'_>,
+) -> (Router, String) {
+    let redirect = "https://app.example.com/auth/callback";
+    let client = emulator.create_oauth_client(&[redirect]);
+    let builder = SignIn::builder(
+        client.client_id(),
+        ClientSecret::new(client.client_secret()),
+        redirect.parse().expect("redirect URL"),
+    )
+    .endpoints(&Endpoints::under(&emulator.base_url()))
+    .keys_url_as(emulator.oidc_jwks_url(), KeyAlgorithm::Rs256)
+    .allowlist(
+        Allowlist::builder()
+            .user_domain("example.com")
+            .build()
+            .expect("allowlist"),
+    );
+    let builder = match store {
+        Store::Memory => builder,
+        #[cfg(feature = "redis")]
+        Store::Redis(url) => {
+            builder.redis_store(idgate_signin::RedisStore::open(url).expect("Redis URL"))
+        }
+        #[cfg(feature = "redis")]
+        Store::RedisStrict(url) => builder
+            .redis_store(idgate_signin::RedisStore::open(url).expect("Redis URL"))
+            .local_cache(std::time::Duration::ZERO),
+        #[cfg(not(feature = "redis"))]
+        Store::Never(_) => unreachable!(),
+    };
+    let signin = builder.build().expect("sign-in");
     let guarded = Router::new()
         .merge(Router::new().route("/", get(hello)).layer(signin.require()))
         .merge(signin.router())
         .layer(signin.layer());
 
-    // Sign in once (login → the emulator's consent → callback), keeping the cookies a browser would.
     let cookie = rt.block_on(async {
         let call = |uri: &str, cookie: Option<&str>| {
             let mut req = Request::get(uri);
@@ -100,21 +125,47 @@ fn bench(c: &mut Criterion) {
             .next()
             .expect("name=value")
             .to_owned();
-        for router in [&bare, &guarded] {
-            let response = router
-                .clone()
-                .oneshot(
-                    Request::get("/")
-                        .header(COOKIE, &session)
-                        .body(Body::empty())
-                        .expect("request"),
-                )
-                .await
-                .expect("response");
-            assert_eq!(response.status(), StatusCode::OK, "signed in");
-        }
+        let response = guarded
+            .clone()
+            .oneshot(
+                Request::get("/")
+                    .header(COOKIE, &session)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK, "signed in");
         session
     });
+    (guarded, cookie)
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let emulator = rt.block_on(Emulator::start()).expect("emulator");
+    let bare = Router::new().route("/", get(hello));
+    let (guarded, cookie) = signed_in_app(&rt, &emulator, Store::Memory);
+    #[cfg(feature = "redis")]
+    let redis = redis_server::RedisServer::start(&[]);
+    #[cfg(feature = "redis")]
+    let redis_apps: Vec<(&str, (Router, String))> = match &redis {
+        Some(redis) => vec![
+            (
+                "signin_redis",
+                signed_in_app(&rt, &emulator, Store::Redis(&redis.url())),
+            ),
+            (
+                "signin_redis_strict",
+                signed_in_app(&rt, &emulator, Store::RedisStrict(&redis.url())),
+            ),
+        ],
+        None => Vec::new(),
+    };
 
     // For attribution only: tower-sessions alone (its cookie jar, the in-memory store, one session read of a
     // profile-sized value), no sign-in logic.
@@ -168,14 +219,27 @@ fn bench(c: &mut Criterion) {
                 .expect("response")
         });
     });
-    for (name, router) in [("bare", &bare), ("signin_layer_require", &guarded)] {
+    #[allow(unused_mut)]
+    let mut rows = vec![
+        ("bare", &bare, &cookie),
+        ("signin_layer_require", &guarded, &cookie),
+    ];
+    #[cfg(feature = "redis")]
+    rows.extend(
+        redis_apps
+            .iter()
+            .map(|(name, (router, cookie))| (*name, router, cookie)),
+    );
+    for (name, router, cookie) in rows {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter(|| async {
                 let request = Request::get("/")
-                    .header(COOKIE, &cookie)
+                    .header(COOKIE, cookie)
                     .body(Body::empty())
                     .expect("request");
-                router.clone().oneshot(request).await.expect("response")
+                let response = router.clone().oneshot(request).await.expect("response");
+                debug_assert_eq!(response.status(), StatusCode::OK);
+                response
             });
         });
     }
