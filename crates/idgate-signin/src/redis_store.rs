@@ -34,6 +34,9 @@ pub enum RedisStoreError {
     /// A timeout of zero.
     #[error("the timeout must be more than zero")]
     ZeroTimeout,
+    /// A CA certificate for a URL that is not `rediss://`, or one that is not PEM.
+    #[error("the CA certificate cannot be used: {0}")]
+    CaCertificate(String),
 }
 
 /// Sessions in Redis, shared by every replica of a service: with it, a user signed in through one replica is
@@ -111,6 +114,12 @@ impl RedisStore {
                 parsed.scheme()
             )));
         }
+        // redis-rs reads `#insecure` as "do not check the server's certificate": never from a URL.
+        if parsed.fragment().is_some() || parsed.query().is_some() {
+            return Err(RedisStoreError::InvalidUrl(
+                "a query or a fragment (`#insecure` would turn certificate checks off)".into(),
+            ));
+        }
         let server = match (parsed.host_str(), parsed.port()) {
             (Some(host), Some(port)) => format!("{}://{host}:{port}", parsed.scheme()),
             (Some(host), None) => format!("{}://{host}", parsed.scheme()),
@@ -140,6 +149,40 @@ impl RedisStore {
             return Err(RedisStoreError::InvalidKeyPrefix);
         }
         self.prefix = prefix;
+        Ok(self)
+    }
+
+    /// Trusts `pem` (one or more PEM certificates) instead of the system's roots for the server's TLS certificate:
+    /// what Memorystore for Redis with in-transit encryption needs (its instance's server CA). `rediss://` only.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisStoreError::CaCertificate`] for a `redis://` URL or a `pem` without a certificate.
+    pub fn ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Result<Self, RedisStoreError> {
+        let pem = pem.into();
+        if !pem
+            .windows(b"-----BEGIN CERTIFICATE-----".len())
+            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+        {
+            return Err(RedisStoreError::CaCertificate(
+                "no PEM certificate in it".into(),
+            ));
+        }
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        };
+        self.client =
+            redis::Client::build_with_tls(self.client.get_connection_info().clone(), certificates)
+                .map_err(|e| {
+                    RedisStoreError::CaCertificate(match e.kind() {
+                        redis::ErrorKind::InvalidClientConfig => {
+                            "the URL is not rediss:// (TLS)".to_owned()
+                        }
+                        kind => format!("{kind:?}"),
+                    })
+                })?;
+        self.connection = std::sync::Arc::default();
         Ok(self)
     }
 
@@ -396,6 +439,17 @@ mod tests {
         let e = RedisStore::open("http://:hunter2@127.0.0.1:6379").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(RedisStore::open("not a url").is_err());
+        assert!(RedisStore::open("rediss://127.0.0.1:6379/#insecure").is_err());
+        assert!(RedisStore::open("rediss://127.0.0.1:6379/?insecure=1").is_err());
+        let plain = RedisStore::open("redis://127.0.0.1:6379").unwrap();
+        assert!(matches!(
+            plain.ca_certificate(
+                b"-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n".to_vec()
+            ),
+            Err(RedisStoreError::CaCertificate(_))
+        ));
+        let tls = RedisStore::open("rediss://127.0.0.1:6379").unwrap();
+        assert!(tls.ca_certificate(b"not pem".to_vec()).is_err());
         let store = RedisStore::open("redis://user:hunter2@127.0.0.1:6379").unwrap();
         assert_eq!(store.server(), "redis://127.0.0.1:6379");
         assert!(!format!("{store:?}").contains("hunter2"));

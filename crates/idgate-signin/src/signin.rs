@@ -519,10 +519,21 @@ fn with_redis(
         #[allow(unreachable_patterns)]
         _ => return Err(SignInError::InvalidConfig("unknown Redis URL source")),
     };
-    let store = crate::RedisStore::open(&url)
+    let mut store = crate::RedisStore::open(&url)
         .and_then(|s| s.key_prefix(config.key_prefix()))
         .and_then(|s| s.timeout(config.timeout()))
         .map_err(|e| SignInError::RedisUnavailable(e.to_string()))?;
+    if let Some(path) = config.ca_file() {
+        let pem = std::fs::read(path).map_err(|e| {
+            SignInError::RedisUnavailable(format!(
+                "cannot read `[signin.sessions] ca_file` {}: {e}",
+                path.display()
+            ))
+        })?;
+        store = store
+            .ca_certificate(pem)
+            .map_err(|e| SignInError::RedisUnavailable(e.to_string()))?;
+    }
     Ok(builder.redis_store(store))
 }
 

@@ -493,3 +493,78 @@ async fn the_configuration_builds_a_redis_store() {
     assert_eq!(redis.keys("cfg:attempt:*").len(), 1);
     let _ = std::fs::remove_file(secret);
 }
+
+/// A certificate authority and a server certificate for 127.0.0.1 it signed, as PEM files under a fresh directory:
+/// `(directory, CA PEM)`.
+fn tls_files() -> (std::path::PathBuf, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let dir = std::env::temp_dir().join(format!("idgate-redis-tls-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "idgate test Redis CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &ca)
+        .unwrap();
+    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
+    (dir, ca.pem())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rediss_checks_the_servers_certificate_against_the_configured_ca() {
+    let (dir, ca_pem) = tls_files();
+    let Some(redis) = RedisServer::start_tls(&dir.join("server.pem"), &dir.join("server.key"))
+    else {
+        return;
+    };
+    let google = Google::start().await;
+    let url = format!("rediss://127.0.0.1:{}/0", redis.port);
+    let client = google
+        .emu
+        .create_oauth_client(&[&format!("{ORIGIN}/auth/callback")]);
+    let with_store = |store: RedisStore| move |b: SignInBuilder| b.redis_store(store.clone());
+
+    // Trusting the server's CA: sign-in works over TLS.
+    let trusted = RedisStore::open(&url)
+        .unwrap()
+        .ca_certificate(ca_pem.clone())
+        .unwrap();
+    let (signin, addr) = serve_replica(&google, &client, &url, &with_store(trusted)).await;
+    let mut alice = Browser::new(addr, ORIGIN, signin.session_cookie_name());
+    let answer = alice.sign_in(&google, "/books", "alice@example.com").await;
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    assert_eq!(script(&mut alice, "/books").await.status, StatusCode::OK);
+
+    // The system's roots do not know that CA: nothing is sent to a server that cannot prove who it is.
+    let (signin, addr) = serve_replica(&google, &client, &url, &|b| b).await;
+    let mut bob = Browser::new(addr, ORIGIN, signin.session_cookie_name());
+    assert_eq!(
+        bob.page("/auth/login").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // The right CA, but the certificate does not name the host asked for.
+    let localhost = format!("rediss://localhost:{}/0", redis.port);
+    let misnamed = RedisStore::open(&localhost)
+        .unwrap()
+        .ca_certificate(ca_pem)
+        .unwrap();
+    let (signin, addr) = serve_replica(&google, &client, &url, &with_store(misnamed)).await;
+    let mut carol = Browser::new(addr, ORIGIN, signin.session_cookie_name());
+    assert_eq!(
+        carol.page("/auth/login").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    drop(redis);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -166,6 +166,7 @@ use validate::*;
 /// | `signin.sessions.store` | `"memory"` (default: one process) or `"redis"` (replicas share sessions); see [`SessionStoreConfig`] |
 /// | `signin.sessions.url_env` / `signin.sessions.url` | Redis only, exactly one: `redis://` or `rediss://` (TLS); a password only through `url_env` |
 /// | `signin.sessions.key_prefix`, `signin.sessions.timeout_ms` | Redis only: default `"idgate:signin:"` and 500 (10 to 10000) |
+/// | `signin.sessions.ca_file` | Redis over TLS only: the server's CA (PEM) instead of the system's roots |
 /// | `signin.sessions.local_cache_ms` | default 5000, 0 to 60000: how long a process answers from its own copy of a session's user |
 /// | `google.*` | endpoint overrides; plain `http` only on loopback addresses (except `metadata_url`) |
 /// | `google.oidc_keys_format`, `google.iap_keys_format` | `"auto"` (default: JWKS or PEM, read from each document, as Google's libraries do), `"jwks"` or `"pem"` to pin one; the family (OIDC RS256, IAP ES256) is never read from the document |

@@ -81,6 +81,7 @@ pub(crate) struct RawSessions {
     pub(crate) key_prefix: Option<Spanned<String>>,
     pub(crate) timeout_ms: Option<Spanned<u64>>,
     pub(crate) local_cache_ms: Option<Spanned<u64>>,
+    pub(crate) ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

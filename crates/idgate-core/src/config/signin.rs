@@ -1,7 +1,7 @@
 //! The `[signin]` table: signing people in with Google (the OAuth 2.0 / OpenID Connect web flow of
 //! `idgate-signin`), validated like every other table.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[allow(unused_imports)]
 use super::*;
@@ -161,6 +161,7 @@ pub struct RedisSessionsConfig {
     url: RedisUrlSource,
     key_prefix: String,
     timeout: Duration,
+    ca_file: Option<PathBuf>,
 }
 
 impl RedisSessionsConfig {
@@ -178,6 +179,12 @@ impl RedisSessionsConfig {
     /// request is answered `503`.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// `ca_file`: a PEM file of the certificate authority that signed the server's TLS certificate, trusted instead
+    /// of the system's roots (Memorystore for Redis with in-transit encryption: its server CA). `rediss://` only.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
     }
 }
 
@@ -462,7 +469,7 @@ impl Validator<'_> {
             .choice(raw.store.as_ref(), STORE_CHOICES)?
             .unwrap_or(false);
         if !redis {
-            let stray = [&raw.url, &raw.url_env, &raw.key_prefix]
+            let stray = [&raw.url, &raw.url_env, &raw.key_prefix, &raw.ca_file]
                 .into_iter()
                 .flatten()
                 .map(Spanned::span)
@@ -555,6 +562,34 @@ impl Validator<'_> {
                 RedisUrlSource::Url(parsed)
             }
         };
+        let ca_file = match &raw.ca_file {
+            None => None,
+            Some(file) if file.get_ref().trim().is_empty() => {
+                return Err(self
+                    .error(
+                        ConfigErrorKind::SessionStore,
+                        &file.span(),
+                        "`ca_file` is empty",
+                    )
+                    .with_help(
+                        "write the path of the PEM file of the server's certificate authority",
+                    ));
+            }
+            Some(file) => {
+                if let RedisUrlSource::Url(url) = &url
+                    && url.scheme() != "rediss"
+                {
+                    return Err(self
+                        .error(
+                            ConfigErrorKind::SessionStore,
+                            &file.span(),
+                            "`ca_file` is for TLS, but `url` is plain redis://",
+                        )
+                        .with_help("write the URL as rediss://, or remove `ca_file`"));
+                }
+                Some(PathBuf::from(file.get_ref()))
+            }
+        };
         let key_prefix = match &raw.key_prefix {
             None => DEFAULT_REDIS_KEY_PREFIX.to_owned(),
             Some(prefix) => {
@@ -594,6 +629,7 @@ impl Validator<'_> {
                 url,
                 key_prefix,
                 timeout: Duration::from_millis(timeout),
+                ca_file,
             }),
             Duration::from_millis(local_cache),
         ))

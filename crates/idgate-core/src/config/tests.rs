@@ -1248,21 +1248,24 @@ fn redis_sessions_are_read_with_their_settings() {
     );
     assert_eq!(redis.key_prefix(), "app:");
     assert_eq!(redis.timeout(), Duration::from_millis(250));
+    assert_eq!(redis.ca_file(), None);
     let summary = config.effective_policy();
     assert!(
         summary.contains("session store: Redis at rediss://redis.internal:6378/2"),
         "{summary}"
     );
 
-    let config =
-        Config::from_toml_str(&sessions_with("store = \"redis\"\nurl_env = \"REDIS_URL\""))
-            .unwrap();
+    let config = Config::from_toml_str(&sessions_with(
+        "store = \"redis\"\nurl_env = \"REDIS_URL\"\nca_file = \"/secrets/server-ca.pem\"",
+    ))
+    .unwrap();
     let SessionStoreConfig::Redis(redis) = config.signin().unwrap().sessions() else {
         panic!("a Redis store")
     };
     assert_eq!(redis.url(), &RedisUrlSource::Env("REDIS_URL".into()));
     assert_eq!(redis.key_prefix(), DEFAULT_REDIS_KEY_PREFIX);
     assert_eq!(redis.timeout(), Duration::from_millis(500));
+    assert_eq!(redis.ca_file(), Some(Path::new("/secrets/server-ca.pem")));
 }
 
 #[test]
@@ -1319,6 +1322,12 @@ fn malformed_session_stores_are_refused_at_their_line() {
         9,
     );
     refused("stor = \"redis\"", ConfigErrorKind::UnknownKey, 8);
+    refused(
+        "store = \"redis\"\nurl = \"redis://a:6379\"\nca_file = \"/ca.pem\"",
+        ConfigErrorKind::SessionStore,
+        10,
+    );
+    refused("ca_file = \"/ca.pem\"", ConfigErrorKind::SessionStore, 8);
     // A password in the file: refused, and never echoed.
     let message = refused(
         "store = \"redis\"\nurl = \"redis://user:hunter2@a:6379\"",

@@ -25,6 +25,39 @@ impl RedisServer {
     /// Starts `redis-server` with `extra` arguments. `None` (with a message) when it is not installed and this is not
     /// CI; in CI (`CI` set) a missing server fails the test, since `.ci/run` installs it.
     pub fn start(extra: &[&str]) -> Option<Self> {
+        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        Self::start_with(&|port| {
+            let mut args = vec!["--port".to_owned(), port.to_string()];
+            args.extend(extra.iter().cloned());
+            args
+        })
+    }
+
+    /// Starts `redis-server` serving TLS only, on its port, with this certificate and key (PEM files).
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Option<Self> {
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        Self::start_with(&|port| {
+            let port = port.to_string();
+            [
+                "--port",
+                "0",
+                "--tls-port",
+                &port,
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-auth-clients",
+                "no",
+            ]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect()
+        })
+    }
+
+    /// Starts `redis-server` with the arguments `args` makes for the port picked.
+    fn start_with(args: &dyn Fn(u16) -> Vec<String>) -> Option<Self> {
         if Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -50,19 +83,10 @@ impl RedisServer {
                 std::env::temp_dir().join(format!("idgate-redis-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let child = Command::new("redis-server")
-                .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                ])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
                 .arg("--dir")
                 .arg(&dir)
-                .args(extra)
+                .args(args(port))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
