@@ -449,22 +449,13 @@ impl Validator<'_> {
     ) -> Result<(SessionStoreConfig, Duration), ConfigError> {
         let header = table.span();
         let raw = table.into_inner();
-        let local_cache = match &raw.local_cache_ms {
-            None => DEFAULT_LOCAL_CACHE_MS,
-            Some(ms) if *ms.get_ref() <= 60_000 => *ms.get_ref(),
-            Some(ms) => {
-                return Err(self
-                    .error(
-                        ConfigErrorKind::LimitOutOfRange,
-                        &ms.span(),
-                        format!("`local_cache_ms = {}` is over 60000", ms.get_ref()),
-                    )
-                    .with_help(
-                        "write 0 (every request reads the store) to 60000; the default is 5000: a logout made by \
-                         another replica reaches this one within that bound",
-                    ));
-            }
-        };
+        // A logout made by another replica reaches this one within this bound (0: every request reads the store).
+        let local_cache = self.millis(
+            raw.local_cache_ms.as_ref(),
+            0..=60_000,
+            DEFAULT_LOCAL_CACHE_MS,
+            "local_cache_ms",
+        )?;
         let redis = self
             .choice(raw.store.as_ref(), STORE_CHOICES)?
             .unwrap_or(false);
@@ -484,10 +475,7 @@ impl Validator<'_> {
                     )
                     .with_help("add `store = \"redis\"`, or remove the setting"));
             }
-            return Ok((
-                SessionStoreConfig::Memory,
-                Duration::from_millis(local_cache),
-            ));
+            return Ok((SessionStoreConfig::Memory, local_cache));
         }
         let url = match (&raw.url, &raw.url_env) {
             (Some(_), Some(env)) => {
@@ -512,24 +500,11 @@ impl Validator<'_> {
                          `url = \"redis://10.0.0.3:6379\"`",
                     ));
             }
-            (None, Some(env)) => {
-                let name = env.get_ref();
-                let ok = !name.is_empty()
-                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                    && !name.as_bytes()[0].is_ascii_digit();
-                if !ok {
-                    return Err(self
-                        .error(
-                            ConfigErrorKind::SessionStore,
-                            &env.span(),
-                            format!("{name:?} is not an environment variable name"),
-                        )
-                        .with_help(
-                            "write a name such as \"IDGATE_REDIS_URL\" (letters, digits, `_`)",
-                        ));
-                }
-                RedisUrlSource::Env(name.clone())
-            }
+            (None, Some(env)) => RedisUrlSource::Env(self.env_name(
+                env,
+                ConfigErrorKind::SessionStore,
+                "IDGATE_REDIS_URL",
+            )?),
             (Some(url), None) => {
                 let parsed = Url::parse(url.get_ref()).ok().filter(|u| {
                     matches!(u.scheme(), "redis" | "rediss")
@@ -609,30 +584,78 @@ impl Validator<'_> {
                 value.clone()
             }
         };
-        let timeout = match &raw.timeout_ms {
-            None => DEFAULT_STORE_TIMEOUT_MS,
-            Some(ms) if (10..=10_000).contains(ms.get_ref()) => *ms.get_ref(),
-            Some(ms) => {
-                return Err(self
-                    .error(
-                        ConfigErrorKind::LimitOutOfRange,
-                        &ms.span(),
-                        format!("`timeout_ms = {}` is outside 10 to 10000", ms.get_ref()),
-                    )
-                    .with_help(
-                        "write a number of milliseconds from 10 to 10000; the default is 500",
-                    ));
-            }
-        };
+        let timeout = self.millis(
+            raw.timeout_ms.as_ref(),
+            10..=10_000,
+            DEFAULT_STORE_TIMEOUT_MS,
+            "timeout_ms",
+        )?;
         Ok((
             SessionStoreConfig::Redis(RedisSessionsConfig {
                 url,
                 key_prefix,
-                timeout: Duration::from_millis(timeout),
+                timeout,
                 ca_file,
             }),
-            Duration::from_millis(local_cache),
+            local_cache,
         ))
+    }
+
+    /// An environment variable's name (`*_env`): letters, digits and `_`, not starting with a digit.
+    fn env_name(
+        &self,
+        env: &Spanned<String>,
+        kind: ConfigErrorKind,
+        example: &str,
+    ) -> Result<String, ConfigError> {
+        let name = env.get_ref();
+        let ok = !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !name.as_bytes()[0].is_ascii_digit();
+        if !ok {
+            return Err(self
+                .error(
+                    kind,
+                    &env.span(),
+                    format!("{name:?} is not an environment variable name"),
+                )
+                .with_help(format!(
+                    "write a name such as {example:?} (letters, digits, `_`)"
+                )));
+        }
+        Ok(name.clone())
+    }
+
+    /// A number of milliseconds in `range` (`key` names it in the message), or `default` when absent.
+    fn millis(
+        &self,
+        raw: Option<&Spanned<u64>>,
+        range: std::ops::RangeInclusive<u64>,
+        default: u64,
+        key: &str,
+    ) -> Result<Duration, ConfigError> {
+        let Some(ms) = raw else {
+            return Ok(Duration::from_millis(default));
+        };
+        if !range.contains(ms.get_ref()) {
+            return Err(self
+                .error(
+                    ConfigErrorKind::LimitOutOfRange,
+                    &ms.span(),
+                    format!(
+                        "`{key} = {}` is outside {} to {}",
+                        ms.get_ref(),
+                        range.start(),
+                        range.end()
+                    ),
+                )
+                .with_help(format!(
+                    "write a number of milliseconds from {} to {}; the default is {default}",
+                    range.start(),
+                    range.end()
+                )));
+        }
+        Ok(Duration::from_millis(*ms.get_ref()))
     }
 
     fn client_id(
@@ -692,24 +715,11 @@ impl Validator<'_> {
                     "add `client_secret_env = \"IDGATE_CLIENT_SECRET\"` (an environment variable) or \
                      `client_secret_file = \"/secrets/client\"`; the secret itself never goes in the file",
                 )),
-            (Some(env), None) => {
-                let name = env.get_ref();
-                let ok = !name.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                    && !name.as_bytes()[0].is_ascii_digit();
-                if !ok {
-                    return Err(self
-                        .error(
-                            ConfigErrorKind::ClientSecretChoice,
-                            &env.span(),
-                            format!("{name:?} is not an environment variable name"),
-                        )
-                        .with_help("write a name such as \"IDGATE_CLIENT_SECRET\" (letters, digits, `_`)"));
-                }
-                Ok(ClientSecretSource::Env(name.clone()))
-            }
+            (Some(env), None) => Ok(ClientSecretSource::Env(self.env_name(
+                env,
+                ConfigErrorKind::ClientSecretChoice,
+                "IDGATE_CLIENT_SECRET",
+            )?)),
             (None, Some(file)) => {
                 if file.get_ref().trim().is_empty() {
                     return Err(self
