@@ -86,6 +86,7 @@ pub mod config;
 pub mod google;
 pub mod identity;
 pub mod keys;
+pub mod metrics;
 pub mod policy;
 pub mod token;
 pub mod verify;

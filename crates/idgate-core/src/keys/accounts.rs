@@ -289,11 +289,9 @@ impl ServiceAccountKeys {
             if let Some(client) = &self.client {
                 document = document.client(client.clone());
             }
-            KeyCache::with_config(
-                AccountDocument(document),
-                self.config.clone(),
-                self.clock.clone(),
-            )
+            let mut config = self.config.clone();
+            config.metrics_label = config.metrics_label.or(Some("service_account"));
+            KeyCache::with_config(AccountDocument(document), config, self.clock.clone())
         }))
     }
 

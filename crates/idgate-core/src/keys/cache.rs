@@ -35,6 +35,9 @@ pub struct KeyCacheConfig {
     /// After a failed fetch, no new fetch starts for this long; callers get the stale set or
     /// [`KeysUnavailable`] at once instead of waiting on a dead endpoint. Default 5 seconds.
     pub failure_backoff: Duration,
+    /// The `keys` label of this cache's [metrics](crate::metrics). Default: `oidc` for RS256 keys, `iap` for ES256
+    /// keys; `service_account` for the caches of [`ServiceAccountKeys`](super::ServiceAccountKeys).
+    pub metrics_label: Option<&'static str>,
 }
 
 impl Default for KeyCacheConfig {
@@ -47,6 +50,7 @@ impl Default for KeyCacheConfig {
             stale_bound: Duration::from_secs(6 * 3600),
             fetch_timeout: Duration::from_secs(5),
             failure_backoff: Duration::from_secs(5),
+            metrics_label: None,
         }
     }
 }
@@ -340,6 +344,26 @@ impl KeyCache {
         self.inner.source.describe()
     }
 
+    /// Sets this cache's age and freshness gauges (`idgate_key_set_age_seconds`, `idgate_key_set_fresh_for_seconds`)
+    /// to their values now: call it before a metrics scrape (the admin listener of `idgate proxy` does). Without the
+    /// `metrics` feature it does nothing.
+    pub fn record_metrics(&self) {
+        if let Some(loaded) = self.inner.current.load_full() {
+            let now = self.inner.clock.now();
+            let age = now.duration_since(loaded.fetched_at).unwrap_or_default();
+            let fresh_for = match loaded.fresh_until.duration_since(now) {
+                Ok(left) => left.as_secs_f64(),
+                Err(past) => -past.duration().as_secs_f64(),
+            };
+            crate::metrics::keys::status(self.metrics_label(), age.as_secs_f64(), fresh_for);
+        }
+    }
+
+    /// The `keys` label of this cache's metrics.
+    fn metrics_label(&self) -> &'static str {
+        metrics_label(&self.inner)
+    }
+
     fn refresh_in_background(&self, now: SystemTime) {
         // The fetch runs as its own task; nobody needs to await it here.
         let _ = self.start_or_join(Reason::Refresh, now);
@@ -410,6 +434,7 @@ impl KeyCache {
             if since(flight.last_unknown_kid_fetch)
                 .is_some_and(|d| d < self.inner.config.unknown_kid_interval)
             {
+                crate::metrics::keys::unknown_kid_refetch_suppressed(self.metrics_label());
                 return None;
             }
             flight.last_unknown_kid_fetch = Some(now);
@@ -430,6 +455,16 @@ impl KeyCache {
         flight.in_flight = Some(shared.clone());
         Some(shared)
     }
+}
+
+fn metrics_label(inner: &Inner) -> &'static str {
+    inner
+        .config
+        .metrics_label
+        .unwrap_or(match inner.source.algorithm() {
+            super::KeyAlgorithm::Rs256 => "oidc",
+            super::KeyAlgorithm::Es256 => "iap",
+        })
 }
 
 fn lookup(loaded: &Loaded, kid: &str) -> Result<Arc<VerifyingKey>, KeyLookupError> {
@@ -469,6 +504,12 @@ async fn fetch_and_store(inner: Arc<Inner>) -> FlightResult {
             );
             inner.current.store(Some(loaded.clone()));
             flight.last_failure = None;
+            crate::metrics::keys::fetched(
+                metrics_label(&inner),
+                true,
+                now.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64()),
+            );
             Ok(loaded)
         }
         Err(error) => {
@@ -477,7 +518,9 @@ async fn fetch_and_store(inner: Arc<Inner>) -> FlightResult {
                 .load()
                 .as_ref()
                 .is_some_and(|l| now < l.fresh_until + inner.config.stale_bound);
+            crate::metrics::keys::fetched(metrics_label(&inner), false, 0.0);
             if stale {
+                crate::metrics::keys::serving_stale(metrics_label(&inner));
                 tracing::warn!(
                     target: "idgate::keys",
                     source = %inner.source.describe(),

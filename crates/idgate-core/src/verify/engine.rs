@@ -15,6 +15,7 @@ use crate::keys::{
     HttpKeySource, KeyAlgorithm, KeyCache, KeyCacheConfig, KeyDocumentFormat, KeyLookupError,
     VerifyingKey, truncate,
 };
+use crate::metrics::VerifyMetrics;
 use crate::token::{JwtParts, Malformed, SIGNATURE_REMOVED_BY_GOOGLE};
 
 /// A header member whose mere presence (even as `null`) rejects the token.
@@ -101,6 +102,7 @@ pub(crate) struct Engine<C> {
     pub(crate) memo: Option<Memo<C>>,
     /// This engine's identity in the per-thread [`recent`](super::recent) cache.
     id: u64,
+    metrics: VerifyMetrics,
 }
 
 impl<C: TimedClaims> Engine<C> {
@@ -110,6 +112,7 @@ impl<C: TimedClaims> Engine<C> {
         clock: Arc<dyn Clock>,
         times: TimeRules,
         memo_capacity: u64,
+        verifier: &'static str,
     ) -> Self {
         let memo = (memo_capacity > 0).then(|| {
             moka::sync::Cache::builder()
@@ -128,6 +131,7 @@ impl<C: TimedClaims> Engine<C> {
             times,
             memo,
             id: recent::next_verifier_id(),
+            metrics: VerifyMetrics::new(verifier),
         }
     }
 
@@ -143,6 +147,7 @@ impl<C: TimedClaims> Engine<C> {
         if token.len() > crate::token::MAX_TOKEN_BYTES {
             return Err(Malformed::TooLarge.into());
         }
+        let started = self.metrics.start();
         // With the memo on, first the tokens this thread just verified: an exact byte comparison, no hashing.
         if self.memo.is_some()
             && let Some(claims) = recent::get::<C>(self.id, token)
@@ -151,33 +156,49 @@ impl<C: TimedClaims> Engine<C> {
             if clock::unix_seconds(now) < claims.exp().saturating_add(self.times.leeway)
                 && self.still_signed(&claims, now)
             {
+                self.metrics.memo_hit(&started);
                 return Ok(claims);
             }
         }
         let digest = self.memo.as_ref().map(|_| digest(token));
-        if let (Some(memo), Some(digest)) = (&self.memo, &digest)
-            && let Some(claims) = memo.get(digest)
-        {
-            // Everything but time and the key's publication was settled when the token was first verified, by this
-            // same verifier.
-            let at = self.clock.now();
-            let now = clock::unix_seconds(at);
-            if now >= claims.exp().saturating_add(self.times.leeway) {
-                memo.invalidate(digest);
-                return Err(VerifyError::Expired {
-                    expired_at: claims.exp(),
-                    now,
-                });
+        if let (Some(memo), Some(digest)) = (&self.memo, &digest) {
+            match memo.get(digest) {
+                Some(claims) => {
+                    // Everything but time and the key's publication was settled when the token was first verified,
+                    // by this same verifier.
+                    let at = self.clock.now();
+                    let now = clock::unix_seconds(at);
+                    if now >= claims.exp().saturating_add(self.times.leeway) {
+                        memo.invalidate(digest);
+                        return Err(VerifyError::Expired {
+                            expired_at: claims.exp(),
+                            now,
+                        });
+                    }
+                    if self.still_signed(&claims, at) {
+                        recent::put(self.id, token, claims.clone());
+                        self.metrics.memo_hit(&started);
+                        return Ok(claims);
+                    }
+                    // The signing key has been withdrawn (or no usable key set is held): forget the token and
+                    // verify it afresh, which refetches the keys (rate-limited) and refuses it if its key is gone.
+                    memo.invalidate(digest);
+                }
+                None => self.metrics.memo_miss(memo.entry_count()),
             }
-            if self.still_signed(&claims, at) {
-                recent::put(self.id, token, claims.clone());
-                return Ok(claims);
-            }
-            // The signing key has been withdrawn (or no usable key set is held): forget the token and verify it
-            // afresh, which refetches the keys (rate-limited) and refuses it if its key is gone.
-            memo.invalidate(digest);
         }
+        self.metrics
+            .full(self.verify_full(token, digest, check))
+            .await
+    }
 
+    /// The whole verification, for a token the memo did not answer.
+    async fn verify_full(
+        &self,
+        token: &str,
+        digest: Option<[u8; 32]>,
+        check: impl Fn(&mut C) -> Result<(), VerifyError>,
+    ) -> Result<Arc<C>, VerifyError> {
         let parts = JwtParts::split(token)?;
         let header = self.checked_header(&parts)?;
         if parts.signature == SIGNATURE_REMOVED_BY_GOOGLE {
@@ -308,6 +329,7 @@ impl EngineOptions {
     /// kind's largest `exp - iat` for a leeway.
     pub(crate) fn build<C: TimedClaims>(
         self,
+        verifier: &'static str,
         algorithm: KeyAlgorithm,
         default_keys: (url::Url, KeyDocumentFormat),
         max_lifetime: impl Fn(i64) -> i64,
@@ -331,6 +353,7 @@ impl EngineOptions {
             clock,
             times,
             self.memo_capacity.unwrap_or(DEFAULT_MEMO_CAPACITY),
+            verifier,
         ))
     }
 }

@@ -378,6 +378,7 @@ impl IapVerifierBuilder {
                 .map_err(|why| BuildError::InvalidAudience(aud.to_string(), why))?;
         }
         let engine = self.options.build(
+            "iap",
             KeyAlgorithm::Es256,
             (
                 google::Endpoints::default().iap_jwks,

@@ -495,6 +495,7 @@ impl OidcVerifierBuilder {
     pub fn build(self) -> Result<OidcVerifier, BuildError> {
         let audiences = Audiences::new(self.audiences, self.audience_match)?;
         let engine = self.options.build(
+            "oidc",
             KeyAlgorithm::Rs256,
             (
                 google::Endpoints::default().oidc_jwks,

@@ -358,6 +358,7 @@ impl ServiceAccountJwtVerifierBuilder {
         self.options.keys = Some(KeysChoice::Cache(cache));
         let max_lifetime = i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX);
         let engine = self.options.build(
+            "service_account",
             KeyAlgorithm::Rs256,
             // Unused: the account's cache is always given above.
             (
