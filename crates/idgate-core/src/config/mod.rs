@@ -39,7 +39,7 @@ mod validate;
 use error::from_allowlist_error;
 pub use error::{ConfigError, ConfigErrorKind, Location};
 use raw::*;
-pub use signin::{AccessType, ClientSecretSource, DEFAULT_SCOPES, SignInConfig};
+pub use signin::{AccessType, ClientSecretSource, DEFAULT_SCOPES, SignInConfig, TokenKeySource};
 pub use tables::{GoogleConfig, IapAudience, IapConfig, InboundConfig, ProxySettings};
 use validate::*;
 
@@ -158,6 +158,7 @@ use validate::*;
 /// | `signin.scopes` | default `["openid", "email", "profile"]`; must contain `openid` |
 /// | `signin.session_lifetime_secs`, `signin.session_idle_timeout_secs` | default 28800 and 3600; 60 to 2592000, the idle timeout at most the lifetime |
 /// | `signin.hosted_domain`, `signin.prompt`, `signin.access_type`, `signin.fetch_userinfo` | optional |
+/// | `signin.token_encryption_key_env` / `signin.token_encryption_key_file` | at most one; required with `access_type = "offline"`; the key (32 bytes, base64) itself is never in the file |
 /// | `signin.login_path`, `signin.logout_path` | default `/auth/login`, `/auth/logout`; the callback is `redirect_url`'s path |
 /// | `signin.allow.emails`, `.domains`, `.hosted_domains` | required: must list someone |
 /// | `google.*` | endpoint overrides; plain `http` only on loopback addresses (except `metadata_url`) |
