@@ -94,6 +94,7 @@ mod routes;
 mod secret;
 mod session;
 mod signin;
+mod tokens;
 
 pub use error::{EndpointError, SignInError};
 pub use extract::{SignedInUser, SignedInUserRejection};
@@ -103,6 +104,10 @@ pub use return_to::{MAX_RETURN_TO_LEN, sanitize_return_to};
 pub use secret::ClientSecret;
 pub use session::{AnySessionStore, LoadUser, RECENT_USER_TTL, SignInLayer, SignInService};
 pub use signin::{DEFAULT_MAX_PENDING_ATTEMPTS, SignIn, SignInBuilder};
+pub use tokens::{
+    ACCESS_TOKEN_REFRESH_MARGIN, TokenEncryptionKey, UserAccessToken, UserAccessTokenRejection,
+    UserAccessTokenRejectionKind,
+};
 /// The session store trait and the in-memory store, re-exported from `tower-sessions` so that a store can be
 /// passed to [`SignInBuilder::store`] without naming that crate's version.
 pub use tower_sessions::{MemoryStore, SessionStore};
