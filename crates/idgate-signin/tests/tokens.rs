@@ -400,6 +400,24 @@ async fn logout_revokes_the_refresh_token() {
             .refresh_tokens(app.client.client_id(), "alice@example.com")
             .is_empty()
     );
+
+    // Online access with a key: the access token is kept sealed too, and it is what logout revokes.
+    let online = App::serve_routed(
+        &google,
+        Public::Loopback,
+        google.endpoints(),
+        |b| b.token_encryption_key(TokenEncryptionKey::generate()),
+        routes(&google),
+    )
+    .await;
+    let mut browser = signed_in(&google, &online, "alice@example.com").await;
+    let access = token_json(&mut browser).await["token"].clone();
+    let access = access.as_str().unwrap();
+    assert!(!record_text(&online, browser.session().unwrap()).await.contains(access));
+    let origin = online.origin.clone();
+    assert!(!google.emu.is_revoked(access));
+    assert_eq!(browser.logout(Some(&origin)).await.status, StatusCode::SEE_OTHER);
+    assert!(google.emu.is_revoked(access));
 }
 
 #[tokio::test]
