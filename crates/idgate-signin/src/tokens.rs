@@ -112,7 +112,9 @@ impl TokenEncryptionKey {
     /// [`SignInError::TokenKeyUnavailable`] when the variable is unset, the file unreadable, or the value is not 32
     /// bytes in base64. Messages name the variable or file, never the value.
     pub fn from_source(source: &TokenKeySource, at: Option<Location>) -> Result<Self, SignInError> {
-        let line = at.map_or_else(String::new, |at| format!(" (line {} of the configuration)", at.line));
+        let line = at.map_or_else(String::new, |at| {
+            format!(" (line {} of the configuration)", at.line)
+        });
         let (text, what) = match source {
             TokenKeySource::Env(name) => {
                 let what = format!("the environment variable {name}{line}");
@@ -124,9 +126,11 @@ impl TokenEncryptionKey {
             }
             TokenKeySource::File(path) => {
                 let what = format!("the file {}{line}", path.display());
-                let text = std::fs::read_to_string(path).map_err(|e| SignInError::TokenKeyUnavailable {
-                    what: format!("{what} cannot be read"),
-                    source: Some(e),
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    SignInError::TokenKeyUnavailable {
+                        what: format!("{what} cannot be read"),
+                        source: Some(e),
+                    }
                 })?;
                 (text, what)
             }
@@ -424,7 +428,9 @@ impl Shared {
     /// `grant_type=refresh_token` at the token endpoint, once (a failure answers `503`; the next request tries
     /// again). `Ok(None)`: Google refused the refresh token with `invalid_grant`.
     async fn refresh(&self, refresh_token: &str) -> Result<Option<RefreshResponse>, RefreshError> {
-        let client = self.client().map_err(|_| RefreshError::Endpoint(EndpointError::Status(0)))?;
+        let client = self
+            .client()
+            .map_err(|_| RefreshError::Endpoint(EndpointError::Status(0)))?;
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
@@ -453,13 +459,17 @@ impl Shared {
                     status: status.as_u16(),
                     error: sanitize_error_code(&e.error),
                 }),
-                _ => Err(RefreshError::Endpoint(EndpointError::Status(status.as_u16()))),
+                _ => Err(RefreshError::Endpoint(EndpointError::Status(
+                    status.as_u16(),
+                ))),
             };
         }
         let answer: RefreshResponse = serde_json::from_slice(&body)
             .map_err(|e| RefreshError::Endpoint(EndpointError::Json(e)))?;
         if answer.access_token.as_deref().is_none_or(str::is_empty) {
-            return Err(RefreshError::Endpoint(EndpointError::Status(status.as_u16())));
+            return Err(RefreshError::Endpoint(EndpointError::Status(
+                status.as_u16(),
+            )));
         }
         Ok(Some(answer))
     }
@@ -616,10 +626,17 @@ pub struct UserAccessTokenRejection {
 #[derive(Debug)]
 enum Answer {
     /// `302` to the login route, back to `return_to` afterwards.
-    Login { login_path: String, return_to: String },
+    Login {
+        login_path: String,
+        return_to: String,
+    },
     /// `401`, `{"error":"sign_in_required"}` when the client accepts JSON.
-    SignInRequired { json: bool },
-    NotAllowed { logout_path: String },
+    SignInRequired {
+        json: bool,
+    },
+    NotAllowed {
+        logout_path: String,
+    },
     StoreUnavailable,
     TokenEndpointUnavailable,
     Misconfigured,
@@ -783,14 +800,24 @@ impl<S: Send + Sync> FromRequestParts<S> for UserAccessToken {
                     Answer::StoreUnavailable,
                 ));
             }
-            _ => return Err(UserAccessTokenRejection::sign_in(K::NotSignedIn, &shared, parts)),
+            _ => {
+                return Err(UserAccessTokenRejection::sign_in(
+                    K::NotSignedIn,
+                    &shared,
+                    parts,
+                ));
+            }
         }
         let (Some(user), Some(session), Some(kept)) = (
             parts.extensions.get::<SignedInUser>().cloned(),
             parts.extensions.get::<Session>().cloned(),
             shared.tokens.as_ref(),
         ) else {
-            return Err(UserAccessTokenRejection::sign_in(K::NotSignedIn, &shared, parts));
+            return Err(UserAccessTokenRejection::sign_in(
+                K::NotSignedIn,
+                &shared,
+                parts,
+            ));
         };
         match access_token(&shared, kept, &session, user.subject()).await {
             Ok(token) => Ok(token),
@@ -935,7 +962,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut bent = bytes.clone();
             bent[i] ^= 0x01;
-            assert!(open(&key, "1", &URL_SAFE_NO_PAD.encode(&bent)).is_none(), "byte {i}");
+            assert!(
+                open(&key, "1", &URL_SAFE_NO_PAD.encode(&bent)).is_none(),
+                "byte {i}"
+            );
         }
         for len in 0..bytes.len() {
             assert!(open(&key, "1", &URL_SAFE_NO_PAD.encode(&bytes[..len])).is_none());
@@ -964,11 +994,14 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert!(e.to_string().contains("IDGATE_TEST_TOKEN_KEY_SURELY_UNSET"), "{e}");
+        assert!(
+            e.to_string().contains("IDGATE_TEST_TOKEN_KEY_SURELY_UNSET"),
+            "{e}"
+        );
         let file = std::env::temp_dir().join(format!("idgate-token-key-{}", std::process::id()));
         std::fs::write(&file, "c2hvcnQ=\n").unwrap();
-        let e = TokenEncryptionKey::from_source(&TokenKeySource::File(file.clone()), None)
-            .unwrap_err();
+        let e =
+            TokenEncryptionKey::from_source(&TokenKeySource::File(file.clone()), None).unwrap_err();
         assert!(!e.to_string().contains("c2hvcnQ"), "{e}");
         std::fs::write(&file, format!("{text}\n")).unwrap();
         assert!(TokenEncryptionKey::from_source(&TokenKeySource::File(file.clone()), None).is_ok());

@@ -29,10 +29,7 @@ const JSON: (&str, &str) = ("accept", "application/json");
 
 /// What `/api/token` answers: the token the handler got (a test app may show it; a real one never would), its
 /// scopes, and what Google's tokeninfo said of it when the handler used it.
-async fn api_token(
-    State(tokeninfo): State<url::Url>,
-    token: UserAccessToken,
-) -> axum::Json<Value> {
+async fn api_token(State(tokeninfo): State<url::Url>, token: UserAccessToken) -> axum::Json<Value> {
     let info = reqwest::Client::new()
         .get(tokeninfo)
         .query(&[("access_token", token.secret())])
@@ -140,12 +137,7 @@ async fn the_handler_gets_a_token_that_works_at_google_and_the_store_holds_no_pl
         got["tokeninfo_scope"].as_str().unwrap().contains(DRIVE),
         "{got}"
     );
-    assert!(
-        got["scopes"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("openid"))
-    );
+    assert!(got["scopes"].as_array().unwrap().contains(&json!("openid")));
     let access = got["token"].as_str().unwrap().to_owned();
 
     // Google issued one refresh token for this offline sign-in; neither it nor the access token is anywhere in
@@ -158,9 +150,15 @@ async fn the_handler_gets_a_token_that_works_at_google_and_the_store_holds_no_pl
     let text = record_text(&app, &cookie).await;
     assert!(text.contains(TOKEN_KEY), "the tokens are kept: {text}");
     for secret in [&refresh[0], &access] {
-        assert!(!text.contains(secret.as_str()), "plaintext token in the store");
         assert!(
-            browser.cookies.values().all(|c| !c.contains(secret.as_str())),
+            !text.contains(secret.as_str()),
+            "plaintext token in the store"
+        );
+        assert!(
+            browser
+                .cookies
+                .values()
+                .all(|c| !c.contains(secret.as_str())),
             "token in a cookie"
         );
     }
@@ -193,7 +191,11 @@ async fn many_requests_of_one_session_share_one_refresh_and_sessions_refresh_apa
     google.emu.reset_hits();
     let mut requests = Vec::new();
     for i in 0..100 {
-        let mut browser = if i % 2 == 0 { alice.clone() } else { bob.clone() };
+        let mut browser = if i % 2 == 0 {
+            alice.clone()
+        } else {
+            bob.clone()
+        };
         requests.push(tokio::spawn(async move {
             let answer = browser.send(http::Method::GET, "/api/bare", &[JSON]).await;
             (i % 2, answer.status, answer.body)
@@ -212,7 +214,10 @@ async fn many_requests_of_one_session_share_one_refresh_and_sessions_refresh_apa
     );
     for (who, old) in [(0, &old_alice), (1, &old_bob)] {
         let first = &tokens[who][0];
-        assert!(tokens[who].iter().all(|t| t == first), "one new token per session");
+        assert!(
+            tokens[who].iter().all(|t| t == first),
+            "one new token per session"
+        );
         assert_ne!(first.as_str(), old.as_str().unwrap(), "a new token");
     }
     assert_ne!(tokens[0][0], tokens[1][0]);
@@ -262,17 +267,27 @@ async fn a_refused_refresh_token_ends_the_session() {
     browser.set_session(&cookie);
     let page = browser.page("/api/bare").await;
     assert_eq!(page.status, StatusCode::FOUND);
-    assert!(page.location().starts_with("/auth/login?return_to=%2Fapi%2Fbare"));
+    assert!(
+        page.location()
+            .starts_with("/auth/login?return_to=%2Fapi%2Fbare")
+    );
     browser.set_session(&cookie);
     assert_eq!(
-        browser.send(http::Method::GET, "/books", &[JSON]).await.status,
+        browser
+            .send(http::Method::GET, "/books", &[JSON])
+            .await
+            .status,
         StatusCode::UNAUTHORIZED
     );
     browser.set_session(&cookie);
     assert_eq!(browser.page("/").await.body, "login");
     // Bob removes the app from his Google Account: the same, seen through the rejection's kind (for handlers that
     // take the rejection themselves).
-    assert!(google.emu.remove_access(app.client.client_id(), "bob@example.com"));
+    assert!(
+        google
+            .emu
+            .remove_access(app.client.client_id(), "bob@example.com")
+    );
     assert_eq!(
         bob.send(http::Method::GET, "/api/kind", &[]).await.body,
         "SessionEnded session_ended 401"
@@ -304,13 +319,26 @@ async fn google_down_answers_503_and_keeps_the_session() {
     let old = token_json(&mut browser).await["token"].clone();
     clock.advance(Duration::from_secs(3600));
 
-    for fault in [Fault::Status(503), Fault::Hang, Fault::Garbage, Fault::Status(400)] {
+    for fault in [
+        Fault::Status(503),
+        Fault::Hang,
+        Fault::Garbage,
+        Fault::Status(400),
+    ] {
         google.emu.inject(Route::Token, fault, 1);
         let answer = browser.send(http::Method::GET, "/api/bare", &[JSON]).await;
-        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.body);
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            answer.body
+        );
         assert!(!answer.body.contains(old.as_str().unwrap()));
         assert!(
-            app.store.session(browser.session().unwrap()).await.is_some(),
+            app.store
+                .session(browser.session().unwrap())
+                .await
+                .is_some(),
             "the session is kept"
         );
     }
@@ -367,12 +395,18 @@ async fn a_moved_or_altered_token_record_is_refused() {
         let mut victim = signed_in(&google, &app, "alice@example.com").await;
         let cookie = victim.session().unwrap().clone();
         let mut record = app.store.session(&cookie).await.unwrap();
-        let sealed = record.data[TOKEN_KEY]["sealed"].as_str().unwrap().to_owned();
+        let sealed = record.data[TOKEN_KEY]["sealed"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         record.data.insert(TOKEN_KEY.to_owned(), bent(&sealed));
         app.store.save(&record).await.unwrap();
         let answer = victim.send(http::Method::GET, "/api/bare", &[JSON]).await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
-        assert!(app.store.session(&cookie).await.is_none(), "the session ends");
+        assert!(
+            app.store.session(&cookie).await.is_none(),
+            "the session ends"
+        );
     }
 }
 
@@ -392,8 +426,14 @@ async fn logout_revokes_the_refresh_token() {
     let origin = app.origin.clone();
     let out = browser.logout(Some(&origin)).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
-    assert!(google.emu.is_revoked(&refresh[0]), "the refresh token is revoked");
-    assert!(google.emu.is_revoked(access.as_str().unwrap()), "with its grant");
+    assert!(
+        google.emu.is_revoked(&refresh[0]),
+        "the refresh token is revoked"
+    );
+    assert!(
+        google.emu.is_revoked(access.as_str().unwrap()),
+        "with its grant"
+    );
     assert!(
         google
             .emu
@@ -413,10 +453,17 @@ async fn logout_revokes_the_refresh_token() {
     let mut browser = signed_in(&google, &online, "alice@example.com").await;
     let access = token_json(&mut browser).await["token"].clone();
     let access = access.as_str().unwrap();
-    assert!(!record_text(&online, browser.session().unwrap()).await.contains(access));
+    assert!(
+        !record_text(&online, browser.session().unwrap())
+            .await
+            .contains(access)
+    );
     let origin = online.origin.clone();
     assert!(!google.emu.is_revoked(access));
-    assert_eq!(browser.logout(Some(&origin)).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        browser.logout(Some(&origin)).await.status,
+        StatusCode::SEE_OTHER
+    );
     assert!(google.emu.is_revoked(access));
 }
 
@@ -490,7 +537,10 @@ async fn signed_out_and_misconfigured_requests_get_no_token() {
     // A session cookie that names nothing.
     stranger.set_session(&Id::default().to_string());
     assert_eq!(
-        stranger.send(http::Method::GET, "/api/kind", &[]).await.body,
+        stranger
+            .send(http::Method::GET, "/api/kind", &[])
+            .await
+            .body,
         "NotSignedIn not_signed_in 401"
     );
 
@@ -557,7 +607,10 @@ fn the_key_is_read_from_the_environment_or_a_file_named_in_the_configuration() {
     let e = SignIn::from_config(&config(&file_line).unwrap()).unwrap_err();
     assert_eq!(e.reason(), "token_key_unavailable");
     let text = e.to_string();
-    assert!(text.contains(&key.display().to_string()) && text.contains("line 6"), "{text}");
+    assert!(
+        text.contains(&key.display().to_string()) && text.contains("line 6"),
+        "{text}"
+    );
     assert!(!text.contains("c2hvcnQ"), "{text}");
 
     // An unset variable.
@@ -566,14 +619,16 @@ fn the_key_is_read_from_the_environment_or_a_file_named_in_the_configuration() {
     )
     .unwrap_err();
     assert!(
-        e.to_string().contains("IDGATE_TOKENS_TEST_KEY_SURELY_UNSET"),
+        e.to_string()
+            .contains("IDGATE_TOKENS_TEST_KEY_SURELY_UNSET"),
         "{e}"
     );
 
     // Offline without a key, or the key written in the file: the configuration itself is refused.
     let e = config("").unwrap_err();
     assert_eq!(e.line(), Some(5), "{e}");
-    let e = config("token_encryption_key = \"q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=\"").unwrap_err();
+    let e = config("token_encryption_key = \"q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=\"")
+        .unwrap_err();
     assert_eq!(e.line(), Some(6), "{e}");
     assert!(!e.to_string().contains("q83vEjRW"), "{e}");
     std::fs::remove_dir_all(dir).unwrap();

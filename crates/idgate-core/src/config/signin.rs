@@ -469,7 +469,10 @@ impl Validator<'_> {
         const HELP: &str = "name an environment variable (`token_encryption_key_env = \"IDGATE_TOKEN_KEY\"`) or a file \
                             (`token_encryption_key_file = \"/secrets/token-key\"`) holding 32 random bytes in base64, \
                             made with `openssl rand -base64 32`";
-        match (&raw.token_encryption_key_env, &raw.token_encryption_key_file) {
+        match (
+            &raw.token_encryption_key_env,
+            &raw.token_encryption_key_file,
+        ) {
             (None, None) => Ok(None),
             (Some(_), Some(file)) => Err(self
                 .error(
@@ -481,9 +484,7 @@ impl Validator<'_> {
             (Some(env), None) => {
                 let name = env.get_ref();
                 let ok = !name.is_empty()
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
                     && !name.as_bytes()[0].is_ascii_digit();
                 if !ok {
                     return Err(self
@@ -508,7 +509,10 @@ impl Validator<'_> {
                         .with_help(HELP));
                 }
                 let at = Location::of(self.src, file.span().start);
-                Ok(Some((TokenKeySource::File(PathBuf::from(file.get_ref())), at)))
+                Ok(Some((
+                    TokenKeySource::File(PathBuf::from(file.get_ref())),
+                    at,
+                )))
             }
         }
     }

@@ -1225,8 +1225,10 @@ fn signin_token_encryption_key() {
             .token_encryption_key()
             .is_none()
     );
-    let config =
-        Config::from_toml_str(&signin_with("token_encryption_key_env = \"IDGATE_TOKEN_KEY\"")).unwrap();
+    let config = Config::from_toml_str(&signin_with(
+        "token_encryption_key_env = \"IDGATE_TOKEN_KEY\"",
+    ))
+    .unwrap();
     let signin = config.signin().unwrap();
     assert_eq!(
         signin.token_encryption_key(),
@@ -1245,6 +1247,12 @@ fn signin_token_encryption_key() {
         config.signin().unwrap().access_type(),
         Some(AccessType::Offline)
     );
+    let summary = config.effective_policy();
+    assert!(summary.contains("offline access"), "{summary}");
+    assert!(
+        summary.contains("token encryption key: from the file /secrets/token-key"),
+        "{summary}"
+    );
 }
 
 #[test]
@@ -1257,7 +1265,10 @@ fn signin_token_encryption_key_mistakes_are_located() {
         24,
     );
     assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
-    assert!(e.help().unwrap().contains("openssl rand -base64 32"), "{e:?}");
+    assert!(
+        e.help().unwrap().contains("openssl rand -base64 32"),
+        "{e:?}"
+    );
     // Both.
     assert_err(
         &signin_with("token_encryption_key_env = \"K\"\ntoken_encryption_key_file = \"/k\""),
@@ -1285,7 +1296,10 @@ fn signin_token_encryption_key_mistakes_are_located() {
         6,
         15,
     );
-    assert!(e.help().unwrap().contains("openssl rand -base64 32"), "{e:?}");
+    assert!(
+        e.help().unwrap().contains("openssl rand -base64 32"),
+        "{e:?}"
+    );
     // Online access needs none.
     assert!(Config::from_toml_str(&signin_with("access_type = \"online\"")).is_ok());
     // A typo is offered the real keys, not the refused one.

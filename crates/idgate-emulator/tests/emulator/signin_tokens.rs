@@ -469,13 +469,31 @@ async fn a_test_sees_the_live_refresh_tokens_and_can_remove_the_apps_access() {
     let other = emu.create_oauth_client(&[REDIRECT]);
     let offline = [("access_type", "offline")];
     assert!(emu.refresh_tokens(client.client_id(), ALICE).is_empty());
-    assert!(!emu.remove_access(client.client_id(), ALICE), "no grant yet");
+    assert!(
+        !emu.remove_access(client.client_id(), ALICE),
+        "no grant yet"
+    );
 
-    let (_, first) = exchange(&emu, &client, &code_for(&emu, &client, &offline).await, VERIFIER).await;
-    let (_, elsewhere) = exchange(&emu, &other, &code_for(&emu, &other, &offline).await, VERIFIER).await;
+    let (_, first) = exchange(
+        &emu,
+        &client,
+        &code_for(&emu, &client, &offline).await,
+        VERIFIER,
+    )
+    .await;
+    let (_, elsewhere) = exchange(
+        &emu,
+        &other,
+        &code_for(&emu, &other, &offline).await,
+        VERIFIER,
+    )
+    .await;
     let refresh = first["refresh_token"].as_str().unwrap();
     assert_eq!(emu.refresh_tokens(client.client_id(), ALICE), [refresh]);
-    assert!(emu.refresh_tokens(client.client_id(), "bob@example.com").is_empty());
+    assert!(
+        emu.refresh_tokens(client.client_id(), "bob@example.com")
+            .is_empty()
+    );
 
     // Removing the app's access revokes its whole grant (and only this client's): the refresh grant then answers
     // `invalid_grant`, as Google does once a user removes an app.
