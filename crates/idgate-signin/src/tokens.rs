@@ -892,6 +892,12 @@ async fn access_token(
             bundle,
             record,
         }) if owner == sub => {
+            // Logged out (or replaced by a sign-in) in this process while the refresh was in flight: writing the
+            // token back would save this request's copy of the session over the deletion.
+            if shared.forgotten.contains_key(&id) {
+                shared.end_session(session).await;
+                return Err(K::NotSignedIn);
+            }
             // This request's copy of the session gets the new record too, so that whichever request is saved last
             // leaves the new token in the store.
             if let Err(e) = session.insert(TOKEN_KEY, record.clone()).await {

@@ -633,3 +633,37 @@ fn the_key_is_read_from_the_environment_or_a_file_named_in_the_configuration() {
     assert!(!e.to_string().contains("q83vEjRW"), "{e}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_logout_during_a_refresh_stays_a_logout() {
+    let google = Google::start().await;
+    let clock = ManualClock::starting_now();
+    let app = serve_offline(&google, &clock).await;
+    let mut browser = signed_in(&google, &app, "alice@example.com").await;
+    token_json(&mut browser).await;
+    let cookie = browser.session().unwrap().clone();
+    clock.advance(Duration::from_secs(3600 - 200));
+
+    // A request whose refresh is slow at Google; the user logs out meanwhile (and the revocation at logout fails,
+    // so that the refresh itself succeeds).
+    google
+        .emu
+        .inject(Route::Token, Fault::Delay(Duration::from_millis(1500)), 1);
+    google.emu.inject(Route::Revoke, Fault::Status(503), 1);
+    let mut slow = browser.clone();
+    let pending =
+        tokio::spawn(async move { slow.send(http::Method::GET, "/api/bare", &[JSON]).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let origin = app.origin.clone();
+    assert_eq!(
+        browser.logout(Some(&origin)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let answer = pending.await.unwrap();
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{}", answer.body);
+
+    // The slow request did not write the session back: it stays deleted, and its cookie signs nobody in.
+    assert!(app.store.session(&cookie).await.is_none());
+    browser.set_session(&cookie);
+    assert_eq!(browser.page("/").await.body, "login");
+}
