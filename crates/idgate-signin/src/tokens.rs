@@ -246,6 +246,10 @@ struct Bundle {
     /// When the access token expires (Unix seconds).
     #[serde(default)]
     expires_at: i64,
+    /// When it was obtained (Unix seconds): a token that lives less than twice the margin is refreshed at half
+    /// its life instead, so that a short-lived one is not refreshed on every request.
+    #[serde(default)]
+    obtained_at: i64,
     /// The scopes granted, space-separated (the token response's `scope`).
     #[serde(default)]
     scope: String,
@@ -272,6 +276,14 @@ pub(crate) fn lenient_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64
 /// When a token that `expires_in` seconds from `now` expires (a missing or absurd value: the hour Google gives).
 fn expiry(now: i64, expires_in: Option<i64>) -> i64 {
     now.saturating_add(expires_in.unwrap_or(3600).clamp(0, MAX_EXPIRES_IN))
+}
+
+/// How long before `bundle`'s access token expires it is replaced: [`ACCESS_TOKEN_REFRESH_MARGIN`], or half its
+/// lifetime for a token that lives less than twice that.
+fn margin(bundle: &Bundle) -> i64 {
+    let margin = i64::try_from(ACCESS_TOKEN_REFRESH_MARGIN.as_secs()).unwrap_or(300);
+    let lifetime = bundle.expires_at.saturating_sub(bundle.obtained_at).max(0);
+    margin.min(lifetime / 2)
 }
 
 /// The part of [`Shared`] that keeps users' tokens: present when a [`TokenEncryptionKey`] is configured.
@@ -325,6 +337,7 @@ pub(crate) async fn keep_at_sign_in(
             let now = unix_secs(shared.clock.now());
             let bundle = Bundle {
                 expires_at: expiry(now, tokens.expires_in),
+                obtained_at: now,
                 scope: tokens.scope.unwrap_or_else(|| shared.scopes.join(" ")),
                 refresh_token: tokens.refresh_token,
                 access_token: tokens.access_token,
@@ -494,6 +507,7 @@ impl Shared {
                 .or_else(|| bundle.refresh_token.clone()),
             access_token: answer.access_token,
             expires_at: expiry(now, answer.expires_in),
+            obtained_at: now,
             scope: answer.scope.unwrap_or_else(|| bundle.scope.clone()),
         };
         tracing::debug!(target: "idgate::signin", "user access token refreshed");
@@ -867,8 +881,7 @@ async fn access_token(
         return Err(K::SessionEnded);
     };
     let now = unix_secs(shared.clock.now());
-    let margin = i64::try_from(ACCESS_TOKEN_REFRESH_MARGIN.as_secs()).unwrap_or(300);
-    if bundle.access_token.is_some() && bundle.expires_at.saturating_sub(now) > margin {
+    if bundle.access_token.is_some() && bundle.expires_at.saturating_sub(now) > margin(&bundle) {
         return UserAccessToken::from_bundle(&bundle).ok_or(K::ReauthorizationRequired);
     }
     let Some(refresh_token) = bundle.refresh_token.clone() else {
@@ -927,8 +940,27 @@ mod tests {
             refresh_token: Some("1//refresh-secret".into()),
             access_token: Some("ya29.access-secret".into()),
             expires_at: 1_700_000_000,
+            obtained_at: 1_700_000_000 - 3599,
             scope: "openid email".into(),
         }
+    }
+
+    #[test]
+    fn short_lived_tokens_are_refreshed_at_half_their_life() {
+        let at = |obtained_at, expires_at| {
+            margin(&Bundle {
+                obtained_at,
+                expires_at,
+                ..Bundle::default()
+            })
+        };
+        assert_eq!(at(0, 3599), 300);
+        assert_eq!(at(0, 120), 60);
+        assert_eq!(at(100, 100), 0);
+        assert_eq!(at(100, 0), 0);
+        // A record without `obtained_at` (0) and a real expiry: the full margin.
+        assert_eq!(margin(&bundle()), 300);
+        assert_eq!(at(0, 1_700_000_000), 300);
     }
 
     fn sealed(record: &TokenRecord) -> &str {
