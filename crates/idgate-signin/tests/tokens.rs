@@ -667,3 +667,81 @@ async fn a_logout_during_a_refresh_stays_a_logout() {
     browser.set_session(&cookie);
     assert_eq!(browser.page("/").await.body, "login");
 }
+
+/// Another process serving the same app: its own `SignIn` on its own port, the same OAuth client, store and clock,
+/// and the key `key`.
+async fn replica(google: &Google, app: &App, clock: &ManualClock, key: TokenEncryptionKey) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let origin = format!("http://{addr}");
+    let signin = SignIn::builder(
+        app.client.client_id(),
+        idgate_signin::ClientSecret::new(app.client.client_secret()),
+        format!("{origin}/auth/callback").parse().unwrap(),
+    )
+    .endpoints(&google.endpoints())
+    .keys_url_as(
+        google.emu.oidc_jwks_url(),
+        idgate_core::keys::KeyAlgorithm::Rs256,
+    )
+    .allowlist(common::allowlist())
+    .store(app.store.clone())
+    .scopes(["openid", "email", "profile", DRIVE])
+    .access_type(AccessType::Offline)
+    .token_encryption_key(key)
+    .idle_timeout(Duration::from_secs(4 * 3600))
+    .clock(Arc::new(clock.clone()))
+    .build()
+    .unwrap();
+    let router = routes(google)(&signin);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    App {
+        signin,
+        store: app.store.clone(),
+        client: app.client.clone(),
+        addr,
+        origin,
+    }
+}
+
+#[tokio::test]
+async fn replicas_sharing_the_store_and_the_key_share_the_tokens() {
+    let google = Google::start().await;
+    let clock = ManualClock::starting_now();
+    let key = TokenEncryptionKey::generate();
+    let (configure, same_key) = (offline(&clock), key.clone());
+    let a = App::serve_routed(
+        &google,
+        Public::Loopback,
+        google.endpoints(),
+        move |b| configure(b).token_encryption_key(same_key),
+        routes(&google),
+    )
+    .await;
+    let b = replica(&google, &a, &clock, key).await;
+    let mut on_a = signed_in(&google, &a, "alice@example.com").await;
+    let mut on_b = b.browser();
+    on_b.cookies = on_a.cookies.clone();
+
+    // Signed in through A, served by B: the same token, no refresh.
+    let first = token_json(&mut on_a).await["token"].clone();
+    google.emu.reset_hits();
+    assert_eq!(token_json(&mut on_b).await["token"], first);
+    assert_eq!(google.emu.hits(Route::Token), 0);
+
+    // B refreshes; A then reads the new token from the store and does not refresh again.
+    clock.advance(Duration::from_secs(3600 - 200));
+    let second = token_json(&mut on_b).await;
+    assert_ne!(second["token"], first);
+    assert_eq!(second["tokeninfo"], 200);
+    assert_eq!(token_json(&mut on_a).await["token"], second["token"]);
+    assert_eq!(google.emu.hits(Route::Token), 1);
+
+    // A process with another key cannot open the record: that session ends (not a panic, not a token).
+    let c = replica(&google, &a, &clock, TokenEncryptionKey::generate()).await;
+    let mut on_c = c.browser();
+    on_c.cookies = on_a.cookies.clone();
+    let answer = on_c.send(http::Method::GET, "/api/kind", &[]).await;
+    assert_eq!(answer.body, "SessionEnded session_ended 401");
+    assert!(a.store.session(on_a.session().unwrap()).await.is_none());
+}
