@@ -306,7 +306,9 @@ impl SignInBuilder {
         self
     }
 
-    /// Sends `access_type` (`offline` for a refresh token, which logout then revokes).
+    /// Sends `access_type` (`offline` for a refresh token, which needs a
+    /// [`token_encryption_key`](Self::token_encryption_key), feeds [`UserAccessToken`](crate::UserAccessToken) and
+    /// is revoked at logout).
     pub fn access_type(mut self, access_type: AccessType) -> Self {
         self.access_type = Some(access_type);
         self
