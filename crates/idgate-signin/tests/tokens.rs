@@ -671,6 +671,16 @@ async fn a_logout_during_a_refresh_stays_a_logout() {
 /// Another process serving the same app: its own `SignIn` on its own port, the same OAuth client, store and clock,
 /// and the key `key`.
 async fn replica(google: &Google, app: &App, clock: &ManualClock, key: TokenEncryptionKey) -> App {
+    replica_allowing(google, app, clock, key, common::allowlist()).await
+}
+
+async fn replica_allowing(
+    google: &Google,
+    app: &App,
+    clock: &ManualClock,
+    key: TokenEncryptionKey,
+    allowlist: idgate_core::Allowlist,
+) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let origin = format!("http://{addr}");
@@ -684,7 +694,7 @@ async fn replica(google: &Google, app: &App, clock: &ManualClock, key: TokenEncr
         google.emu.oidc_jwks_url(),
         idgate_core::keys::KeyAlgorithm::Rs256,
     )
-    .allowlist(common::allowlist())
+    .allowlist(allowlist)
     .store(app.store.clone())
     .scopes(["openid", "email", "profile", DRIVE])
     .access_type(AccessType::Offline)
@@ -718,7 +728,7 @@ async fn replicas_sharing_the_store_and_the_key_share_the_tokens() {
         routes(&google),
     )
     .await;
-    let b = replica(&google, &a, &clock, key).await;
+    let b = replica(&google, &a, &clock, key.clone()).await;
     let mut on_a = signed_in(&google, &a, "alice@example.com").await;
     let mut on_b = b.browser();
     on_b.cookies = on_a.cookies.clone();
@@ -736,6 +746,29 @@ async fn replicas_sharing_the_store_and_the_key_share_the_tokens() {
     assert_eq!(second["tokeninfo"], 200);
     assert_eq!(token_json(&mut on_a).await["token"], second["token"]);
     assert_eq!(google.emu.hits(Route::Token), 1);
+
+    // A process whose allowlist no longer admits Alice gives her no token (403), and leaves her session alone.
+    let strict = replica_allowing(
+        &google,
+        &a,
+        &clock,
+        key,
+        idgate_core::Allowlist::builder()
+            .user_email("carol@other.example")
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let mut on_strict = strict.browser();
+    on_strict.cookies = on_a.cookies.clone();
+    assert_eq!(
+        on_strict
+            .send(http::Method::GET, "/api/kind", &[])
+            .await
+            .body,
+        "NotAllowed not_allowed 403"
+    );
+    assert_eq!(token_json(&mut on_a).await["token"], second["token"]);
 
     // A process with another key cannot open the record: that session ends (not a panic, not a token).
     let c = replica(&google, &a, &clock, TokenEncryptionKey::generate()).await;
