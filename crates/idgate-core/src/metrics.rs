@@ -99,7 +99,10 @@ impl VerifyMetrics {
                 c.set(n);
                 n
             });
-            Started(n.is_multiple_of(MEMO_TIMING_SAMPLE).then(std::time::Instant::now))
+            Started(
+                n.is_multiple_of(MEMO_TIMING_SAMPLE)
+                    .then(std::time::Instant::now),
+            )
         }
         #[cfg(not(feature = "metrics"))]
         Started

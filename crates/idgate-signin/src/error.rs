@@ -25,6 +25,15 @@ pub enum SignInError {
     /// The configuration cannot work (no allowlist, a plain-http redirect URL off loopback, ...).
     #[error("invalid sign-in configuration: {0}")]
     InvalidConfig(&'static str),
+    /// The token encryption key could not be read, or is not 32 bytes in base64.
+    #[error("the token encryption key is unavailable: {what}")]
+    TokenKeyUnavailable {
+        /// What was tried (the variable or file name, never the value) and what is wrong.
+        what: String,
+        /// The I/O error, for a file.
+        #[source]
+        source: Option<std::io::Error>,
+    },
     /// The configuration file has no `[signin]` table.
     #[error("the configuration has no [signin] table")]
     NotConfigured,
@@ -127,6 +136,7 @@ impl SignInError {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::ClientSecretUnavailable { .. } => "client_secret_unavailable",
+            Self::TokenKeyUnavailable { .. } => "token_key_unavailable",
             Self::InvalidConfig(_) => "invalid_config",
             Self::NotConfigured => "not_configured",
             Self::Verifier(_) => "verifier",
@@ -168,6 +178,7 @@ impl SignInError {
             Self::IdToken(e) if e.is_keys_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
             Self::Session(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::ClientSecretUnavailable { .. }
+            | Self::TokenKeyUnavailable { .. }
             | Self::InvalidConfig(_)
             | Self::NotConfigured
             | Self::RedisUnavailable(_)

@@ -195,6 +195,11 @@ pub(crate) struct TokenResponse {
     pub(crate) access_token: Option<String>,
     pub(crate) id_token: Option<String>,
     pub(crate) refresh_token: Option<String>,
+    /// The access token's lifetime in seconds (kept with it when a token encryption key is configured).
+    #[serde(default, deserialize_with = "crate::tokens::lenient_secs")]
+    pub(crate) expires_in: Option<i64>,
+    /// The scopes granted, space-separated.
+    pub(crate) scope: Option<String>,
 }
 
 /// An OAuth error body: `{"error": "invalid_grant", "error_description": "..."}`.
@@ -218,7 +223,7 @@ pub(crate) fn sanitize_error_code(code: &str) -> String {
 }
 
 impl Shared {
-    fn client(&self) -> Result<reqwest::Client, SignInError> {
+    pub(crate) fn client(&self) -> Result<reqwest::Client, SignInError> {
         match &self.http.client {
             Some(client) => Ok(client.clone()),
             None => default_client().map_err(SignInError::TokenEndpoint),

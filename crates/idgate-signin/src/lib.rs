@@ -8,6 +8,7 @@
 //! | [`SignIn::require`] → [`RequireSignInLayer`] | the gate on protected routes: `302` to login for a page, `401` for a script, `403` for a refused account |
 //! | [`SignedInUser`] | the signed-in person in a handler (`Option<SignedInUser>` where sign-in is optional); `idgate_server::extract::VerifiedCaller` works too |
 //! | [`sanitize_return_to`] | the return URL rule: same-origin relative paths only |
+//! | [`UserAccessToken`] | the signed-in user's own Google access token (offline access), refreshed ahead of expiry; needs a [`TokenEncryptionKey`] |
 //!
 //! # What it checks
 //!
@@ -31,6 +32,12 @@
 //! - **Cookies**: `HttpOnly`, `SameSite=Lax`, `Secure` and `__Host-` prefixed, except on a plain-http loopback
 //!   redirect URL (development). The session cookie holds only the session ID: the profile and tokens stay in the
 //!   store.
+//! - **The user's Google tokens** (with [`SignInBuilder::token_encryption_key`], required for `access_type =
+//!   "offline"`): the refresh token, the access token, its expiry and the granted scopes are sealed with AES-256-GCM
+//!   (a random nonce each time; associated data binds them to the user's `sub` and a version), kept in the session
+//!   store, never in a cookie, a log or a `Debug` output. [`UserAccessToken`] refreshes the access token
+//!   [`ACCESS_TOKEN_REFRESH_MARGIN`] before it expires, once per session however many requests ask at once; a
+//!   refresh token Google refuses (`invalid_grant`) ends the session; logout revokes it.
 //! - **Sessions** end after the idle timeout (sliding, pushed back at most once a minute) or the absolute lifetime,
 //!   whichever comes first.
 //!
@@ -97,6 +104,7 @@ mod secret;
 mod session;
 mod shared_state;
 mod signin;
+mod tokens;
 
 pub use error::{EndpointError, SignInError};
 pub use extract::{SignedInUser, SignedInUserRejection};
@@ -109,6 +117,10 @@ pub use return_to::{MAX_RETURN_TO_LEN, sanitize_return_to};
 pub use secret::ClientSecret;
 pub use session::{AnySessionStore, LoadUser, RECENT_USER_TTL, SignInLayer, SignInService};
 pub use signin::{DEFAULT_MAX_PENDING_ATTEMPTS, SignIn, SignInBuilder};
+pub use tokens::{
+    ACCESS_TOKEN_REFRESH_MARGIN, TokenEncryptionKey, UserAccessToken, UserAccessTokenRejection,
+    UserAccessTokenRejectionKind,
+};
 /// The session store trait and the in-memory store, re-exported from `tower-sessions` so that a store can be
 /// passed to [`SignInBuilder::store`] without naming that crate's version.
 pub use tower_sessions::{MemoryStore, SessionStore};

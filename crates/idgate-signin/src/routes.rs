@@ -21,7 +21,7 @@ use crate::flow::{
 };
 use crate::pages;
 use crate::return_to::sanitize_return_to;
-use crate::session::{StoredToken, StoredUser, TOKEN_KEY, USER_KEY, expiry_at};
+use crate::session::{StoredUser, USER_KEY, expiry_at};
 use crate::signin::{MAX_ATTEMPTS_PER_BROWSER, Shared};
 
 pub(crate) fn router<S: Clone + Send + Sync + 'static>(shared: &Arc<Shared>) -> Router<S> {
@@ -269,12 +269,7 @@ async fn complete(
         .insert(USER_KEY, &stored)
         .await
         .map_err(SignInError::Session)?;
-    if let Some(token) = tokens.refresh_token.or(tokens.access_token) {
-        session
-            .insert(TOKEN_KEY, StoredToken(token))
-            .await
-            .map_err(SignInError::Session)?;
-    }
+    crate::tokens::keep_at_sign_in(shared, session, stored.user.subject(), tokens).await?;
     session.set_expiry(Some(expiry_at(
         stored.expires_at.min(now.saturating_add(idle)),
     )));
@@ -332,13 +327,11 @@ async fn logout_route(shared: &Shared, req: Parts) -> Response {
         tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "session store failed at logout");
         pages::failed(&SignInError::Session(e), &shared.login_path)
     };
-    let (token, user) = match (
-        session.get::<StoredToken>(TOKEN_KEY).await,
-        session.get::<StoredUser>(USER_KEY).await,
-    ) {
-        (Ok(token), Ok(user)) => (token, user),
-        (Err(e), _) | (_, Err(e)) => return unavailable(e),
+    let user = match session.get::<StoredUser>(USER_KEY).await {
+        Ok(user) => user,
+        Err(e) => return unavailable(e),
     };
+    let token = crate::tokens::revocable(shared, session).await;
     shared.forget(session);
     if let Err(e) = session.flush().await {
         return unavailable(e);
@@ -353,7 +346,7 @@ async fn logout_route(shared: &Shared, req: Parts) -> Response {
         }
     }
     if let Some(token) = token {
-        shared.revoke(&token.0).await;
+        shared.revoke(&token).await;
     }
     tracing::info!(target: "idgate::signin", "signed out");
     let mut response = pages::redirect(StatusCode::SEE_OTHER, "/");

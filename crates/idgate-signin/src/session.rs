@@ -40,7 +40,8 @@ pub(crate) const FORGOTTEN_TTL: Duration = Duration::from_secs(600);
 
 /// The session key of the signed-in user ([`StoredUser`]).
 pub(crate) const USER_KEY: &str = "idgate.signin.user";
-/// The session key of the token logout revokes; apart so that the hot path never reads it.
+/// The session key of the user's Google tokens (see `tokens::TokenRecord`: sealed with the token encryption key, or
+/// without one the token logout revokes); apart so that the hot path never reads it.
 pub(crate) const TOKEN_KEY: &str = "idgate.signin.token";
 
 /// Any `tower-sessions` store behind one type, so that [`SignIn`](crate::SignIn) is not generic over it and another
@@ -96,16 +97,6 @@ pub(crate) struct StoredUser {
     pub(crate) expires_at: i64,
     /// When the idle deadline was last pushed back (Unix seconds).
     pub(crate) seen_at: i64,
-}
-
-/// The token logout revokes: the refresh token when Google gave one, else the access token.
-#[derive(Clone, Serialize, Deserialize)]
-pub(crate) struct StoredToken(pub(crate) String);
-
-impl fmt::Debug for StoredToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("StoredToken(<redacted>)")
-    }
 }
 
 /// What [`SignInLayer`] found, for [`RequireSignInLayer`](crate::RequireSignInLayer) (private: handlers read
@@ -389,6 +380,9 @@ where
                 None => (SignInState::Unavailable, None),
             };
             let extensions = req.extensions_mut();
+            if shared.tokens.is_some() {
+                extensions.insert(crate::tokens::TokenAccess(shared.clone()));
+            }
             extensions.insert(state);
             if let Some((user, caller)) = user {
                 extensions.insert(user);

@@ -17,6 +17,7 @@ use crate::error::SignInError;
 use crate::secret::ClientSecret;
 use crate::session::AnySessionStore;
 use crate::shared_state::{InProcess, SharedState};
+use crate::tokens::TokenEncryptionKey;
 use crate::{RequireSignInLayer, SignInLayer};
 
 /// The default bound on sign-in attempts started and not yet redeemed, across all browsers.
@@ -59,6 +60,8 @@ pub(crate) struct Shared {
     /// Sessions this process ended or replaced (logout, sign-in), so that a read of one already in flight does not
     /// put a copy back into `recent`.
     pub(crate) forgotten: moka::sync::Cache<tower_sessions::session::Id, ()>,
+    /// The users' Google tokens (encrypted at rest), when a token encryption key is configured.
+    pub(crate) tokens: Option<crate::tokens::Tokens>,
 }
 
 impl fmt::Debug for Shared {
@@ -115,6 +118,7 @@ impl SignIn {
             shared_state: None,
             local_cache: crate::session::RECENT_USER_TTL,
             max_pending_attempts: DEFAULT_MAX_PENDING_ATTEMPTS,
+            token_key: None,
         }
     }
 
@@ -151,6 +155,12 @@ impl SignIn {
         }
         if let Some(access_type) = signin.access_type() {
             builder = builder.access_type(access_type);
+        }
+        if let Some(source) = signin.token_encryption_key() {
+            builder = builder.token_encryption_key(TokenEncryptionKey::from_source(
+                source,
+                signin.token_encryption_key_location(),
+            )?);
         }
         Ok(builder)
     }
@@ -251,6 +261,7 @@ pub struct SignInBuilder {
     shared_state: Option<Arc<dyn SharedState>>,
     local_cache: Duration,
     max_pending_attempts: u64,
+    token_key: Option<TokenEncryptionKey>,
 }
 
 impl fmt::Debug for SignInBuilder {
@@ -346,9 +357,20 @@ impl SignInBuilder {
         self
     }
 
-    /// Sends `access_type` (`offline` for a refresh token, which logout then revokes).
+    /// Sends `access_type` (`offline` for a refresh token, which needs a
+    /// [`token_encryption_key`](Self::token_encryption_key), feeds [`UserAccessToken`](crate::UserAccessToken) and
+    /// is revoked at logout).
     pub fn access_type(mut self, access_type: AccessType) -> Self {
         self.access_type = Some(access_type);
+        self
+    }
+
+    /// Keeps the user's Google tokens in the session encrypted with `key` (AES-256-GCM), and enables the
+    /// [`UserAccessToken`](crate::UserAccessToken) extractor. Required with
+    /// [`AccessType::Offline`]: a refresh token is never kept in clear. Without a key, the session keeps only the
+    /// token logout revokes, in clear, as before.
+    pub fn token_encryption_key(mut self, key: TokenEncryptionKey) -> Self {
+        self.token_key = Some(key);
         self
     }
 
@@ -421,6 +443,12 @@ impl SignInBuilder {
                 ));
             }
         };
+        if self.access_type == Some(AccessType::Offline) && self.token_key.is_none() {
+            return Err(invalid(
+                "offline access needs a token encryption key (`token_encryption_key`): a refresh token is only kept \
+                 encrypted",
+            ));
+        }
         if self.lifetime < Duration::from_secs(60) || self.idle < Duration::from_secs(60) {
             return Err(invalid("session lifetimes must be at least one minute"));
         }
@@ -496,6 +524,7 @@ impl SignInBuilder {
                     .max_capacity(crate::session::RECENT_USER_CAPACITY)
                     .time_to_live(crate::session::FORGOTTEN_TTL)
                     .build(),
+                tokens: self.token_key.map(crate::tokens::Tokens::new),
             }),
         })
     }

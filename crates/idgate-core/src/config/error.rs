@@ -90,7 +90,7 @@ pub enum ConfigErrorKind {
     LimitOutOfRange,
     /// A required key is missing (`[signin]`'s `client_id`, `redirect_url`).
     MissingKey,
-    /// A secret written in the file (`[signin] client_secret`): name an environment variable or a file instead.
+    /// A secret written in the file (`[signin] client_secret`, `token_encryption_key`): name an environment variable or a file instead.
     InlineSecret,
     /// `[signin]` with both or neither of `client_secret_env` and `client_secret_file`, or a malformed one.
     ClientSecretChoice,
@@ -104,6 +104,9 @@ pub enum ConfigErrorKind {
     /// and `url_env`, a URL that is not `redis://` or `rediss://`, a key prefix that is not plain text), or a
     /// store setting given to the in-memory store.
     SessionStore,
+    /// `[signin]` with both `token_encryption_key_env` and `token_encryption_key_file`, a malformed one, or
+    /// `access_type = "offline"` without either (a refresh token is only kept encrypted).
+    TokenEncryptionKeyChoice,
 }
 
 /// Why a configuration was refused: what, where (line and column), and what to write instead.

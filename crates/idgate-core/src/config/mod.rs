@@ -41,7 +41,7 @@ pub use error::{ConfigError, ConfigErrorKind, Location};
 use raw::*;
 pub use signin::{
     AccessType, ClientSecretSource, DEFAULT_REDIS_KEY_PREFIX, DEFAULT_SCOPES, RedisSessionsConfig,
-    RedisUrlSource, SessionStoreConfig, SignInConfig,
+    RedisUrlSource, SessionStoreConfig, SignInConfig, TokenKeySource,
 };
 pub use tables::{GoogleConfig, IapAudience, IapConfig, InboundConfig, ProxySettings};
 use validate::*;
@@ -161,6 +161,7 @@ use validate::*;
 /// | `signin.scopes` | default `["openid", "email", "profile"]`; must contain `openid` |
 /// | `signin.session_lifetime_secs`, `signin.session_idle_timeout_secs` | default 28800 and 3600; 60 to 2592000, the idle timeout at most the lifetime |
 /// | `signin.hosted_domain`, `signin.prompt`, `signin.access_type`, `signin.fetch_userinfo` | optional |
+/// | `signin.token_encryption_key_env` / `signin.token_encryption_key_file` | at most one; required with `access_type = "offline"`; the key (32 bytes, base64) itself is never in the file |
 /// | `signin.login_path`, `signin.logout_path` | default `/auth/login`, `/auth/logout`; the callback is `redirect_url`'s path |
 /// | `signin.allow.emails`, `.domains`, `.hosted_domains` | required: must list someone |
 /// | `signin.sessions.store` | `"memory"` (default: one process) or `"redis"` (replicas share sessions); see [`SessionStoreConfig`] |

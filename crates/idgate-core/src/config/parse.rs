@@ -183,11 +183,14 @@ fn keys_of(path: &[&str]) -> Option<&'static [&'static str]> {
     })
 }
 
-/// The keys `[signin]` accepts: its fields but `client_secret`, which exists only to be refused.
+/// The keys `[signin]` accepts: its fields but `client_secret` and `token_encryption_key`, which exist only to be
+/// refused.
 const SIGNIN_KEYS: &[&str] = &[
     "client_id",
     "client_secret_env",
     "client_secret_file",
+    "token_encryption_key_env",
+    "token_encryption_key_file",
     "redirect_url",
     "scopes",
     "session_lifetime_secs",
@@ -253,9 +256,9 @@ mod tests {
         );
         assert!(keys_of(&["proxy"]).unwrap().contains(&"max_connections"));
         assert_eq!(keys_of(&["nope"]), None);
-        // Every [signin] field is offered but the one that is only there to be refused.
+        // Every [signin] field is offered but the ones that are only there to be refused.
         let mut fields: Vec<&str> = fields_of::<RawSignin>().to_vec();
-        fields.retain(|f| *f != "client_secret");
+        fields.retain(|f| *f != "client_secret" && *f != "token_encryption_key");
         assert_eq!(keys_of(&["signin"]), Some(&fields[..]));
     }
 

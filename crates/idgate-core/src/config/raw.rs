@@ -59,6 +59,10 @@ pub(crate) struct RawSignin {
     pub(crate) client_secret: Option<Spanned<toml::Value>>,
     pub(crate) client_secret_env: Option<Spanned<String>>,
     pub(crate) client_secret_file: Option<Spanned<String>>,
+    /// Read only to refuse it: the token encryption key never sits in the file either.
+    pub(crate) token_encryption_key: Option<Spanned<toml::Value>>,
+    pub(crate) token_encryption_key_env: Option<Spanned<String>>,
+    pub(crate) token_encryption_key_file: Option<Spanned<String>>,
     pub(crate) redirect_url: Option<Spanned<String>>,
     pub(crate) scopes: List,
     pub(crate) session_lifetime_secs: Option<Spanned<u64>>,

@@ -27,6 +27,18 @@ pub enum ClientSecretSource {
     File(PathBuf),
 }
 
+/// Where the key that encrypts users' Google tokens at rest comes from (`token_encryption_key_env` or
+/// `token_encryption_key_file`): never the file itself. The key is 32 random bytes, written in standard base64
+/// (`openssl rand -base64 32`); it is read, and its length checked, when the sign-in is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenKeySource {
+    /// `token_encryption_key_env`: the name of an environment variable.
+    Env(String),
+    /// `token_encryption_key_file`: a file holding the key (a trailing newline is ignored).
+    File(PathBuf),
+}
+
 /// `access_type`: whether Google also returns a refresh token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -97,6 +109,7 @@ pub struct SignInConfig {
     pub(super) hosted_domain: Option<String>,
     pub(super) prompt: Option<String>,
     pub(super) access_type: Option<AccessType>,
+    pub(super) token_encryption_key: Option<(TokenKeySource, Location)>,
     pub(super) fetch_userinfo: bool,
     pub(super) login_path: String,
     pub(super) logout_path: String,
@@ -272,6 +285,18 @@ impl SignInConfig {
         self.access_type
     }
 
+    /// Where the key that encrypts the user's Google tokens in the session store is read from
+    /// (`token_encryption_key_env` or `token_encryption_key_file`). Required with `access_type = "offline"`.
+    pub fn token_encryption_key(&self) -> Option<&TokenKeySource> {
+        self.token_encryption_key.as_ref().map(|(source, _)| source)
+    }
+
+    /// Where [`token_encryption_key`](Self::token_encryption_key) is written in the file, for messages about the
+    /// key it names.
+    pub fn token_encryption_key_location(&self) -> Option<Location> {
+        self.token_encryption_key.as_ref().map(|(_, at)| *at)
+    }
+
     /// `fetch_userinfo` (default `false`): also read the profile from the userinfo endpoint, not only the ID token.
     pub fn fetch_userinfo(&self) -> bool {
         self.fetch_userinfo
@@ -315,6 +340,19 @@ impl Validator<'_> {
                     "remove `client_secret` and name where to read it: `client_secret_env = \
                      \"IDGATE_CLIENT_SECRET\"` (an environment variable) or `client_secret_file = \
                      \"/secrets/client\"`",
+                ));
+        }
+        if let Some(inline) = &raw.token_encryption_key {
+            return Err(self
+                .error(
+                    ConfigErrorKind::InlineSecret,
+                    &inline.span(),
+                    "the token encryption key may not be written in the configuration file",
+                )
+                .with_help(
+                    "remove `token_encryption_key` and name where to read it: `token_encryption_key_env = \
+                     \"IDGATE_TOKEN_KEY\"` or `token_encryption_key_file = \"/secrets/token-key\"`; make a key with \
+                     `openssl rand -base64 32`",
                 ));
         }
         let client_id = self.client_id(&header, raw.client_id.as_ref())?;
@@ -364,6 +402,23 @@ impl Validator<'_> {
         };
         let prompt = raw.prompt.as_ref().map(|p| self.prompt(p)).transpose()?;
         let access_type = self.choice(raw.access_type.as_ref(), ACCESS_TYPE_CHOICES)?;
+        let token_encryption_key = self.token_key_source(&raw)?;
+        if let (Some(AccessType::Offline), None, Some(at)) =
+            (access_type, &token_encryption_key, &raw.access_type)
+        {
+            return Err(self
+                .error(
+                    ConfigErrorKind::TokenEncryptionKeyChoice,
+                    &at.span(),
+                    "`access_type = \"offline\"` needs a token encryption key: the user's refresh token is only kept \
+                     encrypted in the session store",
+                )
+                .with_help(
+                    "add `token_encryption_key_env = \"IDGATE_TOKEN_KEY\"` (an environment variable) or \
+                     `token_encryption_key_file = \"/secrets/token-key\"` holding 32 random bytes in base64, made \
+                     with `openssl rand -base64 32`",
+                ));
+        }
         let login_path = self.route_path(raw.login_path.as_ref(), "/auth/login")?;
         let logout_path = self.route_path(raw.logout_path.as_ref(), "/auth/logout")?;
         let callback_path = redirect_url.path();
@@ -436,6 +491,7 @@ impl Validator<'_> {
             hosted_domain,
             prompt,
             access_type,
+            token_encryption_key,
             fetch_userinfo: raw.fetch_userinfo.unwrap_or(false),
             login_path,
             logout_path,
@@ -731,6 +787,53 @@ impl Validator<'_> {
                         .with_help("write the path of the file that holds the secret"));
                 }
                 Ok(ClientSecretSource::File(PathBuf::from(file.get_ref())))
+            }
+        }
+    }
+
+    fn token_key_source(
+        &self,
+        raw: &RawSignin,
+    ) -> Result<Option<(TokenKeySource, Location)>, ConfigError> {
+        const HELP: &str = "name an environment variable (`token_encryption_key_env = \"IDGATE_TOKEN_KEY\"`) or a file \
+                            (`token_encryption_key_file = \"/secrets/token-key\"`) holding 32 random bytes in base64, \
+                            made with `openssl rand -base64 32`";
+        match (
+            &raw.token_encryption_key_env,
+            &raw.token_encryption_key_file,
+        ) {
+            (None, None) => Ok(None),
+            (Some(_), Some(file)) => Err(self
+                .error(
+                    ConfigErrorKind::TokenEncryptionKeyChoice,
+                    &file.span(),
+                    "[signin] has both `token_encryption_key_env` and `token_encryption_key_file`",
+                )
+                .with_help("keep exactly one")),
+            (Some(env), None) => {
+                let name = self.env_name(
+                    env,
+                    ConfigErrorKind::TokenEncryptionKeyChoice,
+                    "IDGATE_TOKEN_KEY",
+                )?;
+                let at = Location::of(self.src, env.span().start);
+                Ok(Some((TokenKeySource::Env(name), at)))
+            }
+            (None, Some(file)) => {
+                if file.get_ref().trim().is_empty() {
+                    return Err(self
+                        .error(
+                            ConfigErrorKind::TokenEncryptionKeyChoice,
+                            &file.span(),
+                            "`token_encryption_key_file` is empty",
+                        )
+                        .with_help(HELP));
+                }
+                let at = Location::of(self.src, file.span().start);
+                Ok(Some((
+                    TokenKeySource::File(PathBuf::from(file.get_ref())),
+                    at,
+                )))
             }
         }
     }

@@ -127,6 +127,28 @@ impl Config {
             if let Some(hd) = &signin.hosted_domain {
                 writeln!(out, "  hosted domain: {hd} (required of the ID token's hd)")?;
             }
+            if signin.access_type == Some(AccessType::Offline) {
+                writeln!(
+                    out,
+                    "  offline access: the user's refresh token is kept encrypted in the session store"
+                )?;
+            }
+            match &signin.token_encryption_key {
+                Some((TokenKeySource::Env(name), _)) => {
+                    writeln!(
+                        out,
+                        "  token encryption key: from the environment variable {name}"
+                    )?;
+                }
+                Some((TokenKeySource::File(path), _)) => {
+                    writeln!(
+                        out,
+                        "  token encryption key: from the file {}",
+                        path.display()
+                    )?;
+                }
+                None => {}
+            }
             writeln!(out, "  admitted:")?;
             write_indented(out, &signin.allowlist.to_string())?;
         }

@@ -1017,7 +1017,7 @@ fn signin_every_key() {
     let src = "[signin]\nclient_id = \"local-client\"\nclient_secret_file = \"/secrets/client\"\n\
                redirect_url = \"http://127.0.0.1:3000/oauth2/cb\"\nscopes = [\"openid\", \"email\", \"email\"]\n\
                session_lifetime_secs = 600\nsession_idle_timeout_secs = 120\nhosted_domain = \"Example.com\"\n\
-               prompt = \"consent select_account\"\naccess_type = \"offline\"\nfetch_userinfo = true\n\
+               prompt = \"consent select_account\"\naccess_type = \"offline\"\ntoken_encryption_key_env = \"K\"\nfetch_userinfo = true\n\
                login_path = \"/signin\"\nlogout_path = \"/signout\"\n[signin.allow]\nemails = [\"Alice@example.com\"]\n\
                hosted_domains = [\"example.com\"]\n[google]\nbase_url = \"http://127.0.0.1:8085\"\n";
     let config = Config::from_toml_str(src).unwrap();
@@ -1336,4 +1336,102 @@ fn malformed_session_stores_are_refused_at_their_line() {
     );
     assert!(!message.contains("hunter2"), "{message}");
     assert!(message.contains("url_env"), "{message}");
+}
+
+#[test]
+fn signin_token_encryption_key() {
+    // Absent by default; from an environment variable or a file, located for messages about the key it names.
+    assert!(
+        Config::from_toml_str(SIGNIN)
+            .unwrap()
+            .signin()
+            .unwrap()
+            .token_encryption_key()
+            .is_none()
+    );
+    let config = Config::from_toml_str(&signin_with(
+        "token_encryption_key_env = \"IDGATE_TOKEN_KEY\"",
+    ))
+    .unwrap();
+    let signin = config.signin().unwrap();
+    assert_eq!(
+        signin.token_encryption_key(),
+        Some(&TokenKeySource::Env("IDGATE_TOKEN_KEY".into()))
+    );
+    assert_eq!(signin.token_encryption_key_location().unwrap().line, 5);
+    let config = Config::from_toml_str(&signin_with(
+        "access_type = \"offline\"\ntoken_encryption_key_file = \"/secrets/token-key\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        config.signin().unwrap().token_encryption_key(),
+        Some(&TokenKeySource::File("/secrets/token-key".into()))
+    );
+    assert_eq!(
+        config.signin().unwrap().access_type(),
+        Some(AccessType::Offline)
+    );
+    let summary = config.effective_policy();
+    assert!(summary.contains("offline access"), "{summary}");
+    assert!(
+        summary.contains("token encryption key: from the file /secrets/token-key"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn signin_token_encryption_key_mistakes_are_located() {
+    // The key itself is refused, and its value never appears in the message.
+    let e = assert_err(
+        &signin_with("token_encryption_key = \"c2VjcmV0LWtleS1ieXRlcy0wMTIzNDU2Nzg5YWJjZGU=\""),
+        ConfigErrorKind::InlineSecret,
+        5,
+        24,
+    );
+    assert!(!e.to_string().contains("c2VjcmV0"), "{e}");
+    assert!(
+        e.help().unwrap().contains("openssl rand -base64 32"),
+        "{e:?}"
+    );
+    // Both.
+    assert_err(
+        &signin_with("token_encryption_key_env = \"K\"\ntoken_encryption_key_file = \"/k\""),
+        ConfigErrorKind::TokenEncryptionKeyChoice,
+        6,
+        29,
+    );
+    // A malformed variable name, an empty file name.
+    assert_err(
+        &signin_with("token_encryption_key_env = \"1-BAD\""),
+        ConfigErrorKind::TokenEncryptionKeyChoice,
+        5,
+        28,
+    );
+    assert_err(
+        &signin_with("token_encryption_key_file = \" \""),
+        ConfigErrorKind::TokenEncryptionKeyChoice,
+        5,
+        29,
+    );
+    // Offline access without a key: refused at the `access_type` line.
+    let e = assert_err(
+        &signin_with("fetch_userinfo = true\naccess_type = \"offline\""),
+        ConfigErrorKind::TokenEncryptionKeyChoice,
+        6,
+        15,
+    );
+    assert!(
+        e.help().unwrap().contains("openssl rand -base64 32"),
+        "{e:?}"
+    );
+    // Online access needs none.
+    assert!(Config::from_toml_str(&signin_with("access_type = \"online\"")).is_ok());
+    // A typo is offered the real keys, not the refused one.
+    let e = assert_err(
+        &signin_with("token_encryption_keys_env = \"K\""),
+        ConfigErrorKind::UnknownKey,
+        5,
+        1,
+    );
+    assert!(!e.message().contains("`token_encryption_key`"), "{e}");
 }

@@ -10,7 +10,7 @@ use super::{OAuthClient, TestUser, UserSpec};
 use crate::emulator::Emulator;
 use crate::error::EmulatorError;
 use crate::keys::random_bytes;
-use crate::state::lock;
+use crate::state::{lock, read};
 use crate::token::unix_now;
 
 impl Emulator {
@@ -162,6 +162,30 @@ impl Emulator {
     #[must_use]
     pub fn is_revoked(&self, token: &str) -> bool {
         lock(&self.shared.signin).revoked.contains(token)
+    }
+
+    /// The live refresh tokens `email` has granted the OAuth client `client_id` (one per offline sign-in that
+    /// showed the consent screen), in no particular order. A test's view of what Google keeps: the app under test
+    /// should hold them only where the test expects (never in a cookie, only encrypted in its store).
+    #[must_use]
+    pub fn refresh_tokens(&self, client_id: &str, email: &str) -> Vec<String> {
+        read(&self.shared.grants)
+            .refresh_tokens
+            .iter()
+            .filter(|(_, grant)| grant.client_id == client_id && grant.email == email)
+            .map(|(token, _)| token.clone())
+            .collect()
+    }
+
+    /// The user `email` removes the app `client_id` from their Google Account ("Third-party apps & services"):
+    /// every access and refresh token of that grant is revoked and the consent forgotten, as `POST /revoke` of one
+    /// of them does. The app learns it only when it next uses a token (`invalid_grant` on refresh, `401` from an
+    /// API). Returns whether there was a grant.
+    pub fn remove_access(&self, client_id: &str, email: &str) -> bool {
+        match self.refresh_tokens(client_id, email).first() {
+            Some(token) => self.shared.revoke(token),
+            None => false,
+        }
     }
 
     /// Makes the authorization code `code` expire now, as if its [`AUTHORIZATION_CODE_LIFETIME_SECS`] had passed

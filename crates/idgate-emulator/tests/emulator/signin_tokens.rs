@@ -461,3 +461,61 @@ async fn revoking_a_token_revokes_the_grant() {
     );
     assert!(emu.hits(Route::Revoke) >= 3);
 }
+
+#[tokio::test]
+async fn a_test_sees_the_live_refresh_tokens_and_can_remove_the_apps_access() {
+    let emu = emulator().await;
+    let client = emu.create_oauth_client(&[REDIRECT]);
+    let other = emu.create_oauth_client(&[REDIRECT]);
+    let offline = [("access_type", "offline")];
+    assert!(emu.refresh_tokens(client.client_id(), ALICE).is_empty());
+    assert!(
+        !emu.remove_access(client.client_id(), ALICE),
+        "no grant yet"
+    );
+
+    let (_, first) = exchange(
+        &emu,
+        &client,
+        &code_for(&emu, &client, &offline).await,
+        VERIFIER,
+    )
+    .await;
+    let (_, elsewhere) = exchange(
+        &emu,
+        &other,
+        &code_for(&emu, &other, &offline).await,
+        VERIFIER,
+    )
+    .await;
+    let refresh = first["refresh_token"].as_str().unwrap();
+    assert_eq!(emu.refresh_tokens(client.client_id(), ALICE), [refresh]);
+    assert!(
+        emu.refresh_tokens(client.client_id(), "bob@example.com")
+            .is_empty()
+    );
+
+    // Removing the app's access revokes its whole grant (and only this client's): the refresh grant then answers
+    // `invalid_grant`, as Google does once a user removes an app.
+    assert!(emu.remove_access(client.client_id(), ALICE));
+    assert!(emu.refresh_tokens(client.client_id(), ALICE).is_empty());
+    assert!(emu.is_revoked(refresh) && emu.is_revoked(first["access_token"].as_str().unwrap()));
+    let (status, body) = post_token(
+        &emu,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("client_id", client.client_id()),
+            ("client_secret", client.client_secret()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert_eq!(
+        emu.refresh_tokens(other.client_id(), ALICE),
+        [elsewhere["refresh_token"].as_str().unwrap()]
+    );
+}

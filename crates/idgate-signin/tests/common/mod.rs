@@ -192,6 +192,17 @@ impl App {
         endpoints: Endpoints,
         configure: impl FnOnce(SignInBuilder) -> SignInBuilder,
     ) -> Self {
+        Self::serve_routed(google, public, endpoints, configure, router).await
+    }
+
+    /// [`serve_with`](Self::serve_with) with another app than [`router`] (`route` makes it from the sign-in).
+    pub async fn serve_routed(
+        google: &Google,
+        public: Public,
+        endpoints: Endpoints,
+        configure: impl FnOnce(SignInBuilder) -> SignInBuilder,
+        route: impl FnOnce(&SignIn) -> Router,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let origin = match public {
@@ -211,7 +222,7 @@ impl App {
         .allowlist(allowlist())
         .store(store.clone());
         let signin = configure(builder).build().expect("sign-in");
-        let app = router(&signin);
+        let app = route(&signin);
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
             signin,
