@@ -568,3 +568,73 @@ async fn rediss_checks_the_servers_certificate_against_the_configured_ca() {
     drop(redis);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_users_google_tokens_are_sealed_in_redis_and_any_replica_can_use_them() {
+    use idgate_core::config::AccessType;
+    use idgate_signin::{TokenEncryptionKey, UserAccessToken};
+    const DRIVE: &str = "https://www.googleapis.com/auth/drive.readonly";
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let google = Google::start().await;
+    let key = TokenEncryptionKey::generate();
+    let client = google
+        .emu
+        .create_oauth_client(&[&format!("{ORIGIN}/auth/callback")]);
+    let mut addrs = Vec::new();
+    let mut cookie_name = "";
+    for _ in 0..2 {
+        let signin = SignIn::builder(
+            client.client_id(),
+            ClientSecret::new(client.client_secret()),
+            format!("{ORIGIN}/auth/callback").parse().unwrap(),
+        )
+        .endpoints(&google.endpoints())
+        .keys_url_as(google.emu.oidc_jwks_url(), KeyAlgorithm::Rs256)
+        .allowlist(allowlist())
+        .redis_store(RedisStore::open(&redis.url()).unwrap())
+        .scopes(["openid", "email", "profile", DRIVE])
+        .access_type(AccessType::Offline)
+        .token_encryption_key(key.clone())
+        .build()
+        .unwrap();
+        cookie_name = signin.session_cookie_name();
+        let app = axum::Router::new()
+            .route(
+                "/api/token",
+                axum::routing::get(|token: UserAccessToken| async move {
+                    format!("{} {}", token.secret(), token.has_scope(DRIVE))
+                }),
+            )
+            .merge(signin.router())
+            .layer(signin.layer());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+    let mut browser = Browser::new(addrs[0], ORIGIN, cookie_name);
+    let answer = browser.sign_in(&google, "/", "alice@example.com").await;
+    assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    let token = script(browser.at(addrs[1]), "/api/token").await;
+    assert_eq!(token.status, StatusCode::OK, "{}", token.body);
+    let (access_token, drive) = token.body.split_once(' ').unwrap();
+    assert_eq!(drive, "true");
+
+    // In Redis: the session, but neither the refresh token nor the access token in clear.
+    let refresh_tokens = google
+        .emu
+        .refresh_tokens(client.client_id(), "alice@example.com");
+    assert_eq!(refresh_tokens.len(), 1);
+    let session = redis.keys(&format!("{PREFIX}session:*"));
+    let record = redis.get(&session[0]).unwrap();
+    assert!(record.contains("sealed"), "{record}");
+    assert!(
+        !record.contains(&refresh_tokens[0]),
+        "the refresh token is in Redis in clear"
+    );
+    assert!(
+        !record.contains(access_token),
+        "the access token is in Redis in clear"
+    );
+}
