@@ -94,6 +94,7 @@ struct ReadmeDoctests;
 mod error;
 mod extract;
 mod flow;
+mod memory_store;
 mod pages;
 #[cfg(feature = "redis")]
 mod redis_store;
@@ -108,6 +109,7 @@ mod tokens;
 
 pub use error::{EndpointError, SignInError};
 pub use extract::{SignedInUser, SignedInUserRejection};
+pub use memory_store::{DEFAULT_MEMORY_SESSIONS, MemorySessionStore};
 pub use pages::escape_html;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -121,6 +123,7 @@ pub use tokens::{
     ACCESS_TOKEN_REFRESH_MARGIN, TokenEncryptionKey, UserAccessToken, UserAccessTokenRejection,
     UserAccessTokenRejectionKind,
 };
-/// The session store trait and the in-memory store, re-exported from `tower-sessions` so that a store can be
-/// passed to [`SignInBuilder::store`] without naming that crate's version.
+/// The session store trait and `tower-sessions`' own in-memory store, re-exported so that a store can be passed to
+/// [`SignInBuilder::store`] without naming that crate's version. (The default store is [`MemorySessionStore`], which,
+/// unlike `MemoryStore`, forgets expired sessions and is bounded.)
 pub use tower_sessions::{MemoryStore, SessionStore};

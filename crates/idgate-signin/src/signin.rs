@@ -10,7 +10,7 @@ use idgate_core::google::{Endpoints, HttpOptions};
 use idgate_core::keys::{KeyCache, KeyDocumentFormat};
 use idgate_core::policy::Allowlist;
 use idgate_core::verify::OidcVerifier;
-use tower_sessions::{MemoryStore, SessionStore};
+use tower_sessions::SessionStore;
 use url::Url;
 
 use crate::error::SignInError;
@@ -301,9 +301,8 @@ impl SignInBuilder {
         self
     }
 
-    /// Where sessions are kept: any `tower-sessions` store (a database, ...). Default: `MemoryStore` (one process;
-    /// sessions end with it). Note that `MemoryStore` never deletes a record whose session expired (it only stops
-    /// returning it): a long-running service that signs many people in should pass a store that expires records.
+    /// Where sessions are kept: any `tower-sessions` store (a database, ...). Default:
+    /// [`MemorySessionStore`](crate::MemorySessionStore) (one process, sessions end with it; bounded, expiring).
     ///
     /// With such a store, sign-in attempts and the index behind "sign out everywhere" stay in this process: replicas
     /// then need the load balancer to send each browser's login and callback to the same instance. For replicas,
@@ -515,7 +514,7 @@ impl SignInBuilder {
                 local_cache: self.local_cache,
                 store: self
                     .store
-                    .unwrap_or_else(|| AnySessionStore::new(MemoryStore::default())),
+                    .unwrap_or_else(|| AnySessionStore::new(crate::MemorySessionStore::default())),
                 recent: moka::sync::Cache::builder()
                     .max_capacity(crate::session::RECENT_USER_CAPACITY)
                     .time_to_live(self.local_cache.max(Duration::from_millis(1)))
