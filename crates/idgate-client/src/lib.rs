@@ -121,6 +121,7 @@ pub mod cache;
 mod error;
 mod iam;
 #[cfg(feature = "reqwest-middleware")]
+pub mod metrics;
 mod middleware;
 mod scopes;
 mod sign;

@@ -119,6 +119,9 @@ impl<S: fmt::Debug> fmt::Debug for CachedSource<S> {
 
 struct Inner<S> {
     source: S,
+    /// The metric handles of ID tokens and access tokens, taken at the first lookup of each.
+    id_metrics: std::sync::OnceLock<crate::metrics::TokenMetrics>,
+    access_metrics: std::sync::OnceLock<crate::metrics::TokenMetrics>,
     slots: moka::sync::Cache<Arc<str>, Arc<Slot<IdToken>>>,
     access_slots: moka::sync::Cache<Scopes, Arc<Slot<AccessToken>>>,
     clock: Arc<dyn Clock>,
@@ -208,6 +211,8 @@ impl<S> CachedSourceBuilder<S> {
         CachedSource {
             inner: Arc::new(Inner {
                 source: self.source,
+                id_metrics: std::sync::OnceLock::new(),
+                access_metrics: std::sync::OnceLock::new(),
                 slots,
                 access_slots,
                 clock: self.clock,
@@ -257,6 +262,10 @@ impl<S: IdTokenSource> IdTokenSource for CachedSource<S> {
 
     fn peek(&self, audience: &str) -> Option<IdToken> {
         self.peek_token(audience)
+    }
+
+    fn source_name(&self) -> &'static str {
+        self.inner.source.source_name()
     }
 }
 
@@ -309,5 +318,9 @@ impl<S: AccessTokenSource> AccessTokenSource for CachedSource<S> {
 
     fn quota_project(&self) -> Option<&str> {
         self.inner.source.quota_project()
+    }
+
+    fn source_name(&self) -> &'static str {
+        self.inner.source.source_name()
     }
 }

@@ -15,6 +15,7 @@ use idgate_core::token::IdToken;
 use super::slot::{Current, Slot, State, lock};
 use super::{CachedSource, Config};
 use crate::error::{Endpoint, ResponseProblem, SourceError};
+use crate::metrics::{Lookup, TokenMetrics};
 use crate::scopes::Scopes;
 use crate::source::{AccessToken, AccessTokenSource, IdTokenSource};
 
@@ -24,6 +25,7 @@ pub(super) struct Flight<'a> {
     pub(super) clock: &'a dyn Clock,
     /// What the tokens are (`ID token`, `access token`), for the log.
     pub(super) kind: &'static str,
+    pub(super) metrics: &'a TokenMetrics,
 }
 
 impl Flight<'_> {
@@ -42,11 +44,18 @@ impl Flight<'_> {
         let current = slot.current.load_full();
         if let Some(current) = &current {
             match self.config.state(current, now) {
-                State::Fresh => return Ok(current.token.clone()),
-                State::Due => return Ok(self.refresh_due(slot, key, current, now, &mint).await),
+                State::Fresh => {
+                    self.metrics.lookup(Lookup::Fresh);
+                    return Ok(current.token.clone());
+                }
+                State::Due => {
+                    self.metrics.lookup(Lookup::Due);
+                    return Ok(self.refresh_due(slot, key, current, now, &mint).await);
+                }
                 State::Unusable => {}
             }
         }
+        self.metrics.lookup(Lookup::Miss);
         self.mint_blocking(slot, &mint).await
     }
 
@@ -79,7 +88,7 @@ impl Flight<'_> {
         {
             return latest.token.clone();
         }
-        match self.mint_and_store(slot, mint).await {
+        match self.mint_and_store(slot, mint, true).await {
             Ok(token) => token,
             Err(error) => {
                 tracing::warn!(
@@ -120,17 +129,26 @@ impl Flight<'_> {
                 return Err(error.clone());
             }
         }
-        self.mint_and_store(slot, mint).await
+        self.mint_and_store(slot, mint, false).await
     }
 
-    /// Mints (the gate is held), records the outcome, and stores a usable token.
-    async fn mint_and_store<T, F, Fut>(&self, slot: &Slot<T>, mint: &F) -> Result<T, SourceError>
+    /// Mints (the gate is held), records the outcome, and stores a usable token. `ahead`: the token in hand is still
+    /// usable (a refresh ahead of expiry).
+    async fn mint_and_store<T, F, Fut>(
+        &self,
+        slot: &Slot<T>,
+        mint: &F,
+        ahead: bool,
+    ) -> Result<T, SourceError>
     where
         T: Clone,
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Current<T>, SourceError>>,
     {
+        let minting = self.metrics.minting(ahead);
         let result = self.checked(mint().await);
+        self.metrics
+            .minted(minting, result.as_ref().ok().map(|c| c.expires_at));
         let config = self.config;
         let now = self.clock.now();
         let mut sched = lock(&slot.sched);
@@ -177,23 +195,45 @@ impl Flight<'_> {
         Ok(current)
     }
 
+    /// The fresh token, if any, without I/O: what the adapters' warm path takes. Counted as a lookup only when it
+    /// answers (otherwise the caller goes on to [`get`](Self::get), which counts).
     pub(super) fn peek<T: Clone>(&self, slot: &Slot<T>) -> Option<T> {
         let current = slot.current.load();
         let current = current.as_ref()?;
         match self.config.state(current, self.clock.now()) {
-            State::Fresh => Some(current.token.clone()),
+            State::Fresh => {
+                self.metrics.lookup(Lookup::Fresh);
+                Some(current.token.clone())
+            }
             State::Due | State::Unusable => None,
         }
     }
 }
 
 impl<S> CachedSource<S> {
-    fn flight(&self, kind: &'static str) -> Flight<'_> {
+    fn flight<'a>(&'a self, kind: &'static str, metrics: &'a TokenMetrics) -> Flight<'a> {
         Flight {
             config: &self.inner.config,
             clock: &*self.inner.clock,
             kind,
+            metrics,
         }
+    }
+}
+
+impl<S: IdTokenSource> CachedSource<S> {
+    fn id_metrics(&self) -> &TokenMetrics {
+        self.inner
+            .id_metrics
+            .get_or_init(|| TokenMetrics::new("id", self.inner.source.source_name()))
+    }
+}
+
+impl<S: AccessTokenSource> CachedSource<S> {
+    fn access_metrics(&self) -> &TokenMetrics {
+        self.inner
+            .access_metrics
+            .get_or_init(|| TokenMetrics::new("access", self.inner.source.source_name()))
     }
 }
 
@@ -221,12 +261,14 @@ impl<S: IdTokenSource> CachedSource<S> {
                     })?;
             Ok(Current { token, expires_at })
         };
-        self.flight("ID token").get(&slot, &audience, mint).await
+        self.flight("ID token", self.id_metrics())
+            .get(&slot, &audience, mint)
+            .await
     }
 
     pub(super) fn peek_token(&self, audience: &str) -> Option<IdToken> {
         let slot = self.inner.slots.get(audience)?;
-        self.flight("ID token").peek(&slot)
+        self.flight("ID token", self.id_metrics()).peek(&slot)
     }
 }
 
@@ -259,12 +301,15 @@ impl<S: AccessTokenSource> CachedSource<S> {
                     })?;
             Ok(Current { token, expires_at })
         };
-        self.flight("access token").get(&slot, scopes, mint).await
+        self.flight("access token", self.access_metrics())
+            .get(&slot, scopes, mint)
+            .await
     }
 
     pub(super) fn peek_access(&self, scopes: &Scopes) -> Option<AccessToken> {
         let slot = self.inner.access_slots.get(scopes)?;
-        self.flight("access token").peek(&slot)
+        self.flight("access token", self.access_metrics())
+            .peek(&slot)
     }
 
     pub(super) fn invalidate_access(&self, scopes: &Scopes, token: &AccessToken) {

@@ -162,13 +162,33 @@ fn not_on_google_cloud(e: SourceError) -> SourceError {
     }
 }
 
+impl AdcKind {
+    /// The `source` label of the [metrics](crate::metrics) for these credentials.
+    pub fn source_name(self) -> &'static str {
+        match self {
+            Self::ServiceAccountKey => "service_account_key",
+            Self::Impersonated => "impersonated",
+            Self::MetadataServer => "metadata",
+            Self::AuthorizedUser => "authorized_user",
+        }
+    }
+}
+
 impl IdTokenSource for Adc {
+    fn source_name(&self) -> &'static str {
+        self.kind().source_name()
+    }
+
     fn id_token<'a>(&'a self, audience: &'a str) -> BoxFuture<'a, Result<IdToken, SourceError>> {
         Box::pin(self.mint(audience))
     }
 }
 
 impl AccessTokenSource for Adc {
+    fn source_name(&self) -> &'static str {
+        self.kind().source_name()
+    }
+
     fn access_token<'a>(
         &'a self,
         scopes: &'a Scopes,

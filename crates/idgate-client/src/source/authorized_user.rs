@@ -149,6 +149,10 @@ impl AuthorizedUser {
 }
 
 impl AccessTokenSource for AuthorizedUser {
+    fn source_name(&self) -> &'static str {
+        "authorized_user"
+    }
+
     fn access_token<'a>(
         &'a self,
         scopes: &'a Scopes,

@@ -358,12 +358,20 @@ fn target_from_url(url: &str) -> Option<String> {
 }
 
 impl IdTokenSource for Impersonated {
+    fn source_name(&self) -> &'static str {
+        "impersonated"
+    }
+
     fn id_token<'a>(&'a self, audience: &'a str) -> BoxFuture<'a, Result<IdToken, SourceError>> {
         Box::pin(self.mint(audience))
     }
 }
 
 impl AccessTokenSource for Impersonated {
+    fn source_name(&self) -> &'static str {
+        "impersonated"
+    }
+
     fn access_token<'a>(
         &'a self,
         scopes: &'a Scopes,

@@ -276,12 +276,20 @@ impl MetadataServer {
 }
 
 impl IdTokenSource for MetadataServer {
+    fn source_name(&self) -> &'static str {
+        "metadata"
+    }
+
     fn id_token<'a>(&'a self, audience: &'a str) -> BoxFuture<'a, Result<IdToken, SourceError>> {
         Box::pin(self.mint(audience))
     }
 }
 
 impl AccessTokenSource for MetadataServer {
+    fn source_name(&self) -> &'static str {
+        "metadata"
+    }
+
     fn access_token<'a>(
         &'a self,
         scopes: &'a Scopes,

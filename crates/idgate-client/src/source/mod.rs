@@ -78,6 +78,12 @@ pub trait IdTokenSource: fmt::Debug + Send + Sync {
         let _ = audience;
         None
     }
+
+    /// A short, fixed name for this kind of source: the `source` label of the [metrics](crate::metrics) (never an
+    /// account or an audience). The default is `custom`.
+    fn source_name(&self) -> &'static str {
+        "custom"
+    }
 }
 
 impl<T: IdTokenSource + ?Sized> IdTokenSource for Arc<T> {
@@ -86,6 +92,9 @@ impl<T: IdTokenSource + ?Sized> IdTokenSource for Arc<T> {
     }
     fn peek(&self, audience: &str) -> Option<IdToken> {
         (**self).peek(audience)
+    }
+    fn source_name(&self) -> &'static str {
+        (**self).source_name()
     }
 }
 
@@ -96,6 +105,9 @@ impl<T: IdTokenSource + ?Sized> IdTokenSource for Box<T> {
     fn peek(&self, audience: &str) -> Option<IdToken> {
         (**self).peek(audience)
     }
+    fn source_name(&self) -> &'static str {
+        (**self).source_name()
+    }
 }
 
 impl<T: IdTokenSource + ?Sized> IdTokenSource for &T {
@@ -104,6 +116,9 @@ impl<T: IdTokenSource + ?Sized> IdTokenSource for &T {
     }
     fn peek(&self, audience: &str) -> Option<IdToken> {
         (**self).peek(audience)
+    }
+    fn source_name(&self) -> &'static str {
+        (**self).source_name()
     }
 }
 
@@ -274,6 +289,12 @@ pub trait AccessTokenSource: fmt::Debug + Send + Sync {
     fn quota_project(&self) -> Option<&str> {
         None
     }
+
+    /// A short, fixed name for this kind of source: the `source` label of the [metrics](crate::metrics). The
+    /// default is `custom`.
+    fn source_name(&self) -> &'static str {
+        "custom"
+    }
 }
 
 macro_rules! forward_access_token_source {
@@ -293,6 +314,9 @@ macro_rules! forward_access_token_source {
             }
             fn quota_project(&self) -> Option<&str> {
                 (**self).quota_project()
+            }
+            fn source_name(&self) -> &'static str {
+                (**self).source_name()
             }
         }
     )*};

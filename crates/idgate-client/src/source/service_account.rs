@@ -341,12 +341,20 @@ pub(crate) fn delegation_denied(
 }
 
 impl IdTokenSource for ServiceAccountKey {
+    fn source_name(&self) -> &'static str {
+        "service_account_key"
+    }
+
     fn id_token<'a>(&'a self, audience: &'a str) -> BoxFuture<'a, Result<IdToken, SourceError>> {
         Box::pin(self.mint(audience))
     }
 }
 
 impl AccessTokenSource for ServiceAccountKey {
+    fn source_name(&self) -> &'static str {
+        "service_account_key"
+    }
+
     fn access_token<'a>(
         &'a self,
         scopes: &'a Scopes,
