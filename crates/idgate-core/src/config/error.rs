@@ -100,6 +100,8 @@ pub enum ConfigErrorKind {
     InvalidScope,
     /// A `[signin]` route path that is not an exact absolute path, or two routes on one path.
     InvalidRoutePath,
+    /// `[admission] mode = "all"` with `[signin]` and another gate: no request could pass both.
+    AdmissionConflict,
 }
 
 /// Why a configuration was refused: what, where (line and column), and what to write instead.

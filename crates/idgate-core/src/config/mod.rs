@@ -26,6 +26,7 @@ const MAX_PROXY_TIMEOUT_SECS: u64 = 86_400;
 /// The most `[proxy]` connections accepted: Linux's default ceiling on a process's open files (`fs.nr_open`).
 const MAX_PROXY_CONNECTIONS: u64 = 1_048_576;
 
+mod admission;
 mod error;
 mod parse;
 mod raw;
@@ -36,6 +37,7 @@ mod tables;
 mod tests;
 mod validate;
 
+pub use admission::Admission;
 use error::from_allowlist_error;
 pub use error::{ConfigError, ConfigErrorKind, Location};
 use raw::*;
@@ -159,7 +161,9 @@ use validate::*;
 /// | `signin.session_lifetime_secs`, `signin.session_idle_timeout_secs` | default 28800 and 3600; 60 to 2592000, the idle timeout at most the lifetime |
 /// | `signin.hosted_domain`, `signin.prompt`, `signin.access_type`, `signin.fetch_userinfo` | optional |
 /// | `signin.login_path`, `signin.logout_path` | default `/auth/login`, `/auth/logout`; the callback is `redirect_url`'s path |
+/// | `signin.exempt_paths` | exact paths starting with `/`, let through without a signed-in user by a gate built from `[signin]` (e.g. `idgate proxy`) |
 /// | `signin.allow.emails`, `.domains`, `.hosted_domains` | required: must list someone |
+/// | `admission.mode` | how the gates combine on the same routes: `"all"` (default: every configured gate must admit the request; refused when written with `[signin]` and another gate) or `"by_credential"` (the credential the request presents picks the one gate that judges it: IAP assertion, else bearer token, else session; needs two gates or more); see [`Admission`] |
 /// | `google.*` | endpoint overrides; plain `http` only on loopback addresses (except `metadata_url`) |
 /// | `google.oidc_keys_format`, `google.iap_keys_format` | `"auto"` (default: JWKS or PEM, read from each document, as Google's libraries do), `"jwks"` or `"pem"` to pin one; the family (OIDC RS256, IAP ES256) is never read from the document |
 /// | `proxy.header_read_timeout_secs` | default 10, 1 to 86400; see [`ProxySettings`] |
@@ -177,6 +181,9 @@ pub struct Config {
     /// `None` when the file has no `[proxy]` table.
     proxy: Option<ProxySettings>,
     signin: Option<SignInConfig>,
+    admission: Admission,
+    /// Where each top-level table starts, for messages about a whole table.
+    tables: Vec<(&'static str, Location)>,
 }
 
 impl Config {
@@ -223,6 +230,20 @@ impl Config {
     /// The `[signin]` table (signing people in with Google), if present.
     pub fn signin(&self) -> Option<&SignInConfig> {
         self.signin.as_ref()
+    }
+
+    /// `[admission] mode`: how the gates combine on the same routes ([`Admission::All`] when absent).
+    pub fn admission(&self) -> Admission {
+        self.admission
+    }
+
+    /// Where the top-level table `name` (`"inbound"`, `"signin"`, `"admission"`, ...) starts in the file, when it
+    /// is present: for a message about a whole table (e.g. `idgate proxy` refusing a combination).
+    pub fn table_location(&self, name: &str) -> Option<Location> {
+        self.tables
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, l)| *l)
     }
 
     /// The `[google]` table (the real Google when absent).
