@@ -92,6 +92,7 @@ struct ReadmeDoctests;
 mod caller;
 mod clean;
 mod forwarding;
+mod gates;
 #[cfg(test)]
 mod tests;
 mod upstream;
@@ -107,7 +108,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use url::Url;
 
-use idgate_server::{Layers, RequireIdentityLayer};
+use idgate_server::RequireIdentityLayer;
+
+pub use gates::{Gates, GatesError, describe};
 
 use crate::clean::clean_before_layers;
 use crate::upstream::{UPSTREAM_IDLE_TIMEOUT, Upstream, forward};
@@ -120,6 +123,9 @@ pub enum ProxyError {
     /// The upstream URL is unusable; the [`UpstreamUrlError`] says why.
     #[error("invalid upstream URL")]
     Upstream(#[source] UpstreamUrlError),
+    /// The [`Gates`] cannot guard an upstream; the [`GatesError`] says why.
+    #[error(transparent)]
+    Gates(#[from] GatesError),
     /// The listener failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -165,6 +171,10 @@ pub static X_IDGATE_CALLER_KIND: HeaderName = HeaderName::from_static("x-idgate-
 pub static X_IDGATE_CALLER_EMAIL: HeaderName = HeaderName::from_static("x-idgate-caller-email");
 /// The caller's project, for the upstream.
 pub static X_IDGATE_CALLER_PROJECT: HeaderName = HeaderName::from_static("x-idgate-caller-project");
+/// The credential that admitted the caller (`id_token`, `app_engine_header`, `iap_assertion` or `session`), for
+/// the upstream.
+pub static X_IDGATE_CALLER_CREDENTIAL: HeaderName =
+    HeaderName::from_static("x-idgate-caller-credential");
 
 const CALLER_HEADER_PREFIX: &str = "x-idgate-caller-";
 
@@ -244,12 +254,12 @@ impl ProxyOptions {
 ///
 /// # Errors
 ///
-/// [`ProxyError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`; [`ProxyError::Io`]
-/// when serving fails.
+/// [`ProxyError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`; [`ProxyError::Gates`]
+/// for [`Gates`] that fail their [`check`](Gates::check); [`ProxyError::Io`] when serving fails.
 pub async fn serve<F>(
     listener: TcpListener,
     upstream: Url,
-    layers: Layers,
+    gates: impl Into<Gates>,
     options: ProxyOptions,
     shutdown: F,
 ) -> Result<(), ProxyError>
@@ -257,31 +267,36 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let limits = options.limits.clone();
-    let router = router_with_options(&upstream, &layers, options)?;
+    let router = router_with_options(&upstream, gates, options)?;
     idgate_serve::serve(listener, router, limits, shutdown).await?;
     Ok(())
 }
 
-/// The proxy as an axum [`Router`] (the layers applied), for embedding or testing. Needs
-/// `into_make_service_with_connect_info::<SocketAddr>()` to fill `X-Forwarded-For`.
+/// The proxy as an axum [`Router`] (the gates applied, the sign-in routes served), for embedding or testing.
+/// `gates` is a [`Gates`] or an [`idgate_server::Layers`]. Needs `into_make_service_with_connect_info::<SocketAddr>()`
+/// to fill `X-Forwarded-For`.
 ///
 /// # Errors
 ///
-/// [`ProxyError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`.
-pub fn router(upstream: &Url, layers: &Layers) -> Result<Router, ProxyError> {
-    router_with_options(upstream, layers, ProxyOptions::default())
+/// [`ProxyError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`; [`ProxyError::Gates`]
+/// for [`Gates`] that fail their [`check`](Gates::check).
+pub fn router(upstream: &Url, gates: impl Into<Gates>) -> Result<Router, ProxyError> {
+    router_with_options(upstream, gates, ProxyOptions::default())
 }
 
 /// [`router`] with explicit [`ProxyOptions`].
 ///
 /// # Errors
 ///
-/// [`ProxyError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`.
+/// As [`router`].
 pub fn router_with_options(
     upstream: &Url,
-    layers: &Layers,
+    gates: impl Into<Gates>,
     options: ProxyOptions,
 ) -> Result<Router, ProxyError> {
+    let gates = gates.into();
+    gates.check()?;
+    let layers = gates.layers.as_ref();
     if upstream.scheme() != "http" {
         return Err(ProxyError::Upstream(UpstreamUrlError::Scheme(
             upstream.scheme().to_owned(),
@@ -321,11 +336,37 @@ pub fn router_with_options(
         base_path: upstream.path().trim_end_matches('/').to_owned(),
         options,
         behind_app_engine: layers
-            .identity()
+            .and_then(|l| l.identity())
             .is_some_and(RequireIdentityLayer::trusts_legacy_header),
+        inbound: layers.is_some_and(|l| l.identity().is_some()),
+        idgate_cookies: gates.signin.as_ref().map(|(signin, _)| IdgateCookies {
+            session: signin.session_cookie_name(),
+            attempt_prefix: signin.attempt_cookie_prefix(),
+        }),
     });
-    // `layer` after `apply`: the clean-up runs before the layers see the request.
-    Ok(layers
-        .apply(Router::new().fallback(forward).with_state(state))
-        .layer(axum::middleware::map_request(clean_before_layers)))
+    let forwarding = Router::new().fallback(forward).with_state(state);
+    let app = match (layers, &gates.signin) {
+        (Some(layers), None) => layers.apply(forwarding),
+        (None, Some((_, gate))) => forwarding.layer(gate.clone()),
+        // `check` made sure the mode is by credential: the sign-in gate takes requests without a token.
+        (Some(layers), Some((_, gate))) => {
+            forwarding.layer(layers.by_credential().no_credential(gate.clone()))
+        }
+        (None, None) => return Err(GatesError::NothingConfigured.into()),
+    };
+    // The sign-in routes are the proxy's own, outside the gate and never forwarded; the session layer wraps them and
+    // the gate alike.
+    let app = match &gates.signin {
+        Some((signin, _)) => app.merge(signin.router()).layer(signin.layer()),
+        None => app,
+    };
+    // `layer` last: the clean-up runs before the layers see the request.
+    Ok(app.layer(axum::middleware::map_request(clean_before_layers)))
+}
+
+/// idgate's own cookies, never forwarded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdgateCookies {
+    pub(crate) session: &'static str,
+    pub(crate) attempt_prefix: &'static str,
 }
