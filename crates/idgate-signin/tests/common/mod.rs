@@ -287,6 +287,22 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// A browser for an app served elsewhere (behind `idgate proxy`, in another crate's test) on `addr`, whose
+    /// public origin is `origin` and whose session cookie is `cookie_name`.
+    pub fn new(addr: SocketAddr, origin: &str, cookie_name: &'static str) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .build()
+                .unwrap(),
+            addr,
+            origin: origin.to_owned(),
+            cookie_name,
+            cookies: HashMap::new(),
+        }
+    }
+
     /// Sends `method url` with `headers`; `url` is a path or a URL on the app's public origin.
     pub async fn send(
         &mut self,
