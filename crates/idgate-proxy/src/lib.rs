@@ -1,13 +1,52 @@
-//! The authenticating sidecar as a library: a reverse proxy that puts the [`Layers`] in front of any HTTP upstream.
+//! The authenticating sidecar as a library: a reverse proxy that puts idgate's [`Gates`] in front of any HTTP
+//! upstream: the service-to-service and IAP [`Layers`](idgate_server::Layers), Sign in with Google
+//! ([`SignIn`](idgate_signin::SignIn), the oauth2-proxy model), or both, admitted by the credential each request
+//! presents.
 //!
-//! [`serve`] accepts connections on a listener, runs every request through the layers, and forwards the admitted
-//! ones to the upstream, streaming bodies both ways. The upstream learns who called from three headers:
+//! [`serve`] accepts connections on a listener, runs every request through the gates, and forwards the admitted
+//! ones to the upstream, streaming bodies both ways. The upstream learns who called from these headers:
 //!
 //! | header | value |
 //! |---|---|
 //! | `X-Idgate-Caller-Kind` | `service_account`, `user`, `app_engine_app` or `iap_user` |
 //! | `X-Idgate-Caller-Email` | the verified email (absent for an App Engine app) |
 //! | `X-Idgate-Caller-Project` | the caller's project ID or number, when its identity reveals one |
+//! | `X-Idgate-Caller-Credential` | what admitted it: `id_token` (`Authorization`/`X-Serverless-Authorization`), `app_engine_header` (the trusted legacy header), `iap_assertion` or `session` (signed in through the proxy) |
+//!
+//! # Sign-in gateway
+//!
+//! With sign-in ([`Gates::signin`], or `[signin]` in the configuration), the proxy serves the login (`GET`),
+//! callback (`GET`) and logout (`POST`) routes itself: they are never forwarded. Every other path is forwarded only
+//! for a signed-in user the `[signin.allow]` list admits: a signed-out page navigation is sent to login (`302`, back
+//! to the page afterwards), a script gets `401`, a refused account `403`, a session-store failure `503`. Paths in
+//! `[signin] exempt_paths` ([`Gates::signin_exempt_path`]) are forwarded without sign-in (with the caller headers
+//! when the browser happens to be signed in). The signed-in user reaches the upstream as `X-Idgate-Caller-Kind: user`
+//! and `-Email`, like any other caller.
+//!
+//! idgate's own cookies never reach the upstream: the session cookie ([`SignIn::session_cookie_name`]) and the
+//! sign-in attempt cookies ([`SignIn::attempt_cookie_prefix`]) are removed from the `Cookie` header on every
+//! forwarded path, compared as the session layer reads them (percent-decoded, any case), so the upstream cannot
+//! replay a user's session; other cookies pass unchanged.
+//!
+//! [`SignIn::session_cookie_name`]: idgate_signin::SignIn::session_cookie_name
+//! [`SignIn::attempt_cookie_prefix`]: idgate_signin::SignIn::attempt_cookie_prefix
+//!
+//! # Sign-in next to tokens and IAP: by credential
+//!
+//! One upstream can take browsers (a session), services (Google-signed ID tokens, `[inbound]`) and IAP users
+//! (`[iap]`) at once with `[admission] mode = "by_credential"` ([`Admission::ByCredential`]): each request is judged by
+//! the one gate its credential names, with that gate's allowlist alone: an IAP assertion by `[iap]`, else a bearer
+//! token by `[inbound]`, else the session by `[signin]` (`302`/`401` without one). A credential that fails is a
+//! refusal, never a fall-through: a forged token next to a valid session cookie is a `401`. See
+//! [`idgate_server::by_credential`] for the precedence and why. Stacking sign-in with another gate
+//! ([`Admission::All`], the default) is refused at startup ([`GatesError::StackedSignIn`], naming the line of
+//! `[signin]`): no request carries a session and a token at once.
+//!
+//! With `[inbound]` configured, the bearer headers are idgate's: a request admitted by an IAP assertion or a session
+//! reaches the upstream without any `Authorization` or `X-Serverless-Authorization` (none was verified).
+//!
+//! [`Admission::ByCredential`]: idgate_core::config::Admission::ByCredential
+//! [`Admission::All`]: idgate_core::config::Admission::All
 //!
 //! # What the upstream can trust
 //!
@@ -36,12 +75,13 @@
 //! - App Engine's other platform headers (`X-Appengine-Cron`, `-QueueName`, `-User-Email`, `-User-Is-Admin`, ...),
 //!   by which legacy apps admit cron jobs, tasks and administrators, are removed unless the legacy header is
 //!   trusted (the service then sits behind App Engine's front end, which strips client copies);
+//! - idgate's session and sign-in attempt cookies are removed from `Cookie` (see [Sign-in gateway](#sign-in-gateway));
 //! - when `[inbound]` admitted the request, the upstream receives **only the credential header idgate verified**
 //!   ([`CredentialHeader`](idgate_server::CredentialHeader)): admitted by `X-Serverless-Authorization`, the
-//!   request's `Authorization` is removed; admitted by the legacy header, both bearer headers are removed. On
-//!   exempt paths, and when only `[iap]` is configured, `Authorization` and `X-Serverless-Authorization` are not
-//!   idgate's and pass untouched (no caller headers are set there, so nothing can be confused with a verified
-//!   identity).
+//!   request's `Authorization` is removed; admitted by the legacy header, both bearer headers are removed; admitted
+//!   by another credential (an IAP assertion, a session) while `[inbound]` is configured, both are removed. On
+//!   exempt paths with no caller, and when `[inbound]` is not configured, `Authorization` and
+//!   `X-Serverless-Authorization` are not idgate's and pass untouched.
 //!
 //! Rejected requests never reach the upstream. Protocol upgrades (WebSocket) are not proxied. `X-CloudTasks-*` and
 //! `X-CloudScheduler` are not identity anywhere but on App Engine: authenticate Cloud Tasks and Cloud Scheduler by
@@ -70,13 +110,14 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::from_path("idgate.toml")?;
-//! let layers = idgate_server::from_config(&config).await?;
+//! // [inbound], [iap] and [signin] as the file asks, keys prefetched, the combination checked.
+//! let gates = idgate_proxy::Gates::from_config(&config).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let upstream = "http://127.0.0.1:3000".parse()?;
 //! // Send on `stop` (e.g. on SIGTERM) to stop accepting and drain the requests in flight.
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! # drop(stop);
-//! idgate_proxy::serve(listener, upstream, layers, ProxyOptions::default(), async {
+//! idgate_proxy::serve(listener, upstream, gates, ProxyOptions::default(), async {
 //!     let _ = stopped.await;
 //! })
 //! .await?;
