@@ -48,6 +48,11 @@ impl Echo {
                         .collect::<Vec<_>>()
                         .join(" | ")
                 };
+                // The upstream sets whatever cookies the test asks for.
+                let mut set = HeaderMap::new();
+                for value in headers.get_all("x-test-set-cookie") {
+                    set.append("set-cookie", value.clone());
+                }
                 let body = format!(
                     "kind={} email={} credential={} cookie={}",
                     echo("x-idgate-caller-kind"),
@@ -56,7 +61,7 @@ impl Echo {
                     echo("cookie"),
                 );
                 seen.0.lock().unwrap().push(headers);
-                body
+                (set, body)
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -94,6 +99,7 @@ fn cookies(headers: &HeaderMap) -> BTreeSet<String> {
 struct Combo {
     inbound: bool,
     iap: bool,
+    signin: bool,
 }
 
 /// The proxy under test, with its browser-facing origin.
@@ -142,11 +148,13 @@ impl Proxy {
             RequireIapLayer::new(verifier)
                 .allowlist(Allowlist::builder().user_email(MALLORY).build().unwrap())
         });
-        let gates = if identity.is_some() || iap.is_some() {
+        let gates = if !combo.signin {
+            Gates::from(Layers::new(identity, iap).admission(Admission::ByCredential))
+        } else if identity.is_some() || iap.is_some() {
             Gates::from(Layers::new(identity, iap).admission(Admission::ByCredential))
                 .with_signin(signin.clone())
         } else {
-            Gates::signin(signin.clone())
+            Gates::from_signin(signin.clone())
         }
         .signin_exempt_path("/healthz");
         let router = idgate_proxy::router(&upstream, gates).unwrap();
@@ -207,6 +215,7 @@ async fn proxy_signs_people_in_and_forwards_only_the_verified_user() {
     let proxy = Proxy::start(Combo {
         inbound: false,
         iap: false,
+        signin: true,
     })
     .await;
     let mut browser = proxy.browser();
@@ -319,6 +328,7 @@ async fn a_refused_account_gets_403_and_nothing_is_forwarded() {
     let proxy = Proxy::start(Combo {
         inbound: false,
         iap: false,
+        signin: true,
     })
     .await;
     let mut browser = proxy.browser();
@@ -333,6 +343,7 @@ async fn idgate_cookies_never_reach_the_upstream_in_any_spelling() {
     let proxy = Proxy::start(Combo {
         inbound: false,
         iap: false,
+        signin: true,
     })
     .await;
     let browser = proxy.signed_in(ALICE).await;
@@ -377,6 +388,28 @@ async fn idgate_cookies_never_reach_the_upstream_in_any_spelling() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert!(!proxy.echo.last().contains_key("cookie"));
+
+    // Nor can the upstream plant one of idgate's cookies in the browser (session fixation); its others pass.
+    let response = client
+        .get(format!("http://{}/healthz", proxy.addr))
+        .header(
+            "x-test-set-cookie",
+            format!("{name}=planted; Path=/; HttpOnly"),
+        )
+        .header("x-test-set-cookie", "idgate%5Fsession=planted")
+        .header("x-test-set-cookie", format!(" {prefix}x=1"))
+        .header("x-test-set-cookie", "theme=dark; Path=/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let set: Vec<&str> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(set, ["theme=dark; Path=/"]);
 }
 
 /// The by-credential scenarios shared by every combination with sign-in.
@@ -550,6 +583,7 @@ async fn by_credential_inbound_and_signin() {
     by_credential(Combo {
         inbound: true,
         iap: false,
+        signin: true,
     })
     .await;
 }
@@ -559,6 +593,7 @@ async fn by_credential_iap_and_signin() {
     by_credential(Combo {
         inbound: false,
         iap: true,
+        signin: true,
     })
     .await;
 }
@@ -568,8 +603,92 @@ async fn by_credential_inbound_iap_and_signin() {
     by_credential(Combo {
         inbound: true,
         iap: true,
+        signin: true,
     })
     .await;
+}
+
+#[tokio::test]
+async fn by_credential_inbound_and_iap_through_the_proxy() {
+    let proxy = Proxy::start(Combo {
+        inbound: true,
+        iap: true,
+        signin: false,
+    })
+    .await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let get = |headers: Vec<(&'static str, String)>| {
+        let mut request = client.get(format!("http://{}/jobs", proxy.addr));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+    let sa = proxy.bearer(SA);
+    let mallory = proxy.assertion(MALLORY);
+
+    // The service account by its token, Mallory by her assertion: each says which credential admitted it.
+    assert_eq!(
+        get(vec![("authorization", sa.clone())]).await,
+        StatusCode::OK
+    );
+    let seen = proxy.echo.last();
+    assert_eq!(
+        header(&seen, "x-idgate-caller-credential").as_deref(),
+        Some("id_token")
+    );
+    assert_eq!(header(&seen, "authorization"), Some(sa.clone()));
+    assert_eq!(
+        get(vec![("x-goog-iap-jwt-assertion", mallory.clone())]).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        header(&proxy.echo.last(), "x-idgate-caller-credential").as_deref(),
+        Some("iap_assertion")
+    );
+    // Each refused by its own allowlist.
+    assert_eq!(
+        get(vec![("authorization", proxy.bearer(OTHER_SA))]).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        get(vec![("x-goog-iap-jwt-assertion", proxy.assertion(ALICE))]).await,
+        StatusCode::FORBIDDEN
+    );
+    // Nothing: the ID-token gate's 401. A forged token: 401.
+    assert_eq!(get(vec![]).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(vec![("authorization", "Bearer forged".to_owned())]).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // A forged caller header gets nowhere, and is replaced when a credential admits the request.
+    let calls = proxy.echo.calls();
+    assert_eq!(
+        get(vec![("x-idgate-caller-email", SA.to_owned())]).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(proxy.echo.calls(), calls);
+    assert_eq!(
+        get(vec![
+            ("x-goog-iap-jwt-assertion", mallory),
+            ("x-idgate-caller-email", SA.to_owned()),
+            ("x-idgate-caller-credential", "id_token".to_owned()),
+            ("authorization", sa),
+        ])
+        .await,
+        StatusCode::OK
+    );
+    let seen = proxy.echo.last();
+    assert_eq!(
+        header(&seen, "x-idgate-caller-email").as_deref(),
+        Some(MALLORY)
+    );
+    assert_eq!(
+        header(&seen, "x-idgate-caller-credential").as_deref(),
+        Some("iap_assertion")
+    );
+    // Admitted by the assertion: the token next to it was not verified and does not reach the upstream.
+    assert!(!seen.contains_key("authorization"));
 }
 
 /// A configuration with `[signin]` and `[inbound]` for the emulator at `base`.
@@ -631,7 +750,7 @@ async fn a_config_stacking_signin_with_another_gate_is_refused_at_startup() {
     ))
     .unwrap();
     let gates = Gates::from_config(&by).await.unwrap();
-    assert!(gates.layers().is_some() && gates.signin_config().is_some());
+    assert!(gates.layers().is_some() && gates.signin().is_some());
     let text = idgate_proxy::describe(&by);
     assert!(
         text.contains("else the session cookie -> [signin]"),

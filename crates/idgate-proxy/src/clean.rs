@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use http::Request;
-use http::header::{COOKIE, HeaderMap, HeaderName, HeaderValue};
+use http::header::{COOKIE, HeaderMap, HeaderName, HeaderValue, SET_COOKIE};
 
 use idgate_server::CredentialHeader;
 
@@ -162,6 +162,29 @@ pub(crate) fn strip_idgate_cookies(headers: &mut HeaderMap, cookies: IdgateCooki
         // Pieces of a valid header value joined by "; " make a valid header value.
         if let Ok(value) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
             headers.append(COOKIE, value);
+        }
+    }
+}
+
+/// Removes the upstream's `Set-Cookie` headers that would set one of idgate's own cookies: an upstream (or whoever
+/// controls part of its output) must not plant a session ID in the browser (session fixation, login CSRF). Compared
+/// like [`strip_idgate_cookies`]: the browser sends the name back as set, and the session layer percent-decodes it.
+pub(crate) fn strip_idgate_set_cookies(headers: &mut HeaderMap, cookies: IdgateCookies) {
+    if !headers.contains_key(SET_COOKIE) {
+        return;
+    }
+    let values: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
+    headers.remove(SET_COOKIE);
+    for value in values {
+        let pair = value
+            .as_bytes()
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default();
+        if is_idgate_cookie(pair.trim_ascii(), cookies) {
+            tracing::warn!(target: "idgate::proxy", "the upstream tried to set an idgate cookie; removed");
+        } else {
+            headers.append(SET_COOKIE, value);
         }
     }
 }

@@ -9,7 +9,7 @@ use idgate_signin::{RequireSignInLayer, SignIn, SignInError};
 ///
 /// - **Layers alone** (`[inbound]`, `[iap]`): as [`Layers::apply`] combines them (stacked, or
 ///   [by credential](idgate_server::ByCredentialLayer)).
-/// - **Sign-in alone** (`[signin]`, the oauth2-proxy model): the proxy serves the login, callback and logout routes
+/// - **Sign-in alone** (`[signin]`, the oauth2-proxy model; [`Gates::from_signin`]): the proxy serves the login, callback and logout routes
 ///   itself (never forwarded) and forwards every other path only for a signed-in, allowed user: a signed-out page
 ///   navigation gets `302` to login, a script `401`, a refused account `403`, a session-store failure `503`.
 ///   [Exempt paths](Self::signin_exempt_path) are forwarded without sign-in.
@@ -49,7 +49,7 @@ use idgate_signin::{RequireSignInLayer, SignIn, SignInError};
 /// )
 /// .allowlist(idgate_core::Allowlist::builder().user_domain("example.com").build()?)
 /// .build()?;
-/// let gates = Gates::signin(signin).signin_exempt_path("/healthz");
+/// let gates = Gates::from_signin(signin).signin_exempt_path("/healthz");
 /// let router = idgate_proxy::router(&"http://127.0.0.1:3000".parse()?, gates)?;
 /// # let _ = router; Ok(()) }
 /// ```
@@ -97,6 +97,12 @@ impl From<Layers> for Gates {
     }
 }
 
+impl From<SignIn> for Gates {
+    fn from(signin: SignIn) -> Self {
+        Self::from_signin(signin)
+    }
+}
+
 impl From<&Layers> for Gates {
     fn from(layers: &Layers) -> Self {
         layers.clone().into()
@@ -105,7 +111,7 @@ impl From<&Layers> for Gates {
 
 impl Gates {
     /// Sign-in alone: the proxy serves `signin`'s routes and forwards only signed-in, allowed users.
-    pub fn signin(signin: SignIn) -> Self {
+    pub fn from_signin(signin: SignIn) -> Self {
         let gate = signin.require();
         Self {
             layers: None,
@@ -177,7 +183,7 @@ impl Gates {
     }
 
     /// The sign-in, if any.
-    pub fn signin_config(&self) -> Option<&SignIn> {
+    pub fn signin(&self) -> Option<&SignIn> {
         self.signin.as_ref().map(|(s, _)| s)
     }
 

@@ -15,7 +15,7 @@
 //!
 //! # Sign-in gateway
 //!
-//! With sign-in ([`Gates::signin`], or `[signin]` in the configuration), the proxy serves the login (`GET`),
+//! With sign-in ([`Gates::from_signin`], or `[signin]` in the configuration), the proxy serves the login (`GET`),
 //! callback (`GET`) and logout (`POST`) routes itself: they are never forwarded. Every other path is forwarded only
 //! for a signed-in user the `[signin.allow]` list admits: a signed-out page navigation is sent to login (`302`, back
 //! to the page afterwards), a script gets `401`, a refused account `403`, a session-store failure `503`. Paths in
@@ -26,7 +26,8 @@
 //! idgate's own cookies never reach the upstream: the session cookie ([`SignIn::session_cookie_name`]) and the
 //! sign-in attempt cookies ([`SignIn::attempt_cookie_prefix`]) are removed from the `Cookie` header on every
 //! forwarded path, compared as the session layer reads them (percent-decoded, any case), so the upstream cannot
-//! replay a user's session; other cookies pass unchanged.
+//! replay a user's session; other cookies pass unchanged. Nor can the upstream set them: its `Set-Cookie` headers
+//! naming one of them are removed from its response (a planted session ID would be session fixation).
 //!
 //! [`SignIn::session_cookie_name`]: idgate_signin::SignIn::session_cookie_name
 //! [`SignIn::attempt_cookie_prefix`]: idgate_signin::SignIn::attempt_cookie_prefix

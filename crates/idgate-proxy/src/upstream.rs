@@ -20,7 +20,8 @@ use idgate_server::CredentialHeader;
 
 use crate::caller::{AdmittedBy, insert_caller_headers};
 use crate::clean::{
-    strip_hop_by_hop, strip_idgate_cookies, strip_unverified_bearers, strip_unverified_credentials,
+    strip_hop_by_hop, strip_idgate_cookies, strip_idgate_set_cookies, strip_unverified_bearers,
+    strip_unverified_credentials,
 };
 use crate::forwarding::set_forwarding_headers;
 use crate::{IdgateCookies, ProxyOptions};
@@ -118,6 +119,9 @@ pub(crate) async fn forward(
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            if let Some(cookies) = upstream.idgate_cookies {
+                strip_idgate_set_cookies(&mut parts.headers, cookies);
+            }
             // The upstream connection is busy until its response body is read or dropped: so is the share.
             Response::from_parts(
                 parts,
