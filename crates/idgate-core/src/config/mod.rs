@@ -93,6 +93,12 @@ use validate::*;
 /// domains = ["example.com"]
 /// hosted_domains = ["example.com"]
 ///
+/// ## Optional: how the gates combine on the same routes. "all" (the default): a request must pass [inbound] AND
+/// ## [iap]. "by_credential": an IAP assertion is judged by [iap] alone, else a bearer token by [inbound] alone
+/// ## (else the [signin] session, when configured); a credential that fails is refused, never tried as another.
+/// [admission]
+/// mode = "all"
+///
 /// ## Optional endpoint overrides, for the emulator and tests.
 /// [google]
 /// ## Every endpoint under one URL, on Google's own paths (as idgate-emulator serves them)...
@@ -132,6 +138,7 @@ use validate::*;
 /// assert_eq!(format, idgate_core::keys::KeyDocumentFormat::Detect(idgate_core::keys::KeyAlgorithm::Rs256));
 /// assert!(config.iap().unwrap().allowlist().is_some());
 /// assert_eq!(config.proxy().max_connections(), 1024);
+/// assert_eq!(config.admission(), idgate_core::config::Admission::All);
 /// assert!(!config.proxy().trust_forwarded_headers());
 ///
 /// // Mistakes are reported with their position and a fix.

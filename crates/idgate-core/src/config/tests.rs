@@ -80,6 +80,7 @@ fn minimal_inbound() {
 #[test]
 fn full_example_fixture() {
     let config = Config::from_path(fixture("example.toml")).unwrap();
+    assert_eq!(config.admission(), Admission::ByCredential);
     let inbound = config.inbound().unwrap();
     assert_eq!(inbound.audience_match(), AudienceMatch::Origin);
     assert_eq!(inbound.leeway(), Duration::from_secs(60));
