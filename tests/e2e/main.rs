@@ -5,5 +5,6 @@ mod faults;
 mod hostile;
 mod keys;
 mod proxy;
+mod proxy_signin;
 mod secrets;
 mod support;

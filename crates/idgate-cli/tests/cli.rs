@@ -669,6 +669,87 @@ fn check_config_prints_the_policy_or_the_line_and_column() {
 }
 
 #[test]
+fn check_config_says_what_the_proxy_does_with_sign_in_and_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let signin = "[signin]\nclient_id = \"123-abc.apps.googleusercontent.com\"\nclient_secret_env = \"X\"\n\
+                  redirect_url = \"https://app.example.com/auth/callback\"\nexempt_paths = [\"/healthz\"]\n\
+                  [signin.allow]\ndomains = [\"example.com\"]\n";
+    let inbound = "[inbound]\naudiences = [\"https://svc.example.com\"]\n[inbound.allow]\nproject_ids = [\"caller-app\"]\n";
+    let write = |name: &str, src: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, src).unwrap();
+        path
+    };
+
+    // Sign-in alone: the oauth2-proxy model.
+    let out = idgate()
+        .arg("check-config")
+        .arg(write("signin.toml", signin.to_owned()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("As `idgate proxy`:"), "{stdout}");
+    assert!(
+        stdout.contains("serves /auth/login, /auth/callback and /auth/logout itself"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("forwarded without sign-in: /healthz"),
+        "{stdout}"
+    );
+
+    // With [inbound] and no [admission]: a valid file (a library may apply them to different routes), but the
+    // proxy would refuse it, and says where and why.
+    let out = idgate()
+        .arg("check-config")
+        .arg(write("stacked.toml", format!("{inbound}{signin}")))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("REFUSES TO START: line 5: [signin]"),
+        "{stdout}"
+    );
+
+    // By credential: the precedence, spelled out.
+    let out = idgate()
+        .arg("check-config")
+        .arg(write(
+            "by.toml",
+            format!("[admission]\nmode = \"by_credential\"\n{inbound}{signin}"),
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("[admission] by_credential"), "{stdout}");
+    assert!(
+        stdout.contains("Authorization / X-Serverless-Authorization present -> [inbound]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("else the session cookie -> [signin]"),
+        "{stdout}"
+    );
+
+    // "all" written out with [signin] and [inbound]: refused at its line.
+    let out = idgate()
+        .arg("check-config")
+        .arg(write(
+            "all.toml",
+            format!("{inbound}{signin}[admission]\nmode = \"all\"\n"),
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("all.toml:13:8:"), "{stderr}");
+    assert!(stderr.contains("by_credential"), "{stderr}");
+}
+
+#[test]
 fn help_reads_well() {
     let out = idgate().arg("--help").output().unwrap();
     let help = text(&out.stdout);

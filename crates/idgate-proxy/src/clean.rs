@@ -3,12 +3,12 @@
 
 use axum::body::Body;
 use http::Request;
-use http::header::{HeaderMap, HeaderName};
+use http::header::{COOKIE, HeaderMap, HeaderName, HeaderValue, SET_COOKIE};
 
 use idgate_server::CredentialHeader;
 
-use crate::CALLER_HEADER_PREFIX;
 use crate::forwarding::FORWARDED_HEADER_PREFIX;
+use crate::{CALLER_HEADER_PREFIX, IdgateCookies};
 
 /// `X-Appengine-Inbound-Appid`: the legacy App Identity header.
 static X_APPENGINE_INBOUND_APPID: HeaderName = HeaderName::from_static("x-appengine-inbound-appid");
@@ -134,5 +134,82 @@ pub(crate) fn strip_unverified_credentials(
                 headers.remove(bearer.header_name());
             }
         }
+    }
+}
+
+/// Removes idgate's own cookies (the session cookie, every sign-in attempt cookie) from the `Cookie` headers the
+/// upstream gets; other cookies pass unchanged, in order.
+///
+/// Names are compared as the session layer reads them (`tower-cookies` splits on `;`, trims, percent-decodes the
+/// name: `idgate%5Fsession` *is* `idgate_session` to it), and ignoring case on top: removing a look-alike costs the
+/// upstream nothing, forwarding a replayable session would not.
+pub(crate) fn strip_idgate_cookies(headers: &mut HeaderMap, cookies: IdgateCookies) {
+    if !headers.contains_key(COOKIE) {
+        return;
+    }
+    let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
+    headers.remove(COOKIE);
+    for value in values {
+        let kept: Vec<&[u8]> = value
+            .as_bytes()
+            .split(|b| *b == b';')
+            .map(<[u8]>::trim_ascii)
+            .filter(|pair| !pair.is_empty() && !is_idgate_cookie(pair, cookies))
+            .collect();
+        if kept.is_empty() {
+            continue;
+        }
+        // Pieces of a valid header value joined by "; " make a valid header value.
+        if let Ok(value) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
+            headers.append(COOKIE, value);
+        }
+    }
+}
+
+/// Removes the upstream's `Set-Cookie` headers that would set one of idgate's own cookies: an upstream (or whoever
+/// controls part of its output) must not plant a session ID in the browser (session fixation, login CSRF). Compared
+/// like [`strip_idgate_cookies`]: the browser sends the name back as set, and the session layer percent-decodes it.
+pub(crate) fn strip_idgate_set_cookies(headers: &mut HeaderMap, cookies: IdgateCookies) {
+    if !headers.contains_key(SET_COOKIE) {
+        return;
+    }
+    let values: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
+    headers.remove(SET_COOKIE);
+    for value in values {
+        let pair = value
+            .as_bytes()
+            .split(|b| *b == b';')
+            .next()
+            .unwrap_or_default();
+        if is_idgate_cookie(pair.trim_ascii(), cookies) {
+            tracing::warn!(target: "idgate::proxy", "the upstream tried to set an idgate cookie; removed");
+        } else {
+            headers.append(SET_COOKIE, value);
+        }
+    }
+}
+
+fn is_idgate_cookie(pair: &[u8], cookies: IdgateCookies) -> bool {
+    let raw_name = pair
+        .split(|b| *b == b'=')
+        .next()
+        .unwrap_or(pair)
+        .trim_ascii();
+    let name: Vec<u8> = percent_encoding::percent_decode(raw_name).collect();
+    let name = name.trim_ascii();
+    let session = cookies.session.as_bytes();
+    let prefix = cookies.attempt_prefix.as_bytes();
+    name.eq_ignore_ascii_case(session)
+        || (name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix))
+}
+
+/// When `[inbound]` is configured, the bearer headers are idgate's: if another credential (an IAP assertion, a
+/// session) admitted the request, no bearer was verified, and none reaches the upstream next to the caller headers.
+pub(crate) fn strip_unverified_bearers(headers: &mut HeaderMap) {
+    for bearer in [
+        CredentialHeader::ServerlessAuthorization,
+        CredentialHeader::Authorization,
+    ] {
+        headers.remove(bearer.header_name());
     }
 }

@@ -1,13 +1,53 @@
-//! The authenticating sidecar as a library: a reverse proxy that puts the [`Layers`] in front of any HTTP upstream.
+//! The authenticating sidecar as a library: a reverse proxy that puts idgate's [`Gates`] in front of any HTTP
+//! upstream: the service-to-service and IAP [`Layers`](idgate_server::Layers), Sign in with Google
+//! ([`SignIn`](idgate_signin::SignIn), the oauth2-proxy model), or both, admitted by the credential each request
+//! presents.
 //!
-//! [`serve`] accepts connections on a listener, runs every request through the layers, and forwards the admitted
-//! ones to the upstream, streaming bodies both ways. The upstream learns who called from three headers:
+//! [`serve`] accepts connections on a listener, runs every request through the gates, and forwards the admitted
+//! ones to the upstream, streaming bodies both ways. The upstream learns who called from these headers:
 //!
 //! | header | value |
 //! |---|---|
 //! | `X-Idgate-Caller-Kind` | `service_account`, `user`, `app_engine_app` or `iap_user` |
 //! | `X-Idgate-Caller-Email` | the verified email (absent for an App Engine app) |
 //! | `X-Idgate-Caller-Project` | the caller's project ID or number, when its identity reveals one |
+//! | `X-Idgate-Caller-Credential` | what admitted it: `id_token` (`Authorization`/`X-Serverless-Authorization`), `app_engine_header` (the trusted legacy header), `iap_assertion` or `session` (signed in through the proxy) |
+//!
+//! # Sign-in gateway
+//!
+//! With sign-in ([`Gates::from_signin`], or `[signin]` in the configuration), the proxy serves the login (`GET`),
+//! callback (`GET`) and logout (`POST`) routes itself: they are never forwarded. Every other path is forwarded only
+//! for a signed-in user the `[signin.allow]` list admits: a signed-out page navigation is sent to login (`302`, back
+//! to the page afterwards), a script gets `401`, a refused account `403`, a session-store failure `503`. Paths in
+//! `[signin] exempt_paths` ([`Gates::signin_exempt_path`]) are forwarded without sign-in (with the caller headers
+//! when the browser happens to be signed in). The signed-in user reaches the upstream as `X-Idgate-Caller-Kind: user`
+//! and `-Email`, like any other caller.
+//!
+//! idgate's own cookies never reach the upstream: the session cookie ([`SignIn::session_cookie_name`]) and the
+//! sign-in attempt cookies ([`SignIn::attempt_cookie_prefix`]) are removed from the `Cookie` header on every
+//! forwarded path, compared as the session layer reads them (percent-decoded, any case), so the upstream cannot
+//! replay a user's session; other cookies pass unchanged. Nor can the upstream set them: its `Set-Cookie` headers
+//! naming one of them are removed from its response (a planted session ID would be session fixation).
+//!
+//! [`SignIn::session_cookie_name`]: idgate_signin::SignIn::session_cookie_name
+//! [`SignIn::attempt_cookie_prefix`]: idgate_signin::SignIn::attempt_cookie_prefix
+//!
+//! # Sign-in next to tokens and IAP: by credential
+//!
+//! One upstream can take browsers (a session), services (Google-signed ID tokens, `[inbound]`) and IAP users
+//! (`[iap]`) at once with `[admission] mode = "by_credential"` ([`Admission::ByCredential`]): each request is judged by
+//! the one gate its credential names, with that gate's allowlist alone: an IAP assertion by `[iap]`, else a bearer
+//! token by `[inbound]`, else the session by `[signin]` (`302`/`401` without one). A credential that fails is a
+//! refusal, never a fall-through: a forged token next to a valid session cookie is a `401`. See
+//! [`idgate_server::by_credential`] for the precedence and why. Stacking sign-in with another gate
+//! ([`Admission::All`], the default) is refused at startup ([`GatesError::StackedSignIn`], naming the line of
+//! `[signin]`): no request carries a session and a token at once.
+//!
+//! With `[inbound]` configured, the bearer headers are idgate's: a request admitted by an IAP assertion or a session
+//! reaches the upstream without any `Authorization` or `X-Serverless-Authorization` (none was verified).
+//!
+//! [`Admission::ByCredential`]: idgate_core::config::Admission::ByCredential
+//! [`Admission::All`]: idgate_core::config::Admission::All
 //!
 //! # What the upstream can trust
 //!
@@ -36,12 +76,13 @@
 //! - App Engine's other platform headers (`X-Appengine-Cron`, `-QueueName`, `-User-Email`, `-User-Is-Admin`, ...),
 //!   by which legacy apps admit cron jobs, tasks and administrators, are removed unless the legacy header is
 //!   trusted (the service then sits behind App Engine's front end, which strips client copies);
+//! - idgate's session and sign-in attempt cookies are removed from `Cookie` (see [Sign-in gateway](#sign-in-gateway));
 //! - when `[inbound]` admitted the request, the upstream receives **only the credential header idgate verified**
 //!   ([`CredentialHeader`](idgate_server::CredentialHeader)): admitted by `X-Serverless-Authorization`, the
-//!   request's `Authorization` is removed; admitted by the legacy header, both bearer headers are removed. On
-//!   exempt paths, and when only `[iap]` is configured, `Authorization` and `X-Serverless-Authorization` are not
-//!   idgate's and pass untouched (no caller headers are set there, so nothing can be confused with a verified
-//!   identity).
+//!   request's `Authorization` is removed; admitted by the legacy header, both bearer headers are removed; admitted
+//!   by another credential (an IAP assertion, a session) while `[inbound]` is configured, both are removed. On
+//!   exempt paths with no caller, and when `[inbound]` is not configured, `Authorization` and
+//!   `X-Serverless-Authorization` are not idgate's and pass untouched.
 //!
 //! Rejected requests never reach the upstream. Protocol upgrades (WebSocket) are not proxied. `X-CloudTasks-*` and
 //! `X-CloudScheduler` are not identity anywhere but on App Engine: authenticate Cloud Tasks and Cloud Scheduler by
@@ -70,13 +111,14 @@
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let config = Config::from_path("idgate.toml")?;
-//! let layers = idgate_server::from_config(&config).await?;
+//! // [inbound], [iap] and [signin] as the file asks, keys prefetched, the combination checked.
+//! let gates = idgate_proxy::Gates::from_config(&config).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let upstream = "http://127.0.0.1:3000".parse()?;
 //! // Send on `stop` (e.g. on SIGTERM) to stop accepting and drain the requests in flight.
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! # drop(stop);
-//! idgate_proxy::serve(listener, upstream, layers, ProxyOptions::default(), async {
+//! idgate_proxy::serve(listener, upstream, gates, ProxyOptions::default(), async {
 //!     let _ = stopped.await;
 //! })
 //! .await?;
@@ -92,6 +134,7 @@ struct ReadmeDoctests;
 mod caller;
 mod clean;
 mod forwarding;
+mod gates;
 #[cfg(test)]
 mod tests;
 mod upstream;
@@ -107,7 +150,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use url::Url;
 
-use idgate_server::{Layers, RequireIdentityLayer};
+use idgate_server::RequireIdentityLayer;
+
+pub use gates::{Gates, GatesError, describe};
 
 use crate::clean::clean_before_layers;
 use crate::upstream::{UPSTREAM_IDLE_TIMEOUT, Upstream, forward};
@@ -120,6 +165,9 @@ pub enum ProxyError {
     /// The upstream URL is unusable; the [`UpstreamUrlError`] says why.
     #[error("invalid upstream URL")]
     Upstream(#[source] UpstreamUrlError),
+    /// The [`Gates`] cannot guard an upstream; the [`GatesError`] says why.
+    #[error(transparent)]
+    Gates(#[from] GatesError),
     /// The listener failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -165,6 +213,10 @@ pub static X_IDGATE_CALLER_KIND: HeaderName = HeaderName::from_static("x-idgate-
 pub static X_IDGATE_CALLER_EMAIL: HeaderName = HeaderName::from_static("x-idgate-caller-email");
 /// The caller's project, for the upstream.
 pub static X_IDGATE_CALLER_PROJECT: HeaderName = HeaderName::from_static("x-idgate-caller-project");
+/// The credential that admitted the caller (`id_token`, `app_engine_header`, `iap_assertion` or `session`), for
+/// the upstream.
+pub static X_IDGATE_CALLER_CREDENTIAL: HeaderName =
+    HeaderName::from_static("x-idgate-caller-credential");
 
 const CALLER_HEADER_PREFIX: &str = "x-idgate-caller-";
 
@@ -244,12 +296,12 @@ impl ProxyOptions {
 ///
 /// # Errors
 ///
-/// [`ProxyError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`; [`ProxyError::Io`]
-/// when serving fails.
+/// [`ProxyError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`; [`ProxyError::Gates`]
+/// for [`Gates`] that fail their [`check`](Gates::check); [`ProxyError::Io`] when serving fails.
 pub async fn serve<F>(
     listener: TcpListener,
     upstream: Url,
-    layers: Layers,
+    gates: impl Into<Gates>,
     options: ProxyOptions,
     shutdown: F,
 ) -> Result<(), ProxyError>
@@ -257,31 +309,36 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let limits = options.limits.clone();
-    let router = router_with_options(&upstream, &layers, options)?;
+    let router = router_with_options(&upstream, gates, options)?;
     idgate_serve::serve(listener, router, limits, shutdown).await?;
     Ok(())
 }
 
-/// The proxy as an axum [`Router`] (the layers applied), for embedding or testing. Needs
-/// `into_make_service_with_connect_info::<SocketAddr>()` to fill `X-Forwarded-For`.
+/// The proxy as an axum [`Router`] (the gates applied, the sign-in routes served), for embedding or testing.
+/// `gates` is a [`Gates`] or an [`idgate_server::Layers`]. Needs `into_make_service_with_connect_info::<SocketAddr>()`
+/// to fill `X-Forwarded-For`.
 ///
 /// # Errors
 ///
-/// [`ProxyError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`.
-pub fn router(upstream: &Url, layers: &Layers) -> Result<Router, ProxyError> {
-    router_with_options(upstream, layers, ProxyOptions::default())
+/// [`ProxyError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`; [`ProxyError::Gates`]
+/// for [`Gates`] that fail their [`check`](Gates::check).
+pub fn router(upstream: &Url, gates: impl Into<Gates>) -> Result<Router, ProxyError> {
+    router_with_options(upstream, gates, ProxyOptions::default())
 }
 
 /// [`router`] with explicit [`ProxyOptions`].
 ///
 /// # Errors
 ///
-/// [`ProxyError::Upstream`] for an upstream URL that is not `http://host[:port][/path]`.
+/// As [`router`].
 pub fn router_with_options(
     upstream: &Url,
-    layers: &Layers,
+    gates: impl Into<Gates>,
     options: ProxyOptions,
 ) -> Result<Router, ProxyError> {
+    let gates = gates.into();
+    gates.check()?;
+    let layers = gates.layers.as_ref();
     if upstream.scheme() != "http" {
         return Err(ProxyError::Upstream(UpstreamUrlError::Scheme(
             upstream.scheme().to_owned(),
@@ -321,11 +378,37 @@ pub fn router_with_options(
         base_path: upstream.path().trim_end_matches('/').to_owned(),
         options,
         behind_app_engine: layers
-            .identity()
+            .and_then(|l| l.identity())
             .is_some_and(RequireIdentityLayer::trusts_legacy_header),
+        inbound: layers.is_some_and(|l| l.identity().is_some()),
+        idgate_cookies: gates.signin.as_ref().map(|(signin, _)| IdgateCookies {
+            session: signin.session_cookie_name(),
+            attempt_prefix: signin.attempt_cookie_prefix(),
+        }),
     });
-    // `layer` after `apply`: the clean-up runs before the layers see the request.
-    Ok(layers
-        .apply(Router::new().fallback(forward).with_state(state))
-        .layer(axum::middleware::map_request(clean_before_layers)))
+    let forwarding = Router::new().fallback(forward).with_state(state);
+    let app = match (layers, &gates.signin) {
+        (Some(layers), None) => layers.apply(forwarding),
+        (None, Some((_, gate))) => forwarding.layer(gate.clone()),
+        // `check` made sure the mode is by credential: the sign-in gate takes requests without a token.
+        (Some(layers), Some((_, gate))) => {
+            forwarding.layer(layers.by_credential().no_credential(gate.clone()))
+        }
+        (None, None) => return Err(GatesError::NothingConfigured.into()),
+    };
+    // The sign-in routes are the proxy's own, outside the gate and never forwarded; the session layer wraps them and
+    // the gate alike.
+    let app = match &gates.signin {
+        Some((signin, _)) => app.merge(signin.router()).layer(signin.layer()),
+        None => app,
+    };
+    // `layer` last: the clean-up runs before the layers see the request.
+    Ok(app.layer(axum::middleware::map_request(clean_before_layers)))
+}
+
+/// idgate's own cookies, never forwarded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct IdgateCookies {
+    pub(crate) session: &'static str,
+    pub(crate) attempt_prefix: &'static str,
 }

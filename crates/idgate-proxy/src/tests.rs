@@ -156,3 +156,48 @@ fn rejects_unusable_upstreams() {
     }
     assert!(router(&"http://127.0.0.1:1/base/".parse().unwrap(), &layers).is_ok());
 }
+
+#[test]
+fn idgate_cookies_are_removed_and_the_rest_kept_byte_for_byte() {
+    use crate::IdgateCookies;
+    use crate::clean::{strip_idgate_cookies, strip_idgate_set_cookies};
+
+    let cookies = IdgateCookies {
+        session: "__Host-idgate_session",
+        attempt_prefix: "__Host-idgate_signin_",
+    };
+    let mut h = HeaderMap::new();
+    h.append(
+        header::COOKIE,
+        HeaderValue::from_bytes(
+            b"a=\xff; __Host-idgate_session=1;__host-IDGATE_signin_x=2; %5F%5FHost-idgate_session=3; b=%zz; c",
+        )
+        .unwrap(),
+    );
+    h.append(
+        header::COOKIE,
+        HeaderValue::from_static(" __Host-idgate_session=4 ; "),
+    );
+    strip_idgate_cookies(&mut h, cookies);
+    let left: Vec<&[u8]> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    assert_eq!(left, [&b"a=\xff; b=%zz; c"[..]]);
+
+    let mut h = HeaderMap::new();
+    h.append(
+        header::SET_COOKIE,
+        HeaderValue::from_static("__Host-idgate_session=x; Secure"),
+    );
+    h.append(header::SET_COOKIE, HeaderValue::from_static("=; Path=/"));
+    h.append(header::SET_COOKIE, HeaderValue::from_static("theme=dark"));
+    strip_idgate_set_cookies(&mut h, cookies);
+    let left: Vec<&str> = h
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(left, ["=; Path=/", "theme=dark"]);
+}

@@ -18,10 +18,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use idgate_server::CredentialHeader;
 
-use crate::ProxyOptions;
-use crate::caller::insert_caller_headers;
-use crate::clean::{strip_hop_by_hop, strip_unverified_credentials};
+use crate::caller::{AdmittedBy, insert_caller_headers};
+use crate::clean::{
+    strip_hop_by_hop, strip_idgate_cookies, strip_idgate_set_cookies, strip_unverified_bearers,
+    strip_unverified_credentials,
+};
 use crate::forwarding::set_forwarding_headers;
+use crate::{IdgateCookies, ProxyOptions};
 
 #[derive(Debug)]
 pub(crate) struct Upstream {
@@ -35,6 +38,10 @@ pub(crate) struct Upstream {
     pub(crate) options: ProxyOptions,
     /// The legacy header is trusted: the service says it sits behind App Engine's front end.
     pub(crate) behind_app_engine: bool,
+    /// `[inbound]` is configured: the bearer headers are idgate's.
+    pub(crate) inbound: bool,
+    /// With sign-in: idgate's cookies, never forwarded.
+    pub(crate) idgate_cookies: Option<IdgateCookies>,
 }
 
 pub(crate) async fn forward(
@@ -62,6 +69,9 @@ pub(crate) async fn forward(
     };
 
     let admitted_by = parts.extensions.get::<CredentialHeader>().copied();
+    let credential = caller
+        .as_ref()
+        .map(|_| AdmittedBy::from_extensions(&parts.extensions));
     // The request target's authority when it has one (HTTP/2's `:authority`, an HTTP/1.1 absolute-form target:
     // RFC 9112 §3.2.2 says it wins over `Host`), else the `Host` header.
     let authority = parts
@@ -71,6 +81,12 @@ pub(crate) async fn forward(
         .or_else(|| parts.headers.get(header::HOST).cloned());
     let headers = &mut parts.headers;
     strip_unverified_credentials(headers, admitted_by, upstream.behind_app_engine);
+    if upstream.inbound && caller.is_some() && admitted_by.is_none() {
+        strip_unverified_bearers(headers);
+    }
+    if let Some(cookies) = upstream.idgate_cookies {
+        strip_idgate_cookies(headers, cookies);
+    }
     set_forwarding_headers(
         headers,
         authority,
@@ -78,7 +94,7 @@ pub(crate) async fn forward(
         upstream.options.trust_forwarded_headers,
     );
     if let Some(caller) = &caller {
-        insert_caller_headers(headers, caller);
+        insert_caller_headers(headers, caller, credential);
     }
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
@@ -103,6 +119,9 @@ pub(crate) async fn forward(
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
+            if let Some(cookies) = upstream.idgate_cookies {
+                strip_idgate_set_cookies(&mut parts.headers, cookies);
+            }
             // The upstream connection is busy until its response body is read or dropped: so is the share.
             Response::from_parts(
                 parts,

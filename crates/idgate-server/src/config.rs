@@ -21,30 +21,56 @@ use std::time::Duration;
 use axum::Router;
 use http::StatusCode;
 use http::header::HeaderValue;
-use idgate_core::config::{Config, IapAudience};
+use idgate_core::config::{Admission, Config, IapAudience};
 use idgate_core::google::{HttpOptions, MetadataClient};
 use idgate_core::verify::{IapVerifier, OidcVerifier, TrustedCloudRunInvokerCheck};
 use url::Url;
 
-use crate::{RequireIapLayer, RequireIdentityLayer, ServerError};
+use crate::{ByCredentialLayer, RequireIapLayer, RequireIdentityLayer, ServerError};
 
 /// How long each metadata-server request of [`discover_iap_audience`] may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The layers a [`Config`] asks for, ready to apply. Cheap to clone.
 ///
-/// Made by [`from_config`]. When both `[inbound]` and `[iap]` are configured, [`apply`](Self::apply) stacks both:
-/// a request must then pass both.
+/// Made by [`from_config`]. When both `[inbound]` and `[iap]` are configured, [`apply`](Self::apply) combines them
+/// as the [`Admission`] mode says: stacked ([`Admission::All`], the default: a request must pass both), or by the
+/// credential each request presents ([`Admission::ByCredential`]: see [`ByCredentialLayer`]).
 #[derive(Debug, Clone)]
 pub struct Layers {
     identity: Option<RequireIdentityLayer>,
     iap: Option<RequireIapLayer>,
+    admission: Admission,
 }
 
 impl Layers {
-    /// Layers from explicitly built parts (at least one should be `Some`, or [`apply`](Self::apply) admits all).
+    /// Layers from explicitly built parts (at least one should be `Some`, or [`apply`](Self::apply) admits all),
+    /// stacked ([`Admission::All`]) until [`admission`](Self::admission) says otherwise.
     pub fn new(identity: Option<RequireIdentityLayer>, iap: Option<RequireIapLayer>) -> Self {
-        Self { identity, iap }
+        Self {
+            identity,
+            iap,
+            admission: Admission::All,
+        }
+    }
+
+    /// How [`apply`](Self::apply) combines the layers (`[admission] mode`).
+    #[must_use]
+    pub fn admission(mut self, admission: Admission) -> Self {
+        self.admission = admission;
+        self
+    }
+
+    /// The [`Admission`] mode.
+    pub fn admission_mode(&self) -> Admission {
+        self.admission
+    }
+
+    /// The layers as one [`ByCredentialLayer`], whatever the mode: add a gate for requests without a bearer token
+    /// or an assertion (idgate-signin's `RequireSignInLayer`) with
+    /// [`no_credential`](ByCredentialLayer::no_credential).
+    pub fn by_credential(&self) -> ByCredentialLayer {
+        ByCredentialLayer::new(self.identity.clone(), self.iap.clone())
     }
 
     /// The service-to-service layer, when `[inbound]` is configured.
@@ -57,13 +83,17 @@ impl Layers {
         self.iap.as_ref()
     }
 
-    /// Wraps every route of `router` in the configured layers (IAP outermost).
+    /// Wraps every route of `router` in the configured layers: stacked, IAP outermost ([`Admission::All`]), or one
+    /// [`ByCredentialLayer`] ([`Admission::ByCredential`]).
     #[cfg(feature = "axum")]
     #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     pub fn apply<S>(&self, router: Router<S>) -> Router<S>
     where
         S: Clone + Send + Sync + 'static,
     {
+        if self.admission == Admission::ByCredential {
+            return router.layer(self.by_credential());
+        }
         let mut router = router;
         if let Some(identity) = &self.identity {
             router = router.layer(identity.clone());
@@ -125,6 +155,7 @@ impl Layers {
 ///   Cloud Run opt-in and the exempt paths;
 /// - `[iap]`: an [`IapVerifier`] on the configured audience or, with `discover_audience = true`, the one
 ///   [`discover_iap_audience`] finds; the optional allowlist, the plain-header switch and the exempt paths;
+/// - `[admission] mode`: how [`Layers::apply`] combines them;
 /// - then prefetches every key set (`warm()`), so the first request does not wait and a wrong key URL fails the
 ///   deployment instead of the first caller.
 ///
@@ -209,7 +240,11 @@ pub async fn from_config(config: &Config) -> Result<Layers, ServerError> {
     if identity.is_none() && iap.is_none() {
         return Err(ServerError::NothingConfigured);
     }
-    Ok(Layers { identity, iap })
+    Ok(Layers {
+        identity,
+        iap,
+        admission: config.admission(),
+    })
 }
 
 /// The App Engine IAP audience, `/projects/NUMBER/apps/PROJECT_ID`, from the metadata server whose root is

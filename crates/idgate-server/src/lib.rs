@@ -6,7 +6,8 @@
 //! | [`RequireIapLayer`] | users behind Identity-Aware Proxy: verifies `x-goog-iap-jwt-assertion`; optional allowlist |
 //! | [`extract`] | [`VerifiedCaller`](extract::VerifiedCaller), [`VerifiedIapUser`](extract::VerifiedIapUser), [`UserEmail`](extract::UserEmail) (and `Option<_>` of each) |
 //! | [`IdentityRejection`] | every refusal, typed: 401 / 403 / 503 / 500, logged once on target `idgate::decision` |
-//! | [`from_config`] → [`Layers`] | both layers from the TOML `Config`, keys prefetched, IAP audience discovered; readiness |
+//! | [`from_config`] → [`Layers`] | both layers from the TOML `Config`, keys prefetched, IAP audience discovered; readiness; stacked (`[admission] mode = "all"`) or by credential |
+//! | [`ByCredentialLayer`] | `[admission] mode = "by_credential"`: each request judged by the one gate its credential names (IAP assertion, else bearer token, else a pluggable no-credential gate such as sign-in); a failed credential never falls through |
 //!
 //! The verification itself (keys, signatures, claims, identity, allowlist) is `idgate-core`'s; this crate only
 //! finds the credential in the request, asks the core, and answers. The inner service is never called for a
@@ -45,6 +46,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod by_credential;
 mod config;
 mod credential;
 mod error;
@@ -57,6 +59,7 @@ pub mod rejection;
 pub mod require_iap;
 pub mod require_identity;
 
+pub use by_credential::{ByCredential, ByCredentialLayer};
 pub use config::{Layers, discover_iap_audience, from_config};
 pub use credential::CredentialHeader;
 pub use error::ServerError;

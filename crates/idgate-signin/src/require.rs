@@ -1,5 +1,6 @@
 //! [`RequireSignInLayer`]: the gate on protected routes.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -24,16 +25,34 @@ use crate::signin::Shared;
 /// | signed in, not on the allowlist | `403` page |
 /// | the session store failed | `503` |
 /// | no [`SignIn::layer`](crate::SignIn::layer) outside | `500` naming it (fail closed) |
+/// | an [exempt path](Self::exempt_path) | passes, signed in or not (the user in the extensions when signed in and allowed) |
 ///
 /// Made by [`SignIn::require`](crate::SignIn::require).
 #[derive(Clone, Debug)]
 pub struct RequireSignInLayer {
     shared: Arc<Shared>,
+    exempt: Arc<HashSet<String>>,
 }
 
 impl RequireSignInLayer {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+        Self {
+            shared,
+            exempt: Arc::default(),
+        }
+    }
+
+    /// Lets requests for exactly `path` (a health check, a public page) through without a signed-in user, as
+    /// `[signin] exempt_paths` asks. Matched against the request path exactly, without the query.
+    #[must_use]
+    pub fn exempt_path(mut self, path: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.exempt).insert(path.into());
+        self
+    }
+
+    /// Whether `path` is exactly one of the [exempt paths](Self::exempt_path).
+    pub fn is_exempt(&self, path: &str) -> bool {
+        self.exempt.contains(path)
     }
 }
 
@@ -44,6 +63,7 @@ impl<S> Layer<S> for RequireSignInLayer {
         RequireSignIn {
             inner,
             shared: self.shared.clone(),
+            exempt: self.exempt.clone(),
         }
     }
 }
@@ -53,6 +73,7 @@ impl<S> Layer<S> for RequireSignInLayer {
 pub struct RequireSignIn<S> {
     inner: S,
     shared: Arc<Shared>,
+    exempt: Arc<HashSet<String>>,
 }
 
 impl<S> RequireSignIn<S> {
@@ -114,6 +135,9 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if self.exempt.contains(req.uri().path()) {
+            return Either::Right(self.inner.call(req));
+        }
         let refusal = match req.extensions().get::<SignInState>() {
             Some(SignInState::SignedIn) => return Either::Right(self.inner.call(req)),
             Some(SignInState::SignedOut) if is_page_navigation(&req) => {

@@ -214,6 +214,13 @@ impl SignIn {
         self.shared.session_cookie
     }
 
+    /// The prefix of the per-attempt sign-in cookies (`__Host-idgate_signin_` when cookies are `Secure`,
+    /// `idgate_signin_` on plain-http loopback): each attempt's cookie is this prefix and a tag. A proxy strips
+    /// these and the [session cookie](Self::session_cookie_name) from what it forwards.
+    pub fn attempt_cookie_prefix(&self) -> &'static str {
+        self.shared.attempt_cookie_prefix
+    }
+
     /// The number of sign-in attempts started and not yet redeemed or expired (approximate) that this process
     /// keeps: zero when they are kept in Redis.
     pub fn pending_attempts(&self) -> u64 {

@@ -12,6 +12,7 @@ pub(crate) fn run(file: &Path) -> Result<ExitCode, Error> {
         Ok(config) => {
             println!("{} is valid.\n", file.display());
             println!("{}", config.effective_policy());
+            println!("{}", idgate_proxy::describe(&config));
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use idgate_core::config::Config;
-use idgate_proxy::ProxyOptions;
+use idgate_proxy::{Gates, ProxyOptions};
 use url::Url;
 
 use super::Error;
@@ -19,6 +19,7 @@ pub(crate) async fn run(
     flags: &LimitFlags,
     trust_forwarded_headers: bool,
 ) -> Result<ExitCode, Error> {
+    let config_path = config;
     let config = match Config::from_path(config) {
         Ok(config) => config,
         Err(error) => {
@@ -29,9 +30,19 @@ pub(crate) async fn run(
     let limits = server_limits(config.proxy(), flags)?;
     let trust_forwarded_headers =
         trust_forwarded_headers || config.proxy().trust_forwarded_headers();
-    // Builds both layers, prefetches the keys and discovers the IAP audience: a broken setup fails here, not on
-    // the first request.
-    let layers = idgate_server::from_config(&config).await?;
+    // Builds every gate ([inbound], [iap], [signin]), prefetches the keys, discovers the IAP audience and checks
+    // how they combine: a broken setup fails here, not on the first request.
+    let gates = match Gates::from_config(&config).await {
+        Ok(gates) => gates,
+        Err(error) => {
+            eprintln!(
+                "{}: {}",
+                config_path.display(),
+                idgate_core::ErrorChain(&error)
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("binding {listen}: {e}"))?;
@@ -48,7 +59,7 @@ pub(crate) async fn run(
     let options = ProxyOptions::default()
         .limits(limits)
         .trust_forwarded_headers(trust_forwarded_headers);
-    idgate_proxy::serve(listener, upstream, layers, options, shutdown_signal()).await?;
+    idgate_proxy::serve(listener, upstream, gates, options, shutdown_signal()).await?;
     tracing::info!("idgate proxy stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -107,6 +107,8 @@ pub enum ConfigErrorKind {
     /// `[signin]` with both `token_encryption_key_env` and `token_encryption_key_file`, a malformed one, or
     /// `access_type = "offline"` without either (a refresh token is only kept encrypted).
     TokenEncryptionKeyChoice,
+    /// `[admission] mode = "all"` with `[signin]` and another gate: no request could pass both.
+    AdmissionConflict,
 }
 
 /// Why a configuration was refused: what, where (line and column), and what to write instead.

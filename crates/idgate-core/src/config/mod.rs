@@ -26,6 +26,7 @@ const MAX_PROXY_TIMEOUT_SECS: u64 = 86_400;
 /// The most `[proxy]` connections accepted: Linux's default ceiling on a process's open files (`fs.nr_open`).
 const MAX_PROXY_CONNECTIONS: u64 = 1_048_576;
 
+mod admission;
 mod error;
 mod parse;
 mod raw;
@@ -36,6 +37,7 @@ mod tables;
 mod tests;
 mod validate;
 
+pub use admission::Admission;
 use error::from_allowlist_error;
 pub use error::{ConfigError, ConfigErrorKind, Location};
 use raw::*;
@@ -94,6 +96,12 @@ use validate::*;
 /// domains = ["example.com"]
 /// hosted_domains = ["example.com"]
 ///
+/// ## Optional: how the gates combine on the same routes. "all" (the default): a request must pass [inbound] AND
+/// ## [iap]. "by_credential": an IAP assertion is judged by [iap] alone, else a bearer token by [inbound] alone
+/// ## (else the [signin] session, when configured); a credential that fails is refused, never tried as another.
+/// [admission]
+/// mode = "all"
+///
 /// ## Optional endpoint overrides, for the emulator and tests.
 /// [google]
 /// ## Every endpoint under one URL, on Google's own paths (as idgate-emulator serves them)...
@@ -133,6 +141,7 @@ use validate::*;
 /// assert_eq!(format, idgate_core::keys::KeyDocumentFormat::Detect(idgate_core::keys::KeyAlgorithm::Rs256));
 /// assert!(config.iap().unwrap().allowlist().is_some());
 /// assert_eq!(config.proxy().max_connections(), 1024);
+/// assert_eq!(config.admission(), idgate_core::config::Admission::All);
 /// assert!(!config.proxy().trust_forwarded_headers());
 ///
 /// // Mistakes are reported with their position and a fix.
@@ -163,12 +172,14 @@ use validate::*;
 /// | `signin.hosted_domain`, `signin.prompt`, `signin.access_type`, `signin.fetch_userinfo` | optional |
 /// | `signin.token_encryption_key_env` / `signin.token_encryption_key_file` | at most one; required with `access_type = "offline"`; the key (32 bytes, base64) itself is never in the file |
 /// | `signin.login_path`, `signin.logout_path` | default `/auth/login`, `/auth/logout`; the callback is `redirect_url`'s path |
+/// | `signin.exempt_paths` | exact paths starting with `/`, let through without a signed-in user by a gate built from `[signin]` (e.g. `idgate proxy`) |
 /// | `signin.allow.emails`, `.domains`, `.hosted_domains` | required: must list someone |
 /// | `signin.sessions.store` | `"memory"` (default: one process) or `"redis"` (replicas share sessions); see [`SessionStoreConfig`] |
 /// | `signin.sessions.url_env` / `signin.sessions.url` | Redis only, exactly one: `redis://` or `rediss://` (TLS); a password only through `url_env` |
 /// | `signin.sessions.key_prefix`, `signin.sessions.timeout_ms` | Redis only: default `"idgate:signin:"` and 500 (10 to 10000) |
 /// | `signin.sessions.ca_file` | Redis over TLS only: the server's CA (PEM) instead of the system's roots |
 /// | `signin.sessions.local_cache_ms` | default 5000, 0 to 60000: how long a process answers from its own copy of a session's user |
+/// | `admission.mode` | how the gates combine on the same routes: `"all"` (default: every configured gate must admit the request; refused when written with `[signin]` and another gate) or `"by_credential"` (the credential the request presents picks the one gate that judges it: IAP assertion, else bearer token, else session; needs two gates or more); see [`Admission`] |
 /// | `google.*` | endpoint overrides; plain `http` only on loopback addresses (except `metadata_url`) |
 /// | `google.oidc_keys_format`, `google.iap_keys_format` | `"auto"` (default: JWKS or PEM, read from each document, as Google's libraries do), `"jwks"` or `"pem"` to pin one; the family (OIDC RS256, IAP ES256) is never read from the document |
 /// | `proxy.header_read_timeout_secs` | default 10, 1 to 86400; see [`ProxySettings`] |
@@ -186,6 +197,9 @@ pub struct Config {
     /// `None` when the file has no `[proxy]` table.
     proxy: Option<ProxySettings>,
     signin: Option<SignInConfig>,
+    admission: Admission,
+    /// Where each top-level table starts, for messages about a whole table.
+    tables: Vec<(&'static str, Location)>,
 }
 
 impl Config {
@@ -232,6 +246,20 @@ impl Config {
     /// The `[signin]` table (signing people in with Google), if present.
     pub fn signin(&self) -> Option<&SignInConfig> {
         self.signin.as_ref()
+    }
+
+    /// `[admission] mode`: how the gates combine on the same routes ([`Admission::All`] when absent).
+    pub fn admission(&self) -> Admission {
+        self.admission
+    }
+
+    /// Where the top-level table `name` (`"inbound"`, `"signin"`, `"admission"`, ...) starts in the file, when it
+    /// is present: for a message about a whole table (e.g. `idgate proxy` refusing a combination).
+    pub fn table_location(&self, name: &str) -> Option<Location> {
+        self.tables
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, l)| *l)
     }
 
     /// The `[google]` table (the real Google when absent).

@@ -175,6 +175,7 @@ fn keys_of(path: &[&str]) -> Option<&'static [&'static str]> {
         ["iap", "allow"] => fields_of::<RawIapAllow>(),
         ["google"] => fields_of::<RawGoogle>(),
         ["proxy"] => fields_of::<RawProxy>(),
+        ["admission"] => fields_of::<RawAdmission>(),
         // `client_secret` is read only to be refused with its own message: never offer it.
         ["signin"] => SIGNIN_KEYS,
         ["signin", "allow"] => fields_of::<RawIapAllow>(),
@@ -201,6 +202,7 @@ const SIGNIN_KEYS: &[&str] = &[
     "fetch_userinfo",
     "login_path",
     "logout_path",
+    "exempt_paths",
     "allow",
     "sessions",
 ];
@@ -246,7 +248,7 @@ mod tests {
     fn every_table_lists_its_keys() {
         assert_eq!(
             keys_of(&[]),
-            Some(&["inbound", "iap", "google", "proxy", "signin"][..])
+            Some(&["inbound", "iap", "google", "proxy", "signin", "admission"][..])
         );
         assert!(keys_of(&["inbound"]).unwrap().contains(&"audiences"));
         assert!(

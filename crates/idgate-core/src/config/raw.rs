@@ -15,6 +15,12 @@ pub(crate) struct RawConfig {
     pub(crate) google: Option<Spanned<RawGoogle>>,
     pub(crate) proxy: Option<Spanned<RawProxy>>,
     pub(crate) signin: Option<Spanned<RawSignin>>,
+    pub(crate) admission: Option<Spanned<RawAdmission>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RawAdmission {
+    pub(crate) mode: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +79,7 @@ pub(crate) struct RawSignin {
     pub(crate) fetch_userinfo: Option<bool>,
     pub(crate) login_path: Option<Spanned<String>>,
     pub(crate) logout_path: Option<Spanned<String>>,
+    pub(crate) exempt_paths: List,
     pub(crate) allow: Option<Spanned<RawIapAllow>>,
     pub(crate) sessions: Option<Spanned<RawSessions>>,
 }

@@ -113,6 +113,7 @@ pub struct SignInConfig {
     pub(super) fetch_userinfo: bool,
     pub(super) login_path: String,
     pub(super) logout_path: String,
+    pub(super) exempt_paths: Vec<String>,
     pub(super) allowlist: Allowlist,
     pub(super) sessions: SessionStoreConfig,
     pub(super) local_cache: Duration,
@@ -318,6 +319,17 @@ impl SignInConfig {
         self.redirect_url.scheme() == "https"
     }
 
+    /// `exempt_paths`: exact paths a gate built from this table lets through without a signed-in user (health
+    /// checks, a public page); e.g. `idgate proxy` forwards them without sign-in.
+    pub fn exempt_paths(&self) -> &[String] {
+        &self.exempt_paths
+    }
+
+    /// Whether `path` is exactly one of the [`exempt_paths`](Self::exempt_paths).
+    pub fn is_exempt(&self, path: &str) -> bool {
+        self.exempt_paths.iter().any(|p| p == path)
+    }
+
     /// Who may sign in (`[signin.allow]`); never empty.
     pub fn allowlist(&self) -> &Allowlist {
         &self.allowlist
@@ -421,6 +433,7 @@ impl Validator<'_> {
         }
         let login_path = self.route_path(raw.login_path.as_ref(), "/auth/login")?;
         let logout_path = self.route_path(raw.logout_path.as_ref(), "/auth/logout")?;
+        let exempt_paths = self.exempt_paths(&raw.exempt_paths)?;
         let callback_path = redirect_url.path();
         let clash = if login_path == logout_path {
             Some((
@@ -495,6 +508,7 @@ impl Validator<'_> {
             fetch_userinfo: raw.fetch_userinfo.unwrap_or(false),
             login_path,
             logout_path,
+            exempt_paths,
             allowlist,
         })
     }

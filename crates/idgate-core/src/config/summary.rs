@@ -149,8 +149,25 @@ impl Config {
                 }
                 None => {}
             }
+            write_paths(out, &signin.exempt_paths)?;
             writeln!(out, "  admitted:")?;
             write_indented(out, &signin.allowlist.to_string())?;
+        }
+        let gates = [
+            self.inbound.is_some(),
+            self.iap.is_some(),
+            self.signin.is_some(),
+        ];
+        if gates.iter().filter(|on| **on).count() > 1 {
+            match self.admission {
+                Admission::ByCredential => writeln!(
+                    out,
+                    "[admission] by_credential: each request is judged by the credential it presents (IAP \
+                     assertion, else bearer token, else session), by that gate's allowlist alone; a credential \
+                     that fails is refused, never tried as another"
+                )?,
+                _ => writeln!(out, "[admission] all: a request must pass every gate above")?,
+            }
         }
         let google = &self.google;
         writeln!(out, "Google endpoints")?;

@@ -80,6 +80,7 @@ fn minimal_inbound() {
 #[test]
 fn full_example_fixture() {
     let config = Config::from_path(fixture("example.toml")).unwrap();
+    assert_eq!(config.admission(), Admission::ByCredential);
     let inbound = config.inbound().unwrap();
     assert_eq!(inbound.audience_match(), AudienceMatch::Origin);
     assert_eq!(inbound.leeway(), Duration::from_secs(60));
@@ -1434,4 +1435,113 @@ fn signin_token_encryption_key_mistakes_are_located() {
         1,
     );
     assert!(!e.message().contains("`token_encryption_key`"), "{e}");
+}
+
+/// A minimal valid `[iap]`.
+const IAP: &str = "[iap]\naudience = \"/projects/123456789/apps/my-project\"\n";
+
+#[test]
+fn admission_defaults_to_all_and_reads_by_credential() {
+    assert_eq!(
+        Config::from_toml_str(INBOUND).unwrap().admission(),
+        Admission::All
+    );
+    // Without [admission], [signin] may sit next to another gate: a library applies them to different routes.
+    let both = format!("{INBOUND}{SIGNIN}");
+    let config = Config::from_toml_str(&both).unwrap();
+    assert_eq!(config.admission(), Admission::All);
+    assert_eq!(
+        config.table_location("signin").map(|l| l.line),
+        Some(INBOUND.lines().count() + 1)
+    );
+    assert_eq!(config.table_location("admission"), None);
+    for gates in [
+        format!("{INBOUND}{IAP}"),
+        format!("{INBOUND}{SIGNIN}"),
+        format!("{IAP}{SIGNIN}"),
+        format!("{INBOUND}{IAP}{SIGNIN}"),
+    ] {
+        let src = format!("[admission]\nmode = \"by_credential\"\n{gates}");
+        let config = Config::from_toml_str(&src).unwrap();
+        assert_eq!(config.admission(), Admission::ByCredential, "{src}");
+        assert!(
+            config
+                .effective_policy()
+                .contains("[admission] by_credential")
+        );
+    }
+    let src = format!("[admission]\nmode = \"all\"\n{INBOUND}{IAP}");
+    let config = Config::from_toml_str(&src).unwrap();
+    assert_eq!(config.admission(), Admission::All);
+    assert!(config.effective_policy().contains("[admission] all"));
+}
+
+#[test]
+fn admission_mistakes_name_their_line() {
+    // An unknown mode, at its value.
+    let e = assert_err(
+        &format!("{INBOUND}{IAP}[admission]\nmode = \"either\"\n"),
+        ConfigErrorKind::Syntax,
+        8,
+        8,
+    );
+    assert!(e.to_string().contains("by_credential"), "{e}");
+    // The wrong type.
+    assert_err(
+        &format!("[admission]\nmode = true\n{INBOUND}"),
+        ConfigErrorKind::Syntax,
+        2,
+        8,
+    );
+    // An unknown key.
+    assert_err(
+        &format!("[admission]\nmod = \"all\"\n{INBOUND}"),
+        ConfigErrorKind::UnknownKey,
+        2,
+        1,
+    );
+    // by_credential with one gate chooses nothing.
+    let e = assert_err(
+        &format!("[admission]\nmode = \"by_credential\"\n{SIGNIN}"),
+        ConfigErrorKind::IneffectiveSetting,
+        2,
+        8,
+    );
+    assert!(e.to_string().contains("only [signin]"), "{e}");
+    // "all" written with [signin] and another gate: nothing could pass.
+    for gates in [
+        format!("{INBOUND}{SIGNIN}"),
+        format!("{IAP}{SIGNIN}"),
+        format!("{INBOUND}{IAP}{SIGNIN}"),
+    ] {
+        let e = assert_err(
+            &format!("[admission]\nmode = \"all\"\n{gates}"),
+            ConfigErrorKind::AdmissionConflict,
+            2,
+            8,
+        );
+        assert!(e.help().unwrap().contains("by_credential"), "{e}");
+    }
+}
+
+#[test]
+fn signin_exempt_paths_are_exact_paths() {
+    let config =
+        Config::from_toml_str(&signin_with("exempt_paths = [\"/healthz\", \"/public\"]")).unwrap();
+    let signin = config.signin().unwrap();
+    assert_eq!(signin.exempt_paths(), ["/healthz", "/public"]);
+    assert!(signin.is_exempt("/public") && !signin.is_exempt("/public/"));
+    assert!(config.effective_policy().contains("/healthz, /public"));
+    assert_err(
+        &signin_with("exempt_paths = [\"/a/*\"]"),
+        ConfigErrorKind::Wildcard,
+        5,
+        17,
+    );
+    assert_err(
+        &signin_with("exempt_paths = [\"healthz\"]"),
+        ConfigErrorKind::InvalidExemptPath,
+        5,
+        17,
+    );
 }

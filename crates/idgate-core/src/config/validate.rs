@@ -31,6 +31,23 @@ impl Validator<'_> {
                      [signin] with `client_id`, `redirect_url` and a [signin.allow] list to sign people in with Google",
                 ));
         }
+        let gates = admission::Gates {
+            inbound: raw.inbound.is_some(),
+            iap: raw.iap.is_some(),
+            signin: raw.signin.is_some(),
+        };
+        let mut tables = Vec::new();
+        let mut located = |name: &'static str, span: Option<Range<usize>>| {
+            if let Some(span) = span {
+                tables.push((name, Location::of(self.src, span.start)));
+            }
+        };
+        located("inbound", raw.inbound.as_ref().map(Spanned::span));
+        located("iap", raw.iap.as_ref().map(Spanned::span));
+        located("signin", raw.signin.as_ref().map(Spanned::span));
+        located("google", raw.google.as_ref().map(Spanned::span));
+        located("proxy", raw.proxy.as_ref().map(Spanned::span));
+        located("admission", raw.admission.as_ref().map(Spanned::span));
         let inbound = raw.inbound.map(|t| self.inbound(t)).transpose()?;
         let iap = raw.iap.map(|t| self.iap(t)).transpose()?;
         let google = raw
@@ -40,12 +57,15 @@ impl Validator<'_> {
             .unwrap_or_default();
         let proxy = raw.proxy.map(|t| self.proxy(t.get_ref())).transpose()?;
         let signin = raw.signin.map(|t| self.signin(t)).transpose()?;
+        let admission = self.admission(raw.admission.as_ref(), &gates)?;
         Ok(Config {
             inbound,
             iap,
             google,
             proxy,
             signin,
+            admission,
+            tables,
         })
     }
 

@@ -1,5 +1,6 @@
 //! End-to-end tests of idgate-server against the emulator, over real HTTP on 127.0.0.1. One binary, with modules.
 
+mod by_credential;
 mod extract;
 mod iap;
 mod identity;

@@ -298,12 +298,14 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// A browser with no cookies that sends the requests for `origin` to `addr`.
+    /// A browser for an app served elsewhere (behind `idgate proxy`, in another crate's test) on `addr`, whose
+    /// public origin is `origin` and whose session cookie is `cookie_name`.
     pub fn new(addr: SocketAddr, origin: &str, cookie_name: &'static str) -> Self {
         Self {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(std::time::Duration::from_secs(30))
+                .no_proxy()
                 .build()
                 .unwrap(),
             addr,
