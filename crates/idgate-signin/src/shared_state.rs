@@ -23,8 +23,15 @@ const MAX_USERS: u64 = 1_000_000;
 /// Where attempts and the per-user session index live.
 #[async_trait::async_trait]
 pub(crate) trait SharedState: Send + Sync + 'static {
-    /// Keeps `attempt` under `key` (the SHA-256 of its `state`) for [`ATTEMPT_TTL`].
-    async fn put_attempt(&self, key: &[u8; 32], attempt: &Attempt) -> session_store::Result<()>;
+    /// Keeps `attempt` under `key` (the SHA-256 of its `state`) for [`ATTEMPT_TTL`], and at most `max_pending`
+    /// attempts in all (across every browser, and every replica sharing the state): past that the oldest go, so a
+    /// script calling the login route in a loop cannot grow the store without bound.
+    async fn put_attempt(
+        &self,
+        key: &[u8; 32],
+        attempt: &Attempt,
+        max_pending: u64,
+    ) -> session_store::Result<()>;
     /// Removes and returns the attempt under `key`, at most once across every replica.
     async fn take_attempt(&self, key: &[u8; 32]) -> session_store::Result<Option<Attempt>>;
     /// Records that `user` (a hash of their `sub`) has the session `id`, for at most `ttl`.
@@ -64,7 +71,15 @@ impl InProcess {
 
 #[async_trait::async_trait]
 impl SharedState for InProcess {
-    async fn put_attempt(&self, key: &[u8; 32], attempt: &Attempt) -> session_store::Result<()> {
+    /// `max_pending` is the capacity this was made with (the same number: [`SignInBuilder::max_pending_attempts`]).
+    ///
+    /// [`SignInBuilder::max_pending_attempts`]: crate::SignInBuilder::max_pending_attempts
+    async fn put_attempt(
+        &self,
+        key: &[u8; 32],
+        attempt: &Attempt,
+        _max_pending: u64,
+    ) -> session_store::Result<()> {
         self.attempts.insert(*key, Arc::new(attempt.clone()));
         Ok(())
     }
@@ -186,7 +201,7 @@ mod tests {
     #[tokio::test]
     async fn in_process_attempts_are_taken_once_and_sessions_listed_per_user() {
         let state = InProcess::new(10, Duration::from_secs(3600));
-        state.put_attempt(&[1; 32], &attempt()).await.unwrap();
+        state.put_attempt(&[1; 32], &attempt(), 10).await.unwrap();
         assert_eq!(state.local_attempts(), 1);
         assert!(state.take_attempt(&[1; 32]).await.unwrap().is_some());
         assert!(state.take_attempt(&[1; 32]).await.unwrap().is_none());

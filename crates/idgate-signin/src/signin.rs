@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) store: AnySessionStore,
     /// How long a session's user is answered from `recent` (zero: never).
     pub(crate) local_cache: Duration,
+    /// The most sign-in attempts kept at once in `state` ([`SignInBuilder::max_pending_attempts`]).
+    pub(crate) max_pending_attempts: u64,
     /// Sessions' users as this process last read them from the store (see `session::RecentUser`).
     pub(crate) recent:
         moka::sync::Cache<tower_sessions::session::Id, Arc<crate::session::RecentUser>>,
@@ -389,7 +391,9 @@ impl SignInBuilder {
     }
 
     /// The most sign-in attempts started and not yet redeemed, across all browsers (default 10,000; each lives at
-    /// most 10 minutes).
+    /// most 10 minutes); past that the oldest are dropped. With [`redis_store`](Self::redis_store) the bound holds
+    /// in Redis, for all the replicas together (give them the same number): a script calling the login route in a
+    /// loop cannot fill Redis.
     pub fn max_pending_attempts(mut self, max: u64) -> Self {
         self.max_pending_attempts = max.max(1);
         self
@@ -485,6 +489,7 @@ impl SignInBuilder {
                     Arc::new(InProcess::new(self.max_pending_attempts, self.lifetime))
                 }),
                 local_cache: self.local_cache,
+                max_pending_attempts: self.max_pending_attempts,
                 store: self
                     .store
                     .unwrap_or_else(|| AnySessionStore::new(MemoryStore::default())),

@@ -568,3 +568,47 @@ async fn rediss_checks_the_servers_certificate_against_the_configured_ca() {
     drop(redis);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A script calling the login route in a loop, keeping no cookie (each call a new "browser", so the per-browser
+/// limit never applies), on every replica: the attempts kept in Redis stay within `max_pending_attempts`, as they do
+/// in memory, instead of one key per request for ten minutes each (Redis filling up, then refusing every write or
+/// evicting sessions). The newest survive: a person who starts a login after the flood still signs in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_logins_keeps_at_most_max_pending_attempts_in_redis() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let google = Google::start().await;
+    let replicas = Replicas::start(&google, 2, &redis.url(), |b| b.max_pending_attempts(20)).await;
+    // The longest return URL kept, so each attempt is as large as it gets.
+    let long = format!("/{}", "a".repeat(2000));
+    let mut victim = replicas.browser();
+    let early = victim.login("/books").await;
+    for i in 0..80 {
+        let mut script = Browser::new(
+            replicas.addrs[i % 2],
+            ORIGIN,
+            replicas.signins[0].session_cookie_name(),
+        );
+        let answer = script
+            .page(&format!("/auth/login?return_to={}", common::enc(&long)))
+            .await;
+        assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    }
+    let kept = redis.keys(&format!("{PREFIX}attempt:*")).len();
+    assert!(kept <= 20, "{kept} attempts kept in Redis for 80 logins");
+    // The oldest went first: the attempt started before the flood is gone, as in memory.
+    let callback = google.consent(&early, "alice@example.com");
+    let late = victim.page(callback.as_str()).await;
+    assert_eq!(late.reason(), Some("unknown_state"), "{}", late.body);
+    // One started after the flood completes, on either replica, and frees its place.
+    let mut alice = replicas.browser();
+    let signed_in = alice.sign_in(&google, "/books", "alice@example.com").await;
+    assert_eq!(signed_in.status, StatusCode::FOUND, "{}", signed_in.body);
+    assert_eq!(signed_in.location(), "/books");
+    assert!(redis.keys(&format!("{PREFIX}attempt:*")).len() <= 20);
+    match redis.command(&["ZCARD", &format!("{PREFIX}attempts")]) {
+        Reply::Integer(n) => assert!(n <= 20, "{n} attempts indexed"),
+        other => panic!("ZCARD answered {other:?}"),
+    }
+}
