@@ -22,6 +22,13 @@ use crate::{RequireSignInLayer, SignInLayer};
 /// The default bound on sign-in attempts started and not yet redeemed, across all browsers.
 pub const DEFAULT_MAX_PENDING_ATTEMPTS: u64 = 10_000;
 
+/// The longest session lifetime [`SignInBuilder::build`] accepts: 30 days, as `[signin] session_lifetime_secs`.
+const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+
+/// The longest [`SignInBuilder::local_cache`] accepts: a minute, as `[signin.sessions] local_cache_ms`. (A copy is
+/// re-read at least once a minute anyway, for the sliding expiry.)
+const MAX_LOCAL_CACHE: Duration = Duration::from_secs(60);
+
 /// The most live attempts one browser keeps (one per tab signing in at once); starting one more drops the others.
 pub(crate) const MAX_ATTEMPTS_PER_BROWSER: usize = 5;
 
@@ -318,7 +325,7 @@ impl SignInBuilder {
     /// How long this process answers a session from its own copy of the session's user instead of reading the
     /// store (default [`RECENT_USER_TTL`](crate::RECENT_USER_TTL), 5 s): the bound on how late a logout or "sign
     /// out everywhere" made by **another replica** takes effect here. `Duration::ZERO` reads the store on every
-    /// request (one Redis round trip each).
+    /// request (one Redis round trip each). At most a minute: [`build`](Self::build) refuses more.
     pub fn local_cache(mut self, ttl: Duration) -> Self {
         self.local_cache = ttl;
         self
@@ -360,7 +367,7 @@ impl SignInBuilder {
         self
     }
 
-    /// The absolute maximum of a session, however active (default 8 h).
+    /// The absolute maximum of a session, however active (default 8 h; one minute to 30 days).
     pub fn session_lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
         self
@@ -404,7 +411,8 @@ impl SignInBuilder {
     /// # Errors
     ///
     /// [`SignInError::InvalidConfig`] for an empty allowlist, scopes without `openid`, a redirect URL that is not
-    /// https (or plain http on loopback), lifetimes out of range, clashing route paths;
+    /// https (or plain http on loopback), lifetimes out of range (a session lifetime or idle timeout under a
+    /// minute, a lifetime over 30 days, a local cache over a minute), clashing route paths;
     /// [`SignInError::Verifier`] when the ID-token verifier cannot be built.
     pub fn build(self) -> Result<SignIn, SignInError> {
         let invalid = SignInError::InvalidConfig;
@@ -427,6 +435,15 @@ impl SignInBuilder {
         };
         if self.lifetime < Duration::from_secs(60) || self.idle < Duration::from_secs(60) {
             return Err(invalid("session lifetimes must be at least one minute"));
+        }
+        // Beyond these the caches below (and the session's expiry date) would overflow: an error, not a panic.
+        if self.lifetime > MAX_SESSION_LIFETIME {
+            return Err(invalid("the session lifetime must be at most 30 days"));
+        }
+        if self.local_cache > MAX_LOCAL_CACHE {
+            return Err(invalid(
+                "the local cache of sessions must be at most one minute",
+            ));
         }
         let idle = self.idle.min(self.lifetime);
         let callback = self.redirect_url.path();

@@ -612,3 +612,42 @@ async fn a_flood_of_logins_keeps_at_most_max_pending_attempts_in_redis() {
         other => panic!("ZCARD answered {other:?}"),
     }
 }
+
+/// An out-of-range `local_cache` or session lifetime given to the builder is an error from `build`, not a panic
+/// (the caches below refuse durations beyond 1000 years by panicking).
+#[tokio::test]
+async fn absurd_durations_given_to_the_builder_are_refused_not_a_panic() {
+    let builder = || {
+        SignIn::builder(
+            "123-abc.apps.googleusercontent.com",
+            ClientSecret::new("secret"),
+            format!("{ORIGIN}/auth/callback").parse().unwrap(),
+        )
+        .allowlist(allowlist())
+    };
+    fn catch(f: impl FnOnce() -> bool) -> std::thread::Result<bool> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+    }
+    for built in [
+        catch(|| builder().local_cache(Duration::MAX).build().is_err()),
+        catch(|| builder().session_lifetime(Duration::MAX).build().is_err()),
+        catch(|| {
+            builder()
+                .session_lifetime(Duration::MAX)
+                .idle_timeout(Duration::MAX)
+                .build()
+                .is_err()
+        }),
+    ] {
+        assert!(matches!(built, Ok(true)), "{built:?}");
+    }
+    let store = RedisStore::open("redis://127.0.0.1:1/0").unwrap();
+    let built = catch(|| {
+        builder()
+            .redis_store(store.clone())
+            .local_cache(Duration::MAX)
+            .build()
+            .is_err()
+    });
+    assert!(matches!(built, Ok(true)), "{built:?}");
+}
