@@ -269,9 +269,14 @@ async fn complete(
         .insert(USER_KEY, &stored)
         .await
         .map_err(SignInError::Session)?;
-    if let Some(token) = tokens.refresh_token.or(tokens.access_token) {
+    // Sealed: whoever reads the session store (Redis, its backups) does not get a token Google accepts.
+    if let Some(sealed) = tokens
+        .refresh_token
+        .or(tokens.access_token)
+        .and_then(|token| shared.token_key.seal(&token))
+    {
         session
-            .insert(TOKEN_KEY, StoredToken(token))
+            .insert(TOKEN_KEY, StoredToken(sealed))
             .await
             .map_err(SignInError::Session)?;
     }
@@ -352,8 +357,9 @@ async fn logout_route(shared: &Shared, req: Parts) -> Response {
             Err(_) => {}
         }
     }
-    if let Some(token) = token {
-        shared.revoke(&token.0).await;
+    // A token that does not open (sealed with another client secret, or written by hand) cannot be revoked.
+    if let Some(token) = token.and_then(|sealed| shared.token_key.open(&sealed.0)) {
+        shared.revoke(&token).await;
     }
     tracing::info!(target: "idgate::signin", "signed out");
     let mut response = pages::redirect(StatusCode::SEE_OTHER, "/");

@@ -98,7 +98,8 @@ pub(crate) struct StoredUser {
     pub(crate) seen_at: i64,
 }
 
-/// The token logout revokes: the refresh token when Google gave one, else the access token.
+/// The token logout revokes (the refresh token when Google gave one, else the access token), sealed with
+/// [`TokenKey`](crate::secret::TokenKey): the store never holds it in clear.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct StoredToken(pub(crate) String);
 

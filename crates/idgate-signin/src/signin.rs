@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     pub(crate) store: AnySessionStore,
     /// How long a session's user is answered from `recent` (zero: never).
     pub(crate) local_cache: Duration,
+    /// Seals the Google token a session keeps, so that the session store never holds it in clear.
+    pub(crate) token_key: crate::secret::TokenKey,
     /// The most sign-in attempts kept at once in `state` ([`SignInBuilder::max_pending_attempts`]).
     pub(crate) max_pending_attempts: u64,
     /// Sessions' users as this process last read them from the store (see `session::RecentUser`).
@@ -471,6 +473,7 @@ impl SignInBuilder {
         .build()
         .map_err(SignInError::Verifier)?;
         let origin = self.redirect_url.origin().ascii_serialization();
+        let token_key = crate::secret::TokenKey::derive(&self.client_secret, &self.client_id);
         Ok(SignIn {
             shared: Arc::new(Shared {
                 client_id: self.client_id,
@@ -507,6 +510,7 @@ impl SignInBuilder {
                 }),
                 local_cache: self.local_cache,
                 max_pending_attempts: self.max_pending_attempts,
+                token_key,
                 store: self
                     .store
                     .unwrap_or_else(|| AnySessionStore::new(MemoryStore::default())),

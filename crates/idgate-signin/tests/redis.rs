@@ -23,6 +23,7 @@ const PREFIX: &str = "idgate:signin:";
 struct Replicas {
     signins: Vec<SignIn>,
     addrs: Vec<SocketAddr>,
+    client: OAuthClient,
 }
 
 impl Replicas {
@@ -38,6 +39,7 @@ impl Replicas {
         let mut replicas = Self {
             signins: Vec::new(),
             addrs: Vec::new(),
+            client: client.clone(),
         };
         for _ in 0..n {
             let (signin, addr) = serve_replica(google, &client, redis_url, &configure).await;
@@ -650,4 +652,68 @@ async fn absurd_durations_given_to_the_builder_are_refused_not_a_panic() {
             .is_err()
     });
     assert!(matches!(built, Ok(true)), "{built:?}");
+}
+
+/// Whoever can read Redis (a replica's backup, `MONITOR`, a leaked dump) must not find Google tokens there: the
+/// documentation promises "never a token in clear". The token logout revokes is in the session record; what is
+/// stored must not be a bearer token Google's endpoints accept, and logout still revokes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_session_record_in_redis_holds_no_usable_google_token() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let google = Google::start().await;
+    let replicas = Replicas::start(&google, 2, &redis.url(), |b| b).await;
+    let mut alice = replicas.browser();
+    let signed_in = alice.sign_in(&google, "/books", "alice@example.com").await;
+    assert_eq!(signed_in.status, StatusCode::FOUND, "{}", signed_in.body);
+    let key = format!("{PREFIX}session:{}", alice.session().unwrap());
+    let record: serde_json::Value = serde_json::from_str(&redis.get(&key).unwrap()).unwrap();
+    let stored = record["data"][common::TOKEN_KEY]
+        .as_str()
+        .expect("the token logout revokes is kept in the session")
+        .to_owned();
+    let userinfo = reqwest::Client::new()
+        .get(google.endpoints().userinfo)
+        .bearer_auth(&stored)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        userinfo.status().is_client_error(),
+        "the value stored in Redis is a live Google token: userinfo answered {}",
+        userinfo.status()
+    );
+    // Every replica opens it: a logout on B revokes the token A's sign-in stored.
+    let client = &replicas.client;
+    let token = common::open_token(client.client_id(), client.client_secret(), &stored)
+        .expect("the replicas' key opens it");
+    assert_ne!(token, stored);
+    assert!(!google.emu.is_revoked(&token));
+    let out = logout(alice.at(replicas.addrs[1]), "/auth/logout").await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    assert!(google.emu.is_revoked(&token));
+    assert!(redis.keys(&format!("{PREFIX}session:*")).is_empty());
+
+    // A token written in clear into a record (by hand, or before tokens were sealed) is not sent anywhere, and the
+    // logout still ends the session.
+    let mut bob = replicas.browser();
+    let signed_in = bob.sign_in(&google, "/books", "bob@example.com").await;
+    assert_eq!(signed_in.status, StatusCode::FOUND, "{}", signed_in.body);
+    let key = format!("{PREFIX}session:{}", bob.session().unwrap());
+    // Edited as text: the record's ID is a 128-bit number that a JSON value would round.
+    let raw = redis.get(&key).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let sealed = record["data"][common::TOKEN_KEY]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let clear = common::open_token(client.client_id(), client.client_secret(), &sealed).unwrap();
+    let edited = raw.replace(&sealed, &clear);
+    assert_ne!(edited, raw);
+    redis.command(&["SET", &key, &edited, "KEEPTTL"]);
+    let out = logout(bob.at(replicas.addrs[0]), "/auth/logout").await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    assert!(!google.emu.is_revoked(&clear));
+    assert!(redis.keys(&format!("{PREFIX}session:*")).is_empty());
 }
