@@ -39,6 +39,25 @@ redis.call('EXPIRE', KEYS[2], ttl)
 return 0
 ";
 
+/// Adds a session to its user's index and ends the oldest past the most a user may have: `KEYS[1]` the user's
+/// sorted set of session IDs (scored by when they were added); `ARGV`: the session ID, now (Unix ms), the index's
+/// TTL (s), the most sessions per user, and the prefix of session keys. Returns the IDs it ended. One script, so
+/// that a session leaves the index only together with its record: none escapes "sign out everywhere".
+const ADD_SESSION: &str = r"
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+local ended = {}
+if over > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #oldest, 2 do
+    redis.call('DEL', ARGV[5] .. oldest[i])
+    table.insert(ended, oldest[i])
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return ended
+";
+
 /// How many times `create` draws a new session ID when the drawn one exists (128 random bits: never, in practice).
 const CREATE_ATTEMPTS: usize = 8;
 
@@ -74,7 +93,7 @@ pub enum RedisStoreError {
 /// | `{prefix}session:{id}` | the session record (JSON: the user's profile, never a token in clear) | with the session (`EXAT`) |
 /// | `{prefix}attempt:{sha256(state)}` | a sign-in attempt (nonce, PKCE verifier, return URL); taken with `GETDEL`, so redeemed once | 10 minutes |
 /// | `{prefix}attempts` | a sorted set of the live attempts' hashes: at most [`SignInBuilder::max_pending_attempts`](crate::SignInBuilder::max_pending_attempts) attempts are kept, the oldest dropped first | 10 minutes after the last login |
-/// | `{prefix}user:{sha256(client, sub)}` | a set of the user's session IDs, for "sign out everywhere" | with the session lifetime |
+/// | `{prefix}user:{sha256(client, sub)}` | a sorted set of the user's session IDs, for "sign out everywhere"; at most 256: a sign-in past that ends the oldest session | with the session lifetime |
 ///
 /// - **TLS and AUTH by URL**: `rediss://` is TLS (rustls, the system's roots), `redis://user:password@host/db`
 ///   authenticates (`AUTH`) and selects a database.
@@ -450,20 +469,29 @@ impl SharedState for RedisStore {
         user: &[u8; 32],
         id: Id,
         ttl: Duration,
-    ) -> session_store::Result<()> {
+    ) -> session_store::Result<Vec<Id>> {
         let key = self.user_key(user);
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1);
-        self.run("index write", |mut c| async move {
-            redis::pipe()
-                .atomic()
-                .sadd(&key, id.to_string())
-                .ignore()
-                .expire(&key, ttl)
-                .ignore()
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let session_prefix = format!("{}session:", self.prefix);
+        let pushed_out: Vec<String> = self
+            .run("index write", |mut c| async move {
+                redis::cmd("EVAL")
+                    .arg(ADD_SESSION)
+                    .arg(1)
+                    .arg(key)
+                    .arg(id.to_string())
+                    .arg(now_ms)
+                    .arg(ttl)
+                    .arg(crate::shared_state::MAX_SESSIONS_PER_USER)
+                    .arg(session_prefix)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(pushed_out.iter().filter_map(|m| m.parse().ok()).collect())
     }
 
     async fn take_sessions(&self, user: &[u8; 32]) -> session_store::Result<Vec<Id>> {
@@ -472,7 +500,7 @@ impl SharedState for RedisStore {
             .run("index read", |mut c| async move {
                 redis::pipe()
                     .atomic()
-                    .smembers(&key)
+                    .zrange(&key, 0, -1)
                     .del(&key)
                     .ignore()
                     .query_async(&mut c)

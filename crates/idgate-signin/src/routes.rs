@@ -293,7 +293,7 @@ async fn complete(
             tower_sessions::session_store::Error::Backend("the saved session has no ID".into()),
         )))?;
     let index = crate::shared_state::user_key(&shared.client_id, stored.user.subject());
-    if let Err(e) = shared.state.add_session(&index, id, shared.lifetime).await {
+    if let Err(e) = shared.index_session(&index, id).await {
         // A session "sign out everywhere" could not find must not exist: undo it.
         shared.forget(session);
         if let Err(e) = session.flush().await {

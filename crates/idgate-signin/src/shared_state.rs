@@ -14,9 +14,10 @@ use tower_sessions::session_store;
 
 use crate::flow::{ATTEMPT_TTL, Attempt};
 
-/// The most sessions one user is remembered to have in this process; past that the oldest are forgotten (they still
-/// end at their own timeouts, but "sign out everywhere" no longer reaches them).
-const MAX_SESSIONS_PER_USER: usize = 256;
+/// The most sessions one user may have at once (in this process, or in Redis for all replicas); a sign-in past that
+/// ends the oldest. (Forgetting it instead would let it escape "sign out everywhere": someone holding the account
+/// could sign in once, keep that session, and push it out of the index by signing in again and again.)
+pub(crate) const MAX_SESSIONS_PER_USER: usize = 256;
 /// How many users' session lists this process keeps at most.
 const MAX_USERS: u64 = 1_000_000;
 
@@ -34,13 +35,14 @@ pub(crate) trait SharedState: Send + Sync + 'static {
     ) -> session_store::Result<()>;
     /// Removes and returns the attempt under `key`, at most once across every replica.
     async fn take_attempt(&self, key: &[u8; 32]) -> session_store::Result<Option<Attempt>>;
-    /// Records that `user` (a hash of their `sub`) has the session `id`, for at most `ttl`.
+    /// Records that `user` (a hash of their `sub`) has the session `id`, for at most `ttl`, and returns the sessions
+    /// this pushed out of the user's index (past [`MAX_SESSIONS_PER_USER`], the oldest): the caller ends them.
     async fn add_session(
         &self,
         user: &[u8; 32],
         id: Id,
         ttl: Duration,
-    ) -> session_store::Result<()>;
+    ) -> session_store::Result<Vec<Id>>;
     /// Removes and returns every session recorded for `user`.
     async fn take_sessions(&self, user: &[u8; 32]) -> session_store::Result<Vec<Id>>;
     /// The attempts kept in this process (zero when they live elsewhere).
@@ -93,16 +95,15 @@ impl SharedState for InProcess {
         user: &[u8; 32],
         id: Id,
         _ttl: Duration,
-    ) -> session_store::Result<()> {
+    ) -> session_store::Result<Vec<Id>> {
         let list = self.users.get_with(*user, Arc::default);
         let mut list = list
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if list.len() >= MAX_SESSIONS_PER_USER {
-            list.remove(0);
-        }
+        let over = (list.len() + 1).saturating_sub(MAX_SESSIONS_PER_USER);
+        let pushed_out = list.drain(..over).collect();
         list.push(id);
-        Ok(())
+        Ok(pushed_out)
     }
 
     async fn take_sessions(&self, user: &[u8; 32]) -> session_store::Result<Vec<Id>> {
@@ -236,12 +237,20 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
+            let mut pushed_out = Vec::new();
             for _ in 0..MAX_SESSIONS_PER_USER + 10 {
-                state
-                    .add_session(&alice, Id::default(), Duration::from_secs(60))
-                    .await
-                    .unwrap();
+                pushed_out.extend(
+                    state
+                        .add_session(&alice, Id::default(), Duration::from_secs(60))
+                        .await
+                        .unwrap(),
+                );
             }
+            assert_eq!(
+                pushed_out.len(),
+                10,
+                "the oldest are handed back to be ended"
+            );
             assert_eq!(
                 state.take_sessions(&alice).await.unwrap().len(),
                 MAX_SESSIONS_PER_USER

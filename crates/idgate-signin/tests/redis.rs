@@ -717,3 +717,45 @@ async fn the_session_record_in_redis_holds_no_usable_google_token() {
     assert!(!google.emu.is_revoked(&clear));
     assert!(redis.keys(&format!("{PREFIX}session:*")).is_empty());
 }
+
+/// One user signing in again and again (a script holding their Google account) cannot grow their session index in
+/// Redis without bound (nor make "sign out everywhere" one round trip per sign-in ever made): past the most sessions
+/// a user may have, the oldest is ended; none escapes "sign out everywhere".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_session_index_in_redis_is_bounded_and_nothing_escapes_it() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let google = Google::start().await;
+    let replicas = Replicas::start(&google, 2, &redis.url(), |b| b).await;
+    let mut kept = replicas.browser();
+    let first = kept.sign_in(&google, "/books", "alice@example.com").await;
+    assert_eq!(first.status, StatusCode::FOUND, "{}", first.body);
+    let mut last = replicas.browser();
+    for i in 0..300 {
+        last = replicas.browser();
+        last.at(replicas.addrs[i % 2]);
+        let signed_in = last.sign_in(&google, "/books", "alice@example.com").await;
+        assert_eq!(signed_in.status, StatusCode::FOUND, "{}", signed_in.body);
+    }
+    let index = redis.keys(&format!("{PREFIX}user:*"));
+    assert_eq!(index.len(), 1);
+    let count = match redis.command(&["TYPE", &index[0]]) {
+        Reply::Status(t) if t == "set" => "SCARD",
+        _ => "ZCARD",
+    };
+    let members = match redis.command(&[count, &index[0]]) {
+        Reply::Integer(n) => n,
+        other => panic!("{count} answered {other:?}"),
+    };
+    assert!(members <= 256, "{members} sessions indexed");
+    assert!(redis.keys(&format!("{PREFIX}session:*")).len() <= 256);
+    assert_eq!(
+        script(&mut kept, "/books").await.status,
+        StatusCode::UNAUTHORIZED,
+        "the oldest session was ended"
+    );
+    let out = logout(&mut last, "/auth/logout?everywhere=1").await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    assert!(redis.keys(&format!("{PREFIX}session:*")).is_empty());
+}
