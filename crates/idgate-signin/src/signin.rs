@@ -222,7 +222,7 @@ impl SignIn {
     }
 
     /// Ends every session of the user whose Google `sub` is `subject` ("sign out everywhere": a lost laptop, an
-    /// account being deprovisioned), and returns how many it ended. With [`RedisStore`](crate::RedisStore) this
+    /// account being deprovisioned), and returns how many it ended. With `RedisStore` (the `redis` feature) this
     /// reaches the sessions made by every replica; other replicas stop answering from their local copy within
     /// [`SignInBuilder::local_cache`]. With the in-memory store (or a store passed to
     /// [`SignInBuilder::store`]) it reaches the sessions this process started. The logout route does the same for
@@ -307,7 +307,7 @@ impl SignInBuilder {
     ///
     /// With such a store, sign-in attempts and the index behind "sign out everywhere" stay in this process: replicas
     /// then need the load balancer to send each browser's login and callback to the same instance. For replicas,
-    /// prefer [`redis_store`](Self::redis_store), which shares those too.
+    /// prefer `redis_store` (the `redis` feature), which shares those too.
     pub fn store(mut self, store: impl SessionStore) -> Self {
         self.store = Some(AnySessionStore::new(store));
         self.shared_state = None;
@@ -400,7 +400,7 @@ impl SignInBuilder {
     }
 
     /// The most sign-in attempts started and not yet redeemed, across all browsers (default 10,000; each lives at
-    /// most 10 minutes); past that the oldest are dropped. With [`redis_store`](Self::redis_store) the bound holds
+    /// most 10 minutes); past that the oldest are dropped. With `redis_store` (the `redis` feature) the bound holds
     /// in Redis, for all the replicas together (give them the same number): a script calling the login route in a
     /// loop cannot fill Redis.
     pub fn max_pending_attempts(mut self, max: u64) -> Self {
