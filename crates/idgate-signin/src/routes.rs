@@ -344,10 +344,8 @@ async fn logout_route(shared: &Shared, req: Parts) -> Response {
         (Ok(token), Ok(user)) => (token, user),
         (Err(e), _) | (_, Err(e)) => return unavailable(e),
     };
-    shared.forget(session);
-    if let Err(e) = session.flush().await {
-        return unavailable(e);
-    }
+    // Every other session first, this one last: if the store fails half-way, this browser is still signed in and
+    // can ask again (ended first, a retry would find nobody to sign out, and the other sessions would live on).
     if everywhere && let Some(user) = &user {
         match shared.sign_out_everywhere(user.user.subject()).await {
             Ok(ended) => {
@@ -356,6 +354,10 @@ async fn logout_route(shared: &Shared, req: Parts) -> Response {
             Err(SignInError::Session(e)) => return unavailable(e),
             Err(_) => {}
         }
+    }
+    shared.forget(session);
+    if let Err(e) = session.flush().await {
+        return unavailable(e);
     }
     // A token that does not open (sealed with another client secret, or written by hand) cannot be revoked.
     if let Some(token) = token.and_then(|sealed| shared.token_key.open(&sealed.0)) {

@@ -759,3 +759,72 @@ async fn a_users_session_index_in_redis_is_bounded_and_nothing_escapes_it() {
     assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
     assert!(redis.keys(&format!("{PREFIX}session:*")).is_empty());
 }
+
+/// "Sign out everywhere" that fails half-way (Redis refuses to read the user's index) must leave the user able to
+/// try again: the 503 page says so. Ending this browser's session first would leave a retry with nobody to sign out
+/// (a 303 that ends nothing) while every other session, perhaps a thief's, lives on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_sign_out_everywhere_can_be_tried_again() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    assert_eq!(
+        redis.command(&[
+            "ACL",
+            "SETUSER",
+            "app",
+            "on",
+            ">s3cret",
+            "~*",
+            "&*",
+            "+@all",
+            "-zrange",
+            "-smembers"
+        ]),
+        Reply::Status("OK".into())
+    );
+    let google = Google::start().await;
+    let url = format!("redis://app:s3cret@127.0.0.1:{}/0", redis.port);
+    let replicas = Replicas::start(&google, 2, &url, |b| b).await;
+    let (a, b) = (replicas.addrs[0], replicas.addrs[1]);
+    let mut thief = replicas.browser();
+    let stolen = thief
+        .at(a)
+        .sign_in(&google, "/books", "alice@example.com")
+        .await;
+    assert_eq!(stolen.status, StatusCode::FOUND, "{}", stolen.body);
+    let mut alice = replicas.browser();
+    let signed_in = alice
+        .at(b)
+        .sign_in(&google, "/books", "alice@example.com")
+        .await;
+    assert_eq!(signed_in.status, StatusCode::FOUND, "{}", signed_in.body);
+
+    let failed = logout(&mut alice, "/auth/logout?everywhere=1").await;
+    assert_eq!(
+        failed.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        failed.body
+    );
+    assert_eq!(failed.reason(), Some("session_store"));
+    assert_eq!(
+        script(&mut alice, "/books").await.status,
+        StatusCode::OK,
+        "the browser that asked is still signed in, so it can ask again"
+    );
+
+    // Redis works again; the user tries again: every session ends, the thief's included.
+    assert_eq!(
+        redis.command(&["ACL", "SETUSER", "app", "+zrange", "+smembers"]),
+        Reply::Status("OK".into())
+    );
+    let again = logout(&mut alice, "/auth/logout?everywhere=1").await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
+    assert_eq!(
+        script(thief.at(b), "/books").await.status,
+        StatusCode::UNAUTHORIZED,
+        "the other session survived a retried sign out everywhere"
+    );
+    assert!(redis.keys(&format!("{PREFIX}session:*")).is_empty());
+}
