@@ -400,9 +400,9 @@ impl SignInBuilder {
     }
 
     /// The most sign-in attempts started and not yet redeemed, across all browsers (default 10,000; each lives at
-    /// most 10 minutes); past that the oldest are dropped. With `redis_store` (the `redis` feature) the bound holds
-    /// in Redis, for all the replicas together (give them the same number): a script calling the login route in a
-    /// loop cannot fill Redis.
+    /// most 10 minutes); past that some are dropped (the cache's eviction policy picks them in memory). With
+    /// `redis_store` (the `redis` feature) the bound holds in Redis, for all the replicas together (give them the
+    /// same number), and the oldest are dropped first: a script calling the login route in a loop cannot fill Redis.
     pub fn max_pending_attempts(mut self, max: u64) -> Self {
         self.max_pending_attempts = max.max(1);
         self
