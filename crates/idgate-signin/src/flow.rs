@@ -131,7 +131,7 @@ impl Shared {
             binding: sha256(binding.as_bytes()),
         };
         self.state
-            .put_attempt(&state_hash, &attempt)
+            .put_attempt(&state_hash, &attempt, self.max_pending_attempts)
             .await
             .map_err(|e| SignInError::Session(tower_sessions::session::Error::Store(e)))?;
         Ok(Started {

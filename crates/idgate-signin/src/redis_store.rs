@@ -17,6 +17,47 @@ use crate::shared_state::{AttemptRecord, SharedState};
 /// The default bound on one Redis operation, connecting included.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// Keeps an attempt and bounds how many are kept: `KEYS[1]` the attempt's key, `KEYS[2]` the sorted set of live
+/// attempts; `ARGV`: the record, its TTL (s), when it started (Unix ms), the most attempts kept, its member (the
+/// state hash in hex), and the prefix of attempt keys. Attempts older than the TTL leave the set; past the bound
+/// the oldest are deleted. One script, so that no interleaving of replicas lets the set and the keys disagree.
+/// (`SETEX`, not `SET`: a Redis user may be allowed attempts without being allowed to write sessions.)
+const PUT_ATTEMPT: &str = r"
+local ttl = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+redis.call('SETEX', KEYS[1], ttl, ARGV[1])
+redis.call('ZADD', KEYS[2], now, ARGV[5])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - ttl * 1000)
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if over > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[2], over)
+  for i = 1, #oldest, 2 do
+    redis.call('DEL', ARGV[6] .. oldest[i])
+  end
+end
+redis.call('EXPIRE', KEYS[2], ttl)
+return 0
+";
+
+/// Adds a session to its user's index and ends the oldest past the most a user may have: `KEYS[1]` the user's
+/// sorted set of session IDs (scored by when they were added); `ARGV`: the session ID, now (Unix ms), the index's
+/// TTL (s), the most sessions per user, and the prefix of session keys. Returns the IDs it ended. One script, so
+/// that a session leaves the index only together with its record: none escapes "sign out everywhere".
+const ADD_SESSION: &str = r"
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[4])
+local ended = {}
+if over > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #oldest, 2 do
+    redis.call('DEL', ARGV[5] .. oldest[i])
+    table.insert(ended, oldest[i])
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return ended
+";
+
 /// How many times `create` draws a new session ID when the drawn one exists (128 random bits: never, in practice).
 const CREATE_ATTEMPTS: usize = 8;
 
@@ -51,7 +92,8 @@ pub enum RedisStoreError {
 /// |---|---|---|
 /// | `{prefix}session:{id}` | the session record (JSON: the user's profile, never a token in clear) | with the session (`EXAT`) |
 /// | `{prefix}attempt:{sha256(state)}` | a sign-in attempt (nonce, PKCE verifier, return URL); taken with `GETDEL`, so redeemed once | 10 minutes |
-/// | `{prefix}user:{sha256(client, sub)}` | a set of the user's session IDs, for "sign out everywhere" | with the session lifetime |
+/// | `{prefix}attempts` | a sorted set of the live attempts' hashes: at most [`SignInBuilder::max_pending_attempts`](crate::SignInBuilder::max_pending_attempts) attempts are kept, the oldest dropped first | 10 minutes after the last login |
+/// | `{prefix}user:{sha256(client, sub)}` | a sorted set of the user's session IDs, for "sign out everywhere"; at most 256: a sign-in past that ends the oldest session | with the session lifetime |
 ///
 /// - **TLS and AUTH by URL**: `rediss://` is TLS (rustls, the system's roots), `redis://user:password@host/db`
 ///   authenticates (`AUTH`) and selects a database.
@@ -212,6 +254,11 @@ impl RedisStore {
         format!("{}attempt:{}", self.prefix, hex(key))
     }
 
+    /// The sorted set of live attempts (their hashes, scored by when they started), which bounds how many there are.
+    fn attempts_key(&self) -> String {
+        format!("{}attempts", self.prefix)
+    }
+
     fn user_key(&self, user: &[u8; 32]) -> String {
         format!("{}user:{}", self.prefix, hex(user))
     }
@@ -360,22 +407,53 @@ impl SessionStore for RedisStore {
 
 #[async_trait::async_trait]
 impl SharedState for RedisStore {
-    async fn put_attempt(&self, key: &[u8; 32], attempt: &Attempt) -> session_store::Result<()> {
-        let key = self.attempt_key(key);
+    async fn put_attempt(
+        &self,
+        key: &[u8; 32],
+        attempt: &Attempt,
+        max_pending: u64,
+    ) -> session_store::Result<()> {
+        let member = hex(key);
+        let keys = [self.attempt_key(key), self.attempts_key()];
         let value = serde_json::to_string(&AttemptRecord::from(attempt))
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let ttl = crate::flow::ATTEMPT_TTL.as_secs();
+        let now_ms = attempt
+            .created
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let attempt_prefix = format!("{}attempt:", self.prefix);
         self.run("attempt write", |mut c| async move {
-            c.set_ex(key, value, ttl).await
+            redis::cmd("EVAL")
+                .arg(PUT_ATTEMPT)
+                .arg(2)
+                .arg(&keys)
+                .arg(value)
+                .arg(ttl)
+                .arg(now_ms)
+                .arg(max_pending.max(1))
+                .arg(member)
+                .arg(attempt_prefix)
+                .query_async::<()>(&mut c)
+                .await
         })
         .await
     }
 
     async fn take_attempt(&self, key: &[u8; 32]) -> session_store::Result<Option<Attempt>> {
-        let key = self.attempt_key(key);
+        let member = hex(key);
+        let (attempt_key, attempts_key) = (self.attempt_key(key), self.attempts_key());
         // GETDEL: of two callbacks with the same state on two replicas, one gets the attempt.
-        let value: Option<Vec<u8>> = self
-            .run("attempt read", |mut c| async move { c.get_del(key).await })
+        let (value,): (Option<Vec<u8>>,) = self
+            .run("attempt read", |mut c| async move {
+                redis::pipe()
+                    .atomic()
+                    .get_del(&attempt_key)
+                    .zrem(&attempts_key, member)
+                    .ignore()
+                    .query_async(&mut c)
+                    .await
+            })
             .await?;
         value
             .map(|v| {
@@ -391,20 +469,29 @@ impl SharedState for RedisStore {
         user: &[u8; 32],
         id: Id,
         ttl: Duration,
-    ) -> session_store::Result<()> {
+    ) -> session_store::Result<Vec<Id>> {
         let key = self.user_key(user);
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX).max(1);
-        self.run("index write", |mut c| async move {
-            redis::pipe()
-                .atomic()
-                .sadd(&key, id.to_string())
-                .ignore()
-                .expire(&key, ttl)
-                .ignore()
-                .query_async::<()>(&mut c)
-                .await
-        })
-        .await
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let session_prefix = format!("{}session:", self.prefix);
+        let pushed_out: Vec<String> = self
+            .run("index write", |mut c| async move {
+                redis::cmd("EVAL")
+                    .arg(ADD_SESSION)
+                    .arg(1)
+                    .arg(key)
+                    .arg(id.to_string())
+                    .arg(now_ms)
+                    .arg(ttl)
+                    .arg(crate::shared_state::MAX_SESSIONS_PER_USER)
+                    .arg(session_prefix)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(pushed_out.iter().filter_map(|m| m.parse().ok()).collect())
     }
 
     async fn take_sessions(&self, user: &[u8; 32]) -> session_store::Result<Vec<Id>> {
@@ -413,7 +500,7 @@ impl SharedState for RedisStore {
             .run("index read", |mut c| async move {
                 redis::pipe()
                     .atomic()
-                    .smembers(&key)
+                    .zrange(&key, 0, -1)
                     .del(&key)
                     .ignore()
                     .query_async(&mut c)

@@ -283,7 +283,7 @@ async fn complete(
             tower_sessions::session_store::Error::Backend("the saved session has no ID".into()),
         )))?;
     let index = crate::shared_state::user_key(&shared.client_id, stored.user.subject());
-    if let Err(e) = shared.state.add_session(&index, id, shared.lifetime).await {
+    if let Err(e) = shared.index_session(&index, id).await {
         // A session "sign out everywhere" could not find must not exist: undo it.
         shared.forget(session);
         if let Err(e) = session.flush().await {
@@ -332,10 +332,8 @@ async fn logout_route(shared: &Shared, req: Parts) -> Response {
         Err(e) => return unavailable(e),
     };
     let token = crate::tokens::revocable(shared, session).await;
-    shared.forget(session);
-    if let Err(e) = session.flush().await {
-        return unavailable(e);
-    }
+    // Every other session first, this one last: if the store fails half-way, this browser is still signed in and
+    // can ask again (ended first, a retry would find nobody to sign out, and the other sessions would live on).
     if everywhere && let Some(user) = &user {
         match shared.sign_out_everywhere(user.user.subject()).await {
             Ok(ended) => {
@@ -344,6 +342,10 @@ async fn logout_route(shared: &Shared, req: Parts) -> Response {
             Err(SignInError::Session(e)) => return unavailable(e),
             Err(_) => {}
         }
+    }
+    shared.forget(session);
+    if let Err(e) = session.flush().await {
+        return unavailable(e);
     }
     if let Some(token) = token {
         shared.revoke(&token).await;

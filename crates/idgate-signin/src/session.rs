@@ -168,6 +168,21 @@ impl Shared {
         self.recent.invalidate(&id);
     }
 
+    /// Records the session `id` in the index of the user `index` and ends the sessions that pushed out of it (past
+    /// the most a user may have): a session "sign out everywhere" cannot find must not exist.
+    pub(crate) async fn index_session(
+        &self,
+        index: &[u8; 32],
+        id: Id,
+    ) -> session_store::Result<()> {
+        let pushed_out = self.state.add_session(index, id, self.lifetime).await?;
+        for old in pushed_out {
+            self.forget_id(old);
+            self.store.delete(&old).await?;
+        }
+        Ok(())
+    }
+
     /// Ends every session recorded for the user `subject`: see [`SignIn::sign_out_everywhere`](crate::SignIn::sign_out_everywhere).
     pub(crate) async fn sign_out_everywhere(
         &self,
@@ -194,7 +209,7 @@ impl Shared {
             Some(e) => {
                 // Put the index back so that calling again finishes the job.
                 for id in &ids {
-                    let _ = self.state.add_session(&index, *id, self.lifetime).await;
+                    let _ = self.index_session(&index, *id).await;
                 }
                 Err(store_error(e))
             }

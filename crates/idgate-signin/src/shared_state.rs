@@ -14,26 +14,35 @@ use tower_sessions::session_store;
 
 use crate::flow::{ATTEMPT_TTL, Attempt};
 
-/// The most sessions one user is remembered to have in this process; past that the oldest are forgotten (they still
-/// end at their own timeouts, but "sign out everywhere" no longer reaches them).
-const MAX_SESSIONS_PER_USER: usize = 256;
+/// The most sessions one user may have at once (in this process, or in Redis for all replicas); a sign-in past that
+/// ends the oldest. (Forgetting it instead would let it escape "sign out everywhere": someone holding the account
+/// could sign in once, keep that session, and push it out of the index by signing in again and again.)
+pub(crate) const MAX_SESSIONS_PER_USER: usize = 256;
 /// How many users' session lists this process keeps at most.
 const MAX_USERS: u64 = 1_000_000;
 
 /// Where attempts and the per-user session index live.
 #[async_trait::async_trait]
 pub(crate) trait SharedState: Send + Sync + 'static {
-    /// Keeps `attempt` under `key` (the SHA-256 of its `state`) for [`ATTEMPT_TTL`].
-    async fn put_attempt(&self, key: &[u8; 32], attempt: &Attempt) -> session_store::Result<()>;
+    /// Keeps `attempt` under `key` (the SHA-256 of its `state`) for [`ATTEMPT_TTL`], and at most `max_pending`
+    /// attempts in all (across every browser, and every replica sharing the state): past that the oldest go, so a
+    /// script calling the login route in a loop cannot grow the store without bound.
+    async fn put_attempt(
+        &self,
+        key: &[u8; 32],
+        attempt: &Attempt,
+        max_pending: u64,
+    ) -> session_store::Result<()>;
     /// Removes and returns the attempt under `key`, at most once across every replica.
     async fn take_attempt(&self, key: &[u8; 32]) -> session_store::Result<Option<Attempt>>;
-    /// Records that `user` (a hash of their `sub`) has the session `id`, for at most `ttl`.
+    /// Records that `user` (a hash of their `sub`) has the session `id`, for at most `ttl`, and returns the sessions
+    /// this pushed out of the user's index (past [`MAX_SESSIONS_PER_USER`], the oldest): the caller ends them.
     async fn add_session(
         &self,
         user: &[u8; 32],
         id: Id,
         ttl: Duration,
-    ) -> session_store::Result<()>;
+    ) -> session_store::Result<Vec<Id>>;
     /// Removes and returns every session recorded for `user`.
     async fn take_sessions(&self, user: &[u8; 32]) -> session_store::Result<Vec<Id>>;
     /// The attempts kept in this process (zero when they live elsewhere).
@@ -64,7 +73,15 @@ impl InProcess {
 
 #[async_trait::async_trait]
 impl SharedState for InProcess {
-    async fn put_attempt(&self, key: &[u8; 32], attempt: &Attempt) -> session_store::Result<()> {
+    /// `max_pending` is the capacity this was made with (the same number: [`SignInBuilder::max_pending_attempts`]).
+    ///
+    /// [`SignInBuilder::max_pending_attempts`]: crate::SignInBuilder::max_pending_attempts
+    async fn put_attempt(
+        &self,
+        key: &[u8; 32],
+        attempt: &Attempt,
+        _max_pending: u64,
+    ) -> session_store::Result<()> {
         self.attempts.insert(*key, Arc::new(attempt.clone()));
         Ok(())
     }
@@ -78,16 +95,15 @@ impl SharedState for InProcess {
         user: &[u8; 32],
         id: Id,
         _ttl: Duration,
-    ) -> session_store::Result<()> {
+    ) -> session_store::Result<Vec<Id>> {
         let list = self.users.get_with(*user, Arc::default);
         let mut list = list
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if list.len() >= MAX_SESSIONS_PER_USER {
-            list.remove(0);
-        }
+        let over = (list.len() + 1).saturating_sub(MAX_SESSIONS_PER_USER);
+        let pushed_out = list.drain(..over).collect();
         list.push(id);
-        Ok(())
+        Ok(pushed_out)
     }
 
     async fn take_sessions(&self, user: &[u8; 32]) -> session_store::Result<Vec<Id>> {
@@ -186,7 +202,7 @@ mod tests {
     #[tokio::test]
     async fn in_process_attempts_are_taken_once_and_sessions_listed_per_user() {
         let state = InProcess::new(10, Duration::from_secs(3600));
-        state.put_attempt(&[1; 32], &attempt()).await.unwrap();
+        state.put_attempt(&[1; 32], &attempt(), 10).await.unwrap();
         assert_eq!(state.local_attempts(), 1);
         assert!(state.take_attempt(&[1; 32]).await.unwrap().is_some());
         assert!(state.take_attempt(&[1; 32]).await.unwrap().is_none());
@@ -221,12 +237,20 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
+            let mut pushed_out = Vec::new();
             for _ in 0..MAX_SESSIONS_PER_USER + 10 {
-                state
-                    .add_session(&alice, Id::default(), Duration::from_secs(60))
-                    .await
-                    .unwrap();
+                pushed_out.extend(
+                    state
+                        .add_session(&alice, Id::default(), Duration::from_secs(60))
+                        .await
+                        .unwrap(),
+                );
             }
+            assert_eq!(
+                pushed_out.len(),
+                10,
+                "the oldest are handed back to be ended"
+            );
             assert_eq!(
                 state.take_sessions(&alice).await.unwrap().len(),
                 MAX_SESSIONS_PER_USER

@@ -23,6 +23,13 @@ use crate::{RequireSignInLayer, SignInLayer};
 /// The default bound on sign-in attempts started and not yet redeemed, across all browsers.
 pub const DEFAULT_MAX_PENDING_ATTEMPTS: u64 = 10_000;
 
+/// The longest session lifetime [`SignInBuilder::build`] accepts: 30 days, as `[signin] session_lifetime_secs`.
+const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(30 * 86_400);
+
+/// The longest [`SignInBuilder::local_cache`] accepts: a minute, as `[signin.sessions] local_cache_ms`. (A copy is
+/// re-read at least once a minute anyway, for the sliding expiry.)
+const MAX_LOCAL_CACHE: Duration = Duration::from_secs(60);
+
 /// The most live attempts one browser keeps (one per tab signing in at once); starting one more drops the others.
 pub(crate) const MAX_ATTEMPTS_PER_BROWSER: usize = 5;
 
@@ -54,6 +61,10 @@ pub(crate) struct Shared {
     pub(crate) store: AnySessionStore,
     /// How long a session's user is answered from `recent` (zero: never).
     pub(crate) local_cache: Duration,
+    /// Seals the Google token a session keeps, so that the session store never holds it in clear.
+    pub(crate) token_key: crate::secret::TokenKey,
+    /// The most sign-in attempts kept at once in `state` ([`SignInBuilder::max_pending_attempts`]).
+    pub(crate) max_pending_attempts: u64,
     /// Sessions' users as this process last read them from the store (see `session::RecentUser`).
     pub(crate) recent:
         moka::sync::Cache<tower_sessions::session::Id, Arc<crate::session::RecentUser>>,
@@ -228,7 +239,7 @@ impl SignIn {
     }
 
     /// Ends every session of the user whose Google `sub` is `subject` ("sign out everywhere": a lost laptop, an
-    /// account being deprovisioned), and returns how many it ended. With [`RedisStore`](crate::RedisStore) this
+    /// account being deprovisioned), and returns how many it ended. With `RedisStore` (the `redis` feature) this
     /// reaches the sessions made by every replica; other replicas stop answering from their local copy within
     /// [`SignInBuilder::local_cache`]. With the in-memory store (or a store passed to
     /// [`SignInBuilder::store`]) it reaches the sessions this process started. The logout route does the same for
@@ -313,7 +324,7 @@ impl SignInBuilder {
     ///
     /// With such a store, sign-in attempts and the index behind "sign out everywhere" stay in this process: replicas
     /// then need the load balancer to send each browser's login and callback to the same instance. For replicas,
-    /// prefer [`redis_store`](Self::redis_store), which shares those too.
+    /// prefer `redis_store` (the `redis` feature), which shares those too.
     pub fn store(mut self, store: impl SessionStore) -> Self {
         self.store = Some(AnySessionStore::new(store));
         self.shared_state = None;
@@ -333,7 +344,7 @@ impl SignInBuilder {
     /// How long this process answers a session from its own copy of the session's user instead of reading the
     /// store (default [`RECENT_USER_TTL`](crate::RECENT_USER_TTL), 5 s): the bound on how late a logout or "sign
     /// out everywhere" made by **another replica** takes effect here. `Duration::ZERO` reads the store on every
-    /// request (one Redis round trip each).
+    /// request (one Redis round trip each). At most a minute: [`build`](Self::build) refuses more.
     pub fn local_cache(mut self, ttl: Duration) -> Self {
         self.local_cache = ttl;
         self
@@ -386,7 +397,7 @@ impl SignInBuilder {
         self
     }
 
-    /// The absolute maximum of a session, however active (default 8 h).
+    /// The absolute maximum of a session, however active (default 8 h; one minute to 30 days).
     pub fn session_lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;
         self
@@ -417,7 +428,9 @@ impl SignInBuilder {
     }
 
     /// The most sign-in attempts started and not yet redeemed, across all browsers (default 10,000; each lives at
-    /// most 10 minutes).
+    /// most 10 minutes); past that some are dropped (the cache's eviction policy picks them in memory). With
+    /// `redis_store` (the `redis` feature) the bound holds in Redis, for all the replicas together (give them the
+    /// same number), and the oldest are dropped first: a script calling the login route in a loop cannot fill Redis.
     pub fn max_pending_attempts(mut self, max: u64) -> Self {
         self.max_pending_attempts = max.max(1);
         self
@@ -428,7 +441,8 @@ impl SignInBuilder {
     /// # Errors
     ///
     /// [`SignInError::InvalidConfig`] for an empty allowlist, scopes without `openid`, a redirect URL that is not
-    /// https (or plain http on loopback), lifetimes out of range, clashing route paths;
+    /// https (or plain http on loopback), lifetimes out of range (a session lifetime or idle timeout under a
+    /// minute, a lifetime over 30 days, a local cache over a minute), clashing route paths;
     /// [`SignInError::Verifier`] when the ID-token verifier cannot be built.
     pub fn build(self) -> Result<SignIn, SignInError> {
         let invalid = SignInError::InvalidConfig;
@@ -458,6 +472,15 @@ impl SignInBuilder {
         if self.lifetime < Duration::from_secs(60) || self.idle < Duration::from_secs(60) {
             return Err(invalid("session lifetimes must be at least one minute"));
         }
+        // Beyond these the caches below (and the session's expiry date) would overflow: an error, not a panic.
+        if self.lifetime > MAX_SESSION_LIFETIME {
+            return Err(invalid("the session lifetime must be at most 30 days"));
+        }
+        if self.local_cache > MAX_LOCAL_CACHE {
+            return Err(invalid(
+                "the local cache of sessions must be at most one minute",
+            ));
+        }
         let idle = self.idle.min(self.lifetime);
         let callback = self.redirect_url.path();
         for path in [&self.login_path, &self.logout_path] {
@@ -484,6 +507,7 @@ impl SignInBuilder {
         .build()
         .map_err(SignInError::Verifier)?;
         let origin = self.redirect_url.origin().ascii_serialization();
+        let token_key = crate::secret::TokenKey::derive(&self.client_secret, &self.client_id);
         Ok(SignIn {
             shared: Arc::new(Shared {
                 client_id: self.client_id,
@@ -519,6 +543,8 @@ impl SignInBuilder {
                     Arc::new(InProcess::new(self.max_pending_attempts, self.lifetime))
                 }),
                 local_cache: self.local_cache,
+                max_pending_attempts: self.max_pending_attempts,
+                token_key,
                 store: self
                     .store
                     .unwrap_or_else(|| AnySessionStore::new(crate::MemorySessionStore::default())),

@@ -221,7 +221,8 @@ fn aad(version: u8, sub: &str) -> Vec<u8> {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 enum TokenRecord {
-    /// No key: the token logout revokes, in clear (the format of earlier versions).
+    /// No key configured: the token logout revokes, sealed with the key derived from the client secret
+    /// ([`TokenKey`](crate::secret::TokenKey)).
     Plain(String),
     /// Encrypted: see the module docs.
     Sealed {
@@ -347,8 +348,14 @@ pub(crate) async fn keep_at_sign_in(
             }
             seal(&kept.key, sub, &bundle)
         }
-        None => match tokens.refresh_token.or(tokens.access_token) {
-            Some(token) => TokenRecord::Plain(token),
+        // No key configured: sealed with the key derived from the client secret, so that whoever reads the store
+        // (Redis, its backups) does not get a token Google accepts.
+        None => match tokens
+            .refresh_token
+            .or(tokens.access_token)
+            .and_then(|token| shared.token_key.seal(&token))
+        {
+            Some(sealed) => TokenRecord::Plain(sealed),
             None => return Ok(()),
         },
     };
@@ -385,7 +392,8 @@ pub(crate) async fn revocable(shared: &Shared, session: &Session) -> Option<Stri
         return None;
     };
     match record {
-        TokenRecord::Plain(token) => Some(token),
+        // A token that does not open (sealed with another client secret, or written by hand) cannot be revoked.
+        TokenRecord::Plain(sealed) => shared.token_key.open(&sealed),
         TokenRecord::Sealed { sealed } => {
             let key = &shared.tokens.as_ref()?.key;
             let user = session.get::<StoredUser>(USER_KEY).await.ok()??;

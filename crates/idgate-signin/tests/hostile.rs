@@ -915,3 +915,38 @@ async fn a_request_in_flight_at_logout_leaves_no_copy_of_the_user() {
     assert_eq!(page.status, StatusCode::FOUND, "{}", page.body);
     assert!(page.location().starts_with("/auth/login?return_to="));
 }
+
+/// Someone holding a user's Google account (a stolen laptop) signs in once, keeps that session, then signs in a few
+/// hundred times more so that the first falls out of the user's session index. When the user then signs out
+/// everywhere, no session may survive: one pushed out of the index is ended, not forgotten.
+#[tokio::test]
+async fn no_session_escapes_sign_out_everywhere_by_signing_in_many_times() {
+    let google = Google::start().await;
+    let app = App::serve(&google, Public::Loopback, |b| b).await;
+    let mut kept = app.browser();
+    kept.sign_in(&google, "/books", ALICE).await;
+    assert_eq!(kept.page("/books").await.status, StatusCode::OK);
+    let mut last = app.browser();
+    for _ in 0..300 {
+        last = app.browser();
+        let signed_in = last.sign_in(&google, "/books", ALICE).await;
+        assert_eq!(signed_in.status, StatusCode::FOUND, "{}", signed_in.body);
+    }
+    let origin = app.origin.clone();
+    let out = last
+        .send(
+            Method::POST,
+            "/auth/logout?everywhere=1",
+            &[("origin", origin.as_str())],
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    let after = kept.page("/books").await;
+    assert_ne!(
+        after.status,
+        StatusCode::OK,
+        "the first session survived sign out everywhere: {}",
+        after.body
+    );
+    assert_eq!(app.store.count(), 0, "every session of the user ended");
+}

@@ -23,6 +23,7 @@ const PREFIX: &str = "idgate:signin:";
 struct Replicas {
     signins: Vec<SignIn>,
     addrs: Vec<SocketAddr>,
+    client: OAuthClient,
 }
 
 impl Replicas {
@@ -38,6 +39,7 @@ impl Replicas {
         let mut replicas = Self {
             signins: Vec::new(),
             addrs: Vec::new(),
+            client: client.clone(),
         };
         for _ in 0..n {
             let (signin, addr) = serve_replica(google, &client, redis_url, &configure).await;
@@ -567,6 +569,264 @@ async fn rediss_checks_the_servers_certificate_against_the_configured_ca() {
     );
     drop(redis);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A script calling the login route in a loop, keeping no cookie (each call a new "browser", so the per-browser
+/// limit never applies), on every replica: the attempts kept in Redis stay within `max_pending_attempts`, as they do
+/// in memory, instead of one key per request for ten minutes each (Redis filling up, then refusing every write or
+/// evicting sessions). The newest survive: a person who starts a login after the flood still signs in.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_logins_keeps_at_most_max_pending_attempts_in_redis() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let google = Google::start().await;
+    let replicas = Replicas::start(&google, 2, &redis.url(), |b| b.max_pending_attempts(20)).await;
+    // The longest return URL kept, so each attempt is as large as it gets.
+    let long = format!("/{}", "a".repeat(2000));
+    let mut victim = replicas.browser();
+    let early = victim.login("/books").await;
+    for i in 0..80 {
+        let mut script = Browser::new(
+            replicas.addrs[i % 2],
+            ORIGIN,
+            replicas.signins[0].session_cookie_name(),
+        );
+        let answer = script
+            .page(&format!("/auth/login?return_to={}", common::enc(&long)))
+            .await;
+        assert_eq!(answer.status, StatusCode::FOUND, "{}", answer.body);
+    }
+    let kept = redis.keys(&format!("{PREFIX}attempt:*")).len();
+    assert!(kept <= 20, "{kept} attempts kept in Redis for 80 logins");
+    // The oldest went first: the attempt started before the flood is gone, as in memory.
+    let callback = google.consent(&early, "alice@example.com");
+    let late = victim.page(callback.as_str()).await;
+    assert_eq!(late.reason(), Some("unknown_state"), "{}", late.body);
+    // One started after the flood completes, on either replica, and frees its place.
+    let mut alice = replicas.browser();
+    let signed_in = alice.sign_in(&google, "/books", "alice@example.com").await;
+    assert_eq!(signed_in.status, StatusCode::FOUND, "{}", signed_in.body);
+    assert_eq!(signed_in.location(), "/books");
+    assert!(redis.keys(&format!("{PREFIX}attempt:*")).len() <= 20);
+    match redis.command(&["ZCARD", &format!("{PREFIX}attempts")]) {
+        Reply::Integer(n) => assert!(n <= 20, "{n} attempts indexed"),
+        other => panic!("ZCARD answered {other:?}"),
+    }
+}
+
+/// An out-of-range `local_cache` or session lifetime given to the builder is an error from `build`, not a panic
+/// (the caches below refuse durations beyond 1000 years by panicking).
+#[tokio::test]
+async fn absurd_durations_given_to_the_builder_are_refused_not_a_panic() {
+    let builder = || {
+        SignIn::builder(
+            "123-abc.apps.googleusercontent.com",
+            ClientSecret::new("secret"),
+            format!("{ORIGIN}/auth/callback").parse().unwrap(),
+        )
+        .allowlist(allowlist())
+    };
+    fn catch(f: impl FnOnce() -> bool) -> std::thread::Result<bool> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+    }
+    for built in [
+        catch(|| builder().local_cache(Duration::MAX).build().is_err()),
+        catch(|| builder().session_lifetime(Duration::MAX).build().is_err()),
+        catch(|| {
+            builder()
+                .session_lifetime(Duration::MAX)
+                .idle_timeout(Duration::MAX)
+                .build()
+                .is_err()
+        }),
+    ] {
+        assert!(matches!(built, Ok(true)), "{built:?}");
+    }
+    let store = RedisStore::open("redis://127.0.0.1:1/0").unwrap();
+    let built = catch(|| {
+        builder()
+            .redis_store(store.clone())
+            .local_cache(Duration::MAX)
+            .build()
+            .is_err()
+    });
+    assert!(matches!(built, Ok(true)), "{built:?}");
+}
+
+/// Whoever can read Redis (a replica's backup, `MONITOR`, a leaked dump) must not find Google tokens there: the
+/// documentation promises "never a token in clear". The token logout revokes is in the session record; what is
+/// stored must not be a bearer token Google's endpoints accept, and logout still revokes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_session_record_in_redis_holds_no_usable_google_token() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let google = Google::start().await;
+    let replicas = Replicas::start(&google, 2, &redis.url(), |b| b).await;
+    let mut alice = replicas.browser();
+    let signed_in = alice.sign_in(&google, "/books", "alice@example.com").await;
+    assert_eq!(signed_in.status, StatusCode::FOUND, "{}", signed_in.body);
+    let key = format!("{PREFIX}session:{}", alice.session().unwrap());
+    let record: serde_json::Value = serde_json::from_str(&redis.get(&key).unwrap()).unwrap();
+    let stored = record["data"][common::TOKEN_KEY]
+        .as_str()
+        .expect("the token logout revokes is kept in the session")
+        .to_owned();
+    let userinfo = reqwest::Client::new()
+        .get(google.endpoints().userinfo)
+        .bearer_auth(&stored)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        userinfo.status().is_client_error(),
+        "the value stored in Redis is a live Google token: userinfo answered {}",
+        userinfo.status()
+    );
+    // Every replica opens it: a logout on B revokes the token A's sign-in stored.
+    let client = &replicas.client;
+    let token = common::open_token(client.client_id(), client.client_secret(), &stored)
+        .expect("the replicas' key opens it");
+    assert_ne!(token, stored);
+    assert!(!google.emu.is_revoked(&token));
+    let out = logout(alice.at(replicas.addrs[1]), "/auth/logout").await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    assert!(google.emu.is_revoked(&token));
+    assert!(redis.keys(&format!("{PREFIX}session:*")).is_empty());
+
+    // A token written in clear into a record (by hand, or before tokens were sealed) is not sent anywhere, and the
+    // logout still ends the session.
+    let mut bob = replicas.browser();
+    let signed_in = bob.sign_in(&google, "/books", "bob@example.com").await;
+    assert_eq!(signed_in.status, StatusCode::FOUND, "{}", signed_in.body);
+    let key = format!("{PREFIX}session:{}", bob.session().unwrap());
+    // Edited as text: the record's ID is a 128-bit number that a JSON value would round.
+    let raw = redis.get(&key).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let sealed = record["data"][common::TOKEN_KEY]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let clear = common::open_token(client.client_id(), client.client_secret(), &sealed).unwrap();
+    let edited = raw.replace(&sealed, &clear);
+    assert_ne!(edited, raw);
+    redis.command(&["SET", &key, &edited, "KEEPTTL"]);
+    let out = logout(bob.at(replicas.addrs[0]), "/auth/logout").await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    assert!(!google.emu.is_revoked(&clear));
+    assert!(redis.keys(&format!("{PREFIX}session:*")).is_empty());
+}
+
+/// One user signing in again and again (a script holding their Google account) cannot grow their session index in
+/// Redis without bound (nor make "sign out everywhere" one round trip per sign-in ever made): past the most sessions
+/// a user may have, the oldest is ended; none escapes "sign out everywhere".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_session_index_in_redis_is_bounded_and_nothing_escapes_it() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    let google = Google::start().await;
+    let replicas = Replicas::start(&google, 2, &redis.url(), |b| b).await;
+    let mut kept = replicas.browser();
+    let first = kept.sign_in(&google, "/books", "alice@example.com").await;
+    assert_eq!(first.status, StatusCode::FOUND, "{}", first.body);
+    let mut last = replicas.browser();
+    for i in 0..300 {
+        last = replicas.browser();
+        last.at(replicas.addrs[i % 2]);
+        let signed_in = last.sign_in(&google, "/books", "alice@example.com").await;
+        assert_eq!(signed_in.status, StatusCode::FOUND, "{}", signed_in.body);
+    }
+    let index = redis.keys(&format!("{PREFIX}user:*"));
+    assert_eq!(index.len(), 1);
+    let count = match redis.command(&["TYPE", &index[0]]) {
+        Reply::Status(t) if t == "set" => "SCARD",
+        _ => "ZCARD",
+    };
+    let members = match redis.command(&[count, &index[0]]) {
+        Reply::Integer(n) => n,
+        other => panic!("{count} answered {other:?}"),
+    };
+    assert!(members <= 256, "{members} sessions indexed");
+    assert!(redis.keys(&format!("{PREFIX}session:*")).len() <= 256);
+    assert_eq!(
+        script(&mut kept, "/books").await.status,
+        StatusCode::UNAUTHORIZED,
+        "the oldest session was ended"
+    );
+    let out = logout(&mut last, "/auth/logout?everywhere=1").await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER, "{}", out.body);
+    assert!(redis.keys(&format!("{PREFIX}session:*")).is_empty());
+}
+
+/// "Sign out everywhere" that fails half-way (Redis refuses to read the user's index) must leave the user able to
+/// try again: the 503 page says so. Ending this browser's session first would leave a retry with nobody to sign out
+/// (a 303 that ends nothing) while every other session, perhaps a thief's, lives on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_sign_out_everywhere_can_be_tried_again() {
+    let Some(redis) = RedisServer::start(&[]) else {
+        return;
+    };
+    assert_eq!(
+        redis.command(&[
+            "ACL",
+            "SETUSER",
+            "app",
+            "on",
+            ">s3cret",
+            "~*",
+            "&*",
+            "+@all",
+            "-zrange",
+            "-smembers"
+        ]),
+        Reply::Status("OK".into())
+    );
+    let google = Google::start().await;
+    let url = format!("redis://app:s3cret@127.0.0.1:{}/0", redis.port);
+    let replicas = Replicas::start(&google, 2, &url, |b| b).await;
+    let (a, b) = (replicas.addrs[0], replicas.addrs[1]);
+    let mut thief = replicas.browser();
+    let stolen = thief
+        .at(a)
+        .sign_in(&google, "/books", "alice@example.com")
+        .await;
+    assert_eq!(stolen.status, StatusCode::FOUND, "{}", stolen.body);
+    let mut alice = replicas.browser();
+    let signed_in = alice
+        .at(b)
+        .sign_in(&google, "/books", "alice@example.com")
+        .await;
+    assert_eq!(signed_in.status, StatusCode::FOUND, "{}", signed_in.body);
+
+    let failed = logout(&mut alice, "/auth/logout?everywhere=1").await;
+    assert_eq!(
+        failed.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        failed.body
+    );
+    assert_eq!(failed.reason(), Some("session_store"));
+    assert_eq!(
+        script(&mut alice, "/books").await.status,
+        StatusCode::OK,
+        "the browser that asked is still signed in, so it can ask again"
+    );
+
+    // Redis works again; the user tries again: every session ends, the thief's included.
+    assert_eq!(
+        redis.command(&["ACL", "SETUSER", "app", "+zrange", "+smembers"]),
+        Reply::Status("OK".into())
+    );
+    let again = logout(&mut alice, "/auth/logout?everywhere=1").await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
+    assert_eq!(
+        script(thief.at(b), "/books").await.status,
+        StatusCode::UNAUTHORIZED,
+        "the other session survived a retried sign out everywhere"
+    );
+    assert!(redis.keys(&format!("{PREFIX}session:*")).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -72,6 +72,8 @@ impl Google {
 pub struct Store {
     inner: MemoryStore,
     ids: Arc<Mutex<HashSet<Id>>>,
+    /// The OAuth client (ID, secret) whose key seals the sessions' tokens.
+    client: Option<(String, String)>,
 }
 
 #[async_trait::async_trait]
@@ -108,10 +110,13 @@ impl Store {
         self.inner.load(&id).await.ok().flatten()
     }
 
-    /// The Google token a session keeps for logout to revoke.
+    /// The Google token a session keeps for logout to revoke, opened as the app opens it (the store holds it
+    /// sealed with a key derived from the client secret).
     pub async fn token(&self, cookie: &str) -> Option<String> {
         let record = self.session(cookie).await?;
-        record.data.get(TOKEN_KEY)?.as_str().map(str::to_owned)
+        let sealed = record.data.get(TOKEN_KEY)?.as_str()?;
+        let (client_id, secret) = self.client.as_ref()?;
+        open_token(client_id, secret, sealed)
     }
 }
 
@@ -211,7 +216,13 @@ impl App {
         };
         let redirect = format!("{origin}/auth/callback");
         let client = google.emu.create_oauth_client(&[&redirect]);
-        let store = Store::default();
+        let store = Store {
+            client: Some((
+                client.client_id().to_owned(),
+                client.client_secret().to_owned(),
+            )),
+            ..Store::default()
+        };
         let builder = SignIn::builder(
             client.client_id(),
             ClientSecret::new(client.client_secret()),
@@ -419,6 +430,31 @@ impl Browser {
     pub fn forget_session(&mut self) {
         self.cookies.remove(self.cookie_name);
     }
+}
+
+/// A session's sealed Google token, opened as the sign-in does: AES-256-GCM under HMAC-SHA256(client secret,
+/// purpose and client ID), `v1.` + base64url(nonce, ciphertext and tag).
+pub fn open_token(client_id: &str, client_secret: &str, sealed: &str) -> Option<String> {
+    use aws_lc_rs::{aead, hmac};
+    let key = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, client_secret.as_bytes()),
+        format!("idgate-signin: the key sealing a session's Google token\n{client_id}").as_bytes(),
+    );
+    let key = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_256_GCM, key.as_ref()).ok()?);
+    let bytes = URL_SAFE_NO_PAD.decode(sealed.strip_prefix("v1.")?).ok()?;
+    if bytes.len() < aead::NONCE_LEN {
+        return None;
+    }
+    let (nonce, rest) = bytes.split_at(aead::NONCE_LEN);
+    let mut rest = rest.to_vec();
+    let token = key
+        .open_in_place(
+            aead::Nonce::try_assume_unique_for_key(nonce).ok()?,
+            aead::Aad::from(b"idgate.signin.token"),
+            &mut rest,
+        )
+        .ok()?;
+    String::from_utf8(token.to_vec()).ok()
 }
 
 /// `application/x-www-form-urlencoded` encoding of one value.
