@@ -120,8 +120,8 @@ mod audience;
 pub mod cache;
 mod error;
 mod iam;
-#[cfg(feature = "reqwest-middleware")]
 pub mod metrics;
+#[cfg(feature = "reqwest-middleware")]
 mod middleware;
 mod scopes;
 mod sign;
