@@ -147,6 +147,11 @@ pub(crate) fn write_secret_file(
     contents: &[u8],
 ) -> Result<PathBuf, EmulatorError> {
     let path = dir.join(name);
+    // A directory that does not exist yet is made, owner-only (on Unix): `--key-dir keys` on a fresh checkout.
+    create_private_dir(dir).map_err(|source| EmulatorError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let tmp = dir.join(format!(".{name}.{}.tmp", hex(&random_bytes::<8>()?)));
     write_private(&tmp, &path, contents).map_err(|source| {
         // Best effort: the temporary file may not exist, and the error to report is the first one.
@@ -157,6 +162,21 @@ pub(crate) fn write_secret_file(
         }
     })?;
     Ok(path)
+}
+
+/// Makes `dir` (and its parents) if it is missing; a directory made here only its owner can enter (on Unix).
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 /// Writes `contents` to `tmp`, a new file only its owner can read (on Unix), then renames it to `path`.

@@ -112,6 +112,17 @@ async fn key_file_is_created_owner_only_and_replaces_a_wider_file() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, [path.file_name().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // A directory that does not exist yet (`--key-dir keys` on a fresh checkout) is made, owner-only.
+    let nested = dir.join("keys").join("emulator");
+    let path = key.write_key_file(&nested).unwrap();
+    assert_eq!(mode(&path), "600");
+    assert_eq!(
+        mode(&nested),
+        "700",
+        "a key directory made by the emulator is 0700"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
