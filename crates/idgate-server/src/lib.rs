@@ -55,6 +55,7 @@ mod error;
 pub mod extract;
 mod future;
 mod gate;
+pub mod metrics;
 pub mod rejection;
 pub mod require_iap;
 pub mod require_identity;

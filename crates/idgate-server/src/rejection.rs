@@ -299,6 +299,7 @@ pub(crate) fn log_rejection(
     let (kind, email, project) = caller_fields(caller);
     let status = rejection.status().as_u16();
     let reason = rejection.reason();
+    crate::metrics::rejected(layer, reason, rejection.status().is_server_error());
     match rejection {
         IdentityRejection::KeysUnavailable { retry_after } => tracing::warn!(
             target: DECISION_TARGET, layer, outcome = "reject", reason, status,
@@ -326,8 +327,14 @@ pub(crate) fn log_rejection(
     }
 }
 
-/// Logs an admission once, on [`DECISION_TARGET`] at `DEBUG`.
-pub(crate) fn log_allow(layer: &'static str, via: &'static str, caller: &Caller) {
+/// Logs an admission once, on [`DECISION_TARGET`] at `DEBUG`, and counts it.
+pub(crate) fn log_allow(
+    admissions: &crate::metrics::Admissions,
+    layer: &'static str,
+    via: &'static str,
+    caller: &Caller,
+) {
+    admissions.admitted(layer, via);
     let (kind, email, project) = caller_fields(Some(caller));
     tracing::debug!(
         target: DECISION_TARGET, layer, outcome = "allow", reason = via, caller_kind = kind,

@@ -25,6 +25,7 @@ pub(crate) struct IapLayerConfig {
     pub(crate) allowlist: Option<Allowlist>,
     pub(crate) compare_plain_headers: bool,
     pub(crate) exempt: HashSet<String>,
+    pub(crate) admissions: Arc<crate::metrics::Admissions>,
 }
 
 impl fmt::Debug for RequireIapLayer {
@@ -49,6 +50,10 @@ impl RequireIapLayer {
                 allowlist: None,
                 compare_plain_headers: false,
                 exempt: HashSet::new(),
+                admissions: Arc::new(crate::metrics::Admissions::new(
+                    super::service::LAYER,
+                    &["iap_assertion"],
+                )),
             }),
         }
     }

@@ -16,7 +16,7 @@ use crate::credential::{X_GOOG_AUTHENTICATED_USER_EMAIL, X_GOOG_IAP_JWT_ASSERTIO
 use crate::gate::{Admitted, Gate};
 use crate::rejection::{IdentityRejection, log_allow, log_rejection};
 
-const LAYER: &str = "require_iap";
+pub(crate) const LAYER: &str = "require_iap";
 
 /// The namespace prefix of IAP's unsigned identity headers.
 const ACCOUNTS_PREFIX: &str = "accounts.google.com:";
@@ -170,7 +170,7 @@ async fn admit(
     {
         return Err(reject(IdentityRejection::NotAllowed(reason), Some(&caller)));
     }
-    log_allow(LAYER, "iap_assertion", &caller);
+    log_allow(&config.admissions, LAYER, "iap_assertion", &caller);
     Ok(Admitted {
         caller,
         token: None,

@@ -27,6 +27,7 @@ pub(crate) struct IdentityConfig {
     pub(crate) legacy: Option<TrustedAppEngineFrontEnd>,
     pub(crate) cloud_run: Option<TrustedCloudRunInvokerCheck>,
     pub(crate) exempt: HashSet<String>,
+    pub(crate) admissions: Arc<crate::metrics::Admissions>,
 }
 
 impl fmt::Debug for RequireIdentityLayer {
@@ -53,6 +54,15 @@ impl RequireIdentityLayer {
                 legacy: None,
                 cloud_run: None,
                 exempt: HashSet::new(),
+                admissions: Arc::new(crate::metrics::Admissions::new(
+                    super::service::LAYER,
+                    &[
+                        "authorization",
+                        "x-serverless-authorization",
+                        "cloud_run_invoker_check",
+                        "legacy_appengine_header",
+                    ],
+                )),
             }),
         }
     }

@@ -16,7 +16,7 @@ use crate::credential::{self, BearerToken, CredentialHeader, Presented};
 use crate::gate::{Admitted, Gate};
 use crate::rejection::{IdentityRejection, log_allow, log_rejection};
 
-const LAYER: &str = "require_identity";
+pub(crate) const LAYER: &str = "require_identity";
 
 /// Middleware that admits only verified, allowed service-to-service callers. Made by [`RequireIdentityLayer`];
 /// see the [module docs](super).
@@ -201,7 +201,7 @@ fn authorize(
     };
     match denied {
         None => {
-            log_allow(LAYER, via, &caller);
+            log_allow(&config.admissions, LAYER, via, &caller);
             Ok(Admitted::caller(caller))
         }
         Some(reason) => {
