@@ -208,6 +208,25 @@ struct OAuthError {
     error: String,
 }
 
+/// What the token endpoint answered.
+pub(crate) struct TokenEndpointAnswer {
+    pub(crate) status: http::StatusCode,
+    pub(crate) body: Vec<u8>,
+}
+
+impl TokenEndpointAnswer {
+    /// The OAuth error code of a `4xx` answer with an error body, sanitized; `None` otherwise (a `5xx`, a proxy's
+    /// page): the endpoint failed rather than refused.
+    pub(crate) fn oauth_error(&self) -> Option<String> {
+        if !self.status.is_client_error() {
+            return None;
+        }
+        serde_json::from_slice::<OAuthError>(&self.body)
+            .ok()
+            .map(|e| sanitize_error_code(&e.error))
+    }
+}
+
 /// An OAuth error code as it may appear in a message or a page: `[a-z0-9_]`, at most 64 characters.
 pub(crate) fn sanitize_error_code(code: &str) -> String {
     let clean: String = code
@@ -237,7 +256,6 @@ impl Shared {
         code: &str,
         verifier: &str,
     ) -> Result<TokenResponse, SignInError> {
-        let client = self.client()?;
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -246,32 +264,47 @@ impl Shared {
             ("client_secret", self.client_secret.expose()),
             ("code_verifier", verifier),
         ];
+        let answer = self
+            .token_endpoint(&form)
+            .await
+            .map_err(SignInError::TokenEndpoint)?;
+        if !answer.status.is_success() {
+            return Err(match answer.oauth_error() {
+                Some(error) => SignInError::TokenRejected {
+                    status: answer.status.as_u16(),
+                    error,
+                },
+                None => SignInError::TokenEndpoint(EndpointError::Status(answer.status.as_u16())),
+            });
+        }
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| SignInError::TokenEndpoint(EndpointError::Json(e)))
+    }
+
+    /// One POST of `form` to the token endpoint (never retried: an authorization code is single-use, and a refresh
+    /// that failed is tried again by the next request), its answer read up to the size cap.
+    pub(crate) async fn token_endpoint(
+        &self,
+        form: &[(&str, &str)],
+    ) -> Result<TokenEndpointAnswer, EndpointError> {
+        let client = match &self.http.client {
+            Some(client) => client.clone(),
+            None => default_client()?,
+        };
         let response = client
             .post(self.endpoints.token.clone())
             .timeout(self.http.timeout)
             .header(http::header::ACCEPT, "application/json")
-            .form(&form)
+            .form(form)
             .send()
             .await
-            .map_err(|e| SignInError::TokenEndpoint(EndpointError::Transport(e.without_url())))?;
+            .map_err(|e| EndpointError::Transport(e.without_url()))?;
         let status = response.status();
-        let body = read_capped(response).await.map_err(|e| {
-            SignInError::TokenEndpoint(match e {
-                CappedReadError::TooLarge => EndpointError::TooLarge,
-                CappedReadError::Transport(e) => EndpointError::Transport(e.without_url()),
-            })
+        let body = read_capped(response).await.map_err(|e| match e {
+            CappedReadError::TooLarge => EndpointError::TooLarge,
+            CappedReadError::Transport(e) => EndpointError::Transport(e.without_url()),
         })?;
-        if !status.is_success() {
-            return Err(match serde_json::from_slice::<OAuthError>(&body) {
-                Ok(e) if status.is_client_error() => SignInError::TokenRejected {
-                    status: status.as_u16(),
-                    error: sanitize_error_code(&e.error),
-                },
-                _ => SignInError::TokenEndpoint(EndpointError::Status(status.as_u16())),
-            });
-        }
-        serde_json::from_slice(&body)
-            .map_err(|e| SignInError::TokenEndpoint(EndpointError::Json(e)))
+        Ok(TokenEndpointAnswer { status, body })
     }
 
     /// Reads the profile from the userinfo endpoint (only when configured). Best effort: `None` on any failure.

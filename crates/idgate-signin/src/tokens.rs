@@ -24,14 +24,13 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::request::Parts;
 use http::{HeaderValue, Request, StatusCode};
 use idgate_core::config::{AccessType, Location, TokenKeySource};
-use idgate_core::google::{CappedReadError, read_capped};
 use serde::{Deserialize, Deserializer, Serialize};
 use tower_sessions::Session;
 use tower_sessions::session::Id;
 
 use crate::error::{EndpointError, SignInError};
 use crate::extract::SignedInUser;
-use crate::flow::{TokenResponse, sanitize_error_code, sha256, unix_secs};
+use crate::flow::{TokenResponse, sha256, unix_secs};
 use crate::pages;
 use crate::require::{accepts_json, is_page_navigation};
 use crate::return_to::sanitize_return_to;
@@ -440,52 +439,34 @@ struct RefreshResponse {
     refresh_token: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct OAuthError {
-    error: String,
-}
-
 impl Shared {
     /// `grant_type=refresh_token` at the token endpoint, once (a failure answers `503`; the next request tries
     /// again). `Ok(None)`: Google refused the refresh token with `invalid_grant`.
     async fn refresh(&self, refresh_token: &str) -> Result<Option<RefreshResponse>, RefreshError> {
-        let client = self
-            .client()
-            .map_err(|_| RefreshError::Endpoint(EndpointError::Status(0)))?;
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
             ("client_id", &self.client_id),
             ("client_secret", self.client_secret.expose()),
         ];
-        let response = client
-            .post(self.endpoints.token.clone())
-            .timeout(self.http.timeout)
-            .header(http::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
+        let answer = self
+            .token_endpoint(&form)
             .await
-            .map_err(|e| RefreshError::Endpoint(EndpointError::Transport(e.without_url())))?;
-        let status = response.status();
-        let body = read_capped(response).await.map_err(|e| {
-            RefreshError::Endpoint(match e {
-                CappedReadError::TooLarge => EndpointError::TooLarge,
-                CappedReadError::Transport(e) => EndpointError::Transport(e.without_url()),
-            })
-        })?;
+            .map_err(RefreshError::Endpoint)?;
+        let (status, body) = (answer.status, &answer.body);
         if !status.is_success() {
-            return match serde_json::from_slice::<OAuthError>(&body) {
-                Ok(e) if status.is_client_error() && e.error == "invalid_grant" => Ok(None),
-                Ok(e) if status.is_client_error() => Err(RefreshError::Refused {
+            return match answer.oauth_error() {
+                Some(error) if error == "invalid_grant" => Ok(None),
+                Some(error) => Err(RefreshError::Refused {
                     status: status.as_u16(),
-                    error: sanitize_error_code(&e.error),
+                    error,
                 }),
-                _ => Err(RefreshError::Endpoint(EndpointError::Status(
+                None => Err(RefreshError::Endpoint(EndpointError::Status(
                     status.as_u16(),
                 ))),
             };
         }
-        let answer: RefreshResponse = serde_json::from_slice(&body)
+        let answer: RefreshResponse = serde_json::from_slice(body)
             .map_err(|e| RefreshError::Endpoint(EndpointError::Json(e)))?;
         if answer.access_token.as_deref().is_none_or(str::is_empty) {
             return Err(RefreshError::Endpoint(EndpointError::Status(
