@@ -7,11 +7,21 @@
 //! cargo bench -p idgate-signin --bench signed_in -- --warm-up-time 1 --measurement-time 3
 //! ```
 //!
-//! Medians on the shared 2-core development machine, two runs side by side on a quiet machine: bare 410.9 / 406.9
-//! ns, signed in through layer + require 1.851 / 1.814 µs: **+1.44 / +1.41 µs over bare** (goal ≤ 2 µs: met).
-//! "tower-sessions alone" (a session read of a profile-sized value on every request) is 3.25 / 3.21 µs: a signed-in
-//! request is answered from the process's copy of the session's user (`RECENT_USER_TTL`), so it skips that read.
-//! Before that copy existed: +3.17 µs (bare 410 ns, signed in 3.58 µs).
+//! Issue #15, this 2-core machine (slower than #14's: bare is 0.8-1.3 µs here), one run after another, medians:
+//!
+//! | row | run 1 | run 2 |
+//! |---|---|---|
+//! | bare | 1.32 µs | 0.79 µs |
+//! | signed in, in-memory store (`signin_layer_require`) | 5.49 µs | 3.63 µs |
+//! | signed in, Redis, the 5 s local copy (`signin_redis`) | 4.89 µs | 3.94 µs |
+//! | signed in, Redis, `local_cache(ZERO)`: one GET per request (`signin_redis_strict`) | 73.4 µs | 79.3 µs |
+//!
+//! The machine is noisy: the #14 code (90eda9f) built and run alternately with it gave 3.70 and 5.48 µs signed in
+//! (bare 0.90 / 0.97 µs), the same spread, so #15 added nothing measurable to the in-memory path. With the local copy,
+//! Redis costs what the in-memory store costs (the copy answers; Redis is read once per 5 s per session per process).
+//! Strict, each request is one Redis round trip: `redis-benchmark -c 1 -t get` measured a raw loopback GET at 31 µs
+//! p50 here; redis-rs's multiplexed connection (a driver task the request hands its command to) and the record's JSON
+//! make up the rest. (#14, another machine: bare 410 ns, signed in 1.85 µs, +1.44 µs; before the local copy +3.17 µs.)
 
 use axum::Router;
 use axum::body::Body;
