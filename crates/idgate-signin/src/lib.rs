@@ -95,6 +95,7 @@ mod error;
 mod extract;
 mod flow;
 mod memory_store;
+pub mod metrics;
 mod pages;
 #[cfg(feature = "redis")]
 mod redis_store;

@@ -146,10 +146,12 @@ async fn callback_route(shared: &Shared, req: Parts) -> Response {
     match complete(shared, &req, cookies, session).await {
         Ok(return_to) => {
             tracing::info!(target: "idgate::signin", "signed in");
+            crate::metrics::signed_in();
             pages::redirect(StatusCode::FOUND, &return_to)
         }
         Err(error) => {
             let chain = idgate_core::ErrorChain(&error);
+            crate::metrics::callback_failed(error.reason());
             if error.status().is_server_error() {
                 tracing::warn!(target: "idgate::signin", reason = error.reason(), error = %chain, "sign-in failed");
             } else {
@@ -351,6 +353,7 @@ async fn logout_route(shared: &Shared, req: Parts) -> Response {
         shared.revoke(&token).await;
     }
     tracing::info!(target: "idgate::signin", "signed out");
+    crate::metrics::signed_out(everywhere);
     let mut response = pages::redirect(StatusCode::SEE_OTHER, "/");
     response
         .headers_mut()

@@ -24,6 +24,7 @@ use tower_sessions::{Session, SessionManager, SessionManagerLayer, SessionStore}
 
 use crate::extract::SignedInUser;
 use crate::flow::unix_secs;
+use crate::metrics::StoreOp;
 use crate::signin::Shared;
 
 /// How long a process answers a session from its own copy of the session's user instead of reading the store: a
@@ -48,12 +49,15 @@ pub(crate) const TOKEN_KEY: &str = "idgate.signin.token";
 /// store (Redis, a database) plugs in through [`SignInBuilder::store`](crate::SignInBuilder::store) without
 /// changing a signature.
 #[derive(Clone)]
-pub struct AnySessionStore(Arc<dyn SessionStore>);
+pub struct AnySessionStore(Arc<dyn SessionStore>, Arc<crate::metrics::StoreMetrics>);
 
 impl AnySessionStore {
-    /// Wraps `store`.
+    /// Wraps `store` (and, with the `metrics` feature, times its operations).
     pub fn new(store: impl SessionStore) -> Self {
-        Self(Arc::new(store))
+        Self(
+            Arc::new(store),
+            Arc::new(crate::metrics::StoreMetrics::new()),
+        )
     }
 }
 
@@ -66,16 +70,18 @@ impl fmt::Debug for AnySessionStore {
 #[async_trait::async_trait]
 impl SessionStore for AnySessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        self.0.create(record).await
+        self.1.time(StoreOp::Create, self.0.create(record)).await
     }
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.0.save(record).await
+        self.1.time(StoreOp::Save, self.0.save(record)).await
     }
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
-        self.0.load(session_id).await
+        self.1.time(StoreOp::Load, self.0.load(session_id)).await
     }
     async fn delete(&self, session_id: &Id) -> session_store::Result<()> {
-        self.0.delete(session_id).await
+        self.1
+            .time(StoreOp::Delete, self.0.delete(session_id))
+            .await
     }
 }
 
