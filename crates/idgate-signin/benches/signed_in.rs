@@ -27,7 +27,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::header::{COOKIE, LOCATION, SET_COOKIE};
+use http::header::COOKIE;
 use http::{Request, StatusCode};
 use idgate_core::google::Endpoints;
 use idgate_core::keys::KeyAlgorithm;
@@ -35,7 +35,7 @@ use idgate_core::policy::Allowlist;
 use idgate_emulator::Emulator;
 use idgate_signin::{ClientSecret, SignIn};
 use tower::ServiceExt as _;
-use url::Url;
+mod support;
 
 #[cfg(feature = "redis")]
 #[path = "../tests/common/redis_server.rs"]
@@ -101,53 +101,12 @@ fn signed_in_app(
         .merge(signin.router())
         .layer(signin.layer());
 
-    let cookie = rt.block_on(async {
-        let call = |uri: &str, cookie: Option<&str>| {
-            let mut req = Request::get(uri);
-            if let Some(cookie) = cookie {
-                req = req.header(COOKIE, cookie);
-            }
-            guarded
-                .clone()
-                .oneshot(req.body(Body::empty()).expect("request"))
-        };
-        let login = call("/auth/login", None).await.expect("login");
-        let attempt = first_cookie(&login);
-        let authorization: Url = login.headers()[LOCATION]
-            .to_str()
-            .expect("location")
-            .parse()
-            .expect("authorization URL");
-        let back = emulator
-            .consent(&authorization, "alice@example.com")
-            .expect("consent");
-        let path = &back.as_str()[back.origin().ascii_serialization().len()..];
-        let callback = call(path, Some(&attempt)).await.expect("callback");
-        assert_eq!(callback.status(), StatusCode::FOUND);
-        let session = callback
-            .headers()
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with(signin.session_cookie_name()))
-            .expect("a session cookie")
-            .split(';')
-            .next()
-            .expect("name=value")
-            .to_owned();
-        let response = guarded
-            .clone()
-            .oneshot(
-                Request::get("/")
-                    .header(COOKIE, &session)
-                    .body(Body::empty())
-                    .expect("request"),
-            )
-            .await
-            .expect("response");
-        assert_eq!(response.status(), StatusCode::OK, "signed in");
-        session
-    });
+    let cookie = rt.block_on(support::sign_in_once(
+        &guarded,
+        emulator,
+        signin.session_cookie_name(),
+        &["/"],
+    ));
     (guarded, cookie)
 }
 
@@ -210,7 +169,7 @@ fn bench(c: &mut Criterion) {
             .oneshot(Request::get("/seed").body(Body::empty()).expect("request"))
             .await
             .expect("seed");
-        let cookie = first_cookie(&seeded);
+        let cookie = support::first_cookie(&seeded);
         (router, cookie)
     });
 
@@ -255,16 +214,6 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     drop(emulator);
-}
-
-fn first_cookie(response: &http::Response<Body>) -> String {
-    response.headers()[SET_COOKIE]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("name=value")
-        .to_owned()
 }
 
 criterion_group!(benches, bench);

@@ -20,8 +20,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::get;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http::header::{COOKIE, LOCATION, SET_COOKIE};
-use http::{Request, StatusCode};
+use http::Request;
+use http::header::COOKIE;
 use idgate_core::config::AccessType;
 use idgate_core::google::Endpoints;
 use idgate_core::keys::KeyAlgorithm;
@@ -29,7 +29,7 @@ use idgate_core::policy::Allowlist;
 use idgate_emulator::Emulator;
 use idgate_signin::{ClientSecret, SignIn, SignedInUser, TokenEncryptionKey, UserAccessToken};
 use tower::ServiceExt as _;
-use url::Url;
+mod support;
 
 async fn user(user: SignedInUser) -> String {
     user.subject().len().to_string()
@@ -80,45 +80,12 @@ fn bench(c: &mut Criterion) {
         .merge(signin.router())
         .layer(signin.layer());
 
-    let cookie = rt.block_on(async {
-        let call = |uri: &str, cookie: Option<&str>| {
-            let mut req = Request::get(uri);
-            if let Some(cookie) = cookie {
-                req = req.header(COOKIE, cookie);
-            }
-            app.clone()
-                .oneshot(req.body(Body::empty()).expect("request"))
-        };
-        let login = call("/auth/login", None).await.expect("login");
-        let attempt = first_cookie(&login);
-        let authorization: Url = login.headers()[LOCATION]
-            .to_str()
-            .expect("location")
-            .parse()
-            .expect("authorization URL");
-        let back = emulator
-            .consent(&authorization, "alice@example.com")
-            .expect("consent");
-        let path = &back.as_str()[back.origin().ascii_serialization().len()..];
-        let callback = call(path, Some(&attempt)).await.expect("callback");
-        assert_eq!(callback.status(), StatusCode::FOUND);
-        let session = callback
-            .headers()
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with(signin.session_cookie_name()))
-            .expect("a session cookie")
-            .split(';')
-            .next()
-            .expect("name=value")
-            .to_owned();
-        for path in ["/user", "/token"] {
-            let response = call(path, Some(&session)).await.expect("response");
-            assert_eq!(response.status(), StatusCode::OK, "signed in");
-        }
-        session
-    });
+    let cookie = rt.block_on(support::sign_in_once(
+        &app,
+        &emulator,
+        signin.session_cookie_name(),
+        &["/user", "/token"],
+    ));
 
     let mut group = c.benchmark_group("user_token");
     for (name, path) in [("signed_in_user", "/user"), ("user_access_token", "/token")] {
@@ -134,16 +101,6 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     drop(emulator);
-}
-
-fn first_cookie(response: &http::Response<Body>) -> String {
-    response.headers()[SET_COOKIE]
-        .to_str()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("name=value")
-        .to_owned()
 }
 
 criterion_group!(benches, bench);
