@@ -243,9 +243,14 @@ pub(crate) fn sanitize_error_code(code: &str) -> String {
 
 impl Shared {
     pub(crate) fn client(&self) -> Result<reqwest::Client, SignInError> {
+        self.http_client().map_err(SignInError::TokenEndpoint)
+    }
+
+    /// The configured HTTP client, else the shared default one.
+    fn http_client(&self) -> Result<reqwest::Client, EndpointError> {
         match &self.http.client {
             Some(client) => Ok(client.clone()),
-            None => default_client().map_err(SignInError::TokenEndpoint),
+            None => default_client(),
         }
     }
 
@@ -287,11 +292,8 @@ impl Shared {
         &self,
         form: &[(&str, &str)],
     ) -> Result<TokenEndpointAnswer, EndpointError> {
-        let client = match &self.http.client {
-            Some(client) => client.clone(),
-            None => default_client()?,
-        };
-        let response = client
+        let response = self
+            .http_client()?
             .post(self.endpoints.token.clone())
             .timeout(self.http.timeout)
             .header(http::header::ACCEPT, "application/json")
