@@ -5,6 +5,7 @@
 //! idgate emulator [--port 8085]                Google's identity endpoints, locally, until Ctrl-C
 //!                 [--oauth-client REDIRECT_URI]   ... and an OAuth client for Sign in with Google
 //! idgate proxy --config idgate.toml --listen 127.0.0.1:8080 --upstream http://127.0.0.1:9000
+//!              [--admin-listen 127.0.0.1:9090]   /metrics, /healthz, /readyz on their own port
 //!              [--header-read-timeout SECS] [--idle-timeout SECS] [--max-connections N] [--max-request-body-bytes N]
 //! idgate verify --audience AUD [TOKEN | -]     verify a token exactly as the layers do
 //! idgate decode [TOKEN | -]                    show a token's header and claims (NOT verified)
@@ -35,6 +36,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at startup and matched once: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole story on loopback: the emulator plays Google, two protected services, a dozen callers,
@@ -102,6 +105,10 @@ enum Command {
         /// secret (also written, owner-only, to --key-dir) and the `[signin]` table for idgate.toml.
         #[arg(long = "oauth-client", value_name = "REDIRECT_URI")]
         oauth_redirect_uris: Vec<Url>,
+        /// Serve /metrics (Prometheus text), /healthz and /readyz on this address, never on the served port (e.g.
+        /// 127.0.0.1:9090). Off unless given.
+        #[arg(long, value_name = "ADDR")]
+        admin_listen: Option<SocketAddr>,
         #[command(flatten)]
         limits: cmd::limits::LimitFlags,
     },
@@ -125,6 +132,10 @@ enum Command {
         /// `[proxy]` trust_forwarded_headers, else off]
         #[arg(long)]
         trust_forwarded_headers: bool,
+        /// Serve /metrics (Prometheus text), /healthz and /readyz on this address, never on the served port (e.g.
+        /// 127.0.0.1:9090). Off unless given.
+        #[arg(long, value_name = "ADDR")]
+        admin_listen: Option<SocketAddr>,
     },
     /// Verify a token exactly as the layers do; print the caller and claims as JSON (exit 0) or the reason (exit 1).
     Verify {
@@ -297,6 +308,7 @@ async fn main() -> ExitCode {
             iap_user,
             oauth_redirect_uris,
             limits,
+            admin_listen,
         } => {
             cmd::init_logging("info");
             cmd::emulator::run(cmd::emulator::Options {
@@ -314,6 +326,7 @@ async fn main() -> ExitCode {
                 iap_user,
                 oauth_redirect_uris,
                 limits,
+                admin_listen,
             })
             .await
         }
@@ -323,9 +336,18 @@ async fn main() -> ExitCode {
             upstream,
             limits,
             trust_forwarded_headers,
+            admin_listen,
         } => {
             cmd::init_logging("info,idgate::decision=debug");
-            cmd::proxy::run(&config, listen, upstream, &limits, trust_forwarded_headers).await
+            cmd::proxy::run(cmd::proxy::Options {
+                config,
+                listen,
+                upstream,
+                limits,
+                trust_forwarded_headers,
+                admin_listen,
+            })
+            .await
         }
         Command::Verify {
             iap,

@@ -25,6 +25,36 @@ pub const MINT_SECONDS: &str = "idgate_outbound_mint_seconds";
 /// `idgate_outbound_token_expiry_timestamp_seconds{token, source}`.
 pub const TOKEN_EXPIRY_TIMESTAMP_SECONDS: &str = "idgate_outbound_token_expiry_timestamp_seconds";
 
+/// Registers the description (Prometheus `# HELP`) and unit of each metric above with the installed recorder.
+/// Optional: recording works without it.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        TOKEN_LOOKUPS_TOTAL,
+        "Outbound tokens asked of a cache, by token kind, source and result (fresh, due, miss)."
+    );
+    describe_counter!(
+        TOKENS_MINTED_TOTAL,
+        "Outbound tokens minted, by token kind, source and result."
+    );
+    describe_counter!(
+        REFRESHES_AHEAD_TOTAL,
+        "Outbound tokens minted while the cached one was still usable (refresh ahead of expiry)."
+    );
+    describe_histogram!(
+        MINT_SECONDS,
+        Unit::Seconds,
+        "Time to mint an outbound token."
+    );
+    describe_gauge!(
+        TOKEN_EXPIRY_TIMESTAMP_SECONDS,
+        Unit::Seconds,
+        "Unix time the last minted outbound token expires."
+    );
+}
+
 /// One cache's handles for one kind of token.
 #[cfg(feature = "metrics")]
 pub(crate) struct TokenMetrics {

@@ -44,6 +44,54 @@ pub const VERIFY_MEMO_LOOKUPS_TOTAL: &str = "idgate_verify_memo_lookups_total";
 /// `idgate_verify_memo_entries{verifier}`.
 pub const VERIFY_MEMO_ENTRIES: &str = "idgate_verify_memo_entries";
 
+/// Registers the description (Prometheus `# HELP`) and unit of each metric above with the installed recorder.
+/// Optional: recording works without it. Call it once, after installing the recorder.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        KEY_FETCHES_TOTAL,
+        "Fetches of a Google signing-key document, by key family and result."
+    );
+    describe_gauge!(
+        KEY_SET_FETCHED_TIMESTAMP_SECONDS,
+        Unit::Seconds,
+        "Unix time the current key set was fetched."
+    );
+    describe_gauge!(
+        KEY_SET_AGE_SECONDS,
+        Unit::Seconds,
+        "Age of the current key set."
+    );
+    describe_gauge!(
+        KEY_SET_FRESH_FOR_SECONDS,
+        Unit::Seconds,
+        "Seconds until the current key set goes stale; negative: stale for that long."
+    );
+    describe_gauge!(
+        KEY_SET_SERVING_STALE,
+        "1 while the last key refresh failed and an expired key set is served, else 0."
+    );
+    describe_counter!(
+        KEY_UNKNOWN_KID_REFETCHES_SUPPRESSED_TOTAL,
+        "Tokens with an unknown key ID that did not cause a refetch (rate limit)."
+    );
+    describe_histogram!(
+        VERIFY_SECONDS,
+        Unit::Seconds,
+        "Time to verify a token: memo hits (sampled 1 in 16) and full verifications."
+    );
+    describe_counter!(
+        VERIFY_MEMO_LOOKUPS_TOTAL,
+        "Lookups of the memo of verified tokens, by result."
+    );
+    describe_gauge!(
+        VERIFY_MEMO_ENTRIES,
+        "Tokens the verification memo holds, as of the last miss."
+    );
+}
+
 /// How often a memo hit is timed: one in this many (timing costs two clock reads, more than the hit itself).
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 const MEMO_TIMING_SAMPLE: u32 = 16;

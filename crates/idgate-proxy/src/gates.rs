@@ -2,6 +2,7 @@
 //! combine.
 
 use idgate_core::config::{Admission, Config, Location};
+use idgate_core::keys::{KeyCache, KeysUnavailable};
 use idgate_server::{Layers, ServerError};
 use idgate_signin::{RequireSignInLayer, SignIn, SignInError};
 
@@ -71,6 +72,9 @@ pub enum GatesError {
     /// `[signin]` could not be set up (client secret, configuration).
     #[error("cannot set up [signin]")]
     SignIn(#[source] SignInError),
+    /// `[signin]`'s Google keys (which verify the ID token of each sign-in) could not be fetched.
+    #[error("cannot fetch [signin]'s Google keys")]
+    SignInKeys(#[source] KeysUnavailable),
     /// `[signin]` with `[inbound]` or `[iap]`, stacked: no request could carry a session and a token at once.
     #[error(
         "{}[signin] guards the upstream next to [inbound]/[iap], but the gates are stacked (`[admission] mode = \"all\"`, \
@@ -161,6 +165,8 @@ impl Gates {
             None => None,
             Some(table) => {
                 let signin = SignIn::from_config(config).map_err(GatesError::SignIn)?;
+                // As the layers do: a wrong key URL fails the start, not the first user's sign-in.
+                signin.keys().warm().await.map_err(GatesError::SignInKeys)?;
                 let mut gate = signin.require();
                 for path in table.exempt_paths() {
                     gate = gate.exempt_path(path.clone());
@@ -185,6 +191,37 @@ impl Gates {
     /// The sign-in, if any.
     pub fn signin(&self) -> Option<&SignIn> {
         self.signin.as_ref().map(|(s, _)| s)
+    }
+
+    /// Every Google key set the gates verify with: `[inbound]`'s, `[iap]`'s and `[signin]`'s, those configured.
+    pub fn key_caches(&self) -> Vec<&KeyCache> {
+        let mut caches = Vec::new();
+        if let Some(layers) = &self.layers {
+            if let Some(identity) = layers.identity() {
+                caches.push(identity.verifier().keys());
+            }
+            if let Some(iap) = layers.iap() {
+                caches.push(iap.verifier().keys());
+            }
+        }
+        if let Some((signin, _)) = &self.signin {
+            caches.push(signin.keys());
+        }
+        caches
+    }
+
+    /// Whether every gate can decide now: each key set it verifies with is usable (fresh, or stale within the
+    /// bound). What a readiness probe reports; a gate without keys answers `503` until this holds again.
+    pub fn ready(&self) -> bool {
+        self.key_caches().iter().all(|keys| keys.status().ready)
+    }
+
+    /// Sets the age and freshness gauges of every key set ([`KeyCache::record_metrics`]): call it before each
+    /// metrics scrape. Does nothing without `idgate-core`'s `metrics` feature.
+    pub fn record_metrics(&self) {
+        for keys in self.key_caches() {
+            keys.record_metrics();
+        }
     }
 
     /// Whether these gates can guard an upstream.

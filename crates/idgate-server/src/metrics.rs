@@ -16,6 +16,18 @@
 /// `idgate_decisions_total{layer, outcome, reason}`.
 pub const DECISIONS_TOTAL: &str = "idgate_decisions_total";
 
+/// Registers the description (Prometheus `# HELP`) of each metric above with the installed recorder, and
+/// `idgate-core`'s ([`idgate_core::metrics::describe`]). Optional: recording works without it.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub fn describe() {
+    idgate_core::metrics::describe();
+    metrics::describe_counter!(
+        DECISIONS_TOTAL,
+        "Every admission decision, by layer, outcome (admitted, rejected, unavailable) and stable reason."
+    );
+}
+
 /// The credentials a layer admits by, each with its counter taken when the layer was built.
 #[cfg(feature = "metrics")]
 #[derive(Debug)]

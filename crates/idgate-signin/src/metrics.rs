@@ -23,6 +23,29 @@ pub const STORE_SECONDS: &str = "idgate_signin_store_seconds";
 /// `idgate_signin_store_errors_total{op}`.
 pub const STORE_ERRORS_TOTAL: &str = "idgate_signin_store_errors_total";
 
+/// Registers the description (Prometheus `# HELP`) and unit of each metric above with the installed recorder.
+/// Optional: recording works without it.
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_histogram};
+    describe_counter!(SIGN_INS_TOTAL, "Sign-ins completed (a session started).");
+    describe_counter!(
+        CALLBACK_FAILURES_TOTAL,
+        "Sign-in callbacks that signed nobody in, by stable reason."
+    );
+    describe_counter!(
+        SIGN_OUTS_TOTAL,
+        "Logouts completed, by scope (session, everywhere)."
+    );
+    describe_histogram!(
+        STORE_SECONDS,
+        Unit::Seconds,
+        "Time of each session-store operation."
+    );
+    describe_counter!(STORE_ERRORS_TOTAL, "Session-store operations that failed.");
+}
+
 pub(crate) fn signed_in() {
     #[cfg(feature = "metrics")]
     metrics::counter!(SIGN_INS_TOTAL).increment(1);

@@ -232,6 +232,13 @@ impl SignIn {
         self.shared.attempt_cookie_prefix
     }
 
+    /// The Google key set the ID tokens from the code exchange are verified against: what a readiness probe checks
+    /// ([`KeyCache::status`]) and a metrics exporter refreshes ([`KeyCache::record_metrics`], feature `metrics` of
+    /// `idgate-core`) before a scrape.
+    pub fn keys(&self) -> &KeyCache {
+        self.shared.verifier.keys()
+    }
+
     /// The number of sign-in attempts started and not yet redeemed or expired (approximate) that this process
     /// keeps: zero when they are kept in Redis.
     pub fn pending_attempts(&self) -> u64 {

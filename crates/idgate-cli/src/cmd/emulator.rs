@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use idgate_emulator::{Emulator, IapProxy, IapUserSpec};
 
-use super::Error;
 use super::limits::{LimitFlags, server_limits};
+use super::{Error, admin};
 
 pub(crate) struct Options {
     pub(crate) addr: SocketAddr,
@@ -24,6 +24,7 @@ pub(crate) struct Options {
     pub(crate) iap_user: String,
     pub(crate) oauth_redirect_uris: Vec<url::Url>,
     pub(crate) limits: LimitFlags,
+    pub(crate) admin_listen: Option<SocketAddr>,
 }
 
 pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
@@ -63,13 +64,32 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
     if let Some(zone) = &options.zone {
         builder = builder.zone(zone);
     }
+    let recorder = match options.admin_listen {
+        Some(_) => Some(admin::Recorder::install()?),
+        None => None,
+    };
+    let counted = recorder.is_some();
     // Served like `idgate proxy`: a silent or slow client cannot hold the emulator's connections.
     let proxy_limits = limits.clone();
     let emulator = builder
         .start_with(move |listener, routes, shutdown| {
+            let routes = if counted {
+                routes.layer(axum::middleware::from_fn(count_request))
+            } else {
+                routes
+            };
             idgate_serve::serve(listener, routes, limits, shutdown)
         })
         .await?;
+    if let (Some(addr), Some(recorder)) = (options.admin_listen, recorder) {
+        let serving = emulator.local_addr();
+        admin::Admin::new(recorder)
+            .check("emulator", move || {
+                admin::tcp_reachable(serving.ip().to_string(), serving.port())
+            })
+            .start(addr, shutdown_signal())
+            .await?;
+    }
     let base = emulator.base_url();
     println!("idgate emulator: Google's identity endpoints at {base}");
     println!();
@@ -262,4 +282,24 @@ pub(crate) async fn shutdown_signal() {
         () = ctrl_c => {}
         () = terminate => {}
     }
+}
+
+/// Counts each request the emulator answers, by route template (never the path itself: it holds emails, audiences)
+/// and status.
+async fn count_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics::counter!(
+        admin::EMULATOR_REQUESTS_TOTAL,
+        "route" => route,
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    response
 }

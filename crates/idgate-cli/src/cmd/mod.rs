@@ -1,5 +1,6 @@
 //! One module per subcommand. Each `run` returns the exit code, or an error for "could not even try" (exit 2).
 
+pub(crate) mod admin;
 pub(crate) mod blob;
 pub(crate) mod check_config;
 pub(crate) mod decode;

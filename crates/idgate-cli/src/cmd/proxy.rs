@@ -1,26 +1,43 @@
 //! `idgate proxy`: the authenticating sidecar.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use idgate_core::config::Config;
 use idgate_proxy::{Gates, ProxyOptions};
 use url::Url;
 
-use super::Error;
 use super::emulator::shutdown_signal;
 use super::limits::{LimitFlags, server_limits};
+use super::{Error, admin};
 
-pub(crate) async fn run(
-    config: &Path,
-    listen: SocketAddr,
-    upstream: Url,
-    flags: &LimitFlags,
-    trust_forwarded_headers: bool,
-) -> Result<ExitCode, Error> {
-    let config_path = config;
-    let config = match Config::from_path(config) {
+pub(crate) struct Options {
+    pub(crate) config: PathBuf,
+    pub(crate) listen: SocketAddr,
+    pub(crate) upstream: Url,
+    pub(crate) limits: LimitFlags,
+    pub(crate) trust_forwarded_headers: bool,
+    pub(crate) admin_listen: Option<SocketAddr>,
+}
+
+pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
+    let Options {
+        config,
+        listen,
+        upstream,
+        limits: flags,
+        trust_forwarded_headers,
+        admin_listen,
+    } = options;
+    let config_path: &Path = &config;
+    let flags = &flags;
+    // Before the gates are built: layers and verifiers take their metric handles then.
+    let recorder = match admin_listen {
+        Some(_) => Some(admin::Recorder::install()?),
+        None => None,
+    };
+    let config = match Config::from_path(config_path) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("{}", idgate_core::ErrorChain(&error));
@@ -46,6 +63,28 @@ pub(crate) async fn run(
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("binding {listen}: {e}"))?;
+    if let (Some(addr), Some(recorder)) = (admin_listen, recorder) {
+        let scraped = gates.clone();
+        let probed = gates.clone();
+        let host = upstream
+            .host_str()
+            .ok_or_else(|| format!("--upstream {upstream}: no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = upstream
+            .port_or_known_default()
+            .ok_or_else(|| format!("--upstream {upstream}: no port"))?;
+        admin::Admin::new(recorder)
+            .before_scrape(move || scraped.record_metrics())
+            .check("keys", move || {
+                let gates = probed.clone();
+                async move { keys_ready(&gates) }
+            })
+            .check("upstream", move || admin::tcp_reachable(host.clone(), port))
+            .start(addr, shutdown_signal())
+            .await?;
+    }
     tracing::info!(
         listen = %listener.local_addr()?,
         %upstream,
@@ -62,4 +101,19 @@ pub(crate) async fn run(
     idgate_proxy::serve(listener, upstream, gates, options, shutdown_signal()).await?;
     tracing::info!("idgate proxy stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The readiness check of the gates' key sets: which are unusable, by source.
+fn keys_ready(gates: &Gates) -> admin::CheckResult {
+    let missing: Vec<String> = gates
+        .key_caches()
+        .into_iter()
+        .filter(|keys| !keys.status().ready)
+        .map(|keys| keys.source_name())
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("no usable key set from {}", missing.join(", ")))
+    }
 }
