@@ -33,6 +33,16 @@ use url::Url;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format of the commands that log (proxy, emulator): text lines, or one JSON object per line on stderr
+    /// in the shape Cloud Logging reads (severity, message, time, httpRequest).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "IDGATE_LOG_FORMAT",
+        default_value_t = cmd::logging::LogFormat::Text
+    )]
+    log_format: cmd::logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,9 +121,10 @@ enum Command {
         /// The idgate TOML config.
         #[arg(long)]
         config: PathBuf,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
+        /// Address to listen on [default: 0.0.0.0:$PORT when PORT is set (Cloud Run's contract: it sends traffic
+        /// to every interface of the container on PORT), else 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
         /// The service to protect, e.g. http://127.0.0.1:9000.
         #[arg(long)]
         upstream: Url,
@@ -298,7 +309,7 @@ async fn main() -> ExitCode {
             oauth_redirect_uris,
             limits,
         } => {
-            cmd::init_logging("info");
+            cmd::init_logging("info", cli.log_format);
             cmd::emulator::run(cmd::emulator::Options {
                 addr: SocketAddr::new(bind, port),
                 allowed_hosts,
@@ -324,7 +335,7 @@ async fn main() -> ExitCode {
             limits,
             trust_forwarded_headers,
         } => {
-            cmd::init_logging("info,idgate::decision=debug");
+            cmd::init_logging("info,idgate::decision=debug", cli.log_format);
             cmd::proxy::run(&config, listen, upstream, &limits, trust_forwarded_headers).await
         }
         Command::Verify {
