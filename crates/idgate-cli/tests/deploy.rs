@@ -185,6 +185,25 @@ async fn proxy_logs_one_cloud_logging_json_object_per_line() {
         lines.iter().all(|line| line["severity"] != "ERROR"),
         "{log}"
     );
+    // Query strings never reach the logs.
+    assert!(!log.contains("q=1") && !log.contains("x=%22"), "{log}");
+    // Where a line carries the request (the proxy's per-request span, OpenTelemetry-named fields), httpRequest has
+    // Cloud Logging's types: the path without its query, the status a number, the latency a Duration string.
+    for request in lines.iter().filter_map(|line| line.get("httpRequest")) {
+        if let Some(url) = request.get("requestUrl") {
+            assert!(
+                url.as_str().is_some_and(|url| url.starts_with('/')),
+                "{log}"
+            );
+        }
+        if let Some(status) = request.get("status") {
+            assert!(status.is_u64(), "{log}");
+        }
+        if let Some(latency) = request.get("latency") {
+            let seconds = latency.as_str().and_then(|l| l.strip_suffix('s'));
+            assert!(seconds.is_some_and(|s| s.parse::<f64>().is_ok()), "{log}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

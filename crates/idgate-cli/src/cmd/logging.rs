@@ -156,21 +156,23 @@ fn format_line(
         .map_or(Value::Null, Value::String);
     let http_request = http_request(&mut fields);
 
+    let origin = Origin::of(metadata, &mut fields);
+
     let mut object = serde_json::Map::new();
     object.insert("severity".into(), severity(*metadata.level()).into());
     object.insert("message".into(), message);
     object.insert("time".into(), time);
-    object.insert("target".into(), metadata.target().into());
+    object.insert("target".into(), origin.target);
     if !http_request.is_empty() {
         object.insert("httpRequest".into(), Value::Object(http_request));
     }
-    if let (Some(file), Some(line)) = (metadata.file(), metadata.line()) {
+    if let (Some(file), Some(line)) = (origin.file, origin.line) {
         let mut location = serde_json::Map::new();
-        location.insert("file".into(), file.into());
+        location.insert("file".into(), file);
         // LogEntrySourceLocation.line is an int64, which proto3's JSON mapping writes as a string.
-        location.insert("line".into(), line.to_string().into());
-        if let Some(module) = metadata.module_path() {
-            location.insert("function".into(), module.into());
+        location.insert("line".into(), line.into());
+        if let Some(module) = origin.module {
+            location.insert("function".into(), module);
         }
         object.insert(
             "logging.googleapis.com/sourceLocation".into(),
@@ -188,6 +190,39 @@ fn format_line(
     let mut line = serde_json::to_vec(&Value::Object(object)).unwrap_or_default();
     line.push(b'\n');
     line
+}
+
+/// Where an event was written: its target and source location.
+struct Origin {
+    target: Value,
+    file: Option<Value>,
+    line: Option<String>,
+    module: Option<Value>,
+}
+
+impl Origin {
+    /// From the event's metadata; for a `log` crate record (which tracing-log forwards with target "log" and the
+    /// record's own target and location in `log.*` fields), from those fields, taken out of `fields`.
+    fn of(metadata: &tracing::Metadata<'_>, fields: &mut BTreeMap<&'static str, Value>) -> Self {
+        if metadata.target() == "log" && fields.contains_key("log.target") {
+            let target = fields.remove("log.target").unwrap_or(Value::Null);
+            let file = fields.remove("log.file");
+            let line = fields.remove("log.line").as_ref().and_then(as_text);
+            let module = fields.remove("log.module_path");
+            return Self {
+                target,
+                file,
+                line,
+                module,
+            };
+        }
+        Self {
+            target: metadata.target().into(),
+            file: metadata.file().map(Value::from),
+            line: metadata.line().map(|line| line.to_string()),
+            module: metadata.module_path().map(Value::from),
+        }
+    }
 }
 
 /// Takes the OpenTelemetry-named fields out of `fields` and builds Cloud Logging's `HttpRequest` from them.
@@ -493,6 +528,27 @@ mod tests {
         });
         assert_eq!(lines[0]["layer"], "inner");
         assert_eq!(lines[0]["depth"], 3);
+    }
+
+    #[test]
+    fn a_log_crate_record_keeps_its_own_target_and_location() {
+        // The shape tracing-log gives a `log` record: target "log", the record's own in `log.*` fields.
+        let lines = capture(|| {
+            tracing::event!(
+                target: "log",
+                Level::WARN,
+                { log.target = "rustls::client::hs", log.module_path = "rustls::client::hs", log.file = "src/client/hs.rs", log.line = 120_u64 },
+                "server sent an unexpected extension"
+            );
+        });
+        let line = &lines[0];
+        assert_eq!(line["target"], "rustls::client::hs");
+        assert_eq!(line["severity"], "WARNING");
+        let location = &line["logging.googleapis.com/sourceLocation"];
+        assert_eq!(location["file"], "src/client/hs.rs");
+        assert_eq!(location["line"], "120");
+        assert_eq!(location["function"], "rustls::client::hs");
+        assert!(line.keys().all(|key| !key.starts_with("log.")), "{line:?}");
     }
 
     #[test]
