@@ -34,6 +34,16 @@ use url::Url;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format of the commands that log (proxy, emulator): text lines, or one JSON object per line on stderr
+    /// in the shape Cloud Logging reads (severity, message, time, httpRequest).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "IDGATE_LOG_FORMAT",
+        default_value_t = cmd::logging::LogFormat::Text
+    )]
+    log_format: cmd::logging::LogFormat,
 }
 
 // Parsed once at startup and matched once: the size of the largest variant costs nothing.
@@ -118,9 +128,10 @@ enum Command {
         /// The idgate TOML config.
         #[arg(long)]
         config: PathBuf,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
+        /// Address to listen on [default: 0.0.0.0:$PORT when PORT is set (Cloud Run's contract: it sends traffic
+        /// to every interface of the container on PORT), else 127.0.0.1:8080]
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
         /// The service to protect, e.g. http://127.0.0.1:9000.
         #[arg(long)]
         upstream: Url,
@@ -310,7 +321,7 @@ async fn main() -> ExitCode {
             limits,
             admin_listen,
         } => {
-            cmd::init_logging("info");
+            cmd::init_logging("info", cli.log_format);
             cmd::emulator::run(cmd::emulator::Options {
                 addr: SocketAddr::new(bind, port),
                 allowed_hosts,
@@ -338,7 +349,7 @@ async fn main() -> ExitCode {
             trust_forwarded_headers,
             admin_listen,
         } => {
-            cmd::init_logging("info,idgate::decision=debug");
+            cmd::init_logging("info,idgate::decision=debug", cli.log_format);
             cmd::proxy::run(cmd::proxy::Options {
                 config,
                 listen,

@@ -7,6 +7,7 @@ pub(crate) mod decode;
 pub(crate) mod demo;
 pub(crate) mod emulator;
 pub(crate) mod limits;
+pub(crate) mod logging;
 pub(crate) mod proxy;
 pub(crate) mod token;
 pub(crate) mod verify;
@@ -17,14 +18,28 @@ use std::io::Read as _;
 /// A boxed error for the "could not even try" path; every message is written for a person.
 pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Logs to stderr, `RUST_LOG` overriding `default`.
-pub(crate) fn init_logging(default: &str) {
+/// Logs to stderr in `format`, `RUST_LOG` overriding `default`.
+pub(crate) fn init_logging(default: &str, format: logging::LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    // Only fails when a subscriber is already set (never, in the binary): logging then goes there.
+    match format {
+        logging::LogFormat::Text => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
+        logging::LogFormat::Json => {
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(logging::CloudLoggingLayer::new(std::io::stderr))
+                .try_init();
+        }
+    }
 }
 
 /// The token argument, or standard input when it is `-`. Surrounding whitespace is dropped.

@@ -1,6 +1,7 @@
 //! `idgate proxy`: the authenticating sidecar.
 
-use std::net::SocketAddr;
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -12,9 +13,33 @@ use super::emulator::shutdown_signal;
 use super::limits::{LimitFlags, server_limits};
 use super::{Error, admin};
 
+/// Where the proxy listens when `--listen` is not given and PORT is not set.
+const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+
+/// `--listen` when given; else `0.0.0.0:$PORT` when PORT is set (Cloud Run's contract: the ingress container listens
+/// on PORT, and Cloud Run sends traffic to every interface, so loopback would never see it); else 127.0.0.1:8080.
+/// A PORT that is not a port number (1-65535) is an error naming PORT: listening elsewhere would leave the service
+/// unreachable with nothing saying why.
+fn listen_address(flag: Option<SocketAddr>, port: Option<OsString>) -> Result<SocketAddr, Error> {
+    if let Some(addr) = flag {
+        return Ok(addr);
+    }
+    let Some(port) = port else {
+        return Ok(DEFAULT_LISTEN);
+    };
+    match port.to_str().map(|p| p.trim().parse::<u16>()) {
+        Some(Ok(port)) if port != 0 => Ok(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)),
+        _ => Err(format!(
+            "the PORT environment variable is {port:?}, not a port number (1-65535); set PORT to the port to \
+             listen on (Cloud Run sets it), unset it, or pass --listen ADDR"
+        )
+        .into()),
+    }
+}
+
 pub(crate) struct Options {
     pub(crate) config: PathBuf,
-    pub(crate) listen: SocketAddr,
+    pub(crate) listen: Option<SocketAddr>,
     pub(crate) upstream: Url,
     pub(crate) limits: LimitFlags,
     pub(crate) trust_forwarded_headers: bool,
@@ -30,6 +55,7 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
         trust_forwarded_headers,
         admin_listen,
     } = options;
+    let listen = listen_address(listen, std::env::var_os("PORT"))?;
     let config_path: &Path = &config;
     let flags = &flags;
     // Before the gates are built: layers and verifiers take their metric handles then.
@@ -115,5 +141,35 @@ fn keys_ready(gates: &Gates) -> admin::CheckResult {
         Ok(())
     } else {
         Err(format!("no usable key set from {}", missing.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(text: &str) -> Option<OsString> {
+        Some(text.into())
+    }
+
+    #[test]
+    fn listen_is_the_flag_then_port_on_every_interface_then_loopback() {
+        let flag: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        assert_eq!(listen_address(Some(flag), port("8081")).unwrap(), flag);
+        assert_eq!(listen_address(Some(flag), port("nonsense")).unwrap(), flag);
+        assert_eq!(
+            listen_address(None, port("8081")).unwrap(),
+            "0.0.0.0:8081".parse().unwrap()
+        );
+        assert_eq!(listen_address(None, None).unwrap(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn a_port_that_is_not_a_port_number_is_an_error_naming_port() {
+        for bad in ["", "0", "-1", "65536", "80a", "8080 8081", "1e3"] {
+            let error = listen_address(None, port(bad)).unwrap_err().to_string();
+            assert!(error.contains("PORT"), "{bad:?}: {error}");
+            assert!(error.contains(&format!("{bad:?}")), "{bad:?}: {error}");
+        }
     }
 }
