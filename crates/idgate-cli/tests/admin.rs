@@ -5,9 +5,8 @@
 
 mod common;
 
-use common::{ALLOWED, free_port};
+use common::{ALLOWED, Scrape, free_port};
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -27,68 +26,6 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// A Prometheus text exposition, parsed into samples: `name{labels} value`.
-struct Scrape {
-    text: String,
-    samples: Vec<(String, BTreeMap<String, String>, f64)>,
-}
-
-impl Scrape {
-    fn parse(text: String) -> Self {
-        let mut samples = Vec::new();
-        for line in text.lines() {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let (series, value) = line.rsplit_once(' ').expect("a sample line: series value");
-            let value: f64 = value.parse().unwrap_or_else(|_| panic!("value of {line}"));
-            let (name, labels) = match series.split_once('{') {
-                Some((name, rest)) => {
-                    let rest = rest.strip_suffix('}').expect("labels end with }");
-                    let labels = rest
-                        .split(',')
-                        .filter(|pair| !pair.is_empty())
-                        .map(|pair| {
-                            let (k, v) = pair.split_once('=').expect("label=value");
-                            (k.to_owned(), v.trim_matches('"').to_owned())
-                        })
-                        .collect();
-                    (name.to_owned(), labels)
-                }
-                None => (series.to_owned(), BTreeMap::new()),
-            };
-            samples.push((name, labels, value));
-        }
-        Self { text, samples }
-    }
-
-    /// The value of the one series `name` whose labels are exactly `labels`; 0 when absent (a counter never
-    /// incremented is not exported).
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let wanted: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        let found: Vec<f64> = self
-            .samples
-            .iter()
-            .filter(|(n, l, _)| n == name && *l == wanted)
-            .map(|(_, _, v)| *v)
-            .collect();
-        assert!(found.len() <= 1, "{name}{labels:?} twice:\n{}", self.text);
-        found.first().copied().unwrap_or(0.0)
-    }
-
-    /// Every series named `name`.
-    fn series(&self, name: &str) -> Vec<&BTreeMap<String, String>> {
-        self.samples
-            .iter()
-            .filter(|(n, _, _)| n == name)
-            .map(|(_, l, _)| l)
-            .collect()
     }
 }
 
@@ -267,13 +204,12 @@ async fn the_proxys_admin_port_counts_what_was_sent_and_reports_readiness() {
     );
     assert_eq!(decisions("rejected", "malformed"), 1.0, "{}", scrape.text);
     // Nothing else was decided: the exempt path takes no decision, and no request was answered 5xx.
-    let total: f64 = scrape
-        .samples
-        .iter()
-        .filter(|(n, _, _)| n == "idgate_decisions_total")
-        .map(|(_, _, v)| v)
-        .sum();
-    assert_eq!(total, 17.0, "{}", scrape.text);
+    assert_eq!(
+        scrape.sum("idgate_decisions_total"),
+        17.0,
+        "{}",
+        scrape.text
+    );
 
     // The keys: fetched once at startup, fresh, not stale; their age gauge is set at the scrape.
     assert_eq!(

@@ -14,7 +14,7 @@ use axum::Router;
 use http::HeaderMap;
 use idgate_emulator::{Emulator, TokenSpec};
 
-use common::{ALLOWED, free_port};
+use common::{ALLOWED, Scrape, free_port};
 
 struct Running(Child);
 
@@ -57,7 +57,13 @@ fn signin_table(client_id: &str, secret: &Path, listen: SocketAddr) -> String {
     )
 }
 
-fn spawn(config: &Path, listen: SocketAddr, upstream: SocketAddr, stderr: &Path) -> Running {
+fn spawn(
+    config: &Path,
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    stderr: &Path,
+    admin: &[&str],
+) -> Running {
     Running(
         Command::new(assert_cmd::cargo::cargo_bin!("idgate"))
             .args(["proxy", "--config"])
@@ -68,6 +74,7 @@ fn spawn(config: &Path, listen: SocketAddr, upstream: SocketAddr, stderr: &Path)
                 "--upstream",
                 &format!("http://{upstream}"),
             ])
+            .args(admin)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(stderr).unwrap())
@@ -150,7 +157,14 @@ async fn idgate_proxy_signs_people_in_and_admits_services_by_their_token() {
         ),
     );
     let stderr = dir.path().join("stderr.log");
-    let mut proxy = spawn(&config, listen, upstream, &stderr);
+    let admin = format!("127.0.0.1:{}", free_port());
+    let mut proxy = spawn(
+        &config,
+        listen,
+        upstream,
+        &stderr,
+        &["--admin-listen", &admin],
+    );
     let log = || std::fs::read_to_string(&stderr).unwrap_or_default();
 
     let mut browser = Browser {
@@ -230,6 +244,61 @@ async fn idgate_proxy_signs_people_in_and_admits_services_by_their_token() {
         .await;
     assert_eq!(status, 401);
     assert!(proxy.0.try_wait().unwrap().is_none(), "{}", log());
+
+    // The admin port: one sign-in, no failure; the sessions were stored and read; [signin]'s keys (fetched at
+    // startup, like [inbound]'s) are part of readiness.
+    let scrape = Scrape::parse(
+        reqwest::get(format!("http://{admin}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        scrape.value("idgate_signin_sign_ins_total", &[]),
+        1.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.sum("idgate_signin_callback_failures_total"),
+        0.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.sum("idgate_signin_store_errors_total"),
+        0.0,
+        "{}",
+        scrape.text
+    );
+    assert!(
+        scrape.value("idgate_signin_store_seconds_count", &[("op", "load")]) >= 1.0,
+        "{}",
+        scrape.text
+    );
+    assert_eq!(
+        scrape.value(
+            "idgate_key_fetches_total",
+            &[("keys", "oidc"), ("result", "ok")]
+        ),
+        2.0,
+        "one fetch for [inbound]'s cache, one for [signin]'s:\n{}",
+        scrape.text
+    );
+    assert!(
+        !scrape.text.contains("alice@example.com"),
+        "{}",
+        scrape.text
+    );
+    let ready: serde_json::Value = reqwest::get(format!("http://{admin}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["keys"], "ok", "{ready}");
 }
 
 #[tokio::test]
@@ -247,7 +316,7 @@ async fn idgate_proxy_refuses_signin_stacked_with_inbound_naming_the_line() {
         &signin_table("123-abc.apps.googleusercontent.com", &secret, listen),
     );
     let stderr = dir.path().join("stderr.log");
-    let mut proxy = spawn(&config, listen, upstream, &stderr);
+    let mut proxy = spawn(&config, listen, upstream, &stderr, &[]);
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = proxy.0.try_wait().unwrap() {
