@@ -249,7 +249,17 @@ mod tests {
     fn every_table_lists_its_keys() {
         assert_eq!(
             keys_of(&[]),
-            Some(&["inbound", "iap", "google", "proxy", "signin", "admission", "tracing"][..])
+            Some(
+                &[
+                    "inbound",
+                    "iap",
+                    "google",
+                    "proxy",
+                    "signin",
+                    "admission",
+                    "tracing"
+                ][..]
+            )
         );
         assert!(keys_of(&["inbound"]).unwrap().contains(&"audiences"));
         assert!(
