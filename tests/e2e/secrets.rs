@@ -1,7 +1,8 @@
 //! Secrets hygiene: a full end-to-end run with ALL tracing output captured at TRACE for every target (a global
 //! subscriber, so spawned tasks and other threads are captured too; `log` records are bridged), plus the
-//! `Display` and `Debug` of every error met on the way. No token, no signature segment, no private-key PEM line and
-//! no access token, refresh token or OAuth client secret may appear anywhere in that text.
+//! `Display` and `Debug` of every error met on the way, and every span's fields (at creation and at each record).
+//! No token, no signature segment, no private-key PEM line, no access token, refresh token or OAuth client secret,
+//! and no authorization code, OAuth state or cookie value may appear anywhere in that text.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -198,6 +199,26 @@ async fn no_secret_reaches_any_log_line_or_error() {
         .get(format!("http://{proxy_addr}/p"))
         .bearer_auth(&token)
         .header("x-goog-iap-jwt-assertion", &assertion)
+        .send()
+        .await
+        .expect("answer");
+    // An OAuth code and state in the query and a session cookie: the proxy's spans record the path, never these.
+    let (code, state, cookie) = (
+        "4/secrets-oauth-code-0123456789abcdef",
+        "secrets-oauth-state-0123456789abcdef",
+        "secrets-session-cookie-0123456789abcdef",
+    );
+    secrets.0.push((code.to_owned(), "authorization code"));
+    secrets.0.push((state.to_owned(), "OAuth state"));
+    secrets.0.push((cookie.to_owned(), "cookie value"));
+    let _ = http
+        .get(format!(
+            "http://{proxy_addr}/spans/callback?code={code}&state={state}"
+        ))
+        .bearer_auth(&token)
+        .header("x-goog-iap-jwt-assertion", &assertion)
+        .header("cookie", format!("idgate_session={cookie}; other={cookie}"))
+        .header("user-agent", "secrets-agent/1.0")
         .send()
         .await
         .expect("answer");
@@ -488,6 +509,72 @@ async fn no_secret_reaches_any_log_line_or_error() {
         Expected::new(
             "the access-token middleware retrying after a 401",
             &["refused the access token (401)"],
+        ),
+        // Spans (docs/tracing.md): the proxy's server span with its path (not its query), the gates' decisions,
+        // the upstream client span, and the statuses recorded on them.
+        Expected::new(
+            "the proxy's server span",
+            &[
+                "SPAN new idgate.proxy.request",
+                "otel.kind=server",
+                "http.request.method=GET",
+                "url.path=/spans/callback ",
+                "user_agent.original=secrets-agent/1.0",
+                "client.address=127.0.0.1",
+            ],
+        ),
+        Expected::new(
+            "the proxy's response status on its server span",
+            &[
+                "SPAN record idgate.proxy.request",
+                "http.response.status_code=200",
+            ],
+        )
+        .at_least(2),
+        Expected::new(
+            "the proxy's request duration",
+            &[
+                "SPAN record idgate.proxy.request",
+                "http.server.request.duration=",
+            ],
+        ),
+        Expected::new(
+            "the upstream client span",
+            &[
+                "SPAN new idgate.proxy.upstream",
+                "otel.kind=client",
+                "server.address=127.0.0.1",
+            ],
+        ),
+        Expected::new(
+            "the layers' authenticate span (admitted)",
+            &["SPAN record idgate.authenticate", "idgate.outcome=allow"],
+        ),
+        Expected::new(
+            "the layers' authenticate span (refused, with its reason)",
+            &[
+                "SPAN record idgate.authenticate",
+                "idgate.reason=not_allowed",
+            ],
+        ),
+        Expected::new(
+            "the cached source's mint span",
+            &[
+                "SPAN new idgate.token.mint",
+                "idgate.token.kind=id",
+                "idgate.token.source=metadata",
+            ],
+        ),
+        Expected::new(
+            "a failed mint on its span",
+            &["SPAN record idgate.token.mint", "idgate.outcome=error"],
+        ),
+        Expected::new(
+            "the layers' credential header",
+            &[
+                "SPAN record idgate.authenticate",
+                "idgate.credential=authorization",
+            ],
         ),
     ];
     let logs = wait_for_events(&buffer, &expected, Duration::from_secs(10)).await;

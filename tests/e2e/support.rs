@@ -189,8 +189,10 @@ pub(crate) struct Decision {
 }
 
 /// The binary's one global subscriber, installed on first use: every event of every target at TRACE goes into the
-/// returned buffer (the secrets test reads it), and every `idgate::decision` event goes to the [`Decisions`] capture
-/// of the thread it happens on.
+/// returned buffer (the secrets test reads it), every span's fields too (one `SPAN new NAME field=value ...` line
+/// when it opens, one `SPAN record NAME field=value` line per later record: a fmt layer alone prints span fields
+/// only around events), and every `idgate::decision` event goes to the [`Decisions`] capture of the thread it
+/// happens on.
 ///
 /// One global subscriber rather than a scoped one per test: tracing caches each callsite's interest across all live
 /// dispatchers, and scoped dispatchers created and dropped by tests running in parallel could leave an event
@@ -200,6 +202,7 @@ pub(crate) fn global_log() -> Arc<Mutex<Vec<u8>>> {
     LOG.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let sink = Sink(Arc::clone(&buffer));
+        let sink_for_spans = sink.clone();
         tracing_subscriber::registry()
             .with(
                 tracing_subscriber::fmt::layer()
@@ -207,6 +210,7 @@ pub(crate) fn global_log() -> Arc<Mutex<Vec<u8>>> {
                     .with_writer(move || sink.clone()),
             )
             .with(DecisionForwarder)
+            .with(SpanLines(sink_for_spans))
             .with(tracing_subscriber::filter::LevelFilter::TRACE)
             .try_init()
             .expect("the only global subscriber in this binary");
@@ -297,6 +301,62 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DecisionForwarder 
                 decisions.0.lock().expect("lock").push(decision);
             }
         });
+    }
+}
+
+/// Writes every span's fields into the log buffer as they are given: at creation and at each `record`.
+struct SpanLines(Sink);
+
+/// A span's fields as ` name=value` text.
+#[derive(Default)]
+struct FieldText(String);
+
+impl Visit for FieldText {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push_str(&format!(" {}={value}", field.name()));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={value:?}", field.name()));
+    }
+}
+
+impl SpanLines {
+    fn write(&self, what: &str, name: &str, fields: &FieldText) {
+        let line = format!("SPAN {what} {name}{}\n", fields.0);
+        self.0
+            .0
+            .lock()
+            .expect("lock")
+            .extend_from_slice(line.as_bytes());
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for SpanLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _ctx: Context<'_, S>,
+    ) {
+        let mut fields = FieldText::default();
+        attrs.record(&mut fields);
+        self.write("new", attrs.metadata().name(), &fields);
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: Context<'_, S>,
+    ) {
+        let mut fields = FieldText::default();
+        values.record(&mut fields);
+        let name = ctx.span(id).map_or("?", |s| s.name());
+        self.write("record", name, &fields);
     }
 }
 

@@ -96,6 +96,14 @@
 //! With both off, the sources and [`CachedSource`] remain: call [`IdTokenSource::id_token`] or
 //! [`AccessTokenSource::access_token`] yourself.
 //!
+//! # Tracing
+//!
+//! Each mint through a [`CachedSource`] (what the middleware and the tower layer use) runs in an
+//! `idgate.token.mint` span (`INFO`, target `idgate::client`) with `idgate.token.kind` (`id`/`access`),
+//! `idgate.token.source` (the source's `source_name()`), `idgate.token.ahead`, `idgate.outcome` (`ok`/`error`), a
+//! coarse `error.type` and `otel.status_code = ERROR` on failure. No token, audience, scope or error text is a span
+//! field. A token served from the cache opens no span. The workspace's spans are listed in `docs/tracing.md`.
+//!
 //! # Security
 //!
 //! - Tokens, assertions, private keys, refresh tokens and access tokens never appear in `Debug` output, errors or

@@ -105,6 +105,34 @@
 //! request-body limit (`413` for a larger `Content-Length`; a larger streamed body never reaches the upstream
 //! whole). A request waiting on a slow upstream is never cut.
 //!
+//! # Tracing
+//!
+//! Every request runs in one server span, **`idgate.proxy.request`** (`INFO`, target `idgate::proxy`), named and
+//! filled as OpenTelemetry's HTTP conventions ask, so `tracing-opentelemetry` exports it as the request's server
+//! span; the gates' `idgate.authenticate` span ([`idgate_server::trace`]) and the upstream call's client span,
+//! **`idgate.proxy.upstream`**, are its children.
+//!
+//! | span | field | value |
+//! |---|---|---|
+//! | `idgate.proxy.request` | `otel.name` | the method (`GET`), `HTTP` for a method outside the standard nine |
+//! | | `otel.kind` | `server` |
+//! | | `http.request.method` | the method, `_OTHER` for one outside the standard nine |
+//! | | `url.path` | the path, **never the query** (it can hold an OAuth code or state) |
+//! | | `network.protocol.version` | `1.0`, `1.1`, `2` |
+//! | | `client.address` | the peer's IP address |
+//! | | `user_agent.original` | `User-Agent`, at most 256 bytes |
+//! | | `http.response.status_code` | the status, when the response head is ready |
+//! | | `http.server.request.duration` | seconds (`f64`) from the request to the response head |
+//! | | `otel.status_code` | `ERROR` on a 5xx |
+//! | `idgate.proxy.upstream` | `otel.name`, `http.request.method` | as above |
+//! | | `otel.kind` | `client` |
+//! | | `server.address`, `server.port` | the upstream's host and port |
+//! | | `http.response.status_code` | the upstream's status |
+//! | | `otel.status_code` | `ERROR` on a 5xx or when the upstream did not answer |
+//!
+//! No span field holds a header value other than the user agent: no token, assertion, cookie or query. The
+//! workspace's spans are listed together in `docs/tracing.md`.
+//!
 //! ```no_run
 //! use idgate_core::config::Config;
 //! use idgate_proxy::ProxyOptions;
@@ -137,6 +165,7 @@ mod forwarding;
 mod gates;
 #[cfg(test)]
 mod tests;
+mod trace;
 mod upstream;
 
 use std::future::Future;
@@ -402,8 +431,10 @@ pub fn router_with_options(
         Some((signin, _)) => app.merge(signin.router()).layer(signin.layer()),
         None => app,
     };
-    // `layer` last: the clean-up runs before the layers see the request.
-    Ok(app.layer(axum::middleware::map_request(clean_before_layers)))
+    // `layer` last: the clean-up runs before the layers see the request; the server span covers all of it.
+    Ok(app
+        .layer(axum::middleware::map_request(clean_before_layers))
+        .layer(trace::ServerSpanLayer))
 }
 
 /// idgate's own cookies, never forwarded.

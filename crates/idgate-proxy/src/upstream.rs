@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use idgate_core::identity::Caller;
 use pin_project_lite::pin_project;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument as _;
 
 use idgate_server::CredentialHeader;
 
@@ -111,11 +112,15 @@ pub(crate) async fn forward(
             "service unavailable: the upstream is busy; retry later",
         );
     };
-    match upstream
+    let span = crate::trace::upstream_span(&parts.method, &upstream.authority);
+    let answer = upstream
         .client
         .request(Request::from_parts(parts, body))
-        .await
-    {
+        .instrument(span.clone())
+        .await;
+    crate::trace::record_upstream_status(&span, answer.as_ref().ok().map(Response::status));
+    drop(span);
+    match answer {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);

@@ -61,6 +61,15 @@ impl Layers {
         self
     }
 
+    /// Records the admitted caller as `enduser.id` on both layers' `idgate.authenticate` spans (see
+    /// [`RequireIdentityLayer::record_enduser_id`]); [`from_config`] sets it from `[tracing] record_enduser_id`.
+    #[must_use]
+    pub fn record_enduser_id(mut self, record: bool) -> Self {
+        self.identity = self.identity.map(|l| l.record_enduser_id(record));
+        self.iap = self.iap.map(|l| l.record_enduser_id(record));
+        self
+    }
+
     /// The [`Admission`] mode.
     pub fn admission_mode(&self) -> Admission {
         self.admission
@@ -156,6 +165,7 @@ impl Layers {
 /// - `[iap]`: an [`IapVerifier`] on the configured audience or, with `discover_audience = true`, the one
 ///   [`discover_iap_audience`] finds; the optional allowlist, the plain-header switch and the exempt paths;
 /// - `[admission] mode`: how [`Layers::apply`] combines them;
+/// - `[tracing] record_enduser_id`: [`Layers::record_enduser_id`];
 /// - then prefetches every key set (`warm()`), so the first request does not wait and a wrong key URL fails the
 ///   deployment instead of the first caller.
 ///
@@ -244,7 +254,8 @@ pub async fn from_config(config: &Config) -> Result<Layers, ServerError> {
         identity,
         iap,
         admission: config.admission(),
-    })
+    }
+    .record_enduser_id(config.tracing().record_enduser_id()))
 }
 
 /// The App Engine IAP audience, `/projects/NUMBER/apps/PROJECT_ID`, from the metadata server whose root is

@@ -11,6 +11,7 @@ use idgate_core::identity::{Caller, IapUser};
 use idgate_core::verify::{VerifiedIapAssertion, VerifiedIdToken};
 use pin_project_lite::pin_project;
 use tower_service::Service;
+use tracing::Span;
 
 use crate::credential::CredentialHeader;
 use crate::rejection::IdentityRejection;
@@ -23,15 +24,18 @@ pub(crate) struct Admitted {
     pub(crate) iap: Option<VerifiedIapAssertion>,
     /// The header whose credential the identity layer verified (`None` for the IAP layer).
     pub(crate) via: Option<CredentialHeader>,
+    /// What admitted the caller, as the decision log and the span's `idgate.reason` say it.
+    pub(crate) reason: &'static str,
 }
 
 impl Admitted {
-    pub(crate) fn caller(caller: Caller) -> Self {
+    pub(crate) fn caller(caller: Caller, reason: &'static str) -> Self {
         Self {
             caller,
             token: None,
             iap: None,
             via: None,
+            reason,
         }
     }
 
@@ -66,6 +70,9 @@ pin_project! {
             check: Check,
             inner: Option<S>,
             request: Option<Request<ReqBody>>,
+            // The `idgate.authenticate` span, entered while the check is polled; closed when the check ends.
+            span: Span,
+            enduser_id: bool,
         },
         Calling {
             #[pin]
@@ -81,11 +88,20 @@ impl<S, ReqBody> Gate<S, ReqBody>
 where
     S: Service<Request<ReqBody>>,
 {
-    pub(crate) fn checking(check: Check, inner: S, request: Request<ReqBody>) -> Self {
+    /// `span` is the check's `idgate.authenticate` span; `enduser_id`: record `enduser.id` on it.
+    pub(crate) fn checking(
+        check: Check,
+        inner: S,
+        request: Request<ReqBody>,
+        span: Span,
+        enduser_id: bool,
+    ) -> Self {
         Self::Checking {
             check,
             inner: Some(inner),
             request: Some(request),
+            span,
+            enduser_id,
         }
     }
 
@@ -123,8 +139,23 @@ where
                     check,
                     inner,
                     request,
+                    span,
+                    enduser_id,
                 } => {
-                    let outcome = ready!(check.as_mut().poll(cx));
+                    let outcome = {
+                        let _entered = span.enter();
+                        ready!(check.as_mut().poll(cx))
+                    };
+                    match &outcome {
+                        Ok(admitted) => crate::trace::record_allow(
+                            span,
+                            admitted.reason,
+                            &admitted.caller,
+                            *enduser_id,
+                        ),
+                        Err(rejection) => crate::trace::record_reject(span, rejection),
+                    }
+                    // The inner service is called outside the span (set below, which also closes it).
                     match (outcome, inner.take(), request.take()) {
                         (Ok(admitted), Some(mut inner), Some(mut request)) => {
                             admitted.insert_into(request.extensions_mut());

@@ -9,6 +9,9 @@
 //! | [`from_config`] → [`Layers`] | both layers from the TOML `Config`, keys prefetched, IAP audience discovered; readiness; stacked (`[admission] mode = "all"`) or by credential |
 //! | [`ByCredentialLayer`] | `[admission] mode = "by_credential"`: each request judged by the one gate its credential names (IAP assertion, else bearer token, else a pluggable no-credential gate such as sign-in); a failed credential never falls through |
 //!
+//! Each check runs in one `idgate.authenticate` tracing span with OpenTelemetry-style fields (no token, no email
+//! unless opted in): see [`trace`].
+//!
 //! The verification itself (keys, signatures, claims, identity, allowlist) is `idgate-core`'s; this crate only
 //! finds the credential in the request, asks the core, and answers. The inner service is never called for a
 //! request that was not admitted.
@@ -59,6 +62,7 @@ pub mod metrics;
 pub mod rejection;
 pub mod require_iap;
 pub mod require_identity;
+pub mod trace;
 
 pub use by_credential::{ByCredential, ByCredentialLayer};
 pub use config::{Layers, discover_iap_audience, from_config};

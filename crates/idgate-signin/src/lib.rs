@@ -41,6 +41,14 @@
 //! - **Sessions** end after the idle timeout (sliding, pushed back at most once a minute) or the absolute lifetime,
 //!   whichever comes first.
 //!
+//! # Tracing
+//!
+//! The login, callback and logout routes each run in a span (`INFO`, target `idgate::signin`):
+//! `idgate.signin.login`, `idgate.signin.callback` and `idgate.signin.logout`, with `idgate.outcome` (`ok`, `reject`
+//! for a 4xx, `error` for a 5xx), `idgate.reason` (the failure's [`SignInError::reason`]) and `otel.status_code =
+//! ERROR` on a 5xx. No code, state, cookie or token value is ever a span field. The workspace's spans are listed
+//! in `docs/tracing.md`.
+//!
 //! # Example
 //!
 //! ```

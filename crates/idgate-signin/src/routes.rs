@@ -13,6 +13,8 @@ use idgate_core::identity::SessionUser;
 use idgate_core::{Caller, Decision};
 use tower_cookies::{Cookie, Cookies};
 use tower_sessions::Session;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use crate::error::SignInError;
 use crate::flow::{
@@ -26,19 +28,58 @@ use crate::signin::{MAX_ATTEMPTS_PER_BROWSER, Shared};
 
 pub(crate) fn router<S: Clone + Send + Sync + 'static>(shared: &Arc<Shared>) -> Router<S> {
     let (login, callback, logout) = (shared.clone(), shared.clone(), shared.clone());
+    // Each route runs in its own span (see the crate docs' Tracing section): never a code, state or cookie in it.
     Router::new()
         .route(
             &shared.login_path,
-            get(move |req: Request| async move { login_route(&login, req.into_parts().0).await }),
+            get(move |req: Request| {
+                let span = tracing::info_span!(target: SPAN_TARGET, "idgate.signin.login", idgate.outcome = Empty, idgate.reason = Empty, otel.status_code = Empty);
+                async move { login_route(&login, req.into_parts().0).await }.instrument(span)
+            }),
         )
         .route(
             shared.redirect_url.path(),
-            get(move |req: Request| async move { callback_route(&callback, req.into_parts().0).await }),
+            get(move |req: Request| {
+                let span = tracing::info_span!(target: SPAN_TARGET, "idgate.signin.callback", idgate.outcome = Empty, idgate.reason = Empty, otel.status_code = Empty);
+                async move { callback_route(&callback, req.into_parts().0).await }.instrument(span)
+            }),
         )
         .route(
             &shared.logout_path,
-            post(move |req: Request| async move { logout_route(&logout, req.into_parts().0).await }),
+            post(move |req: Request| {
+                let span = tracing::info_span!(target: SPAN_TARGET, "idgate.signin.logout", idgate.outcome = Empty, idgate.reason = Empty, otel.status_code = Empty);
+                async move { logout_route(&logout, req.into_parts().0).await }.instrument(span)
+            }),
         )
+}
+
+/// The tracing target of the sign-in routes' spans.
+pub(crate) const SPAN_TARGET: &str = "idgate::signin";
+
+/// Records a route's success on its span (the current one).
+fn record_ok() {
+    let span = tracing::Span::current();
+    if !span.is_disabled() {
+        span.record("idgate.outcome", "ok");
+    }
+}
+
+/// Records a route's failure on its span: `reject` for a 4xx, `error` (and `otel.status_code = ERROR`) for a 5xx,
+/// with the error's stable reason.
+fn record_failure(error: &SignInError) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    let server_error = error.status().is_server_error();
+    span.record(
+        "idgate.outcome",
+        if server_error { "error" } else { "reject" },
+    );
+    span.record("idgate.reason", error.reason());
+    if server_error {
+        span.record("otel.status_code", "ERROR");
+    }
 }
 
 /// A query string's parameters; a name given twice is ambiguous and counts as absent-and-wrong.
@@ -122,6 +163,7 @@ async fn login_route(shared: &Shared, req: Parts) -> Response {
         Ok(started) => started,
         Err(error) => {
             tracing::warn!(target: "idgate::signin", reason = error.reason(), error = %idgate_core::ErrorChain(&error), "sign-in could not start");
+            record_failure(&error);
             return pages::failed(&error, &shared.login_path);
         }
     };
@@ -132,6 +174,7 @@ async fn login_route(shared: &Shared, req: Parts) -> Response {
         started.binding,
         ttl,
     ));
+    record_ok();
     pages::redirect(StatusCode::FOUND, started.authorization_url.as_str())
 }
 
@@ -146,12 +189,14 @@ async fn callback_route(shared: &Shared, req: Parts) -> Response {
     match complete(shared, &req, cookies, session).await {
         Ok(return_to) => {
             tracing::info!(target: "idgate::signin", "signed in");
+            record_ok();
             crate::metrics::signed_in();
             pages::redirect(StatusCode::FOUND, &return_to)
         }
         Err(error) => {
             let chain = idgate_core::ErrorChain(&error);
             crate::metrics::callback_failed(error.reason());
+            record_failure(&error);
             if error.status().is_server_error() {
                 tracing::warn!(target: "idgate::signin", reason = error.reason(), error = %chain, "sign-in failed");
             } else {
@@ -316,6 +361,7 @@ pub(crate) fn is_same_origin(req: &Parts, origin: &str) -> bool {
 async fn logout_route(shared: &Shared, req: Parts) -> Response {
     if !is_same_origin(&req, &shared.origin) {
         tracing::info!(target: "idgate::signin", reason = "cross_site_logout", "logout refused");
+        record_failure(&SignInError::CrossSiteLogout);
         return pages::failed(&SignInError::CrossSiteLogout, &shared.login_path);
     }
     let Some(session) = req.extensions.get::<Session>() else {
@@ -327,7 +373,9 @@ async fn logout_route(shared: &Shared, req: Parts) -> Response {
     );
     let unavailable = |e: tower_sessions::session::Error| {
         tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "session store failed at logout");
-        pages::failed(&SignInError::Session(e), &shared.login_path)
+        let error = SignInError::Session(e);
+        record_failure(&error);
+        pages::failed(&error, &shared.login_path)
     };
     let user = match session.get::<StoredUser>(USER_KEY).await {
         Ok(user) => user,
@@ -353,6 +401,7 @@ async fn logout_route(shared: &Shared, req: Parts) -> Response {
         shared.revoke(&token).await;
     }
     tracing::info!(target: "idgate::signin", "signed out");
+    record_ok();
     crate::metrics::signed_out(everywhere);
     let mut response = pages::redirect(StatusCode::SEE_OTHER, "/");
     response

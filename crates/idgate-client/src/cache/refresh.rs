@@ -11,6 +11,8 @@ use std::time::SystemTime;
 use idgate_core::ErrorChain;
 use idgate_core::clock::Clock;
 use idgate_core::token::IdToken;
+use tracing::Instrument as _;
+use tracing::field::Empty;
 
 use super::slot::{Current, Slot, State, lock};
 use super::{CachedSource, Config};
@@ -25,6 +27,9 @@ pub(super) struct Flight<'a> {
     pub(super) clock: &'a dyn Clock,
     /// What the tokens are (`ID token`, `access token`), for the log.
     pub(super) kind: &'static str,
+    /// `id` or `access`, and the source's name: the `idgate.token.mint` span's fields.
+    pub(super) token: &'static str,
+    pub(super) source: &'static str,
     pub(super) metrics: &'a TokenMetrics,
 }
 
@@ -146,7 +151,26 @@ impl Flight<'_> {
         Fut: Future<Output = Result<Current<T>, SourceError>>,
     {
         let minting = self.metrics.minting(ahead);
-        let result = self.checked(mint().await);
+        let span = tracing::info_span!(
+            target: "idgate::client",
+            "idgate.token.mint",
+            idgate.token.kind = self.token,
+            idgate.token.source = self.source,
+            idgate.token.ahead = ahead,
+            idgate.outcome = Empty,
+            error.type = Empty,
+            otel.status_code = Empty,
+        );
+        let result = {
+            let minted = if span.is_disabled() {
+                mint().await
+            } else {
+                mint().instrument(span.clone()).await
+            };
+            let _entered = span.enter();
+            self.checked(minted)
+        };
+        record_mint(&span, result.as_ref().err());
         self.metrics
             .minted(minting, result.as_ref().ok().map(|c| c.expires_at));
         let config = self.config;
@@ -210,12 +234,50 @@ impl Flight<'_> {
     }
 }
 
+/// The mint's outcome on its span: `ok`, or `error` with a coarse `error.type` (never the error's text, which may
+/// name an audience or an account).
+fn record_mint(span: &tracing::Span, error: Option<&SourceError>) {
+    if span.is_disabled() {
+        return;
+    }
+    let Some(error) = error else {
+        span.record("idgate.outcome", "ok");
+        return;
+    };
+    span.record("idgate.outcome", "error");
+    span.record("otel.status_code", "ERROR");
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_transport() {
+        "transport"
+    } else if error.is_expired() {
+        "expired"
+    } else if error.is_invalid_response() {
+        "invalid_response"
+    } else if error.status().is_some() {
+        "http_status"
+    } else if error.is_config() || error.is_key_file() || error.is_no_credentials() {
+        "credentials"
+    } else {
+        "_OTHER"
+    };
+    span.record("error.type", kind);
+}
+
 impl<S> CachedSource<S> {
-    fn flight<'a>(&'a self, kind: &'static str, metrics: &'a TokenMetrics) -> Flight<'a> {
+    fn flight<'a>(
+        &'a self,
+        kind: &'static str,
+        token: &'static str,
+        source: &'static str,
+        metrics: &'a TokenMetrics,
+    ) -> Flight<'a> {
         Flight {
             config: &self.inner.config,
             clock: &*self.inner.clock,
             kind,
+            token,
+            source,
             metrics,
         }
     }
@@ -261,14 +323,25 @@ impl<S: IdTokenSource> CachedSource<S> {
                     })?;
             Ok(Current { token, expires_at })
         };
-        self.flight("ID token", self.id_metrics())
-            .get(&slot, &audience, mint)
-            .await
+        self.flight(
+            "ID token",
+            "id",
+            self.inner.source.source_name(),
+            self.id_metrics(),
+        )
+        .get(&slot, &audience, mint)
+        .await
     }
 
     pub(super) fn peek_token(&self, audience: &str) -> Option<IdToken> {
         let slot = self.inner.slots.get(audience)?;
-        self.flight("ID token", self.id_metrics()).peek(&slot)
+        self.flight(
+            "ID token",
+            "id",
+            self.inner.source.source_name(),
+            self.id_metrics(),
+        )
+        .peek(&slot)
     }
 }
 
@@ -301,15 +374,25 @@ impl<S: AccessTokenSource> CachedSource<S> {
                     })?;
             Ok(Current { token, expires_at })
         };
-        self.flight("access token", self.access_metrics())
-            .get(&slot, scopes, mint)
-            .await
+        self.flight(
+            "access token",
+            "access",
+            self.inner.source.source_name(),
+            self.access_metrics(),
+        )
+        .get(&slot, scopes, mint)
+        .await
     }
 
     pub(super) fn peek_access(&self, scopes: &Scopes) -> Option<AccessToken> {
         let slot = self.inner.access_slots.get(scopes)?;
-        self.flight("access token", self.access_metrics())
-            .peek(&slot)
+        self.flight(
+            "access token",
+            "access",
+            self.inner.source.source_name(),
+            self.access_metrics(),
+        )
+        .peek(&slot)
     }
 
     pub(super) fn invalidate_access(&self, scopes: &Scopes, token: &AccessToken) {

@@ -45,7 +45,9 @@ pub use signin::{
     AccessType, ClientSecretSource, DEFAULT_REDIS_KEY_PREFIX, DEFAULT_SCOPES, RedisSessionsConfig,
     RedisUrlSource, SessionStoreConfig, SignInConfig, TokenKeySource,
 };
-pub use tables::{GoogleConfig, IapAudience, IapConfig, InboundConfig, ProxySettings};
+pub use tables::{
+    GoogleConfig, IapAudience, IapConfig, InboundConfig, ProxySettings, TracingSettings,
+};
 use validate::*;
 
 /// The idgate configuration: one TOML file for the whole suite, validated when loaded.
@@ -129,6 +131,11 @@ use validate::*;
 /// ## Keep a front end's X-Forwarded-Host/-Proto and Forwarded (Cloud Run, a TLS load balancer) instead of
 /// ## replacing them with what the proxy saw. Only when no client can reach the proxy directly.
 /// trust_forwarded_headers = false
+///
+/// ## Optional: what idgate's tracing spans record. `enduser.id` (the verified caller's email or App Engine app ID)
+/// ## is personal data: recorded only when this says so.
+/// [tracing]
+/// record_enduser_id = false
 /// "#).unwrap();
 ///
 /// let inbound = config.inbound().unwrap();
@@ -143,6 +150,7 @@ use validate::*;
 /// assert_eq!(config.proxy().max_connections(), 1024);
 /// assert_eq!(config.admission(), idgate_core::config::Admission::All);
 /// assert!(!config.proxy().trust_forwarded_headers());
+/// assert!(!config.tracing().record_enduser_id());
 ///
 /// // Mistakes are reported with their position and a fix.
 /// let err = Config::from_toml_str("[inbound]\naudiences = [\"https://a.example\"]\n[inbound.allow]\nproject_ids = [\"*\"]\n")
@@ -187,6 +195,7 @@ use validate::*;
 /// | `proxy.max_connections` | default 1024, 1 to 1048576 |
 /// | `proxy.max_request_body_bytes` | default 33554432 (32 MiB), at least 1 |
 /// | `proxy.trust_forwarded_headers` | default `false`; `true` keeps a front end's `X-Forwarded-Host`, `X-Forwarded-Proto` and `Forwarded` |
+/// | `tracing.record_enduser_id` | default `false`; `true` records the verified caller's email or app ID as `enduser.id` on every gate's `idgate.authenticate` span (personal data); see [`TracingSettings`] |
 ///
 /// The `[inbound]` allowlist must admit someone: an empty one would deny every request.
 #[derive(Debug, Clone)]
@@ -198,6 +207,7 @@ pub struct Config {
     proxy: Option<ProxySettings>,
     signin: Option<SignInConfig>,
     admission: Admission,
+    tracing: TracingSettings,
     /// Where each top-level table starts, for messages about a whole table.
     tables: Vec<(&'static str, Location)>,
 }
@@ -251,6 +261,11 @@ impl Config {
     /// `[admission] mode`: how the gates combine on the same routes ([`Admission::All`] when absent).
     pub fn admission(&self) -> Admission {
         self.admission
+    }
+
+    /// The `[tracing]` table (the defaults when it is absent): what idgate's spans may record.
+    pub fn tracing(&self) -> &TracingSettings {
+        &self.tracing
     }
 
     /// Where the top-level table `name` (`"inbound"`, `"signin"`, `"admission"`, ...) starts in the file, when it

@@ -176,6 +176,7 @@ fn keys_of(path: &[&str]) -> Option<&'static [&'static str]> {
         ["google"] => fields_of::<RawGoogle>(),
         ["proxy"] => fields_of::<RawProxy>(),
         ["admission"] => fields_of::<RawAdmission>(),
+        ["tracing"] => fields_of::<RawTracing>(),
         // `client_secret` is read only to be refused with its own message: never offer it.
         ["signin"] => SIGNIN_KEYS,
         ["signin", "allow"] => fields_of::<RawIapAllow>(),
@@ -248,7 +249,17 @@ mod tests {
     fn every_table_lists_its_keys() {
         assert_eq!(
             keys_of(&[]),
-            Some(&["inbound", "iap", "google", "proxy", "signin", "admission"][..])
+            Some(
+                &[
+                    "inbound",
+                    "iap",
+                    "google",
+                    "proxy",
+                    "signin",
+                    "admission",
+                    "tracing"
+                ][..]
+            )
         );
         assert!(keys_of(&["inbound"]).unwrap().contains(&"audiences"));
         assert!(

@@ -16,6 +16,12 @@ pub(crate) struct RawConfig {
     pub(crate) proxy: Option<Spanned<RawProxy>>,
     pub(crate) signin: Option<Spanned<RawSignin>>,
     pub(crate) admission: Option<Spanned<RawAdmission>>,
+    pub(crate) tracing: Option<Spanned<RawTracing>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RawTracing {
+    pub(crate) record_enduser_id: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -187,6 +187,12 @@ impl Config {
             writeln!(out, "  userinfo: {}", google.endpoints.userinfo)?;
             writeln!(out, "  revoke: {}", google.endpoints.revoke)?;
         }
+        if self.tracing.record_enduser_id {
+            writeln!(
+                out,
+                "[tracing] enduser.id: the verified caller's email or app ID is recorded on spans (personal data)"
+            )?;
+        }
         if let Some(proxy) = &self.proxy {
             writeln!(out, "[proxy] limits on idgate proxy's listener")?;
             writeln!(

@@ -108,6 +108,22 @@ impl ProxySettings {
     }
 }
 
+/// The `[tracing]` table: what idgate's tracing spans may record (see `docs/tracing.md`). The defaults apply when
+/// the table (or a key) is absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TracingSettings {
+    pub(super) record_enduser_id: bool,
+}
+
+impl TracingSettings {
+    /// `record_enduser_id` (default `false`): record the verified caller's identity (an email, or an App Engine
+    /// app ID) as `enduser.id` on the `idgate.authenticate` span. Off by default because an email is personal
+    /// data, and spans often travel to a tracing backend with other retention and access rules than the logs.
+    pub fn record_enduser_id(&self) -> bool {
+        self.record_enduser_id
+    }
+}
+
 impl Default for ProxySettings {
     fn default() -> Self {
         Self::DEFAULT

@@ -1545,3 +1545,32 @@ fn signin_exempt_paths_are_exact_paths() {
         17,
     );
 }
+
+#[test]
+fn tracing_table() {
+    // Absent: enduser.id is not recorded (an email is personal data).
+    let config = Config::from_toml_str(INBOUND).unwrap();
+    assert!(!config.tracing().record_enduser_id());
+    assert!(!config.effective_policy().contains("enduser.id"));
+    let config = Config::from_toml_str(&format!("{INBOUND}[tracing]\n")).unwrap();
+    assert!(!config.tracing().record_enduser_id());
+    let config =
+        Config::from_toml_str(&format!("{INBOUND}[tracing]\nrecord_enduser_id = true\n")).unwrap();
+    assert!(config.tracing().record_enduser_id());
+    assert!(config.effective_policy().contains("[tracing] enduser.id"));
+    assert_eq!(config.table_location("tracing").map(|l| l.line), Some(5));
+    // A typo is reported with the keys the table takes.
+    let e = assert_err(
+        &format!("{INBOUND}[tracing]\nenduser_id = true\n"),
+        ConfigErrorKind::UnknownKey,
+        6,
+        1,
+    );
+    assert!(e.message().contains("`record_enduser_id`"), "{e}");
+    assert_err(
+        &format!("{INBOUND}[tracing]\nrecord_enduser_id = \"yes\"\n"),
+        ConfigErrorKind::Syntax,
+        6,
+        21,
+    );
+}

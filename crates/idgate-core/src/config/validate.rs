@@ -48,6 +48,7 @@ impl Validator<'_> {
         located("google", raw.google.as_ref().map(Spanned::span));
         located("proxy", raw.proxy.as_ref().map(Spanned::span));
         located("admission", raw.admission.as_ref().map(Spanned::span));
+        located("tracing", raw.tracing.as_ref().map(Spanned::span));
         let inbound = raw.inbound.map(|t| self.inbound(t)).transpose()?;
         let iap = raw.iap.map(|t| self.iap(t)).transpose()?;
         let google = raw
@@ -58,6 +59,12 @@ impl Validator<'_> {
         let proxy = raw.proxy.map(|t| self.proxy(t.get_ref())).transpose()?;
         let signin = raw.signin.map(|t| self.signin(t)).transpose()?;
         let admission = self.admission(raw.admission.as_ref(), &gates)?;
+        let tracing = raw
+            .tracing
+            .map(|t| TracingSettings {
+                record_enduser_id: t.get_ref().record_enduser_id.unwrap_or(false),
+            })
+            .unwrap_or_default();
         Ok(Config {
             inbound,
             iap,
@@ -65,6 +72,7 @@ impl Validator<'_> {
             proxy,
             signin,
             admission,
+            tracing,
             tables,
         })
     }

@@ -26,6 +26,8 @@ pub(crate) struct IapLayerConfig {
     pub(crate) compare_plain_headers: bool,
     pub(crate) exempt: HashSet<String>,
     pub(crate) admissions: Arc<crate::metrics::Admissions>,
+    /// Record the admitted caller as `enduser.id` on the `idgate.authenticate` span.
+    pub(crate) record_enduser_id: bool,
 }
 
 impl fmt::Debug for RequireIapLayer {
@@ -36,6 +38,7 @@ impl fmt::Debug for RequireIapLayer {
             .field("allowlist", &c.allowlist)
             .field("compare_plain_user_headers", &c.compare_plain_headers)
             .field("exempt_paths", &c.exempt)
+            .field("record_enduser_id", &c.record_enduser_id)
             .finish()
     }
 }
@@ -50,6 +53,7 @@ impl RequireIapLayer {
                 allowlist: None,
                 compare_plain_headers: false,
                 exempt: HashSet::new(),
+                record_enduser_id: false,
                 admissions: Arc::new(crate::metrics::Admissions::new(
                     super::service::LAYER,
                     &["iap_assertion"],
@@ -87,6 +91,24 @@ impl RequireIapLayer {
     /// The verifier, e.g. for its key cache's readiness.
     pub fn verifier(&self) -> &IapVerifier {
         &self.config.verifier
+    }
+}
+
+impl RequireIapLayer {
+    /// Records the admitted caller's verified email (an App Engine app's ID for the legacy header) as
+    /// OpenTelemetry's `enduser.id` on the check's `idgate.authenticate` span (see [`crate::trace`]). Default
+    /// `false`: an email is personal data, and spans often go to a tracing backend with other retention and access
+    /// rules than the logs. `[tracing] record_enduser_id = true` in the configuration turns it on for
+    /// [`from_config`](crate::from_config)'s layers.
+    #[must_use]
+    pub fn record_enduser_id(mut self, record: bool) -> Self {
+        Arc::make_mut(&mut self.config).record_enduser_id = record;
+        self
+    }
+
+    /// Whether `enduser.id` is recorded on spans ([`record_enduser_id`](Self::record_enduser_id)).
+    pub fn records_enduser_id(&self) -> bool {
+        self.config.record_enduser_id
     }
 }
 

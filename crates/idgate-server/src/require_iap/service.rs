@@ -104,16 +104,26 @@ where
         if self.config.exempt.contains(request.uri().path()) {
             return ResponseFuture::new(Gate::calling(inner.call(request)));
         }
-        let presented = presented(request.headers(), self.config.compare_plain_headers);
-        let gate = match presented {
-            Err(rejection) => {
-                log_rejection(LAYER, &rejection, None);
-                Gate::rejected(rejection)
+        let span = crate::trace::authenticate_span(LAYER);
+        let presented = {
+            let _entered = span.enter();
+            let presented = presented(request.headers(), self.config.compare_plain_headers);
+            match &presented {
+                Err(rejection) => {
+                    log_rejection(LAYER, rejection, None);
+                    crate::trace::record_reject(&span, rejection);
+                }
+                Ok(_) => crate::trace::record_credential(&span, X_GOOG_IAP_JWT_ASSERTION.as_str()),
             }
+            presented
+        };
+        let gate = match presented {
+            Err(rejection) => Gate::rejected(rejection),
             Ok((assertion, plain_email)) => {
                 let config = self.config.clone();
+                let enduser_id = config.record_enduser_id;
                 let check = async move { admit(&config, &assertion, plain_email.as_ref()).await };
-                Gate::checking(Box::pin(check), inner, request)
+                Gate::checking(Box::pin(check), inner, request, span, enduser_id)
             }
         };
         ResponseFuture::new(gate)
@@ -176,6 +186,7 @@ async fn admit(
         token: None,
         iap: Some(verified),
         via: None,
+        reason: "iap_assertion",
     })
 }
 

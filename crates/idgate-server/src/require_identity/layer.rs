@@ -28,6 +28,8 @@ pub(crate) struct IdentityConfig {
     pub(crate) cloud_run: Option<TrustedCloudRunInvokerCheck>,
     pub(crate) exempt: HashSet<String>,
     pub(crate) admissions: Arc<crate::metrics::Admissions>,
+    /// Record the admitted caller as `enduser.id` on the `idgate.authenticate` span.
+    pub(crate) record_enduser_id: bool,
 }
 
 impl fmt::Debug for RequireIdentityLayer {
@@ -39,6 +41,7 @@ impl fmt::Debug for RequireIdentityLayer {
             .field("trust_legacy_header", &c.legacy.is_some())
             .field("trust_cloud_run_invoker_check", &c.cloud_run.is_some())
             .field("exempt_paths", &c.exempt)
+            .field("record_enduser_id", &c.record_enduser_id)
             .finish()
     }
 }
@@ -54,6 +57,7 @@ impl RequireIdentityLayer {
                 legacy: None,
                 cloud_run: None,
                 exempt: HashSet::new(),
+                record_enduser_id: false,
                 admissions: Arc::new(crate::metrics::Admissions::new(
                     super::service::LAYER,
                     &[
@@ -129,6 +133,24 @@ impl RequireIdentityLayer {
     /// The verifier, e.g. for its key cache's readiness.
     pub fn verifier(&self) -> &OidcVerifier {
         &self.config.verifier
+    }
+}
+
+impl RequireIdentityLayer {
+    /// Records the admitted caller's verified email (an App Engine app's ID for the legacy header) as
+    /// OpenTelemetry's `enduser.id` on the check's `idgate.authenticate` span (see [`crate::trace`]). Default
+    /// `false`: an email is personal data, and spans often go to a tracing backend with other retention and access
+    /// rules than the logs. `[tracing] record_enduser_id = true` in the configuration turns it on for
+    /// [`from_config`](crate::from_config)'s layers.
+    #[must_use]
+    pub fn record_enduser_id(mut self, record: bool) -> Self {
+        Arc::make_mut(&mut self.config).record_enduser_id = record;
+        self
+    }
+
+    /// Whether `enduser.id` is recorded on spans ([`record_enduser_id`](Self::record_enduser_id)).
+    pub fn records_enduser_id(&self) -> bool {
+        self.config.record_enduser_id
     }
 }
 

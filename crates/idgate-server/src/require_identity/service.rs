@@ -102,25 +102,48 @@ where
         if config.exempt.contains(request.uri().path()) {
             return ResponseFuture::new(Gate::calling(inner.call(request)));
         }
+        let span = crate::trace::authenticate_span(LAYER);
+        let entered = span.enter();
         let gate = match credential::presented(request.headers(), config.legacy.is_some()) {
             Err(rejection) => {
                 log_rejection(LAYER, &rejection, None);
+                crate::trace::record_reject(&span, &rejection);
                 Gate::rejected(rejection)
             }
-            Ok(Presented::Legacy(value)) => match admit_legacy(config, &value) {
-                Ok(admitted) => {
-                    admitted.insert_into(request.extensions_mut());
-                    Gate::calling(inner.call(request))
+            Ok(Presented::Legacy(value)) => {
+                crate::trace::record_credential(
+                    &span,
+                    CredentialHeader::AppEngineInboundAppid.name(),
+                );
+                match admit_legacy(config, &value) {
+                    Ok(admitted) => {
+                        crate::trace::record_allow(
+                            &span,
+                            admitted.reason,
+                            &admitted.caller,
+                            config.record_enduser_id,
+                        );
+                        admitted.insert_into(request.extensions_mut());
+                        // The inner service runs outside the check's span.
+                        drop(entered);
+                        drop(span);
+                        return ResponseFuture::new(Gate::calling(inner.call(request)));
+                    }
+                    Err(rejection) => {
+                        crate::trace::record_reject(&span, &rejection);
+                        Gate::rejected(rejection)
+                    }
                 }
-                Err(rejection) => Gate::rejected(rejection),
-            },
+            }
             Ok(Presented::Token(at)) => {
+                crate::trace::record_credential(&span, at.header.name());
                 let config = self.config.clone();
-                Gate::checking(
-                    Box::pin(async move { admit_token(&config, &at).await }),
-                    inner,
-                    request,
-                )
+                let enduser_id = config.record_enduser_id;
+                drop(entered);
+                let check = Box::pin(async move { admit_token(&config, &at).await });
+                return ResponseFuture::new(Gate::checking(
+                    check, inner, request, span, enduser_id,
+                ));
             }
         };
         ResponseFuture::new(gate)
@@ -202,7 +225,7 @@ fn authorize(
     match denied {
         None => {
             log_allow(&config.admissions, LAYER, via, &caller);
-            Ok(Admitted::caller(caller))
+            Ok(Admitted::caller(caller, via))
         }
         Some(reason) => {
             let rejection = IdentityRejection::NotAllowed(reason);
