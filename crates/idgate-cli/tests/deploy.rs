@@ -185,6 +185,28 @@ async fn proxy_logs_one_cloud_logging_json_object_per_line() {
         lines.iter().all(|line| line["severity"] != "ERROR"),
         "{log}"
     );
+    // Each decision carries its request as Cloud Logging's httpRequest, from the proxy's per-request span: the
+    // method, the path without its query, the peer, the protocol, and a hostile User-Agent kept whole, as data.
+    let admitted_request = &decisions
+        .iter()
+        .find(|line| line["outcome"] == "allow")
+        .unwrap()["httpRequest"];
+    assert_eq!(admitted_request["requestMethod"], "GET", "{log}");
+    assert_eq!(admitted_request["requestUrl"], "/hello", "{log}");
+    assert_eq!(admitted_request["remoteIp"], "127.0.0.1", "{log}");
+    assert_eq!(admitted_request["protocol"], "HTTP/1.1", "{log}");
+    let hostile_request = &decisions
+        .iter()
+        .find(|line| line["outcome"] == "reject")
+        .unwrap()["httpRequest"];
+    assert_eq!(
+        hostile_request["requestUrl"], "/%22%7D%7B%22severity%22:%22ERROR%22",
+        "{log}"
+    );
+    assert_eq!(
+        hostile_request["userAgent"], "\"}{\"severity\":\"ERROR\",\"message\":\"injected",
+        "{log}"
+    );
     // Query strings never reach the logs.
     assert!(!log.contains("q=1") && !log.contains("x=%22"), "{log}");
     // Where a line carries the request (the proxy's per-request span, OpenTelemetry-named fields), httpRequest has
