@@ -210,7 +210,7 @@ pub(crate) fn compare(
                 "Where idgate's full (memo-off) verification is less than 10 × faster ({}): the cold path of every \
                  contender is dominated by the signature check, which is native code on all sides (aws-lc in idgate; \
                  OpenSSL through `cryptography` in Python and through `node:crypto` in Node). idgate cold is already \
-                 {:.2} × the jsonwebtoken floor for RS256, so the ratio is the other side's overhead over one \
+                 {:.2} × jsonwebtoken's `decode` for RS256, so the ratio is the other side's overhead over one \
                  native signature check: Python re-parses the PEM certificate for every call \
                  (`google.auth.crypt.verify_signature` calls `RSAVerifier.from_string(cert)` / `ES256Verifier` per \
                  verification), Node passes the PEM string to `crypto.createVerify().verify()` per call (parsed each \
@@ -219,7 +219,7 @@ pub(crate) fn compare(
                  other side to spend nine extra signature checks' worth of time per token. The memo (default on) \
                  clears the goal by far for a caller that presents its token again (rows \"memo hit vs …\").",
                 missed.join("; "),
-                rust.rs256_cold_over_floor
+                rust.rs256_cold_over_jsonwebtoken
             ),
         );
     }

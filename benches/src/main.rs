@@ -5,7 +5,7 @@
 //! ```
 //!
 //! Starts the emulator (Google's key endpoints on 127.0.0.1), runs every comparison (verification against the
-//! jsonwebtoken floor, Rust peers, Python google-auth and Node google-auth-library; HTTP with wrk; outbound
+//! signature-check floor, jsonwebtoken, Rust peers, Python google-auth and Node google-auth-library; HTTP with wrk; outbound
 //! attachment; key fetches; memory), prints the table and writes `benches/BENCHMARKS.md`.
 //!
 //! Needs `wrk` (installed with `apt-get` when missing and running as root), `python3` with `venv` and `node`/`npm`; the Python and Node libraries are

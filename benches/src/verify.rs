@@ -1,10 +1,16 @@
-//! Verification, same tokens and keys for everyone: the jsonwebtoken floor, idgate cold / memo hit, Rust peers,
-//! single-threaded; then 2 threads of concurrent load over many distinct tokens.
+//! Verification, same tokens and keys for everyone: the floor (one aws-lc-rs signature check with a parsed key),
+//! the jsonwebtoken peer, idgate cold / memo hit, Rust peers, single-threaded; then 2 threads of concurrent load
+//! over many distinct tokens.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gcloud_sdk::id_token_verify::{IdTokenKeys, IdTokenKeysSource, IdTokenVerifier};
 use idgate_core::verify::{IapVerifier, OidcVerifier};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -39,7 +45,65 @@ struct IapClaims {
     iat: i64,
 }
 
-/// The floor: jsonwebtoken with a pre-built key and the same alg/aud/iss checks.
+/// The physical floor for a token seen for the first time: one aws-lc-rs `ParsedPublicKey::verify_sig` over the
+/// token's signing input, with its key parsed once (from the JWK's `n`/`e`, or P-256 `x`/`y`) and its signature
+/// base64-decoded before the clock starts. Nothing else: no split, no JSON, no claims.
+struct SigFloor {
+    /// Per token of the single-thread set: the signing input, the decoded signature, the index of its key.
+    tokens: Vec<(String, Vec<u8>, usize)>,
+    keys: Vec<ParsedPublicKey>,
+}
+
+impl SigFloor {
+    fn new(env: &Env, url: url::Url, tokens: &[String]) -> Self {
+        let set = env.get_json(url);
+        let jwks = set["keys"].as_array().expect("a JWKS");
+        let mut kids: Vec<String> = Vec::new();
+        let mut keys = Vec::new();
+        let tokens = tokens
+            .iter()
+            .map(|token| {
+                let kid = kid_of(token);
+                let index = kids.iter().position(|k| *k == kid).unwrap_or_else(|| {
+                    let jwk = jwks
+                        .iter()
+                        .find(|k| k["kid"] == kid.as_str())
+                        .expect("signing kid published");
+                    let member = |name: &str| {
+                        URL_SAFE_NO_PAD
+                            .decode(jwk[name].as_str().expect("a JWK member"))
+                            .expect("base64url")
+                    };
+                    keys.push(if jwk["kty"] == "RSA" {
+                        let (n, e) = (member("n"), member("e"));
+                        RsaPublicKeyComponents { n: &n, e: &e }
+                            .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+                            .expect("RSA key")
+                    } else {
+                        let point = [&[0x04][..], &member("x"), &member("y")].concat();
+                        ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).expect("P-256 key")
+                    });
+                    kids.push(kid);
+                    keys.len() - 1
+                });
+                let (input, signature) = token.rsplit_once('.').expect("a JWT");
+                let signature = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
+                (input.to_owned(), signature, index)
+            })
+            .collect();
+        Self { tokens, keys }
+    }
+
+    /// The signature check of the `i`-th token; `true` when it holds.
+    fn verify(&self, i: usize) -> bool {
+        let (input, signature, key) = &self.tokens[i % self.tokens.len()];
+        self.keys[*key]
+            .verify_sig(input.as_bytes(), signature)
+            .is_ok()
+    }
+}
+
+/// The jsonwebtoken peer: a pre-built key and the same alg/aud/iss checks.
 struct Floor {
     key: DecodingKey,
     validation: Validation,
@@ -69,6 +133,8 @@ impl IdTokenKeysSource for EmulatorKeys {
 }
 
 pub(crate) struct Contenders {
+    rs_sig: SigFloor,
+    es_sig: SigFloor,
     rs_floor: Floor,
     es_floor: Floor,
     oidc_cold: OidcVerifier,
@@ -119,6 +185,8 @@ impl Contenders {
                 .expect("jwt-authorizer")
         };
         Self {
+            rs_sig: SigFloor::new(env, env.emulator.oidc_jwks_url(), oidc),
+            es_sig: SigFloor::new(env, env.emulator.iap_jwks_url(), iap),
             rs_floor: Floor::new(
                 env,
                 env.emulator.oidc_jwks_url(),
@@ -158,7 +226,7 @@ impl Contenders {
     /// One RS256 verification by contender `name`; `true` when the token was accepted.
     fn rs256(&self, rt: &tokio::runtime::Runtime, name: &str, token: &str) -> bool {
         match name {
-            "floor" => jsonwebtoken::decode::<OidcClaims>(
+            "jsonwebtoken" => jsonwebtoken::decode::<OidcClaims>(
                 token,
                 &self.rs_floor.key,
                 &self.rs_floor.validation,
@@ -175,7 +243,7 @@ impl Contenders {
 
     fn es256(&self, rt: &tokio::runtime::Runtime, name: &str, token: &str) -> bool {
         match name {
-            "floor" => jsonwebtoken::decode::<IapClaims>(
+            "jsonwebtoken" => jsonwebtoken::decode::<IapClaims>(
                 token,
                 &self.es_floor.key,
                 &self.es_floor.validation,
@@ -189,19 +257,29 @@ impl Contenders {
     }
 }
 
-const RS_NAMES: [&str; 6] = [
+/// "floor" (the signature check alone) is measured on the single-thread set by index; every other name verifies
+/// whole tokens through [`Contenders::rs256`] / [`Contenders::es256`].
+const RS_NAMES: [&str; 7] = [
     "floor",
+    "jsonwebtoken",
     "idgate_cold",
     "idgate_memo",
     "google-cloud-auth",
     "gcloud-sdk",
     "jwt-authorizer",
 ];
-const ES_NAMES: [&str; 4] = ["floor", "idgate_cold", "idgate_memo", "jwt-authorizer"];
+const ES_NAMES: [&str; 5] = [
+    "floor",
+    "jsonwebtoken",
+    "idgate_cold",
+    "idgate_memo",
+    "jwt-authorizer",
+];
 
 fn label(name: &str) -> &str {
     match name {
-        "floor" => "floor: `jsonwebtoken::decode`, pre-built key",
+        "floor" => "floor: aws-lc-rs `verify_sig`, parsed key",
+        "jsonwebtoken" => "jsonwebtoken 11 `decode`, pre-built key",
         "idgate_cold" => "idgate, memo off (cold)",
         "idgate_memo" => "idgate, memo hit",
         "google-cloud-auth" => "google-cloud-auth 1.x `idtoken::verifier` (warm JWKS)",
@@ -220,8 +298,8 @@ pub(crate) struct ColdRates {
     pub(crate) es256_us: f64,
     pub(crate) rs256_memo_ops: f64,
     pub(crate) es256_memo_ops: f64,
-    /// idgate cold over the floor (median per op).
-    pub(crate) rs256_cold_over_floor: f64,
+    /// idgate cold over the jsonwebtoken peer (median per op).
+    pub(crate) rs256_cold_over_jsonwebtoken: f64,
 }
 
 fn fmt_rate(s: &Sample) -> String {
@@ -256,13 +334,21 @@ pub(crate) fn single_thread(
         .expect("runtime");
     let _guard = rt.enter();
     // Sanity, and warm every key cache and memo.
+    assert!(
+        (0..oidc.len()).all(|i| c.rs_sig.verify(i)),
+        "floor: a bad signature"
+    );
+    assert!(
+        (0..iap.len()).all(|i| c.es_sig.verify(i)),
+        "floor: a bad signature"
+    );
     for t in oidc {
-        for name in RS_NAMES {
+        for name in &RS_NAMES[1..] {
             assert!(c.rs256(&rt, name, t), "{name} rejected a valid RS256 token");
         }
     }
     for t in iap {
-        for name in ES_NAMES {
+        for name in &ES_NAMES[1..] {
             assert!(
                 c.es256(&rt, name, t),
                 "{name} rejected a valid ES256 assertion"
@@ -276,6 +362,12 @@ pub(crate) fn single_thread(
         .iter()
         .map(|&name| -> Op<'_> {
             let rt = &rt;
+            if name == "floor" {
+                return (
+                    name,
+                    Box::new(move |i| assert!(black_box(c.rs_sig.verify(i)))),
+                );
+            }
             (
                 name,
                 Box::new(move |i| assert!(black_box(c.rs256(rt, name, &oidc[i % oidc.len()])))),
@@ -289,6 +381,12 @@ pub(crate) fn single_thread(
         .iter()
         .map(|&name| -> Op<'_> {
             let rt = &rt;
+            if name == "floor" {
+                return (
+                    name,
+                    Box::new(move |i| assert!(black_box(c.es_sig.verify(i)))),
+                );
+            }
             (
                 name,
                 Box::new(move |i| assert!(black_box(c.es256(rt, name, &iap[i % iap.len()])))),
@@ -305,12 +403,16 @@ pub(crate) fn single_thread(
             match *name {
                 "idgate_cold" => {
                     let ratio = s.median_us() / floor.median_us();
+                    let overhead_ns = (s.median_us() - floor.median_us()) * 1000.0;
                     report.goal(
                         SECTION,
                         item,
-                        format!("{} = {ratio:.2} × floor", fmt_rate(s)),
-                        "≤ 1.1 × floor",
-                        ratio <= 1.1,
+                        format!(
+                            "{} = {ratio:.3} × floor, idgate's own work {overhead_ns:.0} ns",
+                            fmt_rate(s)
+                        ),
+                        "≤ 1.05 × floor",
+                        ratio <= 1.05,
                     );
                 }
                 "idgate_memo" => {
@@ -343,22 +445,30 @@ pub(crate) fn single_thread(
     );
     report.note(
         SECTION,
+        "The floor is the physical floor for a token seen for the first time: one aws-lc-rs \
+         `ParsedPublicKey::verify_sig` over the token's signing input, the key parsed once from the JWK and the \
+         signature base64-decoded before timing, nothing else (the library idgate verifies with, so the difference \
+         is idgate's own work: split, base64, header and claims JSON, claim and time checks, key lookup). \
+         jsonwebtoken, the floor of the first harness, is now a peer row: it re-parses the key on every call.",
+    );
+    report.note(
+        SECTION,
         "google-cloud-auth and gcloud-sdk verify Google OIDC ID tokens only (RS256, issuer accounts.google.com): \
          they have no IAP (ES256) counterpart, so they appear in the RS256 rows only. All three Rust peers build \
          with current dependencies, so none was skipped: google-cloud-auth 1.18 (feature `idtoken`, pointed at the \
          emulator with `with_jwks_url`) and gcloud-sdk 0.33 (feature `id-token-verify`, given the emulator's JWKS \
          through its `IdTokenKeysSource` trait, since its built-in source is HTTPS-only) use jsonwebtoken 11 on \
-         aws-lc-rs like the floor; jwt-authorizer 0.15 (`from_jwks_url`, default features off, `rustls-tls`) brings \
+         aws-lc-rs like the jsonwebtoken row; jwt-authorizer 0.15 (`from_jwks_url`, default features off, `rustls-tls`) brings \
          its own jsonwebtoken 9 on ring, axum 0.7 and reqwest 0.12.",
     );
     ColdRates {
-        rs256_ops: rs[1].ops_per_sec(),
-        es256_ops: es[1].ops_per_sec(),
-        rs256_us: rs[1].median_us(),
-        es256_us: es[1].median_us(),
-        rs256_memo_ops: rs[2].ops_per_sec(),
-        es256_memo_ops: es[2].ops_per_sec(),
-        rs256_cold_over_floor: rs[1].median_us() / rs[0].median_us(),
+        rs256_ops: rs[2].ops_per_sec(),
+        es256_ops: es[2].ops_per_sec(),
+        rs256_us: rs[2].median_us(),
+        es256_us: es[2].median_us(),
+        rs256_memo_ops: rs[3].ops_per_sec(),
+        es256_memo_ops: es[3].ops_per_sec(),
+        rs256_cold_over_jsonwebtoken: rs[2].median_us() / rs[1].median_us(),
     }
 }
 
@@ -410,7 +520,7 @@ fn load(
 pub(crate) fn concurrent(env: &Env, c: &Contenders, report: &mut Report) {
     let pool = env.oidc_tokens(1024, 100_000);
     let names = [
-        "floor",
+        "jsonwebtoken",
         "idgate_memo_on",
         "idgate_memo_off",
         "google-cloud-auth",
@@ -502,7 +612,7 @@ pub(crate) fn concurrent(env: &Env, c: &Contenders, report: &mut Report) {
                 "Memo off misses the 1.5 × google-cloud-auth goal ({:.2} ×) because both do the same dominant work: \
                  one RSA-2048 signature check in aws-lc per token (`perf` of idgate's cold path: ~65 % of cycles \
                  in aws-lc's bignum Montgomery code, `bn_sqrx8x_internal`/`bn_mulx4x_mont`). Under the same load \
-                 idgate memo off runs at {:.2} × the jsonwebtoken floor, and google-cloud-auth's own overhead is small \
+                 idgate memo off runs at {:.2} × jsonwebtoken's throughput, and google-cloud-auth's own overhead is small \
                  (plus the rejections below). No verifier that checks every signature can be 1.5 × another that \
                  checks it with the same library; the goal is met with the memo (default on), {:.1} ×. idgate's \
                  path has no contention: on a quiet moment of the same machine (load 1.1) `probe` measured idgate \

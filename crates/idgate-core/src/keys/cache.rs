@@ -248,6 +248,19 @@ impl KeyCache {
         }
     }
 
+    /// The key with this `kid` when the held set is fresh at `now` and holds it; `None` in every other case, which
+    /// [`key`](Self::key) handles (a stale set, a refresh, an unknown kid). No I/O, no await, no reference-count
+    /// traffic on the set: the cold verification's fast path.
+    pub(crate) fn fresh_key(&self, kid: &str, now: SystemTime) -> Option<Arc<VerifyingKey>> {
+        let guard = self.inner.current.load();
+        let loaded = guard.as_ref()?;
+        if now < loaded.fresh_until {
+            loaded.keys.get(kid).cloned()
+        } else {
+            None
+        }
+    }
+
     /// The key set to verify with now: the held set while fresh (or stale within the bound, refreshed in the
     /// background, as [`key`](Self::key) does), else a fetched one.
     ///

@@ -60,9 +60,30 @@ impl fmt::Debug for ClaimStr {
     }
 }
 
+/// Values read as [`ClaimStr::Static`] without an allocation: every issuer idgate accepts. Being read as one says
+/// nothing about acceptance; each verifier still compares with its own issuers.
+const KNOWN: [&str; 3] = [
+    super::oidc::GOOGLE_ISSUERS[0],
+    super::oidc::GOOGLE_ISSUERS[1],
+    super::iap::IAP_ISSUER,
+];
+
 impl<'de> Deserialize<'de> for ClaimStr {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Box::<str>::deserialize(d).map(Self::Owned)
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ClaimStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ClaimStr, E> {
+                Ok(match KNOWN.iter().find(|k| **k == v) {
+                    Some(k) => ClaimStr::Static(k),
+                    None => ClaimStr::Owned(v.into()),
+                })
+            }
+        }
+        d.deserialize_str(Visitor)
     }
 }
 
@@ -88,5 +109,32 @@ mod tests {
         assert_eq!(&*aud, "https://svc.example");
         assert_eq!(Arc::strong_count(&configured), 2);
         assert_eq!(size_of::<ClaimStr>(), size_of::<String>());
+    }
+
+    #[test]
+    fn known_values_are_read_without_a_copy_and_still_compared() {
+        let iss: ClaimStr = serde_json::from_str(r#""https://cloud.google.com/iap""#).unwrap();
+        assert!(matches!(
+            iss,
+            ClaimStr::Static("https://cloud.google.com/iap")
+        ));
+        // Escaped, the same value is still recognised (serde hands the unescaped string to the visitor).
+        let mut escaped: ClaimStr =
+            serde_json::from_str(r#""https:\/\/accounts.google.com""#).unwrap();
+        assert!(matches!(
+            escaped,
+            ClaimStr::Static("https://accounts.google.com")
+        ));
+        // Read as static is not accepted: an OIDC verifier refuses the IAP issuer.
+        let mut iap = iss;
+        assert!(!iap.share_static(&["accounts.google.com", "https://accounts.google.com"]));
+        assert!(escaped.share_static(&["https://accounts.google.com"]));
+        // A near miss stays an owned copy of exactly what the token said.
+        let near: ClaimStr = serde_json::from_str(r#""https://accounts.google.com/""#).unwrap();
+        assert!(matches!(&near, ClaimStr::Owned(s) if &**s == "https://accounts.google.com/"));
+        // Not a string: refused as before.
+        assert!(serde_json::from_str::<ClaimStr>("42").is_err());
+        assert!(serde_json::from_str::<ClaimStr>(r#"["https://accounts.google.com"]"#).is_err());
+        assert!(serde_json::from_str::<ClaimStr>("null").is_err());
     }
 }

@@ -1,8 +1,9 @@
 //! The part of verification shared by OIDC tokens and IAP assertions: structure, header rules, key lookup,
 //! signature, the memo of verified tokens, and the time checks.
 
+use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
@@ -28,10 +29,13 @@ impl<'de> Deserialize<'de> for Present {
     }
 }
 
+/// The JOSE header, its strings borrowed from the decoded bytes (copied only when JSON escapes them).
 #[derive(Deserialize)]
-struct Header {
-    alg: String,
-    kid: Option<String>,
+struct Header<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow)]
+    kid: Option<Cow<'a, str>>,
     #[serde(default)]
     jwk: Present,
     #[serde(default)]
@@ -200,31 +204,63 @@ impl<C: TimedClaims> Engine<C> {
         check: impl Fn(&mut C) -> Result<(), VerifyError>,
     ) -> Result<Arc<C>, VerifyError> {
         let parts = JwtParts::split(token)?;
-        let header = self.checked_header(&parts)?;
+        let (key, now) = match self.checked_header(&parts, |kid| self.held_key(&parts, kid))?? {
+            KeyLookup::Held(key, now) => (key, now),
+            // Not in the fresh set: the cache's full path (a fetch, a refresh, or its refusal). The kid was copied
+            // out so that no decoded bytes live across the await.
+            KeyLookup::Fetch(kid) => {
+                let key = self.keys.key(&kid).await.map_err(|e| match e {
+                    KeyLookupError::UnknownKeyId => VerifyError::UnknownKeyId,
+                    KeyLookupError::Unavailable(u) => VerifyError::KeysUnavailable(u),
+                })?;
+                (key, self.clock.now())
+            }
+        };
+        self.verify_signed(token, &parts, key, now, digest, check)
+    }
+
+    /// The rules between the header and the key: the signature is not Cloud Run's marker, and a usable `kid`
+    /// names a key; the key comes straight from the held set when it is fresh and holds it, with the time read.
+    fn held_key(&self, parts: &JwtParts<'_>, kid: Option<&str>) -> Result<KeyLookup, VerifyError> {
         if parts.signature == SIGNATURE_REMOVED_BY_GOOGLE {
             return Err(VerifyError::SignatureRemoved);
         }
-        let kid = header.kid.ok_or(VerifyError::MissingKeyId)?;
+        let kid = kid.ok_or(VerifyError::MissingKeyId)?;
         if kid.is_empty() || kid.len() > 256 {
             return Err(VerifyError::UnknownKeyId);
         }
-        let key = self.keys.key(&kid).await.map_err(|e| match e {
-            KeyLookupError::UnknownKeyId => VerifyError::UnknownKeyId,
-            KeyLookupError::Unavailable(u) => VerifyError::KeysUnavailable(u),
-        })?;
+        let now = self.clock.now();
+        Ok(match self.keys.fresh_key(kid, now) {
+            Some(key) => KeyLookup::Held(key, now),
+            None => KeyLookup::Fetch(kid.into()),
+        })
+    }
+
+    /// Algorithm, signature, claims and times, once the key is known; `now` was read at the key lookup. Not async,
+    /// so the decoding buffers on its stack never become part of the verification's future.
+    fn verify_signed(
+        &self,
+        token: &str,
+        parts: &JwtParts<'_>,
+        key: Arc<VerifyingKey>,
+        now: SystemTime,
+        digest: Option<[u8; 32]>,
+        check: impl Fn(&mut C) -> Result<(), VerifyError>,
+    ) -> Result<Arc<C>, VerifyError> {
         if key.algorithm() != self.algorithm {
             return Err(VerifyError::UnsupportedAlgorithm {
                 expected: self.algorithm,
             });
         }
-        let signature = parts.decode_signature()?;
-        if !key.verify(parts.signing_input.as_bytes(), &signature) {
+        let signed = parts
+            .with_signature(|signature| key.verify(parts.signing_input.as_bytes(), signature))?;
+        if !signed {
             return Err(VerifyError::InvalidSignature);
         }
 
         let mut claims: C = parts.decode_payload()?;
         check(&mut claims)?;
-        self.times.check(&claims, self.clock.unix_seconds())?;
+        self.times.check(&claims, clock::unix_seconds(now))?;
         claims.set_signed_by(key);
         let claims = Arc::new(claims);
         if let (Some(memo), Some(digest)) = (&self.memo, digest) {
@@ -235,35 +271,51 @@ impl<C: TimedClaims> Engine<C> {
     }
 }
 
+/// Where a token's key comes from: the held, fresh set (with the time it was read at), or the cache's full path.
+enum KeyLookup {
+    Held(Arc<VerifyingKey>, SystemTime),
+    Fetch(Box<str>),
+}
+
 impl<C: TimedClaims> Engine<C> {
     /// Whether the key that verified `claims` is still published (fresh, or stale within the bound), so that a
     /// remembered token stops being accepted once Google withdraws its key. A pointer comparison on the hot path.
-    fn still_signed(&self, claims: &C, now: std::time::SystemTime) -> bool {
+    fn still_signed(&self, claims: &C, now: SystemTime) -> bool {
         claims
             .signed_by()
             .is_some_and(|key| self.keys.still_publishes(key, now))
     }
 
     /// The header rules every path applies: no member that lets the token pick its key, and exactly our algorithm.
-    fn checked_header(&self, parts: &JwtParts<'_>) -> Result<Header, VerifyError> {
-        let header: Header = parts.decode_header()?;
-        for (present, name) in [
-            (header.jwk.0, "jwk"),
-            (header.jku.0, "jku"),
-            (header.x5u.0, "x5u"),
-            (header.x5c.0, "x5c"),
-            (header.crit.0, "crit"),
-        ] {
-            if present {
-                return Err(VerifyError::ForbiddenHeader(name));
-            }
-        }
-        if header.alg != self.algorithm.name() {
-            return Err(VerifyError::UnsupportedAlgorithm {
-                expected: self.algorithm,
-            });
-        }
-        Ok(header)
+    /// Then `then` is given the header's `kid`, borrowed from the header decoded on the stack.
+    fn checked_header<R>(
+        &self,
+        parts: &JwtParts<'_>,
+        then: impl FnOnce(Option<&str>) -> R,
+    ) -> Result<R, VerifyError> {
+        parts
+            .with_header(|bytes| {
+                let header: Header<'_> =
+                    serde_json::from_slice(bytes).map_err(|_| Malformed::BadHeader)?;
+                for (present, name) in [
+                    (header.jwk.0, "jwk"),
+                    (header.jku.0, "jku"),
+                    (header.x5u.0, "x5u"),
+                    (header.x5c.0, "x5c"),
+                    (header.crit.0, "crit"),
+                ] {
+                    if present {
+                        return Err(VerifyError::ForbiddenHeader(name));
+                    }
+                }
+                if header.alg != self.algorithm.name() {
+                    return Err(VerifyError::UnsupportedAlgorithm {
+                        expected: self.algorithm,
+                    });
+                }
+                Ok(then(header.kid.as_deref()))
+            })
+            .map_err(VerifyError::from)?
     }
 
     /// Every rule but the signature, for a token whose signature segment is Cloud Run's
@@ -277,7 +329,7 @@ impl<C: TimedClaims> Engine<C> {
     ) -> Result<Arc<C>, VerifyError> {
         // `split` refuses oversized tokens itself; nothing is hashed on this path, so no earlier check is needed.
         let parts = JwtParts::split(token.trim())?;
-        self.checked_header(&parts)?;
+        self.checked_header(&parts, |_| ())?;
         if parts.signature != SIGNATURE_REMOVED_BY_GOOGLE {
             // A token that still has its signature must be verified, not trusted.
             return Err(VerifyError::InvalidSignature);
