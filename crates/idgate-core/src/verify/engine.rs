@@ -165,6 +165,20 @@ impl<C: TimedClaims> Engine<C> {
             }
         }
         let digest = self.memo.as_ref().map(|_| digest(token));
+        // Then this thread's copy of the shared memo: no state shared with other threads.
+        if let Some(digest) = &digest
+            && let Some(claims) = recent::get_by_digest::<C>(self.id, digest)
+        {
+            let now = self.clock.now();
+            if clock::unix_seconds(now) < claims.exp().saturating_add(self.times.leeway)
+                && self.still_signed(&claims, now)
+            {
+                self.metrics.memo_hit(&started);
+                return Ok(claims);
+            }
+            // Expired or its key withdrawn: the shared memo decides below, exactly as without this copy.
+            recent::forget_digest(self.id, digest);
+        }
         if let (Some(memo), Some(digest)) = (&self.memo, &digest) {
             match memo.get(digest) {
                 Some(claims) => {
@@ -181,6 +195,7 @@ impl<C: TimedClaims> Engine<C> {
                     }
                     if self.still_signed(&claims, at) {
                         recent::put(self.id, token, claims.clone());
+                        recent::put_by_digest(self.id, *digest, claims.clone());
                         self.metrics.memo_hit(&started);
                         return Ok(claims);
                     }
@@ -266,6 +281,7 @@ impl<C: TimedClaims> Engine<C> {
         if let (Some(memo), Some(digest)) = (&self.memo, digest) {
             memo.insert(digest, claims.clone());
             recent::put(self.id, token, claims.clone());
+            recent::put_by_digest(self.id, digest, claims.clone());
         }
         Ok(claims)
     }

@@ -69,6 +69,84 @@ pub(crate) fn put<C: Send + Sync + 'static>(verifier: u64, token: &str, claims: 
     });
 }
 
+/// Digests remembered per thread (see [`get_by_digest`]): enough for a thousand distinct callers' tokens in flight
+/// at once, about 64 bytes each (160 KiB per thread when full). When full, the map starts over: its entries are
+/// copies of the shared memo's, so forgetting them costs one shared lookup each, never a verification.
+const DIGEST_SLOTS: usize = 2048;
+
+/// A SHA-256 digest is already uniformly distributed: its first eight bytes, mixed with the verifier's ID, are the
+/// hash. (Only digests of tokens that passed verification are ever inserted, so no client chooses them.)
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(5) ^ n;
+    }
+}
+
+type DigestMap = std::collections::HashMap<
+    (u64, [u8; 32]),
+    Arc<dyn Any + Send + Sync>,
+    std::hash::BuildHasherDefault<DigestHasher>,
+>;
+
+thread_local! {
+    static DIGESTS: RefCell<DigestMap> = RefCell::new(DigestMap::default());
+}
+
+/// The claims `verifier` accepted for the token whose SHA-256 is `digest`, if this thread has met them (verified
+/// them, or found them in the shared memo).
+///
+/// Why a per-thread copy of the shared memo: a lookup in the shared concurrent map records the access in buffers
+/// every thread writes to (moka's read log, for its eviction policy), so on a many-core machine each thread's hits
+/// slow every other thread's. This map is touched by its own thread only. The caller re-checks `exp` and the key on
+/// every hit, as for the shared memo.
+pub(crate) fn get_by_digest<C: Send + Sync + 'static>(
+    verifier: u64,
+    digest: &[u8; 32],
+) -> Option<Arc<C>> {
+    DIGESTS.with(|digests| {
+        let digests = digests.borrow();
+        let claims = digests.get(&(verifier, *digest))?;
+        claims.clone().downcast::<C>().ok()
+    })
+}
+
+/// Remembers, on this thread, that `verifier` accepted the token whose SHA-256 is `digest`.
+pub(crate) fn put_by_digest<C: Send + Sync + 'static>(
+    verifier: u64,
+    digest: [u8; 32],
+    claims: Arc<C>,
+) {
+    DIGESTS.with(|digests| {
+        let mut digests = digests.borrow_mut();
+        if digests.len() >= DIGEST_SLOTS && !digests.contains_key(&(verifier, digest)) {
+            digests.clear();
+        }
+        digests.insert((verifier, digest), claims);
+    });
+}
+
+/// Forgets, on this thread, the token whose SHA-256 is `digest` (it expired, or its key was withdrawn).
+pub(crate) fn forget_digest(verifier: u64, digest: &[u8; 32]) {
+    DIGESTS.with(|digests| {
+        digests.borrow_mut().remove(&(verifier, *digest));
+    });
+}
+
 /// The callers derived from the last few verified claims each thread saw, keyed by the claims' identity (a memoized
 /// token comes back as the same `Arc`). Each slot holds a strong reference, so an address cannot be reused by other
 /// claims while it is cached.
@@ -115,6 +193,33 @@ pub(crate) fn caller<C: Send + Sync + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digests_are_per_verifier_per_thread_typed_and_bounded() {
+        let (a, b) = (next_verifier_id(), next_verifier_id());
+        let d = [7u8; 32];
+        put_by_digest(a, d, Arc::new(1u32));
+        assert_eq!(get_by_digest::<u32>(a, &d).as_deref(), Some(&1));
+        assert!(
+            get_by_digest::<u32>(b, &d).is_none(),
+            "another verifier's token"
+        );
+        assert!(get_by_digest::<u64>(a, &d).is_none(), "another claims type");
+        assert!(get_by_digest::<u32>(a, &[8u8; 32]).is_none());
+        std::thread::spawn(move || assert!(get_by_digest::<u32>(a, &d).is_none(), "per thread"))
+            .join()
+            .unwrap();
+        forget_digest(a, &d);
+        assert!(get_by_digest::<u32>(a, &d).is_none(), "forgotten");
+        // Bounded: past DIGEST_SLOTS the map starts over, and never holds more.
+        for i in 0..=DIGEST_SLOTS {
+            let mut digest = [0u8; 32];
+            digest[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            put_by_digest(b, digest, Arc::new(0u32));
+            DIGESTS.with(|digests| assert!(digests.borrow().len() <= DIGEST_SLOTS));
+        }
+        DIGESTS.with(|digests| assert_eq!(digests.borrow().len(), 1));
+    }
 
     #[test]
     fn exact_token_and_verifier_only_and_bounded() {
