@@ -520,12 +520,43 @@ pub(crate) fn probe(seconds: u32, connections: u32) {
     let url = format!("http://{}/", servers.proxy);
     // Warm the memo and the pool.
     wrk(&url, &headers, connections, 1).expect("wrk");
+    let (proxy_before, upstream_before) = (cpu_ticks("proxy"), cpu_ticks("upstream"));
     let r = wrk(&url, &headers, connections, seconds).expect("wrk");
+    let (proxy_after, upstream_after) = (cpu_ticks("proxy"), cpu_ticks("upstream"));
+    let requests = r.rps * f64::from(seconds);
+    // Clock ticks are 10 ms on Linux (`getconf CLK_TCK` = 100).
+    let per_request = |ticks: u64| ticks as f64 * 10_000.0 / requests;
     eprintln!(
-        "idgate proxy, {connections} connections: {:.0} req/s, p50 {}, p99 {}, {} errors",
+        "idgate proxy, {connections} connections: {:.0} req/s, p50 {}, p99 {}, {} errors; CPU per request: proxy \
+         threads {}, upstream {}",
         r.rps,
         fmt_us(r.p50_us),
         fmt_us(r.p99_us),
-        r.errors
+        r.errors,
+        fmt_us(per_request(proxy_after - proxy_before)),
+        fmt_us(per_request(upstream_after - upstream_before)),
     );
+}
+
+/// User and system clock ticks of this process's threads whose name starts with `name` (`/proc/self/task`).
+fn cpu_ticks(name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // `pid (comm) state ppid ...`: utime and stime are fields 14 and 15, counted after the `)`.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1;
+            if !comm.starts_with(name) {
+                return None;
+            }
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .sum()
 }
