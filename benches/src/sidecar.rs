@@ -510,10 +510,16 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
 }
 
 /// `idgate-bench probe-proxy <seconds> <connections>`: idgate's proxy in front of the bare upstream under `wrk`, for
-/// `perf record` (the proxy's threads are named `proxy`, the upstream's `upstream`).
+/// `perf record` (the proxy's threads are named `proxy`, the upstream's `upstream`). `IDGATE_BENCH_PROXY_THREADS` sets
+/// the proxy's worker threads.
 pub(crate) fn probe(seconds: u32, connections: u32) {
     let env = Env::start();
-    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    // `IDGATE_BENCH_PROXY_THREADS`: the proxy runtime's workers (default `nproc`, as `#[tokio::main]`).
+    let threads = std::env::var("IDGATE_BENCH_PROXY_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
+        .max(1);
     let servers = servers(&env, threads);
     let token = env.oidc_tokens(2, 200_000).remove(0);
     let headers = [format!("Authorization: Bearer {token}")];
