@@ -17,16 +17,16 @@ use crate::verify::fmt_us;
 
 const SECTION: &str = "HTTP (wrk on loopback, axum hello-world)";
 
-fn hello() -> Router {
+pub(crate) fn hello() -> Router {
     Router::new().route("/", get(|| async { "hello" }))
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Wrk {
-    rps: f64,
-    p50_us: f64,
-    p99_us: f64,
-    errors: u64,
+pub(crate) struct Wrk {
+    pub(crate) rps: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) errors: u64,
 }
 
 /// The layers' own cost, without sockets: the routers called in process (polled once: everything is ready at
@@ -123,7 +123,12 @@ fn parse_latency(s: &str) -> Option<f64> {
     num.trim().parse::<f64>().ok().map(|v| v * factor)
 }
 
-fn wrk(url: &str, headers: &[String], connections: u32, seconds: u32) -> Result<Wrk, String> {
+pub(crate) fn wrk(
+    url: &str,
+    headers: &[String],
+    connections: u32,
+    seconds: u32,
+) -> Result<Wrk, String> {
     let mut cmd = Command::new("wrk");
     cmd.args(["-t1", "--latency", "--timeout", "5s"])
         .arg(format!("-c{connections}"))
@@ -173,9 +178,13 @@ fn mean(runs: &[Wrk]) -> Wrk {
     }
 }
 
-/// Installs `wrk` from Debian's packages when it is missing and this runs as root with `apt-get` (as on a fresh
-/// machine of this project), so the harness stays one command. Says what it does; false when it could not.
-fn install_wrk() -> bool {
+/// Whether `binary` runs (`binary version_args`); when it does not, installs Debian's `package` with `apt-get` if
+/// this runs as root (as on a fresh machine of this project), so the harness stays one command. Says what it does.
+pub(crate) fn ensure_tool(binary: &str, version_args: &[&str], package: &str) -> bool {
+    let runs = || Command::new(binary).args(version_args).output().is_ok();
+    if runs() {
+        return true;
+    }
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -183,19 +192,19 @@ fn install_wrk() -> bool {
     if !root || Command::new("apt-get").arg("--version").output().is_err() {
         return false;
     }
-    eprintln!("`wrk` not found: installing it with apt-get (Debian's package)");
+    eprintln!("`{binary}` not found: installing it with apt-get (Debian's `{package}`)");
     let installed = Command::new("sh")
-        .args([
-            "-c",
-            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk",
-        ])
+        .arg("-c")
+        .arg(format!(
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package}"
+        ))
         .status()
         .is_ok_and(|s| s.success());
-    installed && Command::new("wrk").arg("--version").output().is_ok()
+    installed && runs()
 }
 
 pub(crate) fn run(env: &Env, report: &mut Report) {
-    if Command::new("wrk").arg("--version").output().is_err() && !install_wrk() {
+    if !ensure_tool("wrk", &["--version"], "wrk") {
         report.info(SECTION, "all", "not measured: `wrk` not found");
         report.note(
             SECTION,

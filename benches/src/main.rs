@@ -23,6 +23,7 @@ mod machine;
 mod memory;
 mod outbound;
 mod report;
+mod sidecar;
 mod timing;
 mod verify;
 
@@ -58,6 +59,12 @@ fn main() {
         let which = args.get(2).map_or("identity", String::as_str);
         let seconds = args.get(3).and_then(|c| c.parse().ok()).unwrap_or(5);
         http_load::probe_layer(which, seconds);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("probe-proxy") {
+        let seconds = args.get(2).and_then(|c| c.parse().ok()).unwrap_or(10);
+        let connections = args.get(3).and_then(|c| c.parse().ok()).unwrap_or(32);
+        sidecar::probe(seconds, connections);
         return;
     }
     if args.get(1).map(String::as_str) == Some("detect") {
@@ -108,6 +115,13 @@ fn main() {
     if wants("http") {
         eprintln!("[{:>5.1}s] HTTP (wrk)", started.elapsed().as_secs_f64());
         http_load::run(&env, &mut report);
+    }
+    if wants("sidecar") {
+        eprintln!(
+            "[{:>5.1}s] sidecar vs nginx and haproxy (wrk)",
+            started.elapsed().as_secs_f64()
+        );
+        sidecar::run(&env, &mut report);
     }
     if wants("outbound") {
         eprintln!("[{:>5.1}s] outbound", started.elapsed().as_secs_f64());

@@ -901,3 +901,87 @@ async fn an_unreachable_upstream_is_502() {
     let token = format!("Bearer {}", emu.mint(&sa()));
     assert_eq!(get(addr, "/", &[("authorization", token)]).await, 502);
 }
+
+/// An upstream on a raw socket that answers each request with `head`, then holds the body until `release` fires,
+/// then sends `body`: a slow upstream, to see when the proxy hands on a response head.
+async fn held_body_upstream(
+    head: &'static str,
+    body: &'static str,
+    release: tokio::sync::oneshot::Receiver<()>,
+) -> url::Url {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.expect("accept");
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.expect("read");
+            assert!(n > 0, "the proxy closed before sending a request head");
+            request.extend_from_slice(&buf[..n]);
+        }
+        stream.write_all(head.as_bytes()).await.expect("head");
+        let _ = release.await;
+        stream.write_all(body.as_bytes()).await.expect("body");
+        let _ = stream.shutdown().await;
+    });
+    format!("http://{addr}/").parse().expect("url")
+}
+
+/// A streamed response (no `Content-Length`: server-sent events, a long download) has its head handed on at once,
+/// before any of its body exists; a small one of known length arrives whole, with its length, in one piece.
+#[tokio::test]
+async fn proxy_hands_on_a_streamed_head_at_once_and_small_bodies_whole() {
+    let emu = emulator().await;
+    let token = format!("Bearer {}", emu.mint(&sa()));
+    let (release, held) = tokio::sync::oneshot::channel();
+    let url = held_body_upstream(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/event-stream\r\n\r\n",
+        "5\r\nhello\r\n0\r\n\r\n",
+        held,
+    )
+    .await;
+    let addr = proxy(&url, &identity_layers(&emu)).await;
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client()
+            .get(format!("http://{addr}/events"))
+            .header("authorization", &token)
+            .send(),
+    )
+    .await
+    .expect("the head of a streamed response must not wait for its body")
+    .expect("response");
+    assert_eq!(response.status(), 200);
+    release.send(()).expect("upstream waiting");
+    assert_eq!(response.text().await.expect("body"), "hello");
+
+    // Known lengths, under and over the size whose first frame is read before the head goes on.
+    for len in [1, 10_000, 200_000] {
+        let upstream = Router::new().fallback(move || async move { "a".repeat(len) });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let upstream_addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, upstream).await;
+        });
+        let url = format!("http://{upstream_addr}/").parse().expect("url");
+        let addr = proxy(&url, &identity_layers(&emu)).await;
+        let response = client()
+            .get(format!("http://{addr}/"))
+            .header("authorization", &token)
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.content_length(), Some(len as u64), "{len} bytes");
+        let body = response.bytes().await.expect("body");
+        assert_eq!(body.len(), len);
+        assert!(body.iter().all(|b| *b == b'a'));
+    }
+}

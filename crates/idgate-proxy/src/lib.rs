@@ -4,7 +4,9 @@
 //! presents.
 //!
 //! [`serve`] accepts connections on a listener, runs every request through the gates, and forwards the admitted
-//! ones to the upstream, streaming bodies both ways. The upstream learns who called from these headers:
+//! ones to the upstream, streaming bodies both ways (a response whose `Content-Length` is at most 64 KiB is read up to
+//! its first frame before its head is sent on, so head and body leave in one write; a streamed or larger one is
+//! handed on at once). The upstream learns who called from these headers:
 //!
 //! | header | value |
 //! |---|---|

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
+use http_body::Body as _;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use idgate_core::identity::Caller;
@@ -122,15 +123,26 @@ pub(crate) async fn forward(
     drop(span);
     match answer {
         Ok(response) => {
-            let (mut parts, body) = response.into_parts();
+            let (mut parts, mut body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             if let Some(cookies) = upstream.idgate_cookies {
                 strip_idgate_set_cookies(&mut parts.headers, cookies);
             }
+            // A small body of known length is read up to its first frame before the head is handed on, so the
+            // client gets head and body in one write (one send, one wake-up less) rather than the head alone, then
+            // the body once the upstream connection's task has read it. A body of unknown length (a stream, server-
+            // sent events) or a large one is not waited for: its head goes out at once, as before.
+            let first = match body.size_hint().exact() {
+                Some(len) if len > 0 && len <= PREFETCH_MAX_BYTES => {
+                    std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+                }
+                _ => None,
+            };
             // The upstream connection is busy until its response body is read or dropped: so is the share.
             Response::from_parts(
                 parts,
                 Body::new(Budgeted {
+                    first,
                     body,
                     _share: share,
                 }),
@@ -153,17 +165,22 @@ pub(crate) async fn forward(
 /// How long an idle upstream connection is kept for reuse.
 pub(crate) const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The largest response body (by its `Content-Length`) whose first frame is read before the head is handed on.
+const PREFETCH_MAX_BYTES: u64 = 64 * 1024;
+
 pin_project! {
     /// An upstream response body with the share of the upstream budget its connection holds, given back when the
-    /// body is read to the end or dropped.
-    struct Budgeted<B> {
+    /// body is read to the end or dropped; `first` is a frame already read from `body` (see [`forward`]), yielded
+    /// before it.
+    struct Budgeted<B: http_body::Body<Data = Bytes>> {
+        first: Option<Result<http_body::Frame<B::Data>, B::Error>>,
         #[pin]
         body: B,
         _share: OwnedSemaphorePermit,
     }
 }
 
-impl<B: http_body::Body> http_body::Body for Budgeted<B> {
+impl<B: http_body::Body<Data = Bytes>> http_body::Body for Budgeted<B> {
     type Data = B::Data;
     type Error = B::Error;
 
@@ -171,15 +188,30 @@ impl<B: http_body::Body> http_body::Body for Budgeted<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        self.project().body.poll_frame(cx)
+        let this = self.project();
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(first));
+        }
+        this.body.poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.first.is_none() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        let hint = self.body.size_hint();
+        let Some(Ok(first)) = &self.first else {
+            return hint;
+        };
+        // The head's `Content-Length` is taken from this: the frame already read counts.
+        let read = first.data_ref().map_or(0, |data| data.len() as u64);
+        let mut total = http_body::SizeHint::new();
+        total.set_lower(hint.lower().saturating_add(read));
+        if let Some(upper) = hint.upper() {
+            total.set_upper(upper.saturating_add(read));
+        }
+        total
     }
 }
 

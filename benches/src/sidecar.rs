@@ -1,0 +1,568 @@
+//! The sidecar against what a user would deploy instead: the same bare axum hello-world upstream reached directly,
+//! through Debian's `nginx` and `haproxy` as plain reverse proxies (no authentication at all), and through
+//! `idgate_proxy::serve` with the identity layer (memoized token), all driven by the same `wrk` run side by side.
+//!
+//! The upstream runs on its own one-worker tokio runtime. The proxies get both the machine's cores each, as deployed:
+//! nginx `worker_processes auto`, haproxy `nbthread` = `nproc`, idgate's proxy a multi-thread runtime with `nproc`
+//! workers (what `#[tokio::main]` gives the `idgate proxy` binary). Both plain proxies keep upstream connections
+//! alive, and neither writes an access log.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use idgate_core::policy::Allowlist;
+use idgate_core::verify::OidcVerifier;
+use idgate_server::{Layers, RequireIdentityLayer};
+
+use crate::env::{Env, OIDC_AUDIENCE, PROJECT};
+use crate::http_load::{Wrk, ensure_tool, hello, wrk};
+use crate::report::Report;
+use crate::verify::fmt_us;
+
+const SECTION: &str = "Sidecar vs nginx and HAProxy (wrk on loopback, same upstream)";
+
+/// A proxy started as a child process, stopped (SIGTERM, then waited for) when dropped: nginx's master takes its
+/// workers down with it on SIGTERM, not on SIGKILL.
+struct ChildProxy {
+    name: &'static str,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for ChildProxy {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{}: did not stop on SIGTERM; killing it", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A free loopback port (bound, read, released: the child binds it right after).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("idgate-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn nginx_config(dir: &Path, listen: u16, upstream: SocketAddr) -> String {
+    let d = dir.display();
+    format!(
+        "daemon off;
+worker_processes auto;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    upstream bare {{
+        server {upstream};
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{listen};
+        location / {{
+            proxy_pass http://bare;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+        }}
+    }}
+}}
+"
+    )
+}
+
+fn haproxy_config(listen: u16, upstream: SocketAddr, threads: usize) -> String {
+    format!(
+        "global
+    nbthread {threads}
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    option forwardfor
+frontend front
+    bind 127.0.0.1:{listen}
+    default_backend bare
+backend bare
+    http-reuse always
+    server bare {upstream}
+"
+    )
+}
+
+/// Starts `program args` and waits until `http://127.0.0.1:port/` answers 200; the error says why not.
+fn start(
+    name: &'static str,
+    dir: PathBuf,
+    program: &str,
+    args: &[&str],
+    port: u16,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<ChildProxy, String> {
+    let child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{name}: could not start `{program}`: {e}"))?;
+    let mut proxy = ChildProxy { name, child, dir };
+    let url = format!("http://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(Some(status)) = proxy.child.try_wait() {
+            let mut stderr = String::new();
+            if let Some(mut e) = proxy.child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+            }
+            return Err(format!(
+                "{name} exited at startup ({status}): {}",
+                stderr.trim()
+            ));
+        }
+        let ok = runtime.block_on(async {
+            reqwest::get(&url)
+                .await
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+        });
+        if ok {
+            // Its stderr is no longer read: nothing may block on a full pipe.
+            drop(proxy.child.stderr.take());
+            return Ok(proxy);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name} did not answer 200 on {url} within 10 s"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_nginx(
+    upstream: SocketAddr,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(ChildProxy, u16), String> {
+    if !ensure_tool("nginx", &["-v"], "nginx-light") {
+        return Err(
+            "nginx not found and could not be installed (`apt-get install nginx-light`)".into(),
+        );
+    }
+    let dir = temp_dir("nginx");
+    let port = free_port();
+    let config = dir.join("nginx.conf");
+    std::fs::write(&config, nginx_config(&dir, port, upstream)).expect("nginx.conf");
+    let (config, prefix) = (config.display().to_string(), dir.display().to_string());
+    let proxy = start(
+        "nginx",
+        dir,
+        "nginx",
+        &["-p", &prefix, "-c", &config],
+        port,
+        runtime,
+    )?;
+    Ok((proxy, port))
+}
+
+fn start_haproxy(
+    upstream: SocketAddr,
+    threads: usize,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(ChildProxy, u16), String> {
+    if !ensure_tool("haproxy", &["-v"], "haproxy") {
+        return Err(
+            "haproxy not found and could not be installed (`apt-get install haproxy`)".into(),
+        );
+    }
+    let dir = temp_dir("haproxy");
+    let port = free_port();
+    let config = dir.join("haproxy.cfg");
+    std::fs::write(&config, haproxy_config(port, upstream, threads)).expect("haproxy.cfg");
+    let config = config.display().to_string();
+    // `-db`: foreground, no daemon; `-W` is not needed with one process.
+    let proxy = start(
+        "haproxy",
+        dir,
+        "haproxy",
+        &["-db", "-f", &config],
+        port,
+        runtime,
+    )?;
+    Ok((proxy, port))
+}
+
+/// The upstream (one worker) and idgate's proxy (`threads` workers) on runtimes of their own; the proxy's address.
+pub(crate) struct Servers {
+    pub(crate) upstream: SocketAddr,
+    pub(crate) proxy: SocketAddr,
+    _upstream_rt: tokio::runtime::Runtime,
+    _proxy_rt: tokio::runtime::Runtime,
+}
+
+pub(crate) fn servers(env: &Env, threads: usize) -> Servers {
+    let upstream_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("upstream")
+        .enable_all()
+        .build()
+        .expect("upstream runtime");
+    let proxy_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("proxy")
+        .enable_all()
+        .build()
+        .expect("proxy runtime");
+    let upstream = upstream_rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, hello()).await.expect("serve") });
+        addr
+    });
+    let oidc = OidcVerifier::builder()
+        .audience(OIDC_AUDIENCE)
+        .keys_url(env.emulator.oidc_jwks_url())
+        .build()
+        .expect("verifier");
+    let allowlist = Allowlist::builder()
+        .project_id(PROJECT)
+        .all_service_accounts_of_listed_projects(true)
+        .build()
+        .expect("allowlist");
+    let identity = RequireIdentityLayer::new(oidc).allowlist(allowlist);
+    let proxy = proxy_rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let upstream: url::Url = format!("http://{upstream}/").parse().expect("url");
+        let layers = Layers::new(Some(identity), None);
+        tokio::spawn(async move {
+            idgate_proxy::serve(
+                listener,
+                upstream,
+                layers,
+                idgate_proxy::ProxyOptions::default(),
+                std::future::pending(),
+            )
+            .await
+            .expect("proxy");
+        });
+        addr
+    });
+    Servers {
+        upstream,
+        proxy,
+        _upstream_rt: upstream_rt,
+        _proxy_rt: proxy_rt,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        f64::midpoint(values[n / 2 - 1], values[n / 2])
+    }
+}
+
+fn medians(runs: &[Wrk]) -> Wrk {
+    Wrk {
+        rps: median(runs.iter().map(|r| r.rps).collect()),
+        p50_us: median(runs.iter().map(|r| r.p50_us).collect()),
+        p99_us: median(runs.iter().map(|r| r.p99_us).collect()),
+        errors: runs.iter().map(|r| r.errors).sum(),
+    }
+}
+
+/// `IDGATE_BENCH_PROXY_TRACING=1`: a global subscriber at `INFO` writing to a sink, as the `idgate proxy` binary's
+/// default filter enables the proxy's spans. Global, so it is set only on request (a run of this section alone).
+fn tracing_on() -> bool {
+    if std::env::var_os("IDGATE_BENCH_PROXY_TRACING").is_none_or(|v| v.is_empty() || v == "0") {
+        return false;
+    }
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::sink)
+        .try_init()
+        .is_ok()
+}
+
+pub(crate) fn run(env: &Env, report: &mut Report) {
+    if !ensure_tool("wrk", &["--version"], "wrk") {
+        report.info(SECTION, "all", "not measured: `wrk` not found");
+        return;
+    }
+    let traced = tracing_on();
+    let threads = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let servers = servers(env, threads);
+    let token = env.oidc_tokens(2, 200_000).remove(0);
+    let headers = [format!("Authorization: Bearer {token}")];
+
+    let mut targets: Vec<(String, SocketAddr)> =
+        vec![("bare hello-world".into(), servers.upstream)];
+    let mut children = Vec::new();
+    match start_nginx(servers.upstream, &env.runtime) {
+        Ok((child, port)) => {
+            children.push(child);
+            targets.push((
+                "nginx → bare (plain proxy, no authentication)".into(),
+                SocketAddr::from(([127, 0, 0, 1], port)),
+            ));
+        }
+        Err(e) => report.note(SECTION, format!("nginx skipped: {e}")),
+    }
+    let nginx = targets.iter().position(|(n, _)| n.starts_with("nginx"));
+    match start_haproxy(servers.upstream, threads, &env.runtime) {
+        Ok((child, port)) => {
+            children.push(child);
+            targets.push((
+                "haproxy → bare (plain proxy, no authentication)".into(),
+                SocketAddr::from(([127, 0, 0, 1], port)),
+            ));
+        }
+        Err(e) => report.note(SECTION, format!("haproxy skipped: {e}")),
+    }
+    let idgate_name = if traced {
+        "`idgate_proxy::serve` (identity layer, memoized token) → bare, INFO subscriber to a sink"
+    } else {
+        "`idgate_proxy::serve` (identity layer, memoized token) → bare"
+    };
+    targets.push((idgate_name.into(), servers.proxy));
+    let idgate = targets.len() - 1;
+
+    // Sanity and warm-up (key cache, memo, pooled upstream connections): every target answers 200.
+    env.runtime.block_on(async {
+        let client = reqwest::Client::new();
+        for (name, addr) in &targets {
+            let response = client
+                .get(format!("http://{addr}/"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(response.status(), 200, "{name}");
+        }
+    });
+
+    let rounds: usize = std::env::var("IDGATE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let (loaded_secs, single_secs, connections) = (3, 2, 32);
+    let mut loaded = vec![Vec::new(); targets.len()];
+    let mut single = vec![Vec::new(); targets.len()];
+    for round in 0..rounds {
+        eprintln!("  sidecar round {}/{rounds}", round + 1);
+        // Rotated each round: no target always runs right after the same other.
+        for i in 0..targets.len() {
+            let k = (i + round) % targets.len();
+            match wrk(
+                &format!("http://{}/", targets[k].1),
+                &headers,
+                connections,
+                loaded_secs,
+            ) {
+                Ok(r) => loaded[k].push(r),
+                Err(e) => {
+                    report.info(SECTION, "all", "not measured (see notes)");
+                    report.note(SECTION, e);
+                    return;
+                }
+            }
+        }
+        for i in 0..targets.len() {
+            let k = (i + round) % targets.len();
+            match wrk(
+                &format!("http://{}/", targets[k].1),
+                &headers,
+                1,
+                single_secs,
+            ) {
+                Ok(r) => single[k].push(r),
+                Err(e) => {
+                    report.info(SECTION, "all", "not measured (see notes)");
+                    report.note(SECTION, e);
+                    return;
+                }
+            }
+        }
+    }
+    drop(children);
+
+    for (runs, label) in [
+        (&loaded, format!("{connections} connections")),
+        (&single, "1 connection".to_owned()),
+    ] {
+        for (k, (name, _)) in targets.iter().enumerate() {
+            let m = medians(&runs[k]);
+            let errors = if m.errors > 0 {
+                format!(" (**{} non-2xx/socket errors**)", m.errors)
+            } else {
+                String::new()
+            };
+            report.info(
+                SECTION,
+                format!("{name}: {label}"),
+                format!(
+                    "{:.0} req/s, p50 {}, p99 {}{errors}",
+                    m.rps,
+                    fmt_us(m.p50_us),
+                    fmt_us(m.p99_us)
+                ),
+            );
+        }
+        let Some(nginx) = nginx else { continue };
+        // Per round, idgate over nginx in that same round; the median over rounds.
+        let per_round = |f: fn(&Wrk) -> f64| -> Vec<f64> {
+            runs[idgate]
+                .iter()
+                .zip(&runs[nginx])
+                .map(|(i, n)| f(i) / f(n))
+                .collect()
+        };
+        let share = per_round(|w| w.rps);
+        let p50 = per_round(|w| w.p50_us);
+        let p99 = per_round(|w| w.p99_us);
+        let list = |v: &[f64], scale: f64, digits: usize| {
+            v.iter()
+                .map(|x| format!("{:.digits$}", x * scale))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let s = median(share.clone());
+        report.goal(
+            SECTION,
+            format!("idgate proxy: share of nginx's throughput ({label})"),
+            format!(
+                "{:.1} % (median of {rounds} rounds: {} %)",
+                s * 100.0,
+                list(&share, 100.0, 0)
+            ),
+            "≥ 90 %",
+            s >= 0.9,
+        );
+        let r50 = median(p50.clone());
+        report.goal(
+            SECTION,
+            format!("idgate proxy: p50 over nginx's ({label})"),
+            format!("{r50:.2} × (rounds: {})", list(&p50, 1.0, 2)),
+            "≤ 1.2 ×",
+            r50 <= 1.2,
+        );
+        let r99 = median(p99.clone());
+        report.goal(
+            SECTION,
+            format!("idgate proxy: p99 over nginx's ({label})"),
+            format!("{r99:.2} × (rounds: {})", list(&p99, 1.0, 2)),
+            "≤ 1.2 ×",
+            r99 <= 1.2,
+        );
+    }
+    report.note(
+        SECTION,
+        format!(
+            "`wrk -t1 -c{connections} -d{loaded_secs}s --latency` and `wrk -t1 -c1 -d{single_secs}s --latency` \
+             against each target, {rounds} rounds, the targets' order rotated each round; figures are medians over \
+             the rounds, ratios the median of per-round ratios. Every request carries the same valid `Authorization: \
+             Bearer` ID token (only idgate checks it). The upstream is one axum hello-world on a one-worker tokio \
+             runtime; nginx (`worker_processes auto`, upstream `keepalive 64`, HTTP/1.1 to the upstream, access log \
+             off, `X-Forwarded-For`/`-Proto` set) and haproxy (`nbthread {threads}`, `http-reuse always`, \
+             `option forwardfor`, no log) are Debian's, started as child processes; idgate's proxy runs on a \
+             {threads}-worker runtime in this process, with the identity layer (memoized token) and its default \
+             limits. wrk, the upstream and the proxy share the machine's {threads} cores."
+        ),
+    );
+}
+
+/// `idgate-bench probe-proxy <seconds> <connections>`: idgate's proxy in front of the bare upstream under `wrk`, for
+/// `perf record` (the proxy's threads are named `proxy`, the upstream's `upstream`). `IDGATE_BENCH_PROXY_THREADS` sets
+/// the proxy's worker threads.
+pub(crate) fn probe(seconds: u32, connections: u32) {
+    let env = Env::start();
+    // `IDGATE_BENCH_PROXY_THREADS`: the proxy runtime's workers (default `nproc`, as `#[tokio::main]`).
+    let threads = std::env::var("IDGATE_BENCH_PROXY_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
+        .max(1);
+    let servers = servers(&env, threads);
+    let token = env.oidc_tokens(2, 200_000).remove(0);
+    let headers = [format!("Authorization: Bearer {token}")];
+    let url = format!("http://{}/", servers.proxy);
+    // Warm the memo and the pool.
+    wrk(&url, &headers, connections, 1).expect("wrk");
+    let (proxy_before, upstream_before) = (cpu_ticks("proxy"), cpu_ticks("upstream"));
+    let r = wrk(&url, &headers, connections, seconds).expect("wrk");
+    let (proxy_after, upstream_after) = (cpu_ticks("proxy"), cpu_ticks("upstream"));
+    let requests = r.rps * f64::from(seconds);
+    // Clock ticks are 10 ms on Linux (`getconf CLK_TCK` = 100).
+    let per_request = |ticks: u64| ticks as f64 * 10_000.0 / requests;
+    eprintln!(
+        "idgate proxy, {connections} connections: {:.0} req/s, p50 {}, p99 {}, {} errors; CPU per request: proxy \
+         threads {}, upstream {}",
+        r.rps,
+        fmt_us(r.p50_us),
+        fmt_us(r.p99_us),
+        r.errors,
+        fmt_us(per_request(proxy_after - proxy_before)),
+        fmt_us(per_request(upstream_after - upstream_before)),
+    );
+}
+
+/// User and system clock ticks of this process's threads whose name starts with `name` (`/proc/self/task`).
+fn cpu_ticks(name: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // `pid (comm) state ppid ...`: utime and stime are fields 14 and 15, counted after the `)`.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1;
+            if !comm.starts_with(name) {
+                return None;
+            }
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .sum()
+}
