@@ -252,23 +252,7 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
             addrs.push(listener.local_addr().expect("addr"));
             tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        addrs.push(listener.local_addr().expect("addr"));
-        let upstream: url::Url = format!("http://{}/", addrs[0]).parse().expect("url");
-        let layers = Layers::new(Some(identity.clone()), None);
-        tokio::spawn(async move {
-            idgate_proxy::serve(
-                listener,
-                upstream,
-                layers,
-                idgate_proxy::ProxyOptions::default(),
-                std::future::pending(),
-            )
-            .await
-            .expect("proxy");
-        });
+        addrs.push(spawn_proxy(addrs[0], identity.clone()).await);
         addrs
     });
     let names = [
@@ -521,4 +505,30 @@ pub(crate) fn probe_layer(which: &str, seconds: u64) {
         "{which}: {:.0} ns per request",
         start.elapsed().as_nanos() as f64 / n as f64
     );
+}
+
+/// Starts `idgate_proxy::serve` with `identity` in front of `upstream` on a loopback port of its own, on the current
+/// runtime; returns its address. The HTTP table and the sidecar table measure the same proxy.
+pub(crate) async fn spawn_proxy(
+    upstream: SocketAddr,
+    identity: RequireIdentityLayer,
+) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let upstream: url::Url = format!("http://{upstream}/").parse().expect("url");
+    let layers = Layers::new(Some(identity), None);
+    tokio::spawn(async move {
+        idgate_proxy::serve(
+            listener,
+            upstream,
+            layers,
+            idgate_proxy::ProxyOptions::default(),
+            std::future::pending(),
+        )
+        .await
+        .expect("proxy");
+    });
+    addr
 }

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use idgate_core::policy::Allowlist;
 use idgate_core::verify::OidcVerifier;
-use idgate_server::{Layers, RequireIdentityLayer};
+use idgate_server::RequireIdentityLayer;
 
 use crate::env::{Env, OIDC_AUDIENCE, PROJECT};
-use crate::http_load::{Wrk, ensure_tool, hello, wrk};
+use crate::http_load::{Wrk, ensure_tool, hello, spawn_proxy, wrk};
 use crate::report::Report;
 use crate::verify::fmt_us;
 
@@ -258,26 +258,7 @@ pub(crate) fn servers(env: &Env, threads: usize) -> Servers {
         .build()
         .expect("allowlist");
     let identity = RequireIdentityLayer::new(oidc).allowlist(allowlist);
-    let proxy = proxy_rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let upstream: url::Url = format!("http://{upstream}/").parse().expect("url");
-        let layers = Layers::new(Some(identity), None);
-        tokio::spawn(async move {
-            idgate_proxy::serve(
-                listener,
-                upstream,
-                layers,
-                idgate_proxy::ProxyOptions::default(),
-                std::future::pending(),
-            )
-            .await
-            .expect("proxy");
-        });
-        addr
-    });
+    let proxy = proxy_rt.block_on(spawn_proxy(upstream, identity));
     Servers {
         upstream,
         proxy,
