@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use idgate_client::{CachedSource, HttpOptions, IdTokenSource, MetadataServer};
+use idgate_client::{
+    AccessTokenSource, CachedSource, HttpOptions, IdTokenSource, MetadataServer, Scopes,
+};
 use idgate_core::clock::{Clock, ManualClock};
 use idgate_emulator::{Fault, Route};
 
@@ -27,6 +29,40 @@ async fn a_thousand_concurrent_calls_for_a_cold_audience_mint_once() {
     }
     assert_eq!(emu.hits(Route::MetadataIdentity), 1);
     assert!(tokens.windows(2).all(|w| w[0] == w[1]));
+}
+
+/// Access tokens are cached per scope set (in any order): a thousand concurrent calls over two scope sets, one of
+/// them spelled in two orders, mint exactly once per set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_access_token_calls_mint_once_per_scope_set() {
+    const STORAGE: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+    const PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+    let emu = emulator().await;
+    let cached = CachedSource::new(MetadataServer::from_base_url(&emu.base_url()));
+    let sets = [
+        Scopes::new([STORAGE, PLATFORM]).unwrap(),
+        Scopes::new([PLATFORM, STORAGE]).unwrap(),
+        Scopes::new([PLATFORM]).unwrap(),
+    ];
+    let calls: Vec<_> = (0..1000)
+        .map(|i| {
+            let cached = cached.clone();
+            let scopes = sets[i % 3].clone();
+            tokio::spawn(async move { (i % 3, cached.access_token(&scopes).await) })
+        })
+        .collect();
+    let mut by_set: [Vec<String>; 3] = Default::default();
+    for call in calls {
+        let (set, token) = call.await.unwrap();
+        by_set[set].push(token.unwrap().as_str().to_owned());
+    }
+    assert_eq!(emu.hits(Route::MetadataAccessToken), 2);
+    // Each set got one token; the two spellings of the first set got the same one; the sets got different ones.
+    for tokens in &by_set {
+        assert!(tokens.windows(2).all(|w| w[0] == w[1]));
+    }
+    assert_eq!(by_set[0][0], by_set[1][0]);
+    assert_ne!(by_set[0][0], by_set[2][0]);
 }
 
 #[tokio::test]
