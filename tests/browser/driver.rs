@@ -135,7 +135,19 @@ impl Browser {
     pub(crate) async fn screenshot(&self, name: &str) {
         let step = self.step.get() + 1;
         self.step.set(step);
-        let png = self.client.screenshot().await.expect("a screenshot");
+        // A click that starts a navigation returns before the new page is attached; a screenshot then fails with
+        // "aborted by navigation" (seen with Chromium 148 on a loaded CI machine). Try again while it settles.
+        let mut tries = 0;
+        let png = loop {
+            match self.client.screenshot().await {
+                Ok(png) => break png,
+                Err(_) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("a screenshot: {e:?}"),
+            }
+        };
         let path = self.artifacts.join(format!("{step:02}-{name}.png"));
         std::fs::write(&path, png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }
