@@ -221,22 +221,12 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
         .expect("server runtime");
     let token = env.oidc_tokens(2, 200_000).remove(0);
     let assertion = env.iap_tokens(2, 200_000).remove(0);
-    let oidc = OidcVerifier::builder()
-        .audience(OIDC_AUDIENCE)
-        .keys_url(env.emulator.oidc_jwks_url())
-        .build()
-        .expect("verifier");
     let iap = IapVerifier::builder()
         .audience(&env.iap_audience)
         .keys_url(env.emulator.iap_jwks_url())
         .build()
         .expect("verifier");
-    let allowlist = Allowlist::builder()
-        .project_id(PROJECT)
-        .all_service_accounts_of_listed_projects(true)
-        .build()
-        .expect("allowlist");
-    let identity = RequireIdentityLayer::new(oidc).allowlist(allowlist);
+    let identity = identity_layer(env);
     let iap_layer = RequireIapLayer::new(iap);
 
     let addrs: Vec<SocketAddr> = rt.block_on(async {
@@ -459,19 +449,7 @@ pub(crate) fn probe_layer(which: &str, seconds: u64) {
     let token = env.oidc_tokens(2, 200_000).remove(0);
     let assertion = env.iap_tokens(2, 200_000).remove(0);
     let router = match which {
-        "identity" => {
-            let oidc = OidcVerifier::builder()
-                .audience(OIDC_AUDIENCE)
-                .keys_url(env.emulator.oidc_jwks_url())
-                .build()
-                .expect("verifier");
-            let allowlist = Allowlist::builder()
-                .project_id(PROJECT)
-                .all_service_accounts_of_listed_projects(true)
-                .build()
-                .expect("allowlist");
-            hello().layer(RequireIdentityLayer::new(oidc).allowlist(allowlist))
-        }
+        "identity" => hello().layer(identity_layer(&env)),
         "iap" => {
             let iap = IapVerifier::builder()
                 .audience(&env.iap_audience)
@@ -531,4 +509,20 @@ pub(crate) async fn spawn_proxy(
         .expect("proxy");
     });
     addr
+}
+
+/// The identity layer every HTTP figure measures: the emulator's OIDC keys, the bench audience, the bench project's
+/// service accounts allowed.
+pub(crate) fn identity_layer(env: &Env) -> RequireIdentityLayer {
+    let oidc = OidcVerifier::builder()
+        .audience(OIDC_AUDIENCE)
+        .keys_url(env.emulator.oidc_jwks_url())
+        .build()
+        .expect("verifier");
+    let allowlist = Allowlist::builder()
+        .project_id(PROJECT)
+        .all_service_accounts_of_listed_projects(true)
+        .build()
+        .expect("allowlist");
+    RequireIdentityLayer::new(oidc).allowlist(allowlist)
 }

@@ -12,12 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use idgate_core::policy::Allowlist;
-use idgate_core::verify::OidcVerifier;
-use idgate_server::RequireIdentityLayer;
-
-use crate::env::{Env, OIDC_AUDIENCE, PROJECT};
-use crate::http_load::{Wrk, ensure_tool, hello, spawn_proxy, wrk};
+use crate::env::Env;
+use crate::http_load::{Wrk, ensure_tool, hello, identity_layer, spawn_proxy, wrk};
 use crate::report::Report;
 use crate::verify::fmt_us;
 
@@ -247,17 +243,7 @@ pub(crate) fn servers(env: &Env, threads: usize) -> Servers {
         tokio::spawn(async move { axum::serve(listener, hello()).await.expect("serve") });
         addr
     });
-    let oidc = OidcVerifier::builder()
-        .audience(OIDC_AUDIENCE)
-        .keys_url(env.emulator.oidc_jwks_url())
-        .build()
-        .expect("verifier");
-    let allowlist = Allowlist::builder()
-        .project_id(PROJECT)
-        .all_service_accounts_of_listed_projects(true)
-        .build()
-        .expect("allowlist");
-    let identity = RequireIdentityLayer::new(oidc).allowlist(allowlist);
+    let identity = identity_layer(env);
     let proxy = proxy_rt.block_on(spawn_proxy(upstream, identity));
     Servers {
         upstream,
