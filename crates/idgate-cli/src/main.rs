@@ -287,6 +287,17 @@ fn parse_grant(text: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `--impersonate EMAIL[,DELEGATE...]`: the account to act as, then its delegation chain.
+fn split_impersonation(impersonate: Option<Vec<String>>) -> (Option<String>, Vec<String>) {
+    match impersonate {
+        Some(mut list) if !list.is_empty() => {
+            let target = list.remove(0);
+            (Some(target), list)
+        }
+        _ => (None, Vec::new()),
+    }
+}
+
 /// The key document formats Google publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum KeysFormat {
@@ -392,13 +403,7 @@ async fn main() -> ExitCode {
             google_base_url,
         } => {
             let what = cmd::token::Wanted::from_args(audience, scopes, subject);
-            let (target, mut chain) = match impersonate {
-                Some(mut list) if !list.is_empty() => {
-                    let target = list.remove(0);
-                    (Some(target), list)
-                }
-                _ => (None, Vec::new()),
-            };
+            let (target, mut chain) = split_impersonation(impersonate);
             chain.extend(delegates);
             match what {
                 Ok(what) => cmd::token::run(what, target, chain, google_base_url).await,
@@ -410,13 +415,7 @@ async fn main() -> ExitCode {
             google_base_url,
             file,
         } => {
-            let (target, delegates) = match impersonate {
-                Some(mut list) if !list.is_empty() => {
-                    let target = list.remove(0);
-                    (Some(target), list)
-                }
-                _ => (None, Vec::new()),
-            };
+            let (target, delegates) = split_impersonation(impersonate);
             cmd::blob::sign(&file, target, delegates, google_base_url).await
         }
         Command::VerifyBlob {
