@@ -89,28 +89,37 @@ fn main() {
     let env = env::Env::start();
     let mut report = report::Report::default();
 
-    if wants("verify") {
+    if wants("verify") || wants("scaling") {
         eprintln!("[{:>5.1}s] minting tokens", started.elapsed().as_secs_f64());
         let oidc = env.oidc_tokens(256, 0);
         let iap = env.iap_tokens(256, 0);
         let contenders = verify::Contenders::new(&env, &oidc, &iap);
-        eprintln!(
-            "[{:>5.1}s] verification, single thread",
-            started.elapsed().as_secs_f64()
-        );
-        let cold = verify::single_thread(&contenders, &oidc, &iap, &mut report);
-        if !quick {
+        if wants("verify") {
             eprintln!(
-                "[{:>5.1}s] Python and Node",
+                "[{:>5.1}s] verification, single thread",
                 started.elapsed().as_secs_f64()
             );
-            foreign::compare(&env, &oidc, &iap, cold, &mut report);
+            let cold = verify::single_thread(&contenders, &oidc, &iap, &mut report);
+            if !quick {
+                eprintln!(
+                    "[{:>5.1}s] Python and Node",
+                    started.elapsed().as_secs_f64()
+                );
+                foreign::compare(&env, &oidc, &iap, cold, &mut report);
+            }
+            eprintln!(
+                "[{:>5.1}s] verification, 2 threads",
+                started.elapsed().as_secs_f64()
+            );
+            verify::concurrent(&env, &contenders, &mut report);
         }
-        eprintln!(
-            "[{:>5.1}s] verification, 2 threads",
-            started.elapsed().as_secs_f64()
-        );
-        verify::concurrent(&env, &contenders, &mut report);
+        if wants("scaling") {
+            eprintln!(
+                "[{:>5.1}s] verification, scaling with threads",
+                started.elapsed().as_secs_f64()
+            );
+            verify::scaling(&env, &contenders, &mut report);
+        }
     }
     if wants("http") {
         eprintln!("[{:>5.1}s] HTTP (wrk)", started.elapsed().as_secs_f64());

@@ -653,3 +653,119 @@ pub(crate) fn probe(name: &str, threads: usize, seconds: u64) {
     );
     eprintln!("{name} × {threads} threads: {rate:.0}/s ({good} accepted, {bad} rejected)");
 }
+
+const SCALING: &str = "Verification, scaling with threads";
+
+/// The thread counts of the scaling table: 1, 2, 4, … below `nproc`, and `nproc` itself.
+fn thread_counts(nproc: usize) -> Vec<usize> {
+    let mut counts: Vec<usize> = std::iter::successors(Some(1usize), |n| n.checked_mul(2))
+        .take_while(|n| *n < nproc)
+        .collect();
+    counts.push(nproc.max(1));
+    counts
+}
+
+fn fmt_per_sec(rate: f64) -> String {
+    if rate >= 1e6 {
+        format!("{:.2} M/s", rate / 1e6)
+    } else {
+        format!("{:.1} k/s", rate / 1e3)
+    }
+}
+
+/// Throughput at 1, 2, 4, … `nproc` threads and the scaling efficiency at each (rate at N / (N × rate at 1)), for
+/// idgate cold, idgate memo (over the pool, and with every thread presenting one token) and the Rust peers.
+pub(crate) fn scaling(env: &Env, c: &Contenders, report: &mut Report) {
+    let nproc = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let counts = thread_counts(nproc);
+    let pool = env.oidc_tokens(1024, 300_000);
+    let one = vec![pool[0].clone()];
+    // The memo row measures hits: every token of the pool is verified once before the clock starts.
+    for token in &pool {
+        assert!(c.rs256(&env.runtime, "idgate_memo", token), "a valid token");
+    }
+    let contenders: [(&str, &str, &[String]); 7] = [
+        ("idgate, memo off (cold)", "idgate_cold", &pool),
+        ("idgate, memo hit, 1,024 tokens", "idgate_memo", &pool),
+        (
+            "idgate, memo hit, one token on every thread",
+            "idgate_memo",
+            &one,
+        ),
+        (label("jsonwebtoken"), "jsonwebtoken", &pool),
+        (label("google-cloud-auth"), "google-cloud-auth", &pool),
+        (label("gcloud-sdk"), "gcloud-sdk", &pool),
+        (label("jwt-authorizer"), "jwt-authorizer", &pool),
+    ];
+    let rounds: u32 = 2;
+    let per_point = Duration::from_millis(1000);
+    // rates[k][i]: contender k at counts[i], summed over rounds; rejected valid tokens likewise.
+    let mut rates = vec![vec![0.0f64; counts.len()]; contenders.len()];
+    let mut rejected = vec![0u64; contenders.len()];
+    for round in 0..rounds as usize {
+        // Rotated each round, so no point always runs right after the same other.
+        for step in 0..contenders.len() * counts.len() {
+            let at = (step + round * 5) % (contenders.len() * counts.len());
+            let (k, i) = (at / counts.len(), at % counts.len());
+            let (_, name, tokens) = contenders[k];
+            let (rate, _good, bad) =
+                load(&|rt, t| c.rs256(rt, name, t), tokens, per_point, counts[i]);
+            rates[k][i] += rate / f64::from(rounds);
+            rejected[k] += bad;
+        }
+    }
+    let header = counts
+        .iter()
+        .map(|n| format!("{n} thread{}", if *n == 1 { "" } else { "s" }))
+        .collect::<Vec<_>>()
+        .join(" · ");
+    for (k, (item, name, _)) in contenders.iter().enumerate() {
+        let single = rates[k][0];
+        let mut worst = f64::INFINITY;
+        let points: Vec<String> = counts
+            .iter()
+            .zip(&rates[k])
+            .map(|(n, rate)| {
+                if *n == 1 {
+                    fmt_per_sec(*rate)
+                } else {
+                    let efficiency = rate / (*n as f64 * single);
+                    worst = worst.min(efficiency);
+                    format!("{} ({:.0} %)", fmt_per_sec(*rate), efficiency * 100.0)
+                }
+            })
+            .collect();
+        let lost = if rejected[k] > 0 {
+            format!(" (**{} valid tokens rejected**)", rejected[k])
+        } else {
+            String::new()
+        };
+        let value = format!("{}{lost}", points.join(" · "));
+        if name.starts_with("idgate") && counts.len() > 1 {
+            report.goal(
+                SCALING,
+                format!("{item}: {header}"),
+                value,
+                "≥ 90 % efficiency at every N",
+                worst >= 0.9,
+            );
+        } else {
+            report.info(SCALING, format!("{item}: {header}"), value);
+        }
+    }
+    report.note(
+        SCALING,
+        format!(
+            "Each thread has its own current-thread runtime and verifies round-robin through its token list (a pool \
+             of {} distinct valid RS256 tokens, thread t starting at t/N of the way through; or the same single \
+             token on every thread: one caller's token on a busy instance) for {} ms per point, {rounds} rounds, the \
+             points in a rotated order. Efficiency in brackets: the rate at N threads over N × the rate at 1 \
+             thread. The memo rows verify the pool once before measuring, so they measure hits. Throughput counts \
+             accepted tokens only. At N = `nproc` the harness's own threads (the emulator's runtime, idle) and \
+             anything else on the machine share the cores, so the last point is the most exposed to noise; the \
+             load average above says how busy the machine was.",
+            pool.len(),
+            per_point.as_millis()
+        ),
+    );
+}

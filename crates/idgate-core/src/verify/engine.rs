@@ -48,8 +48,9 @@ struct Header<'a> {
     crit: Present,
 }
 
-/// The claims every Google token has; implemented by the OIDC and IAP claim types.
-pub(crate) trait TimedClaims: DeserializeOwned + Send + Sync + 'static {
+/// The claims every Google token has; implemented by the OIDC and IAP claim types. `Clone` so that each thread
+/// keeps its own copy of a memoized token's claims (see [`Engine::verify`]).
+pub(crate) trait TimedClaims: DeserializeOwned + Clone + Send + Sync + 'static {
     fn exp(&self) -> i64;
     fn iat(&self) -> i64;
     fn nbf(&self) -> Option<i64>;
@@ -194,6 +195,11 @@ impl<C: TimedClaims> Engine<C> {
                         });
                     }
                     if self.still_signed(&claims, at) {
+                        // From here on this thread answers from a copy of its own. Sharing the memo's `Arc` would
+                        // make every hit on every thread increment and decrement one reference count: one cache
+                        // line all cores write, bounced between them on each request when many threads serve one
+                        // caller's token. The copy costs a few small allocations, once per token per thread.
+                        let claims = Arc::new(C::clone(&claims));
                         recent::put(self.id, token, claims.clone());
                         recent::put_by_digest(self.id, *digest, claims.clone());
                         self.metrics.memo_hit(&started);

@@ -23,7 +23,7 @@ pub const IAP_ISSUER: &str = "https://cloud.google.com/iap";
 /// IAP assertions live at most 10 minutes (plus twice the leeway, as Google's documentation says).
 const MAX_LIFETIME_SECS: i64 = 600;
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct IapGoogleClaim {
     #[serde(default)]
     access_levels: Vec<String>,
@@ -31,19 +31,19 @@ struct IapGoogleClaim {
 
 /// `gcip`: present when IAP admitted an external identity through Identity Platform. It carries the Identity
 /// Platform ID token's claims; idgate reads whether the identity provider verified the email, and the tenant.
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct GcipClaim {
     /// Only JSON `true` counts; absent or `false` means the email is whatever the user typed at sign-up.
     email_verified: Option<bool>,
     firebase: Option<GcipFirebase>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 struct GcipFirebase {
     tenant: Option<Box<str>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub(crate) struct IapClaims {
     iss: ClaimStr,
     aud: ClaimStr,

@@ -43,7 +43,7 @@ pub enum AudienceMatch {
     Origin,
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub(crate) struct OidcClaims {
     iss: ClaimStr,
     aud: ClaimStr,

@@ -25,7 +25,7 @@ pub const DEFAULT_MAX_SIGNED_JWT_LIFETIME: Duration = Duration::from_secs(12 * 3
 pub const MAX_SIGNED_JWT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// `aud`: one string, or an array of them (RFC 7519 allows both).
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(untagged)]
 enum Aud {
     One(String),
@@ -42,7 +42,7 @@ impl Aud {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Deserialize)]
 pub(crate) struct AccountJwtClaims {
     iss: String,
     sub: String,
