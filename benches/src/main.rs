@@ -131,6 +131,10 @@ fn main() {
         eprintln!("[{:>5.1}s] key fetches", started.elapsed().as_secs_f64());
         fetches::run(&env, &mut report);
     }
+    if wants("detect") {
+        eprintln!("[{:>5.1}s] app identity", started.elapsed().as_secs_f64());
+        detect::section(&env, &mut report);
+    }
     if wants("memory") && !quick {
         eprintln!("[{:>5.1}s] memory", started.elapsed().as_secs_f64());
         memory::run(&mut report);
