@@ -21,6 +21,7 @@ mod foreign;
 mod http_load;
 mod machine;
 mod memory;
+mod metrics_cost;
 mod outbound;
 mod report;
 mod sidecar;
@@ -140,9 +141,20 @@ fn main() {
         eprintln!("[{:>5.1}s] key fetches", started.elapsed().as_secs_f64());
         fetches::run(&env, &mut report);
     }
+    if wants("detect") {
+        eprintln!("[{:>5.1}s] app identity", started.elapsed().as_secs_f64());
+        detect::section(&env, &mut report);
+    }
     if wants("memory") && !quick {
         eprintln!("[{:>5.1}s] memory", started.elapsed().as_secs_f64());
         memory::run(&mut report);
+    }
+    if wants("metrics") {
+        eprintln!(
+            "[{:>5.1}s] metrics on vs off",
+            started.elapsed().as_secs_f64()
+        );
+        metrics_cost::run(quick, &mut report);
     }
     let load_end = machine::load_average();
     println!("{}", report.table());

@@ -1,75 +1,136 @@
-//! Outbound: attaching a cached ID token (reqwest-middleware against a local server; `AddIdTokenLayer` on a
-//! `service_fn`), and 1,000 concurrent cold calls sharing one mint.
+//! Outbound: attaching a cached ID token and a cached access token (reqwest-middleware in process and against a
+//! local server; `AddIdTokenLayer` and `AddAccessTokenLayer` on a `service_fn`), side by side; and 1,000
+//! concurrent cold calls sharing one mint per cache key (an audience; a scope set, in any order).
 
 use std::convert::Infallible;
 use std::hint::black_box;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
 use idgate_client::{
-    AddIdTokenLayer, CachedSource, IdTokenMiddleware, IdTokenSource, IdTokenSourceExt,
-    MetadataServer, StaticToken,
+    AccessTokenMiddleware, AccessTokenSource, AddAccessTokenLayer, AddIdTokenLayer, CachedSource,
+    IdTokenMiddleware, IdTokenSource, IdTokenSourceExt, MetadataServer, Scopes, ServiceAccountKey,
+    StaticToken,
 };
 use idgate_core::token::IdToken;
 use idgate_emulator::Route;
 use tower::{Service, ServiceBuilder, service_fn};
 
-use crate::env::Env;
+use crate::env::{Env, PROJECT};
 use crate::report::Report;
 use crate::timing::{Op, interleaved, median, now};
 use crate::verify::fmt_us;
 
 const SECTION: &str = "Outbound (attaching a cached ID token)";
+const ACCESS: &str = "Outbound (attaching a cached access token)";
+
+/// The second scope set of the cold access-token calls (the first is `cloud-platform` alone).
+const STORAGE_READ: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
 
 fn echo(req: http::Request<()>) -> std::future::Ready<Result<http::Request<()>, Infallible>> {
     std::future::ready(Ok(req))
 }
 
-fn reqwest_stack(env: &Env, report: &mut Report) {
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+/// The inner service of the access-token layer, which reads the response's status (a 401 drops the token):
+/// consumes the request and answers 200 at once.
+fn answer(req: http::Request<()>) -> std::future::Ready<Result<http::Response<()>, Infallible>> {
+    drop(black_box(req));
+    std::future::ready(Ok(http::Response::new(())))
+}
+
+/// A `cloud-platform` access token source on the emulator's metadata server, cached and warm: the source an app on
+/// Cloud Run uses. Its warm path makes no request, so where the token came from does not enter the figures.
+fn warm_access_source(env: &Env) -> CachedSource<MetadataServer> {
+    let source = CachedSource::new(MetadataServer::from_base_url(&env.emulator.base_url()));
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let addr = server.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let router = Router::new().route("/", get(|| async { "hello" }));
-        tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
-        addr
-    });
-    let token_str = env.oidc_tokens(2, 300_000).remove(0);
-    let token = IdToken::new(token_str.clone()).expect("token");
-    let source: CachedSource<StaticToken> = StaticToken::new(token).cached();
+    rt.block_on(source.access_token(&Scopes::cloud_platform()))
+        .expect("an access token from the emulator");
+    assert!(
+        source
+            .peek_access_token(&Scopes::cloud_platform())
+            .is_some(),
+        "the access token is cached"
+    );
+    source
+}
+
+/// A GET through `client`, answered by a local server: microseconds from send to the last byte of the body.
+async fn timed_get(req: reqwest_middleware::RequestBuilder) -> f64 {
+    let t = Instant::now();
+    let r = req.send().await.expect("send");
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await.expect("body");
+    t.elapsed().as_nanos() as f64 / 1000.0
+}
+
+/// An axum hello-world on 127.0.0.1, on a runtime of its own (one worker).
+struct LocalServer {
+    _runtime: tokio::runtime::Runtime,
+    addr: SocketAddr,
+}
+
+impl LocalServer {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let addr = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let router = Router::new().route("/", get(|| async { "hello" }));
+            tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
+            addr
+        });
+        Self {
+            _runtime: runtime,
+            addr,
+        }
+    }
+}
+
+/// What one run against the local server found, for the section's note.
+struct StackRun {
+    requests: usize,
+    bare_median_us: f64,
+    /// The median paired difference over the same header set by hand.
+    added_us: f64,
+}
+
+/// A client with `middleware` against the local server, side by side with a bare client and with the same header
+/// (`bearer`) set by hand through a pass-through middleware; rows under `section`, the middleware named `what`.
+fn reqwest_stack(
+    server: &LocalServer,
+    with: &reqwest_middleware::ClientWithMiddleware,
+    bearer: &str,
+    section: &'static str,
+    what: &str,
+    report: &mut Report,
+) -> StackRun {
     let bare = reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).build();
-    let with = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(IdTokenMiddleware::new(source))
-        .build();
-    let url = format!("http://{addr}/");
+    let url = format!("http://{}/", server.addr);
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let bearer = format!("Bearer {token_str}");
     // The same depth of middleware chain as `with`, doing nothing: the hand-set header goes through it.
     let noop = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(PassThrough)
         .build();
     let (bare_us, manual_us, with_us, carry, diffs) = client.block_on(async {
-        let call = |req: reqwest_middleware::RequestBuilder| async move {
-            let t = Instant::now();
-            let r = req.send().await.expect("send");
-            assert_eq!(r.status(), 200);
-            let _ = r.bytes().await.expect("body");
-            t.elapsed().as_nanos() as f64 / 1000.0
-        };
-        let plain = || call(bare.get(&url));
-        let by_hand = || call(noop.get(&url).header(http::header::AUTHORIZATION, &bearer));
-        let middleware = || call(with.get(&url));
+        let plain = || timed_get(bare.get(&url));
+        let by_hand = || timed_get(noop.get(&url).header(http::header::AUTHORIZATION, bearer));
+        let middleware = || timed_get(with.get(&url));
         for _ in 0..500 {
             plain().await;
             by_hand().await;
@@ -107,12 +168,12 @@ fn reqwest_stack(env: &Env, report: &mut Report) {
     let (mb, mh, mw) = (median(&bare_us), median(&manual_us), median(&with_us));
     let (mc, md) = (median(&carry), median(&diffs));
     report.info(
-        SECTION,
+        section,
         "reqwest-middleware, bare: GET to a local axum hello-world, no token",
         format!("median {} per request", fmt_us(mb)),
     );
     report.info(
-        SECTION,
+        section,
         "reqwest-middleware with a pass-through middleware, the same `Authorization: Bearer` header set by hand",
         format!(
             "median {} per request; the header and one middleware level cost {} (median of paired differences)",
@@ -121,9 +182,10 @@ fn reqwest_stack(env: &Env, report: &mut Report) {
         ),
     );
     report.goal(
-        SECTION,
-        "reqwest-middleware + `IdTokenMiddleware` (cached token), GET to the local server: added over the same \
-         header set by hand",
+        section,
+        format!(
+            "reqwest-middleware + {what}, GET to the local server: added over the same header set by hand"
+        ),
         format!(
             "median {} per request; median of paired differences {}",
             fmt_us(mw),
@@ -132,22 +194,11 @@ fn reqwest_stack(env: &Env, report: &mut Report) {
         "≤ 1 µs added",
         md <= 1.0,
     );
-    report.note(
-        SECTION,
-        format!(
-            "reqwest-middleware against the local server: {} requests of each kind over one keep-alive connection \
-             per client, the three kinds rotating request by request; figures are medians of paired differences. \
-             A loopback round trip (~{}) varies by several µs between requests, so these carry about ±0.5 µs of \
-             noise. Carrying the token at all (an ~800-byte header to encode, copy through the kernel and parse on \
-             the server) is paid whoever attaches it, so the middleware is compared with the same header set by \
-             hand through a pass-through middleware (the same chain depth: entering reqwest-middleware's chain \
-             boxes the request's future, which a client without middleware skips); the in-process rows (a terminal middleware answering at once, no I/O) measure the middleware \
-             alone.",
-            bare_us.len(),
-            fmt_us(mb)
-        ),
-    );
-    drop(server);
+    StackRun {
+        requests: bare_us.len(),
+        bare_median_us: mb,
+        added_us: md,
+    }
 }
 
 /// Passes every request on untouched.
@@ -183,14 +234,26 @@ impl reqwest_middleware::Middleware for Canned {
     }
 }
 
-fn reqwest_in_process(env: &Env, report: &mut Report) {
+/// Both middlewares in process, interleaved with the same stack without them: rows to `id` and `access`. Returns
+/// what each added (µs).
+fn reqwest_in_process(
+    env: &Env,
+    access_source: &CachedSource<MetadataServer>,
+    id: &mut Report,
+    access: &mut Report,
+) -> (f64, f64) {
     let token = IdToken::new(env.oidc_tokens(2, 300_020).remove(0)).expect("token");
     let source: CachedSource<StaticToken> = StaticToken::new(token).cached();
     let bare = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(Canned)
         .build();
-    let with = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    let with_id = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(IdTokenMiddleware::new(source))
+        .with(Canned)
+        .build();
+    // Not a Google API host: allowed by name, as an app pointing the client at a private endpoint does.
+    let with_access = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AccessTokenMiddleware::new(access_source.clone()).allow_host("api.example.com"))
         .with(Canned)
         .build();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -203,28 +266,52 @@ fn reqwest_in_process(env: &Env, report: &mut Report) {
         let r = crate::timing::run(&rt, c.get(url).send()).expect("send");
         black_box(r);
     };
-    send(&with);
+    send(&with_id);
+    send(&with_access);
     let mut ops: Vec<Op<'_>> = vec![
         ("bare", Box::new(|_| send(&bare))),
-        ("with", Box::new(|_| send(&with))),
+        ("id token", Box::new(|_| send(&with_id))),
+        ("access token", Box::new(|_| send(&with_access))),
     ];
     let samples = interleaved(&mut ops, 5, Duration::from_millis(300), 64);
-    let (b, w) = (samples[0].median_us(), samples[1].median_us());
-    report.info(
-        SECTION,
-        "reqwest-middleware in process (terminal middleware answers at once, no I/O), bare",
-        fmt_us(b),
+    let (b, w, a) = (
+        samples[0].median_us(),
+        samples[1].median_us(),
+        samples[2].median_us(),
     );
-    report.goal(
+    for (report, section) in [(&mut *id, SECTION), (&mut *access, ACCESS)] {
+        report.info(
+            section,
+            "reqwest-middleware in process (terminal middleware answers at once, no I/O), bare",
+            fmt_us(b),
+        );
+    }
+    id.goal(
         SECTION,
         "reqwest-middleware in process + `IdTokenMiddleware` (cached token, audience from the URL): added per request",
         format!("{} per request, {} added", fmt_us(w), fmt_us(w - b)),
         "≤ 1 µs added",
         w - b <= 1.0,
     );
+    access.goal(
+        ACCESS,
+        "reqwest-middleware in process + `AccessTokenMiddleware` (cached `cloud-platform` token, host allowed by name): \
+         added per request",
+        format!("{} per request, {} added", fmt_us(a), fmt_us(a - b)),
+        "≤ 1 µs added",
+        a - b <= 1.0,
+    );
+    (w - b, a - b)
 }
 
-fn tower_layer(env: &Env, report: &mut Report) {
+/// Both tower layers over a `service_fn`, interleaved with the same services without them: rows to `id` and
+/// `access`.
+fn tower_layers(
+    env: &Env,
+    access_source: &CachedSource<MetadataServer>,
+    id: &mut Report,
+    access: &mut Report,
+) {
     let token = IdToken::new(env.oidc_tokens(2, 300_010).remove(0)).expect("token");
     let source = StaticToken::new(token).cached();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -233,11 +320,20 @@ fn tower_layer(env: &Env, report: &mut Report) {
     rt.block_on(source.id_token("https://api.example.com"))
         .expect("warm");
     let uri: http::Uri = "https://api.example.com/v1/jobs".parse().expect("uri");
+    // A Google API: the access-token layer's default hosts, no name allowed by hand.
+    let api: http::Uri = "https://storage.googleapis.com/storage/v1/b?project=bench-project"
+        .parse()
+        .expect("uri");
     let request = || http::Request::get(uri.clone()).body(()).expect("request");
+    let api_request = || http::Request::get(api.clone()).body(()).expect("request");
     let mut bare = ServiceBuilder::new().service(service_fn(echo));
     let mut layered = ServiceBuilder::new()
         .layer(AddIdTokenLayer::new(source).audience("https://api.example.com"))
         .service(service_fn(echo));
+    let mut bare_answer = ServiceBuilder::new().service(service_fn(answer));
+    let mut access_layered = ServiceBuilder::new()
+        .layer(AddAccessTokenLayer::new(access_source.clone()))
+        .service(service_fn(answer));
     let mut ops: Vec<Op<'_>> = vec![
         (
             "bare",
@@ -254,20 +350,47 @@ fn tower_layer(env: &Env, report: &mut Report) {
                 debug_assert!(r.headers().contains_key(http::header::AUTHORIZATION));
             }),
         ),
+        (
+            "bare answering",
+            Box::new(|_| {
+                now(std::future::poll_fn(|cx| bare_answer.poll_ready(cx))).expect("ready");
+                black_box(now(bare_answer.call(api_request())).expect("answer"));
+            }),
+        ),
+        (
+            "access layer",
+            Box::new(|_| {
+                now(std::future::poll_fn(|cx| access_layered.poll_ready(cx))).expect("ready");
+                black_box(now(access_layered.call(api_request())).expect("answer"));
+            }),
+        ),
     ];
     let samples = interleaved(&mut ops, 5, Duration::from_millis(300), 256);
     let (b, l) = (samples[0].median_us(), samples[1].median_us());
-    report.info(
+    let (ba, la) = (samples[2].median_us(), samples[3].median_us());
+    id.info(
         SECTION,
         "tower: bare `service_fn` (request built and consumed)",
         fmt_us(b),
     );
-    report.goal(
+    id.goal(
         SECTION,
         "tower: `AddIdTokenLayer` (cached token, fixed audience): added per request",
         format!("{} per request, {} added", fmt_us(l), fmt_us(l - b)),
         "≤ 1 µs added",
         l - b <= 1.0,
+    );
+    access.info(
+        ACCESS,
+        "tower: bare `service_fn` (request built and consumed, a response answered)",
+        fmt_us(ba),
+    );
+    access.goal(
+        ACCESS,
+        "tower: `AddAccessTokenLayer` (cached `cloud-platform` token, a Google API host): added per request",
+        format!("{} per request, {} added", fmt_us(la), fmt_us(la - ba)),
+        "≤ 1 µs added",
+        la - ba <= 1.0,
     );
 }
 
@@ -308,9 +431,191 @@ fn cold_mints(env: &Env, report: &mut Report) {
     );
 }
 
+/// 1,000 concurrent cold access-token calls on a fresh cache over `source`, a third each for `cloud-platform` +
+/// `devstorage.read_only`, the same two in the other order, and `cloud-platform` alone: two cache keys. Returns
+/// (calls that got a token, whether the two spellings got one token and the two sets different ones, time).
+fn thousand_access_calls<S: AccessTokenSource + 'static>(
+    rt: &tokio::runtime::Runtime,
+    source: S,
+) -> (usize, bool, Duration) {
+    let source = Arc::new(CachedSource::new(source));
+    let sets = [
+        Scopes::new([STORAGE_READ, CLOUD_PLATFORM]).expect("scopes"),
+        Scopes::new([CLOUD_PLATFORM, STORAGE_READ]).expect("scopes"),
+        Scopes::new([CLOUD_PLATFORM]).expect("scopes"),
+    ];
+    rt.block_on(async {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..1000)
+            .map(|i| {
+                let source = source.clone();
+                let scopes = sets[i % 3].clone();
+                tokio::spawn(async move {
+                    let token = source.access_token(&scopes).await;
+                    (i % 3, token.map(|t| t.as_str().to_owned()).ok())
+                })
+            })
+            .collect();
+        let mut by_spelling: [Vec<String>; 3] = Default::default();
+        let mut ok = 0;
+        for t in tasks {
+            let (spelling, token) = t.await.expect("task");
+            if let Some(token) = token {
+                ok += 1;
+                by_spelling[spelling].push(token);
+            }
+        }
+        let elapsed = start.elapsed();
+        let one_each = by_spelling
+            .iter()
+            .all(|tokens| tokens.windows(2).all(|w| w[0] == w[1]));
+        let keyed = by_spelling.iter().all(|t| !t.is_empty())
+            && by_spelling[0][0] == by_spelling[1][0]
+            && by_spelling[0][0] != by_spelling[2][0];
+        (ok, one_each && keyed, elapsed)
+    })
+}
+
+fn cold_access_mints(env: &Env, report: &mut Report) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let key = env
+        .emulator
+        .create_service_account(&format!("bench-outbound@{PROJECT}.iam.gserviceaccount.com"));
+    let key = ServiceAccountKey::from_json(key.to_json().as_bytes()).expect("a key file");
+    let metadata = MetadataServer::from_base_url(&env.emulator.base_url());
+    for (name, route, run) in [
+        (
+            "metadata-server source",
+            Route::MetadataAccessToken,
+            Box::new(|| thousand_access_calls(&rt, metadata)) as Box<dyn FnOnce() -> _>,
+        ),
+        (
+            "service-account key source (JWT grant at the token endpoint)",
+            Route::Token,
+            Box::new(|| thousand_access_calls(&rt, key)),
+        ),
+    ] {
+        env.emulator.reset_hits();
+        let (ok, keyed, elapsed) = run();
+        let mints = env.emulator.hits(route);
+        report.goal(
+            ACCESS,
+            format!(
+                "1,000 concurrent cold access-token calls ({name}; 2 scope sets, one spelled in two orders): mints"
+            ),
+            format!(
+                "{mints} mint(s) for 2 scope sets; {ok}/1000 calls got a token in {}; {}",
+                fmt_us(elapsed.as_secs_f64() * 1e6),
+                if keyed {
+                    "both spellings got the set's one token, the other set another"
+                } else {
+                    "**the tokens handed out do not follow the scope sets**"
+                }
+            ),
+            "exactly 1 per cache key (2)",
+            mints == 2 && ok == 1000 && keyed,
+        );
+    }
+}
+
 pub(crate) fn run(env: &Env, report: &mut Report) {
-    tower_layer(env, report);
-    reqwest_in_process(env, report);
-    reqwest_stack(env, report);
+    // The access-token rows go in a section of their own, after the ID-token rows, though measured alongside them.
+    let mut access = Report::default();
+    let access_source = warm_access_source(env);
+    tower_layers(env, &access_source, report, &mut access);
+    let (id_in_process, access_in_process) =
+        reqwest_in_process(env, &access_source, report, &mut access);
+
+    let server = LocalServer::start();
+    let token_str = env.oidc_tokens(2, 300_000).remove(0);
+    let token = IdToken::new(token_str.clone()).expect("token");
+    let with_id = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(IdTokenMiddleware::new(StaticToken::new(token).cached()))
+        .build();
+    let id_run = reqwest_stack(
+        &server,
+        &with_id,
+        &format!("Bearer {token_str}"),
+        SECTION,
+        "`IdTokenMiddleware` (cached token)",
+        report,
+    );
+    report.note(
+        SECTION,
+        format!(
+            "reqwest-middleware against the local server: {} requests of each kind over one keep-alive connection \
+             per client, the three kinds rotating request by request; figures are medians of paired differences. \
+             A loopback round trip (~{}) varies by several µs between requests, so these carry about ±0.5 µs of \
+             noise. Carrying the token at all (an ~800-byte header to encode, copy through the kernel and parse on \
+             the server) is paid whoever attaches it, so the middleware is compared with the same header set by \
+             hand through a pass-through middleware (the same chain depth: entering reqwest-middleware's chain \
+             boxes the request's future, which a client without middleware skips); the in-process rows (a terminal middleware answering at once, no I/O) measure the middleware \
+             alone.",
+            id_run.requests,
+            fmt_us(id_run.bare_median_us)
+        ),
+    );
+    let access_token = access_source
+        .peek_access_token(&Scopes::cloud_platform())
+        .expect("the access token is still cached");
+    let with_access = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(AccessTokenMiddleware::new(access_source.clone()).allow_host("127.0.0.1"))
+        .build();
+    let access_run = reqwest_stack(
+        &server,
+        &with_access,
+        &format!("Bearer {}", access_token.as_str()),
+        ACCESS,
+        "`AccessTokenMiddleware` (cached `cloud-platform` token, 127.0.0.1 allowed by name)",
+        &mut access,
+    );
+    access.note(
+        ACCESS,
+        format!(
+            "Measured with the ID-token rows and by the same method: the tower and in-process reqwest rows \
+             interleaved with them in the same rounds; against the local server, {} requests of each kind (bare, \
+             the same header by hand through a pass-through middleware, the middleware), rotating request by \
+             request, medians of paired differences (a loopback round trip ~{}). The token is the emulator \
+             metadata server's (`{}` bytes), fetched once before timing by a `CachedSource<MetadataServer>`: the \
+             warm path makes no request. The access-token adapters also check the host (Google's APIs, or \
+             hosts allowed by name) and read the response's status (a 401 drops the token), so their bare \
+             `service_fn` answers a response.",
+            access_run.requests,
+            fmt_us(access_run.bare_median_us),
+            access_token.as_str().len()
+        ),
+    );
+    for (run, in_process, section, rows) in [
+        (&id_run, id_in_process, SECTION, &mut *report),
+        (&access_run, access_in_process, ACCESS, &mut access),
+    ] {
+        if run.added_us > 1.0 {
+            rows.note(
+                section,
+                format!(
+                    "The miss against the local server is not the middleware's own work: in process (no I/O) it \
+                     adds {}, against the local server {} over the same header set by hand. The difference \
+                     appears only with the request on the wire; its cause is not established yet (open).",
+                    fmt_us(in_process),
+                    fmt_us(run.added_us)
+                ),
+            );
+        }
+    }
+    drop(server);
     cold_mints(env, report);
+    cold_access_mints(env, &mut access);
+    access.note(
+        ACCESS,
+        "The cold calls: 1,000 tasks spawned at once on 2 worker threads over a fresh `CachedSource`, a third \
+         asking for `cloud-platform` + `devstorage.read_only`, a third for the same two in the other order, a \
+         third for `cloud-platform` alone; the emulator counts the mints (its metadata server's token endpoint, \
+         or the OAuth token endpoint for the key source), and every token handed out is compared.",
+    );
+    report.rows.append(&mut access.rows);
+    report.notes.append(&mut access.notes);
 }
