@@ -112,10 +112,8 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
             .port();
-        let dir = std::env::temp_dir().join(format!(
-            "idgate-bench-redis-{}-{port}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("idgate-bench-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -144,6 +142,11 @@ impl RedisServer {
 
     pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Redis's count of commands processed since it started.
+    pub(crate) fn commands_processed(&self) -> u64 {
+        self.connect().commands_processed()
     }
 
     /// A plain blocking connection: one command, one reply, no client library.
@@ -178,7 +181,7 @@ enum Reply {
     /// An error reply (a GET of a key holding a set, say).
     Error,
     Bulk(Option<Vec<u8>>),
-    Array(Vec<Reply>),
+    Array(Vec<Self>),
 }
 
 impl Resp {
@@ -347,21 +350,21 @@ fn sign_in(
     signin: &SignIn,
 ) -> (String, SignInTimes) {
     let start = Instant::now();
-    let login = drive(runtime, app.clone().oneshot(get_request("/auth/login", None)));
+    let login = drive(
+        runtime,
+        app.clone().oneshot(get_request("/auth/login", None)),
+    );
     let response = login.output.expect("login");
     assert_eq!(response.status(), StatusCode::FOUND, "login");
-    let attempt = set_cookie(response.headers(), signin.attempt_cookie_prefix())
-        .expect("an attempt cookie");
+    let attempt =
+        set_cookie(response.headers(), signin.attempt_cookie_prefix()).expect("an attempt cookie");
     let authorization: url::Url = response.headers()[LOCATION]
         .to_str()
         .expect("location")
         .parse()
         .expect("authorization URL");
     let consent_start = Instant::now();
-    let back = env
-        .emulator
-        .consent(&authorization, USER)
-        .expect("consent");
+    let back = env.emulator.consent(&authorization, USER).expect("consent");
     let consent = consent_start.elapsed();
     let path = &back.as_str()[back.origin().ascii_serialization().len()..];
     let callback = drive(
@@ -397,17 +400,14 @@ pub(crate) fn sign_in_over_http(env: &Env, addr: std::net::SocketAddr, signin: &
             .await
             .expect("login");
         assert_eq!(login.status(), StatusCode::FOUND, "login");
-        let attempt = set_cookie(login.headers(), signin.attempt_cookie_prefix())
-            .expect("an attempt cookie");
+        let attempt =
+            set_cookie(login.headers(), signin.attempt_cookie_prefix()).expect("an attempt cookie");
         let authorization: url::Url = login.headers()[LOCATION]
             .to_str()
             .expect("location")
             .parse()
             .expect("authorization URL");
-        let back = env
-            .emulator
-            .consent(&authorization, USER)
-            .expect("consent");
+        let back = env.emulator.consent(&authorization, USER).expect("consent");
         let path = &back.as_str()[back.origin().ascii_serialization().len()..];
         let callback = client
             .get(format!("http://{addr}{path}"))
@@ -416,15 +416,19 @@ pub(crate) fn sign_in_over_http(env: &Env, addr: std::net::SocketAddr, signin: &
             .await
             .expect("callback");
         assert_eq!(callback.status(), StatusCode::FOUND, "callback");
-        let session = set_cookie(callback.headers(), signin.session_cookie_name())
-            .expect("a session cookie");
+        let session =
+            set_cookie(callback.headers(), signin.session_cookie_name()).expect("a session cookie");
         let check = client
             .get(format!("http://{addr}/"))
             .header(COOKIE, &session)
             .send()
             .await
             .expect("signed-in request");
-        assert_eq!(check.status(), StatusCode::OK, "signed in through the proxy");
+        assert_eq!(
+            check.status(),
+            StatusCode::OK,
+            "signed in through the proxy"
+        );
         session
     })
 }
@@ -513,8 +517,8 @@ fn sessions_only(rt: &tokio::runtime::Runtime) -> (Router, String) {
             tower_sessions::SessionManagerLayer::new(tower_sessions::MemoryStore::default())
                 .with_secure(true),
         );
-    let seeded = crate::timing::run(rt, router.clone().oneshot(get_request("/seed", None)))
-        .expect("seed");
+    let seeded =
+        crate::timing::run(rt, router.clone().oneshot(get_request("/seed", None))).expect("seed");
     let cookie = set_cookie(seeded.headers(), "").expect("a session cookie");
     (router, cookie)
 }
@@ -543,8 +547,9 @@ fn signed_in_requests(
     });
 
     let call_at = |router: &Router, uri: &str, cookie: &str| {
-        let response = crate::timing::run(rt, router.clone().oneshot(get_request(uri, Some(cookie))))
-            .expect("response");
+        let response =
+            crate::timing::run(rt, router.clone().oneshot(get_request(uri, Some(cookie))))
+                .expect("response");
         assert_eq!(response.status(), StatusCode::OK);
         std::hint::black_box(response);
     };
