@@ -25,6 +25,7 @@ mod metrics_cost;
 mod outbound;
 mod report;
 mod sidecar;
+mod signin;
 mod timing;
 mod verify;
 
@@ -125,6 +126,10 @@ fn main() {
     if wants("http") {
         eprintln!("[{:>5.1}s] HTTP (wrk)", started.elapsed().as_secs_f64());
         http_load::run(&env, &mut report);
+    }
+    if wants("signin") {
+        eprintln!("[{:>5.1}s] sign-in", started.elapsed().as_secs_f64());
+        signin::run(&env, &mut report);
     }
     if wants("sidecar") {
         eprintln!(

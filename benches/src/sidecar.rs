@@ -1,6 +1,7 @@
 //! The sidecar against what a user would deploy instead: the same bare axum hello-world upstream reached directly,
 //! through Debian's `nginx` and `haproxy` as plain reverse proxies (no authentication at all), and through
-//! `idgate_proxy::serve` with the identity layer (memoized token), all driven by the same `wrk` run side by side.
+//! `idgate_proxy::serve` with the identity layer (memoized token), and with sign-in sessions (`Gates::from_signin`,
+//! in-memory and Redis stores, a signed-in browser's request), all driven by the same `wrk` run side by side.
 //!
 //! The upstream runs on its own one-worker tokio runtime. The proxies get both the machine's cores each, as deployed:
 //! nginx `worker_processes auto`, haproxy `nbthread` = `nproc`, idgate's proxy a multi-thread runtime with `nproc`
@@ -330,21 +331,37 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
     };
     targets.push((idgate_name.into(), servers.proxy));
     let idgate = targets.len() - 1;
+    // Every target gets the bearer token but the sign-in proxies, which get a signed-in browser's navigation.
+    let mut target_headers = vec![headers.to_vec(); targets.len()];
+    let signin = signin_targets(env, &servers, threads, report);
+    let signin_rows: Vec<(usize, &'static str)> = signin
+        .targets
+        .iter()
+        .map(|(name, short, addr, headers)| {
+            targets.push(((*name).into(), *addr));
+            target_headers.push(headers.clone());
+            (targets.len() - 1, *short)
+        })
+        .collect();
 
     // Sanity and warm-up (key cache, memo, pooled upstream connections): every target answers 200.
     env.runtime.block_on(async {
         let client = reqwest::Client::new();
-        for (name, addr) in &targets {
-            let response = client
-                .get(format!("http://{addr}/"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .expect("request");
+        for ((name, addr), headers) in targets.iter().zip(&target_headers) {
+            let mut request = client.get(format!("http://{addr}/"));
+            for header in headers {
+                let (key, value) = header.split_once(": ").expect("`Name: value`");
+                request = request.header(key, value);
+            }
+            let response = request.send().await.expect("request");
             assert_eq!(response.status(), 200, "{name}");
         }
     });
 
+    let redis_commands_before = signin
+        .redis
+        .as_ref()
+        .map(crate::signin::RedisServer::commands_processed);
     let rounds: usize = std::env::var("IDGATE_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -360,7 +377,7 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
             let k = (i + round) % targets.len();
             match wrk(
                 &format!("http://{}/", targets[k].1),
-                &headers,
+                &target_headers[k],
                 connections,
                 loaded_secs,
             ) {
@@ -376,7 +393,7 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
             let k = (i + round) % targets.len();
             match wrk(
                 &format!("http://{}/", targets[k].1),
-                &headers,
+                &target_headers[k],
                 1,
                 single_secs,
             ) {
@@ -390,6 +407,13 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
         }
     }
     drop(children);
+    // Redis's own count while wrk drove the Redis proxy (no other target touches it), less the INFO reading it.
+    let redis_commands = signin
+        .redis
+        .as_ref()
+        .zip(redis_commands_before)
+        .map(|(redis, before)| redis.commands_processed() - before - 1);
+    drop(signin);
 
     for (runs, label) in [
         (&loaded, format!("{connections} connections")),
@@ -459,6 +483,27 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
             "≤ 1.2 ×",
             r99 <= 1.2,
         );
+        for (k, short) in &signin_rows {
+            let over_nginx = |f: fn(&Wrk) -> f64| -> f64 {
+                median(
+                    runs[*k]
+                        .iter()
+                        .zip(&runs[nginx])
+                        .map(|(s, n)| f(s) / f(n))
+                        .collect(),
+                )
+            };
+            report.info(
+                SECTION,
+                format!("idgate proxy with sign-in, {short}: against nginx ({label})"),
+                format!(
+                    "{:.1} % of its throughput, p50 {:.2} ×, p99 {:.2} × (medians of per-round ratios)",
+                    over_nginx(|w| w.rps) * 100.0,
+                    over_nginx(|w| w.p50_us),
+                    over_nginx(|w| w.p99_us)
+                ),
+            );
+        }
     }
     report.note(
         SECTION,
@@ -474,6 +519,140 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
              limits. wrk, the upstream and the proxy share the machine's {threads} cores."
         ),
     );
+    if !signin_rows.is_empty() {
+        report.note(
+            SECTION,
+            "The sign-in rows: `idgate_proxy::serve` with `Gates::from_signin` (the proxy serves the sign-in routes and \
+             forwards only a signed-in, allowed user), on a runtime of its own with as many workers as the identity \
+             proxy's, in front of the same upstream; its sessions in the in-memory store, or in a `redis-server` on \
+             loopback (Debian's, no persistence) with the default 5 s local copy. A user signed in once over HTTP \
+             beforehand (login → the emulator's consent → callback, through the proxy); wrk then sends what a \
+             browser sends on a navigation to the app: the session `Cookie`, `Accept`, `Accept-Language`, \
+             `Accept-Encoding`, a Chrome `User-Agent`, the `Sec-Fetch-*` headers and `Upgrade-Insecure-Requests` (no \
+             `Authorization`). The proxy strips its session cookie from what it forwards.",
+        );
+    }
+    if let Some(commands) = redis_commands
+        && let Some((k, _)) = signin_rows
+            .iter()
+            .find(|(_, short)| short.starts_with("Redis"))
+    {
+        let requests: f64 = loaded[*k]
+            .iter()
+            .map(|w| w.rps * f64::from(loaded_secs))
+            .chain(single[*k].iter().map(|w| w.rps * f64::from(single_secs)))
+            .sum();
+        report.note(
+            SECTION,
+            format!(
+                "With Redis sessions and the default local copy, Redis processed {commands} commands while wrk sent \
+                 ~{requests:.0} signed-in requests through that proxy ({:.5} per request): the proxy answers the \
+                 session from its copy and reads Redis once per 5 s per session and process.",
+                commands as f64 / requests
+            ),
+        );
+    }
+}
+
+/// The sign-in proxies of the table, stopped when dropped (their runtime, and the Redis server).
+struct SignInTargets {
+    /// Row name, short name, address, and the headers wrk sends.
+    targets: Vec<(&'static str, &'static str, SocketAddr, Vec<String>)>,
+    _runtime: tokio::runtime::Runtime,
+    redis: Option<crate::signin::RedisServer>,
+}
+
+/// `idgate_proxy::serve` with `Gates::from_signin` in front of the upstream, with the in-memory store and with Redis
+/// (when a `redis-server` can be started; a note says why not), a user signed in to each.
+fn signin_targets(
+    env: &Env,
+    servers: &Servers,
+    threads: usize,
+    report: &mut Report,
+) -> SignInTargets {
+    use crate::signin::{RedisServer, Store, build, sign_in_over_http};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("proxy-signin")
+        .enable_all()
+        .build()
+        .expect("proxy runtime");
+    let redis = match RedisServer::start() {
+        Ok(redis) => Some(redis),
+        Err(e) => {
+            report.note(
+                SECTION,
+                format!("idgate proxy with Redis sessions skipped: {e}"),
+            );
+            None
+        }
+    };
+    let redis_url = redis.as_ref().map(RedisServer::url);
+    let mut stores = vec![(
+        "`idgate_proxy::serve` with sign-in (`Gates::from_signin`, in-memory sessions) → bare, signed-in browser request",
+        "in-memory sessions",
+        Store::Memory,
+    )];
+    if let Some(url) = &redis_url {
+        stores.push((
+            "`idgate_proxy::serve` with sign-in (`Gates::from_signin`, Redis sessions, 5 s local copy) → bare, signed-in browser request",
+            "Redis sessions",
+            Store::Redis(url),
+        ));
+    }
+    let upstream: url::Url = format!("http://{}/", servers.upstream)
+        .parse()
+        .expect("url");
+    let targets = stores
+        .into_iter()
+        .map(|(name, short, store)| {
+            let signin = build(env, store);
+            let gates = idgate_proxy::Gates::from_signin(signin.clone());
+            let upstream = upstream.clone();
+            let addr = runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                tokio::spawn(async move {
+                    idgate_proxy::serve(
+                        listener,
+                        upstream,
+                        gates,
+                        idgate_proxy::ProxyOptions::default(),
+                        std::future::pending(),
+                    )
+                    .await
+                    .expect("proxy");
+                });
+                addr
+            });
+            let cookie = sign_in_over_http(env, addr, &signin);
+            (name, short, addr, browser_headers(&cookie))
+        })
+        .collect();
+    SignInTargets {
+        targets,
+        _runtime: runtime,
+        redis,
+    }
+}
+
+/// What a browser sends on a navigation to the app, signed in: the session cookie and the usual headers.
+fn browser_headers(cookie: &str) -> Vec<String> {
+    vec![
+        format!("Cookie: {cookie}"),
+        "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8".into(),
+        "Accept-Language: en-US,en;q=0.9".into(),
+        "Accept-Encoding: gzip, deflate, br, zstd".into(),
+        "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36".into(),
+        "Sec-Fetch-Dest: document".into(),
+        "Sec-Fetch-Mode: navigate".into(),
+        "Sec-Fetch-Site: same-origin".into(),
+        "Sec-Fetch-User: ?1".into(),
+        "Upgrade-Insecure-Requests: 1".into(),
+    ]
 }
 
 /// `idgate-bench probe-proxy <seconds> <connections>`: idgate's proxy in front of the bare upstream under `wrk`, for
