@@ -358,15 +358,11 @@ fn sign_in(
     assert_eq!(response.status(), StatusCode::FOUND, "login");
     let attempt =
         set_cookie(response.headers(), signin.attempt_cookie_prefix()).expect("an attempt cookie");
-    let authorization: url::Url = response.headers()[LOCATION]
-        .to_str()
-        .expect("location")
-        .parse()
-        .expect("authorization URL");
+    let authorization = authorization_url(response.headers());
     let consent_start = Instant::now();
     let back = env.emulator.consent(&authorization, USER).expect("consent");
     let consent = consent_start.elapsed();
-    let path = &back.as_str()[back.origin().ascii_serialization().len()..];
+    let path = path_and_query(&back);
     let callback = drive(
         runtime,
         app.clone().oneshot(get_request(path, Some(&attempt))),
@@ -386,6 +382,20 @@ fn sign_in(
     (session, times)
 }
 
+/// Where the login sent the browser: Google's (the emulator's) authorization URL, from `Location`.
+fn authorization_url(headers: &HeaderMap) -> url::Url {
+    headers[LOCATION]
+        .to_str()
+        .expect("location")
+        .parse()
+        .expect("authorization URL")
+}
+
+/// The path and query of the callback URL the consent sent the browser back to.
+fn path_and_query(url: &url::Url) -> &str {
+    &url.as_str()[url.origin().ascii_serialization().len()..]
+}
+
 /// Signs [`USER`] in through `addr` (an `idgate_proxy` with sign-in) over HTTP; the session cookie, checked to
 /// answer 200 on `/`.
 pub(crate) fn sign_in_over_http(env: &Env, addr: std::net::SocketAddr, signin: &SignIn) -> String {
@@ -402,13 +412,9 @@ pub(crate) fn sign_in_over_http(env: &Env, addr: std::net::SocketAddr, signin: &
         assert_eq!(login.status(), StatusCode::FOUND, "login");
         let attempt =
             set_cookie(login.headers(), signin.attempt_cookie_prefix()).expect("an attempt cookie");
-        let authorization: url::Url = login.headers()[LOCATION]
-            .to_str()
-            .expect("location")
-            .parse()
-            .expect("authorization URL");
+        let authorization = authorization_url(login.headers());
         let back = env.emulator.consent(&authorization, USER).expect("consent");
-        let path = &back.as_str()[back.origin().ascii_serialization().len()..];
+        let path = path_and_query(&back);
         let callback = client
             .get(format!("http://{addr}{path}"))
             .header(COOKIE, &attempt)
