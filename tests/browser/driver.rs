@@ -170,15 +170,42 @@ impl Browser {
         panic!("the page's text could not be read: {last:?}");
     }
 
-    /// Clicks the element `css` selects.
+    /// Clicks the element `css` selects, a button whose form submission navigates, and waits until the document it
+    /// leads to has loaded (after every redirect).
+    ///
+    /// WebDriver's click may return before the navigation it starts has replaced the page: a read right after it
+    /// then sees the page the button was on. CI caught that once (the replicas test read the account chooser's text
+    /// where replica A's page was due). So the old document is marked before the click, and the click is done
+    /// when a loaded document without the mark is in place.
     pub(crate) async fn click(&self, css: &str) {
-        self.client
+        let button = self
+            .client
             .find(fantoccini::Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"));
+        self.client
+            .execute("window.__idgate_before_click = true;", vec![])
+            .await
+            .unwrap_or_else(|e| panic!("marking the page before clicking {css}: {e}"));
+        button
             .click()
             .await
             .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+        for _ in 0..100 {
+            // While the navigation is under way a script may fail ("aborted by navigation"): not there yet.
+            let loaded = self
+                .client
+                .execute(
+                    "return window.__idgate_before_click === undefined && document.readyState === 'complete';",
+                    vec![],
+                )
+                .await;
+            if matches!(loaded, Ok(serde_json::Value::Bool(true))) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("clicking {css} did not lead to a new page within 10 s");
     }
 
     /// The current URL.
