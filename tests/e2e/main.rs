@@ -5,6 +5,7 @@ mod faults;
 mod hostile;
 mod keys;
 mod proxy;
+mod proxy_pool;
 mod proxy_signin;
 mod secrets;
 mod support;

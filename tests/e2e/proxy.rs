@@ -55,11 +55,11 @@ impl Upstream {
     }
 }
 
-async fn proxy(upstream: &url::Url, layers: &Layers) -> SocketAddr {
+pub(crate) async fn proxy(upstream: &url::Url, layers: &Layers) -> SocketAddr {
     proxy_with(upstream, layers, ProxyOptions::default()).await
 }
 
-fn identity_layers(emu: &Emulator) -> Layers {
+pub(crate) fn identity_layers(emu: &Emulator) -> Layers {
     Layers::new(
         Some(
             RequireIdentityLayer::new(oidc_verifier(emu))

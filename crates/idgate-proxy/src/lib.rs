@@ -165,6 +165,7 @@ mod caller;
 mod clean;
 mod forwarding;
 mod gates;
+mod pool;
 #[cfg(test)]
 mod tests;
 mod trace;
@@ -175,8 +176,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use http::header::HeaderName;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use url::Url;
@@ -186,7 +185,8 @@ use idgate_server::RequireIdentityLayer;
 pub use gates::{Gates, GatesError, describe};
 
 use crate::clean::clean_before_layers;
-use crate::upstream::{UPSTREAM_IDLE_TIMEOUT, Upstream, forward};
+use crate::pool::Pool;
+use crate::upstream::{Upstream, forward};
 
 /// Why the proxy could not start or stopped serving. Print it with [`idgate_core::ErrorChain`]: the cause is its
 /// [`source`](std::error::Error::source).
@@ -396,15 +396,16 @@ pub fn router_with_options(
     // open. Without it one client could open an upstream connection per stream and run the process out of
     // descriptors.
     let budget = options.limits.fitted_max_connections();
-    let client = Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(budget)
-        .pool_idle_timeout(UPSTREAM_IDLE_TIMEOUT)
-        .pool_timer(TokioTimer::new())
-        .build_http();
+    let dial_host = match upstream.host() {
+        // Bracketed in the URL and in `Host`, bare where a socket address is made of it.
+        Some(url::Host::Ipv6(address)) => address.to_string(),
+        _ => host.to_owned(),
+    };
+    let port = upstream.port_or_known_default().unwrap_or(80);
+    let pool = Arc::new(Pool::new(dial_host, port, &authority, budget));
     let state = Arc::new(Upstream {
-        client,
+        pool,
         budget: Arc::new(Semaphore::new(budget)),
-        scheme: http::uri::Scheme::HTTP,
         authority,
         base_path: upstream.path().trim_end_matches('/').to_owned(),
         options,

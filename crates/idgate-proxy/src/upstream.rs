@@ -4,15 +4,12 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body::Body as _;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use idgate_core::identity::Caller;
 use pin_project_lite::pin_project;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -26,12 +23,13 @@ use crate::clean::{
     strip_unverified_credentials,
 };
 use crate::forwarding::set_forwarding_headers;
+use crate::pool::Pool;
 use crate::{IdgateCookies, ProxyOptions};
 
 #[derive(Debug)]
 pub(crate) struct Upstream {
-    pub(crate) client: Client<HttpConnector, Body>,
-    pub(crate) scheme: http::uri::Scheme,
+    /// The upstream's connections, driven by the requests that use them.
+    pub(crate) pool: Arc<Pool>,
     pub(crate) authority: http::uri::Authority,
     /// The upstream URL's path without its trailing `/`, prefixed to every request path.
     pub(crate) base_path: String,
@@ -61,11 +59,8 @@ pub(crate) async fn forward(
         .uri
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str);
-    let uri = Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(format!("{}{path_and_query}", upstream.base_path))
-        .build();
+    // Origin-form, as HTTP/1.1 sends it to an origin server; the pool sets `Host` to the upstream's authority.
+    let uri = Uri::try_from(format!("{}{path_and_query}", upstream.base_path));
     let Ok(uri) = uri else {
         return plain(StatusCode::BAD_REQUEST, "bad request target");
     };
@@ -115,8 +110,8 @@ pub(crate) async fn forward(
     };
     let span = crate::trace::upstream_span(&parts.method, &upstream.authority);
     let answer = upstream
-        .client
-        .request(Request::from_parts(parts, body))
+        .pool
+        .send(Request::from_parts(parts, body))
         .instrument(span.clone())
         .await;
     crate::trace::record_upstream_status(&span, answer.as_ref().ok().map(Response::status));
@@ -161,9 +156,6 @@ pub(crate) async fn forward(
         }
     }
 }
-
-/// How long an idle upstream connection is kept for reuse.
-pub(crate) const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The largest response body (by its `Content-Length`) whose first frame is read before the head is handed on.
 const PREFETCH_MAX_BYTES: u64 = 64 * 1024;

@@ -1,0 +1,321 @@
+//! Upstream connections, each driven by the task of the request that uses it.
+//!
+//! hyper-util's pooled client runs every upstream connection in a task of its own: a request hands its head to
+//! that task, which writes it, reads the answer and hands the response back, two wake-ups (across threads on a
+//! multi-thread runtime) per request for no HTTP work. `perf` put about a quarter of the proxy's cycles there. Here
+//! a connection has no task: the request's task polls it while it waits for the response head, and the response
+//! body polls it while the client reads, so one task does both sides, as an nginx worker does. When the body is
+//! read to the end, the connection goes back to the pool for the next request.
+//!
+//! An idle connection is polled by nobody, so an upstream that closes it is noticed when it is next taken (polled
+//! once: a closed one is dropped and the next one tried) and by the reaper, which drops connections idle for
+//! longer than [`UPSTREAM_IDLE_TIMEOUT`] or closed by the upstream.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll, Waker, ready};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use http::header::{self, HeaderValue};
+use http::{Request, Response};
+use http_body::{Body as _, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use pin_project_lite::pin_project;
+use tokio::net::TcpStream;
+
+/// How long an idle upstream connection is kept for reuse.
+pub(crate) const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often the reaper looks for idle connections to close.
+const REAP_EVERY: Duration = Duration::from_secs(5);
+
+/// Why a request did not get a response head from the upstream.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpstreamError {
+    /// No connection could be opened.
+    #[error("connecting to the upstream {authority}")]
+    Connect {
+        authority: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The exchange failed: the connection closed or the answer was not HTTP/1.
+    #[error("exchanging with the upstream")]
+    Http(#[source] hyper::Error),
+}
+
+/// One upstream connection: where requests go in, and the connection itself, polled by whoever waits on it.
+struct Connection {
+    sender: http1::SendRequest<Body>,
+    /// `None` once it has finished (closed by either side, or failed): the sender then answers every request with
+    /// an error.
+    io: Option<http1::Connection<TokioIo<TcpStream>, Body>>,
+}
+
+impl Connection {
+    /// Polls the connection, making progress on whatever it has to read or write; `false` once it has finished.
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Some(io) = &mut self.io
+            && io.poll_without_shutdown(cx).is_ready()
+        {
+            // Done (the upstream closed it, or it failed): dropping it closes the socket and answers a request
+            // still waiting on it with an error.
+            self.io = None;
+        }
+        self.io.is_some()
+    }
+
+    /// Whether the connection can take a request now (it is polled first, to notice an upstream's close).
+    fn ready(&mut self, cx: &mut Context<'_>) -> bool {
+        self.drive(cx) && matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
+    }
+}
+
+struct Idle {
+    connection: Connection,
+    since: Instant,
+}
+
+/// The upstream's connections: idle ones kept for reuse, newest last (taken first, so the oldest age out).
+pub(crate) struct Pool {
+    host: String,
+    port: u16,
+    /// The upstream's authority as the `Host` header: the one every forwarded request carries.
+    host_header: HeaderValue,
+    idle: Mutex<VecDeque<Idle>>,
+    max_idle: usize,
+    reaper: AtomicBool,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("max_idle", &self.max_idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// A pool for the upstream at `host` (an IPv6 address without brackets) and `port`, keeping at most `max_idle`
+    /// idle connections; `authority` is the `Host` header requests carry.
+    pub(crate) fn new(
+        host: String,
+        port: u16,
+        authority: &http::uri::Authority,
+        max_idle: usize,
+    ) -> Self {
+        Self {
+            host,
+            port,
+            host_header: HeaderValue::from_str(authority.as_str())
+                .expect("an authority is a valid header value"),
+            idle: Mutex::new(VecDeque::new()),
+            max_idle,
+            reaper: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends `request` (origin-form target) on an idle connection, or a new one, and drives that connection in this
+    /// task until the response head arrives. The body it returns drives the connection on and gives it back to the
+    /// pool once read to the end.
+    ///
+    /// A request an idle connection did not take (the upstream closed it just then) is sent again on a new
+    /// connection: it was never written, so this is safe for any method.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        mut request: Request<Body>,
+    ) -> Result<Response<Upstreamed>, UpstreamError> {
+        request
+            .headers_mut()
+            .insert(header::HOST, self.host_header.clone());
+        let (mut connection, reused) =
+            match std::future::poll_fn(|cx| Poll::Ready(self.take(cx))).await {
+                Some(connection) => (connection, true),
+                None => (self.dial().await?, false),
+            };
+        let mut sending = std::pin::pin!(connection.sender.try_send_request(request));
+        let answer = std::future::poll_fn(|cx| {
+            connection.drive(cx);
+            sending.as_mut().poll(cx)
+        })
+        .await;
+        let (response, connection) = match answer {
+            Ok(response) => (response, connection),
+            Err(mut unsent) if reused => match unsent.take_message() {
+                Some(request) => {
+                    tracing::debug!(target: "idgate::proxy", "an idle upstream connection closed; sending on a new one");
+                    let mut connection = self.dial().await?;
+                    let sending = connection.sender.send_request(request);
+                    let mut sending = std::pin::pin!(sending);
+                    let response = std::future::poll_fn(|cx| {
+                        connection.drive(cx);
+                        sending.as_mut().poll(cx)
+                    })
+                    .await
+                    .map_err(UpstreamError::Http)?;
+                    (response, connection)
+                }
+                None => return Err(UpstreamError::Http(unsent.into_error())),
+            },
+            Err(failed) => return Err(UpstreamError::Http(failed.into_error())),
+        };
+        // A response without a body (`204`, `304`, `Content-Length: 0`) is complete with its head: the server will not
+        // poll a body that says it has ended, so the connection goes back now.
+        let connection = if response.body().is_end_stream() {
+            self.give_back(connection);
+            None
+        } else {
+            Some(connection)
+        };
+        Ok(response.map(|body| Upstreamed {
+            body,
+            connection,
+            pool: Arc::downgrade(self),
+        }))
+    }
+
+    /// The newest idle connection that can take a request now; closed and expired ones met on the way are dropped.
+    fn take(&self, cx: &mut Context<'_>) -> Option<Connection> {
+        loop {
+            let idle = self.lock().pop_back()?;
+            if idle.since.elapsed() >= UPSTREAM_IDLE_TIMEOUT {
+                // The newest has expired, so have all the others.
+                self.lock().clear();
+                return None;
+            }
+            let mut connection = idle.connection;
+            if connection.ready(cx) {
+                return Some(connection);
+            }
+        }
+    }
+
+    async fn dial(&self) -> Result<Connection, UpstreamError> {
+        let connect_error = |source| UpstreamError::Connect {
+            authority: self.host_header.to_str().unwrap_or_default().to_owned(),
+            source,
+        };
+        let stream = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(connect_error)?;
+        // Heads and small bodies go out as soon as they are written, not after the upstream's delayed ACK.
+        stream.set_nodelay(true).map_err(connect_error)?;
+        let (sender, io) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Http)?;
+        Ok(Connection {
+            sender,
+            io: Some(io),
+        })
+    }
+
+    /// Keeps `connection` for the next request, if it can take one and the pool has room.
+    fn give_back(self: &Arc<Self>, mut connection: Connection) {
+        // Polled without a waker: whoever takes it next polls it with theirs.
+        if !connection.ready(&mut Context::from_waker(Waker::noop())) {
+            return;
+        }
+        {
+            let mut idle = self.lock();
+            if idle.len() >= self.max_idle {
+                return;
+            }
+            idle.push_back(Idle {
+                connection,
+                since: Instant::now(),
+            });
+        }
+        if !self.reaper.swap(true, Ordering::Relaxed)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(reap(Arc::downgrade(self)));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        // Nothing is left half-done under this lock: a panic elsewhere leaves a usable list.
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Closes idle connections that expired or that the upstream closed, until the pool is gone.
+async fn reap(pool: Weak<Pool>) {
+    loop {
+        tokio::time::sleep(REAP_EVERY).await;
+        let Some(pool) = pool.upgrade() else { return };
+        // Dropped outside the lock: closing sockets is a system call each.
+        let closed: Vec<Idle> = {
+            let mut idle = pool.lock();
+            let (keep, close): (Vec<Idle>, Vec<Idle>) =
+                std::mem::take(&mut *idle).into_iter().partition(|idle| {
+                    idle.since.elapsed() < UPSTREAM_IDLE_TIMEOUT && idle.connection.io.is_some()
+                });
+            *idle = keep.into();
+            // Polled without a waker: this only reads what the upstream already sent (its close).
+            let mut cx = Context::from_waker(Waker::noop());
+            for idle in idle.iter_mut() {
+                idle.connection.drive(&mut cx);
+            }
+            idle.retain(|idle| idle.connection.io.is_some());
+            close
+        };
+        drop(closed);
+    }
+}
+
+pin_project! {
+    /// An upstream response body. Polling it drives its connection, which goes back to the pool once the body has
+    /// been read to the end (dropped early, the connection is closed: its response is only partly read).
+    pub(crate) struct Upstreamed {
+        #[pin]
+        body: Incoming,
+        connection: Option<Connection>,
+        pool: Weak<Pool>,
+    }
+}
+
+impl http_body::Body for Upstreamed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut this = self.project();
+        if let Some(connection) = this.connection.as_mut() {
+            connection.drive(cx);
+        }
+        let frame = ready!(this.body.as_mut().poll_frame(cx));
+        match &frame {
+            // The response has been read whole. The server polls no further than a frame after which the body says
+            // it has ended (its `Content-Length` reached), so that is the moment, not only the end of the stream.
+            Some(Ok(_)) if !this.body.is_end_stream() => {}
+            None | Some(Ok(_)) => {
+                if let (Some(connection), Some(pool)) =
+                    (this.connection.take(), this.pool.upgrade())
+                {
+                    pool.give_back(connection);
+                }
+            }
+            Some(Err(_)) => *this.connection = None,
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
