@@ -303,8 +303,10 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
     let mut targets: Vec<(String, SocketAddr)> =
         vec![("bare hello-world".into(), servers.upstream)];
     let mut children = Vec::new();
+    let mut nginx_pid = None;
     match start_nginx(servers.upstream, &env.runtime) {
         Ok((child, port)) => {
+            nginx_pid = Some(child.child.id());
             children.push(child);
             targets.push((
                 "nginx → bare (plain proxy, no authentication)".into(),
@@ -370,18 +372,33 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
     let (loaded_secs, single_secs, connections) = (3, 2, 32);
     let mut loaded = vec![Vec::new(); targets.len()];
     let mut single = vec![Vec::new(); targets.len()];
+    // The CPU each proxied request cost idgate's proxy threads and nginx's processes, µs, one figure per round (the
+    // loaded runs): what the throughput ratio comes from, on cores the proxies share with wrk and the upstream.
+    let proxy_ticks = |k: usize| match (k == idgate, nginx == Some(k), nginx_pid) {
+        (true, _, _) => Some(cpu_ticks("proxy")),
+        (_, true, Some(pid)) => Some(process_tree_ticks(pid)),
+        _ => None,
+    };
+    let mut cpu_per_request: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     for round in 0..rounds {
         eprintln!("  sidecar round {}/{rounds}", round + 1);
         // Rotated each round: no target always runs right after the same other.
         for i in 0..targets.len() {
             let k = (i + round) % targets.len();
+            let ticks_before = proxy_ticks(k);
             match wrk(
                 &format!("http://{}/", targets[k].1),
                 &target_headers[k],
                 connections,
                 loaded_secs,
             ) {
-                Ok(r) => loaded[k].push(r),
+                Ok(r) => {
+                    if let (Some(before), Some(after)) = (ticks_before, proxy_ticks(k)) {
+                        cpu_per_request[k]
+                            .push(ticks_to_us(after - before) / (r.rps * f64::from(loaded_secs)));
+                    }
+                    loaded[k].push(r);
+                }
                 Err(e) => {
                     report.info(SECTION, "all", "not measured (see notes)");
                     report.note(SECTION, e);
@@ -524,21 +541,53 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
              limits. wrk, the upstream and the proxy share the machine's {threads} cores."
         ),
     );
+    let cpu = nginx.map(|nginx| {
+        (
+            median(cpu_per_request[idgate].clone()),
+            median(cpu_per_request[nginx].clone()),
+        )
+    });
+    if let Some((idgate_cpu, nginx_cpu)) = cpu {
+        report.info(
+            SECTION,
+            format!("CPU per proxied request ({connections} connections): idgate proxy vs nginx"),
+            format!(
+                "{} vs {} ({:.2} ×; proxy threads' and nginx processes' user + system time over the requests wrk \
+                 counted, medians of rounds)",
+                fmt_us(idgate_cpu),
+                fmt_us(nginx_cpu),
+                idgate_cpu / nginx_cpu
+            ),
+        );
+    }
     if missed {
+        let measured = cpu.map_or_else(String::new, |(idgate_cpu, nginx_cpu)| {
+            format!(
+                " In this run idgate's proxy threads spent {} of CPU per request and nginx's processes {} ({:.2} ×).",
+                fmt_us(idgate_cpu),
+                fmt_us(nginx_cpu),
+                idgate_cpu / nginx_cpu
+            )
+        });
         report.note(
             SECTION,
-            "Where idgate's proxy misses nginx: both proxies parse the request, open nothing new (pooled upstream \
-             connections) and copy a small response, so the difference is per-request CPU on a machine whose cores \
-             wrk, the upstream and the proxy share. `perf record` of `probe-proxy` (32 connections, the same setup; \
-             2026-12-01, this machine) put about a quarter of the proxy's cycles in task hand-offs rather than in \
-             HTTP work: hyper-util's pooled client runs each upstream connection in a task of its own, so every \
-             request wakes that task to write, and its response wakes the request's task again, each a cross-thread \
-             wake-up on a multi-thread runtime, where nginx's worker does both sides in one event loop. The \
-             verification itself is a memo hit (under 1 µs of the ~30 µs of CPU each proxied request costs), and \
-             the proxy's spans cost 4-6 points of the share when a subscriber enables them (not here). Closing the \
-             gap needs the upstream connection driven in the request's own task (hyper's `client::conn::http1` with \
-             a pool of idgate's own) and per-core current-thread runtimes on an `SO_REUSEPORT` listener, nginx's \
-             model: a restructuring of `idgate-proxy` left for its own issue.",
+            format!(
+                "Where idgate's proxy misses nginx: wrk, the upstream and the proxy share this machine's cores, so \
+                 throughput follows the CPU each proxied request costs.{measured} The verification is a memo hit \
+                 (under 1 µs). Upstream connections are driven by the request's own task (idgate's own pool, \
+                 `idgate-proxy/src/pool.rs`): against hyper-util's pooled client, whose connection tasks cost a \
+                 cross-thread wake-up each way, that took 10-15 % off the proxy's CPU per request (A/B of \
+                 `probe-proxy`, 2026-12-02, this machine). `perf record` of `probe-proxy` at 32 connections (same \
+                 day) splits the rest about evenly between the kernel (loopback TCP and epoll, about 1.2 × nginx's \
+                 kernel time per request) and user space, about 17 µs per request against nginx's 4, spread with \
+                 no symbol above 1 % of samples over hyper's HTTP/1 server and client (each side parses its head \
+                 and fills a header map), tokio's scheduler and readiness, axum's routing and the tower layers. A \
+                 one-worker runtime (`IDGATE_BENCH_PROXY_THREADS=1`, no cross-thread wake-ups) cut the proxy's CPU \
+                 from 37 to 32 µs per request against nginx's 19-24: per-core runtimes on an `SO_REUSEPORT` \
+                 listener would take that part, not the rest. The rest is a general HTTP stack (two hyper codecs \
+                 and a header map per request) against nginx's buffer-to-buffer proxying; closing it needs an \
+                 HTTP/1 forwarding path of idgate's own, not a fix in the layers, and is left for its own issue."
+            ),
         );
     }
     if !signin_rows.is_empty() {
@@ -678,8 +727,9 @@ fn browser_headers(cookie: &str) -> Vec<String> {
 }
 
 /// `idgate-bench probe-proxy <seconds> <connections>`: idgate's proxy in front of the bare upstream under `wrk`, for
-/// `perf record` (the proxy's threads are named `proxy`, the upstream's `upstream`). `IDGATE_BENCH_PROXY_THREADS` sets
-/// the proxy's worker threads.
+/// `perf record` (the proxy's threads are named `proxy`, the upstream's `upstream`), then nginx in front of the same
+/// upstream under the same load, each with its CPU per request. `IDGATE_BENCH_PROXY_THREADS` sets the proxy's worker
+/// threads.
 pub(crate) fn probe(seconds: u32, connections: u32) {
     let env = Env::start();
     // `IDGATE_BENCH_PROXY_THREADS`: the proxy runtime's workers (default `nproc`, as `#[tokio::main]`).
@@ -698,8 +748,7 @@ pub(crate) fn probe(seconds: u32, connections: u32) {
     let r = wrk(&url, &headers, connections, seconds).expect("wrk");
     let (proxy_after, upstream_after) = (cpu_ticks("proxy"), cpu_ticks("upstream"));
     let requests = r.rps * f64::from(seconds);
-    // Clock ticks are 10 ms on Linux (`getconf CLK_TCK` = 100).
-    let per_request = |ticks: u64| ticks as f64 * 10_000.0 / requests;
+    let per_request = |ticks: u64| ticks_to_us(ticks) / requests;
     eprintln!(
         "idgate proxy, {connections} connections: {:.0} req/s, p50 {}, p99 {}, {} errors; CPU per request: proxy \
          threads {}, upstream {}",
@@ -710,6 +759,58 @@ pub(crate) fn probe(seconds: u32, connections: u32) {
         fmt_us(per_request(proxy_after - proxy_before)),
         fmt_us(per_request(upstream_after - upstream_before)),
     );
+    // nginx in front of the same upstream, the same load: its CPU per request is the bar idgate's is held to.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (nginx, port) = match start_nginx(servers.upstream, &runtime) {
+        Ok(started) => started,
+        Err(why) => {
+            eprintln!("nginx: {why}");
+            return;
+        }
+    };
+    let url = format!("http://127.0.0.1:{port}/");
+    wrk(&url, &headers, connections, 1).expect("wrk");
+    let nginx_pid = nginx.child.id();
+    let (nginx_before, upstream_before) = (process_tree_ticks(nginx_pid), cpu_ticks("upstream"));
+    let r = wrk(&url, &headers, connections, seconds).expect("wrk");
+    let (nginx_after, upstream_after) = (process_tree_ticks(nginx_pid), cpu_ticks("upstream"));
+    let requests = r.rps * f64::from(seconds);
+    let per_request = |ticks: u64| ticks_to_us(ticks) / requests;
+    eprintln!(
+        "nginx, {connections} connections: {:.0} req/s, p50 {}, p99 {}, {} errors; CPU per request: nginx \
+         processes {}, upstream {}",
+        r.rps,
+        fmt_us(r.p50_us),
+        fmt_us(r.p99_us),
+        r.errors,
+        fmt_us(per_request(nginx_after - nginx_before)),
+        fmt_us(per_request(upstream_after - upstream_before)),
+    );
+}
+
+/// User and system clock ticks of process `pid` and its children (nginx's master and its workers), from `/proc`.
+fn process_tree_ticks(pid: u32) -> u64 {
+    let ticks = |pid: &str| -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    };
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let own = pid.to_string();
+    children
+        .split_whitespace()
+        .chain(std::iter::once(own.as_str()))
+        .filter_map(ticks)
+        .sum()
+}
+
+/// Clock ticks in µs: they are 10 ms on Linux (`getconf CLK_TCK` = 100).
+fn ticks_to_us(ticks: u64) -> f64 {
+    ticks as f64 * 10_000.0
 }
 
 /// User and system clock ticks of this process's threads whose name starts with `name` (`/proc/self/task`).
