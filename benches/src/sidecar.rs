@@ -742,22 +742,14 @@ pub(crate) fn probe(seconds: u32, connections: u32) {
     let token = env.oidc_tokens(2, 200_000).remove(0);
     let headers = [format!("Authorization: Bearer {token}")];
     let url = format!("http://{}/", servers.proxy);
-    // Warm the memo and the pool.
-    wrk(&url, &headers, connections, 1).expect("wrk");
-    let (proxy_before, upstream_before) = (cpu_ticks("proxy"), cpu_ticks("upstream"));
-    let r = wrk(&url, &headers, connections, seconds).expect("wrk");
-    let (proxy_after, upstream_after) = (cpu_ticks("proxy"), cpu_ticks("upstream"));
-    let requests = r.rps * f64::from(seconds);
-    let per_request = |ticks: u64| ticks_to_us(ticks) / requests;
-    eprintln!(
-        "idgate proxy, {connections} connections: {:.0} req/s, p50 {}, p99 {}, {} errors; CPU per request: proxy \
-         threads {}, upstream {}",
-        r.rps,
-        fmt_us(r.p50_us),
-        fmt_us(r.p99_us),
-        r.errors,
-        fmt_us(per_request(proxy_after - proxy_before)),
-        fmt_us(per_request(upstream_after - upstream_before)),
+    // The memo and the pool warmed by the first, unmeasured second.
+    probe_one(
+        &format!("idgate proxy, {connections} connections"),
+        "proxy threads",
+        &url,
+        &headers,
+        (connections, seconds),
+        || cpu_ticks("proxy"),
     );
     // nginx in front of the same upstream, the same load: its CPU per request is the bar idgate's is held to.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -771,22 +763,40 @@ pub(crate) fn probe(seconds: u32, connections: u32) {
             return;
         }
     };
-    let url = format!("http://127.0.0.1:{port}/");
-    wrk(&url, &headers, connections, 1).expect("wrk");
     let nginx_pid = nginx.child.id();
-    let (nginx_before, upstream_before) = (process_tree_ticks(nginx_pid), cpu_ticks("upstream"));
-    let r = wrk(&url, &headers, connections, seconds).expect("wrk");
-    let (nginx_after, upstream_after) = (process_tree_ticks(nginx_pid), cpu_ticks("upstream"));
+    probe_one(
+        &format!("nginx, {connections} connections"),
+        "nginx processes",
+        &format!("http://127.0.0.1:{port}/"),
+        &headers,
+        (connections, seconds),
+        || process_tree_ticks(nginx_pid),
+    );
+}
+
+/// One second of `wrk` against `url` to warm it, then `seconds` measured: throughput, latency, and the CPU per
+/// request of the proxy (`proxy_ticks`, called `what`) and of the upstream, printed after `name`.
+fn probe_one(
+    name: &str,
+    what: &str,
+    url: &str,
+    headers: &[String],
+    (connections, seconds): (u32, u32),
+    proxy_ticks: impl Fn() -> u64,
+) {
+    wrk(url, headers, connections, 1).expect("wrk");
+    let (proxy_before, upstream_before) = (proxy_ticks(), cpu_ticks("upstream"));
+    let r = wrk(url, headers, connections, seconds).expect("wrk");
+    let (proxy_after, upstream_after) = (proxy_ticks(), cpu_ticks("upstream"));
     let requests = r.rps * f64::from(seconds);
     let per_request = |ticks: u64| ticks_to_us(ticks) / requests;
     eprintln!(
-        "nginx, {connections} connections: {:.0} req/s, p50 {}, p99 {}, {} errors; CPU per request: nginx \
-         processes {}, upstream {}",
+        "{name}: {:.0} req/s, p50 {}, p99 {}, {} errors; CPU per request: {what} {}, upstream {}",
         r.rps,
         fmt_us(r.p50_us),
         fmt_us(r.p99_us),
         r.errors,
-        fmt_us(per_request(nginx_after - nginx_before)),
+        fmt_us(per_request(proxy_after - proxy_before)),
         fmt_us(per_request(upstream_after - upstream_before)),
     );
 }
