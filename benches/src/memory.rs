@@ -189,12 +189,10 @@ pub(crate) fn run(report: &mut Report) {
                          by the moka baseline: {split}. The cache's own per-entry cost (moka's entry, its \
                          access-order and write-order deque nodes (the memo has a time-to-live), the hash table slot \
                          and the 32-byte SHA-256 key) is over half of the budget before any claim is stored. The \
-                         rest is `Arc<OidcClaims>` / `Arc<IapClaims>`: the deserialized claims with an owned `String` \
-                         per claim (each its own allocation), including `iss` and `aud`, which are the same for \
-                         every entry of a verifier (one of its configured audiences and issuers). Where to cut is the \
-                         lead's call: store only what `VerifiedIdToken`/`VerifiedIapAssertion` expose, share \
-                         `iss`/`aud` (an index into the configured lists), keep strings in one allocation, or a \
-                         lighter cache than moka with a TTL."
+                         rest is `Arc<OidcClaims>` / `Arc<IapClaims>` (176-byte allocator chunks; `iss` and `aud` \
+                         already point at the verifier's copies) plus one allocation per per-token string (`sub`, \
+                         `email`, `hd`, `azp` when it differs from `sub`). What is left to cut: those strings in one \
+                         allocation, or a lighter cache than moka with a TTL."
                     ),
                 );
             }

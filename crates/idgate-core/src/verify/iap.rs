@@ -285,7 +285,7 @@ impl IapVerifier {
         let claims = inner
             .engine
             .verify(assertion, |c: &mut IapClaims| {
-                if !c.iss.share_static(&[IAP_ISSUER]) {
+                if !c.iss.is_one_of(&[IAP_ISSUER]) {
                     return Err(wrong_issuer(&c.iss));
                 }
                 match inner.audiences.iter().find(|a| ***a == *c.aud) {
