@@ -376,15 +376,17 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
                  loopback ({:.0} req/s on one worker), so 90 % leaves a layer ~{} per request. In process the \
                  identity layer costs {} and the IAP layer {} per request (memoized token, rows above), which caps \
                  their shares at ~{:.0} % and ~{:.0} % before any noise; on this shared machine the shares also move \
-                 by ±10 % between runs (the IAP layer measured 84-105 % over five development runs). `perf` of the layers in \
-                 process (`cargo run --release -- probe-layer identity|iap`, at commit 6ae5497): the SHA-256 of the \
-                 whole token that keys the memo (`engine::digest`) is the largest single cost, ≈ 22 % of an identity \
-                 request (a ~790-byte RS256 token, ~13 SHA-256 blocks even with SHA-NI, about a third of the layer) \
-                 and ≈ 16 % of an IAP request (a shorter ES256 assertion); then `Caller::from_id_token` ≈ 9 % \
-                 (copies and normalizes the email), the moka lookup ≈ 6-7 %, inserting the caller into the request \
-                 extensions ≈ 6 %. Parsing the `Authorization` value is no longer a factor ({} since d12e860; \
-                 871 ns before). Meeting 90 % on a hello-world needs the memoized path under ~{}: the digest alone \
-                 takes a third of the identity layer's cost.",
+                 by ±10 % between runs (the IAP layer measured 84-105 % over five development runs; at 46129e1 one \
+                 full run gave 89.8 % and 87.9 %, an `--only=http` run minutes later 95.0 % and 96.3 %). `perf` of the \
+                 identity layer in process at 46129e1 (`cargo run --release -- probe-layer identity`, DWARF call \
+                 graphs, each sample charged to the innermost idgate function, allocations included): no single cost \
+                 dominates. Inserting the caller and the verified token into the request's extensions ≈ 60 ns, the \
+                 service's `call` and its gate future ≈ 80 ns, parsing the `Authorization` value ≈ 55 ns ({} alone, \
+                 871 ns before d12e860), finding the credential header and copying the token out ≈ 40 ns, the \
+                 memoized verification (a hit in the per-thread exact-token cache, so the SHA-256 that keys the shared \
+                 memo is off this path) ≈ 50 ns, the allow log's fields ≈ 25 ns, dropping the gate ≈ 20 ns; the rest is \
+                 the larger future and response path. Meeting 90 % on a hello-world needs the memoized path under \
+                 ~{}.",
                 shares
                     .iter()
                     .map(|(n, s)| format!("{n} {:.1} %", s * 100.0))
