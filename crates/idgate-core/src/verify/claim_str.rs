@@ -102,7 +102,8 @@ mod tests {
         assert_eq!(&*aud, "https://svc.example");
         assert_eq!(Arc::strong_count(&configured), 2);
         assert!(matches!(&aud, ClaimStr::Str(s) if Arc::ptr_eq(s, &configured)));
-        // Two words, no tag: the known variant lives in the shared one's null-pointer niche.
+        // Two words, no tag: today's rustc puts the known variant in the `Arc`'s null-pointer niche (a layout the
+        // language does not promise; if it changes, only memory grows, and this says so).
         assert_eq!(size_of::<ClaimStr>(), size_of::<&str>());
     }
 

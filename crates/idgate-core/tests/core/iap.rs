@@ -51,13 +51,16 @@ async fn iap_rules() {
         let verifier = verifier.clone();
         async move { verifier.verify(&token).await }
     };
-    // The OIDC issuer is not IAP's, and an RS256 token is not an IAP assertion.
-    assert!(
-        check(user(&w).issuer("https://accounts.google.com"))
-            .await
-            .unwrap_err()
-            .is_wrong_issuer()
-    );
+    // Neither OIDC issuer (both are read as known issuers) is IAP's, and an RS256 token is not an IAP assertion.
+    for issuer in ["https://accounts.google.com", "accounts.google.com"] {
+        assert!(
+            check(user(&w).issuer(issuer))
+                .await
+                .unwrap_err()
+                .is_wrong_issuer(),
+            "{issuer}"
+        );
+    }
     assert!(matches!(
         check(user(&w).sign_with_oidc_key()).await.unwrap_err(),
         VerifyError::UnsupportedAlgorithm { .. }
