@@ -74,7 +74,7 @@ pub use limits::{LimitError, MAX_TIMEOUT, ServerLimits};
 
 use crate::io::TrackedStream;
 use crate::service::ConnectionService;
-use crate::watchdog::{Action, Tracker, next_deadline};
+use crate::watchdog::{Action, Tracker};
 
 /// The first pause after an `accept` error that is not about one connection (e.g. out of descriptors).
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -198,7 +198,7 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 ) {
-    let tracker = Arc::new(Tracker::new(Instant::now()));
+    let tracker = Arc::new(Tracker::new(Instant::now(), Arc::clone(&limits)));
     let service = ConnectionService {
         router,
         peer,
@@ -209,18 +209,20 @@ async fn connection(
     let io = TokioIo::new(TrackedStream::new(stream, Arc::clone(&tracker)));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    let mut shutdown_at: Option<Instant> = None;
+    // One timer for the connection's life, set again only when the deadline it is armed for changes (see the
+    // watchdog's docs: later deadlines are found when it fires).
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut timer_at: Option<Instant> = None;
+    let mut shutdown_asked = false;
     loop {
-        let deadline = earliest(
-            next_deadline(&tracker.state(), &limits, shutdown_at),
-            tracker.receive_deadline(),
-        );
-        let expired = async {
-            match deadline {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
+        let due = tracker.arm().map(|(at, _)| at);
+        if due != timer_at {
+            if let Some(at) = due {
+                timer.as_mut().reset(at);
             }
-        };
+            timer_at = due;
+        }
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(error) = result {
@@ -233,12 +235,10 @@ async fn connection(
                 return;
             }
             () = tracker.changed() => {}
-            () = expired => {
-                // Re-read: a request may have started since the deadline was computed.
-                let Some((at, action)) = earliest(
-                    next_deadline(&tracker.state(), &limits, shutdown_at),
-                    tracker.receive_deadline(),
-                ) else {
+            () = timer.as_mut(), if timer_at.is_some() => {
+                timer_at = None;
+                // The deadline may have moved later since the timer was set: act only on one that has passed.
+                let Some((at, action)) = tracker.arm() else {
                     continue;
                 };
                 if at > Instant::now() {
@@ -252,27 +252,17 @@ async fn connection(
                     Action::Shutdown => {
                         tracing::debug!(%peer, "closing an idle connection");
                         conn.as_mut().graceful_shutdown();
-                        shutdown_at = Some(Instant::now());
+                        shutdown_asked = true;
+                        tracker.shutdown_asked(Instant::now());
                     }
                 }
             }
-            _ = stop.changed(), if shutdown_at.is_none() => {
+            _ = stop.changed(), if !shutdown_asked => {
                 conn.as_mut().graceful_shutdown();
-                shutdown_at = Some(Instant::now());
+                shutdown_asked = true;
+                tracker.shutdown_asked(Instant::now());
             }
         }
-    }
-}
-
-/// The earlier of the connection's deadline and a request body's (which closes: the client stopped sending).
-fn earliest(
-    connection: Option<(Instant, Action)>,
-    body: Option<Instant>,
-) -> Option<(Instant, Action)> {
-    match (connection, body) {
-        (Some((at, action)), Some(body)) if at <= body => Some((at, action)),
-        (_, Some(body)) => Some((body, Action::Close)),
-        (connection, None) => connection,
     }
 }
 
