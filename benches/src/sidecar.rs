@@ -577,8 +577,12 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
                  (under 1 µs). Upstream connections are driven by the request's own task (idgate's own pool, \
                  `idgate-proxy/src/pool.rs`): against hyper-util's pooled client, whose connection tasks cost a \
                  cross-thread wake-up each way, that took 10-15 % off the proxy's CPU per request (A/B of \
-                 `probe-proxy`, 2026-12-02, this machine). `perf record` of `probe-proxy` at 32 connections (same \
-                 day) splits the rest about evenly between the kernel (loopback TCP and epoll, about 1.2 × nginx's \
+                 `probe-proxy`, 2026-12-02, this machine). The connection watchdog (`idgate-serve`: header-read, \
+                 idle and stall deadlines) was woken and re-registered its timer four times a request until \
+                 3e7679a; lazy since (woken only by a deadline earlier than its timer's), which took about 1-4 µs \
+                 more off (27.8/24.9/22.9 → 23.9/22.2/22.3 µs in interleaved `probe-proxy` pairs; the watchdog \
+                 switched off entirely: -3.5 µs). `perf record` of `probe-proxy` at 32 connections (before that \
+                 change) splits the rest about evenly between the kernel (loopback TCP and epoll, about 1.2 × nginx's \
                  kernel time per request) and user space, about 17 µs per request against nginx's 4, spread with \
                  no symbol above 1 % of samples over hyper's HTTP/1 server and client (each side parses its head \
                  and fills a header map), tokio's scheduler and readiness, axum's routing and the tower layers. A \
