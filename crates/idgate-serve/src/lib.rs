@@ -20,6 +20,10 @@
 //! header timeout does. `accept` errors (out of descriptors, `EMFILE`) are logged and retried after a short,
 //! growing pause; they never stop the server. Protocol upgrades (WebSocket, `CONNECT`) are not served.
 //!
+//! The limits cost one timer per connection, set for the earliest deadline and left alone while deadlines only move
+//! later: a keep-alive connection serving requests back to back re-arms it about once per header timeout, not once
+//! per request.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use axum::{Router, routing::get};
