@@ -21,8 +21,8 @@
 //! growing pause; they never stop the server. Protocol upgrades (WebSocket, `CONNECT`) are not served.
 //!
 //! The limits cost one timer per connection, set for the earliest deadline and left alone while deadlines only move
-//! later: a keep-alive connection serving requests back to back re-arms it about once per header timeout, not once
-//! per request.
+//! later: a keep-alive connection serving requests back to back re-arms it a few times per header timeout, not on
+//! every request.
 //!
 //! ```no_run
 //! use std::time::Duration;
