@@ -94,6 +94,12 @@ fn app(seen: &Arc<Seen>, hold: &Arc<Semaphore>) -> Router {
             (0..1024).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
         ))
     };
+    // The same, after a handler that takes longer than the tests' header timeout: the watchdog's first timer fires
+    // while the request is in flight, so nothing is armed when the response starts sending.
+    let slow_big = move || async move {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        big().await
+    };
     // Three chunks with pauses longer than the tests' idle timeout: a body waiting for data.
     let drip = || async {
         Body::from_stream(futures_util::stream::unfold(0_u8, |i| async move {
@@ -106,6 +112,7 @@ fn app(seen: &Arc<Seen>, hold: &Arc<Semaphore>) -> Router {
     };
     Router::new()
         .route("/big", get(big))
+        .route("/slow-big", get(slow_big))
         .route("/drip", get(drip))
         .route("/", get(hello))
         .route("/peer", get(peer))
@@ -271,6 +278,38 @@ async fn an_idle_keep_alive_connection_is_closed_by_the_idle_timeout_not_the_hea
         "closed after {:?}: the header timeout cut an idle connection",
         at - answered
     );
+}
+
+/// The watchdog's timer is lazy (set for the earliest deadline known, re-read when it fires): on a connection that
+/// keeps serving requests, gaps longer than the header timeout but shorter than the idle timeout fire it again and
+/// again, and each time it must re-arm, neither cutting the connection nor losing the idle deadline after the last.
+#[tokio::test]
+async fn a_keep_alive_connection_in_steady_use_stays_open_and_its_last_idle_period_is_timed() {
+    let server = start(limits(200, 1000)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let mut buf = [0_u8; 1024];
+    for i in 0..8 {
+        if i > 0 {
+            tokio::time::sleep(ms(300)).await;
+        }
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "request {i}: the connection was closed while in use");
+        assert_eq!(parse(&buf[..n]), (200, "hello".to_owned()), "request {i}");
+    }
+    let answered = Instant::now();
+    let (_, at) = closed_within(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("the idle deadline after the last request was lost");
+    assert!(
+        at - answered >= ms(600),
+        "closed {:?} after the last response: before the idle timeout",
+        at - answered
+    );
+    assert_eq!(server.seen.handled.load(Ordering::SeqCst), 8);
 }
 
 #[tokio::test]
@@ -453,6 +492,27 @@ async fn a_client_that_never_reads_its_response_is_cut_after_the_idle_timeout() 
         "the whole response was sent: the stalled connection was never cut"
     );
     assert!(fetch(server.addr, "/").await.0 == 200, "others are served");
+}
+
+/// The same hold after a slow handler: the watchdog's timer fired while the request was in flight (nothing was due),
+/// so only the response starting to send can arm the stall deadline again.
+#[tokio::test]
+async fn a_client_that_never_reads_a_slow_handlers_response_is_cut_after_the_idle_timeout() {
+    let server = start(limits(500, 1000)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /slow-big HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    // The handler answers after 1.2 s; then read nothing for longer than the idle timeout, with a margin.
+    tokio::time::sleep(ms(5000)).await;
+    let (seen, _) = closed_within(&mut stream, ms(10_000))
+        .await
+        .expect("the stalled connection was never cut");
+    assert!(
+        seen.len() < 64 * 1024 * 1024,
+        "the whole response was sent: the stalled connection was never cut"
+    );
 }
 
 /// The HTTP/2 form of the same hold: a client whose flow-control window stays shut (SETTINGS_INITIAL_WINDOW_SIZE
