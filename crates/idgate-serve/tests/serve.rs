@@ -257,17 +257,33 @@ async fn a_request_head_dribbled_a_byte_at_a_time_is_closed() {
     assert_eq!(server.seen.handled.load(Ordering::SeqCst), 0);
 }
 
-#[tokio::test]
-async fn an_idle_keep_alive_connection_is_closed_by_the_idle_timeout_not_the_header_timeout() {
-    let server = start(limits(200, 1000)).await;
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+/// `GET /` on an open keep-alive connection; the status and body.
+async fn keep_alive_get(stream: &mut TcpStream) -> (u16, String) {
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
         .await
         .unwrap();
     let mut buf = [0_u8; 1024];
     let n = stream.read(&mut buf).await.unwrap();
-    assert_eq!(parse(&buf[..n]), (200, "hello".to_owned()));
+    assert!(n > 0, "the connection was closed under the request");
+    parse(&buf[..n])
+}
+
+/// `requests` requests 300 ms apart on one keep-alive connection (header timeout 200 ms, idle timeout 1 s), each
+/// answered; then the connection is closed by the idle timeout after the last one, not before.
+async fn idle_close_after(requests: usize) {
+    let server = start(limits(200, 1000)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    for i in 0..requests {
+        if i > 0 {
+            tokio::time::sleep(ms(300)).await;
+        }
+        assert_eq!(
+            keep_alive_get(&mut stream).await,
+            (200, "hello".to_owned()),
+            "request {i}"
+        );
+    }
     let answered = Instant::now();
     let (_, at) = closed_within(&mut stream, Duration::from_secs(5))
         .await
@@ -275,9 +291,15 @@ async fn an_idle_keep_alive_connection_is_closed_by_the_idle_timeout_not_the_hea
     // Not the 200 ms header timeout (the margin absorbs a late read of the response here).
     assert!(
         at - answered >= ms(600),
-        "closed after {:?}: the header timeout cut an idle connection",
+        "closed {:?} after the last response: before the idle timeout",
         at - answered
     );
+    assert_eq!(server.seen.handled.load(Ordering::SeqCst), requests);
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed_by_the_idle_timeout_not_the_header_timeout() {
+    idle_close_after(1).await;
 }
 
 /// The watchdog's timer is lazy (set for the earliest deadline known, re-read when it fires): on a connection that
@@ -285,44 +307,14 @@ async fn an_idle_keep_alive_connection_is_closed_by_the_idle_timeout_not_the_hea
 /// again, and each time it must re-arm, neither cutting the connection nor losing the idle deadline after the last.
 #[tokio::test]
 async fn a_keep_alive_connection_in_steady_use_stays_open_and_its_last_idle_period_is_timed() {
-    let server = start(limits(200, 1000)).await;
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let mut buf = [0_u8; 1024];
-    for i in 0..8 {
-        if i > 0 {
-            tokio::time::sleep(ms(300)).await;
-        }
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
-            .await
-            .unwrap();
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(n > 0, "request {i}: the connection was closed while in use");
-        assert_eq!(parse(&buf[..n]), (200, "hello".to_owned()), "request {i}");
-    }
-    let answered = Instant::now();
-    let (_, at) = closed_within(&mut stream, Duration::from_secs(5))
-        .await
-        .expect("the idle deadline after the last request was lost");
-    assert!(
-        at - answered >= ms(600),
-        "closed {:?} after the last response: before the idle timeout",
-        at - answered
-    );
-    assert_eq!(server.seen.handled.load(Ordering::SeqCst), 8);
+    idle_close_after(8).await;
 }
 
 #[tokio::test]
 async fn the_next_request_head_on_a_keep_alive_connection_gets_the_header_timeout() {
     let server = start(limits(300, 30_000)).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut buf = [0_u8; 1024];
-    let n = stream.read(&mut buf).await.unwrap();
-    assert_eq!(parse(&buf[..n]).0, 200);
+    assert_eq!(keep_alive_get(&mut stream).await.0, 200);
     // Half a head, then nothing: the idle timeout (30 s) no longer applies.
     stream.write_all(b"GET / HT").await.unwrap();
     closed_within(&mut stream, Duration::from_secs(5))
@@ -472,40 +464,16 @@ async fn shutdown_is_bounded_by_the_drain_timeout() {
     assert!(response.is_empty(), "closed under the request, unanswered");
 }
 
-/// Outside review: a client that never reads its response held its connection slot forever (a request in flight was
-/// never cut). A response with data to send that makes no progress for the idle timeout is now closed.
-#[tokio::test]
-async fn a_client_that_never_reads_its_response_is_cut_after_the_idle_timeout() {
+/// Asks for `path` (a 64 MiB response) on a server with a 500 ms header timeout and a 1 s idle timeout, reads
+/// nothing for `wait`, then asserts the server had cut the connection before sending it all.
+async fn never_read(path: &str, wait: Duration) -> Server {
     let server = start(limits(500, 1000)).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream
-        .write_all(b"GET /big HTTP/1.1\r\nHost: test\r\n\r\n")
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
         .await
         .unwrap();
-    // Read nothing for longer than the idle timeout (plus a generous margin for a loaded machine).
-    tokio::time::sleep(ms(4000)).await;
-    let (seen, _) = closed_within(&mut stream, ms(10_000))
-        .await
-        .expect("the connection closes");
-    assert!(
-        seen.len() < 64 * 1024 * 1024,
-        "the whole response was sent: the stalled connection was never cut"
-    );
-    assert!(fetch(server.addr, "/").await.0 == 200, "others are served");
-}
-
-/// The same hold after a slow handler: the watchdog's timer fired while the request was in flight (nothing was due),
-/// so only the response starting to send can arm the stall deadline again.
-#[tokio::test]
-async fn a_client_that_never_reads_a_slow_handlers_response_is_cut_after_the_idle_timeout() {
-    let server = start(limits(500, 1000)).await;
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    stream
-        .write_all(b"GET /slow-big HTTP/1.1\r\nHost: test\r\n\r\n")
-        .await
-        .unwrap();
-    // The handler answers after 1.2 s; then read nothing for longer than the idle timeout, with a margin.
-    tokio::time::sleep(ms(5000)).await;
+    tokio::time::sleep(wait).await;
     let (seen, _) = closed_within(&mut stream, ms(10_000))
         .await
         .expect("the stalled connection was never cut");
@@ -513,6 +481,24 @@ async fn a_client_that_never_reads_a_slow_handlers_response_is_cut_after_the_idl
         seen.len() < 64 * 1024 * 1024,
         "the whole response was sent: the stalled connection was never cut"
     );
+    server
+}
+
+/// Outside review: a client that never reads its response held its connection slot forever (a request in flight was
+/// never cut). A response with data to send that makes no progress for the idle timeout is now closed.
+#[tokio::test]
+async fn a_client_that_never_reads_its_response_is_cut_after_the_idle_timeout() {
+    // Longer than the idle timeout, plus a generous margin for a loaded machine.
+    let server = never_read("/big", ms(4000)).await;
+    assert!(fetch(server.addr, "/").await.0 == 200, "others are served");
+}
+
+/// The same hold after a slow handler: the watchdog's timer fired while the request was in flight (nothing was due),
+/// so only the response starting to send can arm the stall deadline again.
+#[tokio::test]
+async fn a_client_that_never_reads_a_slow_handlers_response_is_cut_after_the_idle_timeout() {
+    // The handler answers after 1.2 s; then longer than the idle timeout, with the same margin.
+    never_read("/slow-big", ms(5000)).await;
 }
 
 /// The HTTP/2 form of the same hold: a client whose flow-control window stays shut (SETTINGS_INITIAL_WINDOW_SIZE
