@@ -72,7 +72,7 @@ impl State {
 
     /// Whether the deadline that applies now comes before the one the watchdog's timer is set for.
     fn due_before_armed(&self, limits: &ServerLimits) -> bool {
-        match (next_deadline(self, limits, self.shutdown_at), self.armed) {
+        match (next_deadline(self, limits), self.armed) {
             (Some((at, _)), Some(armed)) => at < armed,
             (Some(_), None) => true,
             (None, _) => false,
@@ -81,13 +81,9 @@ impl State {
 }
 
 /// The deadline that applies to a connection in `state`, and what to do then; `None` while a request is in flight
-/// (a slow handler or upstream is never cut here). `shutdown_at` is when a graceful shutdown was asked for: from
-/// then on, a connection with nothing in flight gets one more `header_read_timeout` to close by itself.
-pub(crate) fn next_deadline(
-    state: &State,
-    limits: &ServerLimits,
-    shutdown_at: Option<Instant>,
-) -> Option<(Instant, Action)> {
+/// (a slow handler or upstream is never cut here). Once a graceful shutdown was asked for ([`State::shutdown_at`]),
+/// a connection with nothing in flight gets one more `header_read_timeout` to close by itself.
+pub(crate) fn next_deadline(state: &State, limits: &ServerLimits) -> Option<(Instant, Action)> {
     if state.in_flight > 0 {
         // A response that has data to send but makes no progress for the idle timeout is stalled by the client:
         // it stopped reading, or (HTTP/2) keeps its flow-control window shut. Without this, a client that never
@@ -104,7 +100,7 @@ pub(crate) fn next_deadline(
     } else {
         (state.since + limits.idle_timeout(), Action::Shutdown)
     };
-    let Some(asked) = shutdown_at else {
+    let Some(asked) = state.shutdown_at else {
         return Some((at, action));
     };
     // The protocol is closing the connection; give it one header timeout to finish, but keep an earlier deadline
@@ -117,7 +113,7 @@ pub(crate) fn next_deadline(
 }
 
 /// The earlier of the connection's deadline and a request body's (which closes: the client stopped sending).
-pub(crate) fn earliest(
+fn earliest(
     connection: Option<(Instant, Action)>,
     body: Option<Instant>,
 ) -> Option<(Instant, Action)> {
@@ -166,10 +162,7 @@ impl Tracker {
     /// compared with it.
     pub(crate) fn arm(&self) -> Option<(Instant, Action)> {
         let mut state = self.lock();
-        let deadline = earliest(
-            next_deadline(&state, &self.limits, state.shutdown_at),
-            self.receive_deadline(),
-        );
+        let deadline = earliest(next_deadline(&state, &self.limits), self.receive_deadline());
         state.armed = deadline.map(|(at, _)| at);
         deadline
     }
@@ -354,7 +347,7 @@ mod tests {
         let t0 = Instant::now();
         let state = State::accepted(t0);
         assert_eq!(
-            next_deadline(&state, &limits(), None),
+            next_deadline(&state, &limits()),
             Some((t0 + s(10), Action::Close))
         );
     }
@@ -367,9 +360,18 @@ mod tests {
             served: true,
             ..State::accepted(t0)
         };
-        assert_eq!(next_deadline(&state, &limits(), None), None);
+        assert_eq!(next_deadline(&state, &limits()), None);
         // Not even after a graceful shutdown was asked for: the request finishes first.
-        assert_eq!(next_deadline(&state, &limits(), Some(t0)), None);
+        assert_eq!(
+            next_deadline(
+                &State {
+                    shutdown_at: Some(t0),
+                    ..state
+                },
+                &limits()
+            ),
+            None
+        );
     }
 
     #[test]
@@ -381,7 +383,7 @@ mod tests {
             ..State::accepted(t0)
         };
         assert_eq!(
-            next_deadline(&idle, &limits(), None),
+            next_deadline(&idle, &limits()),
             Some((t0 + s(65), Action::Shutdown))
         );
         // The next request's first byte 50 s into the idle period: its head is due 10 s later.
@@ -390,7 +392,7 @@ mod tests {
             ..idle
         };
         assert_eq!(
-            next_deadline(&reading, &limits(), None),
+            next_deadline(&reading, &limits()),
             Some((t0 + s(65), Action::Close))
         );
         let late = State {
@@ -398,7 +400,7 @@ mod tests {
             ..idle
         };
         assert_eq!(
-            next_deadline(&late, &limits(), None),
+            next_deadline(&late, &limits()),
             Some((t0 + s(74), Action::Close))
         );
     }
@@ -413,12 +415,24 @@ mod tests {
         };
         // Shut down 30 s into an idle period: closed 10 s later at the latest.
         assert_eq!(
-            next_deadline(&idle, &limits(), Some(t0 + s(30))),
+            next_deadline(
+                &State {
+                    shutdown_at: Some(t0 + s(30)),
+                    ..idle
+                },
+                &limits()
+            ),
             Some((t0 + s(40), Action::Close))
         );
         // The idle timeout asked for the shutdown: the protocol gets its grace after it, not an immediate close.
         assert_eq!(
-            next_deadline(&idle, &limits(), Some(t0 + s(60))),
+            next_deadline(
+                &State {
+                    shutdown_at: Some(t0 + s(60)),
+                    ..idle
+                },
+                &limits()
+            ),
             Some((t0 + s(70), Action::Close))
         );
         // A request that finished after the shutdown was asked for gets its own grace.
@@ -427,13 +441,25 @@ mod tests {
             ..idle
         };
         assert_eq!(
-            next_deadline(&finished_later, &limits(), Some(t0 + s(30))),
+            next_deadline(
+                &State {
+                    shutdown_at: Some(t0 + s(30)),
+                    ..finished_later
+                },
+                &limits()
+            ),
             Some((t0 + s(45), Action::Close))
         );
         // An earlier header deadline still applies.
         let fresh = State::accepted(t0);
         assert_eq!(
-            next_deadline(&fresh, &limits(), Some(t0 + s(5))),
+            next_deadline(
+                &State {
+                    shutdown_at: Some(t0 + s(5)),
+                    ..fresh
+                },
+                &limits()
+            ),
             Some((t0 + s(10), Action::Close))
         );
     }
