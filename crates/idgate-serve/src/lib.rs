@@ -20,6 +20,13 @@
 //! header timeout does. `accept` errors (out of descriptors, `EMFILE`) are logged and retried after a short,
 //! growing pause; they never stop the server. Protocol upgrades (WebSocket, `CONNECT`) are not served.
 //!
+//! The head clock starts with the first read after a response, because the start of a head is all the watchdog
+//! can see: hyper keeps what it read and has not parsed to itself. So the start of a next request that arrives in
+//! the same read as a complete one (HTTP/1 pipelining) starts no clock, and if nothing more comes that half head is
+//! timed as an idle connection: the idle timeout asks for a graceful close, which hyper cannot honour mid-head, and
+//! the header timeout after it closes the connection. It is held for at most idle + header timeout (70 s by default),
+//! the same order as an idle keep-alive connection any client may hold; one byte more starts the header clock.
+//!
 //! The limits cost one timer per connection, set for the earliest deadline and left alone while deadlines only move
 //! later: a keep-alive connection serving requests back to back re-arms it a few times per header timeout, not on
 //! every request.

@@ -322,6 +322,53 @@ async fn the_next_request_head_on_a_keep_alive_connection_gets_the_header_timeou
         .expect("an unfinished second head was not cut");
 }
 
+/// The one gap in the head clock, pinned to its bound: when the start of the next request arrives in the same read
+/// as a complete one (pipelining), no read follows to start its header clock, and hyper keeps the bytes where
+/// nothing outside it can see them. That half head is timed as an idle connection: the idle timeout asks for a
+/// graceful close, which hyper cannot honour mid-head, and the header timeout after that closes it. Held for at most
+/// idle + header timeout, never for as long as the client likes; any byte more starts the header clock at once.
+#[tokio::test]
+async fn a_pipelined_half_head_is_closed_within_the_idle_and_header_timeouts() {
+    let server = start(limits(300, 1000)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let sent = Instant::now();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\nGET / HT")
+        .await
+        .unwrap();
+    let (bytes, at) = closed_within(&mut stream, Duration::from_secs(6))
+        .await
+        .expect("a pipelined half head held its connection past idle + header timeout");
+    let (status, body) = parse(&bytes);
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "hello"),
+        "the complete request was answered"
+    );
+    assert_eq!(server.seen.handled.load(Ordering::SeqCst), 1);
+    // Not before the header timeout: the clock starts no earlier than the bytes arrived.
+    assert!(at - sent >= ms(250), "closed after {:?}", at - sent);
+}
+
+/// The same half head with one more byte a little later: that read starts the header clock, so the idle timeout
+/// (30 s) does not apply.
+#[tokio::test]
+async fn a_pipelined_half_head_that_goes_on_gets_the_header_timeout() {
+    let server = start(limits(300, 30_000)).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\nGET / HT")
+        .await
+        .unwrap();
+    let mut buf = [0_u8; 1024];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert_eq!(parse(&buf[..n]).0, 200);
+    stream.write_all(b"T").await.unwrap();
+    closed_within(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("a dribbled pipelined head was not cut by the header timeout");
+}
+
 #[tokio::test]
 async fn a_request_in_flight_outlives_both_timeouts() {
     let server = start(limits(200, 300)).await;
