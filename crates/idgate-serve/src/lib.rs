@@ -62,6 +62,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod balance;
 pub mod headers;
 mod io;
 mod limits;
@@ -70,19 +71,22 @@ mod watchdog;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 pub use limits::{LimitError, MAX_TIMEOUT, ServerLimits};
 
+use crate::balance::{Balancer, Handoff, Live, Share};
 use crate::io::TrackedStream;
 use crate::service::ConnectionService;
 use crate::watchdog::{Action, Tracker};
@@ -93,6 +97,9 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Descriptors the process needs besides its clients' (listener, runtime, outbound connections, files).
 const DESCRIPTOR_RESERVE: u64 = 64;
+/// Descriptors each thread of [`serve_on_threads`] holds besides its clients': its copy of the listener, its
+/// runtime's epoll instance and waker, and its signal pipe's.
+pub const DESCRIPTORS_PER_THREAD: usize = 4;
 
 /// Serves `router` on `listener` under `limits` until `shutdown` completes; then stops accepting, lets the
 /// requests in flight finish (at most [`ServerLimits::drain_timeout`]), and returns.
@@ -114,8 +121,282 @@ where
     F: Future<Output = ()>,
 {
     let local_addr = listener.local_addr()?;
-    let slots = Arc::new(Semaphore::new(connection_cap(local_addr, &limits)));
+    let slots = Arc::new(Semaphore::new(connection_cap(local_addr, &limits, None)));
+    accept_loop(
+        listener,
+        local_addr,
+        router,
+        Arc::new(limits),
+        slots,
+        None,
+        shutdown,
+    )
+    .await;
+    Ok(())
+}
+
+/// [`serve`] on `threads` threads of its own, each a single-threaded tokio runtime with a router of its own (made by
+/// calling `router` on that thread), as nginx's workers share a listening socket. Every thread accepts from
+/// `listener`; the thread that accepts a connection hands it to the thread serving the fewest (itself on a tie),
+/// which serves it to its end: a connection moves at most once, when it is accepted, and what its requests start on
+/// their own (an upstream connection from a per-thread pool, a spawned task, a timer) runs on that thread. This saves
+/// what a work-stealing runtime spends handing tasks and wake-ups between threads: 13 % of the `idgate proxy`'s CPU
+/// per request at 32 connections, 25 % at one (`benches`, `probe-proxy`). Prefer [`serve`] on your own runtime
+/// unless the server's requests are this cheap.
+///
+/// The limits hold for the whole listener: [`ServerLimits::max_connections`] counts the connections of all the
+/// threads (fitted under the open-file limit with [`DESCRIPTORS_PER_THREAD`] more to spare per thread:
+/// [`ServerLimits::fitted_max_connections_on_threads`]), and after `shutdown` every thread stops accepting and
+/// drains its requests in flight (at most [`ServerLimits::drain_timeout`]) before this returns. A thread that has
+/// drained keeps its runtime running until all have: what one runtime registered may be in use on another thread
+/// (a connection in a shared client's pool). `shutdown` is polled on the caller's runtime, which may be any.
+/// Dropping the returned future before it completes stops the threads as a shutdown does, and they drain in the
+/// background. The threads are named `idgate-serve-N`; a tracing subscriber set with `set_default` on the caller's
+/// thread does not reach them (a global one does).
+///
+/// `router` is called once per thread, so a router may keep per-thread state (a connection pool) while sharing the
+/// rest through `Arc`s.
+///
+/// ```no_run
+/// use std::num::NonZeroUsize;
+/// use axum::{Router, routing::get};
+/// use idgate_serve::ServerLimits;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+/// let threads = std::thread::available_parallelism()?;
+/// let router = || Router::new().route("/", get(|| async { "hello" }));
+/// // Send on `stop` (e.g. on SIGTERM) to stop every thread's accepting and drain them.
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// # drop(stop);
+/// idgate_serve::serve_on_threads(listener, threads, router, ServerLimits::default(), async {
+///     let _ = stopped.await;
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// When the listener's local address cannot be read, a thread or its runtime cannot be started, or a thread's
+/// `router` panicked: the threads already started are stopped (and drained) first.
+pub async fn serve_on_threads<F, R>(
+    listener: TcpListener,
+    threads: NonZeroUsize,
+    router: R,
+    limits: ServerLimits,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()>,
+    R: Fn() -> Router + Send + Sync + 'static,
+{
+    let local_addr = listener.local_addr()?;
+    let slots = Arc::new(Semaphore::new(connection_cap(
+        local_addr,
+        &limits,
+        Some(threads),
+    )));
     let limits = Arc::new(limits);
+    let router = Arc::new(router);
+    let listener = listener.into_std()?;
+    // Dropped with this future, the sender stops the threads too.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ending = Arc::new(Ending {
+        running: AtomicUsize::new(threads.get()),
+        release: watch::Sender::new(false),
+    });
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<std::io::Result<()>>();
+    let mut started = 0;
+    let mut failure = None;
+    for (index, share) in Balancer::shares(threads.get()).into_iter().enumerate() {
+        let spawned = listener.try_clone().and_then(|listener| {
+            let thread = ServeThread {
+                share,
+                local_addr,
+                limits: Arc::clone(&limits),
+                slots: Arc::clone(&slots),
+                stop: stop_rx.clone(),
+                release: ending.release.subscribe(),
+            };
+            let router = Arc::clone(&router);
+            let (done, ending) = (done_tx.clone(), Arc::clone(&ending));
+            std::thread::Builder::new()
+                .name(format!("idgate-serve-{index}"))
+                .spawn(move || {
+                    // Made on the thread: a thread that could not be started sends no report.
+                    let mut report = Report {
+                        done,
+                        ending,
+                        sent: false,
+                    };
+                    thread.run(listener, router.as_ref(), &mut report);
+                })
+        });
+        match spawned {
+            Ok(_detached) => started += 1,
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    drop((listener, done_tx));
+    // The threads that were never started have nothing to drain.
+    for _ in started..threads.get() {
+        ending.reported();
+    }
+    if failure.is_none() {
+        // Until the shutdown, or until a thread reports early: it could not serve (its runtime failed to start, its
+        // router panicked), and the others are stopped rather than left serving a part of the load.
+        tokio::select! {
+            () = shutdown => {}
+            early = done_rx.recv() => {
+                failure = Some(match early {
+                    Some(Err(error)) => error,
+                    Some(Ok(())) | None => std::io::Error::other("a serving thread stopped before the shutdown"),
+                });
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    // Each thread reports once it has drained, and drops its sender once every thread has drained and it has
+    // dropped its runtime.
+    while let Some(result) = done_rx.recv().await {
+        if let Err(error) = result {
+            failure.get_or_insert(error);
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+fn thread_panicked() -> std::io::Error {
+    std::io::Error::other("a serving thread panicked (see the panic message above)")
+}
+
+/// How the threads of one [`serve_on_threads`] end together: each keeps its runtime running after it has drained,
+/// until every one has, because what one runtime registered (a socket in a client's shared connection pool, a task
+/// a cache spawned) may be in use by another thread's requests. Counted down by the threads themselves, so it works
+/// even when nobody waits for [`serve_on_threads`] any more (its future was dropped).
+struct Ending {
+    /// Threads that have not reported yet.
+    running: AtomicUsize,
+    /// Set by the last report: every thread may drop its runtime now.
+    release: watch::Sender<bool>,
+}
+
+impl Ending {
+    fn reported(&self) {
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.release.send_replace(true);
+        }
+    }
+}
+
+/// A thread's report to [`serve_on_threads`]: how its serving ended, sent once; a thread that panics before it
+/// sent reports that.
+struct Report {
+    done: mpsc::UnboundedSender<std::io::Result<()>>,
+    ending: Arc<Ending>,
+    sent: bool,
+}
+
+impl Report {
+    fn send(&mut self, result: std::io::Result<()>) {
+        if std::mem::replace(&mut self.sent, true) {
+            return;
+        }
+        let _ = self.done.send(result);
+        self.ending.reported();
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        self.send(Err(thread_panicked()));
+    }
+}
+
+/// What one thread of [`serve_on_threads`] shares with the others.
+struct ServeThread {
+    /// Its part in sharing out the connections.
+    share: Share,
+    local_addr: SocketAddr,
+    limits: Arc<ServerLimits>,
+    slots: Arc<Semaphore>,
+    /// Stop accepting and drain.
+    stop: watch::Receiver<bool>,
+    /// Every thread has drained.
+    release: watch::Receiver<bool>,
+}
+
+impl ServeThread {
+    /// Serves its share of `listener` with a router made by `router`, on a runtime of its own, until stopped; reports
+    /// how that ended, then keeps its runtime running until every thread has drained: what it registered (a
+    /// socket in a client's connection pool, a spawned connection task) may be in use by another thread's
+    /// requests.
+    fn run<R>(self, listener: std::net::TcpListener, router: &R, report: &mut Report)
+    where
+        R: Fn() -> Router,
+    {
+        let Self {
+            share,
+            local_addr,
+            limits,
+            slots,
+            mut stop,
+            mut release,
+        } = self;
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => return report.send(Err(error)),
+        };
+        runtime.block_on(async {
+            let served = match TcpListener::from_std(listener) {
+                Ok(listener) => {
+                    let stopped = async {
+                        // A dropped sender stops the thread too.
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    };
+                    let router = router();
+                    accept_loop(
+                        listener,
+                        local_addr,
+                        router,
+                        limits,
+                        slots,
+                        Some(share),
+                        stopped,
+                    )
+                    .await;
+                    Ok(())
+                }
+                Err(error) => Err(error),
+            };
+            report.send(served);
+            let _ = release.wait_for(|release| *release).await;
+        });
+    }
+}
+
+/// Accepts connections while `slots` has room and serves each with `router` until `shutdown` completes; then stops
+/// accepting and lets the requests in flight finish (at most [`ServerLimits::drain_timeout`]). On a thread of
+/// [`serve_on_threads`] (`share`), a connection accepted here may be handed to another thread, and ones the other
+/// threads accepted may be handed here.
+async fn accept_loop<F>(
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    limits: Arc<ServerLimits>,
+    slots: Arc<Semaphore>,
+    mut share: Option<Share>,
+    shutdown: F,
+) where
+    F: Future<Output = ()>,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // The watchdog times request heads: hyper 1.12's own timer would also close idle keep-alive connections after
     // the header timeout, overriding a longer idle timeout.
@@ -123,27 +404,45 @@ where
     builder
         .http2()
         .max_concurrent_streams(limits.max_concurrent_streams());
-    let builder = Arc::new(builder);
+    let serving = Serving {
+        router,
+        limits: Arc::clone(&limits),
+        builder: Arc::new(builder),
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
+    // A slot first, then the accept: a client over the cap waits in the kernel's backlog.
+    let mut slot = None;
     tokio::pin!(shutdown);
 
     loop {
         reap(&mut connections);
-        // A slot first, then the accept: a client over the cap waits in the kernel's backlog.
-        let slot = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_closed) => break, // never closed; no slot can be had either way
-            },
-        };
         let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
+            Some(handoff) = handed_to(share.as_mut()) => {
+                match TcpStream::from_std(handoff.stream) {
+                    Ok(stream) => {
+                        let held = Held { _slot: handoff.slot, _live: Some(handoff.live) };
+                        connections.spawn(serving.connection(stream, handoff.peer, stop_rx.clone(), held));
+                    }
+                    Err(error) => tracing::debug!(
+                        %local_addr,
+                        error = &error as &dyn std::error::Error,
+                        "a connection handed over from another thread could not be registered"
+                    ),
+                }
+                continue;
+            }
+            acquired = Arc::clone(&slots).acquire_owned(), if slot.is_none() => match acquired {
+                Ok(acquired) => {
+                    slot = Some(acquired);
+                    continue;
+                }
+                Err(_closed) => break, // never closed; no slot can be had either way
+            },
+            accepted = listener.accept(), if slot.is_some() => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => {
@@ -169,18 +468,51 @@ where
                 continue;
             }
         };
-        connections.spawn(connection(
-            stream,
-            peer,
-            router.clone(),
-            Arc::clone(&limits),
-            Arc::clone(&builder),
-            stop_rx.clone(),
-            slot,
-        ));
+        let Some(slot) = slot.take() else { continue };
+        let live = match &share {
+            None => None,
+            Some(share) => {
+                let live = share.assign();
+                if live.thread != share.thread {
+                    // Deregistered here, registered by the thread that serves it.
+                    match stream.into_std() {
+                        Ok(stream) => {
+                            let handoff = Handoff {
+                                stream,
+                                peer,
+                                slot,
+                                live,
+                            };
+                            if let Err(unsent) = share.hand_off(handoff) {
+                                // That thread has stopped accepting: the server is shutting down.
+                                drop(unsent);
+                            }
+                        }
+                        Err(error) => tracing::debug!(
+                            %peer,
+                            error = &error as &dyn std::error::Error,
+                            "an accepted connection could not be handed to another thread"
+                        ),
+                    }
+                    continue;
+                }
+                Some(live)
+            }
+        };
+        let held = Held {
+            _slot: slot,
+            _live: live,
+        };
+        connections.spawn(serving.connection(stream, peer, stop_rx.clone(), held));
     }
 
     drop(listener);
+    if let Some(share) = &mut share {
+        // Connections handed here from now on are closed by their sender; those already here are closed now, as the
+        // listener's backlog is: this thread serves no new connection.
+        share.inbox.close();
+        while share.inbox.try_recv().is_ok() {}
+    }
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(limits.drain_timeout(), async {
         while let Some(result) = connections.join_next().await {
@@ -196,7 +528,48 @@ where
         );
         connections.shutdown().await;
     }
-    Ok(())
+}
+
+/// The next connection another thread handed to this one; never, outside [`serve_on_threads`].
+async fn handed_to(share: Option<&mut Share>) -> Option<Handoff> {
+    match share {
+        Some(share) => share.inbox.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What a connection holds while it lives: its slot under the connection cap, and on a thread of
+/// [`serve_on_threads`] its count there.
+struct Held {
+    _slot: OwnedSemaphorePermit,
+    _live: Option<Live>,
+}
+
+/// What every connection of an accept loop is served with.
+struct Serving {
+    router: Router,
+    limits: Arc<ServerLimits>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+}
+
+impl Serving {
+    fn connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        stop: watch::Receiver<bool>,
+        held: Held,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        connection(
+            stream,
+            peer,
+            self.router.clone(),
+            Arc::clone(&self.limits),
+            Arc::clone(&self.builder),
+            stop,
+            held,
+        )
+    }
 }
 
 /// Serves one connection until it closes, closing it when the watchdog's deadline passes.
@@ -207,7 +580,7 @@ async fn connection(
     limits: Arc<ServerLimits>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     mut stop: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
+    _held: Held,
 ) {
     let tracker = Arc::new(Tracker::new(Instant::now(), Arc::clone(&limits)));
     let service = ConnectionService {
@@ -306,9 +679,16 @@ fn is_connection_error(error: &std::io::Error) -> bool {
 
 /// `max_connections`, lowered to leave [`DESCRIPTOR_RESERVE`] descriptors under the open-file limit when it is
 /// known (Linux): a cap the process cannot reach would not stop clients from exhausting its descriptors.
-fn connection_cap(local_addr: SocketAddr, limits: &ServerLimits) -> usize {
+fn connection_cap(
+    local_addr: SocketAddr,
+    limits: &ServerLimits,
+    threads: Option<NonZeroUsize>,
+) -> usize {
     let max_connections = limits.max_connections();
-    let cap = limits.fitted_max_connections();
+    let cap = match threads {
+        Some(threads) => limits.fitted_max_connections_on_threads(threads),
+        None => limits.fitted_max_connections(),
+    };
     if cap < max_connections {
         tracing::warn!(
             %local_addr,

@@ -107,9 +107,23 @@ impl ServerLimits {
     /// [`descriptors_per_connection`](Self::descriptors_per_connection) descriptors per connection under the
     /// process's open-file limit with 64 to spare. A proxy sizes its upstream connection pool by it.
     pub fn fitted_max_connections(&self) -> usize {
+        self.fitted_with_threads(0)
+    }
+
+    /// [`fitted_max_connections`](Self::fitted_max_connections) as [`serve_on_threads`](crate::serve_on_threads)
+    /// applies it on `threads` threads: each thread holds descriptors of its own besides its clients' (its copy of
+    /// the listener, its runtime's event queue and waker, its signal pipe), counted as
+    /// [`DESCRIPTORS_PER_THREAD`](crate::DESCRIPTORS_PER_THREAD).
+    pub fn fitted_max_connections_on_threads(&self, threads: std::num::NonZeroUsize) -> usize {
+        self.fitted_with_threads(threads.get())
+    }
+
+    fn fitted_with_threads(&self, threads: usize) -> usize {
+        let per_thread = u64::try_from(crate::DESCRIPTORS_PER_THREAD.saturating_mul(threads))
+            .unwrap_or(u64::MAX);
         crate::fit_under_descriptor_limit(
             self.max_connections,
-            crate::open_file_limit(),
+            crate::open_file_limit().map(|limit| limit.saturating_sub(per_thread)),
             self.descriptors_per_connection,
         )
     }

@@ -119,6 +119,10 @@ fn app(seen: &Arc<Seen>, hold: &Arc<Semaphore>) -> Router {
         .route("/slow", get(slow))
         .route("/hold", get(held))
         .route("/upload", post(upload))
+        .route(
+            "/thread",
+            get(|| async { std::thread::current().name().unwrap_or("").to_owned() }),
+        )
 }
 
 struct Server {
@@ -161,6 +165,40 @@ async fn start(limits: ServerLimits) -> Server {
         stop: Some(stop),
         task,
     }
+}
+
+/// [`start`] with [`idgate_serve::serve_on_threads`] on `threads` threads; also counts the routers made.
+async fn start_on_threads(limits: ServerLimits, threads: usize) -> (Server, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Seen::default());
+    let hold = Arc::new(Semaphore::new(0));
+    let routers = Arc::new(AtomicUsize::new(0));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let router = {
+        let (seen, hold, routers) = (Arc::clone(&seen), Arc::clone(&hold), Arc::clone(&routers));
+        move || {
+            routers.fetch_add(1, Ordering::SeqCst);
+            app(&seen, &hold)
+        }
+    };
+    let task = tokio::spawn(idgate_serve::serve_on_threads(
+        listener,
+        std::num::NonZeroUsize::new(threads).unwrap(),
+        router,
+        limits,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let server = Server {
+        addr,
+        seen,
+        hold,
+        stop: Some(stop),
+        task,
+    };
+    (server, routers)
 }
 
 /// Reads until the peer closes (EOF or reset); returns what was read and when the close came, or `None` if it
@@ -631,4 +669,168 @@ async fn a_request_body_trickled_in_is_cut_and_a_steady_one_is_not() {
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response).await;
     assert_eq!(parse(&response), (200, "got 8000 bytes".to_owned()));
+}
+
+#[tokio::test]
+async fn on_threads_each_thread_serves_with_its_own_router_and_the_cap_counts_them_all() {
+    let (server, routers) =
+        start_on_threads(limits(5_000, 5_000).with_max_connections(2).unwrap(), 3).await;
+    let (status, thread) = fetch(server.addr, "/thread").await;
+    assert_eq!(status, 200);
+    assert!(thread.starts_with("idgate-serve-"), "served on {thread:?}");
+    // One router per thread, each made as its thread starts (one may start after the first request is served).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while routers.load(Ordering::SeqCst) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "not every thread made its router"
+        );
+        tokio::time::sleep(ms(10)).await;
+    }
+    assert_eq!(routers.load(Ordering::SeqCst), 3);
+    // Three threads accepting, two connections allowed in all: the third client waits in the backlog.
+    let requests: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(fetch(server.addr, "/hold")))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.seen.running.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "the first two were not served");
+        tokio::time::sleep(ms(10)).await;
+    }
+    tokio::time::sleep(ms(300)).await;
+    // (`/thread` is not counted.)
+    assert_eq!(server.seen.handled.load(Ordering::SeqCst), 2);
+    server.hold.add_permits(5);
+    for request in requests {
+        assert_eq!(request.await.unwrap(), (200, "released".to_owned()));
+    }
+    assert_eq!(server.seen.most_running.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn on_threads_the_limits_hold_on_every_thread() {
+    let (server, _) = start_on_threads(limits(300, 10_000), 2).await;
+    let opened = Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..6 {
+        silent.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    assert_eq!(fetch(server.addr, "/").await, (200, "hello".to_owned()));
+    for stream in &mut silent {
+        let (bytes, at) = closed_within(stream, Duration::from_secs(5))
+            .await
+            .expect("a silent connection stayed open");
+        assert!(bytes.is_empty());
+        assert!(at - opened >= ms(250));
+    }
+}
+
+#[tokio::test]
+async fn on_threads_shutdown_drains_every_thread_then_returns() {
+    let (mut server, _) = start_on_threads(limits(5_000, 5_000), 2).await;
+    let slow: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(fetch(server.addr, "/slow")))
+        .collect();
+    while server.seen.handled.load(Ordering::SeqCst) < 4 {
+        tokio::time::sleep(ms(10)).await;
+    }
+    server.stop.take().unwrap().send(()).unwrap();
+    tokio::time::sleep(ms(100)).await;
+    assert!(
+        !server.task.is_finished(),
+        "returned while requests were in flight"
+    );
+    for slow in slow {
+        assert_eq!(slow.await.unwrap(), (200, "slow".to_owned()));
+    }
+    tokio::time::timeout(Duration::from_secs(5), server.task)
+        .await
+        .expect("serve_on_threads did not return")
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(server.addr).await.is_err());
+}
+
+/// A router that panics on one thread: `serve_on_threads` stops the others and says so, instead of serving a part of
+/// the load or hanging.
+#[tokio::test]
+async fn on_threads_a_router_that_panics_is_an_error_not_a_hang() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let made = Arc::new(AtomicUsize::new(0));
+    let router = {
+        let made = Arc::clone(&made);
+        move || {
+            if made.fetch_add(1, Ordering::SeqCst) == 1 {
+                panic!("the second router cannot be made");
+            }
+            Router::new().route("/", get(|| async { "hello" }))
+        }
+    };
+    let served = tokio::time::timeout(
+        Duration::from_secs(10),
+        idgate_serve::serve_on_threads(
+            listener,
+            std::num::NonZeroUsize::new(2).unwrap(),
+            router,
+            ServerLimits::default(),
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("serve_on_threads hung after a thread panicked");
+    let error = served.expect_err("a panicked thread is an error");
+    assert!(error.to_string().contains("panicked"), "{error}");
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
+
+/// Connections opened at once are shared out evenly, whichever thread wins the race to accept them: each goes to the
+/// thread serving the fewest.
+#[tokio::test]
+async fn on_threads_connections_opened_at_once_are_shared_out_evenly() {
+    let (server, _) = start_on_threads(limits(5_000, 5_000), 2).await;
+    let mut streams = Vec::new();
+    for _ in 0..8 {
+        streams.push(TcpStream::connect(server.addr).await.unwrap());
+    }
+    let mut served_on = std::collections::BTreeMap::<String, usize>::new();
+    for stream in &mut streams {
+        stream
+            .write_all(b"GET /thread HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0_u8; 1024];
+        let n = stream.read(&mut buf).await.unwrap();
+        let (status, thread) = parse(&buf[..n]);
+        assert_eq!(status, 200);
+        *served_on.entry(thread).or_default() += 1;
+    }
+    // Every connection is still open, so the split is exact.
+    assert_eq!(
+        served_on.into_values().collect::<Vec<_>>(),
+        [4, 4],
+        "eight open connections not split 4/4 between two threads"
+    );
+}
+
+/// Dropping `serve_on_threads`' future (a `select!` that took another branch, an aborted task) stops its threads as a
+/// shutdown does: they stop accepting, let the requests in flight finish, and close the listener.
+#[tokio::test]
+async fn on_threads_a_dropped_future_stops_the_threads() {
+    let (server, _) = start_on_threads(limits(5_000, 5_000), 2).await;
+    assert_eq!(fetch(server.addr, "/").await.0, 200);
+    let slow = tokio::spawn(fetch(server.addr, "/slow"));
+    while server.seen.handled.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(ms(10)).await;
+    }
+    server.task.abort();
+    assert_eq!(slow.await.unwrap(), (200, "slow".to_owned()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(server.addr).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "still accepting after the future was dropped"
+        );
+        tokio::time::sleep(ms(20)).await;
+    }
 }
