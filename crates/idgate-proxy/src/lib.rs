@@ -172,6 +172,7 @@ mod trace;
 mod upstream;
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use axum::Router;
@@ -180,12 +181,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use url::Url;
 
-use idgate_server::RequireIdentityLayer;
+use idgate_server::{Layers, RequireIdentityLayer};
+use idgate_signin::{RequireSignInLayer, SignIn};
 
 pub use gates::{Gates, GatesError, describe};
 
 use crate::clean::clean_before_layers;
-use crate::pool::Pool;
+use crate::pool::Pools;
 use crate::upstream::{Upstream, forward};
 
 /// Why the proxy could not start or stopped serving. Print it with [`idgate_core::ErrorChain`]: the cause is its
@@ -268,6 +270,7 @@ const CALLER_HEADER_PREFIX: &str = "x-idgate-caller-";
 pub struct ProxyOptions {
     trust_forwarded_headers: bool,
     limits: ServerLimits,
+    threads: Option<NonZeroUsize>,
 }
 
 impl Default for ProxyOptions {
@@ -275,12 +278,13 @@ impl Default for ProxyOptions {
         Self {
             trust_forwarded_headers: false,
             limits: proxied(ServerLimits::default()),
+            threads: None,
         }
     }
 }
 
 /// Descriptors one proxied connection may hold: the client's and an upstream one.
-const DESCRIPTORS_PER_CONNECTION: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(2) {
+const DESCRIPTORS_PER_CONNECTION: NonZeroUsize = match NonZeroUsize::new(2) {
     Some(n) => n,
     None => unreachable!(),
 };
@@ -309,6 +313,20 @@ impl ProxyOptions {
         self
     }
 
+    /// How many threads [`serve`] serves on. Default: one per core the process may use
+    /// ([`std::thread::available_parallelism`]), as `#[tokio::main]` starts workers.
+    #[must_use]
+    pub fn threads(mut self, threads: NonZeroUsize) -> Self {
+        self.threads = Some(threads);
+        self
+    }
+
+    /// The threads [`serve`] serves on; see [`threads`](Self::threads).
+    pub fn serving_threads(&self) -> NonZeroUsize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN))
+    }
+
     /// Whether a front end's forwarding headers are kept; see [`trust_forwarded_headers`](Self::trust_forwarded_headers).
     pub fn trusts_forwarded_headers(&self) -> bool {
         self.trust_forwarded_headers
@@ -322,6 +340,11 @@ impl ProxyOptions {
 
 /// Serves the authenticating proxy on `listener` with `options` (its limits among them) until `shutdown` completes,
 /// then finishes the requests in flight (at most [`ServerLimits::drain_timeout`]).
+///
+/// It serves on threads of its own ([`ProxyOptions::threads`], one per core by default), each with a
+/// single-threaded runtime, the connections it accepted and a pool of upstream connections
+/// ([`idgate_serve::serve_on_threads`]), as nginx's workers do: the gates' caches, the sessions and the upstream
+/// budget are shared. `shutdown` is polled on the caller's runtime.
 ///
 /// `upstream` is an `http://` URL; its path, if any, prefixes every forwarded path. See the [module docs](self).
 ///
@@ -340,8 +363,10 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let limits = options.limits.clone();
-    let router = router_with_options(&upstream, gates, options)?;
-    idgate_serve::serve(listener, router, limits, shutdown).await?;
+    let threads = options.serving_threads();
+    let proxy = Proxy::new(&upstream, gates.into(), options, Some(threads))?;
+    idgate_serve::serve_on_threads(listener, threads, move || proxy.router(), limits, shutdown)
+        .await?;
     Ok(())
 }
 
@@ -367,77 +392,137 @@ pub fn router_with_options(
     gates: impl Into<Gates>,
     options: ProxyOptions,
 ) -> Result<Router, ProxyError> {
-    let gates = gates.into();
-    gates.check()?;
-    let layers = gates.layers.as_ref();
-    if upstream.scheme() != "http" {
-        return Err(ProxyError::Upstream(UpstreamUrlError::Scheme(
-            upstream.scheme().to_owned(),
-        )));
-    }
-    if !upstream.username().is_empty() || upstream.password().is_some() {
-        return Err(ProxyError::Upstream(UpstreamUrlError::Credentials));
-    }
-    if upstream.query().is_some() || upstream.fragment().is_some() {
-        return Err(ProxyError::Upstream(UpstreamUrlError::QueryOrFragment));
-    }
-    let host = upstream
-        .host_str()
-        .ok_or(ProxyError::Upstream(UpstreamUrlError::NoHost))?;
-    let authority = match upstream.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    };
-    let authority = authority
-        .parse()
-        .map_err(|e| ProxyError::Upstream(UpstreamUrlError::Authority(e)))?;
-    // Upstream connections are budgeted like client ones: no more requests in flight to the upstream (and so no
-    // more upstream connections, in use or idle) than the connection cap, however many HTTP/2 streams the clients
-    // open. Without it one client could open an upstream connection per stream and run the process out of
-    // descriptors.
-    let budget = options.limits.fitted_max_connections();
-    let dial_host = match upstream.host() {
-        // Bracketed in the URL and in `Host`, bare where a socket address is made of it.
-        Some(url::Host::Ipv6(address)) => address.to_string(),
-        _ => host.to_owned(),
-    };
-    let port = upstream.port_or_known_default().unwrap_or(80);
-    let pool = Arc::new(Pool::new(dial_host, port, &authority, budget));
-    let state = Arc::new(Upstream {
-        pool,
-        budget: Arc::new(Semaphore::new(budget)),
-        authority,
-        base_path: upstream.path().trim_end_matches('/').to_owned(),
-        options,
-        behind_app_engine: layers
+    Ok(Proxy::new(upstream, gates.into(), options, None)?.router())
+}
+
+/// A checked proxy configuration, from which each serving thread makes its [`Router`]: the gates and the upstream's
+/// budget are shared, the upstream connection pool is the thread's own.
+struct Proxy {
+    guard: Guard,
+    /// The legacy header is trusted: the service says it sits behind App Engine's front end.
+    behind_app_engine: bool,
+    /// `[inbound]` is configured: the bearer headers are idgate's.
+    inbound: bool,
+    /// With sign-in: idgate's cookies, never forwarded.
+    idgate_cookies: Option<IdgateCookies>,
+    pools: Arc<Pools>,
+    authority: http::uri::Authority,
+    base_path: String,
+    budget: Arc<Semaphore>,
+    options: ProxyOptions,
+}
+
+impl Proxy {
+    /// `threads`: how many threads it serves on ([`idgate_serve::serve_on_threads`]), `None` for the caller's
+    /// runtime; they hold descriptors too, so they lower the upstream budget.
+    fn new(
+        upstream: &Url,
+        gates: Gates,
+        options: ProxyOptions,
+        threads: Option<NonZeroUsize>,
+    ) -> Result<Self, ProxyError> {
+        gates.check()?;
+        let layers = gates.layers.as_ref();
+        let behind_app_engine = layers
             .and_then(|l| l.identity())
-            .is_some_and(RequireIdentityLayer::trusts_legacy_header),
-        inbound: layers.is_some_and(|l| l.identity().is_some()),
-        idgate_cookies: gates.signin.as_ref().map(|(signin, _)| IdgateCookies {
+            .is_some_and(RequireIdentityLayer::trusts_legacy_header);
+        let inbound = layers.is_some_and(|l| l.identity().is_some());
+        let idgate_cookies = gates.signin.as_ref().map(|(signin, _)| IdgateCookies {
             session: signin.session_cookie_name(),
             attempt_prefix: signin.attempt_cookie_prefix(),
-        }),
-    });
-    let forwarding = Router::new().fallback(forward).with_state(state);
-    let app = match (layers, &gates.signin) {
-        (Some(layers), None) => layers.apply(forwarding),
-        (None, Some((_, gate))) => forwarding.layer(gate.clone()),
-        // `check` made sure the mode is by credential: the sign-in gate takes requests without a token.
-        (Some(layers), Some((_, gate))) => {
-            forwarding.layer(layers.by_credential().no_credential(gate.clone()))
+        });
+        let guard = match (gates.layers, gates.signin) {
+            (Some(layers), None) => Guard::Layers(layers),
+            (None, Some((signin, gate))) => Guard::SignIn(signin, gate),
+            // `check` made sure the mode is by credential: the sign-in gate takes requests without a token.
+            (Some(layers), Some((signin, gate))) => Guard::ByCredential(layers, signin, gate),
+            (None, None) => return Err(GatesError::NothingConfigured.into()),
+        };
+        if upstream.scheme() != "http" {
+            return Err(ProxyError::Upstream(UpstreamUrlError::Scheme(
+                upstream.scheme().to_owned(),
+            )));
         }
-        (None, None) => return Err(GatesError::NothingConfigured.into()),
-    };
-    // The sign-in routes are the proxy's own, outside the gate and never forwarded; the session layer wraps them and
-    // the gate alike.
-    let app = match &gates.signin {
-        Some((signin, _)) => app.merge(signin.router()).layer(signin.layer()),
-        None => app,
-    };
-    // `layer` last: the clean-up runs before the layers see the request; the server span covers all of it.
-    Ok(app
-        .layer(axum::middleware::map_request(clean_before_layers))
-        .layer(trace::ServerSpanLayer))
+        if !upstream.username().is_empty() || upstream.password().is_some() {
+            return Err(ProxyError::Upstream(UpstreamUrlError::Credentials));
+        }
+        if upstream.query().is_some() || upstream.fragment().is_some() {
+            return Err(ProxyError::Upstream(UpstreamUrlError::QueryOrFragment));
+        }
+        let host = upstream
+            .host_str()
+            .ok_or(ProxyError::Upstream(UpstreamUrlError::NoHost))?;
+        let authority = match upstream.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        let authority = authority
+            .parse()
+            .map_err(|e| ProxyError::Upstream(UpstreamUrlError::Authority(e)))?;
+        // Upstream connections are budgeted like client ones: no more requests in flight to the upstream (and so no
+        // more upstream connections, in use or idle, in every thread's pool) than the connection cap, however many
+        // HTTP/2 streams the clients open. Without it one client could open an upstream connection per stream and run
+        // the process out of descriptors.
+        let budget = match threads {
+            Some(threads) => options.limits.fitted_max_connections_on_threads(threads),
+            None => options.limits.fitted_max_connections(),
+        };
+        let dial_host = match upstream.host() {
+            // Bracketed in the URL and in `Host`, bare where a socket address is made of it.
+            Some(url::Host::Ipv6(address)) => address.to_string(),
+            _ => host.to_owned(),
+        };
+        let port = upstream.port_or_known_default().unwrap_or(80);
+        Ok(Self {
+            guard,
+            behind_app_engine,
+            inbound,
+            idgate_cookies,
+            pools: Pools::new(dial_host, port, &authority, budget),
+            budget: Arc::new(Semaphore::new(budget)),
+            authority,
+            base_path: upstream.path().trim_end_matches('/').to_owned(),
+            options,
+        })
+    }
+
+    /// The proxy's router, with an upstream connection pool of its own.
+    fn router(&self) -> Router {
+        let state = Arc::new(Upstream {
+            pool: self.pools.pool(),
+            budget: Arc::clone(&self.budget),
+            authority: self.authority.clone(),
+            base_path: self.base_path.clone(),
+            options: self.options.clone(),
+            behind_app_engine: self.behind_app_engine,
+            inbound: self.inbound,
+            idgate_cookies: self.idgate_cookies,
+        });
+        let forwarding = Router::new().fallback(forward).with_state(state);
+        // The sign-in routes are the proxy's own, outside the gate and never forwarded; the session layer wraps them
+        // and the gate alike.
+        let app = match &self.guard {
+            Guard::Layers(layers) => layers.apply(forwarding),
+            Guard::SignIn(signin, gate) => forwarding
+                .layer(gate.clone())
+                .merge(signin.router())
+                .layer(signin.layer()),
+            Guard::ByCredential(layers, signin, gate) => forwarding
+                .layer(layers.by_credential().no_credential(gate.clone()))
+                .merge(signin.router())
+                .layer(signin.layer()),
+        };
+        // `layer` last: the clean-up runs before the layers see the request; the server span covers all of it.
+        app.layer(axum::middleware::map_request(clean_before_layers))
+            .layer(trace::ServerSpanLayer)
+    }
+}
+
+/// What a [`Proxy`] admits requests by: [`Gates`] after their [`check`](Gates::check), never none.
+enum Guard {
+    Layers(Layers),
+    SignIn(SignIn, RequireSignInLayer),
+    ByCredential(Layers, SignIn, RequireSignInLayer),
 }
 
 /// idgate's own cookies, never forwarded.

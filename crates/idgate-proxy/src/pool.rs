@@ -7,13 +7,20 @@
 //! body polls it while the client reads, so one task does both sides, as an nginx worker does. When the body is
 //! read to the end, the connection goes back to the pool for the next request.
 //!
+//! Served on several threads ([`idgate_serve::serve_on_threads`]), each thread has a [`Pool`] of its own, since a
+//! connection is best polled by the thread whose runtime registered its socket. The pools share one count of the
+//! upstream connections open ([`Pools`]): a thread that must dial while the count is at the budget first closes an
+//! idle connection of another thread's, so the budget bounds the process's upstream descriptors however the load
+//! moves between threads (but for a connection being handed back at that very moment: then the new one goes over
+//! until one of them closes).
+//!
 //! An idle connection is polled by nobody, so an upstream that closes it is noticed when it is next taken (polled
 //! once: a closed one is dropped and the next one tried) and by the reaper, which drops connections idle for
 //! longer than [`UPSTREAM_IDLE_TIMEOUT`] or closed by the upstream.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
@@ -55,6 +62,17 @@ struct Connection {
     /// `None` once it has finished (closed by either side, or failed): the sender then answers every request with
     /// an error.
     io: Option<http1::Connection<TokioIo<TcpStream>, Body>>,
+    /// Counts it in [`Pools::open`] while it lives.
+    _open: Open,
+}
+
+/// One connection counted in [`Pools::open`], until dropped.
+struct Open(Arc<Pools>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Connection {
@@ -81,47 +99,123 @@ struct Idle {
     since: Instant,
 }
 
-/// The upstream's connections: idle ones kept for reuse, newest last (taken first, so the oldest age out).
-pub(crate) struct Pool {
+/// What the pools of every serving thread share: the upstream's address, and the count of connections open to it
+/// in all of them, held to `max_open`.
+pub(crate) struct Pools {
     host: String,
     port: u16,
     /// The upstream's authority as the `Host` header: the one every forwarded request carries.
     host_header: HeaderValue,
+    max_open: usize,
+    /// Upstream connections open now, in use or idle, in every pool.
+    open: AtomicUsize,
+    /// Every thread's pool, to take an idle connection from when a new one would go over `max_open`.
+    pools: Mutex<Vec<Weak<Pool>>>,
+}
+
+impl std::fmt::Debug for Pools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pools")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("max_open", &self.max_open)
+            .field("open", &self.open.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pools {
+    /// The pools for the upstream at `host` (an IPv6 address without brackets) and `port`, with at most `max_open`
+    /// connections open in all of them; `authority` is the `Host` header requests carry.
+    pub(crate) fn new(
+        host: String,
+        port: u16,
+        authority: &http::uri::Authority,
+        max_open: usize,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            host,
+            port,
+            host_header: HeaderValue::from_str(authority.as_str())
+                .expect("an authority is a valid header value"),
+            max_open: max_open.max(1),
+            open: AtomicUsize::new(0),
+            pools: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A pool of its own for one serving thread's requests.
+    pub(crate) fn pool(self: &Arc<Self>) -> Arc<Pool> {
+        let pool = Arc::new(Pool {
+            shared: Arc::clone(self),
+            idle: Mutex::new(VecDeque::new()),
+            reaper: AtomicBool::new(false),
+        });
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.retain(|pool| pool.strong_count() > 0);
+        pools.push(Arc::downgrade(&pool));
+        pool
+    }
+
+    /// Counts a connection about to be dialled. At `max_open`, closes the oldest idle connection of a pool that has
+    /// one first. With the budget's share held and no connection yet, fewer than `max_open` are in use, so at the cap
+    /// one is idle somewhere, unless it is being handed back right now (its request's share released, the
+    /// connection not yet in its pool): after a few tries the new one is counted over the cap rather than refused.
+    fn reserve(self: &Arc<Self>) -> Open {
+        for _ in 0..3 {
+            let open = self.open.load(Ordering::Relaxed);
+            if open < self.max_open {
+                if self
+                    .open
+                    .compare_exchange(open, open + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    return Open(Arc::clone(self));
+                }
+                continue;
+            }
+            self.close_an_idle_one();
+        }
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Open(Arc::clone(self))
+    }
+
+    /// Closes the oldest idle connection of the first pool that has one.
+    fn close_an_idle_one(&self) {
+        let pools: Vec<Arc<Pool>> = self
+            .pools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for pool in pools {
+            // Dropped outside the lock: closing a socket is a system call.
+            let oldest = pool.lock().pop_front();
+            if oldest.is_some() {
+                return;
+            }
+        }
+    }
+}
+
+/// One serving thread's upstream connections: idle ones kept for reuse, newest last (taken first, so the oldest age
+/// out).
+pub(crate) struct Pool {
+    shared: Arc<Pools>,
     idle: Mutex<VecDeque<Idle>>,
-    max_idle: usize,
     reaper: AtomicBool,
 }
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("max_idle", &self.max_idle)
+            .field("shared", &self.shared)
             .finish_non_exhaustive()
     }
 }
 
 impl Pool {
-    /// A pool for the upstream at `host` (an IPv6 address without brackets) and `port`, keeping at most `max_idle`
-    /// idle connections; `authority` is the `Host` header requests carry.
-    pub(crate) fn new(
-        host: String,
-        port: u16,
-        authority: &http::uri::Authority,
-        max_idle: usize,
-    ) -> Self {
-        Self {
-            host,
-            port,
-            host_header: HeaderValue::from_str(authority.as_str())
-                .expect("an authority is a valid header value"),
-            idle: Mutex::new(VecDeque::new()),
-            max_idle,
-            reaper: AtomicBool::new(false),
-        }
-    }
-
     /// Sends `request` (origin-form target) on an idle connection, or a new one, and drives that connection in this
     /// task until the response head arrives. The body it returns drives the connection on and gives it back to the
     /// pool once read to the end.
@@ -134,7 +228,7 @@ impl Pool {
     ) -> Result<Response<Upstreamed>, UpstreamError> {
         request
             .headers_mut()
-            .insert(header::HOST, self.host_header.clone());
+            .insert(header::HOST, self.shared.host_header.clone());
         let (mut connection, reused) =
             match std::future::poll_fn(|cx| Poll::Ready(self.take(cx))).await {
                 Some(connection) => (connection, true),
@@ -198,11 +292,14 @@ impl Pool {
     }
 
     async fn dial(&self) -> Result<Connection, UpstreamError> {
+        let shared = &self.shared;
         let connect_error = |source| UpstreamError::Connect {
-            authority: self.host_header.to_str().unwrap_or_default().to_owned(),
+            authority: shared.host_header.to_str().unwrap_or_default().to_owned(),
             source,
         };
-        let stream = TcpStream::connect((self.host.as_str(), self.port))
+        // Counted from before the connect: a connect under way holds a descriptor too.
+        let open = shared.reserve();
+        let stream = TcpStream::connect((shared.host.as_str(), shared.port))
             .await
             .map_err(connect_error)?;
         // Heads and small bodies go out as soon as they are written, not after the upstream's delayed ACK.
@@ -214,6 +311,7 @@ impl Pool {
         Ok(Connection {
             sender,
             io: Some(io),
+            _open: open,
         })
     }
 
@@ -225,7 +323,7 @@ impl Pool {
         }
         {
             let mut idle = self.lock();
-            if idle.len() >= self.max_idle {
+            if idle.len() >= self.shared.max_open {
                 return;
             }
             idle.push_back(Idle {
@@ -317,5 +415,101 @@ impl http_body::Body for Upstreamed {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use http_body_util::BodyExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// A keep-alive upstream that answers every request head with `ok`; counts the connections it has open.
+    async fn upstream() -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&open);
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let open = Arc::clone(&counted);
+                open.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0_u8; 4096];
+                    while let Ok(n) = stream.read(&mut buf).await
+                        && n > 0
+                    {
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            break;
+                        }
+                    }
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (port, open)
+    }
+
+    async fn get(pool: &Arc<Pool>) {
+        let request = Request::get("/").body(Body::empty()).unwrap();
+        let response = pool.send(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+    }
+
+    async fn eventually(what: &str, check: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !check() {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Two threads' pools under a budget of one connection: the second thread's request closes the first thread's
+    /// idle connection before it dials, so the process never holds more upstream connections than the budget.
+    #[tokio::test]
+    async fn the_pools_of_every_thread_hold_at_most_the_budget_together() {
+        let (port, upstream_open) = upstream().await;
+        let authority: http::uri::Authority = format!("127.0.0.1:{port}").parse().unwrap();
+        let pools = Pools::new("127.0.0.1".to_owned(), port, &authority, 1);
+        let (first, second) = (pools.pool(), pools.pool());
+
+        get(&first).await;
+        get(&first).await;
+        assert_eq!(
+            pools.open.load(Ordering::SeqCst),
+            1,
+            "reused, not dialled again"
+        );
+        assert_eq!(first.lock().len(), 1, "kept idle for the next request");
+
+        get(&second).await;
+        assert_eq!(pools.open.load(Ordering::SeqCst), 1);
+        assert!(
+            first.lock().is_empty(),
+            "the other thread's idle connection was closed"
+        );
+        assert_eq!(second.lock().len(), 1);
+        eventually("the upstream saw the first connection close", || {
+            upstream_open.load(Ordering::SeqCst) == 1
+        })
+        .await;
+
+        // Under the budget nothing is taken from another pool.
+        let roomy = Pools::new("127.0.0.1".to_owned(), port, &authority, 2);
+        let (first, second) = (roomy.pool(), roomy.pool());
+        get(&first).await;
+        get(&second).await;
+        assert_eq!(roomy.open.load(Ordering::SeqCst), 2);
+        assert_eq!((first.lock().len(), second.lock().len()), (1, 1));
+
+        // A connection's end uncounts it.
+        drop((first, second));
+        assert_eq!(roomy.open.load(Ordering::SeqCst), 0);
     }
 }
