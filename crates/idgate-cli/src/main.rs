@@ -147,6 +147,11 @@ enum Command {
         /// 127.0.0.1:9090). Off unless given.
         #[arg(long, value_name = "ADDR")]
         admin_listen: Option<SocketAddr>,
+        /// Serving threads, as nginx's workers: each serves its share of the connections (every new one goes to the
+        /// thread serving the fewest) with upstream connections of its own [default: one per core the process may
+        /// use]
+        #[arg(long, value_name = "N")]
+        threads: Option<std::num::NonZeroUsize>,
     },
     /// Verify a token exactly as the layers do; print the caller and claims as JSON (exit 0) or the reason (exit 1).
     Verify {
@@ -359,6 +364,7 @@ async fn main() -> ExitCode {
             limits,
             trust_forwarded_headers,
             admin_listen,
+            threads,
         } => {
             cmd::init_logging("info,idgate::decision=debug", cli.log_format);
             cmd::proxy::run(cmd::proxy::Options {
@@ -368,6 +374,7 @@ async fn main() -> ExitCode {
                 limits,
                 trust_forwarded_headers,
                 admin_listen,
+                threads,
             })
             .await
         }

@@ -44,6 +44,7 @@ pub(crate) struct Options {
     pub(crate) limits: LimitFlags,
     pub(crate) trust_forwarded_headers: bool,
     pub(crate) admin_listen: Option<SocketAddr>,
+    pub(crate) threads: Option<std::num::NonZeroUsize>,
 }
 
 pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
@@ -54,6 +55,7 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
         limits: flags,
         trust_forwarded_headers,
         admin_listen,
+        threads,
     } = options;
     let listen = listen_address(listen, std::env::var_os("PORT"))?;
     let config_path: &Path = &config;
@@ -111,19 +113,23 @@ pub(crate) async fn run(options: Options) -> Result<ExitCode, Error> {
             .start(addr, shutdown_signal())
             .await?;
     }
+    let mut options = ProxyOptions::default()
+        .limits(limits)
+        .trust_forwarded_headers(trust_forwarded_headers);
+    if let Some(threads) = threads {
+        options = options.threads(threads);
+    }
     tracing::info!(
         listen = %listener.local_addr()?,
         %upstream,
-        header_read_timeout_secs = limits.header_read_timeout().as_secs(),
-        idle_timeout_secs = limits.idle_timeout().as_secs(),
-        max_connections = limits.max_connections(),
-        max_request_body_bytes = limits.max_request_body_bytes(),
+        header_read_timeout_secs = options.server_limits().header_read_timeout().as_secs(),
+        idle_timeout_secs = options.server_limits().idle_timeout().as_secs(),
+        max_connections = options.server_limits().max_connections(),
+        max_request_body_bytes = options.server_limits().max_request_body_bytes(),
         trust_forwarded_headers,
+        threads = options.serving_threads(),
         "idgate proxy ready"
     );
-    let options = ProxyOptions::default()
-        .limits(limits)
-        .trust_forwarded_headers(trust_forwarded_headers);
     idgate_proxy::serve(listener, upstream, gates, options, shutdown_signal()).await?;
     tracing::info!("idgate proxy stopped");
     Ok(ExitCode::SUCCESS)
