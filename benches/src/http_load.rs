@@ -242,7 +242,8 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
             addrs.push(listener.local_addr().expect("addr"));
             tokio::spawn(async move { axum::serve(listener, router).await.expect("serve") });
         }
-        addrs.push(spawn_proxy(addrs[0], identity.clone()).await);
+        // One serving thread of its own, like the one worker the other servers get here.
+        addrs.push(spawn_proxy(addrs[0], identity.clone(), std::num::NonZeroUsize::MIN).await);
         addrs
     });
     let names = [
@@ -487,11 +488,13 @@ pub(crate) fn probe_layer(which: &str, seconds: u64) {
     );
 }
 
-/// Starts `idgate_proxy::serve` with `identity` in front of `upstream` on a loopback port of its own, on the current
-/// runtime; returns its address. The HTTP table and the sidecar table measure the same proxy.
+/// Starts `idgate_proxy::serve` with `identity` in front of `upstream` on a loopback port of its own, serving on
+/// `threads` threads of its own (named `idgate-serve-N`; the current runtime only holds its shutdown); returns its
+/// address. The HTTP table and the sidecar table measure the same proxy.
 pub(crate) async fn spawn_proxy(
     upstream: SocketAddr,
     identity: RequireIdentityLayer,
+    threads: std::num::NonZeroUsize,
 ) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -504,7 +507,7 @@ pub(crate) async fn spawn_proxy(
             listener,
             upstream,
             layers,
-            idgate_proxy::ProxyOptions::default(),
+            idgate_proxy::ProxyOptions::default().threads(threads),
             std::future::pending(),
         )
         .await

@@ -4,9 +4,9 @@
 //! in-memory and Redis stores, a signed-in browser's request), all driven by the same `wrk` run side by side.
 //!
 //! The upstream runs on its own one-worker tokio runtime. The proxies get both the machine's cores each, as deployed:
-//! nginx `worker_processes auto`, haproxy `nbthread` = `nproc`, idgate's proxy a multi-thread runtime with `nproc`
-//! workers (what `#[tokio::main]` gives the `idgate proxy` binary). Both plain proxies keep upstream connections
-//! alive, and neither writes an access log.
+//! nginx `worker_processes auto`, haproxy `nbthread` = `nproc`, idgate's proxy `nproc` serving threads
+//! (`idgate_proxy::serve`'s default, as the `idgate proxy` binary runs it: one single-threaded runtime per thread, as
+//! nginx's workers). Both plain proxies keep upstream connections alive, and neither writes an access log.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -19,6 +19,9 @@ use crate::report::Report;
 use crate::verify::fmt_us;
 
 const SECTION: &str = "Sidecar vs nginx and HAProxy (wrk on loopback, same upstream)";
+
+/// The name (prefix) of idgate's proxy's serving threads, whose CPU is the proxy's.
+const PROXY_THREADS: &str = "idgate-serve";
 
 /// A proxy started as a child process, stopped (SIGTERM, then waited for) when dropped: nginx's master takes its
 /// workers down with it on SIGTERM, not on SIGKILL.
@@ -230,9 +233,11 @@ pub(crate) fn servers(env: &Env, threads: usize) -> Servers {
         .enable_all()
         .build()
         .expect("upstream runtime");
+    // Only runs the proxy's `serve` future (its shutdown): the proxy serves on `threads` threads of its own
+    // (`idgate-serve-N`).
     let proxy_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("proxy")
+        .worker_threads(1)
+        .thread_name("proxy-holder")
         .enable_all()
         .build()
         .expect("proxy runtime");
@@ -245,7 +250,8 @@ pub(crate) fn servers(env: &Env, threads: usize) -> Servers {
         addr
     });
     let identity = identity_layer(env);
-    let proxy = proxy_rt.block_on(spawn_proxy(upstream, identity));
+    let threads = std::num::NonZeroUsize::new(threads).unwrap_or(std::num::NonZeroUsize::MIN);
+    let proxy = proxy_rt.block_on(spawn_proxy(upstream, identity, threads));
     Servers {
         upstream,
         proxy,
@@ -375,7 +381,7 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
     // The CPU each proxied request cost idgate's proxy threads and nginx's processes, µs, one figure per round (the
     // loaded runs): what the throughput ratio comes from, on cores the proxies share with wrk and the upstream.
     let proxy_ticks = |k: usize| match (k == idgate, nginx == Some(k), nginx_pid) {
-        (true, _, _) => Some(cpu_ticks("proxy")),
+        (true, _, _) => Some(cpu_ticks(PROXY_THREADS)),
         (_, true, Some(pid)) => Some(process_tree_ticks(pid)),
         _ => None,
     };
@@ -585,10 +591,16 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
                  change) splits the rest about evenly between the kernel (loopback TCP and epoll, about 1.2 × nginx's \
                  kernel time per request) and user space, about 17 µs per request against nginx's 4, spread with \
                  no symbol above 1 % of samples over hyper's HTTP/1 server and client (each side parses its head \
-                 and fills a header map), tokio's scheduler and readiness, axum's routing and the tower layers. A \
-                 one-worker runtime (`IDGATE_BENCH_PROXY_THREADS=1`, no cross-thread wake-ups) cut the proxy's CPU \
-                 from 37 to 32 µs per request against nginx's 19-24: per-core runtimes on an `SO_REUSEPORT` \
-                 listener would take that part, not the rest. The rest is a general HTTP stack (two hyper codecs \
+                 and fills a header map), tokio's scheduler and readiness, axum's routing and the tower layers. The \
+                 proxy now serves as nginx's workers do (`idgate_serve::serve_on_threads`: a \
+                 single-threaded runtime per core, each with its own connections and upstream pool, every new \
+                 connection handed to the thread serving the fewest); against the work-stealing runtime it served on \
+                 before, that took \
+                 13 % off the proxy's CPU per request at 32 connections (90 → 78 µs, medians of three interleaved \
+                 `probe-proxy` pairs on a slower machine than this table's earlier runs) and 25 % at 1 connection \
+                 (151 → 110 µs), and raised throughput at 32 connections by 20 % (13.0 → 15.6 k req/s; 53 → 65 % \
+                 of nginx in the same pairs). Without the hand-off, the thread that won the race to accept kept \
+                 most connections (2.4 × the other's CPU) and bounded the throughput. The rest is a general HTTP stack (two hyper codecs \
                  and a header map per request) against nginx's buffer-to-buffer proxying; closing it needs an \
                  HTTP/1 forwarding path of idgate's own, not a fix in the layers, and is left for its own issue."
             ),
@@ -647,9 +659,11 @@ fn signin_targets(
 ) -> SignInTargets {
     use crate::signin::{RedisServer, Store, build, sign_in_over_http};
 
+    // Only runs the proxies' `serve` futures (their shutdowns): each serves on threads of its own.
+    let threads = std::num::NonZeroUsize::new(threads).unwrap_or(std::num::NonZeroUsize::MIN);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .thread_name("proxy-signin")
+        .worker_threads(1)
+        .thread_name("proxy-holder")
         .enable_all()
         .build()
         .expect("proxy runtime");
@@ -695,7 +709,7 @@ fn signin_targets(
                         listener,
                         upstream,
                         gates,
-                        idgate_proxy::ProxyOptions::default(),
+                        idgate_proxy::ProxyOptions::default().threads(threads),
                         std::future::pending(),
                     )
                     .await
@@ -731,12 +745,12 @@ fn browser_headers(cookie: &str) -> Vec<String> {
 }
 
 /// `idgate-bench probe-proxy <seconds> <connections>`: idgate's proxy in front of the bare upstream under `wrk`, for
-/// `perf record` (the proxy's threads are named `proxy`, the upstream's `upstream`), then nginx in front of the same
-/// upstream under the same load, each with its CPU per request. `IDGATE_BENCH_PROXY_THREADS` sets the proxy's worker
+/// `perf record` (the proxy's threads are named `idgate-serve-N`, the upstream's `upstream`), then nginx in front of the same
+/// upstream under the same load, each with its CPU per request. `IDGATE_BENCH_PROXY_THREADS` sets the proxy's serving
 /// threads.
 pub(crate) fn probe(seconds: u32, connections: u32) {
     let env = Env::start();
-    // `IDGATE_BENCH_PROXY_THREADS`: the proxy runtime's workers (default `nproc`, as `#[tokio::main]`).
+    // `IDGATE_BENCH_PROXY_THREADS`: the proxy's serving threads (default `nproc`, as `idgate proxy`).
     let threads = std::env::var("IDGATE_BENCH_PROXY_THREADS")
         .ok()
         .and_then(|t| t.parse().ok())
@@ -753,7 +767,7 @@ pub(crate) fn probe(seconds: u32, connections: u32) {
         &url,
         &headers,
         (connections, seconds),
-        || cpu_ticks("proxy"),
+        || cpu_ticks(PROXY_THREADS),
     );
     // nginx in front of the same upstream, the same load: its CPU per request is the bar idgate's is held to.
     let runtime = tokio::runtime::Builder::new_current_thread()
