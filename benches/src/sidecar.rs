@@ -597,7 +597,7 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
                  connection handed to the thread serving the fewest); against the work-stealing runtime it served on \
                  before, that took \
                  13 % off the proxy's CPU per request at 32 connections (90 → 78 µs, medians of three interleaved \
-                 `probe-proxy` pairs on a slower machine than this table's earlier runs) and 25 % at 1 connection \
+                 `probe-proxy` pairs on a slower machine than this table's earlier runs) and 27 % at 1 connection \
                  (151 → 110 µs), and raised throughput at 32 connections by 20 % (13.0 → 15.6 k req/s; 53 → 65 % \
                  of nginx in the same pairs). Without the hand-off, the thread that won the race to accept kept \
                  most connections (2.4 × the other's CPU) and bounded the throughput. The rest is a general HTTP stack (two hyper codecs \

@@ -141,7 +141,7 @@ where
 /// which serves it to its end: a connection moves at most once, when it is accepted, and what its requests start on
 /// their own (an upstream connection from a per-thread pool, a spawned task, a timer) runs on that thread. This saves
 /// what a work-stealing runtime spends handing tasks and wake-ups between threads: 13 % of the `idgate proxy`'s CPU
-/// per request at 32 connections, 25 % at one (`benches`, `probe-proxy`). Prefer [`serve`] on your own runtime
+/// per request at 32 connections, 27 % at one (`benches`, `probe-proxy`). Prefer [`serve`] on your own runtime
 /// unless the server's requests are this cheap.
 ///
 /// The limits hold for the whole listener: [`ServerLimits::max_connections`] counts the connections of all the
