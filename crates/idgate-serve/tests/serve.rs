@@ -248,12 +248,12 @@ async fn fetch(addr: SocketAddr, path: &str) -> (u16, String) {
     request(addr, &format!("GET {path} HTTP/1.1\r\n"), b"").await
 }
 
-#[tokio::test]
-async fn silent_connections_are_closed_after_the_header_read_timeout_while_others_are_served() {
-    let server = start(limits(300, 10_000)).await;
+/// `count` connections that send nothing, on a server with a 300 ms header timeout: each is closed without a
+/// response, not before the timeout, while a request on another connection is served.
+async fn silent_connections_closed(server: &Server, count: usize) {
     let opened = Instant::now();
     let mut silent = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..count {
         silent.push(TcpStream::connect(server.addr).await.unwrap());
     }
     assert_eq!(fetch(server.addr, "/").await, (200, "hello".to_owned()));
@@ -265,6 +265,11 @@ async fn silent_connections_are_closed_after_the_header_read_timeout_while_other
         assert!(at - opened >= ms(250), "closed before the header timeout");
     }
     assert_eq!(fetch(server.addr, "/").await.0, 200);
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_after_the_header_read_timeout_while_others_are_served() {
+    silent_connections_closed(&start(limits(300, 10_000)).await, 10).await;
 }
 
 #[tokio::test]
@@ -415,25 +420,39 @@ async fn a_request_in_flight_outlives_both_timeouts() {
     assert!(started.elapsed() >= ms(1200));
 }
 
-#[tokio::test]
-async fn connections_over_the_cap_wait_until_a_slot_frees() {
-    let server = start(limits(5_000, 5_000).with_max_connections(2).unwrap()).await;
+/// Five clients of `/hold` on a server capped at two connections: two handlers start, the other three clients wait
+/// in the backlog (not in a handler) until the first are released; never more than two at once. `counted`: requests
+/// the server had counted as handled before.
+async fn two_served_three_wait(server: &Server, counted: usize) {
     let requests: Vec<_> = (0..5)
         .map(|_| tokio::spawn(fetch(server.addr, "/hold")))
         .collect();
-    // Two handlers start; the other three clients wait in the backlog, not in a handler.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while server.seen.running.load(Ordering::SeqCst) < 2 {
-        assert!(Instant::now() < deadline, "the first two were not served");
-        tokio::time::sleep(ms(10)).await;
-    }
+    eventually("the first two were not served", || {
+        server.seen.running.load(Ordering::SeqCst) >= 2
+    })
+    .await;
     tokio::time::sleep(ms(300)).await;
-    assert_eq!(server.seen.handled.load(Ordering::SeqCst), 2);
+    assert_eq!(server.seen.handled.load(Ordering::SeqCst), counted + 2);
     server.hold.add_permits(5);
     for request in requests {
         assert_eq!(request.await.unwrap(), (200, "released".to_owned()));
     }
     assert_eq!(server.seen.most_running.load(Ordering::SeqCst), 2);
+}
+
+/// Waits (polling, at most 5 s) until `check` holds; fails with `what` otherwise.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(ms(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_wait_until_a_slot_frees() {
+    let server = start(limits(5_000, 5_000).with_max_connections(2).unwrap()).await;
+    two_served_three_wait(&server, 0).await;
 }
 
 #[tokio::test]
@@ -679,50 +698,19 @@ async fn on_threads_each_thread_serves_with_its_own_router_and_the_cap_counts_th
     assert_eq!(status, 200);
     assert!(thread.starts_with("idgate-serve-"), "served on {thread:?}");
     // One router per thread, each made as its thread starts (one may start after the first request is served).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while routers.load(Ordering::SeqCst) < 3 {
-        assert!(
-            Instant::now() < deadline,
-            "not every thread made its router"
-        );
-        tokio::time::sleep(ms(10)).await;
-    }
+    eventually("not every thread made its router", || {
+        routers.load(Ordering::SeqCst) >= 3
+    })
+    .await;
     assert_eq!(routers.load(Ordering::SeqCst), 3);
-    // Three threads accepting, two connections allowed in all: the third client waits in the backlog.
-    let requests: Vec<_> = (0..5)
-        .map(|_| tokio::spawn(fetch(server.addr, "/hold")))
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while server.seen.running.load(Ordering::SeqCst) < 2 {
-        assert!(Instant::now() < deadline, "the first two were not served");
-        tokio::time::sleep(ms(10)).await;
-    }
-    tokio::time::sleep(ms(300)).await;
-    // (`/thread` is not counted.)
-    assert_eq!(server.seen.handled.load(Ordering::SeqCst), 2);
-    server.hold.add_permits(5);
-    for request in requests {
-        assert_eq!(request.await.unwrap(), (200, "released".to_owned()));
-    }
-    assert_eq!(server.seen.most_running.load(Ordering::SeqCst), 2);
+    // Three threads accepting, two connections allowed in all (`/thread` is not counted as handled).
+    two_served_three_wait(&server, 0).await;
 }
 
 #[tokio::test]
 async fn on_threads_the_limits_hold_on_every_thread() {
     let (server, _) = start_on_threads(limits(300, 10_000), 2).await;
-    let opened = Instant::now();
-    let mut silent = Vec::new();
-    for _ in 0..6 {
-        silent.push(TcpStream::connect(server.addr).await.unwrap());
-    }
-    assert_eq!(fetch(server.addr, "/").await, (200, "hello".to_owned()));
-    for stream in &mut silent {
-        let (bytes, at) = closed_within(stream, Duration::from_secs(5))
-            .await
-            .expect("a silent connection stayed open");
-        assert!(bytes.is_empty());
-        assert!(at - opened >= ms(250));
-    }
+    silent_connections_closed(&server, 6).await;
 }
 
 #[tokio::test]
