@@ -1,7 +1,6 @@
 //! The authenticating sidecar as a library: a reverse proxy that puts idgate's [`Gates`] in front of any HTTP
-//! upstream: the service-to-service and IAP [`Layers`](idgate_server::Layers), Sign in with Google
-//! ([`SignIn`](idgate_signin::SignIn), the oauth2-proxy model), or both, admitted by the credential each request
-//! presents.
+//! upstream: the service-to-service and IAP [`Layers`], Sign in with Google ([`SignIn`], the oauth2-proxy model), or
+//! both, admitted by the credential each request presents.
 //!
 //! [`serve`] accepts connections on a listener, runs every request through the gates, and forwards the admitted
 //! ones to the upstream, streaming bodies both ways (a response whose `Content-Length` is at most 64 KiB is read up to
