@@ -985,3 +985,47 @@ async fn proxy_hands_on_a_streamed_head_at_once_and_small_bodies_whole() {
         assert!(body.iter().all(|b| *b == b'a'));
     }
 }
+
+/// A request body that fails on its way upstream is the client's fault: malformed chunking is a `400` and a streamed
+/// body over the limit a `413`, not a `502` that blames the upstream (an outside attack found the `502`). A good
+/// chunked body still goes through.
+#[tokio::test]
+async fn a_client_body_that_fails_on_its_way_upstream_is_the_clients_error_not_a_502() {
+    let emu = emulator().await;
+    let upstream = Upstream::default();
+    let url = upstream.start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let limits = idgate_proxy::ServerLimits::default()
+        .with_max_request_body_bytes(16)
+        .expect("limit");
+    tokio::spawn(idgate_proxy::serve(
+        listener,
+        url,
+        identity_layers(&emu),
+        ProxyOptions::default().limits(limits),
+        std::future::pending(),
+    ));
+    let token = emu.mint(&sa());
+    let chunked = |chunks: &str| {
+        format!(
+            "POST /upload HTTP/1.1\r\nHost: app\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\
+             Transfer-Encoding: chunked\r\n\r\n{chunks}"
+        )
+    };
+    // A chunk size that overflows.
+    let malformed = chunked("ffffffffffffffffff\r\n");
+    assert_eq!(raw_status(addr, malformed.as_bytes()).await, 400);
+    // 40 bytes streamed against a 16-byte limit.
+    let over = chunked(&format!(
+        "14\r\n{}\r\n14\r\n{}\r\n0\r\n\r\n",
+        "a".repeat(20),
+        "b".repeat(20)
+    ));
+    assert_eq!(raw_status(addr, over.as_bytes()).await, 413);
+    // Within the limit: forwarded.
+    let fine = chunked("5\r\nhello\r\n0\r\n\r\n");
+    assert_eq!(raw_status(addr, fine.as_bytes()).await, 200);
+}

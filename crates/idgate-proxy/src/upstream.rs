@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
@@ -96,6 +96,16 @@ pub(crate) async fn forward(
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     parts.extensions = http::Extensions::new();
+    // A body that fails while it is sent (malformed chunking, over the size limit) is the client's fault, not the
+    // upstream's: watched, so the answer says so. A request without a body (most) is not wrapped.
+    let client_failed = (!body.is_end_stream()).then(|| Arc::new(OnceLock::new()));
+    let body = match &client_failed {
+        Some(failed) => Body::new(ClientBody {
+            body,
+            failed: Arc::clone(failed),
+        }),
+        None => body,
+    };
 
     // Wait for a share of the upstream budget (a request waiting holds no descriptor), at most the idle timeout.
     let wait = upstream.options.limits.idle_timeout();
@@ -143,17 +153,86 @@ pub(crate) async fn forward(
                 }),
             )
         }
-        Err(error) => {
-            tracing::warn!(
-                target: "idgate::proxy",
-                error = %idgate_core::ErrorChain(&error),
-                "upstream request failed"
-            );
-            plain(
-                StatusCode::BAD_GATEWAY,
-                "bad gateway: the upstream did not answer",
-            )
+        Err(error) => match client_failed.as_ref().and_then(|failed| failed.get()) {
+            Some(&ClientBodyError::TooLarge) => {
+                tracing::debug!(target: "idgate::proxy", "the request body went over the limit: 413");
+                plain(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload too large: the request body is over the limit",
+                )
+            }
+            Some(&ClientBodyError::Unreadable) => {
+                tracing::debug!(target: "idgate::proxy", "the request body could not be read: 400");
+                plain(
+                    StatusCode::BAD_REQUEST,
+                    "bad request: the request body could not be read",
+                )
+            }
+            None => {
+                tracing::warn!(
+                    target: "idgate::proxy",
+                    error = %idgate_core::ErrorChain(&error),
+                    "upstream request failed"
+                );
+                plain(
+                    StatusCode::BAD_GATEWAY,
+                    "bad gateway: the upstream did not answer",
+                )
+            }
+        },
+    }
+}
+
+/// Why a client's request body failed on its way upstream.
+#[derive(Debug, Clone, Copy)]
+enum ClientBodyError {
+    /// Over the listener's request body limit (`413`).
+    TooLarge,
+    /// Malformed (chunk framing), or the client's connection failed (`400`).
+    Unreadable,
+}
+
+pin_project! {
+    /// A client's request body on its way upstream, recording why it failed: the exchange with the upstream then
+    /// fails too, and the client is told its body was the cause, not a `502` blaming the upstream.
+    struct ClientBody {
+        #[pin]
+        body: Body,
+        failed: Arc<OnceLock<ClientBodyError>>,
+    }
+}
+
+impl http_body::Body for ClientBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let this = self.project();
+        let frame = this.body.poll_frame(cx);
+        if let Poll::Ready(Some(Err(error))) = &frame {
+            let over_limit =
+                std::iter::successors(Some(error as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|e| e.is::<http_body_util::LengthLimitError>());
+            let _ = this.failed.set(if over_limit {
+                ClientBodyError::TooLarge
+            } else {
+                ClientBodyError::Unreadable
+            });
         }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
