@@ -833,6 +833,27 @@ async fn proxy_strips_platform_proxy_and_forwarding_headers_a_client_cannot_own(
     );
 }
 
+/// [`idgate_proxy::serve`] on a loopback port of its own in front of `url`, as `idgate proxy` runs it, until
+/// `shutdown`; its address and its task.
+async fn serve_proxy(
+    url: url::Url,
+    layers: Layers,
+    options: ProxyOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> (
+    SocketAddr,
+    tokio::task::JoinHandle<Result<(), idgate_proxy::ProxyError>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(idgate_proxy::serve(
+        listener, url, layers, options, shutdown,
+    ));
+    (addr, server)
+}
+
 /// The sidecar as `idgate proxy` runs it: [`idgate_proxy::serve`] (the listener limits, graceful shutdown), the
 /// caller forwarded, rejections kept out, exempt paths forwarded without identity.
 #[tokio::test]
@@ -840,20 +861,11 @@ async fn serve_forwards_identity_keeps_rejections_out_and_shuts_down_gracefully(
     let emu = emulator().await;
     let upstream = Upstream::default();
     let url = upstream.start().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(idgate_proxy::serve(
-        listener,
-        url,
-        identity_layers(&emu),
-        ProxyOptions::default(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (addr, server) = serve_proxy(url, identity_layers(&emu), ProxyOptions::default(), async {
+        let _ = stopped.await;
+    })
+    .await;
     let token = format!("Bearer {}", emu.mint(&sa()));
     assert_eq!(
         get(
@@ -994,20 +1006,16 @@ async fn a_client_body_that_fails_on_its_way_upstream_is_the_clients_error_not_a
     let emu = emulator().await;
     let upstream = Upstream::default();
     let url = upstream.start().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
     let limits = idgate_proxy::ServerLimits::default()
         .with_max_request_body_bytes(16)
         .expect("limit");
-    tokio::spawn(idgate_proxy::serve(
-        listener,
+    let (addr, _server) = serve_proxy(
         url,
         identity_layers(&emu),
         ProxyOptions::default().limits(limits),
         std::future::pending(),
-    ));
+    )
+    .await;
     let token = emu.mint(&sa());
     let chunked = |chunks: &str| {
         format!(
