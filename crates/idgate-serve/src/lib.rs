@@ -474,26 +474,7 @@ async fn accept_loop<F>(
             Some(share) => {
                 let live = share.assign();
                 if live.thread != share.thread {
-                    // Deregistered here, registered by the thread that serves it.
-                    match stream.into_std() {
-                        Ok(stream) => {
-                            let handoff = Handoff {
-                                stream,
-                                peer,
-                                slot,
-                                live,
-                            };
-                            if let Err(unsent) = share.hand_off(handoff) {
-                                // That thread has stopped accepting: the server is shutting down.
-                                drop(unsent);
-                            }
-                        }
-                        Err(error) => tracing::debug!(
-                            %peer,
-                            error = &error as &dyn std::error::Error,
-                            "an accepted connection could not be handed to another thread"
-                        ),
-                    }
+                    hand_over(share, stream, peer, slot, live);
                     continue;
                 }
                 Some(live)
@@ -527,6 +508,32 @@ async fn accept_loop<F>(
             "requests still in flight after the drain timeout; closing their connections"
         );
         connections.shutdown().await;
+    }
+}
+
+/// Hands a connection this thread accepted to the thread `live` counts it on: deregistered here, registered by the
+/// thread that serves it. Closed instead when that thread has stopped accepting (the server is shutting down).
+fn hand_over(
+    share: &Share,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: OwnedSemaphorePermit,
+    live: Live,
+) {
+    match stream.into_std() {
+        Ok(stream) => {
+            let _closed_if_unsent = share.hand_off(Handoff {
+                stream,
+                peer,
+                slot,
+                live,
+            });
+        }
+        Err(error) => tracing::debug!(
+            %peer,
+            error = &error as &dyn std::error::Error,
+            "an accepted connection could not be handed to another thread"
+        ),
     }
 }
 
@@ -685,10 +692,7 @@ fn connection_cap(
     threads: Option<NonZeroUsize>,
 ) -> usize {
     let max_connections = limits.max_connections();
-    let cap = match threads {
-        Some(threads) => limits.fitted_max_connections_on_threads(threads),
-        None => limits.fitted_max_connections(),
-    };
+    let cap = limits.fitted_with_threads(threads.map_or(0, NonZeroUsize::get));
     if cap < max_connections {
         tracing::warn!(
             %local_addr,

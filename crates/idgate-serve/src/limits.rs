@@ -118,7 +118,8 @@ impl ServerLimits {
         self.fitted_with_threads(threads.get())
     }
 
-    fn fitted_with_threads(&self, threads: usize) -> usize {
+    /// The cap fitted with `threads` serving threads' descriptors counted (0: the caller's runtime).
+    pub(crate) fn fitted_with_threads(&self, threads: usize) -> usize {
         let per_thread = u64::try_from(crate::DESCRIPTORS_PER_THREAD.saturating_mul(threads))
             .unwrap_or(u64::MAX);
         crate::fit_under_descriptor_limit(
