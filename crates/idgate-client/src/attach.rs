@@ -3,7 +3,6 @@
 //! to do with a request that already has one. Both hold one and take the same setters.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use idgate_core::token::IdToken;
 
 use crate::TokenHeader;
 use crate::audience::{Audience, AudiencePolicy};
@@ -132,11 +131,6 @@ macro_rules! attach_setters {
 }
 pub(crate) use attach_setters;
 
-/// `Bearer <token>`, marked sensitive.
-pub(crate) fn bearer_value(token: &IdToken) -> Result<HeaderValue, AttachError> {
-    bearer_str(token.as_str())
-}
-
 /// How the access-token adapters ([`AccessTokenMiddleware`](crate::AccessTokenMiddleware),
 /// [`AddAccessTokenLayer`](crate::AddAccessTokenLayer)) attach a token: the default scopes (a [`Scopes`] in the
 /// request's extensions wins), the quota project, and what to do with a request that already has `Authorization`.
@@ -218,7 +212,10 @@ impl AccessConfig {
         token: &AccessToken,
         source_quota_project: Option<&str>,
     ) -> Result<(), AttachError> {
-        headers.insert(http::header::AUTHORIZATION, bearer_str(token.as_str())?);
+        let bearer = token
+            .bearer_header()
+            .ok_or(AttachError::InvalidHeaderValue)?;
+        headers.insert(http::header::AUTHORIZATION, bearer);
         if let Some(project) = self.quota_project.as_deref().or(source_quota_project)
             && !headers.contains_key(&X_GOOG_USER_PROJECT)
         {
@@ -276,16 +273,6 @@ macro_rules! access_setters {
     };
 }
 pub(crate) use access_setters;
-
-/// `Bearer <token>`, marked sensitive.
-fn bearer_str(token: &str) -> Result<HeaderValue, AttachError> {
-    let mut value = String::with_capacity(7 + token.len());
-    value.push_str("Bearer ");
-    value.push_str(token);
-    let mut value = HeaderValue::try_from(value).map_err(|_| AttachError::InvalidHeaderValue)?;
-    value.set_sensitive(true);
-    Ok(value)
-}
 
 /// A counting access-token source for the adapters' tests: `ya29.0`, `ya29.1`, ...
 #[cfg(test)]

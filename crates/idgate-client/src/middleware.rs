@@ -4,7 +4,7 @@ use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 
-use crate::attach::{AttachConfig, attach_setters, bearer_value};
+use crate::attach::{AttachConfig, attach_setters};
 use crate::audience::Audience;
 use crate::error::AttachError;
 use crate::source::IdTokenSource;
@@ -85,7 +85,7 @@ impl<S: IdTokenSource + 'static> IdTokenMiddleware<S> {
                     error,
                 })?,
         };
-        req.headers_mut().insert(name, bearer_value(&token)?);
+        req.headers_mut().insert(name, token.bearer_header());
         Ok(())
     }
 }

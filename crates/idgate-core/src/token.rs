@@ -34,8 +34,27 @@ pub const SIGNATURE_REMOVED_BY_GOOGLE: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
 /// let token = IdToken::new("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln").unwrap();
 /// assert_eq!(format!("{token:?}"), "IdToken(<redacted>)");
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct IdToken(Arc<str>);
+#[derive(Clone)]
+pub struct IdToken {
+    raw: Arc<str>,
+    /// `Bearer <token>`, marked sensitive: built once, so that attaching the token to a request is a reference
+    /// count, not an 800-byte copy and check per request.
+    bearer: http::HeaderValue,
+}
+
+impl PartialEq for IdToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl Eq for IdToken {}
+
+impl std::hash::Hash for IdToken {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.raw.hash(state);
+    }
+}
 
 impl IdToken {
     /// Wraps a raw token after checking that it has the shape of a compact JWT
@@ -48,12 +67,35 @@ impl IdToken {
         let raw: String = raw.into();
         let raw = raw.trim();
         JwtParts::split(raw)?;
-        Ok(Self(Arc::from(raw)))
+        // Three base64url segments and two dots: always a valid header value, so this error cannot happen.
+        let mut bearer = http::HeaderValue::try_from(format!("Bearer {raw}"))
+            .map_err(|_| Malformed::NotBase64Url)?;
+        bearer.set_sensitive(true);
+        Ok(Self {
+            raw: Arc::from(raw),
+            bearer,
+        })
     }
 
     /// The raw token, for writing into a request header.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.raw
+    }
+
+    /// `Bearer <token>`, marked sensitive (HTTP/2's HPACK never indexes it): the value of an `Authorization` or
+    /// `X-Serverless-Authorization` header carrying this token. Built when the token is, so a clone costs a
+    /// reference count.
+    ///
+    /// ```
+    /// use idgate_core::token::IdToken;
+    ///
+    /// let token = IdToken::new("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln").unwrap();
+    /// let value = token.bearer_header();
+    /// assert_eq!(value, "Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln");
+    /// assert!(value.is_sensitive());
+    /// ```
+    pub fn bearer_header(&self) -> http::HeaderValue {
+        self.bearer.clone()
     }
 
     /// The token's `exp` claim, read **without verifying the signature**.
@@ -69,7 +111,7 @@ impl IdToken {
         struct Exp {
             exp: i64,
         }
-        let parts = JwtParts::split(&self.0)?;
+        let parts = JwtParts::split(&self.raw)?;
         let exp: Exp = parts.decode_payload()?;
         let secs = u64::try_from(exp.exp).map_err(|_| Malformed::BadClaims)?;
         Ok(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))

@@ -156,6 +156,9 @@ impl<T: IdTokenSource + Sized> IdTokenSourceExt for T {}
 #[derive(Clone)]
 pub struct AccessToken {
     value: Arc<str>,
+    /// `Bearer <token>`, marked sensitive, built once (`None` when the token cannot be a header value): attaching
+    /// it to a request is then a reference count, not a copy and check of the token per request.
+    bearer: Option<http::HeaderValue>,
     lifetime: Option<Duration>,
     expires_at: Option<SystemTime>,
     scopes: Option<Scopes>,
@@ -164,8 +167,16 @@ pub struct AccessToken {
 impl AccessToken {
     /// Wraps a raw access token and the lifetime the server reported (`expires_in`), if any.
     pub fn new(value: impl Into<Arc<str>>, lifetime: Option<Duration>) -> Self {
+        let value: Arc<str> = value.into();
+        let bearer = http::HeaderValue::try_from(format!("Bearer {value}"))
+            .ok()
+            .map(|mut bearer| {
+                bearer.set_sensitive(true);
+                bearer
+            });
         Self {
-            value: value.into(),
+            value,
+            bearer,
             lifetime,
             expires_at: None,
             scopes: None,
@@ -190,6 +201,12 @@ impl AccessToken {
     /// The raw token, for an `Authorization: Bearer` header.
     pub fn as_str(&self) -> &str {
         &self.value
+    }
+
+    /// `Bearer <token>` for an `Authorization` header, marked sensitive; `None` when the token holds characters a
+    /// header value cannot.
+    pub(crate) fn bearer_header(&self) -> Option<http::HeaderValue> {
+        self.bearer.clone()
     }
 
     /// How long the token was valid for when it was minted (the server's `expires_in`), if it said.

@@ -9,7 +9,6 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::AddIdTokenError;
-use crate::attach::bearer_value;
 use crate::audience::Audience;
 use crate::error::{AttachError, SourceError};
 use crate::source::BoxFuture;
@@ -131,7 +130,7 @@ impl<S: Service<Request<B>>, B> Future for ResponseFuture<S, B> {
                     } = pending.take().expect(POLLED_AFTER_COMPLETION);
                     let value = result
                         .map_err(|error| AttachError::Source { audience, error })
-                        .and_then(|token| bearer_value(&token));
+                        .map(|token| token.bearer_header());
                     match value {
                         Ok(value) => {
                             request.headers_mut().insert(header, value);

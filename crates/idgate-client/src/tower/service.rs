@@ -5,7 +5,6 @@ use http::Request;
 use tower_service::Service;
 
 use super::{AddIdTokenError, AddIdTokenLayer, ResponseFuture};
-use crate::attach::bearer_value;
 use crate::audience::Audience;
 use crate::source::IdTokenSource;
 
@@ -93,13 +92,8 @@ where
             Err(error) => return ResponseFuture::failed(error),
         };
         if let Some(token) = self.layer.source.peek(audience.as_str()) {
-            return match bearer_value(&token) {
-                Ok(value) => {
-                    req.headers_mut().insert(name, value);
-                    ResponseFuture::called(self.inner.call(req))
-                }
-                Err(error) => ResponseFuture::failed(error),
-            };
+            req.headers_mut().insert(name, token.bearer_header());
+            return ResponseFuture::called(self.inner.call(req));
         }
         // Mint first. The service that was polled ready goes into the future; a clone takes its place here
         // (https://docs.rs/tower/latest/tower/trait.Service.html#be-careful-when-cloning-inner-services).
