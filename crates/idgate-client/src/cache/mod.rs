@@ -49,10 +49,11 @@ use crate::source::{AccessToken, AccessTokenSource, BoxFuture, IdTokenSource};
 
 mod refresh;
 mod slot;
+mod slots;
 #[cfg(test)]
 mod tests;
 
-use slot::Slot;
+use slots::Slots;
 
 /// Default refresh window: tokens are refreshed when less than this is left before `exp`.
 pub const DEFAULT_REFRESH_WINDOW: Duration = Duration::from_secs(3 * 60 + 45);
@@ -111,8 +112,8 @@ impl<S: fmt::Debug> fmt::Debug for CachedSource<S> {
             .field("source", &self.inner.source)
             .field("refresh_window", &self.inner.config.refresh_window)
             .field("safety_margin", &self.inner.config.safety_margin)
-            .field("audiences", &self.inner.slots.entry_count())
-            .field("scope_sets", &self.inner.access_slots.entry_count())
+            .field("audiences", &self.inner.slots.len())
+            .field("scope_sets", &self.inner.access_slots.len())
             .finish_non_exhaustive()
     }
 }
@@ -122,8 +123,8 @@ struct Inner<S> {
     /// The metric handles of ID tokens and access tokens, taken at the first lookup of each.
     id_metrics: std::sync::OnceLock<crate::metrics::TokenMetrics>,
     access_metrics: std::sync::OnceLock<crate::metrics::TokenMetrics>,
-    slots: moka::sync::Cache<Arc<str>, Arc<Slot<IdToken>>>,
-    access_slots: moka::sync::Cache<Scopes, Arc<Slot<AccessToken>>>,
+    slots: Slots<Arc<str>, IdToken>,
+    access_slots: Slots<Scopes, AccessToken>,
     clock: Arc<dyn Clock>,
     config: Config,
 }
@@ -199,15 +200,10 @@ impl<S> CachedSourceBuilder<S> {
     pub fn build(self) -> CachedSource<S> {
         let mut config = self.config;
         config.safety_margin = config.safety_margin.min(config.refresh_window);
-        // Slots nobody asked for in a while hold only expired tokens; let them go.
-        let slots = moka::sync::Cache::builder()
-            .max_capacity(self.max_audiences)
-            .time_to_idle(Duration::from_secs(2 * 3600))
-            .build();
-        let access_slots = moka::sync::Cache::builder()
-            .max_capacity(self.max_audiences)
-            .time_to_idle(Duration::from_secs(2 * 3600))
-            .build();
+        // Slots nobody asked for in a while hold only expired tokens: the map lets them go (`slots::IDLE`).
+        let capacity = usize::try_from(self.max_audiences).unwrap_or(usize::MAX);
+        let slots = Slots::new(capacity);
+        let access_slots = Slots::new(capacity);
         CachedSource {
             inner: Arc::new(Inner {
                 source: self.source,
@@ -250,8 +246,8 @@ impl<S> CachedSource<S> {
 
     /// Forgets every cached token (e.g. after the credentials were rotated).
     pub fn clear(&self) {
-        self.inner.slots.invalidate_all();
-        self.inner.access_slots.invalidate_all();
+        self.inner.slots.clear();
+        self.inner.access_slots.clear();
     }
 }
 

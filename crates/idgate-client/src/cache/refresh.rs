@@ -46,6 +46,7 @@ impl Flight<'_> {
         Fut: Future<Output = Result<Current<T>, SourceError>>,
     {
         let now = self.clock.now();
+        slot.touch(now);
         let current = slot.current.load_full();
         if let Some(current) = &current {
             match self.config.state(current, now) {
@@ -224,8 +225,10 @@ impl Flight<'_> {
     pub(super) fn peek<T: Clone>(&self, slot: &Slot<T>) -> Option<T> {
         let current = slot.current.load();
         let current = current.as_ref()?;
-        match self.config.state(current, self.clock.now()) {
+        let now = self.clock.now();
+        match self.config.state(current, now) {
             State::Fresh => {
+                slot.touch(now);
                 self.metrics.lookup(Lookup::Fresh);
                 Some(current.token.clone())
             }
@@ -301,13 +304,11 @@ impl<S: AccessTokenSource> CachedSource<S> {
 
 impl<S: IdTokenSource> CachedSource<S> {
     fn slot(&self, audience: &str) -> Arc<Slot<IdToken>> {
-        match self.inner.slots.get(audience) {
-            Some(slot) => slot,
-            None => self
-                .inner
-                .slots
-                .get_with(Arc::from(audience), || Arc::new(Slot::default())),
-        }
+        self.inner.slots.get_or_add(
+            audience,
+            |audience: &str| Arc::from(audience),
+            self.inner.clock.now(),
+        )
     }
 
     pub(super) async fn get(&self, audience: &str) -> Result<IdToken, SourceError> {
@@ -334,26 +335,24 @@ impl<S: IdTokenSource> CachedSource<S> {
     }
 
     pub(super) fn peek_token(&self, audience: &str) -> Option<IdToken> {
-        let slot = self.inner.slots.get(audience)?;
-        self.flight(
+        let flight = self.flight(
             "ID token",
             "id",
             self.inner.source.source_name(),
             self.id_metrics(),
-        )
-        .peek(&slot)
+        );
+        self.inner
+            .slots
+            .with(audience, |slot| flight.peek(slot))
+            .flatten()
     }
 }
 
 impl<S: AccessTokenSource> CachedSource<S> {
     fn access_slot(&self, scopes: &Scopes) -> Arc<Slot<AccessToken>> {
-        match self.inner.access_slots.get(scopes) {
-            Some(slot) => slot,
-            None => self
-                .inner
-                .access_slots
-                .get_with(scopes.clone(), || Arc::new(Slot::default())),
-        }
+        self.inner
+            .access_slots
+            .get_or_add(scopes, Scopes::clone, self.inner.clock.now())
     }
 
     pub(super) async fn get_access_token(
@@ -385,14 +384,16 @@ impl<S: AccessTokenSource> CachedSource<S> {
     }
 
     pub(super) fn peek_access(&self, scopes: &Scopes) -> Option<AccessToken> {
-        let slot = self.inner.access_slots.get(scopes)?;
-        self.flight(
+        let flight = self.flight(
             "access token",
             "access",
             self.inner.source.source_name(),
             self.access_metrics(),
-        )
-        .peek(&slot)
+        );
+        self.inner
+            .access_slots
+            .with(scopes, |slot| flight.peek(slot))
+            .flatten()
     }
 
     pub(super) fn invalidate_access(&self, scopes: &Scopes, token: &AccessToken) {

@@ -2,7 +2,8 @@
 //! and the refresh schedule; and how fresh a token is.
 
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 
@@ -16,6 +17,9 @@ pub(super) struct Slot<T> {
     /// Held by whoever is minting; waiters queue on it (single flight).
     pub(super) gate: tokio::sync::Mutex<()>,
     pub(super) sched: Mutex<Sched>,
+    /// When the slot was last asked for (Unix seconds, by the cache's clock), so that the map can let an idle or
+    /// the least recently used key go. Written at most once a second, so readers on many cores do not contend.
+    last_used: AtomicU64,
 }
 
 impl<T> Default for Slot<T> {
@@ -24,8 +28,34 @@ impl<T> Default for Slot<T> {
             current: ArcSwapOption::empty(),
             gate: tokio::sync::Mutex::new(()),
             sched: Mutex::new(Sched::default()),
+            last_used: AtomicU64::new(0),
         }
     }
+}
+
+impl<T> Slot<T> {
+    /// Records a use at `now`.
+    pub(super) fn touch(&self, now: SystemTime) {
+        let now = unix_seconds(now);
+        if self.last_used.load(Ordering::Relaxed) < now {
+            self.last_used.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// When the slot was last used, in Unix seconds.
+    pub(super) fn last_used(&self) -> u64 {
+        self.last_used.load(Ordering::Relaxed)
+    }
+
+    /// Whether the slot has not been used for `idle` at `now`.
+    pub(super) fn idle_for(&self, idle: Duration, now: SystemTime) -> bool {
+        unix_seconds(now).saturating_sub(self.last_used()) >= idle.as_secs()
+    }
+}
+
+/// Whole seconds since the Unix epoch (0 before it).
+fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 pub(super) struct Current<T> {

@@ -349,3 +349,68 @@ async fn access_tokens_without_expiry_or_expiring_are_refused() {
         .unwrap_err();
     assert!(err.is_expired(), "{err}");
 }
+
+/// A full cache lets the least recently used audience go when another is added; the others keep their tokens.
+#[tokio::test]
+async fn a_full_cache_drops_the_least_recently_used_audience() {
+    let clock = ManualClock::at_unix(T0);
+    let fake = Arc::new(Fake::new(&clock));
+    let c = CachedSource::builder(Arc::clone(&fake))
+        .clock(Arc::new(clock.clone()))
+        .max_audiences(2)
+        .build();
+    let a = c.id_token("a").await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    let b = c.id_token("b").await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    // `a` is used again (the adapters' warm path), so `b` is now the least recently used.
+    assert_eq!(c.peek("a"), Some(a.clone()));
+    clock.advance(Duration::from_secs(1));
+    c.id_token("c").await.unwrap();
+    assert_eq!(mints(&c), 3);
+
+    assert_eq!(c.peek("a"), Some(a), "the recently used audience stays");
+    assert_eq!(c.peek("b"), None, "the least recently used one went");
+    assert_ne!(c.id_token("b").await.unwrap(), b);
+    assert_eq!(mints(&c), 4, "b was minted again");
+    assert!(format!("{c:?}").contains("audiences: 2"), "{c:?}");
+}
+
+/// An audience nobody asked for in two hours is dropped when the next one is added, even below capacity.
+#[tokio::test]
+async fn an_idle_audience_is_dropped_when_the_next_is_added() {
+    let clock = ManualClock::at_unix(T0);
+    let mut fake = Fake::new(&clock);
+    fake.lifetime = Duration::from_secs(24 * 3600);
+    let c = CachedSource::builder(Arc::new(fake))
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let idle = c.id_token("idle").await.unwrap();
+    let busy = c.id_token("busy").await.unwrap();
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(c.peek("busy"), Some(busy.clone()));
+    clock.advance(Duration::from_secs(3600));
+    // Still held (nothing was added), though idle for two hours.
+    assert!(format!("{c:?}").contains("audiences: 2"), "{c:?}");
+    clock.advance(Duration::from_secs(1));
+    c.id_token("new").await.unwrap();
+    assert_eq!(c.peek("busy"), Some(busy), "used an hour ago: kept");
+    assert!(format!("{c:?}").contains("audiences: 2"), "{c:?}");
+    assert_ne!(
+        c.id_token("idle").await.unwrap(),
+        idle,
+        "idle for 2 h: minted afresh"
+    );
+}
+
+/// `clear` forgets every token; the next call mints.
+#[tokio::test]
+async fn clear_forgets_every_token() {
+    let clock = ManualClock::at_unix(T0);
+    let c = cached(&clock);
+    c.id_token("a").await.unwrap();
+    c.clear();
+    assert_eq!(c.peek("a"), None);
+    c.id_token("a").await.unwrap();
+    assert_eq!(mints(&c), 2);
+}
