@@ -25,8 +25,9 @@ pub const SIGNATURE_REMOVED_BY_GOOGLE: &str = "SIGNATURE_REMOVED_BY_GOOGLE";
 
 /// An owned, raw ID token (a compact JWT). The value is a bearer secret.
 ///
-/// `Debug` prints `IdToken(<redacted>)`; there is deliberately no `Display`. Use [`IdToken::as_str`] at the single
-/// place the token must be written (a header), and nowhere else.
+/// `Debug` prints `IdToken(<redacted>)`; there is deliberately no `Display`. Write it into a request with
+/// [`IdToken::bearer_header`] (the ready `Bearer <token>` value, marked sensitive), or with [`IdToken::as_str`] where
+/// another form is needed, and nowhere else.
 ///
 /// ```
 /// use idgate_core::token::IdToken;
@@ -77,7 +78,7 @@ impl IdToken {
         })
     }
 
-    /// The raw token, for writing into a request header.
+    /// The raw token (for an `Authorization: Bearer` header, [`bearer_header`](Self::bearer_header) is ready-made).
     pub fn as_str(&self) -> &str {
         &self.raw
     }

@@ -181,8 +181,10 @@ impl<S> CachedSourceBuilder<S> {
         self
     }
 
-    /// At most `n` audiences are cached (default 1,024), and at most `n` scope sets; the least useful are evicted
-    /// beyond that.
+    /// At most `n` audiences are cached (default 1,024), and at most `n` scope sets. Adding one at the bound lets
+    /// the least recently used go (one a caller is minting or using right now is kept while another can go); a key
+    /// unused for two hours is let go when the next key is added. There is no background task: memory stays
+    /// bounded by `n` slots.
     #[must_use]
     pub fn max_audiences(mut self, n: u64) -> Self {
         self.max_audiences = n.max(1);

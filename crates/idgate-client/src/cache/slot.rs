@@ -34,10 +34,12 @@ impl<T> Default for Slot<T> {
 }
 
 impl<T> Slot<T> {
-    /// Records a use at `now`.
+    /// Records a use at `now`. Stored whenever the second differs, not only when it is later: after the clock was
+    /// set back, slots used before would otherwise keep their future seconds, never look idle, and always look newer
+    /// than those used since.
     pub(super) fn touch(&self, now: SystemTime) {
         let now = unix_seconds(now);
-        if self.last_used.load(Ordering::Relaxed) < now {
+        if self.last_used.load(Ordering::Relaxed) != now {
             self.last_used.store(now, Ordering::Relaxed);
         }
     }

@@ -73,24 +73,36 @@ impl<K: Hash + Eq + Clone, T> Slots<K, T> {
         Q: Hash + Eq + ?Sized,
     {
         if let Some(slot) = self.get(key) {
+            // Touched now, so that a key idle until this call is not dropped by another key's insert before the
+            // caller's mint touches it.
+            slot.touch(now);
             return slot;
         }
         let _adding = self.adding.lock().unwrap_or_else(PoisonError::into_inner);
         let current = self.map.load_full();
         if let Some(slot) = current.get(key) {
+            slot.touch(now);
             return Arc::clone(slot);
         }
+        // A slot somebody holds (a mint in flight, a caller about to use it) is kept while another can go: dropping
+        // it would orphan that mint and make the next caller mint again. Held means more than the map's own
+        // reference; an older snapshot still read by another thread also counts, which only delays an eviction.
+        let held = |slot: &Arc<Slot<T>>| Arc::strong_count(slot) > 1;
         let mut map: HashMap<K, Arc<Slot<T>>> = current
             .iter()
-            .filter(|(_, slot)| !slot.idle_for(IDLE, now))
+            .filter(|(_, slot)| held(slot) || !slot.idle_for(IDLE, now))
             .map(|(key, slot)| (key.clone(), Arc::clone(slot)))
             .collect();
         while map.len() >= self.capacity {
-            let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, slot)| slot.last_used())
-                .map(|(key, _)| key.clone())
-            else {
+            // The least recently used of the slots nobody holds, else of all. Every slot here is referenced by
+            // `current` and by the new map: a third reference is a holder.
+            let oldest = |only_free: bool| {
+                map.iter()
+                    .filter(|(_, slot)| !only_free || Arc::strong_count(slot) <= 2)
+                    .min_by_key(|(_, slot)| slot.last_used())
+                    .map(|(key, _)| key.clone())
+            };
+            let Some(oldest) = oldest(true).or_else(|| oldest(false)) else {
                 break;
             };
             map.remove::<K>(&oldest);

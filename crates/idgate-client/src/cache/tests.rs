@@ -403,14 +403,69 @@ async fn an_idle_audience_is_dropped_when_the_next_is_added() {
     );
 }
 
-/// `clear` forgets every token; the next call mints.
+/// `clear` forgets every token, ID and access; the next call mints.
 #[tokio::test]
 async fn clear_forgets_every_token() {
     let clock = ManualClock::at_unix(T0);
     let c = cached(&clock);
     c.id_token("a").await.unwrap();
+    let s = scopes(&["a"]);
+    c.access_token(&s).await.unwrap();
     c.clear();
     assert_eq!(c.peek("a"), None);
+    assert!(c.peek_access_token(&s).is_none());
     c.id_token("a").await.unwrap();
-    assert_eq!(mints(&c), 2);
+    c.access_token(&s).await.unwrap();
+    assert_eq!(mints(&c), 4);
+}
+
+/// Mints like [`Fake`], but a mint for `slow` waits until the test lets it go.
+#[derive(Debug)]
+struct Gated {
+    fake: Fake,
+    slow: tokio::sync::Semaphore,
+}
+
+impl IdTokenSource for Gated {
+    fn id_token<'a>(&'a self, audience: &'a str) -> BoxFuture<'a, Result<IdToken, SourceError>> {
+        Box::pin(async move {
+            if audience == "slow" {
+                let _ = self.slow.acquire().await;
+            }
+            self.fake.id_token(audience).await
+        })
+    }
+}
+
+/// At the bound, a slot whose mint is in flight is kept though it is the least recently used: dropping it would
+/// orphan the mint, and the next caller would mint again.
+#[tokio::test]
+async fn a_full_cache_keeps_the_audience_being_minted() {
+    let clock = ManualClock::at_unix(T0);
+    let source = Arc::new(Gated {
+        fake: Fake::new(&clock),
+        slow: tokio::sync::Semaphore::new(0),
+    });
+    let c = CachedSource::builder(Arc::clone(&source))
+        .clock(Arc::new(clock.clone()))
+        .max_audiences(2)
+        .build();
+    let slow = tokio::spawn({
+        let c = c.clone();
+        async move { c.id_token("slow").await }
+    });
+    // Until the mint for `slow` is under way: its slot in the map, the mint waiting on the gate.
+    while !format!("{c:?}").contains("audiences: 1") {
+        tokio::task::yield_now().await;
+    }
+    clock.advance(Duration::from_secs(1));
+    c.id_token("fast").await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    // Full: adding `new` lets one go. `slow` is the least recently used, but its mint is in flight.
+    c.id_token("new").await.unwrap();
+    source.slow.add_permits(1);
+    let minted = slow.await.unwrap().unwrap();
+    assert_eq!(c.peek("slow"), Some(minted), "the minted token is cached");
+    assert_eq!(c.peek("fast"), None, "the free one went instead");
+    assert_eq!(source.fake.mints.load(Ordering::SeqCst), 3);
 }

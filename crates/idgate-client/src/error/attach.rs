@@ -36,8 +36,11 @@ pub enum AttachError {
     /// The quota project cannot be written into the `x-goog-user-project` header (not visible ASCII).
     #[error("the quota project cannot be written into the x-goog-user-project header")]
     InvalidQuotaProject,
-    /// The token cannot be written into a header value (cannot happen with a token that passed
-    /// [`IdToken::new`](idgate_core::token::IdToken::new); kept so nothing panics).
+    /// The access token cannot be written into a header value: a source returned one with characters a header
+    /// cannot carry (control characters, non-ASCII). ID tokens never cause it: [`IdToken::new`] accepts only the
+    /// base64url alphabet and dots.
+    ///
+    /// [`IdToken::new`]: idgate_core::token::IdToken::new
     #[error("the token cannot be written into a header value")]
     InvalidHeaderValue,
 }
