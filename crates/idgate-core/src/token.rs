@@ -69,9 +69,7 @@ impl IdToken {
         let raw = raw.trim();
         JwtParts::split(raw)?;
         // Three base64url segments and two dots: always a valid header value, so this error cannot happen.
-        let mut bearer = http::HeaderValue::try_from(format!("Bearer {raw}"))
-            .map_err(|_| Malformed::NotBase64Url)?;
-        bearer.set_sensitive(true);
+        let bearer = bearer_header_value(raw).ok_or(Malformed::NotBase64Url)?;
         Ok(Self {
             raw: Arc::from(raw),
             bearer,
@@ -117,6 +115,24 @@ impl IdToken {
         let secs = u64::try_from(exp.exp).map_err(|_| Malformed::BadClaims)?;
         Ok(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
     }
+}
+
+/// `Bearer <token>` as a header value marked sensitive (HTTP/2's HPACK never indexes it, and its `Debug` hides it):
+/// how every idgate adapter writes a bearer credential into `Authorization`. `None` when `token` holds characters a
+/// header value cannot carry (control characters, non-ASCII).
+///
+/// ```
+/// use idgate_core::token::bearer_header_value;
+///
+/// let value = bearer_header_value("ya29.a0Af").unwrap();
+/// assert_eq!(value, "Bearer ya29.a0Af");
+/// assert!(value.is_sensitive());
+/// assert!(bearer_header_value("bad\ntoken").is_none());
+/// ```
+pub fn bearer_header_value(token: &str) -> Option<http::HeaderValue> {
+    let mut value = http::HeaderValue::try_from(format!("Bearer {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
 }
 
 impl fmt::Debug for IdToken {

@@ -579,10 +579,11 @@ impl UserAccessToken {
 
     /// `Bearer <token>`, as a header value marked sensitive (HTTP/2 never indexes it; `Debug` hides it).
     pub fn authorization(&self) -> HeaderValue {
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.token))
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
-        value.set_sensitive(true);
-        value
+        idgate_core::token::bearer_header_value(&self.token).unwrap_or_else(|| {
+            let mut value = HeaderValue::from_static("Bearer");
+            value.set_sensitive(true);
+            value
+        })
     }
 
     /// When the token expires (at least [`ACCESS_TOKEN_REFRESH_MARGIN`] after it was handed out).

@@ -45,8 +45,8 @@ impl Flight<'_> {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<Current<T>, SourceError>>,
     {
+        // The use was recorded when the slot was looked up (`Slots::get_or_add`, the only way here).
         let now = self.clock.now();
-        slot.touch(now);
         let current = slot.current.load_full();
         if let Some(current) = &current {
             match self.config.state(current, now) {

@@ -60,8 +60,8 @@ impl<K: Hash + Eq + Clone, T> Slots<K, T> {
         self.map.load().get(key).cloned()
     }
 
-    /// The key's slot, added empty when it has none (`owned` makes the key to store). Adding first drops the keys
-    /// idle for [`IDLE`] at `now`, then, while the map is full, the least recently used.
+    /// The key's slot, added empty when it has none (`owned` makes the key to store), its use recorded at `now`.
+    /// Adding first drops the keys idle for [`IDLE`] at `now`, then, while the map is full, the least recently used.
     pub(super) fn get_or_add<Q>(
         &self,
         key: &Q,

@@ -168,12 +168,7 @@ impl AccessToken {
     /// Wraps a raw access token and the lifetime the server reported (`expires_in`), if any.
     pub fn new(value: impl Into<Arc<str>>, lifetime: Option<Duration>) -> Self {
         let value: Arc<str> = value.into();
-        let bearer = http::HeaderValue::try_from(format!("Bearer {value}"))
-            .ok()
-            .map(|mut bearer| {
-                bearer.set_sensitive(true);
-                bearer
-            });
+        let bearer = idgate_core::token::bearer_header_value(&value);
         Self {
             value,
             bearer,
