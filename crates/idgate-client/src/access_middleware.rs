@@ -374,4 +374,55 @@ mod tests {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(api.seen.lock().unwrap().len(), 2);
     }
+
+    /// Hands out a token a header cannot carry (a line break: header injection if written raw).
+    #[derive(Debug)]
+    struct Broken;
+
+    impl AccessTokenSource for Broken {
+        fn access_token<'a>(
+            &'a self,
+            _: &'a Scopes,
+        ) -> crate::BoxFuture<'a, Result<AccessToken, crate::SourceError>> {
+            let token = AccessToken::new(
+                "ya29.a\r\nx-injected: 1",
+                Some(std::time::Duration::from_secs(3600)),
+            );
+            Box::pin(std::future::ready(Ok(token)))
+        }
+    }
+
+    /// A source's token that cannot be a header value fails the request with `InvalidHeaderValue`; nothing is sent,
+    /// and neither the error nor its `Debug` echoes the token.
+    #[tokio::test]
+    async fn a_token_a_header_cannot_carry_fails_the_request_and_sends_nothing() {
+        let api = Arc::new(Api::default());
+        let c = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(AccessTokenMiddleware::new(CachedSource::new(Broken)))
+            .with_arc(Arc::clone(&api) as Arc<dyn Middleware>)
+            .build();
+        let error = c
+            .get("https://storage.googleapis.com/a")
+            .send()
+            .await
+            .unwrap_err();
+        let reqwest_middleware::Error::Middleware(error) = error else {
+            panic!("a middleware error, got {error:?}");
+        };
+        let attach = error.downcast_ref::<AttachError>().expect("an AttachError");
+        assert!(
+            matches!(attach, AttachError::InvalidHeaderValue),
+            "{attach:?}"
+        );
+        for text in [format!("{error:#}"), format!("{error:?}")] {
+            assert!(
+                !text.contains("ya29") && !text.contains("injected"),
+                "{text}"
+            );
+        }
+        assert!(
+            api.seen.lock().unwrap().is_empty(),
+            "nothing reached the API"
+        );
+    }
 }
