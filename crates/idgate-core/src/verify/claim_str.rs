@@ -5,6 +5,7 @@
 //! `Arc<OidcClaims>` and `Arc<IapClaims>` from glibc's 192-byte chunk to its 176-byte one) took it to 656 (RS256 ID
 //! tokens) and 657 (IAP assertions). Neither costs time on the memo-hit path, which never touches these strings.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -27,6 +28,14 @@ impl ClaimStr {
     /// Whether the value is one of `accepted` (the issuers a verifier takes).
     pub(crate) fn is_one_of(&self, accepted: &[&str]) -> bool {
         accepted.contains(&&**self)
+    }
+
+    /// The stored form of a claim's value: one of [`KNOWN`] without a copy, anything else copied once.
+    pub(crate) fn new(value: &str) -> Self {
+        match KNOWN.iter().find(|k| **k == value) {
+            Some(k) => Self::Known(k),
+            None => Self::Str(value.into()),
+        }
     }
 
     /// Points at `shared`, which the caller has found equal to this value.
@@ -70,13 +79,47 @@ impl<'de> Deserialize<'de> for ClaimStr {
                 f.write_str("a string")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ClaimStr, E> {
-                Ok(match KNOWN.iter().find(|k| **k == v) {
-                    Some(k) => ClaimStr::Known(k),
-                    None => ClaimStr::Str(v.into()),
-                })
+                Ok(ClaimStr::new(v))
             }
         }
         d.deserialize_str(Visitor)
+    }
+}
+
+/// A claim's string as parsed, before the claims are checked: borrowed from the decoded payload when JSON did not
+/// escape it (it never does in Google's tokens), a copy only when it did. Checking the claims on these and copying
+/// only what the verified claims keep took the allocations of a first-seen ID token from four to two.
+///
+/// (`#[serde(borrow)]` on an `Option<Cow<str>>` would always copy: serde borrows only a bare `Cow` field.)
+pub(crate) struct WireStr<'a>(Cow<'a, str>);
+
+impl Deref for WireStr<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visitor<'a> {
+            type Value = WireStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(WireStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(WireStr(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(Visitor(std::marker::PhantomData))
     }
 }
 
@@ -131,5 +174,27 @@ mod tests {
         assert!(serde_json::from_str::<ClaimStr>("42").is_err());
         assert!(serde_json::from_str::<ClaimStr>(r#"["https://accounts.google.com"]"#).is_err());
         assert!(serde_json::from_str::<ClaimStr>("null").is_err());
+    }
+
+    #[test]
+    fn wire_strings_borrow_unless_json_escaped_them() {
+        let plain: WireStr<'_> = serde_json::from_str(r#""caller@example.com""#).unwrap();
+        assert!(matches!(plain.0, Cow::Borrowed("caller@example.com")));
+        let escaped: WireStr<'_> = serde_json::from_str(r#""https:\/\/x\u0041""#).unwrap();
+        assert!(matches!(&escaped.0, Cow::Owned(s) if s == "https://xA"));
+        // Inside an `Option`, as the claims hold them, they still borrow.
+        let some: Option<WireStr<'_>> = serde_json::from_str(r#""a""#).unwrap();
+        assert!(matches!(some.map(|s| s.0), Some(Cow::Borrowed("a"))));
+        assert!(
+            serde_json::from_str::<Option<WireStr<'_>>>("null")
+                .unwrap()
+                .is_none()
+        );
+        for not_a_string in ["42", "true", "[]", "{}"] {
+            assert!(
+                serde_json::from_str::<WireStr<'_>>(not_a_string).is_err(),
+                "{not_a_string}"
+            );
+        }
     }
 }

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
-use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::de::IgnoredAny;
 
+use super::claim_str::WireStr;
 use super::error::{BuildError, VerifyError};
+use super::known_headers::KnownHeaders;
 use super::oidc::{DEFAULT_LEEWAY, DEFAULT_MEMO_CAPACITY};
 use super::recent;
 use crate::clock::{self, Clock};
@@ -35,7 +37,7 @@ struct Header<'a> {
     #[serde(borrow)]
     alg: Cow<'a, str>,
     #[serde(borrow)]
-    kid: Option<Cow<'a, str>>,
+    kid: Option<WireStr<'a>>,
     #[serde(default)]
     jwk: Present,
     #[serde(default)]
@@ -50,7 +52,11 @@ struct Header<'a> {
 
 /// The claims every Google token has; implemented by the OIDC and IAP claim types. `Clone` so that each thread
 /// keeps its own copy of a memoized token's claims (see [`Engine::verify`]).
-pub(crate) trait TimedClaims: DeserializeOwned + Clone + Send + Sync + 'static {
+pub(crate) trait TimedClaims: Clone + Send + Sync + 'static {
+    /// The claims as parsed from the payload, before the token kind's check turns them into `Self`: a form that
+    /// borrows from the decoded bytes, so that what the check refuses or drops is never copied; or `Self`.
+    type Wire<'de>: Deserialize<'de>;
+
     fn exp(&self) -> i64;
     fn iat(&self) -> i64;
     fn nbf(&self) -> Option<i64>;
@@ -105,6 +111,8 @@ pub(crate) struct Engine<C> {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) times: TimeRules,
     pub(crate) memo: Option<Memo<C>>,
+    /// The header segments of tokens this engine accepted, so that a token with a known header skips decoding it.
+    known_headers: KnownHeaders,
     /// This engine's identity in the per-thread [`recent`](super::recent) cache.
     id: u64,
     metrics: VerifyMetrics,
@@ -135,18 +143,20 @@ impl<C: TimedClaims> Engine<C> {
             clock,
             times,
             memo,
+            known_headers: KnownHeaders::new(),
             id: recent::next_verifier_id(),
             metrics: VerifyMetrics::new(verifier),
         }
     }
 
-    /// Verifies structure, header, key, signature and times, then `check` for the token kind's own claims (which may
-    /// also compact them for the memo, see [`ClaimStr`](super::claim_str::ClaimStr)).
+    /// Verifies structure, header, key and signature; then `check` applies the token kind's own claim rules to the
+    /// parsed claims and makes the claims kept (compacted for the memo, see
+    /// [`ClaimStr`](super::claim_str::ClaimStr)); then the times.
     /// A token that passes is remembered, so the next presentation costs a hash and a lookup.
     pub(crate) async fn verify(
         &self,
         token: &str,
-        check: impl Fn(&mut C) -> Result<(), VerifyError>,
+        check: impl Fn(C::Wire<'_>) -> Result<C, VerifyError>,
     ) -> Result<Arc<C>, VerifyError> {
         let token = token.trim();
         if token.len() > crate::token::MAX_TOKEN_BYTES {
@@ -222,22 +232,39 @@ impl<C: TimedClaims> Engine<C> {
         &self,
         token: &str,
         digest: Option<[u8; 32]>,
-        check: impl Fn(&mut C) -> Result<(), VerifyError>,
+        check: impl Fn(C::Wire<'_>) -> Result<C, VerifyError>,
     ) -> Result<Arc<C>, VerifyError> {
-        let parts = JwtParts::split(token)?;
-        let (key, now) = match self.checked_header(&parts, |kid| self.held_key(&parts, kid))?? {
+        // The alphabet is checked as each segment is decoded, all of them before any signature check.
+        let parts = JwtParts::segments(token)?;
+        // A header segment a token already verified with needs no decoding: its rules held for the same bytes.
+        let (lookup, header_known) = match self
+            .known_headers
+            .with_kid(parts.header, |kid| self.held_key(&parts, Some(kid)))
+        {
+            Some(lookup) => (lookup?, true),
+            None => (
+                self.checked_header(&parts, |kid| self.held_key(&parts, kid))??,
+                false,
+            ),
+        };
+        let (key, now) = match lookup {
             KeyLookup::Held(key, now) => (key, now),
             // Not in the fresh set: the cache's full path (a fetch, a refresh, or its refusal). The kid was copied
-            // out so that no decoded bytes live across the await.
+            // out so that no decoded bytes live across the await. Boxed: that future holds an HTTP request's state,
+            // and inline it made every verification's future (memo hits included) about 900 bytes to move.
             KeyLookup::Fetch(kid) => {
-                let key = self.keys.key(&kid).await.map_err(|e| match e {
+                let key = Box::pin(self.keys.key(&kid)).await.map_err(|e| match e {
                     KeyLookupError::UnknownKeyId => VerifyError::UnknownKeyId,
                     KeyLookupError::Unavailable(u) => VerifyError::KeysUnavailable(u),
                 })?;
                 (key, self.clock.now())
             }
         };
-        self.verify_signed(token, &parts, key, now, digest, check)
+        let claims = self.verify_signed(token, &parts, key, now, digest, check)?;
+        if !header_known && let Some(key) = claims.signed_by() {
+            self.known_headers.remember(parts.header, key.kid_shared());
+        }
+        Ok(claims)
     }
 
     /// The rules between the header and the key: the signature is not Cloud Run's marker, and a usable `kid`
@@ -258,7 +285,8 @@ impl<C: TimedClaims> Engine<C> {
     }
 
     /// Algorithm, signature, claims and times, once the key is known; `now` was read at the key lookup. Not async,
-    /// so the decoding buffers on its stack never become part of the verification's future.
+    /// so the decoding buffers on its stack never become part of the verification's future. The claims segment is
+    /// decoded before the signature is checked, so a segment that is not base64url is refused without one.
     fn verify_signed(
         &self,
         token: &str,
@@ -266,21 +294,22 @@ impl<C: TimedClaims> Engine<C> {
         key: Arc<VerifyingKey>,
         now: SystemTime,
         digest: Option<[u8; 32]>,
-        check: impl Fn(&mut C) -> Result<(), VerifyError>,
+        check: impl Fn(C::Wire<'_>) -> Result<C, VerifyError>,
     ) -> Result<Arc<C>, VerifyError> {
         if key.algorithm() != self.algorithm {
             return Err(VerifyError::UnsupportedAlgorithm {
                 expected: self.algorithm,
             });
         }
-        let signed = parts
-            .with_signature(|signature| key.verify(parts.signing_input.as_bytes(), signature))?;
-        if !signed {
-            return Err(VerifyError::InvalidSignature);
-        }
-
-        let mut claims: C = parts.decode_payload()?;
-        check(&mut claims)?;
+        let mut claims = parts.with_payload(|payload| {
+            let signed = parts.with_signature(|signature| {
+                key.verify(parts.signing_input.as_bytes(), signature)
+            })?;
+            if !signed {
+                return Err(VerifyError::InvalidSignature);
+            }
+            check(serde_json::from_slice(payload).map_err(|_| Malformed::BadClaims)?)
+        })??;
         self.times.check(&claims, clock::unix_seconds(now))?;
         claims.set_signed_by(key);
         let claims = Arc::new(claims);
@@ -347,17 +376,18 @@ impl<C: TimedClaims> Engine<C> {
     pub(crate) fn verify_signature_removed(
         &self,
         token: &str,
-        check: impl Fn(&mut C) -> Result<(), VerifyError>,
+        check: impl Fn(C::Wire<'_>) -> Result<C, VerifyError>,
     ) -> Result<Arc<C>, VerifyError> {
-        // `split` refuses oversized tokens itself; nothing is hashed on this path, so no earlier check is needed.
-        let parts = JwtParts::split(token.trim())?;
+        // `segments` refuses oversized tokens itself; nothing is hashed on this path, so no earlier check is needed.
+        let parts = JwtParts::segments(token.trim())?;
         self.checked_header(&parts, |_| ())?;
         if parts.signature != SIGNATURE_REMOVED_BY_GOOGLE {
             // A token that still has its signature must be verified, not trusted.
             return Err(VerifyError::InvalidSignature);
         }
-        let mut claims: C = parts.decode_payload()?;
-        check(&mut claims)?;
+        let claims = parts.with_payload(|payload| {
+            check(serde_json::from_slice(payload).map_err(|_| Malformed::BadClaims)?)
+        })??;
         self.times.check(&claims, self.clock.unix_seconds())?;
         Ok(Arc::new(claims))
     }

@@ -63,6 +63,9 @@ pub(crate) struct IapClaims {
 }
 
 impl TimedClaims for IapClaims {
+    /// Parsed straight into the kept form: its strings are few and every one is kept.
+    type Wire<'de> = Self;
+
     fn exp(&self) -> i64 {
         self.exp
     }
@@ -284,7 +287,7 @@ impl IapVerifier {
         let inner = &*self.inner;
         let claims = inner
             .engine
-            .verify(assertion, |c: &mut IapClaims| {
+            .verify(assertion, |mut c: IapClaims| {
                 if !c.iss.is_one_of(&[IAP_ISSUER]) {
                     return Err(wrong_issuer(&c.iss));
                 }
@@ -295,7 +298,7 @@ impl IapVerifier {
                 if c.email.is_empty() {
                     return Err(VerifyError::MissingEmail);
                 }
-                Ok(())
+                Ok(c)
             })
             .await?;
         Ok(VerifiedIapAssertion { claims })

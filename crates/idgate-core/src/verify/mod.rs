@@ -16,6 +16,7 @@ mod claim_str;
 mod engine;
 mod error;
 mod iap;
+mod known_headers;
 mod oidc;
 mod recent;
 mod service_account;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use super::claim_str::ClaimStr;
+use super::claim_str::{ClaimStr, WireStr};
 use super::engine::{Engine, EngineOptions, KeysChoice, TimedClaims, wrong_audience, wrong_issuer};
 use super::error::{BuildError, VerifyError};
 use super::recent;
@@ -43,19 +43,42 @@ pub enum AudienceMatch {
     Origin,
 }
 
-#[derive(Clone, Deserialize)]
+/// A token's claims as parsed, their strings borrowed from the decoded payload: checked first, then copied into
+/// [`OidcClaims`] only as far as a verified token keeps them (the issuer and a configured audience are not copied
+/// at all, `azp` not when it equals `sub`).
+#[derive(Deserialize)]
+pub(crate) struct OidcWire<'a> {
+    #[serde(borrow)]
+    iss: WireStr<'a>,
+    #[serde(borrow)]
+    aud: WireStr<'a>,
+    #[serde(borrow)]
+    sub: WireStr<'a>,
+    #[serde(borrow)]
+    azp: Option<WireStr<'a>>,
+    exp: i64,
+    iat: i64,
+    #[serde(default = "no_nbf", deserialize_with = "nbf_or_none")]
+    nbf: i64,
+    #[serde(borrow)]
+    email: Option<WireStr<'a>>,
+    email_verified: Option<bool>,
+    #[serde(borrow)]
+    hd: Option<WireStr<'a>>,
+    google: Option<Box<serde_json::Value>>,
+}
+
+#[derive(Clone)]
 pub(crate) struct OidcClaims {
     iss: ClaimStr,
     aud: ClaimStr,
     sub: Box<str>,
     azp: Option<Box<str>>,
     /// `azp` was equal to `sub` (as in every metadata-server and IAM token) and was dropped to save a copy.
-    #[serde(skip)]
     azp_is_sub: bool,
     exp: i64,
     iat: i64,
     /// `nbf`, or [`NO_NBF`]: 8 bytes instead of an `Option`'s 16, in every memo entry.
-    #[serde(default = "no_nbf", deserialize_with = "nbf_or_none")]
     nbf: i64,
     email: Option<Box<str>>,
     email_verified: Option<bool>,
@@ -64,7 +87,6 @@ pub(crate) struct OidcClaims {
     google: Option<Box<serde_json::Value>>,
     /// The key that verified the signature, so a memo hit can check it is still published. A thin pointer (8
     /// bytes) into the key set: no per-entry copy of the `kid`.
-    #[serde(skip)]
     signed_by: Option<Arc<VerifyingKey>>,
 }
 
@@ -81,6 +103,8 @@ fn nbf_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> 
 }
 
 impl TimedClaims for OidcClaims {
+    type Wire<'de> = OidcWire<'de>;
+
     fn exp(&self) -> i64 {
         self.exp
     }
@@ -194,7 +218,9 @@ pub(crate) fn to_time(secs: i64) -> SystemTime {
 /// The configured audiences, and how to compare.
 #[derive(Debug, Clone)]
 pub(crate) struct Audiences {
-    exact: HashSet<Arc<str>>,
+    /// Sorted, searched by bisection: a service has a handful of audiences, and comparing the token's `aud` with one
+    /// or two of them costs less than hashing it.
+    exact: Box<[Arc<str>]>,
     /// Configured audiences as origins; `Some` in [`AudienceMatch::Origin`] mode.
     origins: Option<HashSet<Audience>>,
 }
@@ -204,7 +230,7 @@ impl Audiences {
         if list.is_empty() {
             return Err(BuildError::NoAudience);
         }
-        let mut exact = HashSet::new();
+        let mut exact: Vec<Arc<str>> = Vec::new();
         let mut origins = HashSet::new();
         for aud in list {
             aud.check()
@@ -218,28 +244,26 @@ impl Audiences {
                 })?;
                 origins.insert(origin);
             }
-            exact.insert(aud.as_arc().clone());
+            exact.push(aud.as_arc().clone());
         }
+        exact.sort_unstable();
+        exact.dedup();
         Ok(Self {
-            exact,
+            exact: exact.into(),
             origins: (mode == AudienceMatch::Origin).then_some(origins),
         })
     }
 
-    /// Whether `aud` is accepted; an exactly configured audience is then shared with the claims (see [`ClaimStr`]).
-    pub(crate) fn accept(&self, aud: &mut ClaimStr) -> bool {
-        if let Some(configured) = self.exact.get(&**aud) {
-            aud.share(configured);
-            return true;
+    /// `aud` as the verified claims store it when it is accepted, `None` when it is not. An exactly configured
+    /// audience is shared with the claims, not copied (see [`ClaimStr`]).
+    pub(crate) fn accept(&self, aud: &str) -> Option<ClaimStr> {
+        if let Ok(at) = self.exact.binary_search_by(|e| (**e).cmp(aud)) {
+            return Some(ClaimStr::Str(self.exact[at].clone()));
         }
-        match &self.origins {
-            Some(origins) => {
-                // The bare origin (no trailing `/`) is canonical too: it is what Cloud Run service URLs look like.
-                origins.contains(&**aud)
-                    || canonical_origin_of(aud).is_some_and(|o| origins.contains(&o))
-            }
-            None => false,
-        }
+        let origins = self.origins.as_ref()?;
+        // The bare origin (no trailing `/`) is canonical too: it is what Cloud Run service URLs look like.
+        (origins.contains(aud) || canonical_origin_of(aud).is_some_and(|o| origins.contains(&o)))
+            .then(|| ClaimStr::new(aud))
     }
 }
 
@@ -352,18 +376,15 @@ impl OidcVerifier {
     }
 
     /// The claim rules of a Google ID token for this verifier: issuer, audience, and (by default) a verified email.
-    fn check_claims(&self, c: &mut OidcClaims) -> Result<(), VerifyError> {
+    /// Checked on the claims as parsed; what passes is copied into the claims a verified token keeps.
+    fn check_claims(&self, c: OidcWire<'_>) -> Result<OidcClaims, VerifyError> {
         let inner = &*self.inner;
-        if !c.iss.is_one_of(&GOOGLE_ISSUERS) {
+        if !GOOGLE_ISSUERS.contains(&&*c.iss) {
             return Err(wrong_issuer(&c.iss));
         }
-        if !inner.audiences.accept(&mut c.aud) {
+        let Some(aud) = inner.audiences.accept(&c.aud) else {
             return Err(wrong_audience(&c.aud));
-        }
-        if c.azp.as_deref() == Some(&*c.sub) {
-            c.azp = None;
-            c.azp_is_sub = true;
-        }
+        };
         if inner.require_email {
             if c.email.as_deref().is_none_or(str::is_empty) {
                 return Err(VerifyError::MissingEmail);
@@ -372,7 +393,22 @@ impl OidcVerifier {
                 return Err(VerifyError::EmailNotVerified);
             }
         }
-        Ok(())
+        let azp_is_sub = c.azp.as_deref() == Some(&*c.sub);
+        Ok(OidcClaims {
+            iss: ClaimStr::new(&c.iss),
+            aud,
+            sub: (*c.sub).into(),
+            azp: c.azp.filter(|_| !azp_is_sub).map(|azp| (*azp).into()),
+            azp_is_sub,
+            exp: c.exp,
+            iat: c.iat,
+            nbf: c.nbf,
+            email: c.email.map(|email| (*email).into()),
+            email_verified: c.email_verified,
+            hd: c.hd.map(|hd| (*hd).into()),
+            google: c.google,
+            signed_by: None,
+        })
     }
 
     /// The key cache this verifier reads (for `warm()` at startup and readiness checks).

@@ -59,6 +59,9 @@ pub(crate) struct AccountJwtClaims {
 }
 
 impl TimedClaims for AccountJwtClaims {
+    /// Parsed straight into the kept form: its strings are few and every one is kept.
+    type Wire<'de> = Self;
+
     fn exp(&self) -> i64 {
         self.exp
     }
@@ -236,7 +239,7 @@ impl ServiceAccountJwtVerifier {
         let inner = &*self.inner;
         let claims = inner
             .engine
-            .verify(token, |c| {
+            .verify(token, |c: AccountJwtClaims| {
                 if c.iss != inner.account {
                     return Err(wrong_issuer(&c.iss));
                 }
@@ -249,7 +252,7 @@ impl ServiceAccountJwtVerifier {
                     let first = c.aud.iter().next().unwrap_or_default();
                     return Err(wrong_audience(first));
                 }
-                Ok(())
+                Ok(c)
             })
             .await?;
         Ok(VerifiedServiceAccountJwt { claims })

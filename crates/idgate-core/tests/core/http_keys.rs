@@ -205,3 +205,52 @@ async fn an_outage_is_survived_with_stale_keys_and_a_cold_outage_is_unavailable(
     );
     assert!(err.retry_after() >= Duration::from_secs(1));
 }
+
+/// The verifiers remember the header segments of accepted tokens so as not to decode them again
+/// (`verify/known_headers.rs`); only the `kid` is remembered, and the key is looked up in the held set each time, so
+/// a withdrawn key stops verifying tokens as soon as the set that drops it is held, known header or not.
+#[tokio::test]
+async fn a_known_header_does_not_outlive_its_key() {
+    let emulator = Emulator::builder()
+        .oidc_max_age(Duration::from_secs(300))
+        .start()
+        .await
+        .unwrap();
+    let w = World {
+        emulator,
+        clock: idgate_core::clock::ManualClock::starting_now(),
+    };
+    // No memo: every verification is a full one, through the known header.
+    let verifier = w.oidc_builder().memo_capacity(0).build().unwrap();
+    let spec = |at: i64| {
+        TokenSpec::service_account(CALLER)
+            .audience(AUDIENCE)
+            .issued_at(at)
+    };
+    let old = w.emulator.mint(&spec(w.now()));
+    let old_kid = w.emulator.signing_oidc_kid().unwrap();
+    assert!(verifier.verify(&old).await.is_ok());
+    assert!(verifier.verify(&old).await.is_ok());
+
+    w.emulator.rotate_oidc_key().unwrap();
+    w.emulator.retire_oidc_key(&old_kid).unwrap();
+    // Past freshness, the stale set still serves while it is refreshed in the background (as for any token)...
+    w.clock.advance(Duration::from_secs(301));
+    assert!(verifier.verify(&old).await.is_ok());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while verifier.keys().status().stale {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stale set is refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // ...and the refreshed set no longer holds the key: the known header does not keep it alive.
+    assert_eq!(
+        verifier.verify(&old).await.unwrap_err(),
+        idgate_core::verify::VerifyError::UnknownKeyId
+    );
+    let new = w.emulator.mint(&spec(w.now()));
+    assert!(verifier.verify(&new).await.is_ok());
+    assert!(verifier.verify(&new).await.is_ok());
+}

@@ -518,3 +518,87 @@ async fn cached_callers_never_mix_tokens_up() {
         }
     }
 }
+
+/// `segment` with its last character's unused low bits set: the same bytes to a lenient decoder, so a second
+/// spelling of the same token. Strict decoding refuses it. `None` for a segment whose length leaves no unused bits.
+fn with_trailing_bits_set(segment: &str) -> Option<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    if segment.len().is_multiple_of(4) {
+        return None;
+    }
+    let last = segment.as_bytes()[segment.len() - 1];
+    let value = ALPHABET.iter().position(|&c| c == last).unwrap();
+    let changed = ALPHABET[value | 1] as char;
+    Some(format!("{}{changed}", &segment[..segment.len() - 1]))
+}
+
+/// A header segment a verifier has accepted is not decoded again (`verify/known_headers.rs`); everything else about
+/// a token still is checked: every other segment decoded strictly, the signature, the claims. What someone holding
+/// one genuine token can try with its header: graft another payload or signature under it, respell a segment, or
+/// break its encoding.
+#[tokio::test]
+async fn a_known_header_vouches_for_its_own_bytes_only() {
+    let w = World::new().await;
+    let verifier = w.oidc_builder().memo_capacity(0).build().unwrap();
+    let genuine = w.emulator.mint(&sa().issued_at(w.now()));
+    verifier.verify(&genuine).await.unwrap();
+    // Again, now through the known header.
+    verifier.verify(&genuine).await.unwrap();
+    let mut segments = genuine.split('.');
+    let (header, payload, signature) = (
+        segments.next().unwrap(),
+        segments.next().unwrap(),
+        segments.next().unwrap(),
+    );
+
+    // Another token's claims under the known header and this token's signature.
+    let other = w.emulator.mint(
+        &sa()
+            .issued_at(w.now())
+            .claim("email", "admin@my-project.iam.gserviceaccount.com"),
+    );
+    let other_payload = other.split('.').nth(1).unwrap();
+    assert_eq!(
+        verifier
+            .verify(&format!("{header}.{other_payload}.{signature}"))
+            .await
+            .unwrap_err(),
+        VerifyError::InvalidSignature
+    );
+    // A genuine token under the same header bytes, for another audience, is still judged on its claims.
+    let elsewhere = w.emulator.mint(
+        &TokenSpec::service_account(CALLER)
+            .audience("https://elsewhere.example.com")
+            .issued_at(w.now()),
+    );
+    assert_eq!(elsewhere.split('.').next(), Some(header));
+    assert!(matches!(
+        verifier.verify(&elsewhere).await.unwrap_err(),
+        VerifyError::WrongAudience { .. }
+    ));
+
+    // An RSA-2048 signature is 342 characters: 4 unused bits.
+    let respelled = with_trailing_bits_set(signature).unwrap();
+    let mut refused = vec![
+        // The same signature bytes spelled another way: a lenient decoder would accept this second token.
+        format!("{header}.{payload}.{respelled}"),
+        // A length no encoding has, and bytes outside the alphabet, in each segment after the known header.
+        format!("{header}.{payload}.{}", &signature[1..]),
+        format!("{header}.{}.{signature}", &payload[1..]),
+        format!("{header}.{payload}.{}+", &signature[..signature.len() - 1]),
+        format!("{header}.{payload}/.{signature}"),
+        format!("{header}.{payload}.{signature}="),
+    ];
+    if let Some(respelled) = with_trailing_bits_set(payload) {
+        refused.push(format!("{header}.{respelled}.{signature}"));
+    }
+    for token in refused {
+        assert_eq!(
+            verifier.verify(&token).await.unwrap_err(),
+            VerifyError::Malformed(Malformed::NotBase64Url),
+            "{token}"
+        );
+    }
+    // The genuine token is still accepted after all that.
+    verifier.verify(&genuine).await.unwrap();
+}
