@@ -112,7 +112,7 @@ pub(crate) struct Engine<C> {
     pub(crate) times: TimeRules,
     pub(crate) memo: Option<Memo<C>>,
     /// The header segments of tokens this engine accepted, so that a token with a known header skips decoding it.
-    known_headers: KnownHeaders,
+    pub(crate) known_headers: KnownHeaders,
     /// This engine's identity in the per-thread [`recent`](super::recent) cache.
     id: u64,
     metrics: VerifyMetrics,

@@ -30,6 +30,9 @@ struct KnownHeader {
 pub(crate) struct KnownHeaders {
     places: [ArcSwapOption<KnownHeader>; PLACES],
     next: AtomicUsize,
+    /// Lookups answered (tests: that the verifiers do take this path).
+    #[cfg(test)]
+    hits: AtomicUsize,
 }
 
 impl KnownHeaders {
@@ -37,6 +40,8 @@ impl KnownHeaders {
         Self {
             places: std::array::from_fn(|_| ArcSwapOption::empty()),
             next: AtomicUsize::new(0),
+            #[cfg(test)]
+            hits: AtomicUsize::new(0),
         }
     }
 
@@ -48,6 +53,8 @@ impl KnownHeaders {
             if let Some(known) = known.as_deref()
                 && *known.segment == *segment
             {
+                #[cfg(test)]
+                self.hits.fetch_add(1, Ordering::Relaxed);
                 return Some(then(&known.kid));
             }
         }
@@ -55,7 +62,9 @@ impl KnownHeaders {
     }
 
     /// Remembers `segment` as the header of an accepted token signed by the key `kid`, unless it is already known.
-    /// Writes happen once per header (per key Google rotates in), never on the path of a known one.
+    /// A write happens when a header not yet known passes: about once per key Google rotates in. (Two threads may
+    /// remember the same new header at once and take two places; with more than four headers in circulation the
+    /// places churn. Either costs speed, never correctness: a header not found is decoded and checked.)
     pub(crate) fn remember(&self, segment: &str, kid: &Arc<str>) {
         if self.with_kid(segment, |_| ()).is_some() {
             return;
@@ -71,6 +80,12 @@ impl KnownHeaders {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.places.iter().filter(|p| p.load().is_some()).count()
+    }
+
+    /// How many lookups found their header (tests).
+    #[cfg(test)]
+    pub(crate) fn hits(&self) -> usize {
+        self.hits.load(Ordering::Relaxed)
     }
 }
 

@@ -335,9 +335,9 @@ impl OidcVerifier {
 
     /// Verifies a raw token (the part after `Bearer `).
     ///
-    /// In order, before any cryptography: size (16 KiB), three base64url segments, JSON header without
-    /// `jwk`/`jku`/`x5u`/`x5c`/`crit`, `alg` exactly `RS256`, a `kid`. Then the key (through the cache) and the
-    /// signature; then `iss`, `aud`, `exp`/`iat`/`nbf` with leeway, lifetime at most 1 h + leeway, and (by default) a
+    /// In order, before any cryptography: size (16 KiB), three non-empty segments, a base64url JSON header without
+    /// `jwk`/`jku`/`x5u`/`x5c`/`crit`, `alg` exactly `RS256`, a `kid`, its key (through the cache), then the claims
+    /// and signature segments as strict base64url (canonical: one spelling per token). Then the signature; then `iss`, `aud`, `exp`/`iat`/`nbf` with leeway, lifetime at most 1 h + leeway, and (by default) a
     /// verified `email`. A token verified before is answered from the memo after re-checking its `exp`.
     ///
     /// # Errors
@@ -546,6 +546,52 @@ impl OidcVerifierBuilder {
                 require_email: self.require_email.unwrap_or(true),
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod known_header_tests {
+    use idgate_emulator::{Emulator, TokenSpec};
+
+    use super::OidcVerifier;
+
+    /// The known-header path is taken (the integration tests show what it refuses; this, that it is used): a header
+    /// is remembered only once a token carrying it is accepted, and the next token with the same header bytes is
+    /// answered from it, while a header with other bytes (another member) is decoded and judged afresh.
+    #[tokio::test]
+    async fn the_second_token_with_a_header_skips_decoding_it() {
+        let emulator = Emulator::builder().start().await.unwrap();
+        let audience = "https://svc.example.com";
+        let verifier = OidcVerifier::builder()
+            .audience(audience)
+            .keys_url(emulator.oidc_jwks_url())
+            .memo_capacity(0)
+            .build()
+            .unwrap();
+        let known = &verifier.inner.engine.known_headers;
+        let spec = |who: &str| TokenSpec::service_account(who).audience(audience);
+
+        let refused = emulator
+            .mint(&spec("a@p.iam.gserviceaccount.com").audience("https://other.example.com"));
+        verifier.verify(&refused).await.unwrap_err();
+        assert_eq!(
+            (known.len(), known.hits()),
+            (0, 0),
+            "a refused token's header is not remembered"
+        );
+
+        let first = emulator.mint(&spec("a@p.iam.gserviceaccount.com"));
+        verifier.verify(&first).await.unwrap();
+        assert_eq!((known.len(), known.hits()), (1, 0));
+        let second = emulator.mint(&spec("b@p.iam.gserviceaccount.com"));
+        assert_eq!(first.split('.').next(), second.split('.').next());
+        verifier.verify(&second).await.unwrap();
+        assert_eq!((known.len(), known.hits()), (1, 1));
+
+        let other_header =
+            emulator.mint(&spec("c@p.iam.gserviceaccount.com").header("typ", "at+jwt"));
+        verifier.verify(&other_header).await.unwrap();
+        assert_eq!((known.len(), known.hits()), (2, 1));
     }
 }
 

@@ -225,9 +225,10 @@ impl ServiceAccountJwtVerifier {
 
     /// Verifies a raw token (the part after `Bearer `).
     ///
-    /// In order, before any cryptography: size, three base64url segments, a JSON header without
-    /// `jwk`/`jku`/`x5u`/`x5c`/`crit`, `alg` exactly `RS256`, a `kid`. Then the account's key with that `kid`
-    /// (refetched, rate-limited, when unknown) and the signature; then `iss` = `sub` = the account, `aud`, and
+    /// In order, before any cryptography: size, three non-empty segments, a base64url JSON header without
+    /// `jwk`/`jku`/`x5u`/`x5c`/`crit`, `alg` exactly `RS256`, a `kid`, the account's key with that `kid` (refetched,
+    /// rate-limited, when unknown), then the claims and signature segments as strict base64url. Then the signature;
+    /// then `iss` = `sub` = the account, `aud`, and
     /// `exp`/`iat`/`nbf` with the leeway and the maximum lifetime. A token verified before is answered from the memo
     /// after re-checking its `exp` and that its key is still published.
     ///

@@ -237,7 +237,8 @@ async fn a_known_header_does_not_outlive_its_key() {
     // Past freshness, the stale set still serves while it is refreshed in the background (as for any token)...
     w.clock.advance(Duration::from_secs(301));
     assert!(verifier.verify(&old).await.is_ok());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // Generous: the loop ends as soon as the refresh lands; the bound only matters if it never does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while verifier.keys().status().stale {
         assert!(
             std::time::Instant::now() < deadline,
