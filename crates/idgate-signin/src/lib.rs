@@ -102,6 +102,7 @@ struct ReadmeDoctests;
 mod error;
 mod extract;
 mod flow;
+mod local_copy;
 mod memory_store;
 pub mod metrics;
 mod pages;

@@ -277,8 +277,7 @@ impl Shared {
         if let Some(id) = session.id()
             && !self.local_cache.is_zero()
         {
-            self.recent
-                .insert(id, Arc::new(RecentUser { stored, verdict }));
+            self.recent.insert(id, RecentUser { stored, verdict });
             // A logout (or sign-in) of this session that ran while the store was being read: drop the copy again.
             if self.forgotten.contains_key(&id) {
                 self.recent.invalidate(&id);

@@ -66,8 +66,7 @@ pub(crate) struct Shared {
     /// The most sign-in attempts kept at once in `state` ([`SignInBuilder::max_pending_attempts`]).
     pub(crate) max_pending_attempts: u64,
     /// Sessions' users as this process last read them from the store (see `session::RecentUser`).
-    pub(crate) recent:
-        moka::sync::Cache<tower_sessions::session::Id, Arc<crate::session::RecentUser>>,
+    pub(crate) recent: crate::local_copy::LocalCopy<crate::session::RecentUser>,
     /// Sessions this process ended or replaced (logout, sign-in), so that a read of one already in flight does not
     /// put a copy back into `recent`.
     pub(crate) forgotten: moka::sync::Cache<tower_sessions::session::Id, ()>,
@@ -555,10 +554,10 @@ impl SignInBuilder {
                 store: self
                     .store
                     .unwrap_or_else(|| AnySessionStore::new(crate::MemorySessionStore::default())),
-                recent: moka::sync::Cache::builder()
-                    .max_capacity(crate::session::RECENT_USER_CAPACITY)
-                    .time_to_live(self.local_cache.max(Duration::from_millis(1)))
-                    .build(),
+                recent: crate::local_copy::LocalCopy::new(
+                    crate::session::RECENT_USER_CAPACITY,
+                    self.local_cache.max(Duration::from_millis(1)),
+                ),
                 forgotten: moka::sync::Cache::builder()
                     .max_capacity(crate::session::RECENT_USER_CAPACITY)
                     .time_to_live(crate::session::FORGOTTEN_TTL)
