@@ -178,7 +178,42 @@ fn the_fast_path_agrees_with_the_parser_on_its_edges() {
     }
 }
 
+/// The fast path of `Audience::origin_of` on the hosts the proptests' generator does not make: IDNA, a trailing dot,
+/// percent-encoding, IPv4 in other bases, IPv4-mapped IPv6, a port with leading zeros, user info.
+#[test]
+fn a_urls_origin_is_its_serialization_before_the_path_on_odd_hosts() {
+    for text in [
+        "https://BÜCHER.example/x",
+        "https://xn--bcher-kva.example/",
+        "https://a.run.app./x",
+        "http://0x7f.1:80/",
+        "http://127.1/",
+        "https://[::FFFF:127.0.0.1]:443/",
+        "https://%61.example/",
+        "http://example.com:0080/",
+        "https://example.com:08443/",
+        "https://user:pw@example.com:8443/",
+        "https://:@example.com/",
+    ] {
+        let url = Url::parse(text).unwrap();
+        assert_eq!(
+            Audience::origin_of(&url).unwrap().as_str(),
+            url.origin().ascii_serialization(),
+            "{text}"
+        );
+    }
+}
+
 proptest! {
+    /// The reqwest adapter's fast path (the URL's serialization up to its path) is exactly the URL standard's
+    /// origin serialization, for every http(s) URL it is taken for.
+    #[test]
+    fn a_urls_origin_is_its_serialization_before_the_path(text in url_text()) {
+        let Ok(url) = Url::parse(&text) else { return Ok(()) };
+        let Ok(origin) = Audience::origin_of(&url) else { return Ok(()) };
+        prop_assert_eq!(origin.as_str(), url.origin().ascii_serialization(), "{}", text);
+    }
+
     /// An origin is its own origin, by every entry point, and is canonical.
     #[test]
     fn the_origin_parser_is_idempotent(text in url_text()) {
