@@ -92,27 +92,45 @@ async fn a_rotated_key_is_accepted_on_first_sight_and_an_old_one_until_it_leaves
     );
 }
 
+/// A world whose emulator serves the OIDC keys with `max-age=300`, so a test can step past their freshness.
+async fn world_with_five_minute_keys() -> World {
+    let emulator = Emulator::builder()
+        .oidc_max_age(Duration::from_secs(300))
+        .start()
+        .await
+        .unwrap();
+    World {
+        emulator,
+        clock: idgate_core::clock::ManualClock::starting_now(),
+    }
+}
+
+/// A service account's token issued at `at`.
+fn token_issued_at(at: i64) -> TokenSpec {
+    TokenSpec::service_account(CALLER)
+        .audience(AUDIENCE)
+        .issued_at(at)
+}
+
+/// Waits for the background refresh of a stale key set to land. Generous: the loop ends as soon as it does; the
+/// bound only matters if it never does.
+async fn until_refreshed(verifier: &idgate_core::verify::OidcVerifier, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while verifier.keys().status().stale {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Issue #10, item 7: a remembered token was accepted from the memo until it expired, even after Google withdrew
 /// the key that signed it. The memo now records the signing key and refuses the hit once the held key set (fresh,
 /// or stale within the bound) no longer publishes it; a hit on a set past its freshness refreshes it in the
 /// background, so the withdrawal is seen even when every request is a memo hit.
 #[tokio::test]
 async fn a_memo_hit_is_refused_once_its_signing_key_is_withdrawn() {
-    let emulator = Emulator::builder()
-        .oidc_max_age(Duration::from_secs(300))
-        .start()
-        .await
-        .unwrap();
-    let w = World {
-        emulator,
-        clock: idgate_core::clock::ManualClock::starting_now(),
-    };
+    let w = world_with_five_minute_keys().await;
     let verifier = w.oidc(); // memo on (the default)
-    let spec = |at: i64| {
-        TokenSpec::service_account(CALLER)
-            .audience(AUDIENCE)
-            .issued_at(at)
-    };
+    let spec = token_issued_at;
     let old = w.emulator.mint(&spec(w.now()));
     assert!(verifier.verify(&old).await.is_ok());
     let old_kid = w.emulator.signing_oidc_kid().unwrap();
@@ -129,14 +147,11 @@ async fn a_memo_hit_is_refused_once_its_signing_key_is_withdrawn() {
     // Past freshness: the hit is served from the stale set and starts a background refresh.
     w.clock.advance(Duration::from_secs(301));
     assert!(verifier.verify(&old).await.is_ok());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while verifier.keys().status().stale {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a memo hit on a stale set must refresh it in the background"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_refreshed(
+        &verifier,
+        "a memo hit on a stale set must refresh it in the background",
+    )
+    .await;
     assert_eq!(w.emulator.hits(Route::OidcJwks), 2);
     // The refreshed set no longer has the old key: the memo refuses the hit and full verification refuses the token.
     assert_eq!(
@@ -211,22 +226,10 @@ async fn an_outage_is_survived_with_stale_keys_and_a_cold_outage_is_unavailable(
 /// a withdrawn key stops verifying tokens as soon as the set that drops it is held, known header or not.
 #[tokio::test]
 async fn a_known_header_does_not_outlive_its_key() {
-    let emulator = Emulator::builder()
-        .oidc_max_age(Duration::from_secs(300))
-        .start()
-        .await
-        .unwrap();
-    let w = World {
-        emulator,
-        clock: idgate_core::clock::ManualClock::starting_now(),
-    };
+    let w = world_with_five_minute_keys().await;
     // No memo: every verification is a full one, through the known header.
     let verifier = w.oidc_builder().memo_capacity(0).build().unwrap();
-    let spec = |at: i64| {
-        TokenSpec::service_account(CALLER)
-            .audience(AUDIENCE)
-            .issued_at(at)
-    };
+    let spec = token_issued_at;
     let old = w.emulator.mint(&spec(w.now()));
     let old_kid = w.emulator.signing_oidc_kid().unwrap();
     assert!(verifier.verify(&old).await.is_ok());
@@ -237,15 +240,7 @@ async fn a_known_header_does_not_outlive_its_key() {
     // Past freshness, the stale set still serves while it is refreshed in the background (as for any token)...
     w.clock.advance(Duration::from_secs(301));
     assert!(verifier.verify(&old).await.is_ok());
-    // Generous: the loop ends as soon as the refresh lands; the bound only matters if it never does.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while verifier.keys().status().stale {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the stale set is refreshed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until_refreshed(&verifier, "the stale set is refreshed").await;
     // ...and the refreshed set no longer holds the key: the known header does not keep it alive.
     assert_eq!(
         verifier.verify(&old).await.unwrap_err(),
