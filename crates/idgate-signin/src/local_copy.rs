@@ -128,7 +128,9 @@ impl<V: Send + Sync + 'static> LocalCopy<V> {
     }
 
     fn front_put(&self, id: Id, generation: u64, value: Arc<Stamped<V>>) {
-        FRONT.with(|front| {
+        // The entry replaced is dropped after the borrow ends: dropping a value runs its destructors, and none of
+        // them may find this thread's front borrowed.
+        let _replaced = FRONT.with(|front| {
             let mut front = front.borrow_mut();
             let entry = FrontEntry {
                 owner: self.owner,
@@ -148,7 +150,7 @@ impl<V: Send + Sync + 'static> LocalCopy<V> {
             if place == front.next {
                 front.next = (place + 1) % FRONT_SLOTS;
             }
-            front.slots[place] = Some(entry);
+            front.slots[place].replace(entry)
         });
     }
 
@@ -237,6 +239,9 @@ mod tests {
             LocalCopy::<String>::new(100, Duration::from_secs(60)),
         );
         one.insert(id(1), "one's".to_owned());
+        // `two` written once too, so both are at the same generation: only the owner tells `one`'s front entry
+        // from one of `two`'s.
+        two.insert(id(2), "two's".to_owned());
         assert!(one.get(&id(1)).is_some());
         assert!(two.get(&id(1)).is_none(), "another sign-in's copy");
         assert!(one.get(&id(2)).is_none(), "another session");

@@ -337,7 +337,8 @@ impl OidcVerifier {
     ///
     /// In order, before any cryptography: size (16 KiB), three non-empty segments, a base64url JSON header without
     /// `jwk`/`jku`/`x5u`/`x5c`/`crit`, `alg` exactly `RS256`, a `kid`, its key (through the cache), then the claims
-    /// and signature segments as strict base64url (canonical: one spelling per token). Then the signature; then `iss`, `aud`, `exp`/`iat`/`nbf` with leeway, lifetime at most 1 h + leeway, and (by default) a
+    /// and signature segments as strict base64url (canonical: one spelling per token). Then the signature; then
+    /// `iss`, `aud`, `exp`/`iat`/`nbf` with leeway, lifetime at most 1 h + leeway, and (by default) a
     /// verified `email`. A token verified before is answered from the memo after re-checking its `exp`.
     ///
     /// # Errors
