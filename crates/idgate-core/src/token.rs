@@ -63,7 +63,7 @@ impl IdToken {
     /// [`Malformed`] naming what is wrong with the shape (never echoing the token).
     pub fn new(raw: impl Into<String>) -> Result<Self, Malformed> {
         let raw: String = raw.into();
-        let raw = raw.trim();
+        let raw = raw.trim_ascii();
         JwtParts::split(raw)?;
         // Three base64url segments and two dots: always a valid header value, so this error cannot happen.
         let bearer = bearer_header_value(raw).ok_or(Malformed::NotBase64Url)?;
@@ -463,7 +463,7 @@ pub struct UnverifiedParts {
 ///
 /// [`Malformed`] when the token is not a compact JWT with JSON header and payload.
 pub fn decode_unverified(token: &str) -> Result<UnverifiedParts, Malformed> {
-    let parts = JwtParts::split(token.trim())?;
+    let parts = JwtParts::split(token.trim_ascii())?;
     Ok(UnverifiedParts {
         header: parts.decode_header()?,
         claims: parts.decode_payload()?,
@@ -476,6 +476,27 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     use super::*;
+
+    #[test]
+    fn only_ascii_whitespace_around_a_token_is_dropped() {
+        const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln";
+        assert_eq!(
+            IdToken::new(format!(" {TOKEN}\r\n")).unwrap().as_str(),
+            TOKEN
+        );
+        assert!(decode_unverified(&format!("\t{TOKEN} ")).is_ok());
+        for odd in ["\u{a0}", "\u{3000}", "\u{200b}", "\u{feff}"] {
+            assert_eq!(
+                IdToken::new(format!("{TOKEN}{odd}")).err(),
+                Some(Malformed::NotBase64Url),
+                "{odd:?}"
+            );
+            assert!(
+                decode_unverified(&format!("{odd}{TOKEN}")).is_err(),
+                "{odd:?}"
+            );
+        }
+    }
 
     #[test]
     fn split_rejects_bad_shapes() {

@@ -158,7 +158,7 @@ impl<C: TimedClaims> Engine<C> {
         token: &str,
         check: impl Fn(C::Wire<'_>) -> Result<C, VerifyError>,
     ) -> Result<Arc<C>, VerifyError> {
-        let token = token.trim();
+        let token = token.trim_ascii();
         if token.len() > crate::token::MAX_TOKEN_BYTES {
             return Err(Malformed::TooLarge.into());
         }
@@ -379,7 +379,7 @@ impl<C: TimedClaims> Engine<C> {
         check: impl Fn(C::Wire<'_>) -> Result<C, VerifyError>,
     ) -> Result<Arc<C>, VerifyError> {
         // `segments` refuses oversized tokens itself; nothing is hashed on this path, so no earlier check is needed.
-        let parts = JwtParts::segments(token.trim())?;
+        let parts = JwtParts::segments(token.trim_ascii())?;
         self.checked_header(&parts, |_| ())?;
         if parts.signature != SIGNATURE_REMOVED_BY_GOOGLE {
             // A token that still has its signature must be verified, not trusted.
