@@ -384,8 +384,8 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
                  dominates. Inserting the caller and the verified token into the request's extensions ≈ 60 ns, the \
                  service's `call` and its gate future ≈ 80 ns, parsing the `Authorization` value ≈ 55 ns ({} alone, \
                  871 ns before d12e860), finding the credential header and copying the token out ≈ 40 ns, the \
-                 memoized verification (a hit in the per-thread exact-token cache, so the SHA-256 that keys the shared \
-                 memo is off this path) ≈ 50 ns, the allow log's fields ≈ 25 ns, dropping the gate ≈ 20 ns; the rest is \
+                 memoized verification (a hit in the per-thread exact-token cache, so the keyed hash that keys the \
+                 shared memo is off this path) ≈ 50 ns, the allow log's fields ≈ 25 ns, dropping the gate ≈ 20 ns; the rest is \
                  the larger future and response path. Meeting 90 % on a hello-world needs the memoized path under \
                  ~{}.",
                 shares

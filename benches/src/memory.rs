@@ -188,7 +188,7 @@ pub(crate) fn run(report: &mut Report) {
                         "The memo misses 64 MiB for 100,000 entries (a budget of {budget:.0} bytes per entry). Split \
                          by the moka baseline: {split}. The cache's own per-entry cost (moka's entry, its \
                          access-order and write-order deque nodes (the memo has a time-to-live), the hash table slot \
-                         and the 32-byte SHA-256 key) is over half of the budget before any claim is stored. The \
+                         and the 16-byte memo key) is over half of the budget before any claim is stored. The \
                          rest is `Arc<OidcClaims>` / `Arc<IapClaims>` (176-byte allocator chunks; `iss` and `aud` \
                          already point at the verifier's copies) plus one allocation per per-token string (`sub`, \
                          `email`, `hd`, `azp` when it differs from `sub`). What is left to cut: those strings in one \

@@ -7,7 +7,8 @@
 //!   validation (a peer: it re-parses the key on every call);
 //! - `idgate_cold`: `OidcVerifier`/`IapVerifier` with the memo off (structure, header rules, key lookup, signature,
 //!   claims), warm key cache;
-//! - `idgate_memo_hit`: the same token presented again (SHA-256 of the token and a cache lookup).
+//! - `idgate_memo_hit`: the same token presented again (a keyed hash of the token, see `verify/memo_key.rs`, and a
+//!   cache lookup).
 //!
 //! Run: `cargo bench -p idgate-core --bench verify`. Goals: cold ≤ 1.05 × `floor_sig` (idgate's own work — split,
 //! base64, JSON, claims — at most 5 % of the crypto); memo hit ≤ 1 µs.

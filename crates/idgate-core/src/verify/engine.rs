@@ -11,6 +11,7 @@ use serde::de::IgnoredAny;
 use super::claim_str::WireStr;
 use super::error::{BuildError, VerifyError};
 use super::known_headers::KnownHeaders;
+use super::memo_key::{MemoKey, MemoKeyer};
 use super::oidc::{DEFAULT_LEEWAY, DEFAULT_MEMO_CAPACITY};
 use super::recent;
 use crate::clock::{self, Clock};
@@ -102,8 +103,11 @@ impl TimeRules {
     }
 }
 
-/// Verified claims as the memo holds them.
-pub(crate) type Memo<C> = moka::sync::Cache<[u8; 32], Arc<C>>;
+/// Verified claims, under their tokens' keys.
+pub(crate) struct Memo<C> {
+    verified: moka::sync::Cache<MemoKey, Arc<C>>,
+    keys: MemoKeyer,
+}
 
 pub(crate) struct Engine<C> {
     pub(crate) keys: KeyCache,
@@ -127,15 +131,22 @@ impl<C: TimedClaims> Engine<C> {
         memo_capacity: u64,
         verifier: &'static str,
     ) -> Self {
-        let memo = (memo_capacity > 0).then(|| {
-            moka::sync::Cache::builder()
+        let memo_keys = (memo_capacity > 0).then(MemoKeyer::random).and_then(|keyer| {
+            if keyer.is_none() {
+                tracing::warn!(target: "idgate::verify", verifier, "could not draw the memo's secret key: verifying without a memo");
+            }
+            keyer
+        });
+        let memo = memo_keys.map(|keys| Memo {
+            verified: moka::sync::Cache::builder()
                 .max_capacity(memo_capacity)
-                // Reclaim memory no later than the longest a valid token can live; every hit is re-checked against
-                // the injectable clock anyway, so this bound is only about memory.
+                // Reclaim memory no later than the longest a valid token can live; every hit is re-checked
+                // against the injectable clock anyway, so this bound is only about memory.
                 .time_to_live(Duration::from_secs(
                     u64::try_from(times.max_lifetime + times.leeway).unwrap_or(3600),
                 ))
-                .build()
+                .build(),
+            keys,
         });
         Self {
             keys,
@@ -175,10 +186,13 @@ impl<C: TimedClaims> Engine<C> {
                 return Ok(claims);
             }
         }
-        let digest = self.memo.as_ref().map(|_| digest(token));
+        let memo_key = self
+            .memo
+            .as_ref()
+            .map(|memo| memo.keys.key(token.as_bytes()));
         // Then this thread's copy of the shared memo: no state shared with other threads.
-        if let Some(digest) = &digest
-            && let Some(claims) = recent::get_by_digest::<C>(self.id, digest)
+        if let Some(memo_key) = &memo_key
+            && let Some(claims) = recent::get_by_key::<C>(self.id, memo_key)
         {
             let now = self.clock.now();
             if clock::unix_seconds(now) < claims.exp().saturating_add(self.times.leeway)
@@ -188,17 +202,17 @@ impl<C: TimedClaims> Engine<C> {
                 return Ok(claims);
             }
             // Expired or its key withdrawn: the shared memo decides below, exactly as without this copy.
-            recent::forget_digest(self.id, digest);
+            recent::forget_key(self.id, memo_key);
         }
-        if let (Some(memo), Some(digest)) = (&self.memo, &digest) {
-            match memo.get(digest) {
+        if let (Some(memo), Some(memo_key)) = (&self.memo, &memo_key) {
+            match memo.verified.get(memo_key) {
                 Some(claims) => {
                     // Everything but time and the key's publication was settled when the token was first verified,
                     // by this same verifier.
                     let at = self.clock.now();
                     let now = clock::unix_seconds(at);
                     if now >= claims.exp().saturating_add(self.times.leeway) {
-                        memo.invalidate(digest);
+                        memo.verified.invalidate(memo_key);
                         return Err(VerifyError::Expired {
                             expired_at: claims.exp(),
                             now,
@@ -211,19 +225,19 @@ impl<C: TimedClaims> Engine<C> {
                         // caller's token. The copy costs a few small allocations, once per token per thread.
                         let claims = Arc::new(C::clone(&claims));
                         recent::put(self.id, token, claims.clone());
-                        recent::put_by_digest(self.id, *digest, claims.clone());
+                        recent::put_by_key(self.id, *memo_key, claims.clone());
                         self.metrics.memo_hit(&started);
                         return Ok(claims);
                     }
                     // The signing key has been withdrawn (or no usable key set is held): forget the token and
                     // verify it afresh, which refetches the keys (rate-limited) and refuses it if its key is gone.
-                    memo.invalidate(digest);
+                    memo.verified.invalidate(memo_key);
                 }
-                None => self.metrics.memo_miss(memo.entry_count()),
+                None => self.metrics.memo_miss(memo.verified.entry_count()),
             }
         }
         self.metrics
-            .full(self.verify_full(token, digest, check))
+            .full(self.verify_full(token, memo_key, check))
             .await
     }
 
@@ -231,7 +245,7 @@ impl<C: TimedClaims> Engine<C> {
     async fn verify_full(
         &self,
         token: &str,
-        digest: Option<[u8; 32]>,
+        memo_key: Option<MemoKey>,
         check: impl Fn(C::Wire<'_>) -> Result<C, VerifyError>,
     ) -> Result<Arc<C>, VerifyError> {
         // The alphabet is checked as each segment is decoded, all of them before any signature check.
@@ -260,7 +274,7 @@ impl<C: TimedClaims> Engine<C> {
                 (key, self.clock.now())
             }
         };
-        let claims = self.verify_signed(token, &parts, key, now, digest, check)?;
+        let claims = self.verify_signed(token, &parts, key, now, memo_key, check)?;
         if !header_known && let Some(key) = claims.signed_by() {
             self.known_headers.remember(parts.header, key.kid_shared());
         }
@@ -293,7 +307,7 @@ impl<C: TimedClaims> Engine<C> {
         parts: &JwtParts<'_>,
         key: Arc<VerifyingKey>,
         now: SystemTime,
-        digest: Option<[u8; 32]>,
+        memo_key: Option<MemoKey>,
         check: impl Fn(C::Wire<'_>) -> Result<C, VerifyError>,
     ) -> Result<Arc<C>, VerifyError> {
         if key.algorithm() != self.algorithm {
@@ -313,10 +327,10 @@ impl<C: TimedClaims> Engine<C> {
         self.times.check(&claims, clock::unix_seconds(now))?;
         claims.set_signed_by(key);
         let claims = Arc::new(claims);
-        if let (Some(memo), Some(digest)) = (&self.memo, digest) {
-            memo.insert(digest, claims.clone());
+        if let (Some(memo), Some(memo_key)) = (&self.memo, memo_key) {
+            memo.verified.insert(memo_key, claims.clone());
             recent::put(self.id, token, claims.clone());
-            recent::put_by_digest(self.id, digest, claims.clone());
+            recent::put_by_key(self.id, memo_key, claims.clone());
         }
         Ok(claims)
     }
@@ -468,14 +482,6 @@ pub(crate) fn checked_leeway(leeway: Option<Duration>) -> Result<i64, BuildError
         return Err(BuildError::LeewayTooLarge(leeway));
     }
     Ok(i64::try_from(leeway).unwrap_or(300))
-}
-
-/// SHA-256 of the whole token: the memo key. A collision-resistant digest, so no token can stand in for another.
-fn digest(token: &str) -> [u8; 32] {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
 }
 
 /// Checks `got` against an exact set; the error carries a truncated copy of what the token said.

@@ -17,6 +17,7 @@ mod engine;
 mod error;
 mod iap;
 mod known_headers;
+mod memo_key;
 mod oidc;
 mod recent;
 mod service_account;

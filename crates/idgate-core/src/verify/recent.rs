@@ -2,13 +2,14 @@
 //!
 //! A service sees few callers, and each presents the same token for up to an hour, so most requests on a thread
 //! carry a token that thread has just seen. Comparing the token's bytes with a handful of recent ones costs tens of
-//! nanoseconds; the shared memo costs a SHA-256 of the whole token (about 1 KiB) and a concurrent map lookup, several
-//! times more. Entries are matched on the exact bytes (no digest, so nothing can collide) and on the verifier that
-//! accepted them (so one verifier's tokens never answer for another's), and the caller still re-checks `exp`.
+//! nanoseconds; the shared memo costs a keyed hash of the whole token (about 1 KiB, see `memo_key`) and a concurrent
+//! map lookup, several times more. Entries are matched on the exact bytes (no hash, so nothing can collide) and on
+//! the verifier that accepted them (so one verifier's tokens never answer for another's), and the caller still
+//! re-checks `exp`.
 //!
-//! Measured (`benches`' in-process layer probe, the same token on every request): the identity layer adds 593 ns to
-//! a request; without the token cache 1,140 ns, without the caller cache 839 ns. Where every request carries a different token (a
-//! pool of 1,024 tokens round robin) the token cache misses and its bookkeeping costs about 6 % of a memo hit
+//! Measured (`benches`' in-process layer probe, the same token on every request): the identity layer adds 593 ns to a
+//! request; without the token cache 1,140 ns, without the caller cache 839 ns. Where every request carries a different
+//! token (a pool of 1,024 tokens round robin) the token cache misses and its bookkeeping costs about 6 % of a memo hit
 //! (1.49 vs 1.59 M verifications/s on one thread); real callers reuse one token for up to an hour, so it stays.
 
 use std::any::Any;
@@ -16,6 +17,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::memo_key::MemoKey;
 use crate::identity::{Caller, IdentityError};
 
 /// Tokens remembered per thread. Small on purpose: this is a cache of "the token I just saw", not a second memo.
@@ -69,81 +71,52 @@ pub(crate) fn put<C: Send + Sync + 'static>(verifier: u64, token: &str, claims: 
     });
 }
 
-/// Digests remembered per thread (see [`get_by_digest`]): enough for a thousand distinct callers' tokens in flight
+/// Memo keys remembered per thread (see [`get_by_key`]): enough for a thousand distinct callers' tokens in flight
 /// at once, about 64 bytes each (160 KiB per thread when full). When full, the map starts over: its entries are
 /// copies of the shared memo's, so forgetting them costs one shared lookup each, never a verification.
-const DIGEST_SLOTS: usize = 2048;
+const KEY_SLOTS: usize = 2048;
 
-/// A SHA-256 digest is already uniformly distributed: its first eight bytes, mixed with the verifier's ID, are the
-/// hash. (Only digests of tokens that passed verification are ever inserted, so no client chooses them.)
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl std::hash::Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = self.0.rotate_left(5) ^ n;
-    }
-}
-
-type DigestMap = std::collections::HashMap<
-    (u64, [u8; 32]),
-    Arc<dyn Any + Send + Sync>,
-    std::hash::BuildHasherDefault<DigestHasher>,
->;
+/// Hashed with std's `RandomState` (SipHash under a random key of the map's own), not with the memo key's bytes as
+/// they are: every token presented is looked up here, and a memo key is linear in the token's bytes for a given
+/// POLYVAL key (`memo_key`), so a bucket index taken from it would let the probe's timing tell an attacker linear
+/// functions of memo keys. SipHash is a pseudorandom function of its input: its buckets say nothing about the key
+/// hashed.
+type KeyMap = std::collections::HashMap<(u64, MemoKey), Arc<dyn Any + Send + Sync>>;
 
 thread_local! {
-    static DIGESTS: RefCell<DigestMap> = RefCell::new(DigestMap::default());
+    static BY_KEY: RefCell<KeyMap> = RefCell::new(KeyMap::default());
 }
 
-/// The claims `verifier` accepted for the token whose SHA-256 is `digest`, if this thread has met them (verified
+/// The claims `verifier` accepted for the token whose memo key is `key`, if this thread has met them (verified
 /// them, or found them in the shared memo).
 ///
 /// Why a per-thread copy of the shared memo: a lookup in the shared concurrent map records the access in buffers
 /// every thread writes to (moka's read log, for its eviction policy), so on a many-core machine each thread's hits
 /// slow every other thread's. This map is touched by its own thread only. The caller re-checks `exp` and the key on
 /// every hit, as for the shared memo.
-pub(crate) fn get_by_digest<C: Send + Sync + 'static>(
-    verifier: u64,
-    digest: &[u8; 32],
-) -> Option<Arc<C>> {
-    DIGESTS.with(|digests| {
-        let digests = digests.borrow();
-        let claims = digests.get(&(verifier, *digest))?;
+pub(crate) fn get_by_key<C: Send + Sync + 'static>(verifier: u64, key: &MemoKey) -> Option<Arc<C>> {
+    BY_KEY.with(|keys| {
+        let keys = keys.borrow();
+        let claims = keys.get(&(verifier, *key))?;
         claims.clone().downcast::<C>().ok()
     })
 }
 
-/// Remembers, on this thread, that `verifier` accepted the token whose SHA-256 is `digest`.
-pub(crate) fn put_by_digest<C: Send + Sync + 'static>(
-    verifier: u64,
-    digest: [u8; 32],
-    claims: Arc<C>,
-) {
-    DIGESTS.with(|digests| {
-        let mut digests = digests.borrow_mut();
-        if digests.len() >= DIGEST_SLOTS && !digests.contains_key(&(verifier, digest)) {
-            digests.clear();
+/// Remembers, on this thread, that `verifier` accepted the token whose memo key is `key`.
+pub(crate) fn put_by_key<C: Send + Sync + 'static>(verifier: u64, key: MemoKey, claims: Arc<C>) {
+    BY_KEY.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if keys.len() >= KEY_SLOTS && !keys.contains_key(&(verifier, key)) {
+            keys.clear();
         }
-        digests.insert((verifier, digest), claims);
+        keys.insert((verifier, key), claims);
     });
 }
 
-/// Forgets, on this thread, the token whose SHA-256 is `digest` (it expired, or its key was withdrawn).
-pub(crate) fn forget_digest(verifier: u64, digest: &[u8; 32]) {
-    DIGESTS.with(|digests| {
-        digests.borrow_mut().remove(&(verifier, *digest));
+/// Forgets, on this thread, the token whose memo key is `key` (it expired, or its signing key was withdrawn).
+pub(crate) fn forget_key(verifier: u64, key: &MemoKey) {
+    BY_KEY.with(|keys| {
+        keys.borrow_mut().remove(&(verifier, *key));
     });
 }
 
@@ -195,30 +168,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digests_are_per_verifier_per_thread_typed_and_bounded() {
+    fn memo_keys_are_per_verifier_per_thread_typed_and_bounded() {
         let (a, b) = (next_verifier_id(), next_verifier_id());
-        let d = [7u8; 32];
-        put_by_digest(a, d, Arc::new(1u32));
-        assert_eq!(get_by_digest::<u32>(a, &d).as_deref(), Some(&1));
+        let d = [7u8; 16];
+        put_by_key(a, d, Arc::new(1u32));
+        assert_eq!(get_by_key::<u32>(a, &d).as_deref(), Some(&1));
         assert!(
-            get_by_digest::<u32>(b, &d).is_none(),
+            get_by_key::<u32>(b, &d).is_none(),
             "another verifier's token"
         );
-        assert!(get_by_digest::<u64>(a, &d).is_none(), "another claims type");
-        assert!(get_by_digest::<u32>(a, &[8u8; 32]).is_none());
-        std::thread::spawn(move || assert!(get_by_digest::<u32>(a, &d).is_none(), "per thread"))
+        assert!(get_by_key::<u64>(a, &d).is_none(), "another claims type");
+        assert!(get_by_key::<u32>(a, &[8u8; 16]).is_none());
+        std::thread::spawn(move || assert!(get_by_key::<u32>(a, &d).is_none(), "per thread"))
             .join()
             .unwrap();
-        forget_digest(a, &d);
-        assert!(get_by_digest::<u32>(a, &d).is_none(), "forgotten");
-        // Bounded: past DIGEST_SLOTS the map starts over, and never holds more.
-        for i in 0..=DIGEST_SLOTS {
-            let mut digest = [0u8; 32];
-            digest[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            put_by_digest(b, digest, Arc::new(0u32));
-            DIGESTS.with(|digests| assert!(digests.borrow().len() <= DIGEST_SLOTS));
+        forget_key(a, &d);
+        assert!(get_by_key::<u32>(a, &d).is_none(), "forgotten");
+        // Bounded: past KEY_SLOTS the map starts over, and never holds more.
+        for i in 0..=KEY_SLOTS {
+            let mut key = [0u8; 16];
+            key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            put_by_key(b, key, Arc::new(0u32));
+            BY_KEY.with(|keys| assert!(keys.borrow().len() <= KEY_SLOTS));
         }
-        DIGESTS.with(|digests| assert_eq!(digests.borrow().len(), 1));
+        BY_KEY.with(|keys| assert_eq!(keys.borrow().len(), 1));
     }
 
     #[test]
