@@ -24,6 +24,7 @@ use tower_sessions::{Session, SessionManager, SessionManagerLayer, SessionStore}
 
 use crate::extract::SignedInUser;
 use crate::flow::unix_secs;
+use crate::local_copy::Forgotten;
 use crate::metrics::StoreOp;
 use crate::signin::Shared;
 
@@ -49,7 +50,11 @@ pub(crate) const TOKEN_KEY: &str = "idgate.signin.token";
 /// store (Redis, a database) plugs in through [`SignInBuilder::store`](crate::SignInBuilder::store) without
 /// changing a signature.
 #[derive(Clone)]
-pub struct AnySessionStore(Arc<dyn SessionStore>, Arc<crate::metrics::StoreMetrics>);
+pub struct AnySessionStore(
+    Arc<dyn SessionStore>,
+    Arc<crate::metrics::StoreMetrics>,
+    Option<Forgotten>,
+);
 
 impl AnySessionStore {
     /// Wraps `store` (and, with the `metrics` feature, times its operations).
@@ -57,7 +62,14 @@ impl AnySessionStore {
         Self(
             Arc::new(store),
             Arc::new(crate::metrics::StoreMetrics::new()),
+            None,
         )
+    }
+
+    /// Deletes again, after a save, a session this process has ended (see [`AnySessionStore::save`]).
+    pub(crate) fn refusing_forgotten(mut self, forgotten: Forgotten) -> Self {
+        self.2 = Some(forgotten);
+        self
     }
 }
 
@@ -72,8 +84,24 @@ impl SessionStore for AnySessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         self.1.time(StoreOp::Create, self.0.create(record)).await
     }
+    /// Saves `record`; then, if this process has ended the session meanwhile (a logout, a sign-in, "sign out
+    /// everywhere"), deletes it again. A store that saves by overwriting (tower-sessions' `MemoryStore`, most
+    /// database stores; idgate's own stores save only a session that still exists) would otherwise let a request
+    /// that was in flight during a logout write the session back when the session layer saves it at the end. The
+    /// mark is set before the session is deleted, so a save that lands after the deletion sees it here.
+    ///
+    /// The check runs whatever the save returned: a save that failed may still have landed (a timeout).
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.1.time(StoreOp::Save, self.0.save(record)).await
+        let saved = self.1.time(StoreOp::Save, self.0.save(record)).await;
+        if let Some(forgotten) = &self.2
+            && forgotten.contains(&record.id)
+        {
+            tracing::debug!(target: "idgate::signin", "a save of an ended session deleted again");
+            self.1
+                .time(StoreOp::Delete, self.0.delete(&record.id))
+                .await?;
+        }
+        saved
     }
     async fn load(&self, session_id: &Id) -> session_store::Result<Option<Record>> {
         self.1.time(StoreOp::Load, self.0.load(session_id)).await
@@ -167,11 +195,26 @@ impl Shared {
         }
     }
 
+    /// [`forget`](Self::forget) for a session that holds a user (or may: a store error counts as holding one).
+    /// Ending a session nobody was signed in to (a visitor's cart, then a logout) marks nothing: the marks are
+    /// bounded, and anonymous requests must not be able to push out the marks that keep signed-in sessions ended.
+    pub(crate) async fn forget_if_signed_in(&self, session: &Session) {
+        if !matches!(session.get_value(USER_KEY).await, Ok(None)) {
+            self.forget(session);
+        }
+    }
+
+    /// Whether this process ended or replaced `session` lately ([`forget`](Self::forget)).
+    fn was_forgotten(&self, session: &Session) -> bool {
+        session
+            .id()
+            .is_some_and(|id| self.recent.was_forgotten(&id))
+    }
+
     pub(crate) fn forget_id(&self, id: Id) {
-        // Marked first, dropped second: a request that read the store before this and keeps its copy after it
-        // sees the mark (see `load`), so no copy of the ended session outlives the logout or sign-in.
-        self.forgotten.insert(id, ());
-        self.recent.invalidate(&id);
+        // Also refuses the copy of a store read still in flight (see `load`): no copy of the ended session outlives
+        // the logout or sign-in.
+        self.recent.forget(id);
     }
 
     /// Records the session `id` in the index of the user `index` and ends the sessions that pushed out of it (past
@@ -228,7 +271,12 @@ impl Shared {
         if let Some(answer) = self.recent(session, unix_secs(self.clock.now())) {
             return answer;
         }
-        let stored = match session.get::<StoredUser>(USER_KEY).await {
+        // The copy's time to live runs from before the read, so that a slow read cannot stretch it.
+        let read_at = std::time::Instant::now();
+        let mut stored = match session.get::<StoredUser>(USER_KEY).await {
+            // Ended in this process but read anyway (a write in flight brought it back, until it is deleted again):
+            // ended.
+            Ok(Some(_)) if self.was_forgotten(session) => return (SignInState::SignedOut, None),
             Ok(Some(stored)) => stored,
             Ok(None) => return (SignInState::SignedOut, None),
             Err(e) => {
@@ -262,6 +310,18 @@ impl Shared {
                 tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "could not extend a session");
                 return (SignInState::Unavailable, None);
             }
+            // Logged out (or replaced by a sign-in) in this process while this request read and saved it: the save
+            // wrote the ended session back over its deletion. Delete it again; nobody is signed in.
+            if self.was_forgotten(session) {
+                tracing::debug!(target: "idgate::signin", "session ended while its idle deadline was pushed back");
+                if let Err(e) = session.flush().await {
+                    tracing::warn!(target: "idgate::signin", error = &e as &dyn std::error::Error, "could not delete an ended session");
+                    return (SignInState::Unavailable, None);
+                }
+                return (SignInState::SignedOut, None);
+            }
+            // What the store now holds: the copy is not due for this write again.
+            stored = refreshed;
         }
         let caller = Caller::from_session(&stored.user);
         let verdict = match self.allowlist.decide(&caller) {
@@ -277,11 +337,9 @@ impl Shared {
         if let Some(id) = session.id()
             && !self.local_cache.is_zero()
         {
-            self.recent.insert(id, RecentUser { stored, verdict });
-            // A logout (or sign-in) of this session that ran while the store was being read: drop the copy again.
-            if self.forgotten.contains_key(&id) {
-                self.recent.invalidate(&id);
-            }
+            // Refused when a logout (or sign-in) of this session ran while the store was being read.
+            self.recent
+                .insert(id, read_at, RecentUser { stored, verdict });
         }
         answer
     }

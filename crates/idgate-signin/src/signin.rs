@@ -65,11 +65,10 @@ pub(crate) struct Shared {
     pub(crate) token_key: crate::secret::TokenKey,
     /// The most sign-in attempts kept at once in `state` ([`SignInBuilder::max_pending_attempts`]).
     pub(crate) max_pending_attempts: u64,
-    /// Sessions' users as this process last read them from the store (see `session::RecentUser`).
+    /// Sessions' users as this process last read them from the store (see `session::RecentUser`), and the sessions
+    /// this process ended or replaced (logout, sign-in), so that a read of one already in flight does not put a copy
+    /// back.
     pub(crate) recent: crate::local_copy::LocalCopy<crate::session::RecentUser>,
-    /// Sessions this process ended or replaced (logout, sign-in), so that a read of one already in flight does not
-    /// put a copy back into `recent`.
-    pub(crate) forgotten: moka::sync::Cache<tower_sessions::session::Id, ()>,
     /// The users' Google tokens (encrypted at rest), when a token encryption key is configured.
     pub(crate) tokens: Option<crate::tokens::Tokens>,
 }
@@ -514,6 +513,10 @@ impl SignInBuilder {
         .map_err(SignInError::Verifier)?;
         let origin = self.redirect_url.origin().ascii_serialization();
         let token_key = crate::secret::TokenKey::derive(&self.client_secret, &self.client_id);
+        let forgotten = crate::local_copy::Forgotten::new(
+            crate::session::RECENT_USER_CAPACITY,
+            crate::session::FORGOTTEN_TTL,
+        );
         Ok(SignIn {
             shared: Arc::new(Shared {
                 client_id: self.client_id,
@@ -553,15 +556,13 @@ impl SignInBuilder {
                 token_key,
                 store: self
                     .store
-                    .unwrap_or_else(|| AnySessionStore::new(crate::MemorySessionStore::default())),
+                    .unwrap_or_else(|| AnySessionStore::new(crate::MemorySessionStore::default()))
+                    .refusing_forgotten(forgotten.clone()),
                 recent: crate::local_copy::LocalCopy::new(
                     crate::session::RECENT_USER_CAPACITY,
                     self.local_cache.max(Duration::from_millis(1)),
+                    forgotten,
                 ),
-                forgotten: moka::sync::Cache::builder()
-                    .max_capacity(crate::session::RECENT_USER_CAPACITY)
-                    .time_to_live(crate::session::FORGOTTEN_TTL)
-                    .build(),
                 tokens: self.token_key.map(crate::tokens::Tokens::new),
             }),
         })

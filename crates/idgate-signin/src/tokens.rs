@@ -897,7 +897,7 @@ async fn access_token(
         }) if owner == sub => {
             // Logged out (or replaced by a sign-in) in this process while the refresh was in flight: writing the
             // token back would save this request's copy of the session over the deletion.
-            if shared.forgotten.contains_key(&id) {
+            if shared.recent.was_forgotten(&id) {
                 shared.end_session(session).await;
                 return Err(K::NotSignedIn);
             }

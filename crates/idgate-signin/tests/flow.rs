@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{App, Google, Public};
@@ -364,10 +363,8 @@ async fn the_session_id_changes_at_sign_in_and_tampered_cookies_are_signed_out()
 async fn sessions_end_when_idle_and_at_their_lifetime() {
     let google = Google::start().await;
     let clock = ManualClock::starting_now();
-    let app = App::serve(&google, Public::Loopback, |b| {
-        b.clock(Arc::new(clock.clone()))
-            .idle_timeout(Duration::from_secs(600))
-            .session_lifetime(Duration::from_secs(1800))
+    let app = App::serve_on_clock(&google, &clock, |b| {
+        b.session_lifetime(Duration::from_secs(1800))
     })
     .await;
     let mut browser = app.browser();
@@ -391,6 +388,99 @@ async fn sessions_end_when_idle_and_at_their_lifetime() {
         "idle"
     );
     assert_eq!(app.store.count(), 0);
+}
+
+/// The process answers a signed-in request from its copy of the session's user, and the sliding-expiry write
+/// (due once a minute here) costs one store read, not one per request after it.
+#[tokio::test]
+async fn a_signed_in_request_reads_the_store_once_per_refresh() {
+    let google = Google::start().await;
+    let clock = ManualClock::starting_now();
+    let app =
+        App::serve_on_clock(&google, &clock, |b| b.local_cache(Duration::from_secs(60))).await;
+    let mut browser = app.browser();
+    browser.sign_in(&google, "/", "alice@example.com").await;
+    assert_eq!(browser.page("/books").await.status, StatusCode::OK);
+    let loads = app.store.loads();
+    for _ in 0..3 {
+        assert_eq!(browser.page("/books").await.status, StatusCode::OK);
+    }
+    assert_eq!(app.store.loads(), loads, "answered from the copy");
+
+    // Past the refresh interval: read and written once, then answered from the copy of what was written.
+    clock.advance(Duration::from_secs(90));
+    assert_eq!(browser.page("/books").await.status, StatusCode::OK);
+    assert_eq!(app.store.loads(), loads + 1);
+    for _ in 0..3 {
+        assert_eq!(browser.page("/books").await.status, StatusCode::OK);
+    }
+    assert_eq!(app.store.loads(), loads + 1, "the refreshed copy is kept");
+}
+
+/// Alice signs in and her idle deadline falls due; another tab's request of her session is held in its store save
+/// number `pass + 1` (0: the request's idle-deadline write, 1: the session layer's save after the handler) while
+/// she logs out. The store here saves by overwriting (tower-sessions' `MemoryStore`), so the held save writes the
+/// ended session back (and with `then_fail` reports a failure all the same, as a store that timed out after
+/// writing). Whatever that request answers (returned), the session must stay ended.
+async fn logout_while_a_save_is_held(pass: usize, then_fail: bool) -> StatusCode {
+    let google = Google::start().await;
+    let clock = ManualClock::starting_now();
+    let app = App::serve_on_clock(&google, &clock, |b| b).await;
+    let mut browser = app.browser();
+    browser.sign_in(&google, "/", "alice@example.com").await;
+    assert_eq!(browser.page("/books").await.status, StatusCode::OK);
+    let cookie = browser.session().cloned().expect("a session cookie");
+
+    clock.advance(Duration::from_secs(90));
+    let held = app.store.hold_save(pass, then_fail);
+    let saves = app.store.saves();
+    let mut other_tab = browser.clone();
+    let in_flight = tokio::spawn(async move { other_tab.page("/books").await });
+    app.store.until_saves(saves + pass + 1).await;
+    let origin = app.origin.clone();
+    assert_eq!(
+        browser.logout(Some(&origin)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert!(app.store.session(&cookie).await.is_none(), "logged out");
+    held.add_permits(1);
+
+    let answer = in_flight.await.expect("the request");
+    assert!(
+        app.store.session(&cookie).await.is_none(),
+        "the held save brought the session back"
+    );
+    let mut replay = app.browser();
+    replay.set_session(&cookie);
+    assert_eq!(replay.page("/books").await.status, StatusCode::FOUND);
+    answer.status
+}
+
+/// The logout lands during the request's idle-deadline write: the request deletes the session again and answers
+/// signed out.
+#[tokio::test]
+async fn a_logout_during_an_idle_deadline_write_ends_the_session() {
+    assert_eq!(
+        logout_while_a_save_is_held(0, false).await,
+        StatusCode::FOUND
+    );
+}
+
+/// The same, with a store that wrote the save but reported it failed: the request says the store is unavailable,
+/// and the session written back is deleted again all the same.
+#[tokio::test]
+async fn a_logout_during_a_save_that_fails_after_writing_ends_the_session() {
+    assert_eq!(
+        logout_while_a_save_is_held(0, true).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+/// The logout lands while the session layer saves the session at the end of the request: the request was handled
+/// before the logout (signed in), and the sign-in's store wrapper deletes the session the save wrote back.
+#[tokio::test]
+async fn a_logout_during_the_session_layers_final_save_is_not_undone() {
+    assert_eq!(logout_while_a_save_is_held(1, false).await, StatusCode::OK);
 }
 
 #[tokio::test]

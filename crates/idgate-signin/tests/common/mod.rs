@@ -66,12 +66,27 @@ impl Google {
     }
 }
 
+/// A save [`Store::hold_save`] holds.
+#[derive(Debug)]
+struct HeldSave {
+    pass: usize,
+    gate: Arc<tokio::sync::Semaphore>,
+    then_fail: bool,
+}
+
 /// A session store that knows which sessions exist: a `MemoryStore` plus the set of IDs created or saved and not
 /// deleted.
 #[derive(Clone, Debug, Default)]
 pub struct Store {
     inner: MemoryStore,
     ids: Arc<Mutex<HashSet<Id>>>,
+    /// How many times a session was read from the store.
+    loads: Arc<std::sync::atomic::AtomicUsize>,
+    /// How many saves began.
+    saves: Arc<std::sync::atomic::AtomicUsize>,
+    /// Set by [`Store::hold_save`]: how many saves pass first, the gate the next one waits on, and whether that
+    /// one then reports a failure although it was written (a timeout).
+    save_gate: Arc<Mutex<Option<HeldSave>>>,
     /// The OAuth client (ID, secret) whose key seals the sessions' tokens.
     client: Option<(String, String)>,
 }
@@ -84,11 +99,32 @@ impl SessionStore for Store {
         Ok(())
     }
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let held = {
+            let mut held = self.save_gate.lock().unwrap();
+            match held.as_mut() {
+                Some(HeldSave { pass: 0, .. }) => held.take(),
+                Some(HeldSave { pass, .. }) => {
+                    *pass -= 1;
+                    None
+                }
+                None => None,
+            }
+        };
+        if let Some(held) = &held {
+            let _ = held.gate.acquire().await;
+        }
         self.inner.save(record).await?;
         self.ids.lock().unwrap().insert(record.id);
+        if held.is_some_and(|held| held.then_fail) {
+            return Err(session_store::Error::Backend(
+                "timed out (but written)".into(),
+            ));
+        }
         Ok(())
     }
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.load(id).await
     }
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
@@ -102,6 +138,42 @@ impl Store {
     /// How many sessions the store holds (live or past their expiry but not yet deleted).
     pub fn count(&self) -> usize {
         self.ids.lock().unwrap().len()
+    }
+
+    /// How many times a session was read from the store so far.
+    pub fn loads(&self) -> usize {
+        self.loads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How many saves began so far.
+    pub fn saves(&self) -> usize {
+        self.saves.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Lets `pass` saves through, then makes the next one wait until the returned gate is given a permit
+    /// (`add_permits(1)`): a slow store. With `then_fail`, that save is written and then reported failed (a store
+    /// that timed out after writing).
+    pub fn hold_save(&self, pass: usize, then_fail: bool) -> Arc<tokio::sync::Semaphore> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        *self.save_gate.lock().unwrap() = Some(HeldSave {
+            pass,
+            gate: gate.clone(),
+            then_fail,
+        });
+        gate
+    }
+
+    /// Waits until `count` saves have begun in all (panics after 5 s).
+    pub async fn until_saves(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.saves() < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} saves, not {count}",
+                self.saves()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
     }
 
     /// The live session a cookie value names, if any.
@@ -188,6 +260,22 @@ impl App {
         configure: impl FnOnce(SignInBuilder) -> SignInBuilder,
     ) -> Self {
         Self::serve_with(google, public, google.endpoints(), configure).await
+    }
+
+    /// [`serve`](Self::serve) on loopback with its time read from `clock` (for the test to move) and sessions that
+    /// end after 10 minutes idle; `configure` sets the rest.
+    pub async fn serve_on_clock(
+        google: &Google,
+        clock: &idgate_core::clock::ManualClock,
+        configure: impl FnOnce(SignInBuilder) -> SignInBuilder,
+    ) -> Self {
+        Self::serve(google, Public::Loopback, |b| {
+            configure(
+                b.clock(Arc::new(clock.clone()))
+                    .idle_timeout(std::time::Duration::from_secs(600)),
+            )
+        })
+        .await
     }
 
     /// [`serve`](Self::serve) with other endpoints (a token endpoint in front of the emulator's).
