@@ -279,6 +279,99 @@ async fn proxy_never_forwards_client_sent_goog_authenticated_user_headers() {
     }
 }
 
+/// IAP's signed assertion reaches the upstream only when the proxy's IAP gate verified it and admitted the request.
+/// A copy nobody checked (no `[iap]`, an exempt path, a request admitted by its ID token) never does: an upstream
+/// that trusts the header as IAP's word, or one half-way through moving its checks to idgate, would take a user
+/// idgate never saw as the caller. (Found by an outsider's attack on the binary: the assertion passed next to the
+/// verified service account's caller headers.)
+#[tokio::test]
+async fn proxy_forwards_an_iap_assertion_only_when_its_iap_gate_admitted_the_request() {
+    let emu = emulator().await;
+    let upstream = Upstream::default();
+    let url = upstream.start().await;
+    let oidc = proxy(&url, &identity_layers(&emu)).await;
+    let iap = proxy(&url, &iap_layers(&emu, false)).await;
+    let token = emu.mint(&sa());
+    let assertion = emu.mint(&user());
+
+    for (name, path, mut headers) in [
+        (
+            "admitted by its ID token",
+            "/",
+            vec![("authorization", format!("Bearer {token}"))],
+        ),
+        ("exempt path", "/healthz", Vec::new()),
+    ] {
+        headers.push(("x-goog-iap-jwt-assertion", assertion.clone()));
+        let before = upstream.calls();
+        assert_eq!(get(oidc, path, &headers).await, 200, "{name}");
+        assert_eq!(upstream.calls(), before + 1, "{name}");
+        let seen = upstream.last();
+        assert!(
+            values(&seen, "x-goog-iap-jwt-assertion").is_empty(),
+            "{name}: an unchecked IAP assertion reached the upstream"
+        );
+        if path == "/" {
+            assert_eq!(
+                values(&seen, "x-idgate-caller-email"),
+                [ALLOWED_SA],
+                "{name}"
+            );
+            assert_eq!(
+                values(&seen, "x-idgate-caller-credential"),
+                ["id_token"],
+                "{name}"
+            );
+        }
+    }
+
+    // Behind the IAP gate the assertion is the credential it verified, forwarded as it came.
+    assert_eq!(
+        get(iap, "/", &[("x-goog-iap-jwt-assertion", assertion.clone())]).await,
+        200
+    );
+    let seen = upstream.last();
+    assert_eq!(values(&seen, "x-goog-iap-jwt-assertion"), [assertion]);
+    assert_eq!(
+        values(&seen, "x-idgate-caller-credential"),
+        ["iap_assertion"]
+    );
+}
+
+/// HTTP/2 clients send each cookie as a field of its own; the HTTP/1.1 upstream gets them joined into one `Cookie`
+/// header, as RFC 9113 §8.2.3 requires (two `Cookie` lines reach many frameworks as only the first or the last). The
+/// same for an HTTP/1.1 client that sent two `Cookie` lines.
+#[tokio::test]
+async fn proxy_joins_cookie_fields_into_one_header_for_the_upstream() {
+    let emu = emulator().await;
+    let upstream = Upstream::default();
+    let url = upstream.start().await;
+    let addr = proxy(&url, &identity_layers(&emu)).await;
+    let token = emu.mint(&sa());
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2c client");
+    for (version, http) in [("HTTP/1.1", client()), ("HTTP/2", h2)] {
+        let response = http
+            .get(format!("http://{addr}/"))
+            .bearer_auth(&token)
+            .header("cookie", "a=1")
+            .header("cookie", "b=2; c=3")
+            .header("cookie", "d=4")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), 200, "{version}");
+        assert_eq!(
+            values(&upstream.last(), "cookie"),
+            ["a=1; b=2; c=3; d=4"],
+            "{version}"
+        );
+    }
+}
+
 // ---- Issue #10, items 1 to 4: what an upstream could be fooled by. ----
 
 async fn proxy_with(upstream: &url::Url, layers: &Layers, options: ProxyOptions) -> SocketAddr {

@@ -13,6 +13,9 @@ use crate::{CALLER_HEADER_PREFIX, IdgateCookies};
 /// `X-Appengine-Inbound-Appid`: the legacy App Identity header.
 static X_APPENGINE_INBOUND_APPID: HeaderName = HeaderName::from_static("x-appengine-inbound-appid");
 
+/// `X-Goog-Iap-Jwt-Assertion`: IAP's signed assertion.
+static X_GOOG_IAP_JWT_ASSERTION: HeaderName = HeaderName::from_static("x-goog-iap-jwt-assertion");
+
 /// `Proxy`, which CGI turns into `HTTP_PROXY`, an outbound proxy setting ("httpoxy").
 const PROXY_HEADER: &str = "proxy";
 
@@ -107,16 +110,23 @@ pub(crate) fn strip_spoofable(headers: &mut HeaderMap) {
     });
 }
 
-/// After the layers: IAP's plain headers always go (they are set again from a verified assertion); the legacy
-/// header and the bearer headers stay only when they are the credential idgate verified. App Engine's other
-/// platform headers stay only behind App Engine's front end (`behind_app_engine`: the legacy header is trusted),
-/// which strips client copies.
+/// After the layers: IAP's plain headers always go (they are set again from a verified assertion); IAP's signed
+/// assertion stays only when idgate's IAP gate verified it and admitted the request (`iap_admitted`): only IAP
+/// sends it, so a copy nobody checked is never the application's own credential, and an upstream that trusts it as
+/// IAP's word (or is half-way through moving its checks to idgate) must not get one. The legacy header and the
+/// bearer headers stay only when they are the credential idgate verified. App Engine's other platform headers stay
+/// only behind App Engine's front end (`behind_app_engine`: the legacy header is trusted), which strips client
+/// copies.
 pub(crate) fn strip_unverified_credentials(
     headers: &mut HeaderMap,
     admitted_by: Option<CredentialHeader>,
+    iap_admitted: bool,
     behind_app_engine: bool,
 ) {
     remove_where(headers, |name| name.starts_with(IAP_PLAIN_HEADER_PREFIX));
+    if !iap_admitted {
+        headers.remove(&X_GOOG_IAP_JWT_ASSERTION);
+    }
     if !behind_app_engine {
         remove_where(headers, |name| {
             name.starts_with(APP_ENGINE_HEADER_PREFIX) && name != X_APPENGINE_INBOUND_APPID.as_str()
@@ -137,38 +147,47 @@ pub(crate) fn strip_unverified_credentials(
     }
 }
 
-/// Removes idgate's own cookies (the session cookie, every sign-in attempt cookie) from the `Cookie` headers the
-/// upstream gets; other cookies pass unchanged, in order.
+/// Makes the one `Cookie` header the upstream gets: every `Cookie` field the client sent joined with `"; "`, without
+/// idgate's own cookies (the session cookie, every sign-in attempt cookie) when sign-in is on (`idgate`); other
+/// cookies pass unchanged, in order.
+///
+/// Joined because HTTP/2 clients send each cookie as a field of its own (RFC 9113 §8.2.3), and an HTTP/1.1 upstream
+/// must get them as one header ("MUST be concatenated ... using the two-octet delimiter of 0x3b, 0x20"); RFC 6265
+/// §5.4 has HTTP/1.1 user agents send one `Cookie` header anyway. A single field is passed on untouched when sign-in
+/// is off.
 ///
 /// Names are compared as the session layer reads them (`tower-cookies` splits on `;`, trims, percent-decodes the
 /// name: `idgate%5Fsession` *is* `idgate_session` to it), and ignoring case on top: removing a look-alike costs the
 /// upstream nothing, forwarding a replayable session would not.
-pub(crate) fn strip_idgate_cookies(headers: &mut HeaderMap, cookies: IdgateCookies) {
-    if !headers.contains_key(COOKIE) {
-        return;
+pub(crate) fn forward_cookies(headers: &mut HeaderMap, idgate: Option<IdgateCookies>) {
+    let mut fields = headers.get_all(COOKIE).iter();
+    match (fields.next(), fields.next()) {
+        (None, _) => return,
+        (Some(_), None) if idgate.is_none() => return,
+        _ => {}
     }
     let values: Vec<HeaderValue> = headers.get_all(COOKIE).iter().cloned().collect();
     headers.remove(COOKIE);
-    for value in values {
-        let kept: Vec<&[u8]> = value
-            .as_bytes()
-            .split(|b| *b == b';')
-            .map(<[u8]>::trim_ascii)
-            .filter(|pair| !pair.is_empty() && !is_idgate_cookie(pair, cookies))
-            .collect();
-        if kept.is_empty() {
-            continue;
-        }
-        // Pieces of a valid header value joined by "; " make a valid header value.
-        if let Ok(value) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
-            headers.append(COOKIE, value);
-        }
+    let kept: Vec<&[u8]> = values
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|b| *b == b';'))
+        .map(<[u8]>::trim_ascii)
+        .filter(|pair| {
+            !pair.is_empty() && idgate.is_none_or(|idgate| !is_idgate_cookie(pair, idgate))
+        })
+        .collect();
+    if kept.is_empty() {
+        return;
+    }
+    // Pieces of valid header values joined by "; " make a valid header value.
+    if let Ok(value) = HeaderValue::from_bytes(&kept.join(&b"; "[..])) {
+        headers.insert(COOKIE, value);
     }
 }
 
 /// Removes the upstream's `Set-Cookie` headers that would set one of idgate's own cookies: an upstream (or whoever
 /// controls part of its output) must not plant a session ID in the browser (session fixation, login CSRF). Compared
-/// like [`strip_idgate_cookies`]: the browser sends the name back as set, and the session layer percent-decodes it.
+/// like [`forward_cookies`]: the browser sends the name back as set, and the session layer percent-decodes it.
 pub(crate) fn strip_idgate_set_cookies(headers: &mut HeaderMap, cookies: IdgateCookies) {
     if !headers.contains_key(SET_COOKIE) {
         return;

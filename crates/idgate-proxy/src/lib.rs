@@ -72,12 +72,16 @@
 //! - IAP's unsigned `X-Goog-Authenticated-User-Email`/`-Id` are removed, and set again from the verified assertion
 //!   (`accounts.google.com:EMAIL`, the assertion's `sub`) when the IAP layer admitted a Google account, for
 //!   upstreams written against them;
+//! - IAP's signed `X-Goog-Iap-Jwt-Assertion` is removed unless the IAP gate verified it and admitted the request
+//!   (then it is forwarded as it came, for an upstream that checks it again): only IAP sends it, so an unchecked
+//!   copy is never the application's own, and an upstream that trusts it as IAP's word must not get one;
 //! - `X-Appengine-Inbound-Appid` is removed unless the legacy header is trusted **and** was the credential that
 //!   admitted this request: a legacy App Engine app behind the sidecar reads it before anything else;
 //! - App Engine's other platform headers (`X-Appengine-Cron`, `-QueueName`, `-User-Email`, `-User-Is-Admin`, ...),
 //!   by which legacy apps admit cron jobs, tasks and administrators, are removed unless the legacy header is
 //!   trusted (the service then sits behind App Engine's front end, which strips client copies);
-//! - idgate's session and sign-in attempt cookies are removed from `Cookie` (see [Sign-in gateway](#sign-in-gateway));
+//! - the `Cookie` fields are joined into one header with `"; "` (HTTP/2 clients send a field per cookie; RFC 9113
+//!   §8.2.3), without idgate's session and sign-in attempt cookies (see [Sign-in gateway](#sign-in-gateway));
 //! - when `[inbound]` admitted the request, the upstream receives **only the credential header idgate verified**
 //!   ([`CredentialHeader`](idgate_server::CredentialHeader)): admitted by `X-Serverless-Authorization`, the
 //!   request's `Authorization` is removed; admitted by the legacy header, both bearer headers are removed; admitted

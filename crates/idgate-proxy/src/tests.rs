@@ -89,12 +89,16 @@ fn only_the_verified_credential_stays() {
             "x-goog-authenticated-user-email",
             HeaderValue::from_static("accounts.google.com:x@y.z"),
         );
+        h.insert(
+            "x-goog-iap-jwt-assertion",
+            HeaderValue::from_static("a.b.c"),
+        );
         h
     };
     let kept = |admitted_by| {
         let mut h = all();
         let behind_app_engine = admitted_by == Some(CredentialHeader::AppEngineInboundAppid);
-        strip_unverified_credentials(&mut h, admitted_by, behind_app_engine);
+        strip_unverified_credentials(&mut h, admitted_by, false, behind_app_engine);
         let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         names.sort_unstable();
         names.into_iter().map(str::to_owned).collect::<Vec<_>>()
@@ -116,12 +120,25 @@ fn only_the_verified_credential_stays() {
         ["authorization", "x-serverless-authorization"],
         "exempt paths and IAP-only: bearer headers are not idgate's"
     );
+    // Admitted by the IAP gate: its assertion is the credential idgate verified, and the only one forwarded.
+    let mut h = all();
+    strip_unverified_credentials(&mut h, None, true, false);
+    let mut names: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "authorization",
+            "x-goog-iap-jwt-assertion",
+            "x-serverless-authorization"
+        ]
+    );
     // App Engine's platform headers: only behind its front end, which strips client copies.
     for (behind_app_engine, kept) in [(false, 0), (true, 2)] {
         let mut h = HeaderMap::new();
         h.insert("x-appengine-cron", HeaderValue::from_static("true"));
         h.insert("x-appengine-user-is-admin", HeaderValue::from_static("1"));
-        strip_unverified_credentials(&mut h, None, behind_app_engine);
+        strip_unverified_credentials(&mut h, None, false, behind_app_engine);
         assert_eq!(h.len(), kept, "behind App Engine: {behind_app_engine}");
     }
 }
@@ -160,7 +177,7 @@ fn rejects_unusable_upstreams() {
 #[test]
 fn idgate_cookies_are_removed_and_the_rest_kept_byte_for_byte() {
     use crate::IdgateCookies;
-    use crate::clean::{strip_idgate_cookies, strip_idgate_set_cookies};
+    use crate::clean::{forward_cookies, strip_idgate_set_cookies};
 
     let cookies = IdgateCookies {
         session: "__Host-idgate_session",
@@ -178,13 +195,27 @@ fn idgate_cookies_are_removed_and_the_rest_kept_byte_for_byte() {
         header::COOKIE,
         HeaderValue::from_static(" __Host-idgate_session=4 ; "),
     );
-    strip_idgate_cookies(&mut h, cookies);
+    forward_cookies(&mut h, Some(cookies));
     let left: Vec<&[u8]> = h
         .get_all(header::COOKIE)
         .iter()
         .map(HeaderValue::as_bytes)
         .collect();
     assert_eq!(left, [&b"a=\xff; b=%zz; c"[..]]);
+
+    // Without sign-in: one field passes untouched; several (HTTP/2 sends a field per cookie) become one header.
+    let mut h = HeaderMap::new();
+    h.append(header::COOKIE, HeaderValue::from_static("a=1;b=2 ;; c"));
+    forward_cookies(&mut h, None);
+    assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+    assert_eq!(h[header::COOKIE], "a=1;b=2 ;; c");
+    let mut h = HeaderMap::new();
+    for cookie in ["a=1", "idgate_session=x", " b=2; c=3 "] {
+        h.append(header::COOKIE, HeaderValue::from_static(cookie));
+    }
+    forward_cookies(&mut h, None);
+    assert_eq!(h.get_all(header::COOKIE).iter().count(), 1);
+    assert_eq!(h[header::COOKIE], "a=1; idgate_session=x; b=2; c=3");
 
     let mut h = HeaderMap::new();
     h.append(

@@ -19,7 +19,7 @@ use idgate_server::CredentialHeader;
 
 use crate::caller::{AdmittedBy, insert_caller_headers};
 use crate::clean::{
-    strip_hop_by_hop, strip_idgate_cookies, strip_idgate_set_cookies, strip_unverified_bearers,
+    forward_cookies, strip_hop_by_hop, strip_idgate_set_cookies, strip_unverified_bearers,
     strip_unverified_credentials,
 };
 use crate::forwarding::set_forwarding_headers;
@@ -77,13 +77,16 @@ pub(crate) async fn forward(
         .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         .or_else(|| parts.headers.get(header::HOST).cloned());
     let headers = &mut parts.headers;
-    strip_unverified_credentials(headers, admitted_by, upstream.behind_app_engine);
+    strip_unverified_credentials(
+        headers,
+        admitted_by,
+        credential == Some(AdmittedBy::IapAssertion),
+        upstream.behind_app_engine,
+    );
     if upstream.inbound && caller.is_some() && admitted_by.is_none() {
         strip_unverified_bearers(headers);
     }
-    if let Some(cookies) = upstream.idgate_cookies {
-        strip_idgate_cookies(headers, cookies);
-    }
+    forward_cookies(headers, upstream.idgate_cookies);
     set_forwarding_headers(
         headers,
         authority,
