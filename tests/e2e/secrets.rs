@@ -252,6 +252,7 @@ async fn no_secret_reaches_any_log_line_or_error() {
     let caller = emu.create_service_account("caller@idgate-e2e.iam.gserviceaccount.com");
     let target = "target@idgate-e2e.iam.gserviceaccount.com";
     let _ = emu.create_service_account(target);
+    emu.allow_impersonation(caller.client_email(), target);
     for line in caller
         .private_key_pem()
         .lines()

@@ -264,6 +264,10 @@ async fn token_mints_through_a_key_file_and_through_impersonation() {
         .write_key_file(dir.path())
         .unwrap();
     let _runtime = emulator.create_service_account("runtime@app-proj.iam.gserviceaccount.com");
+    emulator.allow_impersonation(
+        "deployer@ci-proj.iam.gserviceaccount.com",
+        "runtime@app-proj.iam.gserviceaccount.com",
+    );
     let base = emulator.base_url().to_string();
     let token_for = |extra: &[&str]| {
         let mut c = idgate();

@@ -393,10 +393,9 @@ impl Emulator {
     }
 
     /// Grants `caller_email` (a service account or a user) the Service Account Token Creator role on
-    /// `target_email`: the caller may `generateAccessToken` and `signJwt` as the target. With delegates,
-    /// each hop of caller → delegate₁ → … → target needs its own grant.
-    ///
-    /// `generateIdToken` does not check these grants (it accepts any valid caller, as it always has).
+    /// `target_email`: the caller may `generateIdToken`, `generateAccessToken`, `signJwt` and `signBlob` as the
+    /// target. With delegates, each hop of caller → delegate₁ → … → target needs its own grant. As on Google, an
+    /// account acting as itself through these methods needs the grant on itself too.
     pub fn allow_impersonation(&self, caller_email: &str, target_email: &str) {
         write(&self.shared.grants)
             .impersonation

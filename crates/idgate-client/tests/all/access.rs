@@ -75,6 +75,7 @@ async fn impersonation_source_credential_is_asked_for_cloud_platform() {
     let metadata = MetadataServer::from_base_url(&emu.base_url());
     let target = "target@emu-project.iam.gserviceaccount.com";
     let _ = emu.create_service_account(target);
+    emu.allow_impersonation(emu.metadata_service_account(), target);
     let imp = Impersonated::new(metadata, target).endpoints(&Endpoints::under(&emu.base_url()));
     use idgate_client::IdTokenSource;
     imp.id_token("https://receiver.example.com").await.unwrap();

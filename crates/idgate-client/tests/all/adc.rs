@@ -100,6 +100,7 @@ async fn an_impersonated_service_account_file() {
     .unwrap();
     let target = "deployer@emu-project.iam.gserviceaccount.com";
     let _ = emu.create_service_account(target);
+    emu.allow_impersonation("caller@emu-project.iam.gserviceaccount.com", target);
     let path = write(
         dir.path(),
         "imp.json",

@@ -251,6 +251,7 @@ async fn impersonation_with_a_service_account_key_source() {
         .to_json();
     let target = "target@emu-project.iam.gserviceaccount.com";
     let _ = emu.create_service_account(target);
+    emu.allow_impersonation("caller@emu-project.iam.gserviceaccount.com", target);
     let caller = ServiceAccountKey::from_json(caller.as_bytes()).unwrap();
     let source = Impersonated::new(caller, target).endpoints(&Endpoints::under(&emu.base_url()));
 
@@ -279,6 +280,8 @@ async fn impersonation_with_the_metadata_server_as_source_and_delegates() {
     let delegate = "hop@emu-project.iam.gserviceaccount.com";
     let _ = emu.create_service_account(target);
     let _ = emu.create_service_account(delegate);
+    emu.allow_impersonation(emu.metadata_service_account(), delegate);
+    emu.allow_impersonation(delegate, target);
     let source = Impersonated::new(MetadataServer::from_base_url(&emu.base_url()), target)
         .delegates([delegate])
         .endpoints(&Endpoints::under(&emu.base_url()));
@@ -304,6 +307,7 @@ async fn impersonated_service_account_file() {
     .unwrap();
     let target = "target@emu-project.iam.gserviceaccount.com";
     let _ = emu.create_service_account(target);
+    emu.allow_impersonation("caller@emu-project.iam.gserviceaccount.com", target);
     let file = json!({
         "type": "impersonated_service_account",
         "service_account_impersonation_url":

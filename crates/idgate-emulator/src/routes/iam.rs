@@ -1,7 +1,7 @@
 //! IAM Credentials (`iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{email}:METHOD`):
 //! `generateIdToken` (in `oauth`), `generateAccessToken`, `signJwt` and `signBlob`.
 //!
-//! `generateAccessToken`, `signJwt` and `signBlob` check what Google checks: the caller presents an access token the
+//! All four check what Google checks: the caller presents an access token the
 //! emulator issued (live, with scope `cloud-platform` or `iam`; or a self-signed JWT of a registered key), and
 //! every hop caller → delegate₁ → … → target holds Service Account Token Creator
 //! ([`crate::Emulator::allow_impersonation`]).
@@ -143,7 +143,7 @@ fn json_object(body: &[u8]) -> Result<Map<String, Value>, Box<Response>> {
 
 /// Everything the token-creating and signing methods check before doing their work: the caller, the body, the target and
 /// the delegation chain. Returns the target's email and the body.
-async fn authorize(
+pub(super) async fn authorize(
     shared: &Shared,
     route: Route,
     account: &str,
@@ -156,6 +156,7 @@ async fn authorize(
     let (method, permission) = match route {
         Route::SignJwt => ("SignJwt", "iam.serviceAccounts.signJwt"),
         Route::SignBlob => ("SignBlob", "iam.serviceAccounts.signBlob"),
+        Route::GenerateIdToken => ("GenerateIdToken", "iam.serviceAccounts.getOpenIdToken"),
         _ => ("GenerateAccessToken", "iam.serviceAccounts.getAccessToken"),
     };
     let caller = caller(shared, headers, method)?;

@@ -437,15 +437,6 @@ impl Shared {
             .find(|(_, r)| r.unique_id == name)
             .map(|(email, _)| email.clone())
     }
-
-    /// Whether `bearer` is an unexpired access token the emulator issued, or a self-signed JWT of a
-    /// registered service-account key (what google-auth sends outside the default universe).
-    fn bearer_is_valid(&self, bearer: &str) -> bool {
-        if self.live_access_token(bearer).is_some() {
-            return true;
-        }
-        parse_jwt(bearer).is_some_and(|jwt| self.verify_service_account_jwt(&jwt).is_ok())
-    }
 }
 
 /// The token of an `Authorization: Bearer` header.
@@ -496,32 +487,21 @@ pub(super) fn parse_delegates(
 
 /// `POST /v1/projects/-/serviceAccounts/{email}:generateIdToken`.
 ///
-/// Any valid caller may ask for any registered target: unlike `generateAccessToken` and `signJwt`, it does
-/// not check [`crate::Emulator::allow_impersonation`] grants.
+/// Checked as Google checks it, like `generateAccessToken` and `signJwt`: the caller presents a credential the
+/// emulator issued with the IAM Credentials scopes, and every hop caller → delegate₁ → … → target holds Service
+/// Account Token Creator ([`crate::Emulator::allow_impersonation`]; Google's permission
+/// `iam.serviceAccounts.getOpenIdToken`); else `403 PERMISSION_DENIED`.
 pub(super) async fn generate_id_token(
     shared: &Shared,
     account: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Response {
-    if let Some(r) = shared.enter(Route::GenerateIdToken).await {
-        return r;
-    }
-    let Some(bearer) = bearer_token(headers) else {
-        return api_error(StatusCode::UNAUTHORIZED, MISSING_CREDENTIAL);
-    };
-    if !shared.bearer_is_valid(bearer) {
-        return api_error(StatusCode::UNAUTHORIZED, INVALID_CREDENTIAL);
-    }
-    let request: Map<String, Value> = match serde_json::from_slice(body) {
-        Ok(Value::Object(m)) => m,
-        Ok(_) | Err(_) => {
-            return api_error(
-                StatusCode::BAD_REQUEST,
-                "Invalid JSON payload received. Expected an object.",
-            );
-        }
-    };
+    let (email, request) =
+        match super::iam::authorize(shared, Route::GenerateIdToken, account, headers, body).await {
+            Ok(authorized) => authorized,
+            Err(response) => return *response,
+        };
     let audience = match request.get("audience") {
         Some(Value::String(a)) if !a.is_empty() => a.clone(),
         _ => {
@@ -537,15 +517,6 @@ pub(super) async fn generate_id_token(
     ) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return api_error(StatusCode::BAD_REQUEST, &e),
-    };
-    if let Err(r) = parse_delegates(shared, &request) {
-        return *r;
-    }
-    let Some(email) = shared.find_account(account) else {
-        return api_error(
-            StatusCode::NOT_FOUND,
-            &format!("Not found; Gaia id not found for email {account}"),
-        );
     };
     let mut spec = TokenSpec::service_account(&email).audience(audience);
     if !include_email {

@@ -189,6 +189,7 @@ async fn access_token_can_call_generate_id_token() {
     let access = body["access_token"].as_str().unwrap();
     assert!(access.starts_with("ya29."));
     let target = emu.create_service_account("target@p.iam.gserviceaccount.com");
+    emu.allow_impersonation(emu.metadata_service_account(), target.client_email());
     let resp = reqwest::Client::new()
         .post(emu.generate_id_token_url(target.client_email()))
         .bearer_auth(access)

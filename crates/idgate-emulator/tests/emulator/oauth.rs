@@ -166,7 +166,8 @@ async fn jwt_bearer_without_target_audience_returns_an_access_token() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["token_type"], "Bearer");
     assert!(body["expires_in"].as_i64().unwrap() > 0);
-    // ... which is an impersonation source.
+    // ... which is an impersonation source, once granted Token Creator on the target.
+    emu.allow_impersonation(source.client_email(), target.client_email());
     let resp = reqwest::Client::new()
         .post(emu.generate_id_token_url(target.client_email()))
         .bearer_auth(body["access_token"].as_str().unwrap())
@@ -324,6 +325,10 @@ async fn generate_id_token_honours_include_email_and_delegates() {
     let target = emu.create_service_account("target@p.iam.gserviceaccount.com");
     let hop = emu.create_service_account("hop@p.iam.gserviceaccount.com");
     let bearer = access_token(&emu).await;
+    let caller = emu.metadata_service_account().to_owned();
+    emu.allow_impersonation(&caller, target.client_email());
+    emu.allow_impersonation(&caller, hop.client_email());
+    emu.allow_impersonation(hop.client_email(), target.client_email());
 
     let (status, body) = generate(
         &emu,
@@ -377,6 +382,7 @@ async fn generate_id_token_errors_are_googles() {
     let target = emu.create_service_account("target@p.iam.gserviceaccount.com");
     let bearer = access_token(&emu).await;
     let t = target.client_email();
+    emu.allow_impersonation(emu.metadata_service_account(), t);
     let cases: Vec<(&str, Option<&str>, &str, u16, &str)> = vec![
         (t, None, r#"{"audience":"a"}"#, 401, "UNAUTHENTICATED"),
         (
@@ -448,6 +454,59 @@ async fn generate_id_token_errors_are_googles() {
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
 
+/// `generateIdToken` needs Service Account Token Creator on the target, on every hop of a delegation chain, as
+/// `generateAccessToken` and `signJwt` do: any valid credential used to be enough, so a test of "a caller without
+/// the grant is refused" got a token and admitted it. (Found by an outsider's attack on the binary: a token any
+/// local process can fetch from the metadata server minted ID tokens as every service account.)
+#[tokio::test]
+async fn generate_id_token_refuses_a_caller_without_the_grant() {
+    let emu = emulator().await;
+    let target = emu.create_service_account("target@p.iam.gserviceaccount.com");
+    let hop = emu.create_service_account("hop@p.iam.gserviceaccount.com");
+    let bearer = access_token(&emu).await;
+    let caller = emu.metadata_service_account().to_owned();
+    let denied = |json: &Value| {
+        assert_eq!(json["error"]["code"], 403, "{json}");
+        assert_eq!(json["error"]["status"], "PERMISSION_DENIED", "{json}");
+        assert_eq!(
+            json["error"]["details"][0]["reason"], "IAM_PERMISSION_DENIED",
+            "{json}"
+        );
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("iam.serviceAccounts.getOpenIdToken"),
+            "{json}"
+        );
+        assert!(json.get("token").is_none(), "{json}");
+    };
+    let direct = r#"{"audience":"https://a.test"}"#;
+    let (status, json) = generate(&emu, target.client_email(), Some(&bearer), direct).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    denied(&json);
+
+    // Through a delegate: each hop needs its grant; caller → hop alone is not enough.
+    let chained = json!({
+        "audience": "https://a.test",
+        "delegates": [format!("projects/-/serviceAccounts/{}", hop.client_email())],
+    })
+    .to_string();
+    emu.allow_impersonation(&caller, hop.client_email());
+    let (status, json) = generate(&emu, target.client_email(), Some(&bearer), &chained).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    denied(&json);
+    emu.allow_impersonation(hop.client_email(), target.client_email());
+    let (status, json) = generate(&emu, target.client_email(), Some(&bearer), &chained).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    // The grant to the delegate is not one to the target.
+    let (status, _) = generate(&emu, target.client_email(), Some(&bearer), direct).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    emu.allow_impersonation(&caller, target.client_email());
+    let (status, json) = generate(&emu, target.client_email(), Some(&bearer), direct).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+}
+
 #[tokio::test]
 async fn generate_id_token_accepts_a_self_signed_service_account_jwt() {
     // google-auth outside the default universe sends a self-signed JWT (scope iam) as the bearer.
@@ -458,6 +517,10 @@ async fn generate_id_token_accepts_a_self_signed_service_account_jwt() {
     claims["sub"] = json!(source.client_email());
     let bearer = assertion(&source, &claims);
     let body = r#"{"audience":"https://a.test","includeEmail":"true","useEmailAzp":"true"}"#;
+    // Acting as itself needs Token Creator on itself, as on Google.
+    let (status, json) = generate(&emu, source.client_email(), Some(&bearer), body).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    emu.allow_impersonation(source.client_email(), source.client_email());
     let (status, json) = generate(&emu, source.client_email(), Some(&bearer), body).await;
     assert_eq!(status, StatusCode::OK, "{json}");
     // A JWT signed by a key the emulator never issued is refused.
