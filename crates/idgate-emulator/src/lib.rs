@@ -104,7 +104,8 @@ pub use proxy::{IapProxy, IapUserSpec};
 pub use service_account::ServiceAccountKeyFile;
 pub use signin::{
     AUTHORIZATION_CODE_LIFETIME_SECS, AUTHORIZATION_REQUEST_LIFETIME_SECS, DEFAULT_USERS,
-    OAuthClient, TestUser, USERINFO_EMAIL_SCOPE, USERINFO_PROFILE_SCOPE, UserSpec,
+    MAX_PENDING_AUTHORIZATION_BYTES, MAX_PENDING_AUTHORIZATIONS, OAuthClient, TestUser,
+    USERINFO_EMAIL_SCOPE, USERINFO_PROFILE_SCOPE, UserSpec,
 };
 pub use state::{Fault, Route};
 pub use token::{

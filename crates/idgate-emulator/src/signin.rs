@@ -27,6 +27,15 @@ pub(crate) use flow::{
 pub const AUTHORIZATION_CODE_LIFETIME_SECS: i64 = 600;
 /// How long the account chooser of one authorization request stays answerable, seconds.
 pub const AUTHORIZATION_REQUEST_LIFETIME_SECS: i64 = 3600;
+/// The most authorization requests (account choosers not yet answered) and, separately, the most unexpired
+/// authorization codes the emulator keeps; past it the oldest is forgotten (its chooser or code is then refused, as
+/// an expired one is). Anyone who can reach the emulator can open choosers, so they must not grow its memory
+/// without bound.
+pub const MAX_PENDING_AUTHORIZATIONS: usize = 10_000;
+/// The most bytes of caller-supplied text (`state`, `nonce`, `login_hint`, the PKCE challenge, ...) the pending
+/// authorization requests, and separately the codes, hold together: a request's `state` alone may be tens of
+/// kilobytes, which [`MAX_PENDING_AUTHORIZATIONS`] alone would let reach gigabytes. Past it the oldest go first.
+pub const MAX_PENDING_AUTHORIZATION_BYTES: usize = 64 * 1024 * 1024;
 
 /// The `email` scope's full name (Google grants it for `email`; token responses name it so).
 pub const USERINFO_EMAIL_SCOPE: &str = "https://www.googleapis.com/auth/userinfo.email";

@@ -9,7 +9,8 @@ use url::Url;
 
 use super::{
     AUTHORIZATION_CODE_LIFETIME_SECS, AUTHORIZATION_REQUEST_LIFETIME_SECS, DEFAULT_USERS,
-    OAuthClient, TestUser, USERINFO_EMAIL_SCOPE, USERINFO_PROFILE_SCOPE, UserSpec,
+    MAX_PENDING_AUTHORIZATION_BYTES, MAX_PENDING_AUTHORIZATIONS, OAuthClient, TestUser,
+    USERINFO_EMAIL_SCOPE, USERINFO_PROFILE_SCOPE, UserSpec,
 };
 use crate::error::EmulatorError;
 use crate::keys::random_bytes;
@@ -44,6 +45,27 @@ pub(crate) struct Pending {
     pub(crate) login_hint: Option<String>,
     pub(crate) hd: Option<String>,
     pub(crate) expires_at: i64,
+    /// When it was held, in the order of the emulator's sign-in records (see [`SigninState::next_sequence`]).
+    pub(crate) sequence: u64,
+}
+
+impl Pending {
+    /// About what this request holds in memory: its texts, plus a fixed share for the record and its map slot.
+    fn approximate_bytes(&self) -> usize {
+        let texts = [
+            self.client_id.len(),
+            self.redirect_uri.as_str().len(),
+            self.redirect_uri_text.len(),
+            self.echoed_scope.len(),
+            self.state.as_ref().map_or(0, String::len),
+            self.nonce.as_ref().map_or(0, String::len),
+            self.challenge.as_ref().map_or(0, |(c, _)| c.len()),
+            self.login_hint.as_ref().map_or(0, String::len),
+            self.hd.as_ref().map_or(0, String::len),
+        ];
+        let scopes: usize = self.scopes.iter().map(|s| s.len() + 32).sum();
+        256 + texts.iter().sum::<usize>() + scopes
+    }
 }
 
 /// An authorization code the emulator issued.
@@ -57,6 +79,8 @@ pub(crate) struct CodeRecord {
     pub(crate) used: bool,
     /// The tokens the exchange issued, revoked if the code is replayed.
     pub(crate) issued: Vec<String>,
+    /// When it was issued, in the order of the emulator's sign-in records (see [`SigninState::next_sequence`]).
+    pub(crate) sequence: u64,
 }
 
 /// Everything the sign-in flow keeps.
@@ -70,6 +94,9 @@ pub(crate) struct SigninState {
     /// (client ID, email): the user has consented to the client (and not revoked since).
     pub(crate) consented: HashSet<(String, String)>,
     pub(crate) revoked: HashSet<String>,
+    /// The next pending request's or code's place in line: the oldest go first past the bounds of `prune` (expiry
+    /// times are in whole seconds, so they cannot tell apart requests of the same second).
+    sequence: u64,
 }
 
 impl SigninState {
@@ -95,11 +122,47 @@ impl SigninState {
         self.users.iter().find(|u| u.email == email)
     }
 
-    /// Drops what has expired, so a long-running emulator does not grow without bound.
+    /// A place in line for a new pending request or code.
+    fn next_sequence(&mut self) -> u64 {
+        self.sequence += 1;
+        self.sequence
+    }
+
+    /// Drops what has expired, then the oldest pending requests and codes past [`MAX_PENDING_AUTHORIZATIONS`] or
+    /// [`MAX_PENDING_AUTHORIZATION_BYTES`] (each with room for one more), so a long-running emulator, or one
+    /// flooded with authorization requests, does not grow without bound.
     fn prune(&mut self, now: i64) {
         self.pending.retain(|_, p| p.expires_at > now);
         // An expired code is refused whether or not it was used, so forgetting it changes no answer.
         self.codes.retain(|_, c| c.expires_at > now);
+        keep_newest(&mut self.pending, |p| (p.sequence, p.approximate_bytes()));
+        keep_newest(&mut self.codes, |c| {
+            (
+                c.sequence,
+                c.pending.approximate_bytes() + c.email.len() + 64 * c.issued.len(),
+            )
+        });
+    }
+}
+
+/// Forgets the oldest entries of `map` until there is room for one more within [`MAX_PENDING_AUTHORIZATIONS`] and
+/// [`MAX_PENDING_AUTHORIZATION_BYTES`]. `measure` gives an entry's place in line and its size. Linear in the map's
+/// size, as the expiry sweep before it is: at most [`MAX_PENDING_AUTHORIZATIONS`] entries.
+fn keep_newest<V>(map: &mut HashMap<String, V>, measure: impl Fn(&V) -> (u64, usize)) {
+    let mut bytes: usize = map.values().map(|v| measure(v).1).sum();
+    while !map.is_empty()
+        && (map.len() >= MAX_PENDING_AUTHORIZATIONS || bytes > MAX_PENDING_AUTHORIZATION_BYTES)
+    {
+        let Some(oldest) = map
+            .iter()
+            .min_by_key(|(_, v)| measure(v).0)
+            .map(|(id, _)| id.clone())
+        else {
+            break;
+        };
+        if let Some(gone) = map.remove(&oldest) {
+            bytes = bytes.saturating_sub(measure(&gone).1);
+        }
     }
 }
 
@@ -375,14 +438,16 @@ impl Shared {
                 .filter(|h| !h.is_empty())
                 .map(|s| (*s).to_owned()),
             expires_at: unix_now().saturating_add(AUTHORIZATION_REQUEST_LIFETIME_SECS),
+            sequence: 0,
         })
     }
 
     /// Keeps `pending` for the account chooser; returns its opaque ID.
-    pub(crate) fn hold_pending(&self, pending: Pending) -> Result<String, EmulatorError> {
+    pub(crate) fn hold_pending(&self, mut pending: Pending) -> Result<String, EmulatorError> {
         let id = random_token::<24>()?;
         let mut signin = lock(&self.signin);
         signin.prune(unix_now());
+        pending.sequence = signin.next_sequence();
         signin.pending.insert(id.clone(), pending);
         Ok(id)
     }
@@ -449,9 +514,11 @@ impl Shared {
         params.push(("prompt", if consent_shown { "consent" } else { "none" }));
         let url = redirect_with(&pending.redirect_uri, &params);
         signin.prune(now);
+        let sequence = signin.next_sequence();
         signin.codes.insert(
             code.clone(),
             CodeRecord {
+                sequence,
                 pending,
                 email: user.email,
                 consent_shown,
@@ -531,5 +598,40 @@ impl Shared {
             }
         }
         lock(&self.signin).revoked.extend(tokens.iter().cloned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries as `keep_newest` sees them: (place in line, bytes).
+    fn entries(count: u64, bytes: usize) -> HashMap<String, (u64, usize)> {
+        (1..=count).map(|i| (i.to_string(), (i, bytes))).collect()
+    }
+
+    #[test]
+    fn past_the_count_bound_the_oldest_go_first() {
+        let mut map = entries(MAX_PENDING_AUTHORIZATIONS as u64 + 5, 300);
+        keep_newest(&mut map, |v| *v);
+        // Room for one more: six forgotten, the first six.
+        assert_eq!(map.len(), MAX_PENDING_AUTHORIZATIONS - 1);
+        assert!((1..=6).all(|i| !map.contains_key(&i.to_string())));
+        assert!(map.contains_key("7"));
+    }
+
+    #[test]
+    fn past_the_byte_bound_the_oldest_go_first() {
+        let big = 60 * 1024;
+        let fit = MAX_PENDING_AUTHORIZATION_BYTES / big;
+        let mut map = entries(fit as u64 + 10, big);
+        keep_newest(&mut map, |v| *v);
+        assert_eq!(map.len(), fit);
+        assert!(map.values().map(|v| v.1).sum::<usize>() <= MAX_PENDING_AUTHORIZATION_BYTES);
+        assert!(!map.contains_key("10") && map.contains_key("11"));
+        // Within both bounds nothing goes.
+        let mut small = entries(100, 300);
+        keep_newest(&mut small, |v| *v);
+        assert_eq!(small.len(), 100);
     }
 }

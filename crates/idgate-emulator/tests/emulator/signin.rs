@@ -506,6 +506,57 @@ async fn hostile_strings_are_escaped_in_the_page() {
     assert!(!back.as_str().contains('<'));
 }
 
+/// Anyone who can reach the emulator can open account choosers, each with a `state` of tens of kilobytes; the
+/// emulator keeps them for an hour, so it forgets the oldest past its bounds instead of growing without limit. (Found
+/// by an outsider's attack on the binary: 60 KB states grew it by 62 KB a request, past a gigabyte.)
+#[tokio::test]
+async fn a_flood_of_authorization_requests_forgets_the_oldest_instead_of_growing() {
+    use futures_util::StreamExt as _;
+
+    let emu = emulator().await;
+    let client = emu.create_oauth_client(&[REDIRECT]);
+    let http = no_redirects();
+    let chooser = |url: Url| {
+        let http = http.clone();
+        async move {
+            let page = http.get(url).send().await.unwrap().text().await.unwrap();
+            hidden(&page, "request")
+        }
+    };
+    let choose = |request: String| {
+        let http = http.clone();
+        let url = emu.url(Route::AccountChooser);
+        async move {
+            http.post(url)
+                .form(&[("request", request.as_str()), ("email", ALICE)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let first = chooser(auth_url(&emu, &client, &[])).await;
+    // Enough 60 KB states to pass the byte bound.
+    let big = auth_url(&emu, &client, &[]);
+    let big = with_param(&big, "state", &"s".repeat(60 * 1024));
+    let flood = idgate_emulator::MAX_PENDING_AUTHORIZATION_BYTES / (60 * 1024) + 20;
+    let requests: Vec<String> = futures_util::stream::iter(0..flood)
+        .map(|_| chooser(big.clone()))
+        .buffered(8)
+        .collect()
+        .await;
+    assert_eq!(
+        choose(first).await,
+        StatusCode::BAD_REQUEST,
+        "the oldest was kept"
+    );
+    assert_eq!(
+        choose(requests.last().unwrap().clone()).await,
+        StatusCode::FOUND,
+        "the newest was forgotten"
+    );
+}
+
 #[tokio::test]
 async fn prompt_none_answers_without_a_page() {
     let emu = emulator().await;
