@@ -142,6 +142,10 @@ impl IdentityRejection {
             Self::MissingCredential => "missing credential: send a Google-signed ID token as \
                 `Authorization: Bearer <token>` or `X-Serverless-Authorization: Bearer <token>`"
                 .to_owned(),
+            // A duplicate may be of any credential header (IAP's assertion too), which is not a `Bearer` one.
+            Self::MalformedCredential(CredentialError::DuplicateHeader) => {
+                "malformed credential: the credential header was sent more than once".to_owned()
+            }
             Self::MalformedCredential(_) => {
                 "malformed credential: expected exactly one `Bearer <token>` header".to_owned()
             }
@@ -400,6 +404,18 @@ mod tests {
         let body = r.body_text();
         assert!(body.contains("X-Serverless-Authorization"));
         assert!(body.contains("trust_cloud_run_invoker_check"));
+    }
+
+    #[test]
+    fn a_duplicate_header_is_not_called_a_bearer_problem() {
+        // The duplicate may be IAP's assertion, which has no `Bearer` scheme.
+        let duplicate = IdentityRejection::MalformedCredential(CredentialError::DuplicateHeader);
+        assert_eq!(
+            duplicate.body_text(),
+            "malformed credential: the credential header was sent more than once"
+        );
+        let scheme = IdentityRejection::MalformedCredential(CredentialError::UnsupportedScheme);
+        assert!(scheme.body_text().contains("`Bearer <token>`"));
     }
 
     #[test]
