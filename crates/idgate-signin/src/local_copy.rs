@@ -116,6 +116,13 @@ struct FrontEntry {
     value: Arc<dyn Any + Send + Sync>,
 }
 
+impl FrontEntry {
+    /// Whether this entry is the copy `owner` holds of session `id` (of any generation).
+    fn holds(&self, owner: u64, id: &Id) -> bool {
+        self.owner == owner && self.id == *id
+    }
+}
+
 struct Front {
     slots: [Option<FrontEntry>; FRONT_SLOTS],
     next: usize,
@@ -212,10 +219,11 @@ impl<V: Send + Sync + 'static> LocalCopy<V> {
         FRONT
             .try_with(|front| {
                 let front = front.borrow();
-                let entry =
-                    front.slots.iter().flatten().find(|e| {
-                        e.owner == self.owner && e.id == *id && e.generation == generation
-                    })?;
+                let entry = front
+                    .slots
+                    .iter()
+                    .flatten()
+                    .find(|e| e.holds(self.owner, id) && e.generation == generation)?;
                 entry.value.clone().downcast::<Stamped<V>>().ok()
             })
             .ok()
@@ -237,10 +245,7 @@ impl<V: Send + Sync + 'static> LocalCopy<V> {
             let place = front
                 .slots
                 .iter()
-                .position(|e| {
-                    e.as_ref()
-                        .is_some_and(|e| e.owner == self.owner && e.id == id)
-                })
+                .position(|e| e.as_ref().is_some_and(|e| e.holds(self.owner, &id)))
                 .unwrap_or(front.next);
             if place == front.next {
                 front.next = (place + 1) % FRONT_SLOTS;
@@ -258,7 +263,7 @@ impl<V: Send + Sync + 'static> LocalCopy<V> {
                 .slots
                 .iter()
                 .flatten()
-                .any(|e| e.owner == self.owner && e.id == *id)
+                .any(|e| e.holds(self.owner, id))
         })
     }
 }
