@@ -131,12 +131,15 @@ impl<C: TimedClaims> Engine<C> {
         memo_capacity: u64,
         verifier: &'static str,
     ) -> Self {
-        let memo_keys = (memo_capacity > 0).then(MemoKeyer::random).and_then(|keyer| {
+        let memo_keys = if memo_capacity == 0 {
+            None
+        } else {
+            let keyer = MemoKeyer::random();
             if keyer.is_none() {
                 tracing::warn!(target: "idgate::verify", verifier, "could not draw the memo's secret key: verifying without a memo");
             }
             keyer
-        });
+        };
         let memo = memo_keys.map(|keys| Memo {
             verified: moka::sync::Cache::builder()
                 .max_capacity(memo_capacity)
