@@ -88,6 +88,17 @@ impl Connection {
         self.io.is_some()
     }
 
+    /// Waits for `sending`, a request handed to this connection's sender, driving the connection meanwhile: no task
+    /// of its own writes the request and reads the answer.
+    async fn exchange<T>(&mut self, sending: impl Future<Output = T>) -> T {
+        let mut sending = std::pin::pin!(sending);
+        std::future::poll_fn(|cx| {
+            self.drive(cx);
+            sending.as_mut().poll(cx)
+        })
+        .await
+    }
+
     /// Whether the connection can take a request now (it is polled first, to notice an upstream's close).
     fn ready(&mut self, cx: &mut Context<'_>) -> bool {
         self.drive(cx) && matches!(self.sender.poll_ready(cx), Poll::Ready(Ok(())))
@@ -95,7 +106,7 @@ impl Connection {
 }
 
 struct Idle {
-    connection: Connection,
+    connection: Box<Connection>,
     since: Instant,
 }
 
@@ -229,33 +240,18 @@ impl Pool {
         request
             .headers_mut()
             .insert(header::HOST, self.shared.host_header.clone());
+        // The cold paths (dialling, sending again) are boxed: inline, their futures would make this one, which every
+        // request builds and moves, several KiB (the connection is boxed for the same reason).
         let (mut connection, reused) =
             match std::future::poll_fn(|cx| Poll::Ready(self.take(cx))).await {
                 Some(connection) => (connection, true),
-                None => (self.dial().await?, false),
+                None => (Box::pin(self.dial()).await?, false),
             };
-        let mut sending = std::pin::pin!(connection.sender.try_send_request(request));
-        let answer = std::future::poll_fn(|cx| {
-            connection.drive(cx);
-            sending.as_mut().poll(cx)
-        })
-        .await;
-        let (response, connection) = match answer {
+        let sending = connection.sender.try_send_request(request);
+        let (response, connection) = match connection.exchange(sending).await {
             Ok(response) => (response, connection),
             Err(mut unsent) if reused => match unsent.take_message() {
-                Some(request) => {
-                    tracing::debug!(target: "idgate::proxy", "an idle upstream connection closed; sending on a new one");
-                    let mut connection = self.dial().await?;
-                    let sending = connection.sender.send_request(request);
-                    let mut sending = std::pin::pin!(sending);
-                    let response = std::future::poll_fn(|cx| {
-                        connection.drive(cx);
-                        sending.as_mut().poll(cx)
-                    })
-                    .await
-                    .map_err(UpstreamError::Http)?;
-                    (response, connection)
-                }
+                Some(request) => Box::pin(self.send_on_a_new_connection(request)).await?,
                 None => return Err(UpstreamError::Http(unsent.into_error())),
             },
             Err(failed) => return Err(UpstreamError::Http(failed.into_error())),
@@ -275,8 +271,23 @@ impl Pool {
         }))
     }
 
+    /// Sends `request` again on a new connection: an idle one did not take it (the upstream closed it just then).
+    async fn send_on_a_new_connection(
+        &self,
+        request: Request<Body>,
+    ) -> Result<(Response<Incoming>, Box<Connection>), UpstreamError> {
+        tracing::debug!(target: "idgate::proxy", "an idle upstream connection closed; sending on a new one");
+        let mut connection = self.dial().await?;
+        let sending = connection.sender.send_request(request);
+        let response = connection
+            .exchange(sending)
+            .await
+            .map_err(UpstreamError::Http)?;
+        Ok((response, connection))
+    }
+
     /// The newest idle connection that can take a request now; closed and expired ones met on the way are dropped.
-    fn take(&self, cx: &mut Context<'_>) -> Option<Connection> {
+    fn take(&self, cx: &mut Context<'_>) -> Option<Box<Connection>> {
         loop {
             let idle = self.lock().pop_back()?;
             if idle.since.elapsed() >= UPSTREAM_IDLE_TIMEOUT {
@@ -291,7 +302,7 @@ impl Pool {
         }
     }
 
-    async fn dial(&self) -> Result<Connection, UpstreamError> {
+    async fn dial(&self) -> Result<Box<Connection>, UpstreamError> {
         let shared = &self.shared;
         let connect_error = |source| UpstreamError::Connect {
             authority: shared.host_header.to_str().unwrap_or_default().to_owned(),
@@ -308,15 +319,15 @@ impl Pool {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(UpstreamError::Http)?;
-        Ok(Connection {
+        Ok(Box::new(Connection {
             sender,
             io: Some(io),
             _open: open,
-        })
+        }))
     }
 
     /// Keeps `connection` for the next request, if it can take one and the pool has room.
-    fn give_back(self: &Arc<Self>, mut connection: Connection) {
+    fn give_back(self: &Arc<Self>, mut connection: Box<Connection>) {
         // Polled without a waker: whoever takes it next polls it with theirs.
         if !connection.ready(&mut Context::from_waker(Waker::noop())) {
             return;
@@ -375,7 +386,7 @@ pin_project! {
     pub(crate) struct Upstreamed {
         #[pin]
         body: Incoming,
-        connection: Option<Connection>,
+        connection: Option<Box<Connection>>,
         pool: Weak<Pool>,
     }
 }

@@ -232,3 +232,27 @@ fn idgate_cookies_are_removed_and_the_rest_kept_byte_for_byte() {
         .collect();
     assert_eq!(left, ["=; Path=/", "theme=dark"]);
 }
+
+/// Every request builds the forwarding future and moves it (into axum's box, among others): its size is memory
+/// copied per request. Dialling and resending, rare, are boxed so that they do not make it several KiB (it was
+/// 5.7 KiB with them inline, 2.2 KiB without, on Rust 1.95); the bound catches a cold path inlined again.
+#[test]
+fn the_forwarding_future_stays_small() {
+    use std::sync::Arc;
+    let authority: http::uri::Authority = "127.0.0.1:1".parse().unwrap();
+    let pools = crate::pool::Pools::new("127.0.0.1".into(), 1, &authority, 4);
+    let upstream = Arc::new(crate::upstream::Upstream {
+        pool: pools.pool(),
+        authority,
+        base_path: String::new(),
+        budget: Arc::new(tokio::sync::Semaphore::new(4)),
+        options: crate::ProxyOptions::default(),
+        behind_app_engine: false,
+        inbound: true,
+        idgate_cookies: None,
+    });
+    let request = http::Request::new(axum::body::Body::empty());
+    let forwarding = crate::upstream::forward(axum::extract::State(upstream), request);
+    let size = size_of_val(&forwarding);
+    assert!(size <= 3 * 1024, "the forwarding future is {size} bytes");
+}
