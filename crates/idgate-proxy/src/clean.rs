@@ -1,7 +1,6 @@
 //! The two-step header clean-up (see the [crate docs](crate)): hop-by-hop headers and every spelling of an identity,
 //! credential or forwarding header before the layers; unverified credentials after them.
 
-use axum::body::Body;
 use http::Request;
 use http::header::{COOKIE, HeaderMap, HeaderName, HeaderValue, SET_COOKIE};
 
@@ -23,7 +22,7 @@ const PROXY_HEADER: &str = "proxy";
 const PROXY_HEADER_PREFIX: &str = "proxy-";
 
 /// The first step of the clean-up (see the [crate docs](crate)): what no layer may see and no upstream may get.
-pub(crate) async fn clean_before_layers(mut request: Request<Body>) -> Request<Body> {
+pub(crate) fn clean_before_layers<B>(mut request: Request<B>) -> Request<B> {
     let headers = request.headers_mut();
     strip_hop_by_hop(headers);
     strip_spoofable(headers);

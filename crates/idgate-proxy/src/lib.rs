@@ -179,9 +179,13 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Body;
 use http::header::HeaderName;
+use idgate_core::config::Admission;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceBuilder;
+use tower_layer::Layer as _;
 use url::Url;
 
 use idgate_server::{Layers, RequireIdentityLayer};
@@ -501,23 +505,41 @@ impl Proxy {
             inbound: self.inbound,
             idgate_cookies: self.idgate_cookies,
         });
-        let forwarding = Router::new().fallback(forward).with_state(state);
-        // The sign-in routes are the proxy's own, outside the gate and never forwarded; the session layer wraps them
-        // and the gate alike.
-        let app = match &self.guard {
-            Guard::Layers(layers) => layers.apply(forwarding),
-            Guard::SignIn(signin, gate) => forwarding
-                .layer(gate.clone())
-                .merge(signin.router())
-                .layer(signin.layer()),
-            Guard::ByCredential(layers, signin, gate) => forwarding
-                .layer(layers.by_credential().no_credential(gate.clone()))
-                .merge(signin.router())
-                .layer(signin.layer()),
-        };
-        // `layer` last: the clean-up runs before the layers see the request; the server span covers all of it.
-        app.layer(axum::middleware::map_request(clean_before_layers))
+        let forward = axum::handler::Handler::with_state(forward, state);
+        // The layers are stacked with `ServiceBuilder`, not by `Router::layer` one at a time: each of those wraps
+        // every route in one more boxed service, cloned and boxed again for every request. A forwarded request passes
+        // one such level here (two with sign-in) instead of four or five. The clean-up runs before the layers see the
+        // request; the server span covers all of it.
+        let outer = ServiceBuilder::new()
             .layer(trace::ServerSpanLayer)
+            .map_request(clean_before_layers::<Body>);
+        match &self.guard {
+            Guard::Layers(layers) if layers.admission_mode() == Admission::ByCredential => {
+                Router::new().fallback_service(outer.layer(layers.by_credential()).service(forward))
+            }
+            // Stacked as `Layers::apply` stacks them: IAP outermost.
+            Guard::Layers(layers) => Router::new().fallback_service(
+                outer
+                    .option_layer(layers.iap().cloned())
+                    .option_layer(layers.identity().cloned())
+                    .service(forward),
+            ),
+            // The sign-in routes are the proxy's own, outside the gate and never forwarded; the session layer wraps
+            // them and the gate alike.
+            Guard::SignIn(signin, gate) => Router::new()
+                .fallback_service(gate.layer(forward))
+                .merge(signin.router())
+                .layer(outer.layer(signin.layer())),
+            Guard::ByCredential(layers, signin, gate) => Router::new()
+                .fallback_service(
+                    layers
+                        .by_credential()
+                        .no_credential(gate.clone())
+                        .layer(forward),
+                )
+                .merge(signin.router())
+                .layer(outer.layer(signin.layer())),
+        }
     }
 }
 
