@@ -580,29 +580,29 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
             format!(
                 "Where idgate's proxy misses nginx: wrk, the upstream and the proxy share this machine's cores, so \
                  throughput follows the CPU each proxied request costs.{measured} The verification is a memo hit \
-                 (under 1 µs). Upstream connections are driven by the request's own task (idgate's own pool, \
-                 `idgate-proxy/src/pool.rs`): against hyper-util's pooled client, whose connection tasks cost a \
-                 cross-thread wake-up each way, that took 10-15 % off the proxy's CPU per request (A/B of \
-                 `probe-proxy`, 2026-12-02, this machine). The connection watchdog (`idgate-serve`: header-read, \
-                 idle and stall deadlines) was woken and re-registered its timer four times a request until \
-                 3e7679a; lazy since (woken only by a deadline earlier than its timer's), which took about 1-4 µs \
-                 more off (27.8/24.9/22.9 → 23.9/22.2/22.3 µs in interleaved `probe-proxy` pairs; the watchdog \
-                 switched off entirely: -3.5 µs). `perf record` of `probe-proxy` at 32 connections (before that \
-                 change) splits the rest about evenly between the kernel (loopback TCP and epoll, about 1.2 × nginx's \
-                 kernel time per request) and user space, about 17 µs per request against nginx's 4, spread with \
-                 no symbol above 1 % of samples over hyper's HTTP/1 server and client (each side parses its head \
-                 and fills a header map), tokio's scheduler and readiness, axum's routing and the tower layers. The \
-                 proxy now serves as nginx's workers do (`idgate_serve::serve_on_threads`: a \
-                 single-threaded runtime per core, each with its own connections and upstream pool, every new \
-                 connection handed to the thread serving the fewest); against the work-stealing runtime it served on \
-                 before, that took \
-                 13 % off the proxy's CPU per request at 32 connections (90 → 78 µs, medians of three interleaved \
-                 `probe-proxy` pairs on a slower machine than this table's earlier runs) and 27 % at 1 connection \
-                 (151 → 110 µs), and raised throughput at 32 connections by 20 % (13.0 → 15.6 k req/s; 53 → 65 % \
-                 of nginx in the same pairs). Without the hand-off, the thread that won the race to accept kept \
-                 most connections (2.4 × the other's CPU) and bounded the throughput. The rest is a general HTTP stack (two hyper codecs \
-                 and a header map per request) against nginx's buffer-to-buffer proxying; closing it needs an \
-                 HTTP/1 forwarding path of idgate's own, not a fix in the layers, and is left for its own issue."
+                 (under 1 µs). The gap is in user space: over 4 s of this load (2026-12-03, this machine, before the \
+                 three changes below) the proxy threads spent 41.6 µs of user and 30.7 µs of system time per \
+                 request, nginx's workers 11.2 and 25.2 µs, for the same system calls (strace: one `recvfrom` and one \
+                 `writev` per request on each of the two connections, a few `epoll_wait`). Counted in instructions \
+                 (callgrind, `benches/scripts/proxy-instructions.sh`, which this machine's noise does not move), the \
+                 proxy threads executed 70.9 k per request and the hello-world upstream's thread 22.5 k (3.14 ×); \
+                 three changes took the proxy to 55.0 k (2.45 ×, -22 %): the upstream connection and the rare \
+                 dial and resend paths boxed (the forwarding future was 5.7 KiB, moved several times a request: \
+                 `memmove` was the top symbol, 6 % of samples), the gates stacked with `ServiceBuilder` under one \
+                 `Router` level instead of four (each level boxes and clones per request), and the headers cleaned \
+                 in passes over their names instead of some twenty removals by name. In CPU time, the proxy's over \
+                 the upstream's in the same wrk runs went from 3.2 to 2.75 (medians of four interleaved \
+                 `probe-proxy` pairs). Earlier: upstream connections driven by the request's own task \
+                 (`idgate-proxy/src/pool.rs`) rather than hyper-util's pooled client (a cross-thread wake-up each \
+                 way): 10-15 % less CPU per request; the connection watchdog woken only by a deadline earlier than \
+                 its timer's: 1-4 µs; a single-threaded runtime per core, each with its own connections and \
+                 upstream pool, new connections handed to the least busy thread (as nginx's workers): 13 % less CPU \
+                 at 32 connections, 27 % at 1, and the throughput at 32 connections up 20 %. What is left is mostly \
+                 hyper's: two HTTP/1 codecs per request (the client side and the server side, each about the \
+                 upstream's 22 k instructions), tokio's readiness and the header map, against nginx's \
+                 buffer-to-buffer proxying. Closing it needs an HTTP/1 forwarding path of idgate's own \
+                 (request-smuggling-sensitive parsing, with a hostile-input suite of its own), not a fix in the \
+                 layers, and is left for its own issue."
             ),
         );
     }
