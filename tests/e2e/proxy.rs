@@ -995,6 +995,61 @@ async fn serve_forwards_identity_keeps_rejections_out_and_shuts_down_gracefully(
         .expect("a clean stop after the shutdown signal");
 }
 
+/// A `HEAD` answer carries no body, over HTTP/1.1 and HTTP/2, whether the proxy refused the request or the upstream
+/// answered it. axum drops a `HEAD` body only where a method router answers, and hyper's HTTP/2 server sends
+/// whatever body it is given, which an h2 client takes as a protocol error and resets the stream. Regression: at
+/// bc52a36 the proxy's stack was served through `Router::fallback_service`, past axum's method router, and a refused
+/// `HEAD` over h2c went out with its 401 text as DATA.
+#[tokio::test]
+async fn head_requests_get_no_body_over_http1_and_http2() {
+    let emu = emulator().await;
+    let upstream = Upstream::default();
+    let url = upstream.start().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr, server) = serve_proxy(url, identity_layers(&emu), ProxyOptions::default(), async {
+        let _ = stopped.await;
+    })
+    .await;
+    let token = emu.mint(&sa());
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2c client");
+    for (version, http) in [("HTTP/1.1", client()), ("HTTP/2", h2)] {
+        let refused = http
+            .head(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{version}: a refused HEAD: {e:?}"));
+        assert_eq!(refused.status(), 401, "{version}");
+        let body = refused.bytes().await;
+        assert!(body.is_ok_and(|b| b.is_empty()), "{version}");
+
+        let admitted = http
+            .head(format!("http://{addr}/"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{version}: an admitted HEAD: {e:?}"));
+        assert_eq!(admitted.status(), 200, "{version}");
+        // The length a GET's body would have (`upstream`), as the upstream announced it.
+        assert_eq!(
+            admitted
+                .headers()
+                .get("content-length")
+                .map(|v| v.as_bytes()),
+            Some(&b"8"[..]),
+            "{version}"
+        );
+        let body = admitted.bytes().await;
+        assert!(body.is_ok_and(|b| b.is_empty()), "{version}");
+    }
+    assert_eq!(upstream.calls(), 2, "only the admitted HEADs reached it");
+    stop.send(()).expect("the proxy is running");
+    server.await.expect("joined").expect("a clean stop");
+}
+
 #[tokio::test]
 async fn an_unreachable_upstream_is_502() {
     let emu = emulator().await;

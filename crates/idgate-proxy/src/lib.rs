@@ -185,7 +185,6 @@ use idgate_core::config::Admission;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
-use tower_layer::Layer as _;
 use url::Url;
 
 use idgate_server::{Layers, RequireIdentityLayer};
@@ -505,38 +504,34 @@ impl Proxy {
             inbound: self.inbound,
             idgate_cookies: self.idgate_cookies,
         });
-        let forward = axum::handler::Handler::with_state(forward, state);
-        // The layers are stacked with `ServiceBuilder`, not by `Router::layer` one at a time: each of those wraps
-        // every route in one more boxed service, cloned and boxed again for every request. A forwarded request passes
-        // one such level here (two with sign-in) instead of four or five. The clean-up runs before the layers see the
-        // request; the server span covers all of it.
+        // The handler stays a method router's (`fallback`, not `fallback_service`): axum finishes a response only
+        // there, emptying a `HEAD` response's body and filling in `Content-Length`, and hyper's HTTP/2 server does
+        // not drop a `HEAD` body itself. The layers are applied inside it.
+        let forwarding = Router::new().fallback(forward).with_state(state);
+        // Stacked with `ServiceBuilder` and applied at once: each `Router::layer` wraps the handler's route in one
+        // more boxed service, cloned and boxed again for every request, and axum's `map_request` boxes and clones
+        // besides. The clean-up runs before the layers see the request; the server span covers all of it.
         let outer = ServiceBuilder::new()
             .layer(trace::ServerSpanLayer)
             .map_request(clean_before_layers::<Body>);
         match &self.guard {
             Guard::Layers(layers) if layers.admission_mode() == Admission::ByCredential => {
-                Router::new().fallback_service(outer.layer(layers.by_credential()).service(forward))
+                forwarding.layer(outer.layer(layers.by_credential()))
             }
             // Stacked as `Layers::apply` stacks them: IAP outermost.
-            Guard::Layers(layers) => Router::new().fallback_service(
+            Guard::Layers(layers) => forwarding.layer(
                 outer
                     .option_layer(layers.iap().cloned())
-                    .option_layer(layers.identity().cloned())
-                    .service(forward),
+                    .option_layer(layers.identity().cloned()),
             ),
             // The sign-in routes are the proxy's own, outside the gate and never forwarded; the session layer wraps
             // them and the gate alike.
-            Guard::SignIn(signin, gate) => Router::new()
-                .fallback_service(gate.layer(forward))
+            Guard::SignIn(signin, gate) => forwarding
+                .layer(gate.clone())
                 .merge(signin.router())
                 .layer(outer.layer(signin.layer())),
-            Guard::ByCredential(layers, signin, gate) => Router::new()
-                .fallback_service(
-                    layers
-                        .by_credential()
-                        .no_credential(gate.clone())
-                        .layer(forward),
-                )
+            Guard::ByCredential(layers, signin, gate) => forwarding
+                .layer(layers.by_credential().no_credential(gate.clone()))
                 .merge(signin.router())
                 .layer(outer.layer(signin.layer())),
         }
