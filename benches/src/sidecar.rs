@@ -586,10 +586,10 @@ pub(crate) fn run(env: &Env, report: &mut Report) {
                  `writev` per request on each of the two connections, a few `epoll_wait`). Counted in instructions \
                  (callgrind, `benches/scripts/proxy-instructions.sh`, which this machine's noise does not move), the \
                  proxy threads executed 70.9 k per request and the hello-world upstream's thread 22.5 k (3.14 ×); \
-                 three changes took the proxy to 55.0 k (2.45 ×, -22 %): the upstream connection and the rare \
+                 three changes took the proxy to 58.7 k (2.58 ×, -17 %): the upstream connection and the rare \
                  dial and resend paths boxed (the forwarding future was 5.7 KiB, moved several times a request: \
-                 `memmove` was the top symbol, 6 % of samples), the gates stacked with `ServiceBuilder` under one \
-                 `Router` level instead of four (each level boxes and clones per request), and the headers cleaned \
+                 `memmove` was the top symbol, 6 % of samples), the gates stacked with `ServiceBuilder` and applied \
+                 at once, two `Router` levels instead of four (each level boxes and clones per request), and the headers cleaned \
                  in passes over their names instead of some twenty removals by name. In CPU time, the proxy's over \
                  the upstream's in the same wrk runs went from 3.2 to 2.75 (medians of four interleaved \
                  `probe-proxy` pairs). Earlier: upstream connections driven by the request's own task \
