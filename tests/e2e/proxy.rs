@@ -55,6 +55,15 @@ impl Upstream {
     }
 }
 
+/// A client that speaks HTTP/2 without TLS from the first byte (h2c prior knowledge), as a front end may.
+fn h2c_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2c client")
+}
+
 pub(crate) async fn proxy(upstream: &url::Url, layers: &Layers) -> SocketAddr {
     proxy_with(upstream, layers, ProxyOptions::default()).await
 }
@@ -348,11 +357,7 @@ async fn proxy_joins_cookie_fields_into_one_header_for_the_upstream() {
     let url = upstream.start().await;
     let addr = proxy(&url, &identity_layers(&emu)).await;
     let token = emu.mint(&sa());
-    let h2 = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .expect("h2c client");
+    let h2 = h2c_client();
     for (version, http) in [("HTTP/1.1", client()), ("HTTP/2", h2)] {
         let response = http
             .get(format!("http://{addr}/"))
@@ -756,11 +761,7 @@ async fn proxy_sets_forwarding_headers_the_same_for_http1_and_http2() {
     .await;
     let token = emu.mint(&sa());
     let h1 = client();
-    let h2 = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .expect("h2c client");
+    let h2 = h2c_client();
     for (version, http) in [("HTTP/1.1", &h1), ("HTTP/2", &h2)] {
         for (mode, addr) in [
             ("direct", direct),
@@ -947,18 +948,31 @@ async fn serve_proxy(
     (addr, server)
 }
 
+/// [`serve_proxy`] with the identity layers in front of a recording [`Upstream`], until `stop` is sent.
+async fn serve_identity_proxy(
+    emu: &Emulator,
+) -> (
+    Upstream,
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), idgate_proxy::ProxyError>>,
+) {
+    let upstream = Upstream::default();
+    let url = upstream.start().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr, server) = serve_proxy(url, identity_layers(emu), ProxyOptions::default(), async {
+        let _ = stopped.await;
+    })
+    .await;
+    (upstream, addr, stop, server)
+}
+
 /// The sidecar as `idgate proxy` runs it: [`idgate_proxy::serve`] (the listener limits, graceful shutdown), the
 /// caller forwarded, rejections kept out, exempt paths forwarded without identity.
 #[tokio::test]
 async fn serve_forwards_identity_keeps_rejections_out_and_shuts_down_gracefully() {
     let emu = emulator().await;
-    let upstream = Upstream::default();
-    let url = upstream.start().await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (addr, server) = serve_proxy(url, identity_layers(&emu), ProxyOptions::default(), async {
-        let _ = stopped.await;
-    })
-    .await;
+    let (upstream, addr, stop, server) = serve_identity_proxy(&emu).await;
     let token = format!("Bearer {}", emu.mint(&sa()));
     assert_eq!(
         get(
@@ -1003,19 +1017,9 @@ async fn serve_forwards_identity_keeps_rejections_out_and_shuts_down_gracefully(
 #[tokio::test]
 async fn head_requests_get_no_body_over_http1_and_http2() {
     let emu = emulator().await;
-    let upstream = Upstream::default();
-    let url = upstream.start().await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (addr, server) = serve_proxy(url, identity_layers(&emu), ProxyOptions::default(), async {
-        let _ = stopped.await;
-    })
-    .await;
+    let (upstream, addr, stop, server) = serve_identity_proxy(&emu).await;
     let token = emu.mint(&sa());
-    let h2 = reqwest::Client::builder()
-        .no_proxy()
-        .http2_prior_knowledge()
-        .build()
-        .expect("h2c client");
+    let h2 = h2c_client();
     for (version, http) in [("HTTP/1.1", client()), ("HTTP/2", h2)] {
         let refused = http
             .head(format!("http://{addr}/"))
