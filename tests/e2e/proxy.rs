@@ -56,7 +56,7 @@ impl Upstream {
 }
 
 /// A client that speaks HTTP/2 without TLS from the first byte (h2c prior knowledge), as a front end may.
-fn h2c_client() -> reqwest::Client {
+pub(crate) fn h2c_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .http2_prior_knowledge()

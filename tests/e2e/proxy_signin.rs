@@ -338,6 +338,35 @@ async fn a_refused_account_gets_403_and_nothing_is_forwarded() {
     assert_eq!(proxy.echo.calls(), 0);
 }
 
+/// A `HEAD` the sign-in gate refuses has no body over h2c either, for sign-in alone and next to a token gate: the
+/// gate answers inside axum's method router, which drops a `HEAD` body (hyper's HTTP/2 server does not). See
+/// `head_requests_get_no_body_over_http1_and_http2` in proxy.rs for the regression this guards.
+#[tokio::test]
+async fn a_refused_head_has_no_body_over_h2c() {
+    for inbound in [false, true] {
+        let proxy = Proxy::start(Combo {
+            inbound,
+            iap: false,
+            signin: true,
+        })
+        .await;
+        let refused = crate::proxy::h2c_client()
+            .head(format!("http://{}/books", proxy.addr))
+            .header(SCRIPT.0, SCRIPT.1)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("inbound {inbound}: a refused HEAD: {e:?}"));
+        assert_eq!(
+            refused.status(),
+            StatusCode::UNAUTHORIZED,
+            "inbound {inbound}"
+        );
+        let body = refused.bytes().await;
+        assert!(body.is_ok_and(|b| b.is_empty()), "inbound {inbound}");
+        assert_eq!(proxy.echo.calls(), 0);
+    }
+}
+
 #[tokio::test]
 async fn idgate_cookies_never_reach_the_upstream_in_any_spelling() {
     let proxy = Proxy::start(Combo {
