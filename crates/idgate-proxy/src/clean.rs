@@ -4,6 +4,7 @@
 use http::Request;
 use http::header::{COOKIE, HeaderMap, HeaderName, HeaderValue, SET_COOKIE};
 
+use idgate_serve::headers::remove_where;
 use idgate_server::CredentialHeader;
 
 use crate::forwarding::FORWARDED_HEADER_PREFIX;
@@ -41,22 +42,6 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// `Proxy` or any `Proxy-*` header.
 fn is_proxy_header(name: &str) -> bool {
     name == PROXY_HEADER || name.starts_with(PROXY_HEADER_PREFIX)
-}
-
-/// Removes every header whose (lower-case) name satisfies `doomed`.
-///
-/// The clean-up is written as passes of this rather than as removals by name: a pass compares each name the message
-/// has (about ten), where a removal hashes its name and looks it up, and nearly every header the clean-up names is
-/// absent from nearly every request. Nothing is allocated when nothing goes.
-pub(crate) fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| doomed(name.as_str()))
-        .cloned()
-        .collect();
-    for name in names {
-        headers.remove(name);
-    }
 }
 
 /// IAP's unsigned identity headers (`X-Goog-Authenticated-User-Email` / `-Id`): forgeable by anyone who reaches the

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::clean::remove_where;
+use idgate_serve::headers::remove_where;
 
 /// The prefix of `X-Forwarded-Host`, `-Proto`, `-For`, `-Port`, `-Prefix`, ...
 pub(crate) const FORWARDED_HEADER_PREFIX: &str = "x-forwarded-";

@@ -9,9 +9,9 @@ use http::header::{self, HeaderMap, HeaderName};
 /// RFC 2616 listed them): neither proxy asks for proxy authentication, so a client's `Proxy-Authorization` is a
 /// credential for some other proxy that the application has no business seeing, and an upstream's
 /// `Proxy-Authenticate` would ask the client for credentials for a proxy that is not there.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+fn is_hop_by_hop(name: &str) -> bool {
     matches!(
-        name.as_str(),
+        name,
         "connection"
             | "keep-alive"
             | "proxy-connection"
@@ -64,15 +64,35 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    // The fixed names in one pass over the names the message has, each compared as it stands, and a lookup only for
-    // those present: most messages carry none, and a removal by name hashes the name, which costs more than
-    // comparing a few header names.
-    let doomed: Vec<HeaderName> = headers
+    remove_where(headers, is_hop_by_hop);
+}
+
+/// Removes every header whose name (lower case, as `http` stores it) satisfies `doomed`, with all its values.
+///
+/// One pass over the names the message has (usually about ten), then a removal only for those that go: where most of
+/// the names a clean-up cares about are absent from most messages, this is cheaper than removing each by name, which
+/// hashes the name and looks it up. Nothing is allocated when nothing goes.
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x-debug-a", HeaderValue::from_static("1"));
+/// headers.append("x-debug-b", HeaderValue::from_static("2"));
+/// headers.append("x-debug-b", HeaderValue::from_static("3"));
+/// headers.insert("x-kept", HeaderValue::from_static("4"));
+///
+/// idgate_serve::headers::remove_where(&mut headers, |name| name.starts_with("x-debug-"));
+/// assert_eq!(headers.len(), 1);
+/// assert!(headers.contains_key("x-kept"));
+/// ```
+pub fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| is_hop_by_hop(name))
+        .filter(|name| doomed(name.as_str()))
         .cloned()
         .collect();
-    for name in doomed {
+    for name in names {
         headers.remove(name);
     }
 }

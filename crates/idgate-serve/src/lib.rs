@@ -54,7 +54,8 @@
 //! ```
 //!
 //! For a router that proxies, [`headers::remove_hop_by_hop`] is the hop-by-hop clean-up (RFC 9110 §7.6.1) both of
-//! idgate's proxies apply to every request and response they forward.
+//! idgate's proxies apply to every request and response they forward, and [`headers::remove_where`] the one-pass removal
+//! it and `idgate-proxy`'s other clean-up steps are written with.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The README's example is compiled (and run, unless marked `no_run`) as a doctest, so it cannot drift from the code.
